@@ -1,0 +1,24 @@
+// Vitest runs the TypeScript sources directly: each workspace package resolves to its src/.
+// Tests that spawn the `nexus` CLI use the built dist/ (npm test runs `tsc -b` first).
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (pkg: string): string =>
+  fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@nexus/protocol': src('protocol'),
+      '@nexus/sdk': src('sdk'),
+      '@nexus/server': src('server'),
+      '@nexus/cli': src('cli'),
+    },
+  },
+  test: {
+    include: ['packages/*/src/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+  },
+});
