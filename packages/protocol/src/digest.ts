@@ -1,0 +1,62 @@
+// RFC 9530 Content-Digest: create and verify with sha-256 / sha-512 only (Nexus v1,
+// [DIGEST-ALG]); any other algorithm is ignored, and a header with none allowed is invalid.
+
+import { bodyBytes, bytesEqual, subtle, toBuffer, type BodyInput } from './encoding.js';
+import { NexusError } from './errors.js';
+import { parseDictionary, serializeByteSequence } from './structured-fields.js';
+
+/** The digest algorithms Nexus accepts. */
+export type DigestAlgorithm = 'sha-256' | 'sha-512';
+
+/** The digest algorithms Nexus accepts, in preference order. */
+export const DIGEST_ALGORITHMS: readonly DigestAlgorithm[] = Object.freeze(['sha-256', 'sha-512']);
+
+const HASH: Record<DigestAlgorithm, string> = { 'sha-256': 'SHA-256', 'sha-512': 'SHA-512' };
+
+async function hash(alg: DigestAlgorithm, body: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await subtle().digest(HASH[alg], toBuffer(body)));
+}
+
+/**
+ * Returns a Content-Digest field value for `body`, e.g. `sha-256=:X48E...=:`.
+ *
+ * @example
+ * headers['content-digest'] = await createContentDigest('{"hello": "world"}');
+ */
+export async function createContentDigest(
+  body: BodyInput,
+  alg: DigestAlgorithm = 'sha-256',
+): Promise<string> {
+  if (!(alg in HASH)) throw new NexusError('digest_invalid');
+  return `${alg}=${serializeByteSequence(await hash(alg, bodyBytes(body)))}`;
+}
+
+/**
+ * Verifies a Content-Digest field value against `body`. Every sha-256 / sha-512 member
+ * MUST match; other algorithms are ignored.
+ *
+ * @throws NexusError `digest_invalid` (malformed, or no allowed algorithm),
+ *   `digest_mismatch` (a value does not match the body).
+ * @returns the algorithms that were checked.
+ */
+export async function verifyContentDigest(
+  headerValue: string,
+  body: BodyInput,
+): Promise<DigestAlgorithm[]> {
+  const dict = parseDictionary(headerValue, { code: 'digest_invalid' });
+  const checks: Array<[DigestAlgorithm, Uint8Array]> = [];
+  for (const [key, member] of dict) {
+    if (key !== 'sha-256' && key !== 'sha-512') continue;
+    if (member.kind !== 'item' || !(member.value instanceof Uint8Array)) {
+      throw new NexusError('digest_invalid');
+    }
+    checks.push([key, member.value]);
+  }
+  if (checks.length === 0) throw new NexusError('digest_invalid');
+  const bytes = bodyBytes(body);
+  for (const [alg, expected] of checks) {
+    // Digests are not secret, but the comparison is constant-time anyway.
+    if (!bytesEqual(await hash(alg, bytes), expected)) throw new NexusError('digest_mismatch');
+  }
+  return checks.map(([alg]) => alg);
+}

@@ -1,0 +1,445 @@
+// The Nexus v1 request profile (WIMSE HTTP signatures): signing a request with a lease key
+// and verifying it at the proxy, every rule of docs/dev/profile-decisions.md in its order.
+
+import type { CryptoKey, CryptoKeyPair, JsonWebKey } from './webcrypto.js';
+import { decodeJwt } from 'jose';
+import { createContentDigest, verifyContentDigest, type DigestAlgorithm } from './digest.js';
+import { base64UrlEncode, bodyBytes, subtle, utf8, type BodyInput } from './encoding.js';
+import { NexusError } from './errors.js';
+import { algorithmForCryptoKey, importJwk, verifyBytes } from './http-signatures/algorithms.js';
+import { serializeComponentId, type ComponentInput } from './http-signatures/components.js';
+import {
+  fieldLines,
+  fieldValue,
+  splitUrl,
+  trimOWS,
+  type HeaderInput,
+  type HttpMessage,
+} from './http-signatures/message.js';
+import { createSignatureBase, parseSignatures, signMessage } from './http-signatures/signatures.js';
+import {
+  agentNameFromSub,
+  signatureAlgorithmForJwk,
+  verifyLease,
+  type AgentPublicJwk,
+  type Clock,
+  type LeaseClaims,
+  type LeaseKey,
+} from './lease.js';
+import type { ProtectedHeaderParameters } from 'jose';
+import { parseSfString, serializeSfString } from './structured-fields.js';
+
+/** The only signature label of the profile. */
+export const SIGNATURE_LABEL = 'wimse';
+/** The required `tag` parameter. */
+export const SIGNATURE_TAG = 'wimse-workload-to-workload';
+/** Maximum `expires - created`, seconds. */
+export const MAX_SIGNATURE_WINDOW = 60;
+/** Maximum Nexus-Intent length, characters. */
+export const MAX_INTENT_LENGTH = 512;
+/** Minimum nonce length, characters (>= 96 bits). */
+export const MIN_NONCE_LENGTH = 16;
+
+const REQUIRED_COMPONENTS = [
+  '@method',
+  '@request-target',
+  'workload-identity-token',
+  'nexus-intent',
+];
+const BODY_COMPONENTS = ['content-type', 'content-digest'];
+const FETCH_NORMALISED = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT']);
+
+/** An agent signature algorithm of the profile. */
+export type AgentSignatureAlgorithm = 'ed25519' | 'ecdsa-p256-sha256';
+
+/** The `wimse-aud` of a request URL: scheme, authority and path, without query. */
+export function signatureAudience(url: string): string {
+  const parts = splitUrl(url);
+  if (!parts) throw new NexusError('request_invalid');
+  return `${parts.scheme}://${parts.authority}${parts.path}`;
+}
+
+function checkIntent(intent: string): void {
+  if (intent.length > MAX_INTENT_LENGTH || !/^[\x20-\x7e]*$/.test(intent)) {
+    throw new NexusError('intent_invalid');
+  }
+}
+
+/** Options of {@link signRequest}. */
+export interface SignRequestOptions {
+  method: string;
+  /** Absolute URL at the proxy: `{proxy}/{service}/{path}?{query}`. */
+  url: string;
+  /** Request headers; MUST include `content-type` when there is a body. */
+  headers?: HeaderInput;
+  body?: BodyInput;
+  /** The lease JWT. */
+  lease: string;
+  /** The agent private key (Ed25519 or ECDSA P-256; may be non-extractable). */
+  key: CryptoKey;
+  /** Declared purpose (printable ASCII, <= 512 characters). Default empty. */
+  intent?: string;
+  digestAlgorithm?: DigestAlgorithm;
+  now?: Clock;
+  /** The nonce (>= 16 characters); default 128 random bits, base64url. */
+  nonce?: string;
+  /** `expires - created` (1..60, default 30); capped at the lease `exp`. */
+  ttlSeconds?: number;
+}
+
+/**
+ * Signs a request per the Nexus v1 profile. Returns the header fields to add (lower-case
+ * names); they replace any same-named header of the request.
+ *
+ * @example
+ * const added = await signRequest({ method: 'GET', url: `${proxy}/github/user`, lease, key,
+ *   intent: 'read my profile' });
+ * await fetch(url, { headers: { ...headers, ...added } });
+ */
+export async function signRequest(options: SignRequestOptions): Promise<Record<string, string>> {
+  const algorithm = algorithmForCryptoKey(options.key);
+  if (algorithm !== 'ed25519' && algorithm !== 'ecdsa-p256-sha256') {
+    throw new NexusError('request_invalid', 'agent key must be Ed25519 or ECDSA P-256');
+  }
+  const ttl = options.ttlSeconds ?? 30;
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_SIGNATURE_WINDOW) {
+    throw new NexusError('request_invalid', 'ttlSeconds must be 1..60');
+  }
+  const intent = options.intent ?? '';
+  checkIntent(intent);
+  const audience = signatureAudience(options.url);
+  const created = Math.floor((options.now ?? Date.now)() / 1000);
+  let expires = created + ttl;
+  try {
+    const exp = decodeJwt(options.lease).exp;
+    if (typeof exp === 'number') expires = Math.min(expires, exp);
+  } catch (cause) {
+    throw new NexusError('lease_invalid', undefined, { cause });
+  }
+  if (expires <= created) throw new NexusError('lease_expired');
+  const nonce =
+    options.nonce ?? base64UrlEncode(globalThis.crypto.getRandomValues(new Uint8Array(16)));
+  if (nonce.length < MIN_NONCE_LENGTH) throw new NexusError('request_invalid', 'nonce too short');
+
+  const method = FETCH_NORMALISED.has(options.method.toUpperCase())
+    ? options.method.toUpperCase()
+    : options.method;
+  const body = bodyBytes(options.body);
+  const added: Record<string, string> = {
+    'workload-identity-token': options.lease,
+    'nexus-intent': serializeSfString(intent),
+  };
+  const components: ComponentInput[] = [...REQUIRED_COMPONENTS];
+  const replaced = new Set([
+    'workload-identity-token',
+    'nexus-intent',
+    'signature',
+    'signature-input',
+  ]);
+  if (body.length > 0) {
+    if (fieldValue(options.headers ?? {}, 'content-type') === undefined) {
+      throw new NexusError('request_invalid', 'content-type is required with a body');
+    }
+    added['content-digest'] = await createContentDigest(body, options.digestAlgorithm);
+    replaced.add('content-digest');
+    components.push(...BODY_COMPONENTS);
+  }
+  const headers: Array<[string, string]> = [];
+  for (const [name, value] of headerPairs(options.headers ?? {})) {
+    if (!replaced.has(name)) headers.push([name, value]);
+  }
+  for (const [name, value] of Object.entries(added)) headers.push([name, value]);
+  const signed = await signMessage(
+    { method, url: options.url, headers },
+    {
+      label: SIGNATURE_LABEL,
+      components,
+      params: {
+        created,
+        expires,
+        nonce,
+        tag: SIGNATURE_TAG,
+        'wimse-aud': audience,
+      },
+      key: options.key,
+      algorithm,
+    },
+  );
+  added['signature-input'] = signed.signatureInput;
+  added['signature'] = signed.signature;
+  return added;
+}
+
+function headerPairs(headers: HeaderInput): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  if (Array.isArray(headers)) {
+    for (const [n, v] of headers as ReadonlyArray<readonly [string, string]>) {
+      out.push([n.toLowerCase(), v]);
+    }
+  } else {
+    const rec = headers as Readonly<Record<string, string | readonly string[] | undefined>>;
+    for (const [n, v] of Object.entries(rec)) {
+      if (v === undefined) continue;
+      for (const one of typeof v === 'string' ? [v] : v) out.push([n.toLowerCase(), one]);
+    }
+  }
+  return out;
+}
+
+/** Options of {@link verifyRequestSignature}. */
+export interface VerifyRequestSignatureOptions {
+  method: string;
+  /** The verifier's own absolute URL for this request (query included). */
+  url: string;
+  headers: HeaderInput;
+  /** The Authority URL (lease `iss`). */
+  issuer: string;
+  /** This proxy's URL (lease `aud`). */
+  audience: string;
+  /** Resolves the Authority key for a lease header (by `kid`); throw or return undefined if unknown. */
+  getAuthorityKey: (protectedHeader: ProtectedHeaderParameters) => Promise<LeaseKey | undefined>;
+  /** Revocation check (by lease, agent or all). */
+  isRevoked?: (claims: LeaseClaims) => boolean | Promise<boolean>;
+  now?: Clock;
+  /** Signature clock skew, seconds (default 5). */
+  skewSeconds?: number;
+  /** Lease clock skew, seconds (default 30). */
+  leaseSkewSeconds?: number;
+}
+
+/** A request whose lease and signature verified. */
+export interface VerifiedRequest {
+  claims: LeaseClaims;
+  /** The agent name from `sub`. */
+  agent: string;
+  /** The lease `jti`. */
+  leaseId: string;
+  nonce: string;
+  created: number;
+  expires: number;
+  intent: string;
+  algorithm: AgentSignatureAlgorithm;
+  /** The raw Signature field value. */
+  signature: string;
+  /** The raw Signature-Input field value. */
+  signatureInput: string;
+  /** Covered component identifiers, in received order (`content-digest`, `"@query-param";name="x"` for parameterised ones). */
+  covered: string[];
+  signatureBase: string;
+}
+
+const KEY_CACHE_LIMIT = 1024;
+const keyCache = new Map<string, CryptoKey>();
+
+/** Imports (or reuses) the agent public key of a `cnf.jwk`; cached by its RFC 7638 members. */
+async function agentKey(jwk: AgentPublicJwk, alg: AgentSignatureAlgorithm): Promise<CryptoKey> {
+  const id = thumbprintInput(jwk as unknown as Record<string, unknown>);
+  const cached = keyCache.get(id);
+  if (cached) return cached;
+  let key: CryptoKey;
+  try {
+    key = await importJwk(jwk as unknown as JsonWebKey & Record<string, unknown>, alg, 'verify');
+  } catch (cause) {
+    throw new NexusError('lease_invalid', undefined, { cause });
+  }
+  if (keyCache.size >= KEY_CACHE_LIMIT) {
+    const oldest = keyCache.keys().next().value;
+    if (oldest !== undefined) keyCache.delete(oldest);
+  }
+  keyCache.set(id, key);
+  return key;
+}
+
+/**
+ * Verifies the lease and the signature of a request (no body yet): lease -> revocation ->
+ * signature fields and parameters -> intent -> wimse-aud -> window -> signature.
+ * The body digest is checked later by {@link verifyRequestBody}.
+ *
+ * @throws NexusError with the code of the first failing rule.
+ */
+export async function verifyRequestSignature(
+  options: VerifyRequestSignatureOptions,
+): Promise<VerifiedRequest> {
+  const bad = (): never => {
+    throw new NexusError('signature_invalid');
+  };
+  const clock = options.now ?? Date.now;
+  // 1. Lease [LEASE-HEADER] and its checks [LEASE-*].
+  const leaseLines = fieldLines(options.headers, 'workload-identity-token');
+  if (!leaseLines) throw new NexusError('lease_missing');
+  if (leaseLines.length !== 1) throw new NexusError('lease_invalid');
+  const lease = trimOWS(leaseLines[0]!);
+  if (lease === '') throw new NexusError('lease_missing');
+  const { claims } = await verifyLease(lease, {
+    getKey: options.getAuthorityKey,
+    issuer: options.issuer,
+    audience: options.audience,
+    now: clock,
+    skewSeconds: options.leaseSkewSeconds ?? 30,
+  });
+  if (options.isRevoked && (await options.isRevoked(claims))) {
+    throw new NexusError('lease_revoked'); // [LEASE-REVOKED]
+  }
+  const algorithm = signatureAlgorithmForJwk(claims.cnf.jwk);
+
+  // 2. Signature fields and parameters.
+  const message: HttpMessage = {
+    method: options.method,
+    url: options.url,
+    headers: options.headers,
+  };
+  const signatures = parseSignatures(message, { rejectDuplicateKeys: true });
+  if (signatures.size !== 1) bad(); // [SIG-SINGLE]
+  const sig = signatures.get(SIGNATURE_LABEL) ?? bad();
+  const p = sig.params;
+  if (p.get('tag') !== SIGNATURE_TAG) bad(); // [SIG-TAG]
+  if (p.has('keyid') || p.has('alg')) bad(); // [SIG-NO-KEYID]
+  const created = p.get('created');
+  const expires = p.get('expires');
+  const nonce = p.get('nonce');
+  const aud = p.get('wimse-aud');
+  if (typeof created !== 'number' || typeof expires !== 'number') return bad(); // [SIG-PARAMS]
+  if (typeof nonce !== 'string' || typeof aud !== 'string') return bad();
+  if (nonce.length < MIN_NONCE_LENGTH) bad(); // [SIG-NONCE]
+  const covered = sig.components.map((c) =>
+    c.params.size === 0 ? c.name : serializeComponentId(c),
+  );
+  for (const name of REQUIRED_COMPONENTS) if (!covered.includes(name)) bad(); // [SIG-COVERED]
+  if (fieldLines(options.headers, 'content-digest') !== undefined) {
+    for (const name of BODY_COMPONENTS) if (!covered.includes(name)) bad(); // [SIG-BODY-COVERED]
+  }
+  // [INTENT-REQUIRED] [INTENT-FORMAT]
+  const intentLines = fieldLines(options.headers, 'nexus-intent');
+  if (!intentLines || intentLines.length !== 1) throw new NexusError('intent_invalid');
+  const intent = parseSfString(trimOWS(intentLines[0]!), { code: 'intent_invalid' });
+  checkIntent(intent);
+  let ownAudience: string;
+  try {
+    ownAudience = signatureAudience(options.url);
+  } catch {
+    throw new NexusError('request_invalid');
+  }
+  if (aud !== ownAudience) bad(); // [SIG-AUD]
+
+  // 3. Window.
+  const now = Math.floor(clock() / 1000);
+  const skew = options.skewSeconds ?? 5;
+  if (!(expires > created) || expires - created > MAX_SIGNATURE_WINDOW) bad(); // [SIG-WINDOW]
+  if (created > now + skew) bad(); // [SIG-CREATED-FUTURE]
+  if (now > expires + skew) throw new NexusError('signature_expired'); // [SIG-EXPIRED]
+  if (expires > claims.exp) bad(); // [SIG-LEASE-EXP]
+
+  // 4. Signature [SIG-VERIFY], over the base rebuilt from the received member.
+  const { base } = createSignatureBase(message, sig.components, p, { code: 'signature_invalid' });
+  const key = await agentKey(claims.cnf.jwk, algorithm);
+  if (!(await verifyBytes(algorithm, key, utf8(base), sig.signature))) bad();
+
+  return {
+    claims,
+    agent: agentNameFromSub(claims.sub)!,
+    leaseId: claims.jti,
+    nonce,
+    created,
+    expires,
+    intent,
+    algorithm,
+    signature: fieldValue(options.headers, 'signature')!,
+    signatureInput: fieldValue(options.headers, 'signature-input')!,
+    covered,
+    signatureBase: base,
+  };
+}
+
+/**
+ * Checks the body against a verified request: a non-empty body needs a covered
+ * Content-Digest and Content-Type, and the digest must match. An empty body's digest, if
+ * sent, must match too.
+ *
+ * @throws NexusError `digest_missing`, `signature_invalid`, `digest_invalid`, `digest_mismatch`.
+ */
+export async function verifyRequestBody(
+  verified: Pick<VerifiedRequest, 'covered'>,
+  headers: HeaderInput,
+  body: BodyInput,
+): Promise<void> {
+  const bytes = bodyBytes(body);
+  const digest = fieldValue(headers, 'content-digest');
+  if (bytes.length > 0) {
+    if (digest === undefined) throw new NexusError('digest_missing'); // [DIGEST-REQUIRED]
+    for (const name of BODY_COMPONENTS) {
+      if (!verified.covered.includes(name)) throw new NexusError('signature_invalid'); // [SIG-BODY-COVERED]
+    }
+  }
+  if (digest !== undefined) await verifyContentDigest(digest, bytes); // [DIGEST-ALG] [DIGEST-MATCH]
+}
+
+/** Options of {@link verifyRequest}. */
+export interface VerifyRequestOptions extends VerifyRequestSignatureOptions {
+  body?: BodyInput;
+}
+
+/** {@link verifyRequestSignature} then {@link verifyRequestBody}. Replay is the caller's next step. */
+export async function verifyRequest(options: VerifyRequestOptions): Promise<VerifiedRequest> {
+  const verified = await verifyRequestSignature(options);
+  await verifyRequestBody(verified, options.headers, options.body);
+  return verified;
+}
+
+/** A freshly generated agent key pair. */
+export interface AgentKeyPair {
+  privateKey: CryptoKey;
+  publicKey: CryptoKey;
+  /** The public key as JWK with `alg` (EdDSA or ES256), for `cnf.jwk`. */
+  publicJwk: AgentPublicJwk;
+  algorithm: AgentSignatureAlgorithm;
+}
+
+/**
+ * Generates an agent key pair with WebCrypto. The private key is non-extractable by
+ * default: it never leaves the process.
+ */
+export async function generateAgentKey(
+  alg: 'ed25519' | 'ecdsa-p256' = 'ed25519',
+  options: { extractable?: boolean } = {},
+): Promise<AgentKeyPair> {
+  const params = alg === 'ed25519' ? { name: 'Ed25519' } : { name: 'ECDSA', namedCurve: 'P-256' };
+  const pair = (await subtle().generateKey(params, options.extractable ?? false, [
+    'sign',
+    'verify',
+  ])) as CryptoKeyPair;
+  const jwk = await subtle().exportKey('jwk', pair.publicKey);
+  const publicJwk: AgentPublicJwk =
+    alg === 'ed25519'
+      ? { kty: 'OKP', crv: 'Ed25519', x: jwk.x!, alg: 'EdDSA' }
+      : { kty: 'EC', crv: 'P-256', x: jwk.x!, y: jwk.y!, alg: 'ES256' };
+  return {
+    privateKey: pair.privateKey,
+    publicKey: pair.publicKey,
+    publicJwk,
+    algorithm: alg === 'ed25519' ? 'ed25519' : 'ecdsa-p256-sha256',
+  };
+}
+
+const THUMBPRINT_MEMBERS: Record<string, readonly string[]> = {
+  OKP: ['crv', 'kty', 'x'],
+  EC: ['crv', 'kty', 'x', 'y'],
+  RSA: ['e', 'kty', 'n'],
+  oct: ['k', 'kty'],
+};
+
+function thumbprintInput(jwk: Record<string, unknown>): string {
+  const members = THUMBPRINT_MEMBERS[String(jwk.kty)];
+  if (!members) throw new NexusError('request_invalid');
+  const obj: Record<string, unknown> = {};
+  for (const m of members) {
+    if (typeof jwk[m] !== 'string') throw new NexusError('request_invalid');
+    obj[m] = jwk[m];
+  }
+  return JSON.stringify(obj);
+}
+
+/** RFC 7638 JWK thumbprint (SHA-256, base64url). */
+export async function jwkThumbprint(jwk: Record<string, unknown>): Promise<string> {
+  const digest = await subtle().digest('SHA-256', utf8(thumbprintInput(jwk)));
+  return base64UrlEncode(new Uint8Array(digest));
+}
