@@ -1,0 +1,9 @@
+// The ordered list of schema migrations. Append only: never edit a released migration.
+import { migration0001 } from './0001-initial.js';
+import type { Migration } from './migration.js';
+
+/** Every migration, ascending version. */
+export const MIGRATIONS: readonly Migration[] = [migration0001];
+
+/** The schema version this code writes and understands. */
+export const LATEST_SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

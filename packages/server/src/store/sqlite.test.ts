@@ -1,0 +1,192 @@
+// Runs the Store conformance suite on a temp-file SQLite database, plus the checks
+// only SQLite has: migrations, read-only mode, pragmas, files, several connections.
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { runStoreConformance } from './conformance.js';
+import { LATEST_SCHEMA_VERSION } from './migrations/all.js';
+import { openStore, parseStoreUrl } from './open.js';
+import { openSqliteStore } from './sqlite.js';
+
+const root = mkdtempSync(join(tmpdir(), 'nexus-store-'));
+let counter = 0;
+const tempPath = (): string => {
+  const dir = join(root, `db-${++counter}`);
+  mkdirSync(dir, { recursive: true });
+  return join(dir, 'nexus.db');
+};
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+runStoreConformance(
+  'sqlite (file)',
+  async () => openSqliteStore(tempPath()),
+  (store) => store.close(),
+);
+
+describe('SQLite backend', () => {
+  const opened: { close(): unknown }[] = [];
+  afterEach(async () => {
+    for (const s of opened.splice(0)) await s.close();
+  });
+
+  it('creates the parent directory and a private file, with WAL and synchronous=FULL', async () => {
+    const path = join(root, 'nested', 'deeper', 'nexus.db');
+    const store = openSqliteStore(path);
+    opened.push(store);
+    expect(store.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
+    if (process.platform !== 'win32') expect(statSync(path).mode & 0o077).toBe(0);
+    const raw = new Database(path, { readonly: true });
+    opened.push(raw);
+    expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    const rawRw = new Database(path);
+    opened.push(rawRw);
+    const migrations = rawRw.prepare('SELECT version, name FROM schema_migrations').all();
+    expect(migrations).toEqual([{ version: 1, name: 'initial' }]);
+  });
+
+  it('re-opens an existing database without re-running migrations', async () => {
+    const path = tempPath();
+    const first = openSqliteStore(path);
+    await first.setMeta('kept', 'yes');
+    await first.close();
+    const second = openSqliteStore(path);
+    opened.push(second);
+    expect(await second.getMeta('kept')).toBe('yes');
+    expect(second.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
+  });
+
+  it('refuses a database newer than the code (store_version_unsupported)', async () => {
+    const path = tempPath();
+    await openSqliteStore(path).close();
+    const raw = new Database(path);
+    raw
+      .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+      .run(LATEST_SCHEMA_VERSION + 1, 'from-the-future', 0);
+    raw.close();
+    expect(() => openSqliteStore(path)).toThrow(
+      expect.objectContaining({ code: 'store_version_unsupported' }),
+    );
+    expect(() => openSqliteStore(path, { readonly: true })).toThrow(
+      expect.objectContaining({ code: 'store_version_unsupported' }),
+    );
+  });
+
+  it('rolls a failed migration back entirely', async () => {
+    const path = tempPath();
+    const raw = new Database(path);
+    // A table the initial migration wants to create: the migration fails midway.
+    raw.exec('CREATE TABLE meta (x INTEGER)');
+    raw.close();
+    expect(() => openSqliteStore(path)).toThrow();
+    const check = new Database(path);
+    opened.push(check);
+    const tables = check
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+      .all() as { name: string }[];
+    expect(tables.map((t) => t.name)).toEqual(['meta']);
+  });
+
+  it('opens read-only: reads work, writes reject, a fresh file is refused', async () => {
+    const path = tempPath();
+    const rw = openSqliteStore(path);
+    await rw.setMeta('k', 'v');
+    await rw.close();
+    const ro = openSqliteStore(path, { readonly: true });
+    opened.push(ro);
+    expect(await ro.getMeta('k')).toBe('v');
+    await expect(ro.setMeta('k', 'w')).rejects.toThrow();
+    expect(() => openSqliteStore(join(root, 'missing.db'), { readonly: true })).toThrow();
+  });
+
+  it('works in memory', async () => {
+    const store = openSqliteStore(':memory:');
+    opened.push(store);
+    await store.setMeta('a', 'b');
+    expect(await store.getMeta('a')).toBe('b');
+  });
+
+  it('consumes an enrollment token once across two connections', async () => {
+    const path = tempPath();
+    const a = openSqliteStore(path);
+    const b = openSqliteStore(path);
+    opened.push(a, b);
+    await a.upsertAgent({ name: 'bot', roles: [], source: 'api', createdAt: 1 });
+    await a.createEnrollmentToken({
+      id: 'e',
+      agent: 'bot',
+      tokenHash: 'h',
+      expiresAt: 100,
+      createdAt: 1,
+    });
+    const results = await Promise.all([
+      a.consumeEnrollmentToken('h', 2),
+      b.consumeEnrollmentToken('h', 2),
+      a.consumeEnrollmentToken('h', 3),
+      b.consumeEnrollmentToken('h', 3),
+    ]);
+    expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+  });
+
+  it('allocates credential versions across two connections', async () => {
+    const path = tempPath();
+    const a = openSqliteStore(path);
+    const b = openSqliteStore(path);
+    opened.push(a, b);
+    const put = (s: typeof a, i: number) =>
+      s.putCredentialVersion('c', { fieldNames: ['t'], createdAt: i, seal: (v) => `s${v}` });
+    const rows = await Promise.all([put(a, 1), put(b, 2), put(a, 3), put(b, 4)]);
+    expect(rows.map((r) => r.version).sort()).toEqual([1, 2, 3, 4]);
+  });
+
+  it('refuses to update or delete audit rows (append-only at the database)', async () => {
+    const path = tempPath();
+    const store = openSqliteStore(path);
+    opened.push(store);
+    await store.appendAudit([
+      { time: 1, kind: 'request', requestId: 'r', record: '{}', prevHash: 'g', hash: 'h1' },
+    ]);
+    const raw = new Database(path);
+    opened.push(raw);
+    expect(() => raw.exec('UPDATE audit SET record = \'{"x":1}\'')).toThrow(/append-only/);
+    expect(() => raw.exec('DELETE FROM audit')).toThrow(/append-only/);
+    expect(await store.countAudit()).toBe(1);
+  });
+});
+
+describe('store URLs', () => {
+  it.each([
+    ['sqlite:.nexus/nexus.db', '/srv/app', '/srv/app/.nexus/nexus.db'],
+    ['sqlite:data/x.db', '/base', '/base/data/x.db'],
+    ['sqlite:/var/lib/nexus.db', '/base', '/var/lib/nexus.db'],
+    ['sqlite:///var/lib/nexus.db', '/base', '/var/lib/nexus.db'],
+    ['sqlite::memory:', '/base', ':memory:'],
+  ])('%s -> %s', (url, base, path) => {
+    expect(parseStoreUrl(url, base)).toEqual({ kind: 'sqlite', path });
+  });
+
+  it.each([
+    ['postgres://u@h/db', 'store_unsupported'],
+    ['postgresql://h/db', 'store_unsupported'],
+    ['mysql://h/db', 'store_url_invalid'],
+    ['sqlite:', 'store_url_invalid'],
+    ['sqlite://host/x.db', 'store_url_invalid'],
+    ['.nexus/nexus.db', 'store_url_invalid'],
+  ])('%s -> %s', (url, code) => {
+    expect(() => parseStoreUrl(url, '/base')).toThrow(expect.objectContaining({ code }));
+  });
+
+  it('opens a relative sqlite URL against the base dir', async () => {
+    const base = join(root, 'url-base');
+    const store = await openStore('sqlite:.nexus/nexus.db', { baseDir: base });
+    expect(statSync(join(base, '.nexus', 'nexus.db')).isFile()).toBe(true);
+    await store.close();
+    await expect(openStore('postgres://h/db', { baseDir: base })).rejects.toMatchObject({
+      code: 'store_unsupported',
+    });
+  });
+});
