@@ -4,6 +4,7 @@
 // several processes on one file stay correct (the write lock is taken up front).
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { NexusError } from '@nexus/protocol';
 import Database from 'better-sqlite3';
 import { StoreError } from './errors.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations/all.js';
@@ -71,10 +72,10 @@ function mapError(error: unknown, what: string): unknown {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return error;
   if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE') {
-    return new StoreError('conflict', `${what} already exists`, { cause: error });
+    return new NexusError('conflict', `${what} already exists`, { cause: error });
   }
   if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
-    return new StoreError('not_found', `${what} refers to an unknown row`, { cause: error });
+    return new NexusError('not_found', `${what} refers to an unknown row`, { cause: error });
   }
   return error;
 }
@@ -325,16 +326,16 @@ class SqliteStoreImpl implements SqliteStore {
       disabled ? 1 : 0,
       name,
     );
-    if (row === undefined) throw new StoreError('not_found', 'agent not found');
+    if (row === undefined) throw new NexusError('not_found', 'agent not found');
     return toAgent(row);
   }
 
   async deleteAgent(name: string, at: number): Promise<void> {
     this.#write(() => {
       const row = this.#get('SELECT source FROM agents WHERE name = ?', name);
-      if (row === undefined) throw new StoreError('not_found', 'agent not found');
+      if (row === undefined) throw new NexusError('not_found', 'agent not found');
       if (row.source !== 'api') {
-        throw new StoreError('conflict', 'agent is defined in the config file; remove it there');
+        throw new NexusError('conflict', 'agent is defined in the config file; remove it there');
       }
       this.#run(
         'UPDATE leases SET revoked_at = ? WHERE agent = ? AND revoked_at IS NULL',
@@ -387,7 +388,7 @@ class SqliteStoreImpl implements SqliteStore {
   async insertLease(row: LeaseInsert): Promise<void> {
     this.#write(() => {
       if (this.#get('SELECT 1 FROM agents WHERE name = ?', row.agent) === undefined) {
-        throw new StoreError('not_found', 'lease refers to an unknown agent');
+        throw new NexusError('not_found', 'lease refers to an unknown agent');
       }
       try {
         this.#run(
@@ -442,7 +443,7 @@ class SqliteStoreImpl implements SqliteStore {
       at,
       jti,
     );
-    if (row === undefined) throw new StoreError('not_found', 'lease not found');
+    if (row === undefined) throw new NexusError('not_found', 'lease not found');
     return toLease(row);
   }
 
@@ -496,7 +497,7 @@ class SqliteStoreImpl implements SqliteStore {
       verifyUntil,
       kid,
     );
-    if (row === undefined) throw new StoreError('not_found', 'signing key not found');
+    if (row === undefined) throw new NexusError('not_found', 'signing key not found');
     return toSigningKey(row);
   }
 
@@ -534,7 +535,7 @@ class SqliteStoreImpl implements SqliteStore {
       at,
       id,
     );
-    if (row === undefined) throw new StoreError('not_found', 'operator token not found');
+    if (row === undefined) throw new NexusError('not_found', 'operator token not found');
     return toOperatorToken(row);
   }
 
@@ -615,7 +616,7 @@ class SqliteStoreImpl implements SqliteStore {
         at,
         name,
       );
-      if (info.changes === 0) throw new StoreError('not_found', 'credential not found');
+      if (info.changes === 0) throw new NexusError('not_found', 'credential not found');
       this.#run('UPDATE credential_versions SET sealed = NULL WHERE name = ?', name);
     });
   }
@@ -676,7 +677,7 @@ class SqliteStoreImpl implements SqliteStore {
       for (const row of rows) {
         if (previous !== undefined && row.prevHash !== previous) {
           // Another writer appended first: the caller's chain forked. Nothing is written.
-          throw new StoreError('conflict', 'audit record does not link to the last stored record');
+          throw new NexusError('conflict', 'audit record does not link to the last stored record');
         }
         const index = auditIndexFields(row);
         const info = this.#run(

@@ -5,9 +5,9 @@
 //
 // Conventions shared by every method:
 // - getters return `undefined` for an unknown key;
-// - inserts throw `StoreError('conflict')` when the key exists;
-// - mutations of an unknown key throw `StoreError('not_found')`;
-// - inserts that reference an unknown agent throw `StoreError('not_found')`.
+// - inserts throw `NexusError('conflict')` when the key exists;
+// - mutations of an unknown key throw `NexusError('not_found')`;
+// - inserts that reference an unknown agent throw `NexusError('not_found')`.
 
 /** Where an agent was defined: `nexus.yaml` (`config`) or the admin API (`api`). */
 export type AgentSource = 'config' | 'api';
