@@ -131,3 +131,6 @@ export type {
 } from './profile.js';
 
 export type { CryptoKey, JsonWebKey } from './webcrypto.js';
+
+export { isConformanceVector, runConformanceVector } from './conformance.js';
+export type { VectorExpectation, VectorResult } from './conformance.js';
