@@ -1,0 +1,87 @@
+// The audit record written for every proxied request (and for Authority actions).
+// Records are hashed as RFC 8785 canonical JSON, so field names are the stable wire form
+// (snake_case) and optional fields are omitted, never null.
+//
+// Security invariant: a record MUST NOT contain a credential, a token derived from one,
+// a query string (it may carry secrets), a request or response body, or a header value
+// other than the ones named below.
+import type { ChainRecord } from './chain.js';
+
+/** Record kinds: the request decision, its outcome, and Authority actions. */
+export type AuditKind = 'request' | 'outcome' | 'authority';
+
+/**
+ * One audit record. A proxied request leaves a `request` record (written, durably, before
+ * anything is forwarded or denied) and, when it was forwarded, an `outcome` record with
+ * the same `request_id`.
+ */
+export interface AuditRecord extends ChainRecord {
+  /** Record format version. */
+  v: 1;
+  kind: AuditKind;
+  /** When the event happened, ISO 8601 UTC with milliseconds (`new Date(ms).toISOString()`). */
+  time: string;
+  /** The proxy's id for the request (also in the problem response's `request_id`). */
+  request_id: string;
+  /** The agent URI (the lease `sub`), e.g. `nexus://example.org/agent/triage-bot`. */
+  agent: string;
+  /** The lease id (`jti`). */
+  lease_id: string;
+  /** On whose behalf the agent acts (the lease `act.sub`, RFC 8693), when set. */
+  act?: string;
+  /** The task id (the lease `nexus_task`), when set. */
+  task?: string;
+  /** The service name from the route. */
+  service: string;
+  /** HTTP method as received. */
+  method: string;
+  /** The normalised request path after the service, WITHOUT the query (see {@link pathWithoutQuery}). */
+  path: string;
+  /** The declared purpose (`Nexus-Intent`), at most 512 printable ASCII characters. */
+  intent: string;
+  /** The policy decision. */
+  decision: 'allow' | 'deny';
+  /** Ids of the policy rules that decided (the allowing rule, or the denying ones; empty: default deny). */
+  rule_ids: string[];
+  /** Hash of the policy version in force. */
+  policy_hash: string;
+  /** The credential injected (name and vault version), never its value. */
+  credential?: { name: string; version: number };
+  /** `outcome`: the upstream's HTTP status. */
+  upstream_status?: number;
+  /** Request body bytes forwarded upstream. */
+  bytes_in?: number;
+  /** `outcome`: response body bytes sent to the agent (after scrubbing). */
+  bytes_out?: number;
+  /** `outcome`: total time from receipt to the last response byte, in ms. */
+  duration_ms?: number;
+  /** `outcome`: number of redacted regions in the response headers and body. */
+  redactions?: number;
+  /** The Nexus error code when the request failed (e.g. `policy_denied`, `upstream_timeout`). */
+  error_code?: string;
+  /**
+   * The request's proof, so the record can be re-verified offline: the `Signature-Input`
+   * and `Signature` header values and the lease JWT they were made under (it carries the
+   * agent's public key; it is useless without the agent's private key, and it is not a
+   * target credential).
+   */
+  signature?: { input: string; value: string; lease: string };
+  /** `authority`: what happened, e.g. `lease.issue`, `lease.renew`, `lease.revoke`, `agent.disable`. */
+  action?: string;
+}
+
+/**
+ * The path without its query string or fragment: query parameters may carry secrets
+ * and MUST NOT be audited.
+ *
+ * @example pathWithoutQuery('/repos/a/b/issues?page=2') // '/repos/a/b/issues'
+ */
+export function pathWithoutQuery(path: string): string {
+  const q = path.search(/[?#]/);
+  return q === -1 ? path : path.slice(0, q);
+}
+
+/** `new Date(ms).toISOString()`: the record `time` form. */
+export function auditTime(ms: number): string {
+  return new Date(ms).toISOString();
+}

@@ -1,0 +1,140 @@
+// The persistence the audit writer needs, as a small interface of its own, plus an
+// in-memory implementation (tests, single-run tools) and an adapter over the `Store`.
+import type { AuditCheckpoint, AuditRow } from './chain.js';
+
+/**
+ * Where audit rows and checkpoints are made durable.
+ *
+ * `append` MUST write all rows in one transaction, durably, before resolving, and MUST
+ * refuse (reject, writing nothing) if the first row's `prevHash` is not the hash of the
+ * last stored row (or not GENESIS_HASH on an empty sink): this is what prevents forks
+ * when two writers race. It resolves the seqs assigned, ascending.
+ */
+export interface AuditSink {
+  append(rows: readonly AuditRow[]): Promise<number[]>;
+  /** The last row, or undefined when empty. */
+  last(): Promise<AuditRow | undefined>;
+  /** Rows with `seq >= fromSeq`, ascending, at most `limit`. */
+  read(options: { fromSeq: number; limit: number }): Promise<AuditRow[]>;
+  insertCheckpoint(checkpoint: AuditCheckpoint): Promise<void>;
+  /** Every checkpoint, ascending seq. */
+  listCheckpoints(): Promise<AuditCheckpoint[]>;
+  lastCheckpoint(): Promise<AuditCheckpoint | undefined>;
+}
+
+/** An in-memory {@link AuditSink} with the same contract; `rows`/`checkpoints` are exposed for tests. */
+export interface MemoryAuditSink extends AuditSink {
+  readonly rows: AuditRow[];
+  readonly checkpoints: AuditCheckpoint[];
+}
+
+/** Creates an in-memory sink (a stand-in for the store in tests and tools). */
+export function createMemoryAuditSink(): MemoryAuditSink {
+  const rows: AuditRow[] = [];
+  const checkpoints: AuditCheckpoint[] = [];
+  return {
+    rows,
+    checkpoints,
+    async append(batch) {
+      await Promise.resolve();
+      const last = rows.at(-1);
+      const expectedPrev = last?.hash ?? '0'.repeat(64);
+      let seq = last?.seq ?? 0;
+      let prev = expectedPrev;
+      for (const r of batch) {
+        seq++;
+        if (r.prevHash !== prev || r.seq !== seq) {
+          throw Object.assign(new Error('audit append does not link to the chain'), {
+            code: 'conflict',
+          });
+        }
+        prev = r.hash;
+      }
+      const start = rows.length;
+      for (const r of batch) rows.push({ ...r });
+      return batch.map((_r, i) => rows[start + i]!.seq);
+    },
+    async last() {
+      await Promise.resolve();
+      const r = rows.at(-1);
+      return r === undefined ? undefined : { ...r };
+    },
+    async read({ fromSeq, limit }) {
+      await Promise.resolve();
+      return rows
+        .filter((r) => r.seq >= fromSeq)
+        .slice(0, limit)
+        .map((r) => ({ ...r }));
+    },
+    async insertCheckpoint(cp) {
+      await Promise.resolve();
+      if (checkpoints.some((c) => c.seq === cp.seq)) {
+        throw Object.assign(new Error('checkpoint exists'), { code: 'conflict' });
+      }
+      checkpoints.push({ ...cp });
+      checkpoints.sort((a, b) => a.seq - b.seq);
+    },
+    async listCheckpoints() {
+      await Promise.resolve();
+      return checkpoints.map((c) => ({ ...c }));
+    },
+    async lastCheckpoint() {
+      await Promise.resolve();
+      const c = checkpoints.at(-1);
+      return c === undefined ? undefined : { ...c };
+    },
+  };
+}
+
+/** The store methods {@link auditSinkFromStore} uses (see `store/store.ts`). */
+export interface AuditStoreLike {
+  appendAudit(
+    rows: {
+      time: number;
+      kind: string;
+      requestId: string;
+      record: string;
+      prevHash: string;
+      hash: string;
+    }[],
+  ): Promise<number[]>;
+  lastAudit(): Promise<AuditRow | undefined>;
+  readAudit(options: { fromSeq: number; limit?: number }): Promise<AuditRow[]>;
+  insertCheckpoint(row: AuditCheckpoint): Promise<void>;
+  listCheckpoints(): Promise<AuditCheckpoint[]>;
+  lastCheckpoint(): Promise<AuditCheckpoint | undefined>;
+}
+
+/** Adapts the server `Store` (or anything with its audit methods) to an {@link AuditSink}. */
+export function auditSinkFromStore(store: AuditStoreLike): AuditSink {
+  const pick = (r: AuditRow): AuditRow => ({
+    seq: r.seq,
+    time: r.time,
+    kind: r.kind,
+    requestId: r.requestId,
+    record: r.record,
+    prevHash: r.prevHash,
+    hash: r.hash,
+  });
+  return {
+    append: (rows) =>
+      store.appendAudit(
+        rows.map((r) => ({
+          time: r.time,
+          kind: r.kind,
+          requestId: r.requestId,
+          record: r.record,
+          prevHash: r.prevHash,
+          hash: r.hash,
+        })),
+      ),
+    last: async () => {
+      const r = await store.lastAudit();
+      return r === undefined ? undefined : pick(r);
+    },
+    read: async (o) => (await store.readAudit(o)).map(pick),
+    insertCheckpoint: (cp) => store.insertCheckpoint(cp),
+    listCheckpoints: () => store.listCheckpoints(),
+    lastCheckpoint: () => store.lastCheckpoint(),
+  };
+}

@@ -1,0 +1,218 @@
+// The audit writer: appends records to the hash chain with group commit, and writes
+// signed checkpoints.
+//
+// Security invariants:
+// - `append` MUST NOT resolve before the sink reports the row durable: the proxy forwards
+//   a request only after its record resolves (fail closed).
+// - No gaps, no forks: the chain head (seq, hash) lives in memory only while every write
+//   succeeded; after any failure it is re-read from the sink before the next write, and
+//   the sink refuses a batch that does not link to its last row.
+import { buildRow, checkpointPayloadText, GENESIS_HASH, hashRecord } from './chain.js';
+import type { AuditCheckpoint, AuditRow, ChainRecord, CheckpointPayload } from './chain.js';
+import { AuditError } from './errors.js';
+import type { AuditSink } from './sink.js';
+
+/** Options of {@link createAuditWriter}. */
+export interface AuditWriterOptions {
+  sink: AuditSink;
+  /** Milliseconds since the epoch. */
+  clock: () => number;
+  /**
+   * Signs a checkpoint: returns the key id and a JWS compact serialisation whose payload
+   * is exactly `payloadText` (the canonical JSON of `payload`).
+   */
+  signCheckpoint: (
+    payload: CheckpointPayload,
+    payloadText: string,
+  ) => Promise<{ kid: string; jws: string }>;
+  /** Write a checkpoint after this many records (default 1000). */
+  checkpointEvery?: number;
+  /** Write a checkpoint this often when records were added (default 60 000 ms; 0: never by time). */
+  checkpointIntervalMs?: number;
+  /** Most records in one sink batch (default 1000). */
+  maxBatch?: number;
+  /** Called when a background checkpoint fails (appends are not affected). */
+  onError?: (error: unknown) => void;
+}
+
+/** Position of a durable record. */
+export interface AuditPosition {
+  seq: number;
+  hash: string;
+}
+
+/** See {@link createAuditWriter}. */
+export interface AuditWriter {
+  /** Reads the chain head and the last checkpoint from the sink; starts the checkpoint timer. */
+  init(): Promise<void>;
+  /**
+   * Appends a record; resolves once it is durable.
+   *
+   * @throws AuditError `audit_unavailable` when the write fails or the writer is closed;
+   *   `internal_error` when the record cannot be canonicalised.
+   */
+  append(record: ChainRecord): Promise<AuditPosition>;
+  /** Writes a signed checkpoint over the current head, unless nothing was added since the last one. */
+  checkpoint(): Promise<AuditCheckpoint | undefined>;
+  /** Waits for pending appends, writes a final checkpoint and stops the timer. Idempotent. */
+  close(): Promise<void>;
+  /** The durable head in memory (undefined before init or after a failure). */
+  readonly head: AuditPosition | undefined;
+}
+
+interface Pending {
+  record: ChainRecord;
+  resolve: (p: AuditPosition) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * Creates the group-commit audit writer. Records appended in the same tick, or while a
+ * write is in flight, go to the sink in one `append` batch.
+ *
+ * @example
+ * const audit = createAuditWriter({ sink, clock: Date.now, signCheckpoint });
+ * await audit.init();
+ * const { seq } = await audit.append(record); // durable now
+ */
+export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
+  const { sink, clock } = options;
+  const every = options.checkpointEvery ?? 1000;
+  const intervalMs = options.checkpointIntervalMs ?? 60_000;
+  const maxBatch = options.maxBatch ?? 1000;
+  const onError = options.onError ?? (() => undefined);
+
+  let head: AuditPosition | undefined;
+  let lastCheckpointSeq: number | undefined;
+  let queue: Pending[] = [];
+  let running = false;
+  let scheduled = false;
+  let closed = false;
+  let closing: Promise<void> | undefined;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let drainWaiters: (() => void)[] = [];
+  let checkpointChain: Promise<unknown> = Promise.resolve();
+
+  const unavailable = (cause?: unknown): AuditError =>
+    new AuditError('audit_unavailable', 'audit record could not be written', { cause });
+
+  async function loadHead(): Promise<AuditPosition> {
+    const last = await sink.last();
+    return last === undefined ? { seq: 0, hash: GENESIS_HASH } : { seq: last.seq, hash: last.hash };
+  }
+
+  async function loadCheckpointSeq(): Promise<number> {
+    return (await sink.lastCheckpoint())?.seq ?? 0;
+  }
+
+  function schedule(): void {
+    if (running || scheduled) return;
+    scheduled = true;
+    // setImmediate: every append made in this turn of the event loop joins the batch.
+    setImmediate(() => {
+      scheduled = false;
+      void run();
+    });
+  }
+
+  async function run(): Promise<void> {
+    running = true;
+    while (queue.length > 0) {
+      const batch = queue.splice(0, maxBatch);
+      try {
+        head ??= await loadHead();
+        let prev = head;
+        const rows: AuditRow[] = batch.map((p) => {
+          const row = buildRow(p.record, prev.seq + 1, prev.hash, clock());
+          prev = { seq: row.seq, hash: row.hash };
+          return row;
+        });
+        const seqs = await sink.append(rows);
+        if (seqs.length !== rows.length || seqs.some((s, i) => s !== rows[i]!.seq)) {
+          throw new Error('audit sink assigned unexpected seqs');
+        }
+        head = prev;
+        rows.forEach((r, i) => batch[i]!.resolve({ seq: r.seq, hash: r.hash }));
+      } catch (error) {
+        // Unknown state: re-read the head before the next write. Every waiting append
+        // fails; nothing queued now was written.
+        head = undefined;
+        const failed = [...batch, ...queue.splice(0)];
+        const err = unavailable(error);
+        for (const p of failed) p.reject(err);
+      }
+      if (
+        head !== undefined &&
+        lastCheckpointSeq !== undefined &&
+        head.seq - lastCheckpointSeq >= every
+      ) {
+        void checkpoint().catch(onError);
+      }
+    }
+    running = false;
+    const waiters = drainWaiters;
+    drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  function drained(): Promise<void> {
+    if (!running && !scheduled && queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => drainWaiters.push(resolve));
+  }
+
+  function checkpoint(): Promise<AuditCheckpoint | undefined> {
+    const next = checkpointChain.then(async () => {
+      lastCheckpointSeq ??= await loadCheckpointSeq();
+      const at = head;
+      if (at === undefined || at.seq === 0 || at.seq <= lastCheckpointSeq) return undefined;
+      const payload: CheckpointPayload = { v: 1, seq: at.seq, hash: at.hash, time: clock() };
+      const { kid, jws } = await options.signCheckpoint(payload, checkpointPayloadText(payload));
+      const cp: AuditCheckpoint = { seq: at.seq, hash: at.hash, time: payload.time, kid, jws };
+      await sink.insertCheckpoint(cp);
+      lastCheckpointSeq = at.seq;
+      return cp;
+    });
+    checkpointChain = next.catch(() => undefined);
+    return next;
+  }
+
+  return {
+    async init() {
+      head = await loadHead();
+      lastCheckpointSeq = await loadCheckpointSeq();
+      if (intervalMs > 0 && timer === undefined && !closed) {
+        timer = setInterval(() => {
+          checkpoint().catch(onError);
+        }, intervalMs);
+        timer.unref();
+      }
+    },
+    append(record) {
+      if (closed) return Promise.reject(unavailable());
+      try {
+        // Fail this record alone, before it joins a batch, if it cannot be hashed.
+        hashRecord(record, 1, GENESIS_HASH);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return new Promise<AuditPosition>((resolve, reject) => {
+        queue.push({ record, resolve, reject });
+        schedule();
+      });
+    },
+    checkpoint,
+    close() {
+      closing ??= (async () => {
+        closed = true;
+        if (timer !== undefined) clearInterval(timer);
+        timer = undefined;
+        await drained();
+        await checkpoint();
+      })();
+      return closing;
+    },
+    get head() {
+      return head;
+    },
+  };
+}
