@@ -2,7 +2,7 @@
 // time windows to matchers, rules indexed by service) and evaluates requests as a pure
 // function. Deny overrides allow; no matching allow means deny.
 import { ConfigError, joinPath, type ConfigIssue } from '../config/errors.js';
-import { canonicalJson } from '../util/canonical-json.js';
+import { canonicalize } from '../audit/canonical-json.js';
 import { sha256Hex } from '../util/ids.js';
 import { compileGlob, globProblem } from './glob.js';
 import { compileIntent, type PolicyRule } from './rule-schema.js';
@@ -167,7 +167,7 @@ export function canonicalPolicy(source: PolicySource): string {
   for (const [name, a] of Object.entries(source.agents))
     agents[name] = [...new Set(a.roles)].sort();
   const rules = source.policies.map((r) => ({ id: r.id, effect: r.effect, match: r.match }));
-  return canonicalJson({ nexus_policy: 1, rules, agents });
+  return canonicalize({ nexus_policy: 1, rules, agents });
 }
 
 /**

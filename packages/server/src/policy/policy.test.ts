@@ -3,7 +3,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../config/errors.js';
 import { parseConfig } from '../config/load.js';
-import { canonicalJson } from '../util/canonical-json.js';
 import { compilePolicy, type PolicyInput, type PolicySource } from './compile.js';
 import { compileGlob, globProblem } from './glob.js';
 import type { PolicyRule } from './rule-schema.js';
@@ -381,21 +380,5 @@ describe('validation', () => {
       expect((err as ConfigError).code).toBe('config_invalid');
       expect((err as ConfigError).issues.map((i) => i.path)).toEqual([path]);
     }
-  });
-});
-
-describe('canonicalJson', () => {
-  it.each([
-    [{ b: 1, a: [true, null, 'x'] }, '{"a":[true,null,"x"],"b":1}'],
-    [{ '\u20ac': 1, '\r': 2, '1': 3 }, '{"\\r":2,"1":3,"\u20ac":1}'],
-    [[1e21, 0.1, -0, 100], '[1e+21,0.1,0,100]'],
-    [{ a: undefined, b: { d: 1, c: 2 } }, '{"b":{"c":2,"d":1}}'],
-    ['\u001f"\\', '"\\u001f\\"\\\\"'],
-  ])('%j', (value, text) => {
-    expect(canonicalJson(value)).toBe(text);
-  });
-
-  it.each([[NaN], [Infinity], ['\ud800'], [new Date(0)], [() => 1]])('rejects %s', (v) => {
-    expect(() => canonicalJson(v)).toThrow(TypeError);
   });
 });
