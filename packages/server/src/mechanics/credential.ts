@@ -79,7 +79,6 @@ export function applied(credential: ResolvedCredential, secrets: SecretSet): App
  * such a credential is unusable, and the message does not echo it.
  */
 export function assertHeaderSafe(credential: ResolvedCredential, value: string): string {
-  // eslint-disable-next-line no-control-regex
   if (/[\r\n\0]/.test(value)) {
     throw credentialUnavailable(
       `credential "${credential.name}" yields a header value with control characters`,

@@ -9,10 +9,9 @@ import {
   renderTemplate,
   requireField,
   SecretSet,
-  templateNames,
 } from './credential.js';
 import type { Mechanic, MechanicDefinition } from './mechanic.js';
-import { credentialName, fieldName, headerName } from './schema.js';
+import { credentialName, headerName, headerTemplate } from './schema.js';
 
 /** Options of `auth: { type: header, ... }`. */
 export const headerOptionsSchema = z.strictObject({
@@ -20,17 +19,7 @@ export const headerOptionsSchema = z.strictObject({
   /** Header to set (stored lower-case). */
   name: headerName,
   /** `{{field}}` placeholders name credential fields. Default: the field `value` as is. */
-  template: z
-    .string()
-    .min(1)
-    .max(1024)
-    .default('{{value}}')
-    .refine((t) => templateNames(t).length > 0, 'must reference at least one credential field')
-    .refine(
-      (t) => templateNames(t).every((n) => fieldName.safeParse(n).success),
-      'placeholders must be credential field names',
-    )
-    .refine((t) => !/[\r\n\0]/.test(t), 'must not contain CR, LF or NUL'),
+  template: headerTemplate.default('{{value}}'),
 });
 
 /** Options of the `header` mechanic. */
