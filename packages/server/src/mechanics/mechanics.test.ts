@@ -3,6 +3,7 @@
  * the real `Mechanic` interface, and the secrets property for every registered mechanic:
  * each credential field value a mechanic reads appears in `AppliedAuth.secrets`.
  */
+import { isNexusError } from '@nexus/protocol';
 import { describe, expect, it } from 'vitest';
 import { MECHANICS, registerMechanicSchemas } from './index.js';
 import type { OutboundRequest, ResolvedCredential } from './mechanic.js';
@@ -207,6 +208,7 @@ describe('credential failures', () => {
         () => undefined,
         (e: unknown) => e,
       );
+    expect(isNexusError(err)).toBe(true);
     expect(err).toMatchObject({ code: 'credential_unavailable', status: 503 });
     // The message never carries a credential value.
     for (const value of Object.values(fields)) {
