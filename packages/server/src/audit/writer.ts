@@ -84,7 +84,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
 
   let head: AuditPosition | undefined;
   let lastCheckpointSeq: number | undefined;
-  let queue: Pending[] = [];
+  const queue: Pending[] = [];
   let running = false;
   let scheduled = false;
   let closed = false;

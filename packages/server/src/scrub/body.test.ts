@@ -155,7 +155,7 @@ describe('createScrubStream', () => {
     const got: string[] = [];
     s.on('data', (c: Buffer) => got.push(c.toString()));
     gz.write(`data: ${SECRET}\n\n`);
-    await new Promise((r) => gz.flush(r));
+    await new Promise<void>((r) => gz.flush(() => r()));
     s.write(Buffer.concat(compressed.splice(0)));
     await new Promise((r) => setTimeout(r, 20));
     expect(got.join('')).toBe('data: [REDACTED]\n\n');
