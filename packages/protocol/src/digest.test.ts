@@ -1,0 +1,48 @@
+// RFC 9530 Content-Digest with the RFC sample values.
+import { describe, expect, it } from 'vitest';
+import { createContentDigest, verifyContentDigest } from './digest.js';
+import { isNexusError } from './errors.js';
+
+const BODY = '{"hello": "world"}';
+const SHA256 = 'sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:';
+const SHA512 =
+  'sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:';
+
+async function code(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    return isNexusError(err) ? err.code : 'not-a-nexus-error';
+  }
+}
+
+describe('createContentDigest', () => {
+  it('matches the RFC samples', async () => {
+    expect(await createContentDigest(BODY)).toBe(SHA256);
+    expect(await createContentDigest(new TextEncoder().encode(BODY), 'sha-512')).toBe(SHA512);
+  });
+});
+
+describe('verifyContentDigest', () => {
+  it.each([
+    [SHA256, BODY, undefined],
+    [SHA512, BODY, undefined],
+    [`${SHA256}, ${SHA512}`, BODY, undefined],
+    [`md5=:Sd/dVLAcvNLSq16eXua5uQ==:, ${SHA256}`, BODY, undefined],
+    [SHA256, `${BODY} `, 'digest_mismatch'],
+    [`${SHA256}, sha-512=:AAAA:`, BODY, 'digest_mismatch'],
+    ['md5=:Sd/dVLAcvNLSq16eXua5uQ==:', BODY, 'digest_invalid'],
+    ['sha=:07CavjDP4u3/TungoUHJO/Wzr4c=:', BODY, 'digest_invalid'],
+    ['sha-256="X48E"', BODY, 'digest_invalid'],
+    ['sha-256=:X48E', BODY, 'digest_invalid'],
+    ['', BODY, 'digest_invalid'],
+  ])('%s', async (header, body, expected) => {
+    expect(await code(verifyContentDigest(header, body))).toBe(expected);
+  });
+  it('verifies an empty body', async () => {
+    expect(
+      await code(verifyContentDigest(await createContentDigest(''), undefined)),
+    ).toBeUndefined();
+  });
+});
