@@ -6,7 +6,7 @@
 // ECMAScript's own number and string serialisation (which RFC 8785 adopts verbatim), so
 // a reviewer can check it against the RFC in one sitting, and it has no dependency to
 // audit or pin.
-import { AuditError } from './errors.js';
+import { NexusError } from '@nexus/protocol';
 
 /** A JSON value accepted by {@link canonicalize}. */
 export type JsonValue =
@@ -17,7 +17,7 @@ export type JsonValue =
  * their names, no whitespace, ECMAScript number form (`-0` as `0`), JSON.stringify string
  * escaping. Object members whose value is `undefined` are omitted (as JSON.stringify does).
  *
- * @throws AuditError `internal_error` for a non-finite number, `undefined` inside an
+ * @throws NexusError `internal_error` for a non-finite number, `undefined` inside an
  *   array, a lone surrogate, or anything that is not plain JSON data (Date, Map, bigint, ...).
  * @example
  * canonicalize({ b: 1, a: [true, null] }) // '{"a":[true,null],"b":1}'
@@ -66,6 +66,6 @@ function string(s: string): string {
   return JSON.stringify(s);
 }
 
-function invalid(what: string): AuditError {
-  return new AuditError('internal_error', `value cannot be canonicalised: ${what}`);
+function invalid(what: string): NexusError {
+  return new NexusError('internal_error', `value cannot be canonicalised: ${what}`);
 }

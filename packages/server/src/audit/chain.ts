@@ -8,7 +8,7 @@
 // - The `reason` of a failure is a best-effort diagnosis; `ok: false` is the guarantee.
 import { createHash } from 'node:crypto';
 import { canonicalize } from './canonical-json.js';
-import { AuditError } from './errors.js';
+import { NexusError } from '@nexus/protocol';
 
 /** `prev_hash` of the first record. */
 export const GENESIS_HASH = '0'.repeat(64);
@@ -64,7 +64,7 @@ export interface ChainRecord {
 /**
  * The hash of `record` at position `seq` after `prevHash`.
  *
- * @throws AuditError `internal_error` if the record cannot be canonicalised or already
+ * @throws NexusError `internal_error` if the record cannot be canonicalised or already
  *   has a `seq` or `prev_hash` member.
  */
 export function hashRecord(
@@ -73,7 +73,7 @@ export function hashRecord(
   prevHash: string,
 ): string {
   if ('seq' in record || 'prev_hash' in record) {
-    throw new AuditError('internal_error', 'audit record must not carry seq or prev_hash');
+    throw new NexusError('internal_error', 'audit record must not carry seq or prev_hash');
   }
   return createHash('sha256')
     .update(canonicalize({ ...record, seq, prev_hash: prevHash }), 'utf8')

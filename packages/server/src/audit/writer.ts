@@ -9,7 +9,7 @@
 //   the sink refuses a batch that does not link to its last row.
 import { buildRow, checkpointPayloadText, GENESIS_HASH, hashRecord } from './chain.js';
 import type { AuditCheckpoint, AuditRow, ChainRecord, CheckpointPayload } from './chain.js';
-import { AuditError } from './errors.js';
+import { NexusError } from '@nexus/protocol';
 import type { AuditSink } from './sink.js';
 
 /** Options of {@link createAuditWriter}. */
@@ -48,7 +48,7 @@ export interface AuditWriter {
   /**
    * Appends a record; resolves once it is durable.
    *
-   * @throws AuditError `audit_unavailable` when the write fails or the writer is closed;
+   * @throws NexusError `audit_unavailable` when the write fails or the writer is closed;
    *   `internal_error` when the record cannot be canonicalised.
    */
   append(record: ChainRecord): Promise<AuditPosition>;
@@ -93,8 +93,8 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
   let drainWaiters: (() => void)[] = [];
   let checkpointChain: Promise<unknown> = Promise.resolve();
 
-  const unavailable = (cause?: unknown): AuditError =>
-    new AuditError('audit_unavailable', 'audit record could not be written', { cause });
+  const unavailable = (cause?: unknown): NexusError =>
+    new NexusError('audit_unavailable', 'audit record could not be written', { cause });
 
   async function loadHead(): Promise<AuditPosition> {
     const last = await sink.last();

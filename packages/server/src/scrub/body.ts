@@ -12,7 +12,7 @@
 import { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
-import { ScrubError } from './errors.js';
+import { NexusError } from '@nexus/protocol';
 import { createRedactor } from './matcher.js';
 import type { Matcher } from './matcher.js';
 
@@ -48,7 +48,7 @@ export interface ScrubStream extends Duplex {
 /**
  * Parses a `Content-Encoding` value into the one coding to undo.
  *
- * @throws ScrubError `upstream_invalid` for unknown or stacked codings.
+ * @throws NexusError `upstream_invalid` for unknown or stacked codings.
  */
 export function parseContentEncoding(
   value: string | readonly string[] | undefined,
@@ -60,7 +60,7 @@ export function parseContentEncoding(
     .filter((c) => c !== '' && c !== 'identity');
   if (codings.length === 0) return 'identity';
   if (codings.length > 1) {
-    throw new ScrubError('upstream_invalid', 'upstream response uses stacked content codings');
+    throw new NexusError('upstream_invalid', 'upstream response uses stacked content codings');
   }
   switch (codings[0]) {
     case 'gzip':
@@ -71,7 +71,7 @@ export function parseContentEncoding(
     case 'br':
       return 'br';
     default:
-      throw new ScrubError(
+      throw new NexusError(
         'upstream_invalid',
         'upstream response uses an unsupported content coding',
       );
@@ -97,7 +97,7 @@ function createDecoder(coding: SupportedCoding, firstByte: number): Transform | 
  * Creates a Duplex that decodes (gzip, x-gzip, deflate, br) and redacts a response body.
  * Pipe the upstream body in and the output to the agent, e.g. with `stream.pipeline`.
  *
- * @throws ScrubError `upstream_invalid` synchronously for an unsupported coding; the
+ * @throws NexusError `upstream_invalid` synchronously for an unsupported coding; the
  *   stream errors with `upstream_invalid` on a corrupt body or past `maxDecompressedBytes`.
  * @example
  * const scrub = createScrubStream({ patterns, contentEncoding: res.headers['content-encoding'] });
@@ -160,7 +160,7 @@ export function createScrubStream(options: ScrubStreamOptions): ScrubStream {
     decoded += data.length;
     if (decoded > limit) {
       stream.destroy(
-        new ScrubError('upstream_invalid', 'upstream response body exceeds the size limit'),
+        new NexusError('upstream_invalid', 'upstream response body exceeds the size limit'),
       );
       return false;
     }
@@ -185,7 +185,7 @@ export function createScrubStream(options: ScrubStreamOptions): ScrubStream {
     });
     d.on('error', (err) => {
       stream.destroy(
-        new ScrubError('upstream_invalid', 'upstream response body cannot be decoded', {
+        new NexusError('upstream_invalid', 'upstream response body cannot be decoded', {
           cause: err,
         }),
       );

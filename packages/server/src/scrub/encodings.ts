@@ -1,7 +1,7 @@
 // The byte patterns that reveal a secret: the secret itself and every encoding of it an
 // upstream is likely to echo (base64 inside `Basic ...`, a URL-encoded query string in a
 // `Location`, a hex dump, a JSON string). The matcher redacts all of them.
-import { ScrubError } from './errors.js';
+import { NexusError } from '@nexus/protocol';
 
 /** Default minimum secret length in bytes; shorter values would redact common words. */
 export const MIN_SECRET_LENGTH = 8;
@@ -72,7 +72,7 @@ function jsonForms(s: string): string[] {
  * - JSON string escapes where they differ (`\"`, `\\`, `\/`, control characters,
  *   non-ASCII as `\uXXXX` in either case).
  *
- * @throws ScrubError `validation_failed` when the secret is shorter than `minLength` bytes.
+ * @throws NexusError `validation_failed` when the secret is shorter than `minLength` bytes.
  * @example
  * const patterns = encodingsOf('ghp_exampleexample');
  */
@@ -83,7 +83,7 @@ export function encodingsOf(
   const minLength = options.minLength ?? MIN_SECRET_LENGTH;
   const bytes = typeof secret === 'string' ? Buffer.from(secret, 'utf8') : Buffer.from(secret);
   if (bytes.length === 0 || bytes.length < minLength) {
-    throw new ScrubError(
+    throw new NexusError(
       'validation_failed',
       `secret shorter than the minimum of ${minLength} bytes`,
     );
@@ -136,7 +136,7 @@ export function encodingsOf(
  * from it), deduplicated. Empty strings are skipped; any other value shorter than
  * `minLength` throws, so the caller decides (refuse the credential, or lower the limit).
  *
- * @throws ScrubError `validation_failed` for a value shorter than `minLength` bytes.
+ * @throws NexusError `validation_failed` for a value shorter than `minLength` bytes.
  */
 export function secretsFor(
   values: readonly (string | Uint8Array)[],
