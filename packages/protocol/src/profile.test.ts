@@ -1,0 +1,348 @@
+// The Nexus request profile end to end: signRequest -> verifyRequest with Ed25519 and P-256
+// agent keys, the order of checks, and the signer's own refusals.
+import { generateKeyPair } from 'jose';
+import { describe, expect, it } from 'vitest';
+import { isNexusError } from './errors.js';
+import { agentSub, signLease, type LeaseClaims } from './lease.js';
+import {
+  generateAgentKey,
+  jwkThumbprint,
+  signRequest,
+  verifyRequest,
+  verifyRequestBody,
+  verifyRequestSignature,
+  type VerifyRequestOptions,
+} from './profile.js';
+
+const ISSUER = 'https://nexus.example';
+const NOW_MS = 1_785_000_000_000;
+const NOW = NOW_MS / 1000;
+const authority = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+const URL_ = 'https://nexus.example/github/repos/acme/widgets/issues?state=open';
+
+async function setup(alg: 'ed25519' | 'ecdsa-p256' = 'ed25519', o: Partial<LeaseClaims> = {}) {
+  const agent = await generateAgentKey(alg);
+  const lease = await signLease(
+    {
+      iss: ISSUER,
+      sub: agentSub('nexus.example', 'alice'),
+      aud: ISSUER,
+      iat: NOW - 10,
+      nbf: NOW - 10,
+      exp: NOW + 900,
+      jti: 'lease-id-0123456789abcdef',
+      scope: 'triage',
+      cnf: { jwk: agent.publicJwk },
+      ...o,
+    },
+    authority.privateKey,
+    { kid: 'k1', alg: 'EdDSA' },
+  );
+  return { agent, lease };
+}
+
+const verifier = (
+  headers: Record<string, string>,
+  extra: Partial<VerifyRequestOptions> = {},
+): VerifyRequestOptions => ({
+  method: 'POST',
+  url: URL_,
+  headers,
+  issuer: ISSUER,
+  audience: ISSUER,
+  getAuthorityKey: async (h) => (h.kid === 'k1' ? authority.publicKey : undefined),
+  now: () => NOW_MS,
+  ...extra,
+});
+
+async function code(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    return isNexusError(err) ? err.code : `foreign: ${String(err)}`;
+  }
+}
+
+describe.each(['ed25519', 'ecdsa-p256'] as const)('%s agent', (alg) => {
+  it('a signed POST verifies, with every field of VerifiedRequest', async () => {
+    const { agent, lease } = await setup(alg);
+    const body = '{"title":"x"}';
+    const base = { 'content-type': 'application/json', accept: '*/*' };
+    const added = await signRequest({
+      method: 'post',
+      url: URL_,
+      headers: base,
+      body,
+      lease,
+      key: agent.privateKey,
+      intent: 'file a bug',
+      now: () => NOW_MS,
+    });
+    expect(Object.keys(added).sort()).toEqual([
+      'content-digest',
+      'nexus-intent',
+      'signature',
+      'signature-input',
+      'workload-identity-token',
+    ]);
+    const headers = { ...base, ...added };
+    const v = await verifyRequest({ ...verifier(headers), body });
+    expect(v).toMatchObject({
+      agent: 'alice',
+      leaseId: 'lease-id-0123456789abcdef',
+      created: NOW,
+      expires: NOW + 30,
+      intent: 'file a bug',
+      algorithm: alg === 'ed25519' ? 'ed25519' : 'ecdsa-p256-sha256',
+      signature: added.signature,
+      signatureInput: added['signature-input'],
+      covered: [
+        '@method',
+        '@request-target',
+        'workload-identity-token',
+        'nexus-intent',
+        'content-type',
+        'content-digest',
+      ],
+    });
+    expect(v.nonce.length).toBeGreaterThanOrEqual(16);
+    expect(v.signatureBase).toContain(
+      '"@request-target": /github/repos/acme/widgets/issues?state=open',
+    );
+    expect(added['signature-input']).toContain(
+      ';tag="wimse-workload-to-workload";wimse-aud="https://nexus.example/github/repos/acme/widgets/issues"',
+    );
+    // Body tampering is caught by the digest step.
+    expect(await code(verifyRequest({ ...verifier(headers), body: body + ' ' }))).toBe(
+      'digest_mismatch',
+    );
+  });
+  it('a GET without body has no content-digest', async () => {
+    const { agent, lease } = await setup(alg);
+    const added = await signRequest({
+      method: 'GET',
+      url: URL_,
+      lease,
+      key: agent.privateKey,
+      now: () => NOW_MS,
+    });
+    expect(added['content-digest']).toBeUndefined();
+    expect(added['nexus-intent']).toBe('""');
+    expect(await code(verifyRequest({ ...verifier(added), method: 'GET' }))).toBeUndefined();
+  });
+});
+
+describe('verification', () => {
+  it('the order of checks: lease before signature before digest', async () => {
+    const { agent, lease } = await setup('ed25519', {
+      exp: NOW - 100,
+      iat: NOW - 1000,
+      nbf: NOW - 1000,
+    });
+    const added = await signRequest({
+      method: 'POST',
+      url: URL_,
+      headers: { 'content-type': 'text/plain' },
+      body: 'x',
+      lease: (await setup()).lease,
+      key: agent.privateKey,
+      now: () => NOW_MS,
+    });
+    // Expired lease swapped in: the lease code wins over the signature failure.
+    expect(
+      await code(
+        verifyRequest({
+          ...verifier({ ...added, 'workload-identity-token': lease, 'content-type': 'text/plain' }),
+          body: 'y',
+        }),
+      ),
+    ).toBe('lease_expired');
+    // Valid lease but another agent's key: signature_invalid before the digest mismatch.
+    expect(
+      await code(
+        verifyRequest({ ...verifier({ ...added, 'content-type': 'text/plain' }), body: 'y' }),
+      ),
+    ).toBe('signature_invalid');
+  });
+  it('revocation hook', async () => {
+    const { agent, lease } = await setup();
+    const added = await signRequest({
+      method: 'POST',
+      url: URL_,
+      lease,
+      key: agent.privateKey,
+      now: () => NOW_MS,
+    });
+    expect(
+      await code(
+        verifyRequestSignature(
+          verifier(added, { isRevoked: async (c) => c.jti === 'lease-id-0123456789abcdef' }),
+        ),
+      ),
+    ).toBe('lease_revoked');
+  });
+  it('a duplicated lease field is invalid, an absent one missing', async () => {
+    const { agent, lease } = await setup();
+    const added = await signRequest({
+      method: 'POST',
+      url: URL_,
+      lease,
+      key: agent.privateKey,
+      now: () => NOW_MS,
+    });
+    const { 'workload-identity-token': _l, ...rest } = added;
+    expect(await code(verifyRequestSignature(verifier(rest)))).toBe('lease_missing');
+    const dup = Object.entries(added).concat([['workload-identity-token', lease]]) as Array<
+      [string, string]
+    >;
+    expect(await code(verifyRequestSignature({ ...verifier({}), headers: dup }))).toBe(
+      'lease_invalid',
+    );
+  });
+  it('the wimse-aud is bound to the verifier URL', async () => {
+    const { agent, lease } = await setup();
+    const added = await signRequest({
+      method: 'POST',
+      url: URL_,
+      lease,
+      key: agent.privateKey,
+      now: () => NOW_MS,
+    });
+    expect(
+      await code(
+        verifyRequestSignature(
+          verifier(added, {
+            url: 'https://other.example/github/repos/acme/widgets/issues?state=open',
+          }),
+        ),
+      ),
+    ).toBe('signature_invalid');
+  });
+  it('skews: signature 5 s, lease 30 s, both configurable', async () => {
+    const { agent, lease } = await setup();
+    const added = await signRequest({
+      method: 'POST',
+      url: URL_,
+      lease,
+      key: agent.privateKey,
+      now: () => NOW_MS,
+      ttlSeconds: 10,
+    });
+    expect(
+      await code(verifyRequestSignature(verifier(added, { now: () => NOW_MS + 15_000 }))),
+    ).toBeUndefined();
+    expect(
+      await code(verifyRequestSignature(verifier(added, { now: () => NOW_MS + 16_000 }))),
+    ).toBe('signature_expired');
+    expect(
+      await code(
+        verifyRequestSignature(verifier(added, { now: () => NOW_MS + 20_000, skewSeconds: 10 })),
+      ),
+    ).toBeUndefined();
+    expect(await code(verifyRequestSignature(verifier(added, { now: () => NOW_MS - 6_000 })))).toBe(
+      'signature_invalid',
+    );
+  });
+  it('verifyRequestBody: empty body with a digest must still match', async () => {
+    expect(
+      await code(verifyRequestBody({ covered: [] }, { 'content-digest': 'sha-256=:AAAA:' }, '')),
+    ).toBe('digest_mismatch');
+    expect(await code(verifyRequestBody({ covered: [] }, {}, 'x'))).toBe('digest_missing');
+    expect(
+      await code(
+        verifyRequestBody(
+          { covered: ['content-digest'] },
+          { 'content-digest': 'sha-256=:AAAA:' },
+          'x',
+        ),
+      ),
+    ).toBe('signature_invalid');
+  });
+});
+
+describe('signRequest refusals', () => {
+  it.each<[string, Record<string, unknown>, string]>([
+    ['ttl > 60', { ttlSeconds: 61 }, 'request_invalid'],
+    ['ttl 0', { ttlSeconds: 0 }, 'request_invalid'],
+    ['short nonce', { nonce: 'abc' }, 'request_invalid'],
+    ['intent non-ASCII', { intent: 'café' }, 'intent_invalid'],
+    ['intent too long', { intent: 'x'.repeat(513) }, 'intent_invalid'],
+    ['body without content-type', { body: 'x' }, 'request_invalid'],
+    ['relative url', { url: '/github/x' }, 'request_invalid'],
+    ['lease not a JWT', { lease: 'nope' }, 'lease_invalid'],
+  ])('%s', async (_n, o, expected) => {
+    const { agent, lease } = await setup();
+    expect(
+      await code(
+        signRequest({
+          method: 'GET',
+          url: URL_,
+          lease,
+          key: agent.privateKey,
+          now: () => NOW_MS,
+          ...o,
+        }),
+      ),
+    ).toBe(expected);
+  });
+  it('caps expires at the lease exp, and refuses an expired lease', async () => {
+    const { agent, lease } = await setup('ed25519', { exp: NOW + 10 });
+    const added = await signRequest({
+      method: 'GET',
+      url: URL_,
+      lease,
+      key: agent.privateKey,
+      now: () => NOW_MS,
+    });
+    expect(added['signature-input']).toContain(`expires=${NOW + 10}`);
+    expect(
+      await code(
+        signRequest({
+          method: 'GET',
+          url: URL_,
+          lease,
+          key: agent.privateKey,
+          now: () => NOW_MS + 11_000,
+        }),
+      ),
+    ).toBe('lease_expired');
+  });
+  it('refuses an RSA key', async () => {
+    const { lease } = await setup();
+    const rsa = (await globalThis.crypto.subtle.generateKey(
+      {
+        name: 'RSA-PSS',
+        hash: 'SHA-256',
+        modulusLength: 2048,
+        publicExponent: new Uint8Array([1, 0, 1]),
+      },
+      false,
+      ['sign'],
+    )) as { privateKey: never };
+    expect(await code(signRequest({ method: 'GET', url: URL_, lease, key: rsa.privateKey }))).toBe(
+      'request_invalid',
+    );
+  });
+});
+
+describe('keys', () => {
+  it('generateAgentKey is non-extractable by default', async () => {
+    const k = await generateAgentKey();
+    expect(k.privateKey.extractable).toBe(false);
+    expect(k.publicJwk).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA' });
+    expect(k.publicJwk).not.toHaveProperty('d');
+    expect(
+      (await generateAgentKey('ecdsa-p256', { extractable: true })).privateKey.extractable,
+    ).toBe(true);
+  });
+  it('jwkThumbprint matches RFC 8037 Appendix A.3', async () => {
+    expect(
+      await jwkThumbprint({
+        kty: 'OKP',
+        crv: 'Ed25519',
+        x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo',
+      }),
+    ).toBe('kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k');
+  });
+});
