@@ -1,1 +1,2 @@
-export const VERSION = '0.1.0';
+// @nexus/cli: the `nexus` command (bin/nexus.js). Exposed for tests and embedding.
+export { main, buildProgram } from './main.js';

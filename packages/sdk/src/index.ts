@@ -1,1 +1,4 @@
-export const VERSION = '0.1.0';
+// @nexus/sdk: the agent client. Depends only on @nexus/protocol.
+export { enroll, NexusAgent } from './agent.js';
+export type { EnrollOptions, AgentFetchInit, AgentKeyAlgorithm } from './agent.js';
+export { NexusAgentError } from './errors.js';

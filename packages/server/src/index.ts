@@ -1,1 +1,53 @@
+// @nexus/server: the Authority, proxy, policy, vault, mechanics, scrubber, audit, store
+// and admin API. `startNexus` runs them all in one process (`nexus up`).
 export const VERSION = '0.1.0';
+
+export { startNexus } from './app/start.js';
+export type { StartOptions, RunningNexus } from './app/start.js';
+export { initNode } from './app/init.js';
+export { verifyAuditLog, verifyAuditOffline } from './app/verify-audit.js';
+export type { AuditVerifyReport } from './app/verify-audit.js';
+export { openConfiguredStore } from './app/open-store.js';
+
+export { loadConfig, parseConfig, parseConfigText } from './config/load.js';
+export { ConfigError } from './config/errors.js';
+export type { ConfigIssue } from './config/errors.js';
+export { DEFAULTS } from './config/schema.js';
+export type {
+  Config,
+  ServiceConfig,
+  AgentConfig,
+  AuthConfig,
+  StoreConfig,
+} from './config/schema.js';
+export { registerMechanicSchema } from './config/auth-schemas.js';
+export { renderExampleConfig } from './config/example.js';
+
+export { compilePolicy } from './policy/compile.js';
+export type {
+  CompiledPolicy,
+  PolicyInput,
+  PolicyDecision,
+  PolicyExplanation,
+} from './policy/compile.js';
+export type { PolicyRule } from './policy/rule-schema.js';
+
+import { registerMechanicSchemas } from './mechanics/index.js';
+
+// Every built-in mechanic's option schema is known to the config loader from here on.
+registerMechanicSchemas();
+
+export { MECHANICS, registerMechanicSchemas } from './mechanics/index.js';
+export type {
+  Mechanic,
+  MechanicContext,
+  MechanicDefinition,
+  OutboundRequest,
+  AppliedAuth,
+  ResolvedCredential,
+} from './mechanics/mechanic.js';
+
+export { openSqliteStore } from './store/sqlite.js';
+export type { Store } from './store/store.js';
+export { createLogger } from './util/logger.js';
+export type { Logger } from './util/logger.js';

@@ -1,0 +1,742 @@
+/**
+ * The `nexus` command line. Every command takes `--config FILE` (default ./nexus.yaml);
+ * commands that talk to a running node find its admin listener in that file and the
+ * operator token in NEXUS_OPERATOR_TOKEN or `.nexus/operator.token` beside it.
+ *
+ * This file and the config loader are the only readers of `process.env`.
+ */
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import {
+  initNode,
+  startNexus,
+  verifyAuditOffline,
+  compilePolicy,
+  renderExampleConfig,
+  createLogger,
+  type Config,
+} from '@nexus/server';
+import { enroll } from '@nexus/sdk';
+import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
+import { startSidecar } from './sidecar.js';
+import { readStdin, parseFields } from './input.js';
+import { printTable } from './output.js';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const EXAMPLES: Record<string, string> = {};
+function example(cmd: Command, text: string): Command {
+  EXAMPLES[cmd.name()] = text;
+  return cmd.addHelpText('after', `\nExample:\n  ${text.split('\n').join('\n  ')}\n`);
+}
+
+function configOption(): Option {
+  return new Option('-c, --config <file>', 'path to nexus.yaml').default('nexus.yaml');
+}
+
+function parseTtl(text: string): number {
+  const m = /^(\d+)(s|m|h|d)$/.exec(text);
+  if (m === null) throw new CliError(`invalid duration "${text}" (use e.g. 90s, 10m, 1h)`);
+  const mult = { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * mult;
+}
+
+/** Builds the program; `env` and output streams are injected for tests. */
+export function buildProgram(env: Env, out: (s: string) => void): Command {
+  const program = new Command('nexus')
+    .description('Nexus: agent identity and connection orchestration')
+    .version('0.1.0')
+    .showHelpAfterError(false)
+    .exitOverride();
+
+  const print = (value: unknown, json: boolean, human: () => void): void => {
+    if (json) out(JSON.stringify(value, null, 2) + '\n');
+    else human();
+  };
+
+  // ---- init / up ------------------------------------------------------------------------
+  example(
+    program
+      .command('init')
+      .description('create nexus.yaml, keys, the master key and the first operator token')
+      .option('-d, --dir <dir>', 'directory to initialise', '.')
+      .option('--force', 'overwrite an existing nexus.yaml')
+      .action(async (opts: { dir: string; force?: boolean }) => {
+        const dir = resolve(opts.dir);
+        await mkdir(dir, { recursive: true });
+        const configPath = join(dir, 'nexus.yaml');
+        const exists = await stat(configPath).then(
+          () => true,
+          () => false,
+        );
+        if (exists && !opts.force)
+          throw new CliError(`${configPath} exists (use --force to overwrite)`);
+        await writeFile(configPath, renderExampleConfig(), { mode: 0o644 });
+        const config = await configFrom(configPath, env);
+        const { operatorToken } = await initNode(config);
+        const tokenPath = operatorTokenPath(config);
+        await mkdir(dirname(tokenPath), { recursive: true, mode: 0o700 });
+        await writeFile(tokenPath, operatorToken + '\n', { mode: 0o600 });
+        await chmod(tokenPath, 0o600);
+        out(
+          [
+            `Initialised Nexus in ${dir}`,
+            `  config:         ${configPath}`,
+            `  master key:     ${config.master_key.source === 'file' ? config.master_key.path : 'NEXUS_MASTER_KEY'}`,
+            `  operator token: ${operatorToken}`,
+            `                  (saved to ${tokenPath}; shown once, stored hashed)`,
+            '',
+            'Next: nexus up',
+            '',
+          ].join('\n'),
+        );
+      }),
+    'nexus init --dir ./my-nexus',
+  );
+
+  example(
+    program
+      .command('up')
+      .description('run the Authority, proxy and admin API from nexus.yaml')
+      .addOption(configOption())
+      .action(async (opts: { config: string }) => {
+        const config = await configFrom(opts.config, env);
+        const logger = createLogger(env.NEXUS_LOG_LEVEL ?? config.log.level);
+        const node = await startNexus({ config, logger });
+        out(`Nexus proxy and Authority listening on ${node.proxyUrl}\n`);
+        out(`Nexus admin API listening on ${node.adminUrl}\n`);
+        await new Promise<void>((resolveStop) => {
+          const stop = (signal: string) => {
+            out(`Received ${signal}: draining in-flight requests...\n`);
+            node.close().then(
+              () => {
+                out('Nexus stopped.\n');
+                resolveStop();
+              },
+              (err: unknown) => {
+                out(`error while stopping: ${(err as Error).message}\n`);
+                resolveStop();
+              },
+            );
+          };
+          process.once('SIGTERM', () => stop('SIGTERM'));
+          process.once('SIGINT', () => stop('SIGINT'));
+        });
+      }),
+    'nexus up --config ./nexus.yaml',
+  );
+
+  // ---- credential -------------------------------------------------------------------------
+  const credential = program
+    .command('credential')
+    .description('manage vault credentials (write-only)');
+  const setLike = (name: 'set' | 'rotate') =>
+    credential
+      .command(`${name} <name>`)
+      .description(
+        name === 'set'
+          ? 'store a credential; the value is read from stdin or --from-env, never from an argument'
+          : 'store a new version of an existing credential (stdin or --from-env)',
+      )
+      .addOption(configOption())
+      .option('--from-env <var>', 'read the value from this environment variable')
+      .addOption(
+        new Option(
+          '--format <format>',
+          'stdin format: value (one secret), json (object of fields), env (KEY=VALUE lines)',
+        )
+          .choices(['value', 'json', 'env'])
+          .default('value'),
+      )
+      .option('--field <field>', 'field name for a single value', 'value')
+      .option('--json', 'JSON output')
+      .action(
+        async (
+          credName: string,
+          opts: {
+            config: string;
+            fromEnv?: string;
+            format: 'value' | 'json' | 'env';
+            field: string;
+            json?: boolean;
+          },
+        ) => {
+          let fields: Record<string, string>;
+          if (opts.fromEnv !== undefined) {
+            const v = env[opts.fromEnv];
+            if (v === undefined || v === '')
+              throw new CliError(`environment variable ${opts.fromEnv} is not set`);
+            fields = { [opts.field]: v };
+          } else {
+            fields = parseFields(await readStdin(), opts.format, opts.field);
+          }
+          const client = await adminClient(opts.config, env);
+          const r = await client.request<{ name: string; version: number; fields: string[] }>(
+            name === 'set' ? 'PUT' : 'POST',
+            name === 'set'
+              ? `/v1/credentials/${encodeURIComponent(credName)}`
+              : `/v1/credentials/${encodeURIComponent(credName)}/rotate`,
+            { fields },
+          );
+          print(r, !!opts.json, () =>
+            out(
+              `Credential ${r.name} stored as version ${r.version} (fields: ${r.fields.join(', ')})\n`,
+            ),
+          );
+        },
+      );
+  example(
+    setLike('set'),
+    'printf %s "$GITHUB_TOKEN" | nexus credential set github-token\nnexus credential set github-token --from-env GITHUB_TOKEN',
+  );
+  example(setLike('rotate'), 'nexus credential rotate github-token --from-env NEW_GITHUB_TOKEN');
+  example(
+    credential
+      .command('list')
+      .description('list credential names, versions and field names (never values)')
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const client = await adminClient(opts.config, env);
+        const r = await client.request<{
+          credentials: { name: string; version: number; fields: string[]; updated_at: string }[];
+        }>('GET', '/v1/credentials');
+        print(r.credentials, !!opts.json, () =>
+          printTable(
+            out,
+            ['NAME', 'VERSION', 'FIELDS', 'UPDATED'],
+            r.credentials.map((c) => [c.name, String(c.version), c.fields.join(','), c.updated_at]),
+          ),
+        );
+      }),
+    'nexus credential list --json',
+  );
+  example(
+    credential
+      .command('delete <name>')
+      .description('delete a credential and every stored version of it')
+      .addOption(configOption())
+      .action(async (credName: string, opts: { config: string }) => {
+        const client = await adminClient(opts.config, env);
+        await client.request('DELETE', `/v1/credentials/${encodeURIComponent(credName)}`);
+        out(`Credential ${credName} deleted\n`);
+      }),
+    'nexus credential delete github-token',
+  );
+
+  // ---- agent ---------------------------------------------------------------------------------
+  const agent = program.command('agent').description('manage agents');
+  example(
+    agent
+      .command('list')
+      .description('list agents')
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const client = await adminClient(opts.config, env);
+        const r = await client.request<{
+          agents: { name: string; roles: string[]; disabled: boolean; source: string }[];
+        }>('GET', '/v1/agents');
+        print(r.agents, !!opts.json, () =>
+          printTable(
+            out,
+            ['NAME', 'ROLES', 'STATUS', 'SOURCE'],
+            r.agents.map((a) => [
+              a.name,
+              a.roles.join(','),
+              a.disabled ? 'disabled' : 'enabled',
+              a.source,
+            ]),
+          ),
+        );
+      }),
+    'nexus agent list',
+  );
+  example(
+    agent
+      .command('add <name>')
+      .description('create an agent through the admin API (agents in nexus.yaml exist already)')
+      .addOption(configOption())
+      .option('-r, --role <role...>', 'roles', [])
+      .action(async (name: string, opts: { config: string; role: string[] }) => {
+        const client = await adminClient(opts.config, env);
+        await client.request('POST', '/v1/agents', { name, roles: opts.role });
+        out(`Agent ${name} created\n`);
+      }),
+    'nexus agent add report-bot --role reader',
+  );
+  example(
+    agent
+      .command('enroll <name>')
+      .description('create a one-time enrollment token for an agent (shown once)')
+      .addOption(configOption())
+      .option('--ttl <duration>', 'token lifetime, e.g. 10m')
+      .option(
+        '--act <principal>',
+        'the principal the agent acts for (goes into the lease as act.sub)',
+      )
+      .option('--task <id>', 'task id for provenance (nexus_task)')
+      .option('--json', 'JSON output')
+      .action(
+        async (
+          name: string,
+          opts: { config: string; ttl?: string; act?: string; task?: string; json?: boolean },
+        ) => {
+          const client = await adminClient(opts.config, env);
+          const r = await client.request<{ enrollment_token: string; expires_at: string }>(
+            'POST',
+            `/v1/agents/${encodeURIComponent(name)}/enrollment-tokens`,
+            {
+              ttl_seconds: opts.ttl ? parseTtl(opts.ttl) : undefined,
+              act: opts.act,
+              task: opts.task,
+            },
+          );
+          print({ ...r, authority: client.config.authority.issuer }, !!opts.json, () =>
+            out(
+              `${r.enrollment_token}\n(single use, expires ${r.expires_at}; authority ${client.config.authority.issuer})\n`,
+            ),
+          );
+        },
+      ),
+    'TOKEN=$(nexus agent enroll triage-bot --json | jq -r .enrollment_token)',
+  );
+  for (const [verb, path, desc] of [
+    ['disable', 'disable', 'disable an agent and revoke its leases'],
+    ['enable', 'enable', 'enable a disabled agent'],
+  ] as const) {
+    example(
+      agent
+        .command(`${verb} <name>`)
+        .description(desc)
+        .addOption(configOption())
+        .action(async (name: string, opts: { config: string }) => {
+          const client = await adminClient(opts.config, env);
+          await client.request('POST', `/v1/agents/${encodeURIComponent(name)}/${path}`);
+          out(`Agent ${name} ${verb}d\n`);
+        }),
+      `nexus agent ${verb} triage-bot`,
+    );
+  }
+
+  // ---- lease -----------------------------------------------------------------------------------
+  const lease = program.command('lease').description('inspect and revoke leases');
+  example(
+    lease
+      .command('list')
+      .description('list active leases')
+      .addOption(configOption())
+      .option('--agent <name>', 'only this agent')
+      .option('--all', 'include expired and revoked leases')
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; agent?: string; all?: boolean; json?: boolean }) => {
+        const client = await adminClient(opts.config, env);
+        const q = new URLSearchParams();
+        if (opts.agent) q.set('agent', opts.agent);
+        if (opts.all) q.set('all', 'true');
+        const r = await client.request<{
+          leases: {
+            id: string;
+            agent: string;
+            expires_at: string;
+            act?: string;
+            revoked: boolean;
+          }[];
+        }>('GET', `/v1/leases?${q}`);
+        print(r.leases, !!opts.json, () =>
+          printTable(
+            out,
+            ['ID', 'AGENT', 'EXPIRES', 'ACT', 'REVOKED'],
+            r.leases.map((l) => [
+              l.id,
+              l.agent,
+              l.expires_at,
+              l.act ?? '',
+              l.revoked ? 'yes' : 'no',
+            ]),
+          ),
+        );
+      }),
+    'nexus lease list --agent triage-bot',
+  );
+  example(
+    lease
+      .command('revoke [id]')
+      .description('revoke one lease, every lease of an agent (--agent) or all leases (--all)')
+      .addOption(configOption())
+      .option('--agent <name>', 'revoke every lease of this agent')
+      .option('--all', 'revoke every lease (kill switch)')
+      .action(
+        async (id: string | undefined, opts: { config: string; agent?: string; all?: boolean }) => {
+          const chosen = [id !== undefined, opts.agent !== undefined, !!opts.all].filter(
+            Boolean,
+          ).length;
+          if (chosen !== 1)
+            throw new CliError('give exactly one of: a lease id, --agent NAME, --all');
+          const client = await adminClient(opts.config, env);
+          if (opts.all) await client.request('POST', '/v1/leases/revoke-all');
+          else if (opts.agent)
+            await client.request(
+              'POST',
+              `/v1/agents/${encodeURIComponent(opts.agent)}/revoke-leases`,
+            );
+          else
+            await client.request('POST', `/v1/leases/${encodeURIComponent(id as string)}/revoke`);
+          out('Revoked.\n');
+        },
+      ),
+    'nexus lease revoke 3q2-Xyz...\nnexus lease revoke --agent triage-bot\nnexus lease revoke --all',
+  );
+
+  // ---- vault -------------------------------------------------------------------------------------
+  const vault = program.command('vault').description('vault maintenance');
+  example(
+    vault
+      .command('rotate-master-key')
+      .description(
+        'create a new master key version and re-wrap every data key (the node keeps running)',
+      )
+      .addOption(configOption())
+      .action(async (opts: { config: string }) => {
+        const client = await adminClient(opts.config, env);
+        const r = await client.request<{ version: number }>('POST', '/v1/vault/rotate-master-key');
+        out(`Master key rotated: now version ${r.version}\n`);
+      }),
+    'nexus vault rotate-master-key',
+  );
+
+  // ---- run -----------------------------------------------------------------------------------------
+  example(
+    program
+      .command('run')
+      .description(
+        'run a command as an agent: it reaches services through $NEXUS_PROXY and never sees a key',
+      )
+      .addOption(configOption())
+      .requiredOption('-a, --agent <name>', 'the agent to run as')
+      .option('-i, --intent <text>', 'default intent for requests that do not send Nexus-Intent')
+      .option('--act <principal>', 'the principal the agent acts for')
+      .addOption(
+        new Option('--key <alg>', 'agent key algorithm')
+          .choices(['ed25519', 'ecdsa-p256'])
+          .default('ed25519'),
+      )
+      .argument('<command...>', 'the command to run, after --')
+      .action(
+        async (
+          command: string[],
+          opts: {
+            config: string;
+            agent: string;
+            intent?: string;
+            act?: string;
+            key: 'ed25519' | 'ecdsa-p256';
+          },
+        ) => {
+          const client = await adminClient(opts.config, env);
+          const tok = await client.request<{ enrollment_token: string }>(
+            'POST',
+            `/v1/agents/${encodeURIComponent(opts.agent)}/enrollment-tokens`,
+            { ttl_seconds: 60, act: opts.act },
+          );
+          const agentClient = await enroll({
+            authority: client.config.authority.issuer,
+            enrollmentToken: tok.enrollment_token,
+            keyAlgorithm: opts.key,
+          });
+          const sidecar = await startSidecar(agentClient, { intent: opts.intent });
+          // MUST: the child sees no key, lease, operator token or credential. Every NEXUS_*
+          // variable of ours is removed; only NEXUS_PROXY is given.
+          const childEnv: Record<string, string> = {};
+          for (const [k, v] of Object.entries(env)) {
+            if (v !== undefined && !k.startsWith('NEXUS_')) childEnv[k] = v;
+          }
+          childEnv.NEXUS_PROXY = sidecar.url;
+          const [cmd, ...args] = command;
+          const code = await new Promise<number>((resolveExit, rejectExit) => {
+            const child = spawn(cmd as string, args, { stdio: 'inherit', env: childEnv });
+            const forward = (sig: NodeJS.Signals) => child.kill(sig);
+            process.on('SIGTERM', forward);
+            process.on('SIGINT', forward);
+            child.once('error', (err) =>
+              rejectExit(new CliError(`cannot start ${cmd}: ${err.message}`)),
+            );
+            child.once('exit', (c, signal) => {
+              process.off('SIGTERM', forward);
+              process.off('SIGINT', forward);
+              resolveExit(c ?? (signal ? 128 + 15 : 1));
+            });
+          }).finally(async () => {
+            agentClient.close();
+            await sidecar.close();
+          });
+          process.exitCode = code;
+        },
+      ),
+    'nexus run --agent triage-bot --intent "triage new issues" -- curl -s $NEXUS_PROXY/github/repos/acme/app/issues\nnexus run --agent triage-bot -- python agent.py',
+  );
+
+  // ---- policy -------------------------------------------------------------------------------------
+  const policy = program.command('policy').description('check and explain policy');
+  example(
+    policy
+      .command('check')
+      .description('validate nexus.yaml and its policies offline; prints the policy hash')
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const config = await configFrom(opts.config, env);
+        const compiled = compilePolicy(config);
+        const summary = {
+          ok: true,
+          rules: config.policies.length,
+          services: Object.keys(config.services).length,
+          policy_hash: compiled.hash,
+        };
+        print(summary, !!opts.json, () =>
+          out(
+            `OK: ${summary.rules} rules over ${summary.services} services, policy hash ${summary.policy_hash}\n`,
+          ),
+        );
+      }),
+    'nexus policy check --config ./nexus.yaml',
+  );
+  example(
+    policy
+      .command('explain')
+      .description('explain the decision for a request (offline, from nexus.yaml)')
+      .addOption(configOption())
+      .requiredOption('--agent <name>', 'agent name')
+      .requiredOption('--service <name>', 'service name')
+      .option('--method <method>', 'HTTP method', 'GET')
+      .requiredOption('--path <path>', 'path inside the service, e.g. /repos/acme/app/issues')
+      .option('--intent <text>', 'declared intent', '')
+      .option('--role <role...>', "roles (default: the agent's roles in nexus.yaml)")
+      .option('--at <iso-time>', 'evaluate at this time')
+      .option('--json', 'JSON output')
+      .action(
+        async (opts: {
+          config: string;
+          agent: string;
+          service: string;
+          method: string;
+          path: string;
+          intent: string;
+          role?: string[];
+          at?: string;
+          json?: boolean;
+        }) => {
+          const config = await configFrom(opts.config, env);
+          const compiled = compilePolicy(config);
+          const roles = opts.role ?? [...(config.agents[opts.agent]?.roles ?? [])];
+          const result = compiled.explain({
+            agent: opts.agent,
+            roles,
+            service: opts.service,
+            method: opts.method.toUpperCase(),
+            path: opts.path,
+            intent: opts.intent,
+            now: opts.at ? Date.parse(opts.at) : Date.now(),
+          });
+          print(result, !!opts.json, () => out(formatExplain(result) + '\n'));
+          process.exitCode = (result as { decision: string }).decision === 'allow' ? 0 : 3;
+        },
+      ),
+    'nexus policy explain --agent triage-bot --service github --method GET --path /repos/acme/app/issues',
+  );
+
+  // ---- audit --------------------------------------------------------------------------------------
+  const audit = program
+    .command('audit')
+    .description('query, follow, verify and export the audit trail');
+  example(
+    audit
+      .command('verify')
+      .description(
+        'verify the hash chain and signed checkpoints (offline, reads the store); exit 1 if tampered',
+      )
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const config = await configFrom(opts.config, env);
+        const r = await verifyAuditOffline(config);
+        print(r, !!opts.json, () => {
+          if (r.ok) out(`OK: ${r.count} records, ${r.checkpoints} checkpoints verified\n`);
+          else out(`TAMPERED: first bad record seq ${r.seq} (${r.reason})\n`);
+        });
+        if (!r.ok) process.exitCode = 1;
+      }),
+    'nexus audit verify',
+  );
+  const queryOpts = (cmd: Command) =>
+    cmd
+      .addOption(configOption())
+      .option('--agent <name>', 'filter by agent')
+      .option('--service <name>', 'filter by service')
+      .addOption(new Option('--decision <d>', 'filter by decision').choices(['allow', 'deny']))
+      .option('--since <iso-time>', 'records at or after this time')
+      .option('--limit <n>', 'at most this many records', '50');
+  example(
+    queryOpts(audit.command('query').description('query audit records, newest first'))
+      .option('--json', 'JSON output')
+      .action(
+        async (opts: {
+          config: string;
+          agent?: string;
+          service?: string;
+          decision?: string;
+          since?: string;
+          limit: string;
+          json?: boolean;
+        }) => {
+          const client = await adminClient(opts.config, env);
+          const q = new URLSearchParams({ limit: opts.limit });
+          for (const k of ['agent', 'service', 'decision', 'since'] as const)
+            if (opts[k]) q.set(k, opts[k] as string);
+          const r = await client.request<{ records: AuditView[] }>('GET', `/v1/audit?${q}`);
+          print(r.records, !!opts.json, () =>
+            printTable(out, AUDIT_COLUMNS, r.records.map(auditRow)),
+          );
+        },
+      ),
+    'nexus audit query --agent triage-bot --decision deny',
+  );
+  example(
+    audit
+      .command('tail')
+      .description('follow new audit records as they are written (Ctrl-C to stop)')
+      .addOption(configOption())
+      .option('--json', 'JSON lines output')
+      .option('--interval <ms>', 'poll interval', '1000')
+      .action(async (opts: { config: string; json?: boolean; interval: string }) => {
+        const client = await adminClient(opts.config, env);
+        const last = await client.request<{ records: AuditView[] }>('GET', '/v1/audit?limit=1');
+        let next = (last.records[0]?.seq ?? 0) + 1;
+        for (;;) {
+          const res = await client.raw('GET', `/v1/audit/export?from_seq=${next}`);
+          for (const line of (await res.text()).split('\n')) {
+            if (!line) continue;
+            const row = JSON.parse(line) as { seq: number; record: AuditView };
+            next = row.seq + 1;
+            if (opts.json) out(line + '\n');
+            else out(auditRow({ ...row.record, seq: row.seq }).join('  ') + '\n');
+          }
+          await new Promise((r) => setTimeout(r, Number(opts.interval)));
+        }
+      }),
+    'nexus audit tail',
+  );
+  example(
+    audit
+      .command('export')
+      .description('export the whole audit log as JSON Lines (seq, prev_hash, hash, record)')
+      .addOption(configOption())
+      .option('-o, --output <file>', 'write to a file instead of stdout')
+      .action(async (opts: { config: string; output?: string }) => {
+        const client = await adminClient(opts.config, env);
+        const res = await client.raw('GET', '/v1/audit/export');
+        if (!res.ok) throw new CliError(`export failed with HTTP ${res.status}`);
+        const text = await res.text();
+        if (opts.output) await writeFile(opts.output, text);
+        else out(text);
+      }),
+    'nexus audit export -o audit.jsonl',
+  );
+
+  // ---- service ---------------------------------------------------------------------------------
+  const service = program.command('service').description('services');
+  example(
+    service
+      .command('list')
+      .description('list configured services')
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const config = await configFrom(opts.config, env);
+        const rows = Object.values(config.services).map((s) => ({
+          name: s.name,
+          upstream: s.upstream,
+          auth_type: s.auth.type,
+          credential: s.auth.credential ?? null,
+        }));
+        print(rows, !!opts.json, () =>
+          printTable(
+            out,
+            ['NAME', 'UPSTREAM', 'AUTH', 'CREDENTIAL'],
+            rows.map((r) => [r.name, r.upstream, r.auth_type, r.credential ?? '-']),
+          ),
+        );
+      }),
+    'nexus service list',
+  );
+
+  return program;
+}
+
+interface AuditView {
+  seq?: number;
+  time?: string;
+  kind?: string;
+  agent?: string;
+  service?: string;
+  method?: string;
+  path?: string;
+  decision?: string;
+  upstream_status?: number;
+  error_code?: string;
+  request_id?: string;
+}
+const AUDIT_COLUMNS = [
+  'SEQ',
+  'TIME',
+  'KIND',
+  'AGENT',
+  'SERVICE',
+  'METHOD',
+  'PATH',
+  'DECISION',
+  'STATUS',
+  'ERROR',
+];
+function auditRow(r: AuditView): string[] {
+  return [
+    String(r.seq ?? ''),
+    r.time ?? '',
+    r.kind ?? '',
+    r.agent ?? '-',
+    r.service ?? '-',
+    r.method ?? '',
+    r.path ?? '',
+    r.decision ?? '',
+    r.upstream_status === undefined ? '-' : String(r.upstream_status),
+    r.error_code ?? '',
+  ];
+}
+
+function formatExplain(result: unknown): string {
+  const r = result as { decision: string; ruleIds?: string[]; reasons?: string[] };
+  const lines = [`decision: ${r.decision}`];
+  if (r.ruleIds?.length) lines.push(`matched rules: ${r.ruleIds.join(', ')}`);
+  for (const reason of r.reasons ?? []) lines.push(`  - ${reason}`);
+  return lines.join('\n');
+}
+
+/** Runs the CLI; resolves with the exit code. Errors are one line on stderr. */
+export async function main(argv: string[], env: Env = process.env): Promise<number> {
+  const program = buildProgram(env, (s) => process.stdout.write(s));
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode;
+    }
+    const e = err as { message?: string; code?: string; issues?: unknown };
+    process.stderr.write(`nexus: ${e.message ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+export type { Config };

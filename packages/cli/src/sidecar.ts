@@ -1,0 +1,137 @@
+/**
+ * The local signing sidecar of `nexus run`: listens on 127.0.0.1, signs each request the
+ * child sends with the agent's in-memory lease key and relays it to the proxy, streaming
+ * the (already scrubbed) response back.
+ *
+ * MUST: it binds loopback only. MUST: it forwards only `/{service}/{path}` requests; the
+ * key and lease never leave this process.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import type { NexusAgent } from '@nexus/sdk';
+import { NexusAgentError } from '@nexus/sdk';
+
+// Headers of the child's request that are the sidecar's business, not the proxy's.
+const DROP = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'content-length',
+  'te',
+  'upgrade',
+  'expect',
+  'proxy-connection',
+  'nexus-intent',
+  'workload-identity-token',
+  'signature',
+  'signature-input',
+]);
+const RESPONSE_DROP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'content-length',
+  'content-encoding',
+]);
+
+export interface Sidecar {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+async function readAll(req: IncomingMessage, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    total += c.length;
+    if (total > max) throw new NexusAgentError('body_too_large', 'request body too large');
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
+}
+
+function problem(res: ServerResponse, status: number, code: string, title: string): void {
+  const body = JSON.stringify({ type: `urn:nexus:problem:${code}`, title, status, code });
+  res.writeHead(status, { 'content-type': 'application/problem+json', 'nexus-error': code });
+  res.end(body);
+}
+
+export async function startSidecar(
+  agent: NexusAgent,
+  options: { intent?: string; maxBodyBytes?: number } = {},
+): Promise<Sidecar> {
+  const server: Server = createServer((req, res) => {
+    void (async () => {
+      try {
+        const target = req.url ?? '/';
+        const m = /^\/([^/?]+)(.*)$/.exec(target);
+        if (m === null || !target.startsWith('/')) {
+          problem(res, 400, 'request_invalid', 'use $NEXUS_PROXY/<service>/<path>');
+          return;
+        }
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(req.headersDistinct)) {
+          if (v === undefined || DROP.has(k)) continue;
+          headers[k] = v.join(', ');
+        }
+        const body = await readAll(req, options.maxBodyBytes ?? 10 * 1024 * 1024);
+        // A per-request intent may be given by the child in `Nexus-Intent` as plain text.
+        const intentHeader = req.headers['nexus-intent'];
+        const intent = typeof intentHeader === 'string' ? intentHeader : (options.intent ?? '');
+        const upstream = await agent.fetch(m[1] as string, m[2] as string, {
+          method: req.method,
+          headers,
+          body: body.length > 0 ? body : undefined,
+          intent,
+        });
+        const out: Record<string, string | string[]> = {};
+        upstream.headers.forEach((value, key) => {
+          if (!RESPONSE_DROP.has(key)) out[key] = value;
+        });
+        res.writeHead(upstream.status, out);
+        res.flushHeaders();
+        if (upstream.body === null) {
+          res.end();
+          return;
+        }
+        Readable.fromWeb(upstream.body as never).pipe(res);
+      } catch (err) {
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        if (err instanceof NexusAgentError) {
+          const body = JSON.stringify({
+            type: `urn:nexus:problem:${err.code}`,
+            title: err.message,
+            status: err.status ?? 502,
+            code: err.code,
+            request_id: err.requestId,
+          });
+          res.writeHead(err.status ?? 502, {
+            'content-type': 'application/problem+json',
+            'nexus-error': err.code,
+          });
+          res.end(body);
+          return;
+        }
+        problem(res, 502, 'proxy_unreachable', 'the sidecar could not complete the request');
+      }
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

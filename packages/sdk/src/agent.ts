@@ -1,0 +1,219 @@
+/**
+ * The agent client: enrolls with an in-memory key, keeps its lease renewed, and signs
+ * every request it sends through the Nexus proxy.
+ *
+ * MUST: the private key is generated non-extractable and never leaves this object. The
+ * lease is sent only in `Workload-Identity-Token`, never in `Authorization`.
+ */
+import { generateAgentKey, signRequest, type CryptoKey, type LeaseClaims } from '@nexus/protocol';
+import { NexusAgentError, errorFromResponse } from './errors.js';
+
+export type AgentKeyAlgorithm = 'ed25519' | 'ecdsa-p256';
+
+export interface EnrollOptions {
+  /** The Authority URL (the `issuer`), e.g. `http://127.0.0.1:7070`. */
+  readonly authority: string;
+  /** The one-time enrollment token an operator created for this agent. */
+  readonly enrollmentToken: string;
+  /** Agent key algorithm (default `ed25519`). */
+  readonly keyAlgorithm?: AgentKeyAlgorithm;
+  /** Renew automatically before expiry (default true). */
+  readonly autoRenew?: boolean;
+  /** Injected for tests. */
+  readonly fetch?: typeof fetch;
+  readonly now?: () => number;
+  /** Called when automatic renewal fails for good (e.g. `renewal_denied`). */
+  readonly onRenewalError?: (err: NexusAgentError) => void;
+}
+
+export interface AgentFetchInit {
+  readonly method?: string;
+  readonly headers?: Record<string, string>;
+  /** The body is buffered: its digest is signed. */
+  readonly body?: string | Uint8Array;
+  /** The declared purpose of the call (Nexus-Intent), audited and matched by policy. */
+  readonly intent?: string;
+  readonly signal?: AbortSignal;
+}
+
+function decodeClaims(lease: string): LeaseClaims {
+  const part = lease.split('.')[1];
+  if (part === undefined) throw new NexusAgentError('lease_invalid', 'lease is not a JWT');
+  const bin = atob(part.replace(/-/g, '+').replace(/_/g, '/'));
+  const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  return JSON.parse(new TextDecoder().decode(bytes)) as LeaseClaims;
+}
+
+/** A enrolled agent. Create with {@link enroll}. */
+export class NexusAgent {
+  #lease: string;
+  #claims: LeaseClaims;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+  readonly proxyUrl: string;
+
+  /** @internal */
+  constructor(
+    private readonly key: CryptoKey,
+    lease: string,
+    proxyUrl: string,
+    private readonly options: EnrollOptions,
+  ) {
+    this.#lease = lease;
+    this.#claims = decodeClaims(lease);
+    this.proxyUrl = proxyUrl.replace(/\/$/, '');
+    this.#schedule();
+  }
+
+  /** The current lease token (not a secret on its own: useless without the key). */
+  get lease(): string {
+    return this.#lease;
+  }
+
+  get claims(): LeaseClaims {
+    return this.#claims;
+  }
+
+  /** The agent's name, from the lease subject. */
+  get name(): string {
+    return this.#claims.sub.slice(this.#claims.sub.lastIndexOf('/') + 1);
+  }
+
+  #now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  #fetch(): typeof fetch {
+    return this.options.fetch ?? fetch;
+  }
+
+  #schedule(): void {
+    if (this.options.autoRenew === false || this.#closed) return;
+    const lifetime = (this.#claims.exp - this.#claims.iat) * 1000;
+    const renewAt = this.#claims.iat * 1000 + lifetime * (2 / 3);
+    const delay = Math.max(1000, renewAt - this.#now());
+    this.#timer = setTimeout(() => {
+      this.renew().catch((err: unknown) => {
+        const e =
+          err instanceof NexusAgentError
+            ? err
+            : new NexusAgentError('renewal_failed', 'renewal failed', { cause: err });
+        if (
+          e.code === 'renewal_denied' ||
+          e.code === 'lease_revoked' ||
+          e.code === 'agent_disabled'
+        ) {
+          this.options.onRenewalError?.(e);
+          return;
+        }
+        // Transient: try again shortly while the lease is still valid.
+        if (this.#claims.exp * 1000 > this.#now() + 2000) {
+          this.#timer = setTimeout(() => this.#schedule(), 2000);
+          this.#timer.unref?.();
+        } else {
+          this.options.onRenewalError?.(e);
+        }
+      });
+    }, delay);
+    this.#timer.unref?.();
+  }
+
+  /** Proves possession of the key and obtains a fresh lease (same key, new id). */
+  async renew(): Promise<void> {
+    const url = `${this.options.authority.replace(/\/$/, '')}/v1/leases/renew`;
+    const res = await this.#signedFetch(url, { method: 'POST', intent: 'lease renewal' });
+    if (!res.ok) throw await errorFromResponse(res);
+    const body = (await res.json()) as { lease: string };
+    this.#lease = body.lease;
+    this.#claims = decodeClaims(body.lease);
+    this.#schedule();
+  }
+
+  async #signedFetch(url: string, init: AgentFetchInit): Promise<Response> {
+    const method = (init.method ?? 'GET').toUpperCase();
+    const body = typeof init.body === 'string' ? new TextEncoder().encode(init.body) : init.body;
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(init.headers ?? {})) headers[k.toLowerCase()] = v;
+    if (body !== undefined && body.length > 0 && headers['content-type'] === undefined) {
+      headers['content-type'] = 'application/octet-stream';
+    }
+    const signed = await signRequest({
+      method,
+      url,
+      headers,
+      body,
+      lease: this.#lease,
+      key: this.key,
+      intent: init.intent ?? '',
+      now: this.options.now,
+    });
+    try {
+      return await this.#fetch()(url, {
+        method,
+        headers: { ...headers, ...signed },
+        body: body !== undefined && body.length > 0 ? body : undefined,
+        redirect: 'manual',
+        signal: init.signal,
+      });
+    } catch (err) {
+      throw new NexusAgentError('proxy_unreachable', 'could not reach the Nexus proxy', {
+        cause: err,
+      });
+    }
+  }
+
+  /**
+   * Signs and sends a request to `service` at `path` through the proxy. Resolves with the
+   * upstream's (scrubbed) response, streamed; rejects with a {@link NexusAgentError} when
+   * Nexus itself refused the request (policy, signature, lease...).
+   *
+   * @example
+   * const res = await agent.fetch('github', '/repos/acme/app/issues', { intent: 'triage' });
+   */
+  async fetch(service: string, path: string, init: AgentFetchInit = {}): Promise<Response> {
+    if (this.#closed) throw new NexusAgentError('agent_closed', 'the agent was closed');
+    const url = `${this.proxyUrl}/${service}${path.startsWith('/') || path === '' ? path : `/${path}`}`;
+    let res = await this.#signedFetch(url, init);
+    if (res.headers.get('nexus-error') === 'signature_expired') {
+      // The proxy restarted after we signed: sign again once with a fresh window.
+      await res.body?.cancel();
+      res = await this.#signedFetch(url, init);
+    }
+    if (res.headers.has('nexus-error')) throw await errorFromResponse(res);
+    return res;
+  }
+
+  /** Stops renewal. The lease simply expires. */
+  close(): void {
+    this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+  }
+}
+
+/**
+ * Enrolls an agent: generates a non-extractable key pair in memory, trades the one-time
+ * enrollment token and the public key for a lease, and returns a ready agent.
+ *
+ * @example
+ * const agent = await enroll({ authority: 'http://127.0.0.1:7070', enrollmentToken });
+ * const res = await agent.fetch('echo', '/hello', { intent: 'say hello' });
+ */
+export async function enroll(options: EnrollOptions): Promise<NexusAgent> {
+  const { privateKey, publicJwk } = await generateAgentKey(options.keyAlgorithm ?? 'ed25519');
+  const f = options.fetch ?? fetch;
+  let res: Response;
+  try {
+    res = await f(`${options.authority.replace(/\/$/, '')}/v1/leases`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ enrollment_token: options.enrollmentToken, jwk: publicJwk }),
+    });
+  } catch (err) {
+    throw new NexusAgentError('proxy_unreachable', 'could not reach the Nexus Authority', {
+      cause: err,
+    });
+  }
+  if (!res.ok) throw await errorFromResponse(res);
+  const body = (await res.json()) as { lease: string; proxy_url: string };
+  return new NexusAgent(privateKey, body.lease, body.proxy_url, options);
+}

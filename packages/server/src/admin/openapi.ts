@@ -1,0 +1,151 @@
+/**
+ * The OpenAPI 3.1 description of the admin API, served at `GET /v1/openapi.json`.
+ * Kept beside the router; `admin.test.ts` checks every route here exists there.
+ */
+const problem = { $ref: '#/components/responses/Problem' };
+const ok = (description: string, schema: Record<string, unknown> = { type: 'object' }) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+const op = (summary: string, extra: Record<string, unknown> = {}) => ({
+  summary,
+  responses: { '200': ok(summary), default: problem },
+  ...extra,
+});
+const nameParam = (name: string) => ({
+  name,
+  in: 'path',
+  required: true,
+  schema: { type: 'string' },
+});
+const jsonBody = (schema: Record<string, unknown>) => ({
+  required: true,
+  content: { 'application/json': { schema } },
+});
+
+export const OPENAPI_DOCUMENT = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Nexus admin API',
+    version: '1',
+    description:
+      'Operator API of a Nexus node. Every operation except health and this document needs `Authorization: Bearer <operator token>`. Errors are RFC 9457 problem details with a stable `code`. No operation ever returns a credential value.',
+  },
+  security: [{ operatorToken: [] }],
+  components: {
+    securitySchemes: { operatorToken: { type: 'http', scheme: 'bearer' } },
+    responses: {
+      Problem: {
+        description: 'RFC 9457 problem details',
+        content: {
+          'application/problem+json': {
+            schema: {
+              type: 'object',
+              required: ['type', 'title', 'status', 'code', 'request_id'],
+              properties: {
+                type: { type: 'string' },
+                title: { type: 'string' },
+                status: { type: 'integer' },
+                code: { type: 'string' },
+                detail: { type: 'string' },
+                request_id: { type: 'string' },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+  paths: {
+    '/v1/health': { get: op('Liveness', { security: [] }) },
+    '/v1/openapi.json': { get: op('This document', { security: [] }) },
+    '/v1/agents': {
+      get: op('List agents'),
+      post: op('Create an agent', {
+        requestBody: jsonBody({
+          type: 'object',
+          required: ['name'],
+          properties: {
+            name: { type: 'string' },
+            roles: { type: 'array', items: { type: 'string' } },
+          },
+        }),
+      }),
+    },
+    '/v1/agents/{name}': { get: op('Show an agent', { parameters: [nameParam('name')] }) },
+    '/v1/agents/{name}/disable': {
+      post: op('Disable an agent and revoke its leases', { parameters: [nameParam('name')] }),
+    },
+    '/v1/agents/{name}/enable': {
+      post: op('Enable an agent', { parameters: [nameParam('name')] }),
+    },
+    '/v1/agents/{name}/enrollment-tokens': {
+      post: op('Create a one-time enrollment token (shown once)', {
+        parameters: [nameParam('name')],
+        requestBody: jsonBody({
+          type: 'object',
+          properties: {
+            ttl_seconds: { type: 'integer' },
+            act: { type: 'string' },
+            task: { type: 'string' },
+          },
+        }),
+      }),
+    },
+    '/v1/agents/{name}/revoke-leases': {
+      post: op('Revoke every lease of an agent', { parameters: [nameParam('name')] }),
+    },
+    '/v1/leases': {
+      get: op('List leases', {
+        parameters: [
+          { name: 'agent', in: 'query', schema: { type: 'string' } },
+          { name: 'all', in: 'query', schema: { type: 'boolean' } },
+          { name: 'limit', in: 'query', schema: { type: 'integer' } },
+        ],
+      }),
+    },
+    '/v1/leases/{id}/revoke': { post: op('Revoke one lease', { parameters: [nameParam('id')] }) },
+    '/v1/leases/revoke-all': { post: op('Revoke every lease (kill switch)') },
+    '/v1/credentials': { get: op('List credential metadata (names, versions, field names)') },
+    '/v1/credentials/{name}': {
+      put: op('Set a credential (creates a new version)', {
+        parameters: [nameParam('name')],
+        requestBody: jsonBody({
+          type: 'object',
+          required: ['fields'],
+          properties: { fields: { type: 'object', additionalProperties: { type: 'string' } } },
+        }),
+      }),
+      delete: op('Delete a credential', { parameters: [nameParam('name')] }),
+    },
+    '/v1/credentials/{name}/rotate': {
+      post: op('Rotate an existing credential (new version)', { parameters: [nameParam('name')] }),
+    },
+    '/v1/vault/rotate-master-key': {
+      post: op('Re-wrap every data key with a new master key version'),
+    },
+    '/v1/authority/rotate-key': { post: op('Rotate the Authority signing key') },
+    '/v1/services': { get: op('List configured services') },
+    '/v1/policy/explain': {
+      post: op('Explain the policy decision for a hypothetical request', {
+        requestBody: jsonBody({
+          type: 'object',
+          required: ['agent', 'service', 'method', 'path'],
+          properties: {
+            agent: { type: 'string' },
+            service: { type: 'string' },
+            method: { type: 'string' },
+            path: { type: 'string' },
+            intent: { type: 'string' },
+            act: { type: 'string' },
+            at: { type: 'string', format: 'date-time' },
+          },
+        }),
+      }),
+    },
+    '/v1/audit': { get: op('Query audit records') },
+    '/v1/audit/export': { get: op('Export the audit log as JSON Lines') },
+    '/v1/audit/verify': { get: op('Verify the audit hash chain and checkpoints') },
+    '/v1/audit/checkpoints': { get: op('List signed checkpoints') },
+  },
+} as const;

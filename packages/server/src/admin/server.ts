@@ -1,0 +1,394 @@
+/**
+ * The operator REST API (`/v1/...`), on its own listener, separate from the proxy.
+ *
+ * MUST: every endpoint but `/v1/health` and `/v1/openapi.json` requires an operator token
+ * (`Authorization: Bearer nxo_...`), looked up by its SHA-256 hash. A lease or anything
+ * else in that header is refused with `unauthorized`. MUST: no endpoint returns a
+ * credential value: the vault is write-only here.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { NexusError, isNexusError, problemDetails } from '@nexus/protocol';
+import type { Authority } from '../authority/authority.js';
+import type { Store, AuditRow } from '../store/store.js';
+import { randomId, sha256Hex } from '../util/ids.js';
+import type { Logger } from '../util/logger.js';
+import { errorSummary } from '../proxy/pipeline.js';
+import { OPENAPI_DOCUMENT } from './openapi.js';
+
+export interface AdminVault {
+  set(
+    name: string,
+    fields: Record<string, string>,
+  ): Promise<{ name: string; version: number; fieldNames: string[] }>;
+  delete(name: string): Promise<void>;
+  list(): Promise<
+    { name: string; version: number; fieldNames: string[]; createdAt: number; updatedAt: number }[]
+  >;
+}
+
+export interface AdminDeps {
+  readonly store: Store;
+  readonly authority: Authority;
+  readonly vault: AdminVault;
+  readonly services: () => {
+    name: string;
+    upstream: string;
+    auth_type: string;
+    credential?: string;
+  }[];
+  readonly explain: (input: {
+    agent: string;
+    service: string;
+    method: string;
+    path: string;
+    intent: string;
+    act?: string;
+    roles?: string[];
+    now: number;
+  }) => unknown;
+  readonly policyHash: () => string;
+  readonly auditVerify: () => Promise<unknown>;
+  readonly rotateMasterKey: () => Promise<{ version: number }>;
+  readonly rotateSigningKey: () => Promise<{ kid: string }>;
+  readonly clock: () => number;
+  readonly logger: Logger;
+  readonly maxBodyBytes?: number;
+}
+
+type Handler = (ctx: {
+  params: Record<string, string>;
+  query: URLSearchParams;
+  body: unknown;
+  res: ServerResponse;
+}) => Promise<unknown>;
+
+interface RouteDef {
+  method: string;
+  pattern: RegExp;
+  keys: string[];
+  handler: Handler;
+  public?: boolean;
+}
+
+function route(method: string, path: string, handler: Handler, isPublic = false): RouteDef {
+  const keys: string[] = [];
+  const pattern = new RegExp(
+    '^' +
+      path.replace(/\{(\w+)\}/g, (_m, k: string) => {
+        keys.push(k);
+        return '([^/]+)';
+      }) +
+      '$',
+  );
+  return { method, pattern, keys, handler, public: isPublic };
+}
+
+const agentBody = z.strictObject({
+  name: z.string().min(1).max(63),
+  roles: z
+    .array(z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/))
+    .max(64)
+    .default([]),
+});
+const enrollBody = z.strictObject({
+  ttl_seconds: z
+    .number()
+    .int()
+    .min(10)
+    .max(7 * 86400)
+    .optional(),
+  act: z.string().min(1).max(256).optional(),
+  task: z.string().min(1).max(256).optional(),
+});
+const credentialBody = z.strictObject({
+  fields: z.record(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]{0,63}$/),
+    z.string().min(1).max(65536),
+  ),
+});
+const explainBody = z.strictObject({
+  agent: z.string().min(1),
+  service: z.string().min(1),
+  method: z.string().min(1).max(16),
+  path: z.string().min(1).max(4096),
+  intent: z.string().max(512).default(''),
+  act: z.string().optional(),
+  roles: z.array(z.string()).optional(),
+  at: z.string().datetime().optional(),
+});
+
+function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const r = schema.safeParse(body ?? {});
+  if (!r.success) {
+    const where = r.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
+    throw new NexusError('validation_failed', where.join('; ').slice(0, 500));
+  }
+  return r.data;
+}
+
+function iso(ms: number | undefined): string | undefined {
+  return ms === undefined ? undefined : new Date(ms).toISOString();
+}
+
+function auditView(row: AuditRow): Record<string, unknown> {
+  return { seq: row.seq, hash: row.hash, ...(JSON.parse(row.record) as Record<string, unknown>) };
+}
+
+/** Builds the admin request handler. */
+export function createAdminHandler(deps: AdminDeps) {
+  const { authority, store, vault, clock } = deps;
+
+  const agentView = (name: string) => {
+    const a = authority.agent(name);
+    if (a === undefined) throw new NexusError('not_found', 'no such agent');
+    return {
+      name: a.name,
+      roles: a.roles,
+      disabled: a.disabled,
+      source: a.source,
+      created_at: iso(a.createdAt),
+    };
+  };
+
+  const routes: RouteDef[] = [
+    route('GET', '/v1/health', async () => ({ status: 'ok' }), true),
+    route('GET', '/v1/openapi.json', async () => OPENAPI_DOCUMENT, true),
+
+    route('GET', '/v1/agents', async () => ({
+      agents: authority.listAgents().map((a) => agentView(a.name)),
+    })),
+    route('POST', '/v1/agents', async ({ body, res }) => {
+      const b = parseBody(agentBody, body);
+      await authority.createAgent(b.name, b.roles);
+      res.statusCode = 201;
+      return agentView(b.name);
+    }),
+    route('GET', '/v1/agents/{name}', async ({ params }) => agentView(params.name as string)),
+    route('POST', '/v1/agents/{name}/disable', async ({ params }) => {
+      await authority.setAgentDisabled(params.name as string, true);
+      return agentView(params.name as string);
+    }),
+    route('POST', '/v1/agents/{name}/enable', async ({ params }) => {
+      await authority.setAgentDisabled(params.name as string, false);
+      return agentView(params.name as string);
+    }),
+    route('POST', '/v1/agents/{name}/enrollment-tokens', async ({ params, body, res }) => {
+      const b = parseBody(enrollBody, body);
+      const r = await authority.createEnrollmentToken(params.name as string, {
+        ttlMs: b.ttl_seconds === undefined ? undefined : b.ttl_seconds * 1000,
+        act: b.act,
+        task: b.task,
+      });
+      res.statusCode = 201;
+      // The only response that ever carries an enrollment token: shown once, stored hashed.
+      return { agent: r.agent, id: r.id, enrollment_token: r.token, expires_at: iso(r.expiresAt) };
+    }),
+    route('POST', '/v1/agents/{name}/revoke-leases', async ({ params }) => {
+      await authority.revokeAgent(params.name as string);
+      return { revoked: 'agent', agent: params.name };
+    }),
+
+    route('GET', '/v1/leases', async ({ query }) => {
+      const rows = await authority.listLeases({
+        agent: query.get('agent') ?? undefined,
+        active: query.get('all') === 'true' ? false : true,
+        limit: query.has('limit') ? Number(query.get('limit')) : undefined,
+      });
+      return {
+        leases: rows.map((r) => ({
+          id: r.jti,
+          agent: r.agent,
+          issued_at: iso(r.issuedAt),
+          expires_at: iso(r.expiresAt),
+          act: r.act,
+          task: r.task,
+          key_thumbprint: r.jkt,
+          revoked: r.revoked,
+        })),
+      };
+    }),
+    route('POST', '/v1/leases/revoke-all', async () => {
+      await authority.revokeAll();
+      return { revoked: 'all' };
+    }),
+    route('POST', '/v1/leases/{id}/revoke', async ({ params }) => {
+      await authority.revokeLease(params.id as string);
+      return { revoked: 'lease', id: params.id };
+    }),
+
+    route('GET', '/v1/credentials', async () => ({
+      credentials: (await vault.list()).map((c) => ({
+        name: c.name,
+        version: c.version,
+        fields: c.fieldNames,
+        created_at: iso(c.createdAt),
+        updated_at: iso(c.updatedAt),
+      })),
+    })),
+    route('PUT', '/v1/credentials/{name}', async ({ params, body }) => {
+      const b = parseBody(credentialBody, body);
+      const r = await vault.set(params.name as string, b.fields);
+      return { name: r.name, version: r.version, fields: r.fieldNames };
+    }),
+    route('POST', '/v1/credentials/{name}/rotate', async ({ params, body }) => {
+      const b = parseBody(credentialBody, body);
+      const existing = (await vault.list()).find((c) => c.name === params.name);
+      if (existing === undefined) throw new NexusError('not_found', 'no such credential');
+      const r = await vault.set(params.name as string, b.fields);
+      return { name: r.name, version: r.version, fields: r.fieldNames };
+    }),
+    route('DELETE', '/v1/credentials/{name}', async ({ params, res }) => {
+      await vault.delete(params.name as string);
+      res.statusCode = 204;
+      return undefined;
+    }),
+    route('POST', '/v1/vault/rotate-master-key', async () => deps.rotateMasterKey()),
+    route('POST', '/v1/authority/rotate-key', async () => deps.rotateSigningKey()),
+
+    route('GET', '/v1/services', async () => ({ services: deps.services() })),
+    route('POST', '/v1/policy/explain', async ({ body }) => {
+      const b = parseBody(explainBody, body);
+      return deps.explain({
+        agent: b.agent,
+        service: b.service,
+        method: b.method.toUpperCase(),
+        path: b.path,
+        intent: b.intent,
+        act: b.act,
+        roles: b.roles,
+        now: b.at === undefined ? clock() : Date.parse(b.at),
+      });
+    }),
+
+    route('GET', '/v1/audit', async ({ query }) => {
+      const num = (k: string) => (query.has(k) ? Number(query.get(k)) : undefined);
+      const time = (k: string) => (query.has(k) ? Date.parse(query.get(k) as string) : undefined);
+      const rows = await store.queryAudit({
+        agent: query.get('agent') ?? undefined,
+        service: query.get('service') ?? undefined,
+        decision: query.get('decision') ?? undefined,
+        requestId: query.get('request_id') ?? undefined,
+        kind: query.get('kind') ?? undefined,
+        since: time('since'),
+        until: time('until'),
+        limit: num('limit'),
+        order: query.get('order') === 'asc' ? 'asc' : 'desc',
+      });
+      return { records: rows.map(auditView) };
+    }),
+    route('GET', '/v1/audit/export', async ({ query, res }) => {
+      // JSON Lines, ascending, paged from `from_seq` (default 1).
+      let from = Number(query.get('from_seq') ?? '1');
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      for (;;) {
+        const rows = await store.readAudit({ fromSeq: from, limit: 1000 });
+        for (const row of rows) {
+          res.write(
+            JSON.stringify({
+              seq: row.seq,
+              prev_hash: row.prevHash,
+              hash: row.hash,
+              record: JSON.parse(row.record),
+            }) + '\n',
+          );
+        }
+        if (rows.length < 1000) break;
+        from = (rows[rows.length - 1] as AuditRow).seq + 1;
+      }
+      res.end();
+      return undefined;
+    }),
+    route('GET', '/v1/audit/verify', async () => deps.auditVerify()),
+    route('GET', '/v1/audit/checkpoints', async () => ({
+      checkpoints: await store.listCheckpoints(),
+    })),
+  ];
+
+  async function authenticate(req: IncomingMessage): Promise<void> {
+    const header = req.headers.authorization;
+    const m = header === undefined ? null : /^Bearer (nxo_[A-Za-z0-9_-]{20,100})$/.exec(header);
+    if (m === null) throw new NexusError('unauthorized');
+    const row = await store.findOperatorTokenByHash(sha256Hex(m[1] as string));
+    if (row === undefined) throw new NexusError('unauthorized');
+  }
+
+  async function readJson(req: IncomingMessage): Promise<unknown> {
+    const limit = deps.maxBodyBytes ?? 1024 * 1024;
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      total += chunk.length;
+      if (total > limit) throw new NexusError('body_too_large');
+      chunks.push(chunk);
+    }
+    if (total === 0) return undefined;
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      throw new NexusError('validation_failed', 'body is not JSON');
+    }
+  }
+
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = randomId(12);
+    res.setHeader('nexus-request-id', requestId);
+    try {
+      const url = new URL(req.url ?? '/', 'http://admin.invalid');
+      const candidates = routes.filter((r) => r.pattern.test(url.pathname));
+      if (candidates.length === 0) throw new NexusError('not_found');
+      const match = candidates.find((r) => r.method === req.method);
+      if (match === undefined) throw new NexusError('method_not_allowed');
+      if (!match.public) await authenticate(req);
+      const values = match.pattern.exec(url.pathname)?.slice(1) ?? [];
+      const params: Record<string, string> = {};
+      match.keys.forEach((k, i) => {
+        params[k] = decodeURIComponent(values[i] ?? '');
+      });
+      const body =
+        req.method === 'GET' || req.method === 'DELETE' ? undefined : await readJson(req);
+      const result = await match.handler({ params, query: url.searchParams, body, res });
+      if (res.writableEnded || res.headersSent) return;
+      if (result === undefined) {
+        res.end();
+        return;
+      }
+      const text = JSON.stringify(result);
+      res.writeHead(res.statusCode || 200, {
+        'content-type': 'application/json',
+        'cache-control': 'no-store',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    } catch (err) {
+      const e = isNexusError(err)
+        ? err
+        : new NexusError('internal_error', undefined, { cause: err });
+      if (!isNexusError(err))
+        deps.logger.error({ request_id: requestId, err: errorSummary(err) }, 'admin error');
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const text = JSON.stringify(problemDetails(e, requestId));
+      res.writeHead(e.status, {
+        'content-type': 'application/problem+json',
+        'cache-control': 'no-store',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    }
+  };
+}
+
+/** Creates an operator token: returns the plaintext once; only its hash is stored. */
+export async function createOperatorToken(
+  store: Store,
+  name: string,
+  now: number,
+): Promise<{ id: string; token: string }> {
+  const token = `nxo_${randomId(32)}`;
+  const id = randomId(9);
+  await store.insertOperatorToken({ id, name, tokenHash: sha256Hex(token), createdAt: now });
+  return { id, token };
+}

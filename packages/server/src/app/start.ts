@@ -1,0 +1,276 @@
+/**
+ * `startNexus`: wires every component for `nexus up` in one process. Config is loaded and
+ * validated by the caller (the CLI); everything else is built here, in dependency order:
+ * store -> vault -> authority -> policy -> mechanics -> audit -> proxy and admin listeners.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Pool, type Dispatcher } from 'undici';
+import { NexusError } from '@nexus/protocol';
+import type { Config } from '../config/schema.js';
+import { openConfiguredStore } from './open-store.js';
+import type { Store } from '../store/store.js';
+import { loadKeyring } from '../vault/master-key.js';
+import { createVault, type Vault } from '../vault/vault.js';
+import { Authority } from '../authority/authority.js';
+import { createAuthorityHandler } from '../authority/http.js';
+import { compilePolicy } from '../policy/compile.js';
+import { MECHANICS } from '../mechanics/index.js';
+import { createAuditWriter, type AuditWriter } from '../audit/writer.js';
+import { auditSinkFromStore } from '../audit/sink.js';
+import { verifyAuditLog } from './verify-audit.js';
+import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipeline.js';
+import { createReplayCache } from '../proxy/replay-cache.js';
+import { sendProblem } from '../proxy/problem.js';
+import { createAdminHandler } from '../admin/server.js';
+import { createLogger, type Logger } from '../util/logger.js';
+import { randomId } from '../util/ids.js';
+
+export interface StartOptions {
+  readonly config: Config;
+  readonly logger?: Logger;
+  readonly clock?: () => number;
+  /** Overrides the listen ports (tests use 0). */
+  readonly proxyPort?: number;
+  readonly adminPort?: number;
+}
+
+export interface RunningNexus {
+  readonly proxyUrl: string;
+  readonly adminUrl: string;
+  readonly store: Store;
+  readonly vault: Vault;
+  readonly authority: Authority;
+  readonly audit: AuditWriter;
+  /** Stops accepting, drains in-flight requests, writes a final checkpoint, closes the store. */
+  close(): Promise<void>;
+}
+
+function listen(server: Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function urlOf(addr: AddressInfo): string {
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return `http://${host}:${addr.port}`;
+}
+
+export async function startNexus(options: StartOptions): Promise<RunningNexus> {
+  const { config } = options;
+  const clock = options.clock ?? Date.now;
+  const logger = options.logger ?? createLogger(config.log.level);
+  const startedAt = clock();
+
+  const store = await openConfiguredStore(config);
+  try {
+    const keyring = loadKeyring({
+      envValue: config.master_key.source === 'env' ? config.master_key.value.reveal() : undefined,
+      keyFile: config.master_key_file,
+    });
+    const vault = createVault({ store, keyring, clock });
+    await vault.init();
+
+    const publicUrl = config.proxy.public_url;
+    const authority = new Authority(
+      {
+        issuer: config.authority.issuer,
+        proxyUrl: publicUrl,
+        trustDomain: config.authority.trust_domain,
+        leaseTtlMs: config.authority.lease_ttl,
+        leaseMaxLifetimeMs: config.authority.lease_max_lifetime,
+        enrollmentTtlMs: config.authority.enrollment_ttl,
+        signingAlg: config.authority.signing_alg,
+        configAgents: config.agents,
+      },
+      store,
+      vault,
+      clock,
+    );
+    await authority.init();
+
+    const policy = compilePolicy(config);
+    const audit = createAuditWriter({
+      sink: auditSinkFromStore(store),
+      clock,
+      checkpointEvery: config.audit.checkpoint_every,
+      checkpointIntervalMs: config.audit.checkpoint_interval,
+      signCheckpoint: (_payload, payloadText) => authority.signCheckpoint(payloadText),
+      onError: (err) => logger.error({ err: errorSummary(err) }, 'audit checkpoint failed'),
+    });
+    await audit.init();
+
+    const services = new Map<string, ServiceRuntime>();
+    const pools: Dispatcher[] = [];
+    for (const svc of Object.values(config.services)) {
+      const def = MECHANICS.get(svc.auth.type);
+      if (def === undefined)
+        throw new NexusError('internal_error', `unknown auth type ${svc.auth.type}`);
+      const upstream = new URL(svc.upstream);
+      const { type: _type, ...authOptions } = svc.auth;
+      const pool = new Pool(upstream.origin, {
+        connect: { timeout: svc.timeouts.connect },
+        headersTimeout: svc.timeouts.headers,
+        bodyTimeout: svc.timeouts.body,
+        connections: 128,
+      });
+      pools.push(pool);
+      services.set(svc.name, {
+        name: svc.name,
+        upstream,
+        mechanic: def.create(svc.name, def.optionsSchema.parse(authOptions), { clock }),
+        credential: svc.auth.credential,
+        removeHeaders: svc.scrub.remove_headers,
+        dispatcher: pool,
+        headersTimeoutMs: svc.timeouts.headers,
+        bodyTimeoutMs: svc.timeouts.body,
+      });
+    }
+
+    const replay = createReplayCache({
+      maxEntries: config.proxy.replay_cache_size,
+      skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
+      clock,
+    });
+    const pipeline = createPipeline({
+      publicUrl,
+      audience: publicUrl,
+      issuer: config.authority.issuer,
+      maxBodyBytes: config.proxy.max_body,
+      signatureSkewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
+      leaseSkewSeconds: Math.ceil(config.authority.clock_skew / 1000),
+      minSecretLength: config.scrub.min_secret_length,
+      services,
+      authority,
+      policy: () => policy,
+      replay,
+      audit,
+      vault,
+      logger,
+      clock,
+      notBefore: startedAt,
+    });
+    const authorityHandler = createAuthorityHandler({
+      authority,
+      replay,
+      publicUrl,
+      issuer: config.authority.issuer,
+      signatureSkewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
+      leaseSkewSeconds: Math.ceil(config.authority.clock_skew / 1000),
+      clock,
+      logger,
+      notBefore: startedAt,
+    });
+
+    const proxyServer = createServer(
+      {
+        maxHeaderSize: config.proxy.max_header_size,
+        requestTimeout: 60_000,
+        headersTimeout: 10_000,
+      },
+      (req, res) => {
+        const path = req.url ?? '';
+        const handler =
+          path.startsWith('/.well-known/') || path === '/v1' || path.startsWith('/v1/')
+            ? authorityHandler
+            : pipeline;
+        handler(req, res).catch((err: unknown) => {
+          logger.error({ err: errorSummary(err) }, 'unhandled proxy error');
+          sendProblem(res, new NexusError('internal_error'), randomId(12), true);
+        });
+      },
+    );
+    proxyServer.keepAliveTimeout = 65_000;
+
+    const admin = createAdminHandler({
+      store,
+      authority,
+      vault,
+      services: () =>
+        Object.values(config.services).map((s) => ({
+          name: s.name,
+          upstream: s.upstream,
+          auth_type: s.auth.type,
+          credential: s.auth.credential,
+        })),
+      explain: (input) => {
+        const agent = authority.agent(input.agent);
+        return policy.explain({
+          ...input,
+          roles: input.roles ?? [...(agent?.roles ?? [])],
+        });
+      },
+      policyHash: () => policy.hash,
+      auditVerify: () => verifyAuditLog(store),
+      rotateMasterKey: () => vault.rotateMasterKey(),
+      rotateSigningKey: async () => {
+        const key = await authority.keys.rotate(
+          config.authority.signing_alg,
+          config.authority.lease_ttl,
+        );
+        return { kid: key.kid };
+      },
+      clock,
+      logger,
+    });
+    const adminServer = createServer((req, res) => {
+      admin(req, res).catch((err: unknown) => {
+        logger.error({ err: errorSummary(err) }, 'unhandled admin error');
+        sendProblem(res, new NexusError('internal_error'), randomId(12), true);
+      });
+    });
+
+    const proxyAddr = await listen(
+      proxyServer,
+      config.proxy.listen.host,
+      options.proxyPort ?? config.proxy.listen.port,
+    );
+    const adminAddr = await listen(
+      adminServer,
+      config.admin.listen.host,
+      options.adminPort ?? config.admin.listen.port,
+    );
+    const proxyUrl = urlOf(proxyAddr);
+    const adminUrl = urlOf(adminAddr);
+    logger.info({ proxy: proxyUrl, admin: adminUrl, policy_hash: policy.hash }, 'nexus listening');
+
+    let closing: Promise<void> | undefined;
+    return {
+      proxyUrl,
+      adminUrl,
+      store,
+      vault,
+      authority,
+      audit,
+      close() {
+        closing ??= (async () => {
+          const drained = Promise.all([
+            new Promise<void>((r) => proxyServer.close(() => r())),
+            new Promise<void>((r) => adminServer.close(() => r())),
+          ]);
+          proxyServer.closeIdleConnections();
+          adminServer.closeIdleConnections();
+          const timer = setTimeout(() => {
+            proxyServer.closeAllConnections();
+            adminServer.closeAllConnections();
+          }, 10_000);
+          await drained;
+          clearTimeout(timer);
+          await audit.close();
+          await Promise.all(pools.map((p) => p.close()));
+          await store.close();
+          logger.info('nexus stopped');
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}

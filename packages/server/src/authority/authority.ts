@@ -1,0 +1,362 @@
+/**
+ * The Authority: agents, enrollment tokens, leases (issue, renew, revoke) and the
+ * discovery document. One instance per process; the proxy asks it, in memory, whether a
+ * lease is revoked, so a revocation is effective on the very next request.
+ *
+ * MUST: enrollment tokens are stored hashed and consumed atomically (single use).
+ * MUST: `act` and `nexus_task` come from the enrollment token the operator created, never
+ * from the agent. MUST: renewal keeps the lease key and never extends past the chain's
+ * maximum lifetime.
+ */
+import {
+  CompactSign,
+  SignJWT,
+  calculateJwkThumbprint,
+  compactVerify,
+  decodeProtectedHeader,
+  type JWK,
+} from 'jose';
+import { NexusError, type LeaseClaims, type VerifiedRequest } from '@nexus/protocol';
+import type { AgentRow, LeaseRow, Store } from '../store/store.js';
+import type { Vault } from '../vault/vault.js';
+import { randomId, sha256Hex } from '../util/ids.js';
+import { SigningKeys, type AuthorityAlg } from './signing-keys.js';
+
+export interface AuthoritySettings {
+  readonly issuer: string;
+  readonly proxyUrl: string;
+  readonly trustDomain: string;
+  readonly leaseTtlMs: number;
+  readonly leaseMaxLifetimeMs: number;
+  readonly enrollmentTtlMs: number;
+  readonly signingAlg: AuthorityAlg;
+  /** Agents declared in nexus.yaml: name -> roles. */
+  readonly configAgents: Readonly<Record<string, { readonly roles: readonly string[] }>>;
+}
+
+export interface IssuedLease {
+  readonly lease: string;
+  readonly claims: LeaseClaims;
+  readonly expiresAt: number;
+}
+
+export interface EnrollmentTokenResult {
+  readonly token: string;
+  readonly id: string;
+  readonly agent: string;
+  readonly expiresAt: number;
+}
+
+/** Public key types an agent may enroll with. */
+function checkAgentJwk(jwk: unknown): JWK {
+  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) {
+    throw new NexusError('validation_failed', 'jwk must be a JSON object');
+  }
+  const k = jwk as Record<string, unknown>;
+  if ('d' in k || 'p' in k || 'q' in k || 'k' in k) {
+    throw new NexusError('validation_failed', 'jwk must be a public key');
+  }
+  const b64url = (v: unknown, len: number): boolean =>
+    typeof v === 'string' &&
+    /^[A-Za-z0-9_-]+$/.test(v) &&
+    Buffer.from(v, 'base64url').length === len;
+  if (k.kty === 'OKP' && k.crv === 'Ed25519' && b64url(k.x, 32)) {
+    if (k.alg !== undefined && k.alg !== 'EdDSA' && k.alg !== 'Ed25519') {
+      throw new NexusError('validation_failed', 'jwk alg does not match its key type');
+    }
+    return { kty: 'OKP', crv: 'Ed25519', x: k.x as string, alg: 'EdDSA' };
+  }
+  if (k.kty === 'EC' && k.crv === 'P-256' && b64url(k.x, 32) && b64url(k.y, 32)) {
+    if (k.alg !== undefined && k.alg !== 'ES256') {
+      throw new NexusError('validation_failed', 'jwk alg does not match its key type');
+    }
+    return { kty: 'EC', crv: 'P-256', x: k.x as string, y: k.y as string, alg: 'ES256' };
+  }
+  throw new NexusError('validation_failed', 'jwk must be an Ed25519 or P-256 public key');
+}
+
+export class Authority {
+  readonly keys: SigningKeys;
+  #agents = new Map<string, AgentRow>();
+  #revokedJtis = new Set<string>();
+  #epochAll = 0;
+  #epochByAgent = new Map<string, number>();
+
+  constructor(
+    private readonly settings: AuthoritySettings,
+    private readonly store: Store,
+    vault: Vault,
+    private readonly clock: () => number,
+  ) {
+    this.keys = new SigningKeys(store, vault, clock);
+  }
+
+  async init(): Promise<void> {
+    await this.keys.init(this.settings.signingAlg);
+    const now = this.clock();
+    for (const [name, agent] of Object.entries(this.settings.configAgents)) {
+      const existing = await this.store.getAgent(name);
+      await this.store.upsertAgent({
+        name,
+        roles: [...agent.roles],
+        disabled: existing?.disabled ?? false,
+        source: 'config',
+        createdAt: existing?.createdAt ?? now,
+      });
+    }
+    for (const agent of await this.store.listAgents()) this.#agents.set(agent.name, agent);
+    const epochs = await this.store.getRevocationEpochs();
+    this.#epochAll = epochs.all ?? 0;
+    this.#epochByAgent = new Map(Object.entries(epochs.agents));
+    // Revoked leases that have not expired yet: the only ones the proxy could still see.
+    for (const lease of await this.store.listLeases({ limit: 10_000 })) {
+      if (lease.revokedAt !== undefined && lease.expiresAt > now) this.#revokedJtis.add(lease.jti);
+    }
+  }
+
+  // ---- agents -------------------------------------------------------------------------
+
+  agent(name: string): AgentRow | undefined {
+    return this.#agents.get(name);
+  }
+
+  listAgents(): AgentRow[] {
+    return [...this.#agents.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async createAgent(name: string, roles: readonly string[]): Promise<AgentRow> {
+    if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) {
+      throw new NexusError(
+        'validation_failed',
+        'agent name must be lowercase letters, digits, ".", "_" or "-"',
+      );
+    }
+    if (this.#agents.has(name)) throw new NexusError('conflict', 'agent exists');
+    const row: AgentRow = {
+      name,
+      roles: [...roles],
+      disabled: false,
+      source: 'api',
+      createdAt: this.clock(),
+    };
+    await this.store.upsertAgent(row);
+    this.#agents.set(name, row);
+    return row;
+  }
+
+  /** Disabling an agent also revokes every lease it holds. */
+  async setAgentDisabled(name: string, disabled: boolean): Promise<AgentRow> {
+    const row = this.#agents.get(name);
+    if (row === undefined) throw new NexusError('not_found', 'no such agent');
+    await this.store.setAgentDisabled(name, disabled);
+    const updated = { ...row, disabled };
+    this.#agents.set(name, updated);
+    if (disabled) await this.revokeAgent(name);
+    return updated;
+  }
+
+  // ---- enrollment and leases -------------------------------------------------------------
+
+  async createEnrollmentToken(
+    agent: string,
+    options: { ttlMs?: number; act?: string; task?: string } = {},
+  ): Promise<EnrollmentTokenResult> {
+    const row = this.#agents.get(agent);
+    if (row === undefined) throw new NexusError('not_found', 'no such agent');
+    if (row.disabled) throw new NexusError('agent_disabled');
+    const token = `nxe_${randomId(32)}`;
+    const id = randomId(9);
+    const now = this.clock();
+    const expiresAt = now + (options.ttlMs ?? this.settings.enrollmentTtlMs);
+    await this.store.createEnrollmentToken({
+      id,
+      agent,
+      tokenHash: sha256Hex(token),
+      act: options.act,
+      task: options.task,
+      expiresAt,
+      createdAt: now,
+    });
+    return { token, id, agent, expiresAt };
+  }
+
+  /** `POST /v1/leases`: trades a one-time enrollment token and a public key for a lease. */
+  async enroll(enrollmentToken: unknown, jwk: unknown): Promise<IssuedLease> {
+    if (typeof enrollmentToken !== 'string' || enrollmentToken.length > 200) {
+      throw new NexusError('enrollment_invalid');
+    }
+    const publicJwk = checkAgentJwk(jwk);
+    const now = this.clock();
+    const row = await this.store.consumeEnrollmentToken(sha256Hex(enrollmentToken), now);
+    if (row === undefined) throw new NexusError('enrollment_invalid');
+    return this.#issue(row.agent, publicJwk, { act: row.act, task: row.task, chainStartedAt: now });
+  }
+
+  /** `POST /v1/leases/renew`: the request was verified against the current lease. */
+  async renew(verified: VerifiedRequest): Promise<IssuedLease> {
+    const now = this.clock();
+    const current = await this.store.getLease(verified.leaseId);
+    if (current === undefined) throw new NexusError('lease_invalid');
+    const remaining = current.chainStartedAt + this.settings.leaseMaxLifetimeMs - now;
+    if (remaining <= 0) throw new NexusError('renewal_denied');
+    return this.#issue(current.agent, current.publicJwk as JWK, {
+      act: current.act,
+      task: current.task,
+      chainStartedAt: current.chainStartedAt,
+      parentJti: current.jti,
+      ttlMs: Math.min(this.settings.leaseTtlMs, remaining),
+    });
+  }
+
+  async #issue(
+    agentName: string,
+    publicJwk: JWK,
+    chain: {
+      act?: string;
+      task?: string;
+      chainStartedAt: number;
+      parentJti?: string;
+      ttlMs?: number;
+    },
+  ): Promise<IssuedLease> {
+    const agent = this.#agents.get(agentName);
+    if (agent === undefined) throw new NexusError('enrollment_invalid');
+    if (agent.disabled) throw new NexusError('agent_disabled');
+    const now = this.clock();
+    const iat = Math.floor(now / 1000);
+    const exp = Math.floor((now + (chain.ttlMs ?? this.settings.leaseTtlMs)) / 1000);
+    const jti = randomId(16);
+    const claims: LeaseClaims = {
+      iss: this.settings.issuer,
+      sub: `nexus://${this.settings.trustDomain}/agent/${agentName}`,
+      aud: this.settings.proxyUrl,
+      iat,
+      nbf: iat,
+      exp,
+      jti,
+      cnf: { jwk: publicJwk as LeaseClaims['cnf']['jwk'] },
+      scope: agent.roles.join(' '),
+      ...(chain.act !== undefined ? { act: { sub: chain.act } } : {}),
+      ...(chain.task !== undefined ? { nexus_task: chain.task } : {}),
+    };
+    const key = this.keys.active();
+    const lease = await new SignJWT({ ...claims } as never)
+      .setProtectedHeader({ alg: key.alg, typ: 'wit+jwt', kid: key.kid })
+      .sign(key.privateKey);
+    const row: LeaseRow = {
+      jti,
+      agent: agentName,
+      publicJwk,
+      jkt: await calculateJwkThumbprint(publicJwk),
+      issuedAt: iat * 1000,
+      expiresAt: exp * 1000,
+      chainStartedAt: chain.chainStartedAt,
+      parentJti: chain.parentJti,
+      act: chain.act,
+      task: chain.task,
+    };
+    await this.store.insertLease(row);
+    return { lease, claims, expiresAt: exp * 1000 };
+  }
+
+  // ---- revocation ------------------------------------------------------------------------
+
+  /** True when the lease was revoked by id, by its agent or by the kill switch. */
+  isRevoked(claims: LeaseClaims): boolean {
+    if (this.#revokedJtis.has(claims.jti)) return true;
+    const issuedMs = claims.iat * 1000;
+    if (issuedMs <= this.#epochAll) return true;
+    const agent = agentFromSub(claims.sub);
+    const epoch = agent === undefined ? undefined : this.#epochByAgent.get(agent);
+    return epoch !== undefined && issuedMs <= epoch;
+  }
+
+  async revokeLease(jti: string): Promise<void> {
+    const lease = await this.store.getLease(jti);
+    if (lease === undefined) throw new NexusError('not_found', 'no such lease');
+    await this.store.revokeLease(jti, this.clock());
+    this.#revokedJtis.add(jti);
+  }
+
+  async revokeAgent(name: string): Promise<void> {
+    if (!this.#agents.has(name)) throw new NexusError('not_found', 'no such agent');
+    // Leases carry second-resolution `iat`: the epoch covers the whole current second.
+    const at = Math.ceil(this.clock() / 1000) * 1000;
+    await this.store.setRevocationEpoch({ agent: name }, at);
+    this.#epochByAgent.set(name, at);
+  }
+
+  async revokeAll(): Promise<void> {
+    const at = Math.ceil(this.clock() / 1000) * 1000;
+    await this.store.setRevocationEpoch('all', at);
+    this.#epochAll = at;
+  }
+
+  async listLeases(filter: {
+    agent?: string;
+    active?: boolean;
+    limit?: number;
+  }): Promise<(LeaseRow & { revoked: boolean })[]> {
+    const now = this.clock();
+    const rows = await this.store.listLeases({
+      agent: filter.agent,
+      activeAt: filter.active === false ? undefined : now,
+      limit: filter.limit ?? 100,
+    });
+    return rows.map((r) => ({
+      ...r,
+      revoked:
+        r.revokedAt !== undefined ||
+        r.issuedAt <= this.#epochAll ||
+        r.issuedAt <= (this.#epochByAgent.get(r.agent) ?? -1),
+    }));
+  }
+
+  // ---- audit checkpoints ---------------------------------------------------------------------
+
+  /** Signs an audit checkpoint payload with the active Authority key (compact JWS). */
+  async signCheckpoint(payloadText: string): Promise<{ kid: string; jws: string }> {
+    const key = this.keys.active();
+    const jws = await new CompactSign(new TextEncoder().encode(payloadText))
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'nexus-checkpoint+jws' })
+      .sign(key.privateKey);
+    return { kid: key.kid, jws };
+  }
+
+  /** Verifies a checkpoint JWS against the Authority keys; returns its payload or undefined. */
+  async verifyCheckpoint(jws: string): Promise<Record<string, unknown> | undefined> {
+    try {
+      const header = decodeProtectedHeader(jws);
+      const key = this.keys.publicKey(header.kid, { ignoreExpiry: true });
+      if (key === undefined || (header.alg !== 'EdDSA' && header.alg !== 'ES256')) return undefined;
+      const { payload } = await compactVerify(jws, key, { algorithms: ['EdDSA', 'ES256'] });
+      return JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>;
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ---- discovery -------------------------------------------------------------------------
+
+  discovery(): Record<string, unknown> {
+    const issuer = this.settings.issuer;
+    return {
+      spec_version: 'nexus/1',
+      issuer,
+      proxy_url: this.settings.proxyUrl,
+      jwks_uri: `${issuer}/.well-known/jwks.json`,
+      lease_endpoint: `${issuer}/v1/leases`,
+      renewal_endpoint: `${issuer}/v1/leases/renew`,
+      lease_algorithms: ['EdDSA', 'ES256'],
+      signature_algorithms: ['ed25519', 'ecdsa-p256-sha256'],
+      digest_algorithms: ['sha-256', 'sha-512'],
+      max_signature_window: 60,
+    };
+  }
+}
+
+/** `nexus://<trust-domain>/agent/<name>` -> name. */
+export function agentFromSub(sub: string): string | undefined {
+  const m = /^nexus:\/\/[^/]+\/agent\/([^/]+)$/.exec(sub);
+  return m?.[1];
+}

@@ -1,0 +1,130 @@
+/**
+ * The Authority's HTTP endpoints, served on the proxy listener: discovery, JWKS, lease
+ * issue (enrollment) and signed renewal.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  NexusError,
+  isNexusError,
+  problemDetails,
+  verifyRequestBody,
+  verifyRequestSignature,
+} from '@nexus/protocol';
+import type { Authority, IssuedLease } from './authority.js';
+import type { ReplayCache } from '../proxy/replay-cache.js';
+import { readBody } from '../proxy/read-body.js';
+import { randomId } from '../util/ids.js';
+import type { Logger } from '../util/logger.js';
+import { errorSummary } from '../proxy/pipeline.js';
+
+export interface AuthorityHttpDeps {
+  readonly authority: Authority;
+  readonly replay: ReplayCache;
+  readonly publicUrl: string;
+  readonly issuer: string;
+  readonly signatureSkewSeconds: number;
+  readonly leaseSkewSeconds: number;
+  readonly clock: () => number;
+  readonly logger: Logger;
+  readonly notBefore: number;
+}
+
+const MAX_AUTHORITY_BODY = 16 * 1024;
+
+function json(res: ServerResponse, status: number, value: unknown, cache = 'no-store'): void {
+  const text = JSON.stringify(value);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': cache,
+  });
+  res.end(text);
+}
+
+function leaseResponse(issued: IssuedLease, agent: string, proxyUrl: string) {
+  return {
+    lease: issued.lease,
+    expires_at: new Date(issued.expiresAt).toISOString(),
+    agent,
+    proxy_url: proxyUrl,
+  };
+}
+
+export function createAuthorityHandler(deps: AuthorityHttpDeps) {
+  const { authority } = deps;
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = randomId(12);
+    res.setHeader('nexus-request-id', requestId);
+    try {
+      const path = (req.url ?? '').split('?')[0];
+      if (path === '/.well-known/nexus-configuration' || path === '/.well-known/jwks.json') {
+        if (req.method !== 'GET' && req.method !== 'HEAD')
+          throw new NexusError('method_not_allowed');
+        const doc =
+          path === '/.well-known/jwks.json' ? authority.keys.jwks() : authority.discovery();
+        json(res, 200, doc, 'max-age=60');
+        return;
+      }
+      if (path === '/v1/leases') {
+        if (req.method !== 'POST') throw new NexusError('method_not_allowed');
+        const body = await readBody(req, MAX_AUTHORITY_BODY);
+        let parsed: { enrollment_token?: unknown; jwk?: unknown };
+        try {
+          parsed = JSON.parse(body.toString('utf8')) as typeof parsed;
+        } catch {
+          throw new NexusError('validation_failed', 'body is not JSON');
+        }
+        if (parsed === null || typeof parsed !== 'object')
+          throw new NexusError('validation_failed');
+        const issued = await authority.enroll(parsed.enrollment_token, parsed.jwk);
+        json(res, 201, leaseResponse(issued, agentName(issued), deps.publicUrl));
+        return;
+      }
+      if (path === '/v1/leases/renew') {
+        if (req.method !== 'POST') throw new NexusError('method_not_allowed');
+        const verified = await verifyRequestSignature({
+          method: req.method,
+          url: deps.publicUrl + (req.url ?? ''),
+          headers: req.headers,
+          issuer: deps.issuer,
+          audience: deps.publicUrl,
+          getAuthorityKey: async (header: { kid?: string }) => {
+            const key = authority.keys.publicKey(header.kid);
+            if (key === undefined) throw new NexusError('lease_invalid');
+            return key;
+          },
+          isRevoked: (claims) => authority.isRevoked(claims),
+          now: deps.clock,
+          skewSeconds: deps.signatureSkewSeconds,
+          leaseSkewSeconds: deps.leaseSkewSeconds,
+        });
+        if (verified.created * 1000 < deps.notBefore - 1000)
+          throw new NexusError('signature_expired');
+        const body = await readBody(req, MAX_AUTHORITY_BODY);
+        await verifyRequestBody(verified, req.headers, body);
+        deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+        const issued = await authority.renew(verified);
+        json(res, 201, leaseResponse(issued, agentName(issued), deps.publicUrl));
+        return;
+      }
+      throw new NexusError('not_found');
+    } catch (err) {
+      const e = isNexusError(err)
+        ? err
+        : new NexusError('internal_error', undefined, { cause: err });
+      if (!isNexusError(err))
+        deps.logger.error({ request_id: requestId, err: errorSummary(err) }, 'authority error');
+      const text = JSON.stringify(problemDetails(e, requestId));
+      res.writeHead(e.status, {
+        'content-type': 'application/problem+json',
+        'content-length': Buffer.byteLength(text),
+        'cache-control': 'no-store',
+      });
+      res.end(text);
+    }
+  };
+}
+
+function agentName(issued: IssuedLease): string {
+  return issued.claims.sub.slice(issued.claims.sub.lastIndexOf('/') + 1);
+}

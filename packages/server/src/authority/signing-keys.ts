@@ -1,0 +1,152 @@
+/**
+ * The Authority's signing keys: creation, rotation and the JWKS.
+ *
+ * MUST: private keys are stored only sealed by the vault (a stolen database cannot mint
+ * leases). MUST: a retired key stays in the JWKS and keeps verifying until the last lease
+ * it signed has expired (`verifyUntil`), so rotation never cuts off a live agent.
+ */
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+} from 'node:crypto';
+import type { JWK } from 'jose';
+import { NexusError } from '@nexus/protocol';
+import type { Store, SigningKeyRow } from '../store/store.js';
+import type { Vault } from '../vault/vault.js';
+import { randomId } from '../util/ids.js';
+
+export type AuthorityAlg = 'EdDSA' | 'ES256';
+
+export interface LoadedKey {
+  readonly kid: string;
+  readonly alg: AuthorityAlg;
+  readonly publicJwk: JWK;
+  readonly publicKey: KeyObject;
+  readonly privateKey: KeyObject | undefined;
+  readonly status: 'active' | 'retired';
+  readonly verifyUntil: number | undefined;
+}
+
+function generate(alg: AuthorityAlg): { publicKey: KeyObject; privateKey: KeyObject } {
+  return alg === 'EdDSA'
+    ? generateKeyPairSync('ed25519')
+    : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+}
+
+export class SigningKeys {
+  #keys = new Map<string, LoadedKey>();
+  #active: LoadedKey | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly vault: Vault,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Loads every key still able to verify; creates the first key when there is none. */
+  async init(alg: AuthorityAlg): Promise<void> {
+    const rows = await this.store.listSigningKeys();
+    this.#keys.clear();
+    this.#active = undefined;
+    for (const row of rows) {
+      const key = await this.#load(row);
+      this.#keys.set(key.kid, key);
+      if (key.status === 'active') this.#active = key;
+    }
+    if (this.#active === undefined) await this.rotate(alg, 0);
+  }
+
+  async #load(row: SigningKeyRow): Promise<LoadedKey> {
+    const publicKey = createPublicKey({ key: row.publicJwk as never, format: 'jwk' });
+    let privateKey: KeyObject | undefined;
+    if (row.status === 'active') {
+      const pem = await this.vault.open(`authority-key:${row.kid}`, row.privateKeyEnc);
+      privateKey = createPrivateKey({ key: Buffer.from(pem).toString('utf8'), format: 'pem' });
+    }
+    return {
+      kid: row.kid,
+      alg: row.alg,
+      publicJwk: row.publicJwk as JWK,
+      publicKey,
+      privateKey,
+      status: row.status,
+      verifyUntil: row.verifyUntil,
+    };
+  }
+
+  /**
+   * Creates a new active key; the previous active key is retired and verifies until
+   * `now + maxLeaseTtlMs` (no lease it signed can outlive that).
+   */
+  async rotate(alg: AuthorityAlg, maxLeaseTtlMs: number): Promise<LoadedKey> {
+    const now = this.clock();
+    const { publicKey, privateKey } = generate(alg);
+    const kid = randomId(12);
+    const publicJwk = { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' } as JWK;
+    const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    const privateKeyEnc = await this.vault.seal(`authority-key:${kid}`, Buffer.from(pem, 'utf8'));
+    const previous = this.#active;
+    if (previous !== undefined) {
+      const verifyUntil = now + maxLeaseTtlMs;
+      await this.store.retireSigningKey(previous.kid, now, verifyUntil);
+      this.#keys.set(previous.kid, {
+        ...previous,
+        status: 'retired',
+        privateKey: undefined,
+        verifyUntil,
+      });
+    }
+    await this.store.insertSigningKey({
+      kid,
+      alg,
+      publicJwk,
+      privateKeyEnc,
+      createdAt: now,
+    });
+    const loaded: LoadedKey = {
+      kid,
+      alg,
+      publicJwk,
+      publicKey,
+      privateKey,
+      status: 'active',
+      verifyUntil: undefined,
+    };
+    this.#keys.set(kid, loaded);
+    this.#active = loaded;
+    return loaded;
+  }
+
+  /** The key that signs new leases and checkpoints. */
+  active(): LoadedKey & { privateKey: KeyObject } {
+    const key = this.#active;
+    if (key?.privateKey === undefined) throw new NexusError('internal_error');
+    return key as LoadedKey & { privateKey: KeyObject };
+  }
+
+  /** The public key for `kid`, if it may still verify. */
+  publicKey(
+    kid: string | undefined,
+    options: { ignoreExpiry?: boolean } = {},
+  ): KeyObject | undefined {
+    if (kid === undefined) return undefined;
+    const key = this.#keys.get(kid);
+    if (key === undefined) return undefined;
+    if (!options.ignoreExpiry && key.verifyUntil !== undefined && key.verifyUntil < this.clock()) {
+      return undefined;
+    }
+    return key.publicKey;
+  }
+
+  /** The JWKS document: every key that may still verify. */
+  jwks(): { keys: JWK[] } {
+    const now = this.clock();
+    return {
+      keys: [...this.#keys.values()]
+        .filter((k) => k.verifyUntil === undefined || k.verifyUntil >= now)
+        .map((k) => ({ ...k.publicJwk })),
+    };
+  }
+}

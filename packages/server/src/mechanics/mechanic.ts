@@ -1,0 +1,85 @@
+/**
+ * The contract between the proxy pipeline and every auth mechanic.
+ *
+ * A mechanic turns a service's `auth` config plus a vault credential into changes on the
+ * outbound request (headers, query parameters, a client certificate, a signature). The
+ * pipeline never knows which mechanic it runs: adding OAuth2, SigV4 or HMAC is a new
+ * module registered in `mechanics/index.ts`, nothing else.
+ */
+import type { Dispatcher } from 'undici';
+import type { z } from 'zod';
+
+/** A credential as the vault hands it to the pipeline. Internal only: never serialised. */
+export interface ResolvedCredential {
+  readonly name: string;
+  readonly version: number;
+  readonly fields: Readonly<Record<string, string>>;
+}
+
+/** The request as it will be sent upstream; a mechanic mutates it in place. */
+export interface OutboundRequest {
+  method: string;
+  /** Absolute upstream URL, including the query the agent sent. */
+  url: URL;
+  /** Lower-case header names. The pipeline has already stripped agent credential headers. */
+  headers: Record<string, string>;
+  /** The verified request body (already buffered), or undefined when empty. */
+  body: Uint8Array | undefined;
+  /** Set by mechanics that need a client certificate or their own TLS settings (mtls). */
+  dispatcher?: Dispatcher;
+}
+
+/** What the pipeline knows about the caller and the moment, for mechanics that need it. */
+export interface MechanicContext {
+  readonly service: string;
+  readonly agent: string;
+  /** The `act` principal of the lease, when the agent acts on someone's behalf. */
+  readonly act: string | undefined;
+  /** Milliseconds since the epoch. */
+  readonly now: number;
+  /** Loads a credential from the vault (the service's `auth.credential` when no name is given). */
+  credential(name?: string): Promise<ResolvedCredential>;
+}
+
+/** The result of applying a mechanic. */
+export interface AppliedAuth {
+  /** Name and version of the credential used, for the audit record (never its value). */
+  readonly credential?: { readonly name: string; readonly version: number };
+  /**
+   * Every secret value that now travels upstream: credential fields, derived tokens and
+   * whole injected header values. The scrubber redacts all of them (and their encodings)
+   * from the response. MUST include anything the upstream could reflect.
+   */
+  readonly secrets: readonly string[];
+}
+
+/** One configured mechanic instance for one service. */
+export interface Mechanic {
+  readonly type: string;
+  /** Lower-case header names this mechanic sets; agent-supplied copies are stripped. */
+  readonly injectedHeaders: readonly string[];
+  /** Query parameter names this mechanic sets; agent-supplied copies are stripped. */
+  readonly injectedQueryParams: readonly string[];
+  apply(request: OutboundRequest, ctx: MechanicContext): Promise<AppliedAuth>;
+  /**
+   * Called when the upstream answers 401. Returning true makes the pipeline apply the
+   * mechanic again (for example with a freshly fetched token) and retry exactly once.
+   */
+  onUnauthorized?(ctx: MechanicContext): Promise<boolean>;
+  /** Releases timers, pools and caches. */
+  close?(): Promise<void>;
+}
+
+/** Services a mechanic may need from the process (token endpoints use the dispatcher). */
+export interface MechanicDeps {
+  readonly clock: () => number;
+  /** Dispatcher for calls the mechanic itself makes (token endpoints). */
+  readonly dispatcher?: Dispatcher;
+}
+
+/** A mechanic module: its config schema (the `auth` block without `type`) and factory. */
+export interface MechanicDefinition<Options = unknown> {
+  readonly type: string;
+  readonly optionsSchema: z.ZodType<Options>;
+  create(service: string, options: Options, deps: MechanicDeps): Mechanic;
+}

@@ -1,0 +1,443 @@
+/**
+ * The proxy request pipeline: verify, decide, audit, inject, forward, scrub.
+ *
+ * Order (docs/spec/nexus-v1.md §8): route -> lease and signature (headers only, before any
+ * body byte is read) -> body (bounded) and digest -> replay -> policy -> durable audit
+ * record -> strip and inject -> forward -> scrubbed response -> outcome record.
+ *
+ * MUST: nothing reaches the upstream unless every check passed and the request's audit
+ * record is durable. MUST: no credential value, derived token or raw agent input appears
+ * in an error, a log line or an audit record.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import {
+  NexusError,
+  isNexusError,
+  verifyRequestBody,
+  verifyRequestSignature,
+  type ErrorCode,
+  type VerifiedRequest,
+} from '@nexus/protocol';
+import type { Authority } from '../authority/authority.js';
+import type { Mechanic, MechanicContext, OutboundRequest } from '../mechanics/mechanic.js';
+import type { AuditRecord } from '../audit/record.js';
+import { parseRoute, type Route } from './route.js';
+import { forwardableRequestHeaders } from './strip-headers.js';
+import type { ReplayCache } from './replay-cache.js';
+import { readBody } from './read-body.js';
+import { sendProblem } from './problem.js';
+import { createResponseScrubber } from './response.js';
+import { randomId } from '../util/ids.js';
+import type { Logger } from '../util/logger.js';
+
+/** One configured service as the pipeline uses it. */
+export interface ServiceRuntime {
+  readonly name: string;
+  readonly upstream: URL;
+  readonly mechanic: Mechanic;
+  readonly credential: string | undefined;
+  /** Lower-case response header names removed before the agent sees the response. */
+  readonly removeHeaders: readonly string[];
+  readonly dispatcher: Dispatcher;
+  readonly headersTimeoutMs: number;
+  readonly bodyTimeoutMs: number;
+}
+
+export interface PolicyDecision {
+  readonly decision: 'allow' | 'deny';
+  readonly ruleIds: readonly string[];
+  readonly reasons: readonly string[];
+}
+
+export interface PolicyEngine {
+  readonly hash: string;
+  evaluate(input: {
+    agent: string;
+    roles: string[];
+    act?: string;
+    service: string;
+    method: string;
+    path: string;
+    intent: string;
+    now: number;
+  }): PolicyDecision;
+}
+
+export interface AuditAppender {
+  append(record: AuditRecord): Promise<unknown>;
+}
+
+export interface CredentialResolver {
+  resolve(name: string): Promise<{ name: string; version: number; fields: Record<string, string> }>;
+}
+
+export interface PipelineDeps {
+  readonly publicUrl: string;
+  readonly audience: string;
+  readonly issuer: string;
+  readonly maxBodyBytes: number;
+  readonly signatureSkewSeconds: number;
+  readonly leaseSkewSeconds: number;
+  readonly minSecretLength: number;
+  readonly services: ReadonlyMap<string, ServiceRuntime>;
+  readonly authority: Authority;
+  readonly policy: () => PolicyEngine;
+  readonly replay: ReplayCache;
+  readonly audit: AuditAppender;
+  readonly vault: CredentialResolver;
+  readonly logger: Logger;
+  readonly clock: () => number;
+  /** Signatures created before this time (ms) are refused: see replay-cache.ts. */
+  readonly notBefore: number;
+}
+
+/** Fields known about a request as it goes through the pipeline, for its audit record. */
+interface Trace {
+  requestId: string;
+  started: number;
+  method: string;
+  service?: string;
+  path?: string;
+  verified?: VerifiedRequest;
+  decision?: PolicyDecision;
+  policyHash?: string;
+  credential?: { name: string; version: number };
+  bytesIn: number;
+  lease?: string;
+}
+
+function signatureOf(t: Trace): AuditRecord['signature'] {
+  const v = t.verified;
+  if (v === undefined || t.lease === undefined) return undefined;
+  return { input: v.signatureInput, value: v.signature, lease: t.lease };
+}
+
+function baseRecord(t: Trace, kind: AuditRecord['kind'], now: number): AuditRecord {
+  // Fields unknown for a request refused early (no verified lease yet) stay undefined and
+  // are left out of the canonical JSON.
+  const v = t.verified;
+  return {
+    v: 1,
+    kind,
+    time: new Date(now).toISOString(),
+    request_id: t.requestId,
+    agent: v?.agent,
+    lease_id: v?.leaseId,
+    act: v?.claims.act?.sub,
+    task: v?.claims.nexus_task,
+    service: t.service,
+    method: t.method,
+    path: t.path,
+    intent: v?.intent,
+    decision: t.decision?.decision ?? 'deny',
+    rule_ids: [...(t.decision?.ruleIds ?? [])],
+    policy_hash: t.policyHash,
+    credential: t.credential,
+    signature: signatureOf(t),
+  } as AuditRecord;
+}
+
+/** Builds the request handler for the proxy listener's service routes. */
+export function createPipeline(deps: PipelineDeps) {
+  const { clock, logger } = deps;
+
+  async function reject(
+    res: ServerResponse,
+    t: Trace,
+    err: unknown,
+    bodyConsumed: boolean,
+  ): Promise<void> {
+    const nexusErr = isNexusError(err)
+      ? err
+      : new NexusError('internal_error', undefined, { cause: err });
+    if (!isNexusError(err)) {
+      logger.error(
+        { request_id: t.requestId, err: errorSummary(err) },
+        'unexpected pipeline error',
+      );
+    }
+    const now = clock();
+    try {
+      await deps.audit.append({
+        ...baseRecord(t, 'request', now),
+        decision: 'deny',
+        error_code: nexusErr.code,
+        duration_ms: now - t.started,
+        bytes_in: t.bytesIn,
+      });
+    } catch (auditErr) {
+      logger.error({ request_id: t.requestId, err: errorSummary(auditErr) }, 'audit write failed');
+      sendProblem(res, new NexusError('audit_unavailable'), t.requestId, !bodyConsumed);
+      return;
+    }
+    sendProblem(res, nexusErr, t.requestId, !bodyConsumed);
+  }
+
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t: Trace = {
+      requestId: randomId(12),
+      started: clock(),
+      method: req.method ?? 'GET',
+      bytesIn: 0,
+    };
+    res.setHeader('nexus-request-id', t.requestId);
+    let bodyConsumed = false;
+    let route: Route;
+    let service: ServiceRuntime | undefined;
+    let body: Buffer;
+    try {
+      route = parseRoute(req.url ?? '');
+      t.path = route.path;
+      service = deps.services.get(route.service);
+      if (service === undefined) throw new NexusError('service_unknown');
+      t.service = service.name;
+      rejectDuplicates(req);
+
+      const verified = await verifyRequestSignature({
+        method: t.method,
+        url: deps.publicUrl + (req.url ?? ''),
+        headers: req.headers,
+        issuer: deps.issuer,
+        audience: deps.audience,
+        getAuthorityKey: async (header: { kid?: string }) => {
+          const key = deps.authority.keys.publicKey(header.kid);
+          if (key === undefined) throw new NexusError('lease_invalid');
+          return key;
+        },
+        isRevoked: (claims) => deps.authority.isRevoked(claims),
+        now: clock,
+        skewSeconds: deps.signatureSkewSeconds,
+        leaseSkewSeconds: deps.leaseSkewSeconds,
+      });
+      t.verified = verified;
+      t.lease = req.headers['workload-identity-token'] as string | undefined;
+      if (verified.created * 1000 < deps.notBefore - 1000) {
+        // Signed before this process started: its nonce may have been used with the
+        // previous process, whose replay cache is gone.
+        throw new NexusError('signature_expired');
+      }
+      const agent = deps.authority.agent(verified.agent);
+      if (agent === undefined) throw new NexusError('lease_invalid');
+      if (agent.disabled) throw new NexusError('agent_disabled');
+
+      body = await readBody(req, deps.maxBodyBytes);
+      bodyConsumed = true;
+      t.bytesIn = body.length;
+      await verifyRequestBody(verified, req.headers, body);
+      deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+
+      const policy = deps.policy();
+      t.policyHash = policy.hash;
+      t.decision = policy.evaluate({
+        agent: verified.agent,
+        roles: verified.claims.scope.split(' ').filter((r) => r !== ''),
+        act: verified.claims.act?.sub,
+        service: service.name,
+        method: t.method,
+        path: route.path,
+        intent: verified.intent,
+        now: clock(),
+      });
+      if (t.decision.decision !== 'allow') throw new NexusError('policy_denied');
+    } catch (err) {
+      await reject(res, t, err, bodyConsumed);
+      return;
+    }
+
+    // Allowed. The request record MUST be durable before anything is forwarded.
+    try {
+      await deps.audit.append(baseRecord(t, 'request', clock()));
+    } catch (err) {
+      logger.error({ request_id: t.requestId, err: errorSummary(err) }, 'audit write failed');
+      sendProblem(res, new NexusError('audit_unavailable'), t.requestId, false);
+      return;
+    }
+    await forward(req, res, t, service, route, body);
+  };
+
+  async function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    t: Trace,
+    service: ServiceRuntime,
+    route: Route,
+    body: Buffer,
+  ): Promise<void> {
+    const verified = t.verified as VerifiedRequest;
+    const ctx: MechanicContext = {
+      service: service.name,
+      agent: verified.agent,
+      act: verified.claims.act?.sub,
+      now: clock(),
+      credential: (name?: string) => {
+        const credentialName = name ?? service.credential;
+        if (credentialName === undefined) throw new NexusError('credential_unavailable');
+        return deps.vault.resolve(credentialName);
+      },
+    };
+    const basePath = service.upstream.pathname.replace(/\/$/, '');
+    const target = `${basePath}${route.rawPath}` || '/';
+    let status = 0;
+    let bytesOut = 0;
+    let redactions = 0;
+    let errorCode: string | undefined;
+    let secrets: readonly string[] = [];
+    try {
+      let upstream: Dispatcher.ResponseData | undefined;
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const out: OutboundRequest = {
+          method: t.method,
+          url: new URL(
+            `${service.upstream.origin}${target}${route.query ? `?${route.query}` : ''}`,
+          ),
+          headers: forwardableRequestHeaders(req.headersDistinct, service.mechanic.injectedHeaders),
+          body: body.length > 0 ? body : undefined,
+        };
+        for (const param of service.mechanic.injectedQueryParams)
+          out.url.searchParams.delete(param);
+        const applied = await service.mechanic.apply(out, ctx);
+        t.credential = applied.credential ? { ...applied.credential } : undefined;
+        secrets = applied.secrets;
+        upstream = await (out.dispatcher ?? service.dispatcher).request({
+          origin: service.upstream.origin,
+          path: out.url.pathname + out.url.search,
+          method: out.method as Dispatcher.HttpMethod,
+          headers: out.headers,
+          body: out.body === undefined ? undefined : Buffer.from(out.body),
+          headersTimeout: service.headersTimeoutMs,
+          bodyTimeout: service.bodyTimeoutMs,
+        });
+        if (
+          upstream.statusCode === 401 &&
+          attempt === 0 &&
+          service.mechanic.onUnauthorized !== undefined &&
+          (await service.mechanic.onUnauthorized(ctx))
+        ) {
+          await upstream.body.dump();
+          continue;
+        }
+        break;
+      }
+      if (upstream === undefined) throw new NexusError('internal_error');
+      status = upstream.statusCode;
+      const scrubber = createResponseScrubber({
+        headers: upstream.headers,
+        secrets,
+        removeHeaders: service.removeHeaders,
+        minSecretLength: deps.minSecretLength,
+      });
+      redactions += scrubber.headerRedactions;
+      res.writeHead(status, scrubber.headers);
+      res.flushHeaders();
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          bytesOut += chunk.length;
+          cb(null, chunk);
+        },
+      });
+      try {
+        await pipeline(upstream.body, scrubber.body, counter, res);
+      } finally {
+        redactions += scrubber.bodyRedactions();
+      }
+    } catch (err) {
+      const code = upstreamErrorCode(err);
+      errorCode = code;
+      if (!res.headersSent) {
+        sendProblem(res, new NexusError(code as ErrorCode), t.requestId, false);
+      } else {
+        // Headers are gone: the only honest signal left is an aborted response.
+        res.destroy();
+      }
+      if (code === 'internal_error') {
+        logger.error({ request_id: t.requestId, err: errorSummary(err) }, 'forwarding failed');
+      }
+    } finally {
+      const now = clock();
+      deps.audit
+        .append({
+          ...baseRecord(t, 'outcome', now),
+          upstream_status: status || undefined,
+          bytes_in: t.bytesIn,
+          bytes_out: bytesOut,
+          duration_ms: now - t.started,
+          redactions,
+          error_code: errorCode,
+          signature: undefined,
+        })
+        .catch((err: unknown) =>
+          logger.error(
+            { request_id: t.requestId, err: errorSummary(err) },
+            'audit outcome write failed',
+          ),
+        );
+    }
+  }
+}
+
+/**
+ * Security-relevant headers must arrive once. Node keeps the first of some duplicated
+ * headers and joins others; either way the signer and the proxy could read different
+ * values, so duplicates are refused outright.
+ */
+const SINGLE_HEADERS = [
+  'workload-identity-token',
+  'signature',
+  'signature-input',
+  'nexus-intent',
+  'content-digest',
+  'content-type',
+  'content-length',
+  'transfer-encoding',
+  'host',
+];
+
+function rejectDuplicates(req: IncomingMessage): void {
+  const distinct = req.headersDistinct;
+  for (const name of SINGLE_HEADERS) {
+    const values = distinct[name];
+    if (values !== undefined && values.length > 1) throw new NexusError('request_invalid');
+  }
+}
+
+/** Maps a forwarding failure to a stable code without exposing its details. */
+export function upstreamErrorCode(err: unknown): ErrorCode {
+  if (isNexusError(err)) return err.code;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  switch (code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return 'upstream_timeout';
+    case 'ECONNREFUSED':
+    case 'ECONNRESET':
+    case 'ENOTFOUND':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EAI_AGAIN':
+    case 'UND_ERR_SOCKET':
+    case 'UND_ERR_CLOSED':
+    case 'CERT_HAS_EXPIRED':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return 'upstream_unreachable';
+    case 'ERR_STREAM_PREMATURE_CLOSE':
+      return 'upstream_unreachable';
+    default:
+      return 'internal_error';
+  }
+}
+
+/** What may be logged about an error: its name and code, never its message (URLs, values). */
+export function errorSummary(err: unknown): { name?: string; code?: string } {
+  if (err === null || typeof err !== 'object') return {};
+  const e = err as { name?: unknown; code?: unknown };
+  return {
+    name: typeof e.name === 'string' ? e.name : undefined,
+    code: typeof e.code === 'string' ? e.code : undefined,
+  };
+}

@@ -1,0 +1,34 @@
+/**
+ * Writes an RFC 9457 problem response. The body holds the stable code, the status, a
+ * fixed description and the request id: never a secret or raw request input.
+ */
+import type { ServerResponse } from 'node:http';
+import { problemDetails, type NexusError } from '@nexus/protocol';
+
+/**
+ * @param closeConnection set when the request body was not read: the connection cannot
+ *   be reused safely, so it is closed after the response.
+ */
+export function sendProblem(
+  res: ServerResponse,
+  err: NexusError,
+  requestId: string,
+  closeConnection: boolean,
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(problemDetails(err, requestId));
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/problem+json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'nexus-request-id': requestId,
+    // Marks the response as Nexus's own, so a client never confuses it with an upstream's.
+    'nexus-error': err.code,
+  };
+  if (closeConnection) headers.connection = 'close';
+  res.writeHead(err.status, headers);
+  res.end(body);
+}

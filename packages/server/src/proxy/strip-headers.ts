@@ -1,0 +1,67 @@
+/**
+ * Builds the header set forwarded upstream from what the agent sent.
+ *
+ * MUST NOT forward: hop-by-hop headers (RFC 9110 §7.6.1, plus every name listed in
+ * `Connection`), the lease, signature and any `Nexus-*` header, agent-supplied
+ * credentials (`Authorization`, `Proxy-Authorization`, `Cookie`) or any header the
+ * service's mechanic injects, and method-override headers (policy decided on the real
+ * method; an upstream honouring an override would act on another one).
+ */
+const ALWAYS_DROPPED: ReadonlySet<string> = new Set([
+  // hop-by-hop
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'expect',
+  // recomputed for the buffered body / set by the client library
+  'content-length',
+  'host',
+  // Nexus protocol headers
+  'workload-identity-token',
+  'signature',
+  'signature-input',
+  // agent-supplied credentials
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  // method overrides
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  // forwarding metadata the agent could forge
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-real-ip',
+]);
+
+/**
+ * Returns the forwardable request headers (lower-case names, single values).
+ *
+ * @param headers node's `req.headersDistinct`-style map
+ * @param injected lower-case header names the mechanic will set
+ */
+export function forwardableRequestHeaders(
+  headers: Readonly<Record<string, readonly string[] | undefined>>,
+  injected: readonly string[],
+): Record<string, string> {
+  const dropped = new Set(injected.map((h) => h.toLowerCase()));
+  for (const token of (headers['connection'] ?? []).join(',').split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name) dropped.add(name);
+  }
+  const out: Record<string, string> = {};
+  for (const [rawName, values] of Object.entries(headers)) {
+    const name = rawName.toLowerCase();
+    if (values === undefined || ALWAYS_DROPPED.has(name) || dropped.has(name)) continue;
+    if (name.startsWith('nexus-')) continue;
+    out[name] = values.join(', ');
+  }
+  return out;
+}
