@@ -129,6 +129,32 @@ describe('createScrubStream', () => {
     expect(maxAhead).toBeLessThan(1024 * 1024);
   });
 
+  it('applies back-pressure on an identity body too', async () => {
+    const s = createScrubStream({ patterns, contentEncoding: 'identity' });
+    let total = 0;
+    let maxAhead = 0;
+    const sink = new Writable({
+      highWaterMark: 16 * 1024,
+      write(c: Buffer, _e, cb) {
+        total += c.length;
+        maxAhead = Math.max(maxAhead, s.decodedBytes - total);
+        setImmediate(cb);
+      },
+    });
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    await pipeline(
+      Readable.from(
+        (function* () {
+          for (let i = 0; i < 256; i++) yield chunk;
+        })(),
+      ),
+      s,
+      sink,
+    );
+    expect(total).toBe(256 * 64 * 1024);
+    expect(maxAhead).toBeLessThan(1024 * 1024);
+  });
+
   it('flushes safe bytes on every chunk (server-sent events flow)', async () => {
     const s = createScrubStream({ patterns, contentEncoding: undefined });
     const got: string[] = [];

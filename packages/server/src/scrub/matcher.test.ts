@@ -207,6 +207,14 @@ describe('property: no pattern survives, other text is unchanged', () => {
           const { out, count } = run(patterns, chunks);
           for (const p of patterns) expect(includes(out, p)).toBe(false);
           expect(count).toBeGreaterThanOrEqual(1);
+          // Every piece of non-secret text survives intact and in order.
+          const outText = out.toString('utf8');
+          let at = 0;
+          for (const piece of [...pieces.map(([pre]) => pre), tailText]) {
+            const found = outText.indexOf(piece, at);
+            expect(found).toBeGreaterThanOrEqual(0);
+            at = found + piece.length;
+          }
           // Filler-only text is unchanged.
           expect(run(patterns, [Buffer.from(tailText)]).out.toString()).toBe(tailText);
           // Chunking does not change the result.
@@ -214,6 +222,55 @@ describe('property: no pattern survives, other text is unchanged', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('property: agrees with a naive reference on a small alphabet', () => {
+  /** Every occurrence of every pattern, overlapping intervals merged, each replaced once. */
+  function naive(patterns: string[], text: string): string {
+    const spans: [number, number][] = [];
+    for (const p of patterns) {
+      for (let i = text.indexOf(p); i !== -1; i = text.indexOf(p, i + 1))
+        spans.push([i, i + p.length]);
+    }
+    spans.sort((a, b) => a[0] - b[0]);
+    const merged: [number, number][] = [];
+    for (const [s, e] of spans) {
+      const last = merged.at(-1);
+      if (last !== undefined && s < last[1]) last[1] = Math.max(last[1], e);
+      else merged.push([s, e]);
+    }
+    let out = '';
+    let cur = 0;
+    for (const [s, e] of merged) {
+      out += text.slice(cur, s) + '#';
+      cur = e;
+    }
+    return out + text.slice(cur);
+  }
+
+  it('holds for random patterns, text and chunking', () => {
+    const ab = fc.string({ unit: fc.constantFrom('a', 'b', 'c'), minLength: 1, maxLength: 6 });
+    fc.assert(
+      fc.property(
+        fc.array(ab, { minLength: 1, maxLength: 5 }),
+        fc.string({ unit: fc.constantFrom('a', 'b', 'c', 'd'), maxLength: 80 }),
+        fc.integer({ min: 1, max: 9 }),
+        (patterns, text, size) => {
+          const r = createRedactor(
+            patterns.map((p) => Buffer.from(p)),
+            '#',
+          );
+          const input = Buffer.from(text);
+          const parts: Buffer[] = [];
+          for (let i = 0; i < input.length; i += size)
+            parts.push(r.push(input.subarray(i, i + size)));
+          parts.push(r.end());
+          expect(Buffer.concat(parts).toString()).toBe(naive(patterns, text));
+        },
+      ),
+      { numRuns: 1000 },
     );
   });
 });
