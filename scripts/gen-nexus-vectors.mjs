@@ -39,11 +39,10 @@ if (!existsSync(keysFile)) {
   writeFileSync(keysFile, `${JSON.stringify(keys, null, 2)}\n`);
 }
 const KEYS = JSON.parse(readFileSync(keysFile, 'utf8'));
-const pub = ({ d: _d, ...rest }) => rest;
-const cnfOf = (k) => {
-  const { kid: _kid, ...rest } = pub(k);
-  return rest;
-};
+const without = (obj, ...names) =>
+  Object.fromEntries(Object.entries(obj).filter(([k]) => !names.includes(k)));
+const pub = (k) => without(k, 'd');
+const cnfOf = (k) => without(k, 'd', 'kid');
 
 // --- fixed values ----------------------------------------------------------------------
 const NOW = 1785000000;
@@ -149,7 +148,7 @@ function add(id, requirement, description, built, expected, verifier = {}) {
   });
 }
 const mutate = (built, f) => {
-  const copy = structuredClone(built);
+  const copy = JSON.parse(JSON.stringify(built));
   f(copy.input);
   return copy;
 };
@@ -411,7 +410,7 @@ add(
   'cnf.jwk carries the private key (d)',
   await build('lease-cnf-private', {
     lease: lease('lease-cnf-private', {
-      payload: { cnf: { jwk: (({ kid: _k, ...j }) => j)(KEYS.alice) } },
+      payload: { cnf: { jwk: without(KEYS.alice, 'kid') } },
     }),
   }),
   'lease_invalid',

@@ -70,10 +70,9 @@ function withSignature(msg, block) {
   return { ...msg, headers };
 }
 
-const publicJwk = (jwk) => {
-  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = jwk;
-  return pub;
-};
+const PRIVATE = ['d', 'p', 'q', 'dp', 'dq', 'qi'];
+const publicJwk = (jwk) =>
+  Object.fromEntries(Object.entries(jwk).filter(([k]) => !PRIVATE.includes(k)));
 
 function write(folder, name, value) {
   mkdirSync(join(out, folder), { recursive: true });
@@ -309,7 +308,7 @@ function write(folder, name, value) {
     key: cnf(response),
     expected: { verdict: 'accept' },
   });
-  const tampered = structuredClone(request);
+  const tampered = JSON.parse(JSON.stringify(request));
   tampered.url = tampered.url.replace('vanilla', 'chocolate');
   write('wimse', 'sigs-request-tampered', {
     id: 'wimse-sigs-request-tampered',

@@ -319,7 +319,7 @@ describe('signRequest refusals', () => {
       },
       false,
       ['sign'],
-    )) as { privateKey: never };
+    )) as unknown as { privateKey: never };
     expect(await code(signRequest({ method: 'GET', url: URL_, lease, key: rsa.privateKey }))).toBe(
       'request_invalid',
     );
