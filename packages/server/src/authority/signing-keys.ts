@@ -10,12 +10,12 @@ import {
   createPublicKey,
   generateKeyPairSync,
   type KeyObject,
+  randomBytes,
 } from 'node:crypto';
 import type { JWK } from 'jose';
 import { NexusError } from '@nexus/protocol';
 import type { Store, SigningKeyRow } from '../store/store.js';
 import type { Vault } from '../vault/vault.js';
-import { randomId } from '../util/ids.js';
 
 export type AuthorityAlg = 'EdDSA' | 'ES256';
 
@@ -83,7 +83,7 @@ export class SigningKeys {
   async rotate(alg: AuthorityAlg, maxLeaseTtlMs: number): Promise<LoadedKey> {
     const now = this.clock();
     const { publicKey, privateKey } = generate(alg);
-    const kid = randomId(12);
+    const kid = randomBytes(8).toString('hex');
     const publicJwk = { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' } as JWK;
     const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
     const privateKeyEnc = await this.vault.seal(`authority-key:${kid}`, Buffer.from(pem, 'utf8'));
