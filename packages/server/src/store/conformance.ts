@@ -627,7 +627,7 @@ export function runStoreConformance(
           {
             time: T0 + 20,
             requestId: 'r3',
-            record: { agent: 'a', service: 'slack', decision: 'deny' },
+            record: { agent: 'nexus://example.org/agent/a', service: 'slack', decision: 'deny' },
           },
           { time: T0 + 30, requestId: 'r3', kind: 'outcome', record: { status: 200 } },
         ]);
@@ -639,7 +639,13 @@ export function runStoreConformance(
 
         expect(await ids({})).toEqual(['r3/outcome', 'r3/request', 'r2/request', 'r1/request']);
         expect(await ids({ order: 'asc', limit: 2 })).toEqual(['r1/request', 'r2/request']);
+        // Agent URIs are indexed and matched by the agent name.
         expect(await ids({ agent: 'a' })).toEqual(['r3/request', 'r1/request']);
+        expect(await ids({ agent: 'nexus://example.org/agent/a' })).toEqual([
+          'r3/request',
+          'r1/request',
+        ]);
+        expect((await store.queryAudit({ requestId: 'r3', kind: 'request' }))[0]?.agent).toBe('a');
         expect(await ids({ service: 'github' })).toEqual(['r2/request', 'r1/request']);
         expect(await ids({ decision: 'deny' })).toEqual(['r3/request', 'r2/request']);
         expect(await ids({ decision: 'allow-explicit' })).toEqual(['r1/request']);

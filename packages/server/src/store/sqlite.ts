@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { StoreError } from './errors.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations/all.js';
 import {
+  auditAgentKey,
   auditIndexFields,
   clampLimit,
   type AgentRow,
@@ -721,7 +722,7 @@ class SqliteStoreImpl implements SqliteStore {
       where.push(`${column} = ?`);
       params.push(value);
     };
-    eq('agent', filter.agent);
+    eq('agent', filter.agent === undefined ? undefined : auditAgentKey(filter.agent));
     eq('service', filter.service);
     eq('decision', filter.decision);
     eq('request_id', filter.requestId);

@@ -195,7 +195,8 @@ export interface AuditAppend {
   hash: string;
   /**
    * Index columns for `queryAudit`. When omitted, the store reads the top-level
-   * string fields `agent`, `service` and `decision` of `record`.
+   * string fields `agent`, `service` and `decision` of `record`. An agent URI is
+   * indexed as the agent name (see `auditAgentKey`).
    */
   agent?: string;
   service?: string;
@@ -218,6 +219,7 @@ export interface AuditRow {
 
 /** Filter of `queryAudit`. `since` is inclusive, `until` exclusive (ms). */
 export interface AuditQuery {
+  /** Agent name, or its `nexus://<trust-domain>/agent/<name>` URI (same result). */
   agent?: string;
   service?: string;
   decision?: string;
@@ -355,6 +357,17 @@ export function clampLimit(limit: number | undefined, fallback: number): number 
   return Math.min(MAX_LIST_LIMIT, Math.max(1, Math.floor(limit)));
 }
 
+const AGENT_URI = /^nexus:\/\/[^/]+\/agent\/([^/]+)$/;
+
+/**
+ * The agent key the audit index uses: the agent NAME. Audit records carry the agent
+ * URI (`nexus://<trust-domain>/agent/<name>`); agents are keyed by name everywhere
+ * else in the store, so both the index and the `queryAudit` filter reduce a URI to it.
+ */
+export function auditAgentKey(agent: string): string {
+  return AGENT_URI.exec(agent)?.[1] ?? agent;
+}
+
 /**
  * The index columns of an audit record: explicit fields win, else the top-level
  * string fields of the record JSON. Shared by every backend so they index alike.
@@ -380,8 +393,9 @@ export function auditIndexFields(row: AuditAppend): {
     const v = parsed[key];
     return typeof v === 'string' ? v : undefined;
   };
+  const agent = pick(row.agent, 'agent');
   return {
-    agent: pick(row.agent, 'agent'),
+    agent: agent === undefined ? undefined : auditAgentKey(agent),
     service: pick(row.service, 'service'),
     decision: pick(row.decision, 'decision'),
   };
