@@ -1,5 +1,6 @@
 // The Nexus request profile end to end: signRequest -> verifyRequest with Ed25519 and P-256
 // agent keys, the order of checks, and the signer's own refusals.
+import fc from 'fast-check';
 import { generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { isNexusError } from './errors.js';
@@ -344,5 +345,74 @@ describe('keys', () => {
         x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo',
       }),
     ).toBe('kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k');
+  });
+});
+
+describe('properties of the profile verifier', async () => {
+  const { agent, lease } = await setup();
+  const body = '{"a":1}';
+  const base = { 'content-type': 'application/json' };
+  const added = await signRequest({
+    method: 'POST',
+    url: URL_,
+    headers: base,
+    body,
+    lease,
+    key: agent.privateKey,
+    intent: 'prop',
+    now: () => NOW_MS,
+    nonce: 'fixed-nonce-0123456789',
+  });
+  const headers: Record<string, string> = { ...base, ...added };
+  const outcome = (h: Record<string, string>, o: Partial<VerifyRequestOptions> = {}) =>
+    code(verifyRequest({ ...verifier(h), body, ...o }));
+
+  it('the unmodified request verifies', async () => {
+    expect(await outcome(headers)).toBeUndefined();
+  });
+  it('any change to a covered header, a parameter or the target never verifies', async () => {
+    const covered = [
+      'nexus-intent',
+      'content-type',
+      'content-digest',
+      'signature-input',
+      'signature',
+    ];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...covered, 'url', 'method'),
+        fc.nat(),
+        fc.integer({ min: 32, max: 126 }),
+        async (what, pos, ch) => {
+          const h = { ...headers };
+          let url = URL_;
+          let method = 'POST';
+          const replaceAt = (s: string) => {
+            const i = pos % s.length;
+            const c = String.fromCharCode(ch === s.charCodeAt(i) ? (ch === 126 ? 32 : ch + 1) : ch);
+            return s.slice(0, i) + c + s.slice(i + 1);
+          };
+          if (what === 'url') url = replaceAt(URL_);
+          else if (what === 'method') method = 'PUT';
+          else h[what] = replaceAt(h[what]!);
+          const result = await outcome(h, { url, method });
+          return result !== undefined && !result.startsWith('foreign');
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+  it('arbitrary Signature-Input / Signature values are refused with a NexusError', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.string({ maxLength: 80 }),
+        fc.string({ maxLength: 80 }),
+        async (si, sig) => {
+          const result = await outcome({ ...headers, 'signature-input': si, signature: sig });
+          return result !== undefined && !result.startsWith('foreign');
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
