@@ -174,9 +174,11 @@ export class NexusAgent {
     if (this.#closed) throw new NexusAgentError('agent_closed', 'the agent was closed');
     const url = `${this.proxyUrl}/${service}${path.startsWith('/') || path === '' ? path : `/${path}`}`;
     let res = await this.#signedFetch(url, init);
-    if (res.headers.get('nexus-error') === 'signature_expired') {
-      // The proxy restarted after we signed: sign again once with a fresh window.
+    // A proxy that has just restarted refuses signatures that could predate it (its replay
+    // cache is new); a fresh signature a moment later is accepted.
+    for (let retry = 0; retry < 8 && res.headers.get('nexus-error') === 'signature_expired'; retry++) {
       await res.body?.cancel();
+      await new Promise((r) => setTimeout(r, 1000));
       res = await this.#signedFetch(url, init);
     }
     if (res.headers.has('nexus-error')) throw await errorFromResponse(res);

@@ -8,12 +8,13 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { NexusError, isNexusError, problemDetails } from '@nexus/protocol';
+import { NexusError, isNexusError } from '@nexus/protocol';
 import type { Authority } from '../authority/authority.js';
 import type { Store, AuditRow } from '../store/store.js';
 import { randomId, sha256Hex } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { errorSummary } from '../proxy/pipeline.js';
+import { sendProblem } from '../proxy/problem.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 
 export interface AdminVault {
@@ -95,7 +96,7 @@ const enrollBody = z.strictObject({
   ttl_seconds: z
     .number()
     .int()
-    .min(10)
+    .min(1)
     .max(7 * 86400)
     .optional(),
   act: z.string().min(1).max(256).optional(),
@@ -366,17 +367,7 @@ export function createAdminHandler(deps: AdminDeps) {
         : new NexusError('internal_error', undefined, { cause: err });
       if (!isNexusError(err))
         deps.logger.error({ request_id: requestId, err: errorSummary(err) }, 'admin error');
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      const text = JSON.stringify(problemDetails(e, requestId));
-      res.writeHead(e.status, {
-        'content-type': 'application/problem+json',
-        'cache-control': 'no-store',
-        'content-length': Buffer.byteLength(text),
-      });
-      res.end(text);
+      sendProblem(res, e, requestId, false);
     }
   };
 }

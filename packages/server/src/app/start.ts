@@ -21,6 +21,7 @@ import { auditSinkFromStore } from '../audit/sink.js';
 import { verifyAuditLog } from './verify-audit.js';
 import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipeline.js';
 import { createReplayCache } from '../proxy/replay-cache.js';
+import { restoreReplayState, saveReplayState } from './replay-state.js';
 import { sendProblem } from '../proxy/problem.js';
 import { createAdminHandler } from '../admin/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
@@ -137,6 +138,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
       clock,
     });
+    const notBefore = await restoreReplayState(store, replay, startedAt);
     const pipeline = createPipeline({
       publicUrl,
       audience: publicUrl,
@@ -153,7 +155,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       vault,
       logger,
       clock,
-      notBefore: startedAt,
+      notBefore,
     });
     const authorityHandler = createAuthorityHandler({
       authority,
@@ -164,7 +166,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       leaseSkewSeconds: Math.ceil(config.authority.clock_skew / 1000),
       clock,
       logger,
-      notBefore: startedAt,
+      notBefore,
     });
 
     const proxyServer = createServer(
@@ -262,6 +264,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           await drained;
           clearTimeout(timer);
           await audit.close();
+          await saveReplayState(store, replay);
           await Promise.all(pools.map((p) => p.close()));
           await store.close();
           logger.info('nexus stopped');

@@ -197,8 +197,13 @@ export class Authority {
     const now = this.clock();
     const current = await this.store.getLease(verified.leaseId);
     if (current === undefined) throw new NexusError('lease_invalid');
-    const remaining = current.chainStartedAt + this.settings.leaseMaxLifetimeMs - now;
-    if (remaining <= 0) throw new NexusError('renewal_denied');
+    const chainEnd = current.chainStartedAt + this.settings.leaseMaxLifetimeMs;
+    const remaining = chainEnd - now;
+    // Denied once the chain has reached its maximum lifetime: the current lease already
+    // runs to the end of it, so a renewal could add nothing.
+    if (remaining <= 0 || current.expiresAt >= Math.floor(chainEnd / 1000) * 1000) {
+      throw new NexusError('renewal_denied');
+    }
     return this.#issue(current.agent, current.publicJwk as JWK, {
       act: current.act,
       task: current.task,
@@ -280,14 +285,15 @@ export class Authority {
 
   async revokeAgent(name: string): Promise<void> {
     if (!this.#agents.has(name)) throw new NexusError('not_found', 'no such agent');
-    // Leases carry second-resolution `iat`: the epoch covers the whole current second.
-    const at = Math.ceil(this.clock() / 1000) * 1000;
+    // Leases carry second-resolution `iat`: the epoch covers the whole current second
+    // (a lease issued later in that same second is revoked too: safe, and brief).
+    const at = Math.floor(this.clock() / 1000) * 1000;
     await this.store.setRevocationEpoch({ agent: name }, at);
     this.#epochByAgent.set(name, at);
   }
 
   async revokeAll(): Promise<void> {
-    const at = Math.ceil(this.clock() / 1000) * 1000;
+    const at = Math.floor(this.clock() / 1000) * 1000;
     await this.store.setRevocationEpoch('all', at);
     this.#epochAll = at;
   }

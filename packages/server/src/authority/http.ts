@@ -6,13 +6,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   NexusError,
   isNexusError,
-  problemDetails,
   verifyRequestBody,
   verifyRequestSignature,
 } from '@nexus/protocol';
 import type { Authority, IssuedLease } from './authority.js';
 import type { ReplayCache } from '../proxy/replay-cache.js';
 import { readBody } from '../proxy/read-body.js';
+import { sendProblem } from '../proxy/problem.js';
 import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { errorSummary } from '../proxy/pipeline.js';
@@ -98,8 +98,12 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
           skewSeconds: deps.signatureSkewSeconds,
           leaseSkewSeconds: deps.leaseSkewSeconds,
         });
-        if (verified.created * 1000 < deps.notBefore - 1000)
+        if (
+          deps.notBefore > 0 &&
+          verified.created * 1000 <= deps.notBefore + deps.signatureSkewSeconds * 1000
+        ) {
           throw new NexusError('signature_expired');
+        }
         const body = await readBody(req, MAX_AUTHORITY_BODY);
         await verifyRequestBody(verified, req.headers, body);
         deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
@@ -114,13 +118,7 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         : new NexusError('internal_error', undefined, { cause: err });
       if (!isNexusError(err))
         deps.logger.error({ request_id: requestId, err: errorSummary(err) }, 'authority error');
-      const text = JSON.stringify(problemDetails(e, requestId));
-      res.writeHead(e.status, {
-        'content-type': 'application/problem+json',
-        'content-length': Buffer.byteLength(text),
-        'cache-control': 'no-store',
-      });
-      res.end(text);
+      sendProblem(res, e, requestId, false);
     }
   };
 }

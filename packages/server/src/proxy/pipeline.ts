@@ -90,7 +90,7 @@ export interface PipelineDeps {
   readonly vault: CredentialResolver;
   readonly logger: Logger;
   readonly clock: () => number;
-  /** Signatures created before this time (ms) are refused: see replay-cache.ts. */
+  /** Signatures that could predate this time (ms) are refused; 0: none (app/replay-state.ts). */
   readonly notBefore: number;
 }
 
@@ -214,9 +214,13 @@ export function createPipeline(deps: PipelineDeps) {
       });
       t.verified = verified;
       t.lease = req.headers['workload-identity-token'] as string | undefined;
-      if (verified.created * 1000 < deps.notBefore - 1000) {
-        // Signed before this process started: its nonce may have been used with the
-        // previous process, whose replay cache is gone.
+      if (
+        deps.notBefore > 0 &&
+        verified.created * 1000 <= deps.notBefore + deps.signatureSkewSeconds * 1000
+      ) {
+        // Possibly signed before this process started (allowing for the signer's clock
+        // skew): its nonce may have been used with the previous process, whose replay
+        // cache is gone. The signer re-signs (the SDK does so by itself).
         throw new NexusError('signature_expired');
       }
       const agent = deps.authority.agent(verified.agent);

@@ -7,9 +7,10 @@
  * re-open a replay window. Entries are kept until their signature's `expires` plus skew,
  * in 1-second buckets so expiry costs O(expired entries).
  *
- * Restarts: the cache is not persisted. Instead the proxy refuses any signature created
- * before the process started (see `notBefore`), so a request captured before a restart
- * cannot be replayed after it; a client whose request straddled the restart re-signs.
+ * Restarts: a clean shutdown saves the live entries (`snapshot`) and the next start loads
+ * them (`restore`), so nothing can be replayed across a planned restart. After a crash
+ * there is no snapshot: the proxy then refuses every signature that could predate its
+ * start (created <= start + skew), and signers re-sign. See app/replay-state.ts.
  */
 import { NexusError } from '@nexus/protocol';
 
@@ -28,6 +29,10 @@ export interface ReplayCache {
    */
   checkAndRecord(leaseId: string, nonce: string, expires: number): void;
   readonly size: number;
+  /** Live entries as `[key, forgetAtSecond]` pairs, for a clean-shutdown snapshot. */
+  snapshot(): [string, number][];
+  /** Loads entries saved by `snapshot` (expired ones are dropped on the next sweep). */
+  restore(entries: readonly [string, number][]): void;
 }
 
 export function createReplayCache(options: ReplayCacheOptions): ReplayCache {
@@ -45,6 +50,13 @@ export function createReplayCache(options: ReplayCacheOptions): ReplayCache {
     }
   }
 
+  function remember(key: string, forgetAt: number): void {
+    seen.add(key);
+    let bucket = buckets.get(forgetAt);
+    if (bucket === undefined) buckets.set(forgetAt, (bucket = []));
+    bucket.push(key);
+  }
+
   return {
     checkAndRecord(leaseId, nonce, expires) {
       const nowSec = Math.floor(options.clock() / 1000);
@@ -52,11 +64,18 @@ export function createReplayCache(options: ReplayCacheOptions): ReplayCache {
       const key = `${leaseId}\u0000${nonce}`;
       if (seen.has(key)) throw new NexusError('replay_detected');
       if (seen.size >= options.maxEntries) throw new NexusError('rate_limited');
-      seen.add(key);
-      const forgetAt = Math.max(expires + options.skewSeconds, nowSec) + 1;
-      let bucket = buckets.get(forgetAt);
-      if (bucket === undefined) buckets.set(forgetAt, (bucket = []));
-      bucket.push(key);
+      remember(key, Math.max(expires + options.skewSeconds, nowSec) + 1);
+    },
+    snapshot() {
+      const out: [string, number][] = [];
+      for (const [forgetAt, keys] of buckets) for (const k of keys) out.push([k, forgetAt]);
+      return out;
+    },
+    restore(entries) {
+      const nowSec = Math.floor(options.clock() / 1000);
+      for (const [key, forgetAt] of entries) {
+        if (forgetAt > nowSec && !seen.has(key)) remember(key, forgetAt);
+      }
     },
     get size() {
       return seen.size;

@@ -1,0 +1,208 @@
+/**
+ * Spawns a real Nexus node for end-to-end tests: `nexus init` in a temp directory, a test
+ * config written over the example, `nexus up` as a child process, and helpers to call the
+ * CLI, the admin API and to enroll agents with the real SDK.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { enroll, type NexusAgent, type AgentKeyAlgorithm } from '@nexus/sdk';
+
+export const REPO = resolve(import.meta.dirname, '../..');
+export const NEXUS_BIN = join(REPO, 'packages/cli/bin/nexus.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real `nexus` binary. */
+export function runCli(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string | undefined>; stdin?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  return new Promise((resolveRun, reject) => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries({ ...process.env, ...options.env })) {
+      if (v !== undefined) env[k] = v;
+    }
+    const child = spawn(process.execPath, [NEXUS_BIN, ...args], {
+      cwd: options.cwd,
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolveRun({ code: code ?? 1, stdout, stderr });
+    });
+    child.stdin.end(options.stdin ?? '');
+  });
+}
+
+export interface NodeOptions {
+  /** Replaces `services` of the example config. */
+  services?: Record<string, unknown>;
+  agents?: Record<string, unknown>;
+  policies?: unknown[];
+  /** Shallow overrides of top-level config sections (authority, proxy, scrub...). */
+  overrides?: Record<string, unknown>;
+  env?: Record<string, string | undefined>;
+}
+
+export interface TestNode {
+  readonly dir: string;
+  readonly configPath: string;
+  readonly proxyUrl: string;
+  readonly adminUrl: string;
+  readonly operatorToken: string;
+  readonly process: ChildProcess;
+  /** Everything `nexus up` printed so far (stdout and stderr). */
+  output(): string;
+  cli(args: string[], options?: { stdin?: string; env?: Record<string, string | undefined> }): Promise<CliResult>;
+  admin<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+  enrollmentToken(agent: string, extra?: { ttl_seconds?: number; act?: string; task?: string }): Promise<string>;
+  enroll(agent: string, options?: { keyAlgorithm?: AgentKeyAlgorithm; act?: string; autoRenew?: boolean }): Promise<NexusAgent>;
+  setCredential(name: string, fields: Record<string, string>): Promise<void>;
+  /** SIGTERM and wait for exit; resolves with the exit code. */
+  stop(): Promise<number>;
+  /** Starts `nexus up` again on the same directory and ports. */
+  restart(): Promise<void>;
+}
+
+async function waitForListening(child: ChildProcess, log: () => string): Promise<void> {
+  await new Promise<void>((resolveWait, reject) => {
+    const timer = setTimeout(() => reject(new Error(`nexus up did not start:\n${log()}`)), 20_000);
+    const check = () => {
+      if (log().includes('Nexus admin API listening')) {
+        clearTimeout(timer);
+        resolveWait();
+      }
+    };
+    child.stdout?.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`nexus up exited with ${code}:\n${log()}`));
+    });
+    check();
+  });
+}
+
+export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
+  const dir = await mkdtemp(join(tmpdir(), 'nexus-e2e-'));
+  const init = await runCli(['init', '--dir', dir]);
+  if (init.code !== 0) throw new Error(`nexus init failed: ${init.stderr}`);
+  const operatorToken = (await readFile(join(dir, '.nexus', 'operator.token'), 'utf8')).trim();
+  const proxyPort = await freePort();
+  const adminPort = await freePort();
+  const config: Record<string, unknown> = {
+    version: 1,
+    proxy: { listen: `127.0.0.1:${proxyPort}` },
+    admin: { listen: `127.0.0.1:${adminPort}` },
+    log: { level: 'debug' },
+    services: options.services ?? {},
+    agents: options.agents ?? {},
+    policies: options.policies ?? [],
+  };
+  for (const [k, v] of Object.entries(options.overrides ?? {})) {
+    config[k] = typeof v === 'object' && v !== null && !Array.isArray(v) ? { ...(config[k] as object), ...v } : v;
+  }
+  const configPath = join(dir, 'nexus.yaml');
+  await writeFile(configPath, stringify(config));
+  const proxyUrl = `http://127.0.0.1:${proxyPort}`;
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+
+  let log = '';
+  let child!: ChildProcess;
+  const launch = async () => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
+    child = spawn(process.execPath, [NEXUS_BIN, 'up', '--config', configPath], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.on('data', (c: Buffer) => (log += c.toString()));
+    child.stderr?.on('data', (c: Buffer) => (log += c.toString()));
+    await waitForListening(child, () => log);
+  };
+  await launch();
+
+  const node: TestNode = {
+    dir,
+    configPath,
+    proxyUrl,
+    adminUrl,
+    operatorToken,
+    get process() {
+      return child;
+    },
+    output: () => log,
+    cli: (args, o = {}) =>
+      runCli([...args, '--config', configPath], { env: { ...options.env, ...o.env }, stdin: o.stdin, cwd: dir }),
+    async admin<T>(method: string, path: string, body?: unknown) {
+      const res = await fetch(adminUrl + path, {
+        method,
+        headers: {
+          authorization: `Bearer ${operatorToken}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+    },
+    async enrollmentToken(agent, extra = {}) {
+      const r = await node.admin<{ enrollment_token: string }>(
+        'POST',
+        `/v1/agents/${agent}/enrollment-tokens`,
+        extra,
+      );
+      if (r.status !== 201) throw new Error(`enrollment token: ${JSON.stringify(r.body)}`);
+      return r.body.enrollment_token;
+    },
+    async enroll(agent, o = {}) {
+      const enrollmentToken = await node.enrollmentToken(agent, o.act ? { act: o.act } : {});
+      return enroll({
+        authority: proxyUrl,
+        enrollmentToken,
+        keyAlgorithm: o.keyAlgorithm,
+        autoRenew: o.autoRenew ?? false,
+      });
+    },
+    async setCredential(name, fields) {
+      const r = await node.admin('PUT', `/v1/credentials/${name}`, { fields });
+      if (r.status !== 200) throw new Error(`credential set: ${JSON.stringify(r.body)}`);
+    },
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      const exited = new Promise<number>((r) => child.once('exit', (code) => r(code ?? 1)));
+      child.kill('SIGTERM');
+      return exited;
+    },
+    async restart() {
+      await node.stop();
+      await launch();
+    },
+  };
+  return node;
+}
