@@ -8,6 +8,7 @@
  */
 import type { Dispatcher } from 'undici';
 import type { z } from 'zod';
+import type { LeaseClaims } from '@nexus/protocol';
 
 /** A credential as the vault hands it to the pipeline. Internal only: never serialised. */
 export interface ResolvedCredential {
@@ -37,6 +38,12 @@ export interface MechanicContext {
   readonly act: string | undefined;
   /** Milliseconds since the epoch. */
   readonly now: number;
+  /**
+   * The agent's verified lease (a WIMSE workload identity token) and its claims, for
+   * mechanics that exchange the agent's identity for a downstream token (RFC 8693).
+   */
+  readonly lease: string | undefined;
+  readonly claims: LeaseClaims | undefined;
   /** Loads a credential from the vault (the service's `auth.credential` when no name is given). */
   credential(name?: string): Promise<ResolvedCredential>;
 }

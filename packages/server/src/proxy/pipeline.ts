@@ -276,6 +276,8 @@ export function createPipeline(deps: PipelineDeps) {
       agent: verified.agent,
       act: verified.claims.act?.sub,
       now: clock(),
+      lease: t.lease,
+      claims: verified.claims,
       credential: (name?: string) => {
         const credentialName = name ?? service.credential;
         if (credentialName === undefined) throw new NexusError('credential_unavailable');

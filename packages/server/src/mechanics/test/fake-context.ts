@@ -16,6 +16,8 @@ export function fakeContext(
     agent: options.agent ?? 'nexus://test/agent/bot',
     act: options.act,
     now: options.now ?? Date.parse('2024-01-02T03:04:05.678Z'),
+    lease: undefined,
+    claims: undefined,
     requested,
     credential(name?: string): Promise<ResolvedCredential> {
       requested.push(name);
