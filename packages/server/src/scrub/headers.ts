@@ -115,8 +115,14 @@ export function scrubHeaders(headers: HeaderMap, options: ScrubHeadersOptions): 
       removed.push(name);
       continue;
     }
-    // A secret could be in a header name too (e.g. `x-debug-<token>: 1`).
+    // A secret could be in a header name too (e.g. `x-debug-<token>: 1`). A redacted name
+    // is no longer a valid field name, so such a header MUST be dropped whole (relaying it
+    // would fail the whole response; security suite, issue 6).
     const safeName = redact(name);
+    if (safeName !== name) {
+      removed.push(name);
+      continue;
+    }
     const values = typeof value === 'string' ? [value] : [...value];
     const redacted = values.map(redact);
     const prev = out[safeName];
