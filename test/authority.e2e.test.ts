@@ -43,7 +43,9 @@ describe('authority, vault and store end to end', () => {
         echo: { upstream: upstream.url, auth: { type: 'bearer', credential: 'echo-token' } },
       },
       agents: { bot: { roles: ['reader'] }, other: { roles: ['reader'] } },
-      policies: [{ id: 'read', allow: { roles: ['reader'], services: ['echo'], methods: ['GET'] } }],
+      policies: [
+        { id: 'read', allow: { roles: ['reader'], services: ['echo'], methods: ['GET'] } },
+      ],
     });
     const set = await node.cli(['credential', 'set', 'echo-token'], { stdin: SECRET });
     expect(set.code).toBe(0);
@@ -56,7 +58,11 @@ describe('authority, vault and store end to end', () => {
 
   it('enrollment tokens are single use', async () => {
     const token = await node.enrollmentToken('bot');
-    const agent = await enroll({ authority: node.proxyUrl, enrollmentToken: token, autoRenew: false });
+    const agent = await enroll({
+      authority: node.proxyUrl,
+      enrollmentToken: token,
+      autoRenew: false,
+    });
     expect(agent.name).toBe('bot');
     expect(await codeOf(enroll({ authority: node.proxyUrl, enrollmentToken: token }))).toBe(
       'enrollment_invalid',
@@ -116,9 +122,13 @@ describe('authority, vault and store end to end', () => {
     expect(claims.cnf.jwk).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256' });
     expect(claims.cnf.jwk.d).toBeUndefined();
     // The discovery document and JWKS describe the same Authority.
-    const discovery = (await (await fetch(`${node.proxyUrl}/.well-known/nexus-configuration`)).json()) as Record<string, unknown>;
+    const discovery = (await (
+      await fetch(`${node.proxyUrl}/.well-known/nexus-configuration`)
+    ).json()) as Record<string, unknown>;
     expect(discovery).toMatchObject({ spec_version: 'nexus/1', issuer: node.proxyUrl });
-    const jwks = (await (await fetch(`${node.proxyUrl}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+    const jwks = (await (await fetch(`${node.proxyUrl}/.well-known/jwks.json`)).json()) as {
+      keys: { kid: string }[];
+    };
     expect(jwks.keys.map((k) => k.kid)).toContain(header.kid);
     agent.close();
   });
@@ -181,7 +191,9 @@ describe('authority, vault and store end to end', () => {
     expect((await before.fetch('echo', '/old-key')).status).toBe(200);
     const after = await node.enroll('bot');
     expect(decodeProtectedHeader(after.lease).kid).toBe(rotated.body.kid);
-    const jwks = (await (await fetch(`${node.proxyUrl}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+    const jwks = (await (await fetch(`${node.proxyUrl}/.well-known/jwks.json`)).json()) as {
+      keys: { kid: string }[];
+    };
     expect(jwks.keys.map((k) => k.kid)).toEqual(expect.arrayContaining([oldKid, rotated.body.kid]));
     before.close();
     after.close();
@@ -192,9 +204,12 @@ describe('authority, vault and store end to end', () => {
     upstream.reset();
     await agent.fetch('echo', '/cred');
     expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${SECRET}`);
-    const rotated = await node.cli(['credential', 'rotate', 'echo-token', '--from-env', 'NEW_TOKEN'], {
-      env: { NEW_TOKEN: `${SECRET}-v2` },
-    });
+    const rotated = await node.cli(
+      ['credential', 'rotate', 'echo-token', '--from-env', 'NEW_TOKEN'],
+      {
+        env: { NEW_TOKEN: `${SECRET}-v2` },
+      },
+    );
     expect(rotated.code).toBe(0);
     expect(rotated.stdout).toContain('version 2');
     await agent.fetch('echo', '/cred2');
@@ -208,10 +223,15 @@ describe('authority, vault and store end to end', () => {
   });
 
   it('keeps no plaintext credential in the database or under .nexus', async () => {
-    const needles = [SECRET, Buffer.from(SECRET).toString('base64'), Buffer.from(SECRET).toString('hex')];
+    const needles = [
+      SECRET,
+      Buffer.from(SECRET).toString('base64'),
+      Buffer.from(SECRET).toString('hex'),
+    ];
     for (const file of await filesUnder(join(node.dir, '.nexus'))) {
       const bytes = await readFile(file);
-      for (const needle of needles) expect(bytes.includes(needle), `${file} holds ${needle}`).toBe(false);
+      for (const needle of needles)
+        expect(bytes.includes(needle), `${file} holds ${needle}`).toBe(false);
     }
   });
 

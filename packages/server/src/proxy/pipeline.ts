@@ -22,7 +22,12 @@ import {
   type VerifiedRequest,
 } from '@nexus/protocol';
 import type { Authority } from '../authority/authority.js';
-import type { Mechanic, MechanicContext, OutboundRequest } from '../mechanics/mechanic.js';
+import type {
+  AppliedAuth,
+  Mechanic,
+  MechanicContext,
+  OutboundRequest,
+} from '../mechanics/mechanic.js';
 import type { AuditRecord } from '../audit/record.js';
 import { parseRoute, type Route } from './route.js';
 import { forwardableRequestHeaders } from './strip-headers.js';
@@ -163,7 +168,6 @@ export function createPipeline(deps: PipelineDeps) {
     try {
       await deps.audit.append({
         ...baseRecord(t, 'request', now),
-        decision: 'deny',
         error_code: nexusErr.code,
         duration_ms: now - t.started,
         bytes_in: t.bytesIn,
@@ -251,14 +255,6 @@ export function createPipeline(deps: PipelineDeps) {
       return;
     }
 
-    // Allowed. The request record MUST be durable before anything is forwarded.
-    try {
-      await deps.audit.append(baseRecord(t, 'request', clock()));
-    } catch (err) {
-      logger.error({ request_id: t.requestId, err: errorSummary(err) }, 'audit write failed');
-      sendProblem(res, new NexusError('audit_unavailable'), t.requestId, false);
-      return;
-    }
     await forward(req, res, t, service, route, body);
   };
 
@@ -291,6 +287,7 @@ export function createPipeline(deps: PipelineDeps) {
     let redactions = 0;
     let errorCode: string | undefined;
     let secrets: readonly string[] = [];
+    let audited = false;
     try {
       let upstream: Dispatcher.ResponseData | undefined;
       for (let attempt = 0; attempt < 2; attempt++) {
@@ -304,9 +301,29 @@ export function createPipeline(deps: PipelineDeps) {
         };
         for (const param of service.mechanic.injectedQueryParams)
           out.url.searchParams.delete(param);
-        const applied = await service.mechanic.apply(out, ctx);
+        let applied: AppliedAuth;
+        try {
+          applied = await service.mechanic.apply(out, ctx);
+        } catch (err) {
+          if (attempt > 0) throw err;
+          // Nothing was sent: this request ends here with a single request record.
+          await reject(res, t, err, true);
+          return;
+        }
         t.credential = applied.credential ? { ...applied.credential } : undefined;
         secrets = applied.secrets;
+        if (attempt === 0) {
+          // Allowed and built. The request record (with the credential name and version)
+          // MUST be durable before any byte is forwarded.
+          try {
+            await deps.audit.append(baseRecord(t, 'request', clock()));
+          } catch (err) {
+            logger.error({ request_id: t.requestId, err: errorSummary(err) }, 'audit write failed');
+            sendProblem(res, new NexusError('audit_unavailable'), t.requestId, false);
+            return;
+          }
+          audited = true;
+        }
         upstream = await (out.dispatcher ?? service.dispatcher).request({
           origin: service.upstream.origin,
           path: out.url.pathname + out.url.search,
@@ -363,23 +380,24 @@ export function createPipeline(deps: PipelineDeps) {
       }
     } finally {
       const now = clock();
-      deps.audit
-        .append({
-          ...baseRecord(t, 'outcome', now),
-          upstream_status: status || undefined,
-          bytes_in: t.bytesIn,
-          bytes_out: bytesOut,
-          duration_ms: now - t.started,
-          redactions,
-          error_code: errorCode,
-          signature: undefined,
-        })
-        .catch((err: unknown) =>
-          logger.error(
-            { request_id: t.requestId, err: errorSummary(err) },
-            'audit outcome write failed',
-          ),
-        );
+      if (audited)
+        deps.audit
+          .append({
+            ...baseRecord(t, 'outcome', now),
+            upstream_status: status || undefined,
+            bytes_in: t.bytesIn,
+            bytes_out: bytesOut,
+            duration_ms: now - t.started,
+            redactions,
+            error_code: errorCode,
+            signature: undefined,
+          })
+          .catch((err: unknown) =>
+            logger.error(
+              { request_id: t.requestId, err: errorSummary(err) },
+              'audit outcome write failed',
+            ),
+          );
     }
   }
 }

@@ -26,24 +26,32 @@ export interface ResponseScrubber {
   bodyRedactions(): number;
 }
 
-// Compiling the Aho-Corasick automaton is the costly part; the same credential gives the
-// same secret set on every request, so automata are cached by their exact secret set.
-const MATCHER_CACHE_SIZE = 256;
-const matchers = new Map<string, Matcher>();
+// Every secret this process has injected into any request is redacted from every
+// response, not only the request's own: an upstream that learned a secret some other way
+// (two services on one host, a shared log) still cannot hand it to an agent. The union is
+// bounded; compiling the Aho-Corasick automaton is the costly part, so it is rebuilt only
+// when a new secret appears.
+const MAX_REMEMBERED_SECRETS = 10_000;
+const remembered = new Set<string>();
+let unionMatcher: Matcher | undefined;
+let unionMinLength = -1;
 
 function matcherFor(secrets: readonly string[], minLength: number): Matcher {
-  const usable = secrets.filter((s) => Buffer.byteLength(s) >= minLength);
-  const key = JSON.stringify([minLength, [...usable].sort()]);
-  let m = matchers.get(key);
-  if (m === undefined) {
-    m = compileMatcher(secretsFor(usable, { minLength }));
-    if (matchers.size >= MATCHER_CACHE_SIZE) {
-      const oldest = matchers.keys().next().value;
-      if (oldest !== undefined) matchers.delete(oldest);
+  for (const s of secrets) {
+    if (Buffer.byteLength(s) < minLength || remembered.has(s)) continue;
+    if (remembered.size >= MAX_REMEMBERED_SECRETS) {
+      // Forget the oldest; the request's own secrets are always re-added below.
+      const oldest = remembered.values().next().value;
+      if (oldest !== undefined) remembered.delete(oldest);
     }
-    matchers.set(key, m);
+    remembered.add(s);
+    unionMatcher = undefined;
   }
-  return m;
+  if (unionMatcher === undefined || unionMinLength !== minLength) {
+    unionMatcher = compileMatcher(secretsFor([...remembered], { minLength }));
+    unionMinLength = minLength;
+  }
+  return unionMatcher;
 }
 
 export function createResponseScrubber(options: ResponseScrubberOptions): ResponseScrubber {

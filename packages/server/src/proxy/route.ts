@@ -45,6 +45,7 @@ export function parseRoute(target: string): Route {
   const q = target.indexOf('?');
   const pathPart = q === -1 ? target : target.slice(0, q);
   const query = q === -1 ? '' : target.slice(q + 1);
+  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u0020\u007f-\uffff#]/.test(query)) throw new NexusError('request_invalid');
 
   const slash = pathPart.indexOf('/', 1);

@@ -1,0 +1,557 @@
+/**
+ * Issue 4 end to end: a spawned `nexus up`, a loopback upstream that records and echoes,
+ * the real SDK and `nexus run -- curl` as agents. Credential injection, zero exposure,
+ * policy, replay and tampering, lease expiry and revocation, path escapes, audit
+ * durability and verification, streaming and bounded memory.
+ */
+import { readFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateAgentKey, signRequest, type CryptoKey } from '@nexus/protocol';
+import { NexusAgentError, type NexusAgent } from '@nexus/sdk';
+import { startNode, type TestNode } from './helpers/node.js';
+import { startUpstream, type TestUpstream } from './helpers/upstream.js';
+
+const SECRET = 'ghp_proxyE2EsecretValue0123456789abcdef';
+const PASSWORD = 'hunter2-is-a-long-password';
+
+interface RawAgent {
+  lease: string;
+  key: CryptoKey;
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (e) {
+    return (e as NexusAgentError).code;
+  }
+}
+
+/** Enrolls with a key we hold ourselves, to craft requests the SDK would never send. */
+async function rawAgent(node: TestNode, agent: string): Promise<RawAgent> {
+  const token = await node.enrollmentToken(agent);
+  const { privateKey, publicJwk } = await generateAgentKey('ed25519');
+  const res = await fetch(`${node.proxyUrl}/v1/leases`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ enrollment_token: token, jwk: publicJwk }),
+  });
+  expect(res.status).toBe(201);
+  return { lease: ((await res.json()) as { lease: string }).lease, key: privateKey };
+}
+
+interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** Sends a request exactly as given (no URL normalisation), over a fresh connection. */
+function send(
+  url: string,
+  path: string,
+  init: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {},
+): Promise<RawResponse> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: u.hostname,
+        port: u.port,
+        path,
+        method: init.method ?? 'GET',
+        headers: init.headers,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks),
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+async function signed(
+  node: TestNode,
+  agent: RawAgent,
+  path: string,
+  init: { method?: string; body?: string; intent?: string; headers?: Record<string, string> } = {},
+): Promise<Record<string, string>> {
+  const headers: Record<string, string> = { ...init.headers };
+  if (init.body !== undefined) headers['content-type'] ??= 'application/json';
+  const added = await signRequest({
+    method: init.method ?? 'GET',
+    url: node.proxyUrl + path,
+    headers,
+    body: init.body === undefined ? undefined : new TextEncoder().encode(init.body),
+    lease: agent.lease,
+    key: agent.key,
+    intent: init.intent ?? 'e2e',
+  });
+  return { ...headers, ...added };
+}
+
+function problemCode(r: RawResponse): string | undefined {
+  try {
+    return (JSON.parse(r.body.toString()) as { code?: string }).code;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every encoding of the secrets the scrubber must catch. */
+function leakForms(): string[] {
+  const forms: string[] = [];
+  for (const s of [SECRET, PASSWORD]) {
+    const b = Buffer.from(s);
+    forms.push(
+      s,
+      b.toString('base64'),
+      b.toString('base64url'),
+      b.toString('hex'),
+      encodeURIComponent(s),
+    );
+  }
+  forms.push(Buffer.from(`bot:${PASSWORD}`).toString('base64'));
+  return forms;
+}
+
+describe('the proxy end to end', () => {
+  let upstream: TestUpstream;
+  let node: TestNode;
+  let agent: NexusAgent;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    node = await startNode({
+      services: {
+        echo: { upstream: upstream.url, auth: { type: 'bearer', credential: 'echo-token' } },
+        legacy: {
+          upstream: `${upstream.url}/base`,
+          auth: { type: 'basic', credential: 'legacy-login' },
+        },
+      },
+      agents: { bot: { roles: ['reader'] }, outsider: { roles: [] } },
+      policies: [
+        {
+          id: 'read-echo',
+          allow: { roles: ['reader'], services: ['echo', 'legacy'], methods: ['GET', 'POST'] },
+        },
+        { id: 'no-admin', deny: { services: ['echo'], paths: ['/admin/**'] } },
+      ],
+      overrides: { proxy: { max_body: '1MiB' } },
+    });
+    await node.setCredential('echo-token', { value: SECRET });
+    await node.setCredential('legacy-login', { username: 'bot', password: PASSWORD });
+    agent = await node.enroll('bot');
+  });
+
+  afterAll(async () => {
+    agent?.close();
+    await node?.stop();
+    await upstream?.close();
+  });
+
+  it('injects the credential and strips what the agent tried to supply', async () => {
+    upstream.reset();
+    const res = await agent.fetch('echo', '/repos/acme/app?state=open', {
+      headers: {
+        authorization: 'Bearer agent-forged',
+        cookie: 'sid=1',
+        'x-http-method-override': 'DELETE',
+      },
+      intent: 'read issues',
+    });
+    expect(res.status).toBe(200);
+    const seen = upstream.requests[0];
+    expect(seen?.url).toBe('/repos/acme/app?state=open');
+    expect(seen?.headers.authorization).toBe(`Bearer ${SECRET}`);
+    expect(seen?.headers.cookie).toBeUndefined();
+    expect(seen?.headers['x-http-method-override']).toBeUndefined();
+    expect(seen?.headers['workload-identity-token']).toBeUndefined();
+    expect(seen?.headers.signature).toBeUndefined();
+    expect(seen?.headers['nexus-intent']).toBeUndefined();
+    // The echoed request comes back with the credential redacted.
+    const text = await res.text();
+    expect(text).not.toContain(SECRET);
+    expect(text).toContain('[REDACTED]');
+  });
+
+  it('basic auth reaches the upstream under its base path', async () => {
+    upstream.reset();
+    const res = await agent.fetch('legacy', '/v2/items', {
+      method: 'POST',
+      body: '{"a":1}',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(res.status).toBe(200);
+    expect(upstream.requests[0]?.url).toBe('/base/v2/items');
+    expect(upstream.requests[0]?.headers.authorization).toBe(
+      `Basic ${Buffer.from(`bot:${PASSWORD}`).toString('base64')}`,
+    );
+    expect(upstream.requests[0]?.body.toString()).toBe('{"a":1}');
+    expect(await res.text()).not.toContain(PASSWORD);
+  });
+
+  it('never returns an echoed credential, in any encoding, header, body, chunking or compression', async () => {
+    const forms = leakForms();
+    upstream.handle(async (_req, res) => {
+      res.setHeader('x-plain', SECRET);
+      res.setHeader('x-b64', Buffer.from(SECRET).toString('base64'));
+      res.setHeader('location', `https://evil.example/cb?token=${encodeURIComponent(SECRET)}`);
+      res.setHeader('set-cookie', `stolen=${SECRET}`);
+      res.writeHead(302);
+      const half = Math.floor(SECRET.length / 2);
+      res.write(`{"first":"${SECRET.slice(0, half)}`);
+      await new Promise((r) => setTimeout(r, 30));
+      res.write(`${SECRET.slice(half)}","forms":${JSON.stringify(forms)}}`);
+      res.end();
+    });
+    const res = await agent.fetch('echo', '/reflect');
+    expect(res.status).toBe(302);
+    const body = await res.text();
+    const headerText = JSON.stringify([...res.headers]);
+    for (const f of forms) {
+      expect(body, `body leaks ${f}`).not.toContain(f);
+      expect(headerText, `headers leak ${f}`).not.toContain(f);
+    }
+    expect(res.headers.get('set-cookie')).toBeNull();
+    expect(res.headers.get('location')).toContain('[REDACTED]');
+
+    upstream.handle((_req, res) => {
+      res.setHeader('content-encoding', 'gzip');
+      res.end(gzipSync(Buffer.from(`compressed ${SECRET} ${Buffer.from(SECRET).toString('hex')}`)));
+    });
+    const gz = await agent.fetch('echo', '/gzip');
+    const gzText = await gz.text();
+    expect(gzText).toContain('compressed [REDACTED]');
+    for (const f of forms) expect(gzText).not.toContain(f);
+    upstream.reset();
+  });
+
+  it('denies by policy with 403 policy_denied and forwards nothing', async () => {
+    upstream.reset();
+    expect(await codeOf(agent.fetch('echo', '/admin/users'))).toBe('policy_denied');
+    expect(await codeOf(agent.fetch('echo', '/x', { method: 'DELETE' }))).toBe('policy_denied');
+    const outsider = await node.enroll('outsider');
+    expect(await codeOf(outsider.fetch('echo', '/x'))).toBe('policy_denied');
+    outsider.close();
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('rejects a replayed request and forwards it once', async () => {
+    upstream.reset();
+    const raw = await rawAgent(node, 'bot');
+    const headers = await signed(node, raw, '/echo/once');
+    const first = await send(node.proxyUrl, '/echo/once', { headers });
+    expect(first.status).toBe(200);
+    const again = await send(node.proxyUrl, '/echo/once', { headers });
+    expect(again.status).toBe(401);
+    expect(problemCode(again)).toBe('replay_detected');
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it('rejects a request with any covered part tampered after signing', async () => {
+    upstream.reset();
+    const raw = await rawAgent(node, 'bot');
+    const body = '{"amount":1}';
+    const cases: [string, () => Promise<RawResponse>, string][] = [
+      [
+        'method',
+        async () =>
+          send(node.proxyUrl, '/echo/t', {
+            method: 'POST',
+            headers: await signed(node, raw, '/echo/t'),
+          }),
+        'signature_invalid',
+      ],
+      [
+        'path',
+        async () =>
+          send(node.proxyUrl, '/echo/other', { headers: await signed(node, raw, '/echo/t') }),
+        'signature_invalid',
+      ],
+      [
+        'query',
+        async () =>
+          send(node.proxyUrl, '/echo/t?admin=1', { headers: await signed(node, raw, '/echo/t') }),
+        'signature_invalid',
+      ],
+      [
+        'body',
+        async () =>
+          send(node.proxyUrl, '/echo/t', {
+            method: 'POST',
+            body: '{"amount":1000}',
+            headers: await signed(node, raw, '/echo/t', { method: 'POST', body }),
+          }),
+        'digest_mismatch',
+      ],
+      [
+        'intent',
+        async () =>
+          send(node.proxyUrl, '/echo/t', {
+            headers: {
+              ...(await signed(node, raw, '/echo/t')),
+              'nexus-intent': '"something else"',
+            },
+          }),
+        'signature_invalid',
+      ],
+      [
+        'lease',
+        async () => {
+          const other = await rawAgent(node, 'bot');
+          return send(node.proxyUrl, '/echo/t', {
+            headers: {
+              ...(await signed(node, raw, '/echo/t')),
+              'workload-identity-token': other.lease,
+            },
+          });
+        },
+        'signature_invalid',
+      ],
+    ];
+    for (const [what, run, code] of cases) {
+      const r = await run();
+      expect(r.status, what).toBeGreaterThanOrEqual(400);
+      expect(problemCode(r), what).toBe(code);
+    }
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('rejects a revoked lease', async () => {
+    upstream.reset();
+    const raw = await rawAgent(node, 'bot');
+    const claims = JSON.parse(
+      Buffer.from(raw.lease.split('.')[1] as string, 'base64url').toString(),
+    ) as { jti: string };
+    const revoked = await node.cli(['lease', 'revoke', claims.jti]);
+    expect(revoked.code).toBe(0);
+    const r = await send(node.proxyUrl, '/echo/x', { headers: await signed(node, raw, '/echo/x') });
+    expect(r.status).toBe(401);
+    expect(problemCode(r)).toBe('lease_revoked');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('rejects a path that escapes its service and forwards nothing', async () => {
+    upstream.reset();
+    const raw = await rawAgent(node, 'bot');
+    for (const path of [
+      '/echo/../admin',
+      '/echo/%2e%2e/admin',
+      '/echo/a%2fb',
+      '/echo/a%5cb',
+      '/echo//evil',
+      '//echo/x',
+    ]) {
+      const r = await send(node.proxyUrl, path, { headers: await signed(node, raw, '/echo/x') });
+      expect(r.status, path).toBe(400);
+      expect(problemCode(r), path).toBe('path_invalid');
+    }
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('refuses a body over the limit with 413 before anything is forwarded', async () => {
+    upstream.reset();
+    const big = 'x'.repeat(1024 * 1024 + 1);
+    expect(
+      await codeOf(
+        agent.fetch('echo', '/upload', {
+          method: 'POST',
+          body: big,
+          headers: { 'content-type': 'text/plain' },
+        }),
+      ),
+    ).toBe('body_too_large');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('streams server-sent events without buffering', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    upstream.handle(async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('data: one\n\n');
+      await released;
+      res.end('data: two\n\n');
+    });
+    const res = await agent.fetch('echo', '/events');
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toBe('data: one\n\n');
+    release();
+    let rest = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      rest += new TextDecoder().decode(value);
+    }
+    expect(rest).toBe('data: two\n\n');
+    upstream.reset();
+  });
+
+  it('keeps the proxy memory bounded on a 100 MB streamed response', async () => {
+    const chunk = Buffer.alloc(64 * 1024, 'a');
+    const total = 100 * 1024 * 1024;
+    upstream.handle(async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      for (let sent = 0; sent < total; sent += chunk.length) {
+        if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+      }
+      res.end();
+    });
+    const rss = async () => {
+      const status = await readFile(`/proc/${node.process.pid}/status`, 'utf8');
+      return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) * 1024;
+    };
+    const before = await rss();
+    let peak = before;
+    const res = await agent.fetch('echo', '/big');
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let received = 0;
+    let n = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      received += value.length;
+      if (++n % 64 === 0) peak = Math.max(peak, await rss());
+    }
+    expect(received).toBe(total);
+    expect(peak - before).toBeLessThan(64 * 1024 * 1024);
+    upstream.reset();
+  });
+
+  it('writes an audit record for every request, allowed or denied, without secrets', async () => {
+    const q = await node.cli(['audit', 'query', '--json', '--limit', '500']);
+    expect(q.code).toBe(0);
+    const records = JSON.parse(q.stdout) as Record<string, unknown>[];
+    const allowed = records.find(
+      (r) => r.kind === 'request' && r.decision === 'allow' && r.path === '/repos/acme/app',
+    );
+    expect(allowed).toMatchObject({
+      agent: 'bot',
+      service: 'echo',
+      method: 'GET',
+      intent: 'read issues',
+      credential: { name: 'echo-token', version: 1 },
+      rule_ids: ['read-echo'],
+    });
+    expect(typeof allowed?.policy_hash).toBe('string');
+    expect((allowed?.signature as { input: string }).input).toContain('wimse=');
+    const outcome = records.find(
+      (r) => r.kind === 'outcome' && r.request_id === allowed?.request_id,
+    );
+    expect(outcome).toMatchObject({ upstream_status: 200 });
+    expect(Number(outcome?.redactions)).toBeGreaterThan(0);
+    const denied = records.find((r) => r.path === '/admin/users');
+    expect(denied).toMatchObject({ rule_ids: ['no-admin'] });
+    const text = JSON.stringify(records);
+    for (const f of leakForms()) expect(text).not.toContain(f);
+    expect(text).not.toContain('state=open');
+  });
+
+  it('nexus run gives curl a signing sidecar and nothing secret in its environment', async () => {
+    upstream.reset();
+    const r = await node.cli(
+      [
+        'run',
+        '--agent',
+        'bot',
+        '--intent',
+        'curl demo',
+        '--',
+        'sh',
+        '-c',
+        'curl -s "$NEXUS_PROXY/echo/from-curl?x=1"; echo; env',
+      ],
+      {
+        env: { NEXUS_OPERATOR_TOKEN: node.operatorToken },
+      },
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('"url":"/from-curl?x=1"');
+    expect(r.stdout).toContain('[REDACTED]');
+    expect(upstream.requests[0]?.headers.authorization).toBe(`Bearer ${SECRET}`);
+    expect(r.stdout).toMatch(/NEXUS_PROXY=http:\/\/127\.0\.0\.1:\d+/);
+    expect(r.stdout).not.toContain(node.operatorToken);
+    expect(r.stdout).not.toContain('NEXUS_OPERATOR_TOKEN');
+    expect(r.stdout).not.toMatch(/eyJ[A-Za-z0-9_-]+\.eyJ/);
+    for (const f of leakForms()) expect(r.stdout).not.toContain(f);
+  });
+
+  it('fails closed with 503 audit_unavailable when the audit cannot be written', async () => {
+    upstream.reset();
+    const db = new Database(join(node.dir, '.nexus', 'nexus.db'));
+    db.exec(
+      "CREATE TRIGGER test_audit_down BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+    );
+    try {
+      expect(await codeOf(agent.fetch('echo', '/while-down'))).toBe('audit_unavailable');
+      expect(upstream.requests).toHaveLength(0);
+    } finally {
+      db.exec('DROP TRIGGER test_audit_down');
+      db.close();
+    }
+    expect((await agent.fetch('echo', '/after-recovery')).status).toBe(200);
+    expect(upstream.requests.map((r) => r.url)).toEqual(['/after-recovery']);
+  });
+
+  it('audit verify passes, then fails naming the first bad record after a row is edited', async () => {
+    const ok = await node.cli(['audit', 'verify']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^OK: \d+ records/);
+    expect(await node.stop()).toBe(0);
+    const db = new Database(join(node.dir, '.nexus', 'nexus.db'));
+    const row = db.prepare('SELECT seq, record FROM audit WHERE seq = 3').get() as {
+      seq: number;
+      record: string;
+    };
+    db.exec('DROP TRIGGER audit_no_update');
+    db.prepare('UPDATE audit SET record = ? WHERE seq = 3').run(
+      row.record.replace(/"path":"[^"]*"/, '"path":"/tampered"'),
+    );
+    db.close();
+    const bad = await node.cli(['audit', 'verify', '--json']);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, seq: 3, reason: 'edited' });
+  });
+});
+
+describe('lease expiry at the proxy', () => {
+  it('rejects a request signed in time but sent after the lease expired', async () => {
+    const upstream = await startUpstream();
+    const node = await startNode({
+      services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+      agents: { bot: { roles: ['reader'] } },
+      policies: [{ id: 'read', allow: { roles: ['reader'] } }],
+      overrides: { authority: { lease_ttl: '2s', lease_max_lifetime: '1h', clock_skew: '1s' } },
+    });
+    try {
+      const raw = await rawAgent(node, 'bot');
+      const headers = await signed(node, raw, '/echo/late');
+      await new Promise((r) => setTimeout(r, 3500));
+      const r = await send(node.proxyUrl, '/echo/late', { headers });
+      expect(r.status).toBe(401);
+      expect(problemCode(r)).toBe('lease_expired');
+      expect(upstream.requests).toHaveLength(0);
+    } finally {
+      await node.stop();
+      await upstream.close();
+    }
+  });
+});
