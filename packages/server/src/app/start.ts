@@ -3,6 +3,7 @@
  * validated by the caller (the CLI); everything else is built here, in dependency order:
  * store -> vault -> authority -> policy -> mechanics -> audit -> proxy and admin listeners.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
@@ -62,6 +63,16 @@ function urlOf(addr: AddressInfo): string {
   return `http://${host}:${addr.port}`;
 }
 
+/** Reads `services.<name>.tls.ca_file`; a missing or unreadable file stops start-up. */
+function readCaFile(service: string, path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    throw new NexusError('internal_error', `service "${service}": cannot read tls.ca_file`);
+  }
+}
+
 export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   const { config } = options;
   const clock = options.clock ?? Date.now;
@@ -114,8 +125,10 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         throw new NexusError('internal_error', `unknown auth type ${svc.auth.type}`);
       const upstream = new URL(svc.upstream);
       const { type: _type, ...authOptions } = svc.auth;
+      // A private CA for this upstream (services.<name>.tls.ca_file), read once at start.
+      const ca = readCaFile(svc.name, svc.tls?.ca_file);
       const pool = new Pool(upstream.origin, {
-        connect: { timeout: svc.timeouts.connect },
+        connect: { timeout: svc.timeouts.connect, ...(ca === undefined ? {} : { ca }) },
         headersTimeout: svc.timeouts.headers,
         bodyTimeout: svc.timeouts.body,
         connections: 128,
@@ -124,7 +137,10 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       services.set(svc.name, {
         name: svc.name,
         upstream,
-        mechanic: def.create(svc.name, def.optionsSchema.parse(authOptions), { clock }),
+        mechanic: def.create(svc.name, def.optionsSchema.parse(authOptions), {
+          clock,
+          upstream: { ca, connectTimeoutMs: svc.timeouts.connect },
+        }),
         credential: svc.auth.credential,
         removeHeaders: svc.scrub.remove_headers,
         dispatcher: pool,
@@ -266,6 +282,9 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           await audit.close();
           await saveReplayState(store, replay);
           await Promise.all(pools.map((p) => p.close()));
+          await Promise.all(
+            [...services.values()].map((s) => s.mechanic.close?.().catch(() => undefined)),
+          );
           await store.close();
           logger.info('nexus stopped');
         })();

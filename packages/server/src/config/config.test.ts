@@ -169,6 +169,20 @@ describe('parseConfig', () => {
     expect(s?.timeouts).toEqual({ connect: 2000, headers: 60_000, body: 300_000 });
   });
 
+  it('services.<name>.tls.ca_file resolves against baseDir; unknown tls keys are errors', () => {
+    const svc = (tls: unknown) => ({
+      version: 1,
+      services: { s: { upstream: 'https://x.example', auth: { type: 'none' }, tls } },
+    });
+    const c = parseConfig(svc({ ca_file: 'certs/ca.pem' }), { baseDir: '/srv/nexus' });
+    expect(c.services.s?.tls).toEqual({ ca_file: '/srv/nexus/certs/ca.pem' });
+    const abs = parseConfig(svc({ ca_file: '/etc/ca.pem' }), { baseDir: '/srv/nexus' });
+    expect(abs.services.s?.tls?.ca_file).toBe('/etc/ca.pem');
+    expect(parseConfig(svc(undefined)).services.s?.tls).toBeUndefined();
+    expect(paths(svc({ ca_file: '' }))).toEqual(['services.s.tls.ca_file']);
+    expect(paths(svc({ verify: false }))).toEqual(['services.s.tls.verify']);
+  });
+
   it('returns a deeply frozen object', () => {
     const c = parseConfig(base);
     expect(Object.isFrozen(c)).toBe(true);

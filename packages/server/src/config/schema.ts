@@ -100,6 +100,8 @@ export interface ServiceConfig {
   readonly scrub: { readonly remove_headers: readonly string[] };
   /** Proxy timeouts with this service's overrides applied. */
   readonly timeouts: Timeouts;
+  /** Upstream TLS settings; `ca_file` (absolute) trusts a private CA for this upstream. */
+  readonly tls?: { readonly ca_file?: string };
 }
 
 /** One agent. */
@@ -311,6 +313,8 @@ const serviceSchema = z.strictObject({
       body: positiveDuration.optional(),
     })
     .prefault({}),
+  /** Upstream TLS: `ca_file` is a PEM bundle trusted for this upstream (a private CA). */
+  tls: z.strictObject({ ca_file: z.string().min(1).optional() }).optional(),
 });
 
 const agentSchema = z.strictObject({
@@ -459,6 +463,9 @@ export function buildConfigSchema(opts: SchemaOptions) {
             headers: s.timeouts.headers ?? c.proxy.timeouts.headers,
             body: s.timeouts.body ?? c.proxy.timeouts.body,
           },
+          ...(s.tls?.ca_file === undefined
+            ? {}
+            : { tls: { ca_file: resolve(baseDir, s.tls.ca_file) } }),
         };
       }
       const agents: Record<string, AgentConfig> = {};

@@ -8,11 +8,15 @@ import { registerMechanicSchema, type MechanicSchema } from '../config/auth-sche
 import { awsSigV4Mechanic } from './aws-sigv4.js';
 import { basicMechanic } from './basic.js';
 import { bearerMechanic } from './bearer.js';
+import { githubAppMechanic } from './github-app.js';
 import { headerMechanic } from './header.js';
 import { hmacMechanic } from './hmac.js';
+import { jwtBearerMechanic } from './jwt-bearer.js';
 import type { MechanicDefinition } from './mechanic.js';
+import { mtlsMechanic } from './mtls.js';
 import { noneMechanic } from './none.js';
 import { queryMechanic } from './query.js';
+import { tokenExchangeMechanic } from './token-exchange.js';
 
 /**
  * Options are checked by each definition's own schema before `create` sees them, so the
@@ -29,6 +33,10 @@ const DEFINITIONS: readonly MechanicDefinition[] = [
   erase(queryMechanic),
   erase(awsSigV4Mechanic),
   erase(hmacMechanic),
+  erase(jwtBearerMechanic),
+  erase(githubAppMechanic),
+  erase(tokenExchangeMechanic),
+  erase(mtlsMechanic),
 ];
 
 /**

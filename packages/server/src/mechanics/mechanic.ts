@@ -82,6 +82,12 @@ export interface MechanicDeps {
   readonly clock: () => number;
   /** Dispatcher for calls the mechanic itself makes (token endpoints). */
   readonly dispatcher?: Dispatcher;
+  /**
+   * The service's upstream connection settings, for mechanics that build their own
+   * dispatcher (mtls): the CA bundle from `services.<name>.tls.ca_file` and the connect
+   * timeout.
+   */
+  readonly upstream?: { readonly ca?: string; readonly connectTimeoutMs?: number };
 }
 
 /** A mechanic module: its config schema (the `auth` block without `type`) and factory. */

@@ -144,10 +144,14 @@ export const tokenEndpointUrl = z.string().superRefine((s, ctx) => {
   if (url.hash !== '') ctx.addIssue({ code: 'custom', message: 'must not have a fragment' });
 });
 
-/** A duration option (`30s`, `5m`, `1h`) between `minMs` and `maxMs`, parsed to ms. */
+/**
+ * A duration option (`30s`, `5m`, `1h`) between `minMs` and `maxMs`, parsed to ms. A number
+ * is taken as already-parsed milliseconds: options are parsed twice (by the config loader,
+ * then by the mechanic factory), so the transform must accept its own output.
+ */
 export function durationOption(minMs: number, maxMs: number) {
-  return z.string().transform((s, ctx) => {
-    const ms = parseDuration(s);
+  return z.union([z.string(), z.number()]).transform((s, ctx) => {
+    const ms = typeof s === 'number' ? s : parseDuration(s);
     if (ms === undefined || ms < minMs || ms > maxMs) {
       ctx.addIssue({
         code: 'custom',
