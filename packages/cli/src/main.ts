@@ -21,6 +21,7 @@ import {
 import { enroll } from '@nexus/sdk';
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
 import { startSidecar } from './sidecar.js';
+import { startEchoServer } from './echo-server.js';
 import { readStdin, parseFields } from './input.js';
 import { printTable } from './output.js';
 
@@ -407,6 +408,92 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
     'nexus vault rotate-master-key',
   );
 
+  // ---- connection (OAuth authorization-code accounts) ----------------------------------------
+  const connection = program
+    .command('connection')
+    .description('connect, list and delete OAuth accounts (oauth2_authorization_code services)');
+  example(
+    connection
+      .command('connect <service>')
+      .description(
+        'create a one-time authorize link for a principal; open it in a browser to connect the account',
+      )
+      .addOption(configOption())
+      .requiredOption(
+        '-p, --principal <principal>',
+        "whose account: an agent's act principal, or an agent name",
+      )
+      .option('--json', 'JSON output')
+      .action(
+        async (
+          serviceName: string,
+          opts: { config: string; principal: string; json?: boolean },
+        ) => {
+          const client = await adminClient(opts.config, env);
+          const r = await client.request<{ authorize_url: string; state_expires_at: string }>(
+            'POST',
+            `/v1/connections/${encodeURIComponent(serviceName)}`,
+            { principal: opts.principal },
+          );
+          print(r, !!opts.json, () =>
+            out(
+              `${r.authorize_url}\n(open in a browser as ${opts.principal}; single use, expires ${r.state_expires_at})\n`,
+            ),
+          );
+        },
+      ),
+    'nexus connection connect gmail --principal alice@example.com',
+  );
+  example(
+    connection
+      .command('list')
+      .description('list connected accounts (service, principal, dates; never a token)')
+      .addOption(configOption())
+      .option('-s, --service <service>', 'only this service')
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; service?: string; json?: boolean }) => {
+        const client = await adminClient(opts.config, env);
+        const query = opts.service ? `?service=${encodeURIComponent(opts.service)}` : '';
+        const r = await client.request<{
+          connections: {
+            service: string;
+            principal: string;
+            created_at?: string;
+            refreshed_at?: string;
+          }[];
+        }>('GET', `/v1/connections${query}`);
+        print(r.connections, !!opts.json, () =>
+          printTable(
+            out,
+            ['SERVICE', 'PRINCIPAL', 'CREATED', 'REFRESHED'],
+            r.connections.map((c) => [
+              c.service,
+              c.principal,
+              c.created_at ?? '-',
+              c.refreshed_at ?? '-',
+            ]),
+          ),
+        );
+      }),
+    'nexus connection list --json',
+  );
+  example(
+    connection
+      .command('delete <service>')
+      .description("delete a principal's connection (its tokens are erased from the vault)")
+      .addOption(configOption())
+      .requiredOption('-p, --principal <principal>', 'whose account')
+      .action(async (serviceName: string, opts: { config: string; principal: string }) => {
+        const client = await adminClient(opts.config, env);
+        await client.request(
+          'DELETE',
+          `/v1/connections/${encodeURIComponent(serviceName)}/${encodeURIComponent(opts.principal)}`,
+        );
+        out(`Connection ${serviceName} for ${opts.principal} deleted\n`);
+      }),
+    'nexus connection delete gmail --principal alice@example.com',
+  );
+
   // ---- run -----------------------------------------------------------------------------------------
   example(
     program
@@ -670,6 +757,24 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
         );
       }),
     'nexus service list',
+  );
+
+  example(
+    program
+      .command('echo-server')
+      .description('run a loopback upstream that echoes each request as JSON (for trying Nexus)')
+      .option('--host <host>', 'listen address (loopback by default)', '127.0.0.1')
+      .option('-p, --port <port>', 'port', '8080')
+      .action(async (opts: { host: string; port: string }) => {
+        const server = await startEchoServer(opts.host, Number(opts.port));
+        out(`Echo upstream listening on http://${opts.host}:${opts.port} (Ctrl-C to stop)\n`);
+        await new Promise<void>((resolveStop) => {
+          const stop = () => server.close(() => resolveStop());
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
+      }),
+    'nexus echo-server --port 8080',
   );
 
   return program;
