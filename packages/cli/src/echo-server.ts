@@ -20,6 +20,10 @@ export function startEchoServer(host: string, port: number): Promise<Server> {
         null,
         2,
       );
+      // This stand-in API is the operator's own: it shows what Nexus injected.
+      process.stdout.write(
+        `${req.method} ${req.url} authorization: ${req.headers.authorization ?? '(none)'}\n`,
+      );
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(body + '\n');
     });
