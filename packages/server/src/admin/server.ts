@@ -1,8 +1,9 @@
 /**
  * The operator REST API (`/v1/...`), on its own listener, separate from the proxy.
  *
- * MUST: every endpoint but `/v1/health` and `/v1/openapi.json` requires an operator token
- * (`Authorization: Bearer nxo_...`), looked up by its SHA-256 hash. A lease or anything
+ * MUST: every endpoint but `/v1/health`, `/v1/openapi.json` and the OAuth callback
+ * `/v1/connections/callback` (authorised by its one-time `state`, see `connections.ts`)
+ * requires an operator token (`Authorization: Bearer nxo_...`), looked up by its SHA-256 hash. A lease or anything
  * else in that header is refused with `unauthorized`. MUST: no endpoint returns a
  * credential value: the vault is write-only here.
  */
@@ -16,6 +17,7 @@ import type { Logger } from '../util/logger.js';
 import { errorSummary } from '../proxy/pipeline.js';
 import { sendProblem } from '../proxy/problem.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
+import { connectionRoutes, type ConnectionRegistry } from './connections.js';
 
 export interface AdminVault {
   set(
@@ -55,6 +57,8 @@ export interface AdminDeps {
   readonly clock: () => number;
   readonly logger: Logger;
   readonly maxBodyBytes?: number;
+  /** OAuth connection managers by service (`admin/connections.ts`). */
+  readonly connections?: ConnectionRegistry;
 }
 
 type Handler = (ctx: {
@@ -304,6 +308,9 @@ export function createAdminHandler(deps: AdminDeps) {
     route('GET', '/v1/audit/checkpoints', async () => ({
       checkpoints: await store.listCheckpoints(),
     })),
+    ...connectionRoutes(deps.connections ?? new Map()).map((r) =>
+      route(r.method, r.path, r.handler, r.public),
+    ),
   ];
 
   async function authenticate(req: IncomingMessage): Promise<void> {

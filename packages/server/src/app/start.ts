@@ -17,6 +17,7 @@ import { Authority } from '../authority/authority.js';
 import { createAuthorityHandler } from '../authority/http.js';
 import { compilePolicy } from '../policy/compile.js';
 import { MECHANICS } from '../mechanics/index.js';
+import { connectionsOf, type OAuthConnections } from '../mechanics/oauth2-authorization-code.js';
 import { createAuditWriter, type AuditWriter } from '../audit/writer.js';
 import { auditSinkFromStore } from '../audit/sink.js';
 import { verifyAuditLog } from './verify-audit.js';
@@ -118,6 +119,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     await audit.init();
 
     const services = new Map<string, ServiceRuntime>();
+    // Known once the admin listener is bound (OAuth connection redirect URIs).
+    let adminBase: string | undefined = undefined;
     const pools: Dispatcher[] = [];
     for (const svc of Object.values(config.services)) {
       const def = MECHANICS.get(svc.auth.type);
@@ -140,6 +143,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         mechanic: def.create(svc.name, def.optionsSchema.parse(authOptions), {
           clock,
           upstream: { ca, connectTimeoutMs: svc.timeouts.connect },
+          vault,
+          adminUrl: () => adminBase,
         }),
         credential: svc.auth.credential,
         removeHeaders: svc.scrub.remove_headers,
@@ -205,7 +210,13 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     );
     proxyServer.keepAliveTimeout = 65_000;
 
+    const connections = new Map<string, OAuthConnections>();
+    for (const s of services.values()) {
+      const c = connectionsOf(s.mechanic);
+      if (c !== undefined) connections.set(s.name, c);
+    }
     const admin = createAdminHandler({
+      connections,
       store,
       authority,
       vault,
@@ -255,6 +266,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     );
     const proxyUrl = urlOf(proxyAddr);
     const adminUrl = urlOf(adminAddr);
+    adminBase = adminUrl;
     logger.info({ proxy: proxyUrl, admin: adminUrl, policy_hash: policy.hash }, 'nexus listening');
 
     let closing: Promise<void> | undefined;

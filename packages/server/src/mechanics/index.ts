@@ -15,6 +15,8 @@ import { jwtBearerMechanic } from './jwt-bearer.js';
 import type { MechanicDefinition } from './mechanic.js';
 import { mtlsMechanic } from './mtls.js';
 import { noneMechanic } from './none.js';
+import { oauth2AuthorizationCodeMechanic } from './oauth2-authorization-code.js';
+import { oauth2ClientCredentialsMechanic } from './oauth2-client-credentials.js';
 import { queryMechanic } from './query.js';
 import { tokenExchangeMechanic } from './token-exchange.js';
 
@@ -33,6 +35,8 @@ const DEFINITIONS: readonly MechanicDefinition[] = [
   erase(queryMechanic),
   erase(awsSigV4Mechanic),
   erase(hmacMechanic),
+  erase(oauth2ClientCredentialsMechanic),
+  erase(oauth2AuthorizationCodeMechanic),
   erase(jwtBearerMechanic),
   erase(githubAppMechanic),
   erase(tokenExchangeMechanic),

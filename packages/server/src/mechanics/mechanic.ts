@@ -77,11 +77,30 @@ export interface Mechanic {
   close?(): Promise<void>;
 }
 
+/**
+ * The vault as seen by mechanics that keep credentials of their own (OAuth connections
+ * store refresh tokens per principal). INTERNAL: values never leave the process.
+ */
+export interface MechanicVault {
+  resolve(name: string): Promise<ResolvedCredential>;
+  set(name: string, fields: Record<string, string>): Promise<{ name: string; version: number }>;
+  delete(name: string): Promise<void>;
+  describe(name: string): Promise<{ name: string; version: number } | undefined>;
+  list(): Promise<readonly { name: string; version: number; createdAt: number }[]>;
+}
+
 /** Services a mechanic may need from the process (token endpoints use the dispatcher). */
 export interface MechanicDeps {
   readonly clock: () => number;
   /** Dispatcher for calls the mechanic itself makes (token endpoints). */
   readonly dispatcher?: Dispatcher;
+  /** Read-write vault access, for mechanics that store tokens (oauth2_authorization_code). */
+  readonly vault?: MechanicVault;
+  /**
+   * Base URL of the admin listener, e.g. `http://127.0.0.1:7071` (default OAuth redirect
+   * URIs); a function because the listener is bound after mechanics are created.
+   */
+  readonly adminUrl?: () => string | undefined;
   /**
    * The service's upstream connection settings, for mechanics that build their own
    * dispatcher (mtls): the CA bundle from `services.<name>.tls.ca_file` and the connect
