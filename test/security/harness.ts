@@ -429,3 +429,27 @@ export function leaseClaims(node: TestNode, a: Attacker, over: Record<string, un
     ...over,
   };
 }
+
+/**
+ * Restarts the node and waits until the new process answers. (`TestNode.restart` returns
+ * as soon as the log holds the listening line, which the previous process already wrote.)
+ */
+export async function restartAndWait(node: TestNode, crash = false): Promise<void> {
+  const before = node.process.pid;
+  // On a crash, `restart` must register for the exit before it happens (same tick): the
+  // SIGTERM it then sends is moot, SIGKILL was delivered first and no shutdown code runs.
+  if (crash) node.process.kill('SIGKILL');
+  await node.restart();
+  for (let i = 0; i < 200; i++) {
+    if (node.process.pid !== before) {
+      try {
+        const r = await fetch(`${node.adminUrl}/v1/health`);
+        if (r.ok) return;
+      } catch {
+        // not listening yet
+      }
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('node did not come back');
+}
