@@ -462,7 +462,7 @@ describe('lease and signature attacks', () => {
   it('flipped signature bits and a DER-encoded ECDSA signature: signature_invalid', async () => {
     const headers = await signFor(node, mallory, '/echo/x');
     const bytes = Buffer.from(/:(.*):/.exec(headers.signature!)![1]!, 'base64');
-    bytes[10] ^= 0x01;
+    bytes[10] = bytes[10]! ^ 0x01;
     headers.signature = `wimse=:${bytes.toString('base64')}:`;
     await refused(send(node.proxyUrl, '/echo/x', { headers }), 401, 'signature_invalid');
 
