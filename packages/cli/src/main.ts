@@ -6,7 +6,7 @@
  * This file and the config loader are the only readers of `process.env`.
  */
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import {
@@ -16,6 +16,13 @@ import {
   compilePolicy,
   renderExampleConfig,
   createLogger,
+  PRESETS,
+  getPreset,
+  renderPresetService,
+  addServiceToConfigText,
+  credentialInstructions,
+  presetToJson,
+  parseConfigText,
   type Config,
 } from '@nexus/server';
 import { enroll } from '@nexus/sdk';
@@ -757,6 +764,116 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
         );
       }),
     'nexus service list',
+  );
+  example(
+    service
+      .command('presets')
+      .description('list the ready service definitions (presets) that `service add` can use')
+      .option('--json', 'JSON output: an array, one object per preset')
+      .action((opts: { json?: boolean }) => {
+        const rows = PRESETS.map(presetToJson);
+        print(rows, !!opts.json, () =>
+          printTable(
+            out,
+            ['ID', 'NAME', 'UPSTREAM', 'AUTH', 'CREDENTIAL FIELDS'],
+            PRESETS.map((p) => [
+              p.id,
+              p.name,
+              p.upstream,
+              p.auth.type,
+              p.fields.map((f) => (f.optional === true ? `${f.name}?` : f.name)).join(','),
+            ]),
+          ),
+        );
+      }),
+    'nexus service presets\nnexus service presets --json | jq -r ".[].id"',
+  );
+  example(
+    service
+      .command('add <name>')
+      .description(
+        'add a service from a preset to nexus.yaml (keeps the rest of the file and its comments)',
+      )
+      .requiredOption('--preset <id>', 'preset id (see `nexus service presets`)')
+      .option('--upstream <url>', "override the preset's upstream base URL")
+      .option('--credential <name>', 'vault credential name (default: the service name)')
+      .option(
+        '--var <name=value>',
+        'fill a preset placeholder, e.g. --var region=eu-west-1 (repeatable)',
+        (v: string, acc: string[]) => [...acc, v],
+        [] as string[],
+      )
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(
+        async (
+          name: string,
+          opts: {
+            preset: string;
+            upstream?: string;
+            credential?: string;
+            var: string[];
+            config: string;
+            json?: boolean;
+          },
+        ) => {
+          const preset = getPreset(opts.preset);
+          if (preset === undefined) {
+            throw new CliError(`unknown preset "${opts.preset}" (see \`nexus service presets\`)`);
+          }
+          const vars: Record<string, string> = {};
+          for (const pair of opts.var) {
+            const i = pair.indexOf('=');
+            if (i <= 0) throw new CliError('--var wants name=value');
+            vars[pair.slice(0, i)] = pair.slice(i + 1);
+          }
+          const credentialName = opts.credential ?? name;
+          const entry = renderPresetService(preset, {
+            credential: credentialName,
+            upstream: opts.upstream,
+            vars,
+          });
+          const path = resolve(opts.config);
+          let text: string;
+          try {
+            text = await readFile(path, 'utf8');
+          } catch {
+            throw new CliError(`cannot read ${opts.config} (run \`nexus init\` first)`);
+          }
+          const updated = addServiceToConfigText(text, name, entry);
+          // The result MUST validate before it replaces the file.
+          parseConfigText(updated, { baseDir: dirname(path), env, file: opts.config });
+          await writeFile(path, updated);
+          const steps = credentialInstructions(preset, credentialName);
+          print(
+            {
+              service: name,
+              preset: preset.id,
+              entry,
+              credential: credentialName,
+              credential_fields: preset.fields.map((f) => f.name),
+              command: steps[steps.length - 1]?.trim(),
+            },
+            !!opts.json,
+            () =>
+              out(
+                [
+                  `Added service "${name}" (${preset.name}) to ${opts.config}`,
+                  `  upstream: ${entry.upstream}`,
+                  `  auth:     ${preset.auth.type}, credential "${credentialName}"`,
+                  ...(preset.note === undefined ? [] : [`  note:     ${preset.note}`]),
+                  '',
+                  ...steps,
+                  '',
+                  `Then allow agents to use it in a policy (services: [${name}]) and restart \`nexus up\`.`,
+                  `Provider docs: ${preset.docs}`,
+                  '',
+                ].join('\n'),
+              ),
+          );
+        },
+      ),
+    'nexus service add gh --preset github\nnexus service add s3 --preset aws --var service=s3 --var region=eu-west-1',
   );
 
   example(

@@ -47,6 +47,18 @@ export type {
   ResolvedCredential,
 } from './mechanics/mechanic.js';
 
+export { PRESETS, getPreset } from './presets/presets.js';
+export type { ServicePreset, PresetField, PresetVariable } from './presets/presets.js';
+export {
+  addServiceToConfigText,
+  credentialInstructions,
+  presetToJson,
+  presetVariables,
+  renderPresetService,
+} from './presets/apply.js';
+export type { PresetServiceEntry, RenderOptions } from './presets/apply.js';
+export { renderPresetTable } from './presets/docs.js';
+
 export { openSqliteStore } from './store/sqlite.js';
 export type { Store } from './store/store.js';
 export { createLogger } from './util/logger.js';
