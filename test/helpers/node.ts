@@ -34,7 +34,12 @@ export interface CliResult {
 /** Runs the real `nexus` binary. */
 export function runCli(
   args: string[],
-  options: { cwd?: string; env?: Record<string, string | undefined>; stdin?: string; timeoutMs?: number } = {},
+  options: {
+    cwd?: string;
+    env?: Record<string, string | undefined>;
+    stdin?: string;
+    timeoutMs?: number;
+  } = {},
 ): Promise<CliResult> {
   return new Promise((resolveRun, reject) => {
     const env: Record<string, string> = {};
@@ -79,10 +84,23 @@ export interface TestNode {
   readonly process: ChildProcess;
   /** Everything `nexus up` printed so far (stdout and stderr). */
   output(): string;
-  cli(args: string[], options?: { stdin?: string; env?: Record<string, string | undefined> }): Promise<CliResult>;
-  admin<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
-  enrollmentToken(agent: string, extra?: { ttl_seconds?: number; act?: string; task?: string }): Promise<string>;
-  enroll(agent: string, options?: { keyAlgorithm?: AgentKeyAlgorithm; act?: string; autoRenew?: boolean }): Promise<NexusAgent>;
+  cli(
+    args: string[],
+    options?: { stdin?: string; env?: Record<string, string | undefined> },
+  ): Promise<CliResult>;
+  admin<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; body: T }>;
+  enrollmentToken(
+    agent: string,
+    extra?: { ttl_seconds?: number; act?: string; task?: string },
+  ): Promise<string>;
+  enroll(
+    agent: string,
+    options?: { keyAlgorithm?: AgentKeyAlgorithm; act?: string; autoRenew?: boolean },
+  ): Promise<NexusAgent>;
   setCredential(name: string, fields: Record<string, string>): Promise<void>;
   /** SIGTERM and wait for exit; resolves with the exit code. */
   stop(): Promise<number>;
@@ -125,7 +143,10 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     policies: options.policies ?? [],
   };
   for (const [k, v] of Object.entries(options.overrides ?? {})) {
-    config[k] = typeof v === 'object' && v !== null && !Array.isArray(v) ? { ...(config[k] as object), ...v } : v;
+    config[k] =
+      typeof v === 'object' && v !== null && !Array.isArray(v)
+        ? { ...(config[k] as object), ...v }
+        : v;
   }
   const configPath = join(dir, 'nexus.yaml');
   await writeFile(configPath, stringify(config));
@@ -136,14 +157,17 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
   let child!: ChildProcess;
   const launch = async () => {
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
+    for (const [k, v] of Object.entries({ ...process.env, ...options.env }))
+      if (v !== undefined) env[k] = v;
     child = spawn(process.execPath, [NEXUS_BIN, 'up', '--config', configPath], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout?.on('data', (c: Buffer) => (log += c.toString()));
     child.stderr?.on('data', (c: Buffer) => (log += c.toString()));
-    await waitForListening(child, () => log);
+    // Only this launch's output counts (a restart appends to the same log).
+    const from = log.length;
+    await waitForListening(child, () => log.slice(from));
   };
   await launch();
 
@@ -158,7 +182,11 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     },
     output: () => log,
     cli: (args, o = {}) =>
-      runCli([...args, '--config', configPath], { env: { ...options.env, ...o.env }, stdin: o.stdin, cwd: dir }),
+      runCli([...args, '--config', configPath], {
+        env: { ...options.env, ...o.env },
+        stdin: o.stdin,
+        cwd: dir,
+      }),
     async admin<T>(method: string, path: string, body?: unknown) {
       const res = await fetch(adminUrl + path, {
         method,
@@ -194,7 +222,7 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
       if (r.status !== 200) throw new Error(`credential set: ${JSON.stringify(r.body)}`);
     },
     async stop() {
-      if (child.exitCode !== null) return child.exitCode;
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode ?? 1;
       const exited = new Promise<number>((r) => child.once('exit', (code) => r(code ?? 1)));
       child.kill('SIGTERM');
       return exited;

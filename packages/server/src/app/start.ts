@@ -283,6 +283,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
             new Promise<void>((r) => proxyServer.close(() => r())),
             new Promise<void>((r) => adminServer.close(() => r())),
           ]);
+          // Keep-alive connections become idle as their last response ends: close them as
+          // they do, so the drain ends with the last in-flight request.
+          const idle = setInterval(() => {
+            proxyServer.closeIdleConnections();
+            adminServer.closeIdleConnections();
+          }, 50);
           proxyServer.closeIdleConnections();
           adminServer.closeIdleConnections();
           const timer = setTimeout(() => {
@@ -291,6 +297,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           }, 10_000);
           await drained;
           clearTimeout(timer);
+          clearInterval(idle);
           await audit.close();
           await saveReplayState(store, replay);
           await Promise.all(pools.map((p) => p.close()));

@@ -1,0 +1,155 @@
+/**
+ * Node lifecycle end to end: SIGTERM drains in-flight requests and writes a final audit
+ * checkpoint; replay protection survives a clean restart and a crash; the SDK renews its
+ * lease before expiry by itself.
+ */
+import { request as httpRequest } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateAgentKey, signRequest } from '@nexus/protocol';
+import { enroll } from '@nexus/sdk';
+import { startNode, type TestNode } from './helpers/node.js';
+import { startUpstream, type TestUpstream } from './helpers/upstream.js';
+
+function send(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string }> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: u.hostname, port: u.port, path: u.pathname, headers, agent: false },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('node lifecycle', () => {
+  let upstream: TestUpstream;
+  let node: TestNode;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    node = await startNode({
+      services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+      agents: { bot: { roles: ['reader'] } },
+      policies: [{ id: 'read', allow: { roles: ['reader'] } }],
+    });
+  });
+
+  afterAll(async () => {
+    await node?.stop();
+    await upstream?.close();
+  });
+
+  it('a request accepted before a clean restart cannot be replayed after it', async () => {
+    const { privateKey, publicJwk } = await generateAgentKey('ed25519');
+    const res = await fetch(`${node.proxyUrl}/v1/leases`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ enrollment_token: await node.enrollmentToken('bot'), jwk: publicJwk }),
+    });
+    const { lease } = (await res.json()) as { lease: string };
+    const headers = await signRequest({
+      method: 'GET',
+      url: `${node.proxyUrl}/echo/once`,
+      lease,
+      key: privateKey,
+      intent: '',
+    });
+    expect((await send(`${node.proxyUrl}/echo/once`, headers)).status).toBe(200);
+    await node.restart();
+    const replay = await send(`${node.proxyUrl}/echo/once`, headers);
+    expect(replay.status).toBe(401);
+    expect(JSON.parse(replay.body)).toMatchObject({ code: 'replay_detected' });
+  });
+
+  it('after a crash, signatures that may predate the start are refused and the SDK re-signs', async () => {
+    const agent = await node.enroll('bot');
+    const { privateKey, publicJwk } = await generateAgentKey('ed25519');
+    const res = await fetch(`${node.proxyUrl}/v1/leases`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ enrollment_token: await node.enrollmentToken('bot'), jwk: publicJwk }),
+    });
+    const { lease } = (await res.json()) as { lease: string };
+    const headers = await signRequest({
+      method: 'GET',
+      url: `${node.proxyUrl}/echo/crash`,
+      lease,
+      key: privateKey,
+      intent: '',
+    });
+    expect((await send(`${node.proxyUrl}/echo/crash`, headers)).status).toBe(200);
+    node.process.kill('SIGKILL');
+    await new Promise((r) => node.process.once('exit', r));
+    await node.restart();
+    const replay = await send(`${node.proxyUrl}/echo/crash`, headers);
+    expect(JSON.parse(replay.body)).toMatchObject({ code: 'signature_expired' });
+    // The SDK signs again until the proxy's start is behind the signature window.
+    expect((await agent.fetch('echo', '/after-crash')).status).toBe(200);
+    agent.close();
+  });
+
+  it('SIGTERM drains an in-flight request, then writes a final checkpoint', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    upstream.handle(async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('started ');
+      await released;
+      res.end('finished');
+    });
+    const agent = await node.enroll('bot');
+    const res = await agent.fetch('echo', '/slow');
+    const exited = node.stop();
+    await new Promise((r) => setTimeout(r, 300));
+    release();
+    expect(await res.text()).toBe('started finished');
+    expect(await exited).toBe(0);
+    agent.close();
+    upstream.reset();
+    const verify = await node.cli(['audit', 'verify', '--json']);
+    const report = JSON.parse(verify.stdout) as { ok: boolean; count: number; checkpoints: number };
+    expect(report.ok).toBe(true);
+    expect(report.checkpoints).toBeGreaterThanOrEqual(1);
+    // The last checkpoint covers the last record: nothing written after it.
+    await node.restart();
+    const cps = await node.admin<{ checkpoints: { seq: number }[] }>(
+      'GET',
+      '/v1/audit/checkpoints',
+    );
+    expect(cps.body.checkpoints.at(-1)?.seq).toBe(report.count);
+  });
+});
+
+describe('lease renewal by the SDK', () => {
+  it('renews its lease before it expires', async () => {
+    const upstream = await startUpstream();
+    const node = await startNode({
+      services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+      agents: { bot: { roles: ['reader'] } },
+      policies: [{ id: 'read', allow: { roles: ['reader'] } }],
+      overrides: { authority: { lease_ttl: '3s', lease_max_lifetime: '1h', clock_skew: '1s' } },
+    });
+    try {
+      const agent = await enroll({
+        authority: node.proxyUrl,
+        enrollmentToken: await node.enrollmentToken('bot'),
+      });
+      const firstJti = agent.claims.jti;
+      await new Promise((r) => setTimeout(r, 4500));
+      expect(agent.claims.jti).not.toBe(firstJti);
+      expect((await agent.fetch('echo', '/still-working')).status).toBe(200);
+      agent.close();
+    } finally {
+      await node.stop();
+      await upstream.close();
+    }
+  });
+});
