@@ -143,6 +143,31 @@ export const OPENAPI_DOCUMENT = {
         }),
       }),
     },
+    '/v1/connections': { get: op('List OAuth authorization-code connections (no tokens)') },
+    '/v1/connections/{service}': {
+      post: op('Start connecting an account: returns the provider authorize URL', {
+        parameters: [nameParam('service')],
+        requestBody: jsonBody({
+          type: 'object',
+          required: ['principal'],
+          properties: { principal: { type: 'string' } },
+        }),
+      }),
+    },
+    '/v1/connections/{service}/{principal}': {
+      delete: op('Delete a connection', {
+        parameters: [nameParam('service'), nameParam('principal')],
+      }),
+    },
+    '/v1/connections/callback': {
+      get: op('OAuth redirect target; authorised by its one-time state', {
+        security: [],
+        parameters: [
+          { name: 'code', in: 'query', schema: { type: 'string' } },
+          { name: 'state', in: 'query', required: true, schema: { type: 'string' } },
+        ],
+      }),
+    },
     '/v1/audit': { get: op('Query audit records') },
     '/v1/audit/export': { get: op('Export the audit log as JSON Lines') },
     '/v1/audit/verify': { get: op('Verify the audit hash chain and checkpoints') },
