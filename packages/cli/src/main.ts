@@ -57,7 +57,11 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
     .description('Nexus: agent identity and connection orchestration')
     .version('0.1.0')
     .showHelpAfterError(false)
-    .exitOverride();
+    .exitOverride()
+    .addHelpText(
+      'after',
+      '\nExample:\n  nexus init --dir ./my-nexus && nexus up --config ./my-nexus/nexus.yaml\n  nexus <command> --help   (every command has an example)\n',
+    );
 
   const print = (value: unknown, json: boolean, human: () => void): void => {
     if (json) out(JSON.stringify(value, null, 2) + '\n');
@@ -139,7 +143,8 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   // ---- credential -------------------------------------------------------------------------
   const credential = program
     .command('credential')
-    .description('manage vault credentials (write-only)');
+    .description('manage vault credentials (write-only)')
+    .addHelpText('after', '\nExample:\n  printf %s "$TOKEN" | nexus credential set github-token\n');
   const setLike = (name: 'set' | 'rotate') =>
     credential
       .command(`${name} <name>`)
@@ -235,7 +240,10 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   );
 
   // ---- agent ---------------------------------------------------------------------------------
-  const agent = program.command('agent').description('manage agents');
+  const agent = program
+    .command('agent')
+    .description('manage agents')
+    .addHelpText('after', '\nExample:\n  nexus agent enroll triage-bot --json\n');
   example(
     agent
       .command('list')
@@ -330,7 +338,10 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   }
 
   // ---- lease -----------------------------------------------------------------------------------
-  const lease = program.command('lease').description('inspect and revoke leases');
+  const lease = program
+    .command('lease')
+    .description('inspect and revoke leases')
+    .addHelpText('after', '\nExample:\n  nexus lease revoke --agent triage-bot\n');
   example(
     lease
       .command('list')
@@ -399,7 +410,10 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   );
 
   // ---- vault -------------------------------------------------------------------------------------
-  const vault = program.command('vault').description('vault maintenance');
+  const vault = program
+    .command('vault')
+    .description('vault maintenance')
+    .addHelpText('after', '\nExample:\n  nexus vault rotate-master-key\n');
   example(
     vault
       .command('rotate-master-key')
@@ -418,7 +432,8 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   // ---- connection (OAuth authorization-code accounts) ----------------------------------------
   const connection = program
     .command('connection')
-    .description('connect, list and delete OAuth accounts (oauth2_authorization_code services)');
+    .description('connect, list and delete OAuth accounts (oauth2_authorization_code services)')
+    .addHelpText('after', '\nExample:\n  nexus connection connect google --principal alice\n');
   example(
     connection
       .command('connect <service>')
@@ -573,7 +588,13 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   );
 
   // ---- policy -------------------------------------------------------------------------------------
-  const policy = program.command('policy').description('check and explain policy');
+  const policy = program
+    .command('policy')
+    .description('check and explain policy')
+    .addHelpText(
+      'after',
+      '\nExample:\n  nexus policy explain --agent triage-bot --service github --path /repos/acme/app/issues\n',
+    );
   example(
     policy
       .command('check')
@@ -644,7 +665,8 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   // ---- audit --------------------------------------------------------------------------------------
   const audit = program
     .command('audit')
-    .description('query, follow, verify and export the audit trail');
+    .description('query, follow, verify and export the audit trail')
+    .addHelpText('after', '\nExample:\n  nexus audit verify\n');
   example(
     audit
       .command('verify')
@@ -740,7 +762,10 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   );
 
   // ---- service ---------------------------------------------------------------------------------
-  const service = program.command('service').description('services');
+  const service = program
+    .command('service')
+    .description('services')
+    .addHelpText('after', '\nExample:\n  nexus service list\n');
   example(
     service
       .command('list')
