@@ -381,6 +381,17 @@ describe('the proxy end to end', () => {
     expect(upstream.requests).toHaveLength(0);
   });
 
+  it('answers an oversized header section with 431 headers_too_large as problem+json', async () => {
+    upstream.reset();
+    const r = await send(node.proxyUrl, '/echo/x', {
+      headers: { 'x-padding': 'a'.repeat(20_000) },
+    });
+    expect(r.status).toBe(431);
+    expect(r.headers['content-type']).toBe('application/problem+json');
+    expect(problemCode(r)).toBe('headers_too_large');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
   it('streams server-sent events without buffering', async () => {
     let release!: () => void;
     const released = new Promise<void>((r) => (release = r));

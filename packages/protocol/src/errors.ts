@@ -32,6 +32,7 @@ export type ErrorCode =
   | 'conflict'
   | 'body_too_large'
   | 'headers_too_large'
+  | 'request_timeout'
   | 'rate_limited'
   | 'internal_error'
   | 'upstream_unreachable'
@@ -97,6 +98,7 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
   conflict: row(409, 'Conflict', 'admin: resource exists'),
   body_too_large: row(413, 'Body too large', 'body over the limit'),
   headers_too_large: row(431, 'Headers too large', 'header section over the limit'),
+  request_timeout: row(408, 'Request timeout', 'the request was not received in time'),
   rate_limited: row(429, 'Rate limited', 'too many requests'),
   internal_error: row(500, 'Internal error', 'unexpected failure'),
   upstream_unreachable: row(502, 'Upstream unreachable', 'could not connect to the upstream'),

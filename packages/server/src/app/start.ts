@@ -25,6 +25,7 @@ import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipe
 import { createReplayCache } from '../proxy/replay-cache.js';
 import { restoreReplayState, saveReplayState } from './replay-state.js';
 import { sendProblem } from '../proxy/problem.js';
+import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { randomId } from '../util/ids.js';
@@ -209,6 +210,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       },
     );
     proxyServer.keepAliveTimeout = 65_000;
+    proxyServer.on('clientError', answerClientError);
 
     const connections = new Map<string, OAuthConnections>();
     for (const s of services.values()) {
@@ -253,6 +255,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         sendProblem(res, new NexusError('internal_error'), randomId(12), true);
       });
     });
+    adminServer.on('clientError', answerClientError);
 
     const proxyAddr = await listen(
       proxyServer,
