@@ -2,6 +2,7 @@
  * How CLI commands reach a running node: the admin listener from `nexus.yaml` and an
  * operator token from `NEXUS_OPERATOR_TOKEN` or `.nexus/operator.token` beside the config.
  */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '@nexus/server';
@@ -51,6 +52,9 @@ export async function configFrom(
   path: string,
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<Config> {
+  if (!existsSync(path)) {
+    throw new CliError(`no config at ${path}: run \`nexus init\` first, or pass --config FILE`);
+  }
   return loadConfig(path, { env });
 }
 
