@@ -1,0 +1,122 @@
+// Bench scenario "profile": runs the Nexus node under `node --cpu-prof` while wrk drives
+// 1 KiB POSTs through the full pipeline (Ed25519 agent by default; BENCH_PROFILE_ALG=
+// ecdsa-p256), then prints the top functions by self time and by inclusive time grouped
+// by file. Writes bench/results/profile.md; the .cpuprofile stays in a temp directory
+// (its path is printed) for Chrome DevTools.
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ensureDebianPackage,
+  fmt,
+  machine,
+  runWrk,
+  secs,
+  stopAll,
+  writeResults,
+} from './lib/common.mjs';
+import { importLeaseKeys, presign } from './lib/presign.mjs';
+import { startNexusNode, startUpstream } from './lib/targets.mjs';
+
+export const name = 'profile';
+
+const SECONDS = secs(10);
+
+/** Summarises a V8 .cpuprofile: self time per function and per file (ms). */
+export function summarise(profile) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const total = profile.endTime - profile.startTime;
+  const dt = profile.timeDeltas;
+  const counts = new Map();
+  for (let i = 0; i < profile.samples.length; i++) {
+    counts.set(profile.samples[i], (counts.get(profile.samples[i]) ?? 0) + (dt[i] ?? 0));
+  }
+  for (const [id, us] of counts) {
+    const n = byId.get(id);
+    const f = n.callFrame;
+    const file = (f.url || '(native)').replace(/^.*\/(packages|node_modules)\//, '$1/');
+    const key = `${f.functionName || '(anonymous)'} ${file}:${f.lineNumber + 1}`;
+    self.set(key, (self.get(key) ?? 0) + us);
+  }
+  // Inclusive time per file: a sample counts once for every distinct file on its stack.
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const fileIncl = new Map();
+  for (const [id, us] of counts) {
+    const seen = new Set();
+    for (let cur = id; cur !== undefined; cur = parent.get(cur)) {
+      const f = byId.get(cur).callFrame;
+      const file = (f.url || '').replace(/^.*\/(packages|node_modules)\//, '$1/');
+      if (file && !seen.has(file)) {
+        seen.add(file);
+        fileIncl.set(file, (fileIncl.get(file) ?? 0) + us);
+      }
+    }
+  }
+  const top = (m, n) =>
+    [...m.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, us]) => ({ name: k, ms: us / 1000, pct: (100 * us) / total }));
+  return { total_ms: total / 1000, self: top(self, 30), files: top(fileIncl, 30) };
+}
+
+export async function run() {
+  if (!ensureDebianPackage('wrk', 'wrk')) throw new Error('wrk is required');
+  const alg = process.env.BENCH_PROFILE_ALG ?? 'ed25519';
+  const profDir = mkdtempSync(join(tmpdir(), 'nexus-bench-prof-'));
+  const tmp = mkdtempSync(join(tmpdir(), 'nexus-bench-profile-'));
+  const upstream = await startUpstream();
+  let rps = 0;
+  try {
+    const nexus = await startNexusNode(upstream, {
+      agents: [{ name: 'bench-prof', alg, count: 1 }],
+      nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
+    });
+    const keys = await importLeaseKeys(nexus.leases);
+    const body = Buffer.from(JSON.stringify({ data: 'y'.repeat(1024 - 11) }));
+    writeFileSync(join(tmp, 'body'), body);
+    const url = `${nexus.origin}/bench/small`;
+    const file = join(tmp, 'req');
+    await presign({ file, count: 40_000 * (SECONDS / 10) + 5000, keys, method: 'POST', url, body });
+    const r = await runWrk({
+      url,
+      requestsFile: file,
+      bodyFile: join(tmp, 'body'),
+      connections: 64,
+      seconds: SECONDS,
+    });
+    rps = r.rps;
+    console.log(
+      `${fmt(r.rps)} req/s under the profiler (non-2xx ${r.non2xx}, wrapped ${r.wrapped})`,
+    );
+    await nexus.proc.stop();
+  } finally {
+    await stopAll();
+  }
+  const prof = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+  if (!prof) throw new Error('no profile written');
+  const path = join(profDir, prof);
+  const s = summarise(JSON.parse(readFileSync(path, 'utf8')));
+  const lines = [
+    `# Nexus CPU profile (${alg} agent, 1 KiB POST, wrk 64 connections, ${SECONDS} s)`,
+    '',
+    `${machine().date}; ${fmt(rps)} req/s under the profiler; profile: ${path}; ${fmt(s.total_ms)} ms profiled (includes start-up and idle).`,
+    '',
+    '## Top functions by self time',
+    '',
+    '| function | self ms | % |',
+    '| --- | ---: | ---: |',
+    ...s.self.map((x) => `| ${x.name.replace(/\|/g, '\\|')} | ${fmt(x.ms)} | ${fmt(x.pct, 1)} |`),
+    '',
+    '## Inclusive time by file',
+    '',
+    '| file | ms | % |',
+    '| --- | ---: | ---: |',
+    ...s.files.map((x) => `| ${x.name} | ${fmt(x.ms)} | ${fmt(x.pct, 1)} |`),
+    '',
+  ].join('\n');
+  writeResults(`profile-${alg}`, { alg, rps, profile: path, ...s }, lines);
+  console.log(lines);
+}
