@@ -12,7 +12,7 @@
  */
 import { SignJWT } from 'jose';
 import { z } from 'zod';
-import { applied, assertHeaderSafe, requireField, SecretSet } from './credential.js';
+import { applied, assertHeaderSafe, optionalField, requireField, SecretSet } from './credential.js';
 import { credentialUnavailable } from './errors.js';
 import { privateKeyFrom } from './jwt-bearer.js';
 import type { Mechanic, MechanicDefinition, ResolvedCredential } from './mechanic.js';
@@ -103,7 +103,15 @@ export const githubAppMechanic: MechanicDefinition<GithubAppOptions> = {
           `${options.scheme === 'token' ? 'token' : 'Bearer'} ${token.value}`,
         );
         request.headers['authorization'] = value;
-        return applied(credential, new SecretSet().add(token.value, value));
+        return applied(
+          credential,
+          new SecretSet().add(
+            token.value,
+            value,
+            optionalField(credential, options.private_key_field),
+            optionalField(credential, options.app_id_field),
+          ),
+        );
       },
       async onUnauthorized(ctx) {
         const credential = await ctx.credential(options.credential);

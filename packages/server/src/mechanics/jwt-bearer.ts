@@ -146,7 +146,18 @@ export const jwtBearerMechanic: MechanicDefinition<JwtBearerOptions> = {
         const token = await cache.get(keyOf(credential), () => fetchToken(credential));
         const value = assertHeaderSafe(credential, `Bearer ${token.value}`);
         request.headers['authorization'] = value;
-        return applied(credential, new SecretSet().add(token.value, value));
+        // Every field read is a secret (the key, and the account it names), as is the token.
+        return applied(
+          credential,
+          new SecretSet().add(
+            token.value,
+            value,
+            optionalField(credential, options.private_key_field),
+            optionalField(credential, 'client_email'),
+            optionalField(credential, 'issuer'),
+            optionalField(credential, options.key_id_field),
+          ),
+        );
       },
       async onUnauthorized(ctx) {
         const credential = await ctx.credential(options.credential);

@@ -144,8 +144,19 @@ export const mtlsMechanic: MechanicDefinition<MtlsOptions> = {
           if (old !== undefined) void old.pooled.agent.close().catch(() => undefined);
         }
         request.dispatcher = entry.pooled.dispatcher;
-        // The key stays in the process; nothing injected can be reflected upstream.
-        return applied(credential, new SecretSet());
+        // Nothing is injected into the request, but every field used is still treated as a
+        // secret (the house rule), so no part of the credential is ever relayed.
+        return applied(
+          credential,
+          new SecretSet().add(
+            ...[
+              options.cert_field,
+              options.key_field,
+              options.ca_field,
+              options.passphrase_field,
+            ].map((f) => optionalField(credential, f)),
+          ),
+        );
       },
       async close() {
         const all = [...pools.values()];

@@ -134,7 +134,7 @@ export const tokenExchangeMechanic: MechanicDefinition<TokenExchangeOptions> = {
           return { value: tokenField(what, response, 'access_token'), expiresAt };
         });
         const secrets = new SecretSet().add(token.value);
-        if (c !== undefined) secrets.add(c.secret);
+        if (c !== undefined) secrets.add(c.id, c.secret);
         const value = `Bearer ${token.value}`;
         if (/[\r\n\0]/.test(value)) {
           throw new NexusError('credential_unavailable', `${what}: unusable downstream token`);
