@@ -3,7 +3,9 @@
  * checkpoint; replay protection survives a clean restart and a crash; the SDK renews its
  * lease before expiry by itself.
  */
+import { readFile, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateAgentKey, signRequest } from '@nexus/protocol';
 import { enroll } from '@nexus/sdk';
@@ -125,6 +127,45 @@ describe('node lifecycle', () => {
       '/v1/audit/checkpoints',
     );
     expect(cps.body.checkpoints.at(-1)?.seq).toBe(report.count);
+  });
+});
+
+describe('configuration reload', () => {
+  it('nexus reload and SIGHUP apply new services and policies without a restart', async () => {
+    const upstream = await startUpstream();
+    const node = await startNode({
+      services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+      agents: { bot: { roles: ['reader'] } },
+      policies: [{ id: 'read-echo', allow: { roles: ['reader'], services: ['echo'] } }],
+    });
+    try {
+      const agent = await node.enroll('bot');
+      expect(await agent.fetch('second', '/x').catch((e: { code: string }) => e.code)).toBe(
+        'service_unknown',
+      );
+      const config = parse(await readFile(node.configPath, 'utf8')) as Record<string, unknown>;
+      config.services = {
+        ...(config.services as object),
+        second: { upstream: upstream.url, auth: { type: 'none' } },
+      };
+      config.policies = [{ id: 'read-all', allow: { roles: ['reader'] } }];
+      await writeFile(node.configPath, stringify(config));
+      const r = await node.cli(['reload', '--json']);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ services: 2, restart_required: [] });
+      expect((await agent.fetch('second', '/x')).status).toBe(200);
+
+      // SIGHUP does the same; an invalid file is refused and the running config stays.
+      await writeFile(node.configPath, 'version: 1\nsurprise: true\n');
+      node.process.kill('SIGHUP');
+      await new Promise((res) => setTimeout(res, 500));
+      expect(node.output()).toContain('reload failed');
+      expect((await agent.fetch('second', '/y')).status).toBe(200);
+      agent.close();
+    } finally {
+      await node.stop();
+      await upstream.close();
+    }
   });
 });
 

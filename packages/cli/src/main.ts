@@ -116,9 +116,23 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
       .action(async (opts: { config: string }) => {
         const config = await configFrom(opts.config, env);
         const logger = createLogger(env.NEXUS_LOG_LEVEL ?? config.log.level);
-        const node = await startNexus({ config, logger });
+        const node = await startNexus({
+          config,
+          logger,
+          reloadConfig: () => configFrom(opts.config, env),
+        });
         out(`Nexus proxy and Authority listening on ${node.proxyUrl}\n`);
         out(`Nexus admin API listening on ${node.adminUrl}\n`);
+        // SIGHUP re-reads nexus.yaml (services, agents, policies) without a restart.
+        const onHup = () => {
+          node.reload().then(
+            (r) =>
+              out(`Reloaded ${opts.config}: ${r.services} services, policy ${r.policy_hash}\n`),
+            (err: unknown) =>
+              out(`reload failed, keeping the running configuration: ${(err as Error).message}\n`),
+          );
+        };
+        process.on('SIGHUP', onHup);
         await new Promise<void>((resolveStop) => {
           const stop = (signal: string) => {
             out(`Received ${signal}: draining in-flight requests...\n`);
@@ -870,6 +884,8 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
           parseConfigText(updated, { baseDir: dirname(path), env, file: opts.config });
           await writeFile(path, updated);
           const steps = credentialInstructions(preset, credentialName);
+          // A running node picks the service up at once; otherwise it applies on `nexus up`.
+          const reloaded = await tryReload(opts.config, env);
           print(
             {
               service: name,
@@ -890,7 +906,9 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
                   '',
                   ...steps,
                   '',
-                  `Then allow agents to use it in a policy (services: [${name}]) and restart \`nexus up\`.`,
+                  reloaded
+                    ? `The running node reloaded ${opts.config}: the service is live. Allow agents to use it in a policy (services: [${name}]).`
+                    : `Then allow agents to use it in a policy (services: [${name}]); a running node applies it with \`nexus reload\`.`,
                   `Provider docs: ${preset.docs}`,
                   '',
                 ].join('\n'),
@@ -899,6 +917,34 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
         },
       ),
     'nexus service add gh --preset github\nnexus service add s3 --preset aws --var service=s3 --var region=eu-west-1',
+  );
+
+  example(
+    program
+      .command('reload')
+      .description(
+        'make a running node re-read nexus.yaml (services, agents, policies); same as SIGHUP',
+      )
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const client = await adminClient(opts.config, env);
+        const r = await client.request<{
+          services: number;
+          agents: number;
+          policy_hash: string;
+          restart_required: string[];
+        }>('POST', '/v1/config/reload');
+        print(r, !!opts.json, () => {
+          out(`Reloaded: ${r.services} services, ${r.agents} agents, policy ${r.policy_hash}\n`);
+          if (r.restart_required.length > 0) {
+            out(
+              `Changed sections that apply only after a restart: ${r.restart_required.join(', ')}\n`,
+            );
+          }
+        });
+      }),
+    'nexus service add gh --preset github && nexus reload',
   );
 
   example(
@@ -920,6 +966,17 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   );
 
   return program;
+}
+
+/** Asks a running node to reload; false when none is reachable (it then applies at start). */
+async function tryReload(configPath: string, env: Env): Promise<boolean> {
+  try {
+    const client = await adminClient(configPath, env);
+    await client.request('POST', '/v1/config/reload');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 interface AuditView {

@@ -126,6 +126,9 @@ export const OPENAPI_DOCUMENT = {
     },
     '/v1/authority/rotate-key': { post: op('Rotate the Authority signing key') },
     '/v1/services': { get: op('List configured services') },
+    '/v1/config/reload': {
+      post: op('Re-read nexus.yaml: services, agents and policies apply to the next request'),
+    },
     '/v1/policy/explain': {
       post: op('Explain the policy decision for a hypothetical request', {
         requestBody: jsonBody({

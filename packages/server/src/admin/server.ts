@@ -54,6 +54,8 @@ export interface AdminDeps {
   readonly auditVerify: () => Promise<unknown>;
   readonly rotateMasterKey: () => Promise<{ version: number }>;
   readonly rotateSigningKey: () => Promise<{ kid: string }>;
+  /** Re-reads nexus.yaml and swaps services, agents and policies in. */
+  readonly reload?: () => Promise<unknown>;
   readonly clock: () => number;
   readonly logger: Logger;
   readonly maxBodyBytes?: number;
@@ -252,6 +254,10 @@ export function createAdminHandler(deps: AdminDeps) {
     route('POST', '/v1/authority/rotate-key', async () => deps.rotateSigningKey()),
 
     route('GET', '/v1/services', async () => ({ services: deps.services() })),
+    route('POST', '/v1/config/reload', async () => {
+      if (deps.reload === undefined) throw new NexusError('method_not_allowed');
+      return deps.reload();
+    }),
     route('POST', '/v1/policy/explain', async ({ body }) => {
       const b = parseBody(explainBody, body);
       return deps.explain({

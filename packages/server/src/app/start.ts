@@ -37,6 +37,19 @@ export interface StartOptions {
   /** Overrides the listen ports (tests use 0). */
   readonly proxyPort?: number;
   readonly adminPort?: number;
+  /**
+   * Re-reads and validates nexus.yaml for `reload()` (SIGHUP, `POST /v1/config/reload`).
+   * Without it the node cannot reload.
+   */
+  readonly reloadConfig?: () => Promise<Config>;
+}
+
+/** What a reload applied, and which changed sections only take effect on a restart. */
+export interface ReloadResult {
+  readonly services: number;
+  readonly agents: number;
+  readonly policy_hash: string;
+  readonly restart_required: string[];
 }
 
 export interface RunningNexus {
@@ -46,6 +59,12 @@ export interface RunningNexus {
   readonly vault: Vault;
   readonly authority: Authority;
   readonly audit: AuditWriter;
+  /**
+   * Applies a new nexus.yaml without a restart: services, agents and policies are swapped
+   * in for the next request (in-flight requests finish on the old ones). Other sections
+   * are reported in `restart_required`.
+   */
+  reload(): Promise<ReloadResult>;
   /** Stops accepting, drains in-flight requests, writes a final checkpoint, closes the store. */
   close(): Promise<void>;
 }
@@ -108,7 +127,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     );
     await authority.init();
 
-    const policy = compilePolicy(config);
+    let policy = compilePolicy(config);
+    let current = config;
     const audit = createAuditWriter({
       sink: auditSinkFromStore(store),
       clock,
@@ -122,38 +142,45 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const services = new Map<string, ServiceRuntime>();
     // Known once the admin listener is bound (OAuth connection redirect URIs).
     let adminBase: string | undefined = undefined;
-    const pools: Dispatcher[] = [];
-    for (const svc of Object.values(config.services)) {
-      const def = MECHANICS.get(svc.auth.type);
-      if (def === undefined)
-        throw new NexusError('internal_error', `unknown auth type ${svc.auth.type}`);
-      const upstream = new URL(svc.upstream);
-      const { type: _type, ...authOptions } = svc.auth;
-      // A private CA for this upstream (services.<name>.tls.ca_file), read once at start.
-      const ca = readCaFile(svc.name, svc.tls?.ca_file);
-      const pool = new Pool(upstream.origin, {
-        connect: { timeout: svc.timeouts.connect, ...(ca === undefined ? {} : { ca }) },
-        headersTimeout: svc.timeouts.headers,
-        bodyTimeout: svc.timeouts.body,
-        connections: 128,
-      });
-      pools.push(pool);
-      services.set(svc.name, {
-        name: svc.name,
-        upstream,
-        mechanic: def.create(svc.name, def.optionsSchema.parse(authOptions), {
-          clock,
-          upstream: { ca, connectTimeoutMs: svc.timeouts.connect },
-          vault,
-          adminUrl: () => adminBase,
-        }),
-        credential: svc.auth.credential,
-        removeHeaders: svc.scrub.remove_headers,
-        dispatcher: pool,
-        headersTimeoutMs: svc.timeouts.headers,
-        bodyTimeoutMs: svc.timeouts.body,
-      });
-    }
+    let pools: Dispatcher[] = [];
+    const buildServices = (
+      cfg: Config,
+      into: Map<string, ServiceRuntime>,
+      poolsOut: Dispatcher[],
+    ) => {
+      for (const svc of Object.values(cfg.services)) {
+        const def = MECHANICS.get(svc.auth.type);
+        if (def === undefined)
+          throw new NexusError('internal_error', `unknown auth type ${svc.auth.type}`);
+        const upstream = new URL(svc.upstream);
+        const { type: _type, ...authOptions } = svc.auth;
+        // A private CA for this upstream (services.<name>.tls.ca_file), read once at start.
+        const ca = readCaFile(svc.name, svc.tls?.ca_file);
+        const pool = new Pool(upstream.origin, {
+          connect: { timeout: svc.timeouts.connect, ...(ca === undefined ? {} : { ca }) },
+          headersTimeout: svc.timeouts.headers,
+          bodyTimeout: svc.timeouts.body,
+          connections: 128,
+        });
+        poolsOut.push(pool);
+        into.set(svc.name, {
+          name: svc.name,
+          upstream,
+          mechanic: def.create(svc.name, def.optionsSchema.parse(authOptions), {
+            clock,
+            upstream: { ca, connectTimeoutMs: svc.timeouts.connect },
+            vault,
+            adminUrl: () => adminBase,
+          }),
+          credential: svc.auth.credential,
+          removeHeaders: svc.scrub.remove_headers,
+          dispatcher: pool,
+          headersTimeoutMs: svc.timeouts.headers,
+          bodyTimeoutMs: svc.timeouts.body,
+        });
+      }
+    };
+    buildServices(config, services, pools);
 
     const replay = createReplayCache({
       maxEntries: config.proxy.replay_cache_size,
@@ -223,7 +250,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       authority,
       vault,
       services: () =>
-        Object.values(config.services).map((s) => ({
+        Object.values(current.services).map((s) => ({
           name: s.name,
           upstream: s.upstream,
           auth_type: s.auth.type,
@@ -239,6 +266,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       policyHash: () => policy.hash,
       auditVerify: () => verifyAuditLog(store),
       rotateMasterKey: () => vault.rotateMasterKey(),
+      reload: () => reload(),
       rotateSigningKey: async () => {
         const key = await authority.keys.rotate(
           config.authority.signing_alg,
@@ -273,6 +301,58 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     logger.info({ proxy: proxyUrl, admin: adminUrl, policy_hash: policy.hash }, 'nexus listening');
 
     let closing: Promise<void> | undefined;
+    const RELOADABLE = new Set([
+      'services',
+      'agents',
+      'policies',
+      'scrub',
+      'base_dir',
+      'master_key',
+    ]);
+    async function reload(): Promise<ReloadResult> {
+      if (options.reloadConfig === undefined)
+        throw new NexusError('internal_error', 'reload not available');
+      const next = await options.reloadConfig();
+      const nextPolicy = compilePolicy(next);
+      const restartRequired = Object.keys(next).filter(
+        (k) =>
+          !RELOADABLE.has(k) &&
+          JSON.stringify((next as unknown as Record<string, unknown>)[k]) !==
+            JSON.stringify((current as unknown as Record<string, unknown>)[k]),
+      );
+      const fresh = new Map<string, ServiceRuntime>();
+      const freshPools: Dispatcher[] = [];
+      buildServices(next, fresh, freshPools);
+      await authority.syncConfigAgents(next.agents);
+      const old = [...services.values()];
+      const oldPools = pools;
+      // Swap: the next request sees the new services and policy.
+      services.clear();
+      for (const [k, v] of fresh) services.set(k, v);
+      pools = freshPools;
+      policy = nextPolicy;
+      current = next;
+      connections.clear();
+      for (const svc of services.values()) {
+        const c = connectionsOf(svc.mechanic);
+        if (c !== undefined) connections.set(svc.name, c);
+      }
+      // Old pools finish their in-flight requests before closing.
+      void Promise.all([
+        ...oldPools.map((p) => p.close().catch(() => undefined)),
+        ...old.map((svc) => svc.mechanic.close?.().catch(() => undefined)),
+      ]);
+      logger.info(
+        { services: services.size, policy_hash: policy.hash, restart_required: restartRequired },
+        'configuration reloaded',
+      );
+      return {
+        services: services.size,
+        agents: Object.keys(next.agents).length,
+        policy_hash: policy.hash,
+        restart_required: restartRequired,
+      };
+    }
     return {
       proxyUrl,
       adminUrl,
@@ -280,6 +360,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       vault,
       authority,
       audit,
+      reload,
       close() {
         closing ??= (async () => {
           const drained = Promise.all([

@@ -116,6 +116,32 @@ export class Authority {
 
   // ---- agents -------------------------------------------------------------------------
 
+  /**
+   * Applies the agents of a reloaded nexus.yaml: new and changed ones are written, roles
+   * take effect for leases issued from now on. An agent removed from the file is disabled
+   * (and its leases revoked) rather than deleted, so its audit history keeps its name.
+   */
+  async syncConfigAgents(
+    agents: Readonly<Record<string, { readonly roles: readonly string[] }>>,
+  ): Promise<void> {
+    const now = this.clock();
+    for (const [name, agent] of Object.entries(agents)) {
+      const existing = this.#agents.get(name);
+      const row = await this.store.upsertAgent({
+        name,
+        roles: [...agent.roles],
+        source: 'config',
+        createdAt: existing?.createdAt ?? now,
+      });
+      this.#agents.set(name, row);
+    }
+    for (const row of [...this.#agents.values()]) {
+      if (row.source === 'config' && !(row.name in agents) && !row.disabled) {
+        await this.setAgentDisabled(row.name, true);
+      }
+    }
+  }
+
   agent(name: string): AgentRow | undefined {
     return this.#agents.get(name);
   }
