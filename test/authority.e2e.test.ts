@@ -246,6 +246,34 @@ describe('authority, vault and store end to end', () => {
   });
 });
 
+describe('scheduled key rotation', () => {
+  it('rotates the signing key once it is older than authority.key_rotation', async () => {
+    const upstream = await startUpstream();
+    const node = await startNode({
+      services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+      agents: { bot: { roles: ['reader'] } },
+      policies: [{ id: 'read', allow: { roles: ['reader'] } }],
+      overrides: { authority: { key_rotation: '2s' } },
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 2500));
+      await node.restart();
+      const before = await node.enroll('bot');
+      await new Promise((r) => setTimeout(r, 2500));
+      await node.restart();
+      const after = await node.enroll('bot');
+      const oldKid = decodeProtectedHeader(before.lease).kid;
+      expect(decodeProtectedHeader(after.lease).kid).not.toBe(oldKid);
+      expect((await before.fetch('echo', '/old-key')).status).toBe(200);
+      before.close();
+      after.close();
+    } finally {
+      await node.stop();
+      await upstream.close();
+    }
+  });
+});
+
 describe('start-up failures', () => {
   it('a wrong master key fails start-up with one clear error', async () => {
     const node = await startNode({});

@@ -126,6 +126,25 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       clock,
     );
     await authority.init();
+    // Scheduled signing-key rotation (authority.key_rotation); retired keys keep verifying
+    // until the last lease they signed has expired.
+    const rotationPeriod = config.authority.key_rotation;
+    const rotateIfDue = async () => {
+      if (rotationPeriod === undefined) return;
+      const key = await authority.keys.rotateIfDue(
+        config.authority.signing_alg,
+        rotationPeriod,
+        config.authority.lease_ttl,
+      );
+      if (key !== undefined) logger.info({ kid: key.kid }, 'authority signing key rotated');
+    };
+    await rotateIfDue();
+    const rotationTimer = setInterval(() => {
+      rotateIfDue().catch((err: unknown) =>
+        logger.error({ err: errorSummary(err) }, 'signing key rotation failed'),
+      );
+    }, 3_600_000);
+    rotationTimer.unref();
 
     let policy = compilePolicy(config);
     let current = config;
@@ -382,6 +401,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           await drained;
           clearTimeout(timer);
           clearInterval(idle);
+          clearInterval(rotationTimer);
           await audit.close();
           await saveReplayState(store, replay);
           await Promise.all(pools.map((p) => p.close()));

@@ -27,6 +27,7 @@ export interface LoadedKey {
   readonly privateKey: KeyObject | undefined;
   readonly status: 'active' | 'retired';
   readonly verifyUntil: number | undefined;
+  readonly createdAt: number;
 }
 
 function generate(alg: AuthorityAlg): { publicKey: KeyObject; privateKey: KeyObject } {
@@ -73,6 +74,7 @@ export class SigningKeys {
       privateKey,
       status: row.status,
       verifyUntil: row.verifyUntil,
+      createdAt: row.createdAt,
     };
   }
 
@@ -113,10 +115,25 @@ export class SigningKeys {
       privateKey,
       status: 'active',
       verifyUntil: undefined,
+      createdAt: now,
     };
     this.#keys.set(kid, loaded);
     this.#active = loaded;
     return loaded;
+  }
+
+  /**
+   * Rotates when the active key is older than `periodMs` (config `authority.key_rotation`).
+   * @returns the new key, or undefined when no rotation was due.
+   */
+  async rotateIfDue(
+    alg: AuthorityAlg,
+    periodMs: number,
+    maxLeaseTtlMs: number,
+  ): Promise<LoadedKey | undefined> {
+    const active = this.#active;
+    if (active !== undefined && this.clock() - active.createdAt < periodMs) return undefined;
+    return this.rotate(alg, maxLeaseTtlMs);
   }
 
   /** The key that signs new leases and checkpoints. */
