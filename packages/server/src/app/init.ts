@@ -24,11 +24,7 @@ export async function initNode(
   }
   const store = await openConfiguredStore(config);
   try {
-    const keyring = loadKeyring({
-      envValue: config.master_key.source === 'env' ? config.master_key.value.reveal() : undefined,
-      keyFile: config.master_key_file,
-    });
-    const vault = createVault({ store, keyring, clock });
+    const vault = createVault({ store, keyring: keyringFor(config), clock });
     await vault.init();
     const authority = new Authority(authoritySettings(config), store, vault, clock);
     await authority.init();
@@ -37,6 +33,14 @@ export async function initNode(
   } finally {
     await store.close();
   }
+}
+
+/** The vault keyring from NEXUS_MASTER_KEY (when set) or the key file. */
+export function keyringFor(config: Config) {
+  return loadKeyring({
+    envValue: config.master_key.source === 'env' ? config.master_key.value.reveal() : undefined,
+    keyFile: config.master_key_file,
+  });
 }
 
 /** The Authority's settings from the config. */

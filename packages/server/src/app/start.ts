@@ -10,8 +10,8 @@ import { Pool, type Dispatcher } from 'undici';
 import { NexusError } from '@nexus/protocol';
 import type { Config } from '../config/schema.js';
 import { openConfiguredStore } from './open-store.js';
+import { authoritySettings, keyringFor } from './init.js';
 import type { Store } from '../store/store.js';
-import { loadKeyring } from '../vault/master-key.js';
 import { createVault, type Vault } from '../vault/vault.js';
 import { Authority } from '../authority/authority.js';
 import { createAuthorityHandler } from '../authority/http.js';
@@ -102,29 +102,11 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
 
   const store = await openConfiguredStore(config);
   try {
-    const keyring = loadKeyring({
-      envValue: config.master_key.source === 'env' ? config.master_key.value.reveal() : undefined,
-      keyFile: config.master_key_file,
-    });
-    const vault = createVault({ store, keyring, clock });
+    const vault = createVault({ store, keyring: keyringFor(config), clock });
     await vault.init();
 
     const publicUrl = config.proxy.public_url;
-    const authority = new Authority(
-      {
-        issuer: config.authority.issuer,
-        proxyUrl: publicUrl,
-        trustDomain: config.authority.trust_domain,
-        leaseTtlMs: config.authority.lease_ttl,
-        leaseMaxLifetimeMs: config.authority.lease_max_lifetime,
-        enrollmentTtlMs: config.authority.enrollment_ttl,
-        signingAlg: config.authority.signing_alg,
-        configAgents: config.agents,
-      },
-      store,
-      vault,
-      clock,
-    );
+    const authority = new Authority(authoritySettings(config), store, vault, clock);
     await authority.init();
     // Scheduled signing-key rotation (authority.key_rotation); retired keys keep verifying
     // until the last lease they signed has expired.
