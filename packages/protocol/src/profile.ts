@@ -250,6 +250,93 @@ async function agentKey(jwk: AgentPublicJwk, alg: AgentSignatureAlgorithm): Prom
   return key;
 }
 
+/** A lease that verified, kept so that later requests on it pay for their own signature only. */
+interface CachedLease {
+  readonly claims: LeaseClaims;
+  readonly header: ProtectedHeaderParameters;
+  /** The Authority key it verified with: a hit requires the same key object again. */
+  readonly authorityKey: LeaseKey;
+  readonly issuer: string;
+  readonly audience: string;
+  /** The imported `cnf.jwk`, once a request signature was checked with it. */
+  agentKey?: CryptoKey;
+}
+
+const LEASE_CACHE_LIMIT = 10_000;
+const leaseCache = new Map<string, CachedLease>();
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/**
+ * {@link verifyLease}, remembered per exact token string until the lease expires: the
+ * lease JWT signature is checked once, not on every request.
+ *
+ * MUST (kept on every hit): the same issuer and audience; the Authority key for the
+ * token's header is still the very key object it verified with (a rotated-out or retired
+ * key is a miss, and the full check then refuses the lease); `exp` and `nbf` against the
+ * current clock, in the order and with the codes of verifyLease. Revocation is the
+ * caller's next step on every request, hit or miss. The claims are frozen: shared by
+ * every request on the lease.
+ */
+async function verifyLeaseCached(
+  lease: string,
+  options: VerifyRequestSignatureOptions,
+  clock: Clock,
+): Promise<CachedLease> {
+  const skew = options.leaseSkewSeconds ?? 30;
+  const hit = leaseCache.get(lease);
+  if (hit !== undefined) {
+    let key: LeaseKey | undefined;
+    try {
+      key = await options.getAuthorityKey(hit.header);
+    } catch {
+      key = undefined;
+    }
+    if (
+      key !== undefined &&
+      key === hit.authorityKey &&
+      hit.issuer === options.issuer &&
+      hit.audience === options.audience
+    ) {
+      const now = Math.floor(clock() / 1000);
+      if (now > hit.claims.exp + skew) {
+        leaseCache.delete(lease);
+        throw new NexusError('lease_expired'); // [LEASE-EXP]
+      }
+      if (hit.claims.nbf > now + skew) throw new NexusError('lease_not_yet_valid'); // [LEASE-NBF]
+      return hit;
+    }
+    leaseCache.delete(lease);
+  }
+  let authorityKey: LeaseKey | undefined;
+  const { claims, protectedHeader } = await verifyLease(lease, {
+    getKey: async (header) => (authorityKey = await options.getAuthorityKey(header)),
+    issuer: options.issuer,
+    audience: options.audience,
+    now: clock,
+    skewSeconds: skew,
+  });
+  const entry: CachedLease = {
+    claims: deepFreeze(claims),
+    header: deepFreeze(protectedHeader),
+    authorityKey: authorityKey!,
+    issuer: options.issuer,
+    audience: options.audience,
+  };
+  if (leaseCache.size >= LEASE_CACHE_LIMIT) {
+    const oldest = leaseCache.keys().next().value;
+    if (oldest !== undefined) leaseCache.delete(oldest);
+  }
+  leaseCache.set(lease, entry);
+  return entry;
+}
+
 /**
  * Verifies the lease and the signature of a request (no body yet): lease -> revocation ->
  * signature fields and parameters -> intent -> wimse-aud -> window -> signature.
@@ -270,13 +357,8 @@ export async function verifyRequestSignature(
   if (leaseLines.length !== 1) throw new NexusError('lease_invalid');
   const lease = trimOWS(leaseLines[0]!);
   if (lease === '') throw new NexusError('lease_missing');
-  const { claims } = await verifyLease(lease, {
-    getKey: options.getAuthorityKey,
-    issuer: options.issuer,
-    audience: options.audience,
-    now: clock,
-    skewSeconds: options.leaseSkewSeconds ?? 30,
-  });
+  const entry = await verifyLeaseCached(lease, options, clock);
+  const claims = entry.claims;
   if (options.isRevoked && (await options.isRevoked(claims))) {
     throw new NexusError('lease_revoked'); // [LEASE-REVOKED]
   }
@@ -331,7 +413,7 @@ export async function verifyRequestSignature(
 
   // 4. Signature [SIG-VERIFY], over the base rebuilt from the received member.
   const { base } = createSignatureBase(message, sig.components, p, { code: 'signature_invalid' });
-  const key = await agentKey(claims.cnf.jwk, algorithm);
+  const key = (entry.agentKey ??= await agentKey(claims.cnf.jwk, algorithm));
   if (!(await verifyBytes(algorithm, key, utf8(base), sig.signature))) bad();
 
   return {
