@@ -84,6 +84,9 @@ export async function run() {
       { id: 'nexus-ed25519', origin: nexus.origin, pids: nexus.pids, key: keys[0] },
       { id: 'nexus-p256', origin: nexus.origin, pids: nexus.pids, key: keys[1] },
     ];
+    // BENCH_TARGETS=nexus-ed25519,direct: measure only those paths (quick before/after runs).
+    const only = process.env.BENCH_TARGETS?.split(',');
+    if (only) targets.splice(0, targets.length, ...targets.filter((t) => only.includes(t.id)));
     results.meta.nginx = Boolean(nginx);
     results.meta.upstream = 'node:http, one process (bench/lib/upstream.mjs)';
     for (const t of targets) results.targets[t.id] = { rss_peak_mib: 0 };
@@ -201,7 +204,7 @@ export async function run() {
     await stopAll();
   }
   const md = render(results);
-  writeResults('paths', results, md);
+  writeResults(process.env.BENCH_TARGETS ? 'paths-partial' : 'paths', results, md);
   console.log(md);
   return results;
 }
@@ -209,7 +212,7 @@ export async function run() {
 function render(results) {
   const T = results.targets;
   const ids = Object.keys(T);
-  const direct = T.direct;
+  const direct = T.direct ?? {};
   const nginx = T.nginx;
   const cpuPerReq = (r) =>
     r?.cpu_seconds?.proxy && r.total ? (r.cpu_seconds.proxy / r.total) * 1e6 : undefined;
