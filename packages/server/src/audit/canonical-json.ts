@@ -35,34 +35,50 @@ export function canonicalize(value: unknown): string {
       return string(value);
     case 'object': {
       if (Array.isArray(value)) {
-        return (
-          '[' +
-          value
-            .map((v: unknown) => {
-              if (v === undefined) throw invalid('undefined inside an array');
-              return canonicalize(v);
-            })
-            .join(',') +
-          ']'
-        );
+        let out = '[';
+        for (let i = 0; i < value.length; i++) {
+          const v: unknown = value[i];
+          if (v === undefined) throw invalid('undefined inside an array');
+          out += (i === 0 ? '' : ',') + canonicalize(v);
+        }
+        return out + ']';
       }
-      const proto = Object.getPrototypeOf(value) as unknown;
-      if (proto !== Object.prototype && proto !== null) throw invalid('not a plain object');
-      const entries = Object.entries(value as Record<string, unknown>).filter(
-        ([, v]) => v !== undefined,
-      );
-      // Default sort compares UTF-16 code units, exactly what RFC 8785 §3.2.3 requires.
-      entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      return '{' + entries.map(([k, v]) => string(k) + ':' + canonicalize(v)).join(',') + '}';
+      const members = canonicalMembers(value as Record<string, unknown>);
+      let out = '{';
+      for (let i = 0; i < members.length; i++) out += (i === 0 ? '' : ',') + members[i]![1];
+      return out + '}';
     }
     default:
       throw invalid(`unsupported type ${typeof value}`);
   }
 }
 
+/**
+ * The members of a plain object in canonical order (undefined values left out), each as
+ * its `"name":value` text: lets a caller splice extra members in without serialising the
+ * object twice (audit/chain.ts). `'{' + texts.join(',') + '}'` is {@link canonicalize}.
+ *
+ * @throws NexusError `internal_error` as {@link canonicalize}.
+ */
+export function canonicalMembers(value: Record<string, unknown>): [name: string, text: string][] {
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) throw invalid('not a plain object');
+  // Default sort compares UTF-16 code units, exactly what RFC 8785 §3.2.3 requires.
+  const keys = Object.keys(value).sort();
+  const out: [string, string][] = [];
+  for (const k of keys) {
+    const v = value[k];
+    if (v !== undefined) out.push([k, string(k) + ':' + canonicalize(v)]);
+  }
+  return out;
+}
+
 function string(s: string): string {
   // I-JSON (RFC 7493) forbids lone surrogates; JSON.stringify would escape them silently.
-  if (/\p{Cs}/u.test(s)) throw invalid('lone surrogate in a string');
+  // isWellFormed (ES2024) is false exactly when the string has a lone surrogate.
+  if (!(s as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+    throw invalid('lone surrogate in a string');
+  }
   return JSON.stringify(s);
 }
 

@@ -7,7 +7,7 @@
 //   anchor the chain, so such a rewrite fails at the next checkpoint.)
 // - The `reason` of a failure is a best-effort diagnosis; `ok: false` is the guarantee.
 import { createHash } from 'node:crypto';
-import { canonicalize } from './canonical-json.js';
+import { canonicalize, canonicalMembers } from './canonical-json.js';
 import { NexusError } from '@nexus/protocol';
 
 /** `prev_hash` of the first record. */
@@ -80,6 +80,61 @@ export function hashRecord(
     .digest('hex');
 }
 
+/** A record canonicalised once (see {@link prepareRecord}), ready to chain at any position. */
+export interface PreparedRecord {
+  readonly record: ChainRecord;
+  /** Top-level members in canonical order, each as `"name":value` text. */
+  readonly members: readonly (readonly [string, string])[];
+}
+
+/**
+ * Canonicalises a record once for {@link buildPreparedRow}; the audit writer does it when a
+ * record is appended, so a record that cannot be canonicalised fails alone.
+ *
+ * @throws NexusError `internal_error` as {@link hashRecord}.
+ */
+export function prepareRecord(record: ChainRecord): PreparedRecord {
+  if ('seq' in record || 'prev_hash' in record) {
+    throw new NexusError('internal_error', 'audit record must not carry seq or prev_hash');
+  }
+  return { record, members: canonicalMembers(record) };
+}
+
+const byName = (a: readonly [string, string], b: readonly [string, string]): number =>
+  a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
+
+/**
+ * {@link buildRow} for a prepared record. MUST give the very text and hash of
+ * {@link buildRow} / {@link hashRecord}: the hash input is the record's canonical members
+ * with `prev_hash` and `seq` merged in at their sorted places, which is the canonical JSON
+ * of `{ ...record, seq, prev_hash }`.
+ */
+export function buildPreparedRow(
+  prepared: PreparedRecord,
+  seq: number,
+  prevHash: string,
+  fallbackTime?: number,
+): AuditRow {
+  const { record, members } = prepared;
+  const text = '{' + members.map((m) => m[1]).join(',') + '}';
+  const chained = [
+    ...members,
+    ['prev_hash', '"prev_hash":' + canonicalize(prevHash)] as const,
+    ['seq', '"seq":' + canonicalize(seq)] as const,
+  ].sort(byName);
+  const hashInput = '{' + chained.map((m) => m[1]).join(',') + '}';
+  const parsedTime = Date.parse(record.time);
+  return {
+    seq,
+    time: Number.isFinite(parsedTime) ? parsedTime : (fallbackTime ?? 0),
+    kind: record.kind,
+    requestId: record.request_id,
+    record: text,
+    prevHash,
+    hash: createHash('sha256').update(hashInput, 'utf8').digest('hex'),
+  };
+}
+
 /**
  * Builds the row for `record` at `seq` after `prevHash`: canonical text, hash and the
  * index columns (`time` from the record's ISO time, else `fallbackTime`).
@@ -90,17 +145,7 @@ export function buildRow(
   prevHash: string,
   fallbackTime?: number,
 ): AuditRow {
-  const text = canonicalize(record);
-  const parsedTime = Date.parse(record.time);
-  return {
-    seq,
-    time: Number.isFinite(parsedTime) ? parsedTime : (fallbackTime ?? 0),
-    kind: record.kind,
-    requestId: record.request_id,
-    record: text,
-    prevHash,
-    hash: hashRecord(record, seq, prevHash),
-  };
+  return buildPreparedRow(prepareRecord(record), seq, prevHash, fallbackTime);
 }
 
 /** The canonical text a checkpoint signer signs (the JWS payload). */

@@ -7,8 +7,14 @@
 // - No gaps, no forks: the chain head (seq, hash) lives in memory only while every write
 //   succeeded; after any failure it is re-read from the sink before the next write, and
 //   the sink refuses a batch that does not link to its last row.
-import { buildRow, checkpointPayloadText, GENESIS_HASH, hashRecord } from './chain.js';
-import type { AuditCheckpoint, AuditRow, ChainRecord, CheckpointPayload } from './chain.js';
+import { buildPreparedRow, checkpointPayloadText, GENESIS_HASH, prepareRecord } from './chain.js';
+import type {
+  AuditCheckpoint,
+  AuditRow,
+  ChainRecord,
+  CheckpointPayload,
+  PreparedRecord,
+} from './chain.js';
 import { NexusError } from '@nexus/protocol';
 import type { AuditSink } from './sink.js';
 
@@ -61,7 +67,7 @@ export interface AuditWriter {
 }
 
 interface Pending {
-  record: ChainRecord;
+  record: PreparedRecord;
   resolve: (p: AuditPosition) => void;
   reject: (e: unknown) => void;
 }
@@ -123,7 +129,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
         head ??= await loadHead();
         let prev = head;
         const rows: AuditRow[] = batch.map((p) => {
-          const row = buildRow(p.record, prev.seq + 1, prev.hash, clock());
+          const row = buildPreparedRow(p.record, prev.seq + 1, prev.hash, clock());
           prev = { seq: row.seq, hash: row.hash };
           return row;
         });
@@ -189,14 +195,16 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
     },
     append(record) {
       if (closed) return Promise.reject(unavailable());
+      let prepared: PreparedRecord;
       try {
-        // Fail this record alone, before it joins a batch, if it cannot be hashed.
-        hashRecord(record, 1, GENESIS_HASH);
+        // Fail this record alone, before it joins a batch, if it cannot be canonicalised;
+        // the canonical members are kept, so the record is serialised once.
+        prepared = prepareRecord(record);
       } catch (error) {
         return Promise.reject(error);
       }
       return new Promise<AuditPosition>((resolve, reject) => {
-        queue.push({ record, resolve, reject });
+        queue.push({ record: prepared, resolve, reject });
         schedule();
       });
     },
