@@ -322,6 +322,46 @@ describe('exfiltration: the upstream reflects the injected credential', () => {
     expect(r.headers['x-seen']).toBe('[REDACTED]');
   });
 
+  it("another service's credential, reflected by an upstream that kept it, is redacted too", async () => {
+    // The upstream of `header` keeps the last request it saw on `bearer` (two services on
+    // one host, or a shared log): the bearer token must not come back through `header`.
+    let last = '';
+    upstream.handle((req, res) => {
+      if (req.url === '/store') last = String(req.headers.authorization);
+      res.end(req.url === '/last' ? `last=${last}` : 'ok');
+    });
+    expect((await attack(node, agent, '/bearer/store')).status).toBe(200);
+    const r = await attack(node, agent, '/header/last');
+    expect(r.status).toBe(200);
+    expect(r.body.toString()).toBe('last=[REDACTED]');
+    expect(leaks(everything(r), SECRETS)).toEqual([]);
+  });
+
+  it('Range requests cannot fetch the reflected token in slices shorter than itself', async () => {
+    // Regression (issue 6): a Range header was forwarded, so an upstream honouring it
+    // returned 206 slices of a body holding the credential; each slice is shorter than the
+    // secret and passed the scrubber, and the agent reassembled the token from the slices.
+    upstream.reset();
+    upstream.handle((req, res) => {
+      const body = Buffer.from(`token=${String(req.headers.authorization)};`);
+      const m = /^bytes=(\d+)-(\d+)$/.exec(String(req.headers.range ?? ''));
+      if (m === null) return void res.end(body);
+      res.writeHead(206, { 'content-range': `bytes ${m[1]}-${m[2]}/${body.length}` });
+      res.end(body.subarray(Number(m[1]), Number(m[2]) + 1));
+    });
+    let assembled = '';
+    for (let at = 0; at < 80; at += 6) {
+      const r = await attack(node, agent, '/bearer/file', {
+        headers: { range: `bytes=${at}-${at + 5}`, 'if-range': 'x' },
+      });
+      expect(r.status).toBe(200);
+      assembled += r.body.toString();
+    }
+    expect(upstream.requests.every((q) => q.headers.range === undefined)).toBe(true);
+    expect(upstream.requests.every((q) => q.headers['if-range'] === undefined)).toBe(true);
+    expect(leaks(assembled, SECRETS)).toEqual([]);
+  });
+
   it('the debug log of the whole file holds no secret', () => {
     expect(leaks(node.output(), SECRETS)).toEqual([]);
     expect(node.output()).not.toContain(node.operatorToken);

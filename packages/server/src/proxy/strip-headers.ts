@@ -33,6 +33,11 @@ const ALWAYS_DROPPED: ReadonlySet<string> = new Set([
   'x-http-method-override',
   'x-http-method',
   'x-method-override',
+  // Partial content: a 206 slice shorter than a secret passes the scrubber, and slices
+  // fetched one by one reassemble a reflected credential. MUST NOT forward; the upstream
+  // then sends the whole representation (a server may ignore Range, RFC 9110 §14.2).
+  'range',
+  'if-range',
   // forwarding metadata the agent could forge
   'forwarded',
   'x-forwarded-for',
