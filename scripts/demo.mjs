@@ -31,7 +31,10 @@ function freePort() {
 // Async on purpose: the demo's upstream lives in this process and must keep answering.
 function nexus(args, { input, env } = {}) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: dir, env: { ...process.env, ...env } });
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: dir,
+      env: { ...process.env, ...env },
+    });
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     child.stderr.on('data', (c) => (out += c));
@@ -84,10 +87,14 @@ try {
     });
     node.once('exit', (code) => reject(new Error(`nexus up exited with ${code}`)));
   });
-  console.log(`   proxy and Authority on http://127.0.0.1:${proxyPort}, admin API on http://127.0.0.1:${adminPort}`);
+  console.log(
+    `   proxy and Authority on http://127.0.0.1:${proxyPort}, admin API on http://127.0.0.1:${adminPort}`,
+  );
 
   step(3, 'nexus credential set echo-token   (value from stdin, never an argument)');
-  console.log('   ' + (await nexus(['credential', 'set', 'echo-token'], { input: SECRET })).out.trim());
+  console.log(
+    '   ' + (await nexus(['credential', 'set', 'echo-token'], { input: SECRET })).out.trim(),
+  );
 
   step(4, 'An allowed call: nexus run --agent demo-agent -- curl $NEXUS_PROXY/echo/hello');
   const allowed = await nexus([
@@ -102,7 +109,9 @@ try {
     'curl -s -w "   HTTP %{http_code}\\n" "$NEXUS_PROXY/echo/hello"',
   ]);
   console.log('   agent saw: ' + allowed.out.trim());
-  console.log(`   upstream received: Authorization: ${seen.at(-1)?.authorization?.replace(SECRET, '<the real secret>')}`);
+  console.log(
+    `   upstream received: Authorization: ${seen.at(-1)?.authorization?.replace(SECRET, '<the real secret>')}`,
+  );
 
   step(5, 'A denied call: DELETE is not in the policy');
   const denied = await nexus([
@@ -118,9 +127,17 @@ try {
   console.log(`   upstream requests so far: ${seen.length} (the DELETE never left Nexus)`);
 
   step(6, 'Proof: the agent never saw the secret');
-  const forms = [SECRET, Buffer.from(SECRET).toString('base64'), Buffer.from(`Bearer ${SECRET}`).toString('base64')];
+  const forms = [
+    SECRET,
+    Buffer.from(SECRET).toString('base64'),
+    Buffer.from(`Bearer ${SECRET}`).toString('base64'),
+  ];
   const leaked = forms.filter((f) => (allowed.out + denied.out).includes(f));
-  console.log(leaked.length === 0 ? '   no form of the secret in anything the agent received' : `   LEAK: ${leaked}`);
+  console.log(
+    leaked.length === 0
+      ? '   no form of the secret in anything the agent received'
+      : `   LEAK: ${leaked}`,
+  );
   if (leaked.length > 0) failed = true;
 
   step(7, 'The audit trail: nexus audit query');

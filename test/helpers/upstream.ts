@@ -14,10 +14,7 @@ export interface RecordedRequest {
   body: Buffer;
 }
 
-export type UpstreamHandler = (
-  req: RecordedRequest,
-  res: ServerResponse,
-) => void | Promise<void>;
+export type UpstreamHandler = (req: RecordedRequest, res: ServerResponse) => void | Promise<void>;
 
 export interface TestUpstream {
   readonly url: string;

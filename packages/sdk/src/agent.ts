@@ -176,7 +176,11 @@ export class NexusAgent {
     let res = await this.#signedFetch(url, init);
     // A proxy that has just restarted refuses signatures that could predate it (its replay
     // cache is new); a fresh signature a moment later is accepted.
-    for (let retry = 0; retry < 8 && res.headers.get('nexus-error') === 'signature_expired'; retry++) {
+    for (
+      let retry = 0;
+      retry < 8 && res.headers.get('nexus-error') === 'signature_expired';
+      retry++
+    ) {
       await res.body?.cancel();
       await new Promise((r) => setTimeout(r, 1000));
       res = await this.#signedFetch(url, init);
