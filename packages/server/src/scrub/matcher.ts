@@ -28,7 +28,20 @@ export interface Matcher {
   readonly depth: Int32Array;
   /** @internal length of the longest pattern that is a suffix of the node's prefix (0: none). */
   readonly out: Int32Array;
+  /** @internal row of `dense` holding the node's complete transitions, or -1. */
+  readonly denseRow: Int32Array;
+  /** @internal complete transitions (failure links resolved), 256 per row. */
+  readonly dense: Int32Array;
 }
+
+/**
+ * Nodes at most this deep get a dense, complete transition row: nearly every byte of a
+ * response is stepped from a shallow node, in one array read instead of a map lookup
+ * and a failure-link walk. The set of such nodes is closed under failure links (a node's
+ * failure target is shallower), so each row is built from rows already built, and the
+ * memory stays ~1 KiB per shallow node (at most 1 + 4 x patterns rows).
+ */
+const DENSE_DEPTH = 4;
 
 /** A streaming redactor, see {@link createRedactor}. */
 export interface Redactor {
@@ -87,15 +100,29 @@ export function compileMatcher(patterns: readonly Uint8Array[]): Matcher {
       queue.push(child);
     }
   }
-  return { size: distinct.size, maxLength, goto, fail, depth, out };
+  // Dense rows in breadth-first order (root first), so a failure target's row exists.
+  const denseRow = new Int32Array(n).fill(-1);
+  const shallow = [0, ...queue.filter((node) => depth[node]! <= DENSE_DEPTH)];
+  const dense = new Int32Array(shallow.length * 256);
+  shallow.forEach((node, row) => {
+    denseRow[node] = row;
+    const base = row * 256;
+    const failBase = node === 0 ? -1 : denseRow[fail[node]!]! * 256;
+    for (let b = 0; b < 256; b++) {
+      const next = goto[node]!.get(b);
+      dense[base + b] = next !== undefined ? next : failBase < 0 ? 0 : dense[failBase + b]!;
+    }
+  });
+  return { size: distinct.size, maxLength, goto, fail, depth, out, denseRow, dense };
 }
 
 function step(m: Matcher, state: number, b: number): number {
   let s = state;
   for (;;) {
+    const row = m.denseRow[s]!;
+    if (row >= 0) return m.dense[row * 256 + b]!;
     const next = m.goto[s]!.get(b);
     if (next !== undefined) return next;
-    if (s === 0) return 0;
     s = m.fail[s]!;
   }
 }
@@ -177,12 +204,20 @@ export function createRedactor(
         pos += chunk.length;
         return flush(pos);
       }
-      for (const b of chunk) {
-        state = step(m, state, b);
-        pos++;
-        const len = m.out[state]!;
-        if (len > 0) addMatch(pos - len, pos);
+      // Locals, not the closure's variables, in the per-byte loop.
+      const { dense, denseRow, out } = m;
+      let st = state;
+      const start = pos;
+      for (let i = 0; i < chunk.length; i++) {
+        const b = chunk[i]!;
+        const row = denseRow[st]!;
+        // The dense row is the common case (see DENSE_DEPTH); step() is the same transition.
+        st = row >= 0 ? dense[(row << 8) | b]! : step(m, st, b);
+        const len = out[st]!;
+        if (len > 0) addMatch(start + i + 1 - len, start + i + 1);
       }
+      state = st;
+      pos = start + chunk.length;
       // A node of depth maxLength is a complete longest pattern: nothing longer can
       // extend it, so at most maxLength - 1 bytes are ever held back.
       return flush(pos - Math.min(m.depth[state]!, m.maxLength - 1));
