@@ -217,15 +217,17 @@ function render(results) {
   const cpuPerReq = (r) =>
     r?.cpu_seconds?.proxy && r.total ? (r.cpu_seconds.proxy / r.total) * 1e6 : undefined;
   const rows = [];
-  const row = (label, get, digits = 0, lowerIsBetter = false) => {
+  const row = (label, get, digits = 0) => {
     const cells = [label];
     for (const id of ids) {
       const v = get(T[id]);
       let cell = fmt(v, digits);
       if (id !== 'direct' && v !== undefined && !Number.isNaN(v)) {
-        const rd = lowerIsBetter ? ratio(v, get(direct)) : ratio(v, get(direct));
-        const rn = nginx && id !== 'nginx' ? ratio(v, get(nginx)) : undefined;
-        cell += ` (${rd}x d${rn ? `, ${rn}x n` : ''})`;
+        const parts = [];
+        if (get(direct) !== undefined) parts.push(`${ratio(v, get(direct))}x d`);
+        if (nginx && id !== 'nginx' && get(nginx) !== undefined)
+          parts.push(`${ratio(v, get(nginx))}x n`);
+        if (parts.length > 0) cell += ` (${parts.join(', ')})`;
       }
       cells.push(cell);
     }
@@ -233,20 +235,20 @@ function render(results) {
   };
   row('saturation, 1 KiB, req/s', (t) => t.sat_small?.rps);
   row('saturation, 1 MiB, req/s', (t) => t.sat_large?.rps, 0);
-  row('saturation 1 KiB: closed-loop p99, ms', (t) => t.sat_small?.latency.p99, 2, true);
+  row('saturation 1 KiB: closed-loop p99, ms', (t) => t.sat_small?.latency.p99, 2);
   for (const rate of RATES) {
     for (const p of ['p50', 'p90', 'p99'])
-      row(`${rate} req/s: ${p}, ms`, (t) => t[`rate_${rate}`]?.[p], 2, true);
+      row(`${rate} req/s: ${p}, ms`, (t) => t[`rate_${rate}`]?.[p], 2);
   }
-  row('SSE time to first byte p50, ms', (t) => t.sse_ttfb?.p50, 3, true);
-  row('SSE time to first byte p99, ms', (t) => t.sse_ttfb?.p99, 3, true);
+  row('SSE time to first byte p50, ms', (t) => t.sse_ttfb?.p50, 3);
+  row('SSE time to first byte p99, ms', (t) => t.sse_ttfb?.p99, 3);
   row(
     'proxy RSS peak under load, MiB',
     (t) => (t.rss_peak_mib ? t.rss_peak_mib : undefined),
     0,
     true,
   );
-  row('proxy CPU per request (1 KiB), us', (t) => cpuPerReq(t.sat_small), 0, true);
+  row('proxy CPU per request (1 KiB), us', (t) => cpuPerReq(t.sat_small), 0);
   const added = ids
     .filter((id) => id !== 'direct')
     .map(

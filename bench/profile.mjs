@@ -54,12 +54,44 @@ export function summarise(profile) {
       }
     }
   }
+  // Busy time by component: each sample goes to the first matching rule over its stack
+  // (leaf to root), so e.g. a SHA-256 inside the audit writer counts as audit.
+  const RULES = [
+    ['(idle)', /^\(idle\)$/],
+    ['garbage collection', /^\(garbage collector\)$/],
+    ['audit (writer, chain, SQLite store)', /dist\/(audit|store)\//],
+    ['scrub (response headers and body)', /dist\/(scrub\/|proxy\/response)/],
+    ['lease and signature verification, digest', /protocol\/dist\//],
+    ['policy', /dist\/policy\//],
+    ['mechanic and vault (credential injection)', /dist\/(mechanics|vault)\//],
+    ['upstream client (undici)', /undici\//],
+    ['pipeline (routing, body, records)', /dist\/proxy\//],
+  ];
+  const categories = new Map();
+  for (const [id, us] of counts) {
+    let cat = 'HTTP server, sockets, streams, other';
+    outer: for (const [label, re] of RULES) {
+      for (let cur = id; cur !== undefined; cur = parent.get(cur)) {
+        const f = byId.get(cur).callFrame;
+        if (re.test(f.url || f.functionName)) {
+          cat = label;
+          break outer;
+        }
+      }
+    }
+    categories.set(cat, (categories.get(cat) ?? 0) + us);
+  }
   const top = (m, n) =>
     [...m.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
       .map(([k, us]) => ({ name: k, ms: us / 1000, pct: (100 * us) / total }));
-  return { total_ms: total / 1000, self: top(self, 30), files: top(fileIncl, 30) };
+  return {
+    total_ms: total / 1000,
+    self: top(self, 30),
+    files: top(fileIncl, 30),
+    categories: top(categories, 20),
+  };
 }
 
 export async function run() {
@@ -103,6 +135,12 @@ export async function run() {
     `# Nexus CPU profile (${alg} agent, 1 KiB POST, wrk 64 connections, ${SECONDS} s)`,
     '',
     `${machine().date}; ${fmt(rps)} req/s under the profiler; profile: ${path}; ${fmt(s.total_ms)} ms profiled (includes start-up and idle).`,
+    '',
+    '## Main-thread time by component',
+    '',
+    '| component | ms | % |',
+    '| --- | ---: | ---: |',
+    ...s.categories.map((x) => `| ${x.name} | ${fmt(x.ms)} | ${fmt(x.pct, 1)} |`),
     '',
     '## Top functions by self time',
     '',

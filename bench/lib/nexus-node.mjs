@@ -6,7 +6,8 @@
 // to a JSON file. Usage: node nexus-node.mjs <spec.json>. Prints "nexus bench ready".
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateAgentKey } from '../../packages/protocol/dist/index.js';
+import { randomBytes } from 'node:crypto';
+import { generateAgentKey, signLease } from '../../packages/protocol/dist/index.js';
 import {
   createLogger,
   initNode,
@@ -76,15 +77,46 @@ await initNode(config);
 const node = await startNexus({ config, logger: createLogger('warn') });
 await node.vault.set('bench-token', { value: 'bench-secret-token-0123456789abcdef' });
 
+// Up to DIRECT_MINT_OVER agents enroll through the Authority (one-time token -> lease, as
+// `nexus agent enroll` does). Past that (the growth scenario's 100,000 leases), leases are
+// signed directly with the Authority's active key, with the claims the Authority issues,
+// without the per-lease store row: enrollment writes three fsync'd rows per lease, and the
+// proxy's request path never reads a lease row (it verifies the JWT and checks the
+// in-memory revocation state).
+const DIRECT_MINT_OVER = 1000;
+const total = spec.agents.reduce((n, a) => n + a.count, 0);
 const leases = [];
+const issuer = config.authority.issuer;
+const aud = config.proxy.public_url;
 for (const a of spec.agents) {
   for (let i = 0; i < a.count; i++) {
     const name = a.count === 1 ? a.name : `${a.name}-${i}`;
     const key = await generateAgentKey(a.alg, { extractable: true });
-    const { token } = await node.authority.createEnrollmentToken(name);
-    const issued = await node.authority.enroll(token, key.publicJwk);
+    let lease;
+    if (total <= DIRECT_MINT_OVER) {
+      const { token } = await node.authority.createEnrollmentToken(name);
+      lease = (await node.authority.enroll(token, key.publicJwk)).lease;
+    } else {
+      const signing = node.authority.keys.active();
+      const now = Math.floor(Date.now() / 1000);
+      lease = await signLease(
+        {
+          iss: issuer,
+          sub: `nexus://${config.authority.trust_domain}/agent/${name}`,
+          aud,
+          iat: now,
+          nbf: now,
+          exp: now + 3600,
+          jti: randomBytes(16).toString('base64url'),
+          cnf: { jwk: key.publicJwk },
+          scope: 'bench',
+        },
+        signing.privateKey,
+        { kid: signing.kid, alg: signing.alg },
+      );
+    }
     const privateJwk = await globalThis.crypto.subtle.exportKey('jwk', key.privateKey);
-    leases.push({ agent: name, alg: a.alg, lease: issued.lease, privateJwk });
+    leases.push({ agent: name, alg: a.alg, lease, privateJwk });
   }
 }
 writeFileSync(spec.leasesOut, JSON.stringify(leases));
