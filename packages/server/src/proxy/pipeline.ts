@@ -354,7 +354,9 @@ export function createPipeline(deps: PipelineDeps) {
       });
       redactions += scrubber.headerRedactions;
       res.writeHead(status, scrubber.headers);
-      res.flushHeaders();
+      // A streamed response (no upstream Content-Length: SSE, chunked) gets its headers at
+      // once; a sized one sends them with its first body bytes, in one write instead of two.
+      if (upstream.headers['content-length'] === undefined) res.flushHeaders();
       const counter = new Transform({
         transform(chunk: Buffer, _enc, cb) {
           bytesOut += chunk.length;
