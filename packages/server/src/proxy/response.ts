@@ -31,16 +31,27 @@ export interface ResponseScrubber {
 // (two services on one host, a shared log) still cannot hand it to an agent. The union is
 // bounded; compiling the Aho-Corasick automaton is the costly part, so it is rebuilt only
 // when a new secret appears.
-const MAX_REMEMBERED_SECRETS = 10_000;
+//
+// MUST: the request's own secrets are always in the matcher. They are moved to the young
+// end first (least recently used goes first), so an eviction can never drop them.
+// MUST: the bound stays small. Every new derived token (OAuth refresh, token exchange per
+// lease, daily SigV4 key) recompiles the union synchronously, at a cost linear in its size:
+// at 10 000 secrets that stalled the event loop for seconds per new token and took
+// gigabytes (security suite, issue 6).
+export const MAX_REMEMBERED_SECRETS = 64;
 const remembered = new Set<string>();
 let unionMatcher: Matcher | undefined;
 let unionMinLength = -1;
 
 function matcherFor(secrets: readonly string[], minLength: number): Matcher {
-  for (const s of secrets) {
-    if (Buffer.byteLength(s) < minLength || remembered.has(s)) continue;
-    if (remembered.size >= MAX_REMEMBERED_SECRETS) {
-      // Forget the oldest; the request's own secrets are always re-added below.
+  const own = secrets.filter((s) => Buffer.byteLength(s) >= minLength);
+  for (const s of own) {
+    if (remembered.delete(s)) remembered.add(s);
+  }
+  for (const s of own) {
+    if (remembered.has(s)) continue;
+    if (remembered.size >= Math.max(MAX_REMEMBERED_SECRETS, own.length)) {
+      // Forget the least recently used: never one of this request's (they are youngest).
       const oldest = remembered.values().next().value;
       if (oldest !== undefined) remembered.delete(oldest);
     }
