@@ -555,7 +555,8 @@ describe('lease expiry at the proxy', () => {
     try {
       const raw = await rawAgent(node, 'bot');
       const headers = await signed(node, raw, '/echo/late');
-      await new Promise((r) => setTimeout(r, 3500));
+      // Lease times are whole seconds: 4.5 s is past exp (2 s) + skew (1 s) at any phase.
+      await new Promise((r) => setTimeout(r, 4500));
       const r = await send(node.proxyUrl, '/echo/late', { headers });
       expect(r.status).toBe(401);
       expect(problemCode(r)).toBe('lease_expired');
