@@ -505,6 +505,26 @@ describe('the proxy end to end', () => {
     for (const f of leakForms()) expect(r.stdout).not.toContain(f);
   });
 
+  it('the nexus run sidecar refuses requests addressed to another host (DNS rebinding)', async () => {
+    upstream.reset();
+    const r = await node.cli(
+      [
+        'run',
+        '--agent',
+        'bot',
+        '--',
+        'sh',
+        '-c',
+        'curl -s -H "Host: evil.example:80" "$NEXUS_PROXY/echo/x"; echo; curl -s -o /dev/null -w "%{http_code}" "$NEXUS_PROXY/echo/y"',
+      ],
+      { env: { NEXUS_OPERATOR_TOKEN: node.operatorToken } },
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('"code":"forbidden"');
+    expect(r.stdout.trim().endsWith('200')).toBe(true);
+    expect(upstream.requests.map((q) => q.url)).toEqual(['/y']);
+  });
+
   it('fails closed with 503 audit_unavailable when the audit cannot be written', async () => {
     upstream.reset();
     const db = new Database(join(node.dir, '.nexus', 'nexus.db'));

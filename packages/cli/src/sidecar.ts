@@ -62,9 +62,22 @@ export async function startSidecar(
   agent: NexusAgent,
   options: { intent?: string; maxBodyBytes?: number } = {},
 ): Promise<Sidecar> {
+  let port = 0;
   const server: Server = createServer((req, res) => {
     void (async () => {
       try {
+        // MUST: only loopback names for this very port. A web page that rebinds its own
+        // DNS name to 127.0.0.1 sends its own Host and is refused here.
+        const host = req.headers.host ?? '';
+        if (![`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].includes(host)) {
+          problem(
+            res,
+            403,
+            'forbidden',
+            'the sidecar answers only requests addressed to its loopback port',
+          );
+          return;
+        }
         const target = req.url ?? '/';
         const m = /^\/([^/?]+)(.*)$/.exec(target);
         if (m === null || !target.startsWith('/')) {
@@ -125,7 +138,7 @@ export async function startSidecar(
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
   });
-  const { port } = server.address() as AddressInfo;
+  port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,
     close: () =>
