@@ -1,7 +1,14 @@
 // Bench entry: runs every registered scenario, or one with `--only NAME`.
 // To add a scenario: write bench/<name>.mjs exporting `name` and `async run()`, and list
 // it in SCENARIOS below. Run with `npm run bench` (builds first).
-const SCENARIOS = ['./protocol.mjs', './paths.mjs', './growth.mjs', './audit.mjs', './profile.mjs'];
+const SCENARIOS = [
+  './protocol.mjs',
+  './paths.mjs',
+  './growth.mjs',
+  './audit.mjs',
+  './threads.mjs',
+  './profile.mjs',
+];
 
 const args = process.argv.slice(2);
 const onlyIndex = args.indexOf('--only');
