@@ -505,6 +505,81 @@ describe('the proxy end to end', () => {
     for (const f of leakForms()) expect(r.stdout).not.toContain(f);
   });
 
+  it('a reload while a request body is still arriving does not break that request', async () => {
+    upstream.reset();
+    const raw = await rawAgent(node, 'bot');
+    const body = JSON.stringify({ part: 'a'.repeat(2000) });
+    const headers = await signed(node, raw, '/echo/slow-upload', { method: 'POST', body });
+    const u = new URL(node.proxyUrl);
+    const done = new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: '/echo/slow-upload',
+          method: 'POST',
+          headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+          agent: false,
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.write(body.slice(0, 100));
+      void node
+        .cli(['reload'])
+        .then((r) => {
+          expect(r.code).toBe(0);
+          req.end(body.slice(100));
+        })
+        .catch(reject);
+    });
+    expect(await done).toBe(200);
+    expect(upstream.requests[0]?.body.toString()).toBe(body);
+  });
+
+  it('forwards only content codings the scrubber can decode, and no rewrite headers', async () => {
+    upstream.reset();
+    await agent.fetch('echo', '/codings', {
+      headers: { 'accept-encoding': 'zstd, gzip;q=0.8, *', 'x-original-url': '/admin/users' },
+    });
+    expect(upstream.requests[0]?.headers['accept-encoding']).toBe('gzip;q=0.8');
+    expect(upstream.requests[0]?.headers['x-original-url']).toBeUndefined();
+  });
+
+  it('refuses dot segments hidden behind matrix parameters', async () => {
+    upstream.reset();
+    const raw = await rawAgent(node, 'bot');
+    for (const path of ['/echo/public/..;/admin/x', '/echo/public/..%3Bx/admin']) {
+      const r = await send(node.proxyUrl, path, { headers: await signed(node, raw, '/echo/x') });
+      expect(problemCode(r), path).toBe('path_invalid');
+    }
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('the nexus run sidecar refuses browser requests and the Authority endpoints', async () => {
+    upstream.reset();
+    const r = await node.cli(
+      [
+        'run',
+        '--agent',
+        'bot',
+        '--',
+        'sh',
+        '-c',
+        'curl -s -X POST -H "Origin: https://evil.example" "$NEXUS_PROXY/echo/x"; echo; curl -s -X POST "$NEXUS_PROXY/v1/leases/renew"; echo',
+      ],
+      { env: { NEXUS_OPERATOR_TOKEN: node.operatorToken } },
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('"code":"forbidden"');
+    expect(r.stdout).toContain('"code":"service_unknown"');
+    expect(r.stdout).not.toMatch(/eyJ[A-Za-z0-9_-]+\.eyJ/);
+    expect(upstream.requests).toHaveLength(0);
+  });
+
   it('the nexus run sidecar refuses requests addressed to another host (DNS rebinding)', async () => {
     upstream.reset();
     const r = await node.cli(

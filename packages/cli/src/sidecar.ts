@@ -9,6 +9,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { NexusError } from '@nexus/protocol';
 import type { NexusAgent } from '@nexus/sdk';
 import { NexusAgentError } from '@nexus/sdk';
 
@@ -46,7 +48,9 @@ async function readAll(req: IncomingMessage, max: number): Promise<Buffer> {
   let total = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
     total += c.length;
-    if (total > max) throw new NexusAgentError('body_too_large', 'request body too large');
+    if (total > max) {
+      throw new NexusAgentError('body_too_large', 'request body too large', { status: 413 });
+    }
     chunks.push(c);
   }
   return Buffer.concat(chunks);
@@ -78,10 +82,22 @@ export async function startSidecar(
           );
           return;
         }
+        // MUST: no browser request. A page on any site can send a simple cross-origin POST
+        // to a loopback port; browsers mark those with Origin / Sec-Fetch-Site, tools do not.
+        const site = req.headers['sec-fetch-site'];
+        if (req.headers.origin !== undefined || (site !== undefined && site !== 'none')) {
+          problem(res, 403, 'forbidden', 'the sidecar does not answer browser requests');
+          return;
+        }
         const target = req.url ?? '/';
         const m = /^\/([^/?]+)(.*)$/.exec(target);
         if (m === null || !target.startsWith('/')) {
           problem(res, 400, 'request_invalid', 'use $NEXUS_PROXY/<service>/<path>');
+          return;
+        }
+        // The Authority's endpoints (lease renewal, discovery) are the sidecar's own business.
+        if (m[1] === 'v1' || m[1] === '.well-known') {
+          problem(res, 404, 'service_unknown', 'use $NEXUS_PROXY/<service>/<path>');
           return;
         }
         const headers: Record<string, string> = {};
@@ -109,10 +125,17 @@ export async function startSidecar(
           res.end();
           return;
         }
-        Readable.fromWeb(upstream.body as never).pipe(res);
+        // pipeline: an upstream cut off mid-body aborts this response (no crash), and a
+        // child that hangs up cancels the download from the proxy.
+        await pipeline(Readable.fromWeb(upstream.body as never), res).catch(() => res.destroy());
       } catch (err) {
         if (res.headersSent) {
           res.destroy();
+          return;
+        }
+        if (err instanceof NexusError) {
+          // Refused before sending (bad intent, lease expired): the protocol's own code.
+          problem(res, err.status, err.code, err.message);
           return;
         }
         if (err instanceof NexusAgentError) {

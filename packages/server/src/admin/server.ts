@@ -357,7 +357,11 @@ export function createAdminHandler(deps: AdminDeps) {
       const values = match.pattern.exec(url.pathname)?.slice(1) ?? [];
       const params: Record<string, string> = {};
       match.keys.forEach((k, i) => {
-        params[k] = decodeURIComponent(values[i] ?? '');
+        try {
+          params[k] = decodeURIComponent(values[i] ?? '');
+        } catch {
+          throw new NexusError('validation_failed', 'malformed percent-encoding in the path');
+        }
       });
       const body =
         req.method === 'GET' || req.method === 'DELETE' ? undefined : await readJson(req);

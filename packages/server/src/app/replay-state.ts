@@ -33,8 +33,9 @@ export async function restoreReplayState(
   } else if (state === 'running') {
     notBefore = startedAt;
   }
-  await store.setMeta(SNAPSHOT, '[]');
+  // `running` first: a crash between the two writes must leave the barrier in force.
   await store.setMeta(STATE, 'running');
+  await store.setMeta(SNAPSHOT, '[]');
   return notBefore;
 }
 

@@ -144,6 +144,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // Known once the admin listener is bound (OAuth connection redirect URIs).
     let adminBase: string | undefined = undefined;
     let pools: Dispatcher[] = [];
+    const retirers = new WeakMap<ServiceRuntime, () => void>();
     const buildServices = (
       cfg: Config,
       into: Map<string, ServiceRuntime>,
@@ -164,21 +165,45 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           connections: 128,
         });
         poolsOut.push(pool);
-        into.set(svc.name, {
+        const mechanic = def.create(svc.name, def.optionsSchema.parse(authOptions), {
+          clock,
+          upstream: { ca, connectTimeoutMs: svc.timeouts.connect },
+          vault,
+          adminUrl: () => adminBase,
+        });
+        // In-flight requests hold the runtime; a reload retires it and the pool and
+        // mechanic close when the last of them is done.
+        let holders = 0;
+        let retired = false;
+        const closeRuntime = () => {
+          void pool.close().catch(() => undefined);
+          void mechanic.close?.().catch(() => undefined);
+        };
+        const runtime: ServiceRuntime = {
           name: svc.name,
           upstream,
-          mechanic: def.create(svc.name, def.optionsSchema.parse(authOptions), {
-            clock,
-            upstream: { ca, connectTimeoutMs: svc.timeouts.connect },
-            vault,
-            adminUrl: () => adminBase,
-          }),
+          mechanic,
           credential: svc.auth.credential,
           removeHeaders: svc.scrub.remove_headers,
           dispatcher: pool,
           headersTimeoutMs: svc.timeouts.headers,
           bodyTimeoutMs: svc.timeouts.body,
+          acquire: () => {
+            holders++;
+            let released = false;
+            return () => {
+              if (released) return;
+              released = true;
+              holders--;
+              if (retired && holders === 0) closeRuntime();
+            };
+          },
+        };
+        retirers.set(runtime, () => {
+          retired = true;
+          if (holders === 0) closeRuntime();
         });
+        into.set(svc.name, runtime);
       }
     };
     buildServices(config, services, pools);
@@ -302,14 +327,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     logger.info({ proxy: proxyUrl, admin: adminUrl, policy_hash: policy.hash }, 'nexus listening');
 
     let closing: Promise<void> | undefined;
-    const RELOADABLE = new Set([
-      'services',
-      'agents',
-      'policies',
-      'scrub',
-      'base_dir',
-      'master_key',
-    ]);
+    // scrub.min_secret_length is read once at start: a change is reported, not applied.
+    const RELOADABLE = new Set(['services', 'agents', 'policies', 'base_dir', 'master_key']);
     async function reload(): Promise<ReloadResult> {
       if (options.reloadConfig === undefined)
         throw new NexusError('internal_error', 'reload not available');
@@ -326,7 +345,6 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       buildServices(next, fresh, freshPools);
       await authority.syncConfigAgents(next.agents);
       const old = [...services.values()];
-      const oldPools = pools;
       // Swap: the next request sees the new services and policy.
       services.clear();
       for (const [k, v] of fresh) services.set(k, v);
@@ -338,11 +356,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         const c = connectionsOf(svc.mechanic);
         if (c !== undefined) connections.set(svc.name, c);
       }
-      // Old pools finish their in-flight requests before closing.
-      void Promise.all([
-        ...oldPools.map((p) => p.close().catch(() => undefined)),
-        ...old.map((svc) => svc.mechanic.close?.().catch(() => undefined)),
-      ]);
+      // Replaced runtimes close once their in-flight requests are done.
+      for (const svc of old) retirers.get(svc)?.();
       logger.info(
         { services: services.size, policy_hash: policy.hash, restart_required: restartRequired },
         'configuration reloaded',
@@ -384,12 +399,14 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           clearTimeout(timer);
           clearInterval(idle);
           clearInterval(rotationTimer);
-          await audit.close();
-          await saveReplayState(store, replay);
           await Promise.all(pools.map((p) => p.close()));
           await Promise.all(
             [...services.values()].map((s) => s.mechanic.close?.().catch(() => undefined)),
           );
+          // Outcome records of the last requests are appended before the final checkpoint.
+          await new Promise((r) => setImmediate(r));
+          await audit.close();
+          await saveReplayState(store, replay);
           await store.close();
           logger.info('nexus stopped');
         })();

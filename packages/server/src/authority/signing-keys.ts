@@ -82,7 +82,16 @@ export class SigningKeys {
    * Creates a new active key; the previous active key is retired and verifies until
    * `now + maxLeaseTtlMs` (no lease it signed can outlive that).
    */
+  // Rotations run one at a time (the hourly timer and the admin API may race).
+  #rotating: Promise<unknown> = Promise.resolve();
+
   async rotate(alg: AuthorityAlg, maxLeaseTtlMs: number): Promise<LoadedKey> {
+    const run = this.#rotating.then(() => this.#rotate(alg, maxLeaseTtlMs));
+    this.#rotating = run.catch(() => undefined);
+    return run;
+  }
+
+  async #rotate(alg: AuthorityAlg, maxLeaseTtlMs: number): Promise<LoadedKey> {
     const now = this.clock();
     const { publicKey, privateKey } = generate(alg);
     const kid = randomBytes(8).toString('hex');

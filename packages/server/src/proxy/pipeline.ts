@@ -49,6 +49,11 @@ export interface ServiceRuntime {
   readonly dispatcher: Dispatcher;
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
+  /**
+   * Marks the runtime in use by one request; the returned function releases it. A reload
+   * closes a replaced runtime's pool and mechanic only once no request holds it.
+   */
+  readonly acquire?: () => () => void;
 }
 
 export interface PolicyDecision {
@@ -181,6 +186,20 @@ export function createPipeline(deps: PipelineDeps) {
   }
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let release: (() => void) | undefined;
+    try {
+      await handleRequest(req, res, (r) => (release = r));
+    } finally {
+      release?.();
+    }
+  };
+
+  async function handleRequest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    hold: (release: (() => void) | undefined) => void,
+  ): Promise<void> {
+    let release: (() => void) | undefined;
     const t: Trace = {
       requestId: randomId(12),
       started: clock(),
@@ -197,6 +216,7 @@ export function createPipeline(deps: PipelineDeps) {
       t.path = route.path;
       service = deps.services.get(route.service);
       if (service === undefined) throw new NexusError('service_unknown');
+      release = service.acquire?.();
       t.service = service.name;
       rejectDuplicates(req);
 
@@ -251,12 +271,13 @@ export function createPipeline(deps: PipelineDeps) {
       });
       if (t.decision.decision !== 'allow') throw new NexusError('policy_denied');
     } catch (err) {
+      hold(release);
       await reject(res, t, err, bodyConsumed);
       return;
     }
-
+    hold(release);
     await forward(req, res, t, service, route, body);
-  };
+  }
 
   async function forward(
     req: IncomingMessage,
@@ -288,8 +309,9 @@ export function createPipeline(deps: PipelineDeps) {
     let errorCode: string | undefined;
     let secrets: readonly string[] = [];
     let audited = false;
+    let upstream: Dispatcher.ResponseData | undefined;
+    let piped = false;
     try {
-      let upstream: Dispatcher.ResponseData | undefined;
       for (let attempt = 0; attempt < 2; attempt++) {
         const out: OutboundRequest = {
           method: t.method,
@@ -340,6 +362,7 @@ export function createPipeline(deps: PipelineDeps) {
           (await service.mechanic.onUnauthorized(ctx))
         ) {
           await upstream.body.dump();
+          upstream = undefined;
           continue;
         }
         break;
@@ -363,12 +386,17 @@ export function createPipeline(deps: PipelineDeps) {
           cb(null, chunk);
         },
       });
+      piped = true;
       try {
         await pipeline(upstream.body, scrubber.body, counter, res);
       } finally {
         redactions += scrubber.bodyRedactions();
       }
     } catch (err) {
+      // An upstream body we never read would hold its pooled connection open.
+      if (upstream !== undefined && !piped) {
+        upstream.body.on('error', () => undefined).destroy();
+      }
       const code = upstreamErrorCode(err);
       errorCode = code;
       if (!res.headersSent) {
@@ -446,6 +474,7 @@ export function upstreamErrorCode(err: unknown): ErrorCode {
     case 'EAI_AGAIN':
     case 'UND_ERR_SOCKET':
     case 'UND_ERR_CLOSED':
+    case 'UND_ERR_DESTROYED':
     case 'CERT_HAS_EXPIRED':
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
     case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':

@@ -63,7 +63,9 @@ export function parseRoute(target: string): Route {
     const s = segments[i];
     // An empty segment is allowed only as a trailing slash.
     if (s === '' && i !== segments.length - 1) throw new NexusError('path_invalid');
-    if (s === '.' || s === '..') throw new NexusError('path_invalid');
+    // `..;x` and `..%3Bx` are `..` to servers that strip matrix parameters (Tomcat, Jetty).
+    const bare = (s ?? '').split(/;|%3[bB]/)[0];
+    if (bare === '.' || bare === '..') throw new NexusError('path_invalid');
   }
   let path: string;
   try {

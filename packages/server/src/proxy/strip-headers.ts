@@ -44,6 +44,14 @@ const ALWAYS_DROPPED: ReadonlySet<string> = new Set([
   'x-forwarded-host',
   'x-forwarded-proto',
   'x-real-ip',
+  // rewrite and routing headers some servers and frameworks honour (IIS, Symfony...)
+  'x-original-url',
+  'x-rewrite-url',
+  'x-forwarded-prefix',
+  'x-forwarded-port',
+  'x-forwarded-server',
+  'x-original-host',
+  'x-host',
 ]);
 
 /**
@@ -68,5 +76,26 @@ export function forwardableRequestHeaders(
     if (name.startsWith('nexus-')) continue;
     out[name] = values.join(', ');
   }
+  const accept = out['accept-encoding'];
+  if (accept !== undefined) {
+    const limited = limitAcceptEncoding(accept);
+    if (limited === '') delete out['accept-encoding'];
+    else out['accept-encoding'] = limited;
+  }
   return out;
+}
+
+/** Content codings the response scrubber can decode (scrub/body.ts). */
+const DECODABLE = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identity']);
+
+/**
+ * Keeps only codings the scrubber can decode. An agent asking for `zstd` (or `*`) would
+ * otherwise get an upstream response Nexus must refuse, and could tie up connections.
+ */
+export function limitAcceptEncoding(value: string): string {
+  return value
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => DECODABLE.has((t.split(';')[0] ?? '').trim().toLowerCase()))
+    .join(', ');
 }
