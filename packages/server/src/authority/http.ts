@@ -3,15 +3,11 @@
  * issue (enrollment) and signed renewal.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import {
-  NexusError,
-  isNexusError,
-  verifyRequestBody,
-  verifyRequestSignature,
-} from '@nexus/protocol';
+import { NexusError, isNexusError, verifyRequestBody } from '@nexus/protocol';
 import type { Authority, IssuedLease } from './authority.js';
 import type { ReplayCache } from '../proxy/replay-cache.js';
 import { readBody } from '../proxy/read-body.js';
+import { createRequestVerifier } from '../proxy/verify-request.js';
 import { sendProblem } from '../proxy/problem.js';
 import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
@@ -52,6 +48,7 @@ function leaseResponse(issued: IssuedLease, agent: string, proxyUrl: string) {
 
 export function createAuthorityHandler(deps: AuthorityHttpDeps) {
   const { authority } = deps;
+  const verifyHeaders = createRequestVerifier({ ...deps, audience: deps.publicUrl });
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const requestId = randomId(12);
     res.setHeader('nexus-request-id', requestId);
@@ -82,28 +79,7 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
       }
       if (path === '/v1/leases/renew') {
         if (req.method !== 'POST') throw new NexusError('method_not_allowed');
-        const verified = await verifyRequestSignature({
-          method: req.method,
-          url: deps.publicUrl + (req.url ?? ''),
-          headers: req.headers,
-          issuer: deps.issuer,
-          audience: deps.publicUrl,
-          getAuthorityKey: async (header: { kid?: string }) => {
-            const key = authority.keys.publicKey(header.kid);
-            if (key === undefined) throw new NexusError('lease_invalid');
-            return key;
-          },
-          isRevoked: (claims) => authority.isRevoked(claims),
-          now: deps.clock,
-          skewSeconds: deps.signatureSkewSeconds,
-          leaseSkewSeconds: deps.leaseSkewSeconds,
-        });
-        if (
-          deps.notBefore > 0 &&
-          verified.created * 1000 <= deps.notBefore + deps.signatureSkewSeconds * 1000
-        ) {
-          throw new NexusError('signature_expired');
-        }
+        const verified = await verifyHeaders(req);
         const body = await readBody(req, MAX_AUTHORITY_BODY);
         await verifyRequestBody(verified, req.headers, body);
         deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);

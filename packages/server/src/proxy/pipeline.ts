@@ -17,7 +17,6 @@ import {
   NexusError,
   isNexusError,
   verifyRequestBody,
-  verifyRequestSignature,
   type ErrorCode,
   type VerifiedRequest,
 } from '@nexus/protocol';
@@ -33,6 +32,7 @@ import { parseRoute, type Route } from './route.js';
 import { forwardableRequestHeaders } from './strip-headers.js';
 import type { ReplayCache } from './replay-cache.js';
 import { readBody } from './read-body.js';
+import { createRequestVerifier } from './verify-request.js';
 import { sendProblem } from './problem.js';
 import { createResponseScrubber } from './response.js';
 import { randomId } from '../util/ids.js';
@@ -153,6 +153,7 @@ function baseRecord(t: Trace, kind: AuditRecord['kind'], now: number): AuditReco
 /** Builds the request handler for the proxy listener's service routes. */
 export function createPipeline(deps: PipelineDeps) {
   const { clock, logger } = deps;
+  const verifyHeaders = createRequestVerifier({ ...deps, clock });
 
   async function reject(
     res: ServerResponse,
@@ -218,35 +219,9 @@ export function createPipeline(deps: PipelineDeps) {
       if (service === undefined) throw new NexusError('service_unknown');
       release = service.acquire?.();
       t.service = service.name;
-      rejectDuplicates(req);
-
-      const verified = await verifyRequestSignature({
-        method: t.method,
-        url: deps.publicUrl + (req.url ?? ''),
-        headers: req.headers,
-        issuer: deps.issuer,
-        audience: deps.audience,
-        getAuthorityKey: async (header: { kid?: string }) => {
-          const key = deps.authority.keys.publicKey(header.kid);
-          if (key === undefined) throw new NexusError('lease_invalid');
-          return key;
-        },
-        isRevoked: (claims) => deps.authority.isRevoked(claims),
-        now: clock,
-        skewSeconds: deps.signatureSkewSeconds,
-        leaseSkewSeconds: deps.leaseSkewSeconds,
-      });
+      const verified = await verifyHeaders(req);
       t.verified = verified;
       t.lease = req.headers['workload-identity-token'] as string | undefined;
-      if (
-        deps.notBefore > 0 &&
-        verified.created * 1000 <= deps.notBefore + deps.signatureSkewSeconds * 1000
-      ) {
-        // Possibly signed before this process started (allowing for the signer's clock
-        // skew): its nonce may have been used with the previous process, whose replay
-        // cache is gone. The signer re-signs (the SDK does so by itself).
-        throw new NexusError('signature_expired');
-      }
       const agent = deps.authority.agent(verified.agent);
       if (agent === undefined) throw new NexusError('lease_invalid');
       if (agent.disabled) throw new NexusError('agent_disabled');
@@ -429,31 +404,6 @@ export function createPipeline(deps: PipelineDeps) {
             ),
           );
     }
-  }
-}
-
-/**
- * Security-relevant headers must arrive once. Node keeps the first of some duplicated
- * headers and joins others; either way the signer and the proxy could read different
- * values, so duplicates are refused outright.
- */
-const SINGLE_HEADERS = [
-  'workload-identity-token',
-  'signature',
-  'signature-input',
-  'nexus-intent',
-  'content-digest',
-  'content-type',
-  'content-length',
-  'transfer-encoding',
-  'host',
-];
-
-function rejectDuplicates(req: IncomingMessage): void {
-  const distinct = req.headersDistinct;
-  for (const name of SINGLE_HEADERS) {
-    const values = distinct[name];
-    if (values !== undefined && values.length > 1) throw new NexusError('request_invalid');
   }
 }
 
