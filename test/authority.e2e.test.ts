@@ -7,20 +7,12 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { enroll, NexusAgentError } from '@nexus/sdk';
+import { enroll } from '@nexus/sdk';
+import { codeOf } from './helpers/agents.js';
 import { startNode, runCli, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const SECRET = 'sk-live-authority-e2e-0123456789abcdef';
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (e) {
-    return (e as NexusAgentError).code;
-  }
-}
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];

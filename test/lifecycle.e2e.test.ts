@@ -7,8 +7,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateAgentKey, signRequest } from '@nexus/protocol';
+import { signRequest } from '@nexus/protocol';
 import { enroll } from '@nexus/sdk';
+import { rawAgent } from './helpers/agents.js';
 import { startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -50,13 +51,7 @@ describe('node lifecycle', () => {
   });
 
   it('a request accepted before a clean restart cannot be replayed after it', async () => {
-    const { privateKey, publicJwk } = await generateAgentKey('ed25519');
-    const res = await fetch(`${node.proxyUrl}/v1/leases`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ enrollment_token: await node.enrollmentToken('bot'), jwk: publicJwk }),
-    });
-    const { lease } = (await res.json()) as { lease: string };
+    const { lease, key: privateKey } = await rawAgent(node, 'bot');
     const headers = await signRequest({
       method: 'GET',
       url: `${node.proxyUrl}/echo/once`,
@@ -73,13 +68,7 @@ describe('node lifecycle', () => {
 
   it('after a crash, signatures that may predate the start are refused and the SDK re-signs', async () => {
     const agent = await node.enroll('bot');
-    const { privateKey, publicJwk } = await generateAgentKey('ed25519');
-    const res = await fetch(`${node.proxyUrl}/v1/leases`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ enrollment_token: await node.enrollmentToken('bot'), jwk: publicJwk }),
-    });
-    const { lease } = (await res.json()) as { lease: string };
+    const { lease, key: privateKey } = await rawAgent(node, 'bot');
     const headers = await signRequest({
       method: 'GET',
       url: `${node.proxyUrl}/echo/crash`,

@@ -10,40 +10,14 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateAgentKey, signRequest, type CryptoKey } from '@nexus/protocol';
-import { NexusAgentError, type NexusAgent } from '@nexus/sdk';
+import { signRequest } from '@nexus/protocol';
+import type { NexusAgent } from '@nexus/sdk';
+import { codeOf, rawAgent, type RawAgent } from './helpers/agents.js';
 import { startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const SECRET = 'ghp_proxyE2EsecretValue0123456789abcdef';
 const PASSWORD = 'hunter2-is-a-long-password';
-
-interface RawAgent {
-  lease: string;
-  key: CryptoKey;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (e) {
-    return (e as NexusAgentError).code;
-  }
-}
-
-/** Enrolls with a key we hold ourselves, to craft requests the SDK would never send. */
-async function rawAgent(node: TestNode, agent: string): Promise<RawAgent> {
-  const token = await node.enrollmentToken(agent);
-  const { privateKey, publicJwk } = await generateAgentKey('ed25519');
-  const res = await fetch(`${node.proxyUrl}/v1/leases`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ enrollment_token: token, jwk: publicJwk }),
-  });
-  expect(res.status).toBe(201);
-  return { lease: ((await res.json()) as { lease: string }).lease, key: privateKey };
-}
 
 interface RawResponse {
   status: number;
