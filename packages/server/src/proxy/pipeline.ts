@@ -187,20 +187,20 @@ export function createPipeline(deps: PipelineDeps) {
   }
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let release: (() => void) | undefined;
+    // The service runtime this request uses stays open until the request is done.
+    const held: { release?: () => void } = {};
     try {
-      await handleRequest(req, res, (r) => (release = r));
+      await handleRequest(req, res, held);
     } finally {
-      release?.();
+      held.release?.();
     }
   };
 
   async function handleRequest(
     req: IncomingMessage,
     res: ServerResponse,
-    hold: (release: (() => void) | undefined) => void,
+    held: { release?: () => void },
   ): Promise<void> {
-    let release: (() => void) | undefined;
     const t: Trace = {
       requestId: randomId(12),
       started: clock(),
@@ -217,7 +217,7 @@ export function createPipeline(deps: PipelineDeps) {
       t.path = route.path;
       service = deps.services.get(route.service);
       if (service === undefined) throw new NexusError('service_unknown');
-      release = service.acquire?.();
+      held.release = service.acquire?.();
       t.service = service.name;
       const verified = await verifyHeaders(req);
       t.verified = verified;
@@ -246,11 +246,9 @@ export function createPipeline(deps: PipelineDeps) {
       });
       if (t.decision.decision !== 'allow') throw new NexusError('policy_denied');
     } catch (err) {
-      hold(release);
       await reject(res, t, err, bodyConsumed);
       return;
     }
-    hold(release);
     await forward(req, res, t, service, route, body);
   }
 
