@@ -229,8 +229,14 @@ describe('authority, vault and store end to end', () => {
 
   it('rotates the master key without downtime', async () => {
     const agent = await node.enroll('bot');
+    const keyFile = join(node.dir, '.nexus', 'master.key');
+    const before = await readFile(keyFile, 'utf8');
     const r = await node.cli(['vault', 'rotate-master-key']);
     expect(r.code).toBe(0);
+    expect(r.stdout).toContain('now version 2');
+    const after = await readFile(keyFile, 'utf8');
+    expect(after).not.toBe(before);
+    expect(after).toMatch(/^v2:/m);
     upstream.reset();
     expect((await agent.fetch('echo', '/after-rotation')).status).toBe(200);
     expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${SECRET}-v2`);

@@ -13,6 +13,7 @@ import { openConfiguredStore } from './open-store.js';
 import { authoritySettings, keyringFor } from './init.js';
 import type { Store } from '../store/store.js';
 import { createVault, type Vault } from '../vault/vault.js';
+import { generateMasterKey } from '../vault/master-key.js';
 import { Authority } from '../authority/authority.js';
 import { createAuthorityHandler } from '../authority/http.js';
 import { compilePolicy } from '../policy/compile.js';
@@ -291,7 +292,13 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       },
       policyHash: () => policy.hash,
       auditVerify: () => verifyAuditLog(store),
-      rotateMasterKey: () => vault.rotateMasterKey(),
+      // Key file: a new master key version is generated and written to the file before
+      // anything is re-wrapped with it. NEXUS_MASTER_KEY: the operator puts the new version
+      // first in the variable and restarts; rotation then re-wraps everything with it.
+      rotateMasterKey: () =>
+        vault.rotateMasterKey(
+          config.master_key.source === 'file' ? generateMasterKey() : undefined,
+        ),
       reload: () => reload(),
       rotateSigningKey: async () => {
         const key = await authority.keys.rotate(

@@ -382,3 +382,20 @@ describe('validation', () => {
     }
   });
 });
+
+describe('regression: a misspelt method in a rule is an error (newcomer check)', () => {
+  it('refuses DELET in a deny rule instead of matching nothing', () => {
+    let issues: { path: string }[] = [];
+    try {
+      parseConfig({
+        version: 1,
+        services: { svc: { upstream: 'http://127.0.0.1:9', auth: { type: 'none' } } },
+        policies: [{ id: 'no-delete', deny: { methods: ['DELET'] } }],
+      });
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      issues = (e as ConfigError).issues;
+    }
+    expect(issues.map((i) => i.path)).toContain('policies[0].deny.methods[0]');
+  });
+});

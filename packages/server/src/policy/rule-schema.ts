@@ -68,6 +68,32 @@ const timeSchema = z
     }
   });
 
+/**
+ * Methods a rule may name. A closed list: a typo such as `DELET` in a deny rule would
+ * otherwise match nothing and silently stop denying.
+ */
+export const HTTP_METHODS: ReadonlySet<string> = new Set([
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'PATCH',
+  'DELETE',
+  'OPTIONS',
+  'TRACE',
+  'CONNECT',
+  'PROPFIND',
+  'PROPPATCH',
+  'MKCOL',
+  'COPY',
+  'MOVE',
+  'LOCK',
+  'UNLOCK',
+  'REPORT',
+  'SEARCH',
+  'QUERY',
+]);
+
 /** Schema of the matcher block under `allow:` or `deny:`. */
 export const policyMatchSchema = z.strictObject({
   agents: nonEmptySet(z.string().regex(AGENT_NAME_RE, 'must be an agent name')).optional(),
@@ -77,7 +103,10 @@ export const policyMatchSchema = z.strictObject({
     z
       .string()
       .transform((m) => m.toUpperCase())
-      .refine((m) => m === '*' || /^[A-Z]{1,32}$/.test(m), 'must be an HTTP method or "*"'),
+      .refine(
+        (m) => m === '*' || HTTP_METHODS.has(m),
+        `must be "*" or one of ${[...HTTP_METHODS].join(', ')}`,
+      ),
   )
     .transform((a) => (a.includes('*') ? ['*'] : a))
     .optional(),
