@@ -609,6 +609,16 @@ describe('the proxy end to end', () => {
     const bad = await node.cli(['audit', 'verify', '--json']);
     expect(bad.code).toBe(1);
     expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, seq: 3, reason: 'edited' });
+
+    // Restore the record, then edit only an index column `audit query` filters on.
+    const db2 = new Database(join(node.dir, '.nexus', 'nexus.db'));
+    db2.prepare('UPDATE audit SET record = ? WHERE seq = 3').run(row.record);
+    expect((await node.cli(['audit', 'verify'])).code).toBe(0);
+    db2.prepare("UPDATE audit SET agent = 'someone-else' WHERE seq = 5").run();
+    db2.close();
+    const hidden = await node.cli(['audit', 'verify', '--json']);
+    expect(hidden.code).toBe(1);
+    expect(JSON.parse(hidden.stdout)).toMatchObject({ ok: false, seq: 5, reason: 'edited' });
   });
 });
 

@@ -7,6 +7,7 @@
 //   anchor the chain, so such a rewrite fails at the next checkpoint.)
 // - The `reason` of a failure is a best-effort diagnosis; `ok: false` is the guarantee.
 import { createHash } from 'node:crypto';
+import { auditAgentKey } from '../store/store.js';
 import { canonicalize, canonicalMembers } from './canonical-json.js';
 import { NexusError } from '@nexus/protocol';
 
@@ -238,6 +239,16 @@ function parseRow(row: AuditRow): Parsed | undefined {
   if ('seq' in r || 'prev_hash' in r) return undefined;
   if (r.kind !== row.kind || r.request_id !== row.requestId) return undefined;
   if (typeof r.time === 'string' && Date.parse(r.time) !== row.time) return undefined;
+  // The store's index columns (what `audit query` filters on) must say what the hashed
+  // record says: editing them would hide a row from a filtered query.
+  const indexed = row as AuditRow & { agent?: string; service?: string; decision?: string };
+  for (const key of ['agent', 'service', 'decision'] as const) {
+    if (!(key in indexed)) continue;
+    const value = r[key];
+    const expected =
+      typeof value !== 'string' ? undefined : key === 'agent' ? auditAgentKey(value) : value;
+    if (indexed[key] !== expected) return undefined;
+  }
   return { record: r };
 }
 
