@@ -60,7 +60,19 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
     .exitOverride()
     .addHelpText(
       'after',
-      '\nExample:\n  nexus init --dir ./my-nexus && nexus up --config ./my-nexus/nexus.yaml\n  nexus <command> --help   (every command has an example)\n',
+      [
+        '',
+        'Operator commands read nexus.yaml (--config, default ./nexus.yaml) for the admin API',
+        'address, and the operator token from NEXUS_OPERATOR_TOKEN or .nexus/operator.token',
+        'beside the config (written by `nexus init`). `nexus up` reads the vault master key from',
+        'NEXUS_MASTER_KEY (base64 of 32 bytes, or "v2:<base64>,v1:<base64>" for several',
+        'versions) or from the key file (master_key_file, default .nexus/master.key).',
+        '',
+        'Example:',
+        '  nexus init --dir ./my-nexus && nexus up --config ./my-nexus/nexus.yaml',
+        '  nexus <command> --help   (every command has an example)',
+        '',
+      ].join('\n'),
     );
 
   const print = (value: unknown, json: boolean, human: () => void): void => {
@@ -100,7 +112,9 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
             `  operator token: ${operatorToken}`,
             `                  (saved to ${tokenPath}; shown once, stored hashed)`,
             '',
-            'Next: nexus up',
+            resolve(opts.dir) === process.cwd()
+              ? 'Next: nexus up'
+              : `Next: nexus up --config ${configPath}`,
             '',
           ].join('\n'),
         );
@@ -593,6 +607,10 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
             });
           }).finally(async () => {
             agentClient.close();
+            // The key dies with this process; its lease need not outlive it either.
+            await client
+              .request('POST', `/v1/leases/${encodeURIComponent(agentClient.claims.jti)}/revoke`)
+              .catch(() => undefined);
             await sidecar.close();
           });
           process.exitCode = code;
@@ -693,7 +711,8 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
         const config = await configFrom(opts.config, env);
         const r = await verifyAuditOffline(config);
         print(r, !!opts.json, () => {
-          if (r.ok) out(`OK: ${r.count} records, ${r.checkpoints} checkpoints verified\n`);
+          const cps = `${r.checkpoints} checkpoint${r.checkpoints === 1 ? '' : 's'}`;
+          if (r.ok) out(`OK: ${r.count} records, ${cps} verified\n`);
           else out(`TAMPERED: first bad record seq ${r.seq} (${r.reason})\n`);
         });
         if (!r.ok) process.exitCode = 1;
@@ -709,7 +728,11 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
       .option('--since <iso-time>', 'records at or after this time')
       .option('--limit <n>', 'at most this many records', '50');
   example(
-    queryOpts(audit.command('query').description('query audit records, newest first'))
+    queryOpts(
+      audit
+        .command('query')
+        .description('query audit records, newest first (asks the running node)'),
+    )
       .option('--json', 'JSON output')
       .action(
         async (opts: {
@@ -944,7 +967,7 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
           }
         });
       }),
-    'nexus service add gh --preset github && nexus reload',
+    'vi nexus.yaml && nexus reload',
   );
 
   example(

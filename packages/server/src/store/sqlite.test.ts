@@ -190,3 +190,23 @@ describe('store URLs', () => {
     });
   });
 });
+
+describe('regression: dropped append-only triggers (newcomer check)', () => {
+  it('come back when the store is opened again', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'nexus-trigger-')), 'nexus.db');
+    const first = openSqliteStore(file);
+    await first.close();
+    const raw = new Database(file);
+    raw.exec('DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;');
+    raw.close();
+    const again = openSqliteStore(file);
+    await again.close();
+    const check = new Database(file);
+    const names = check
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+      .all()
+      .map((r) => (r as { name: string }).name);
+    check.close();
+    expect(names).toEqual(expect.arrayContaining(['audit_no_delete', 'audit_no_update']));
+  });
+});

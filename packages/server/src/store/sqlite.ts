@@ -162,6 +162,14 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       db.pragma('foreign_keys = ON');
       db.pragma('secure_delete = ON');
       schemaVersion = migrate(db, clock);
+      // The append-only guards are part of the schema: if someone dropped them (to edit
+      // history), they come back at the next start. `audit verify` finds what was edited.
+      db.exec(`
+        CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+        CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+      `);
     }
   } catch (error) {
     db.close();
