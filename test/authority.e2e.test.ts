@@ -48,6 +48,10 @@ describe('authority, vault and store end to end', () => {
     await upstream?.close();
   });
 
+  it('warned at start that the service credential was not set yet', () => {
+    expect(node.output()).toContain('credential \\"echo-token\\" of service \\"echo\\" is not set');
+  });
+
   it('enrollment tokens are single use', async () => {
     const token = await node.enrollmentToken('bot');
     const agent = await enroll({

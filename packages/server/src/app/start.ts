@@ -208,6 +208,20 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       }
     };
     buildServices(config, services, pools);
+    // Tell the operator now, not the agent later: a service whose credential is not set
+    // answers every request with credential_unavailable.
+    const warnMissingCredentials = async (cfg: Config) => {
+      for (const svc of Object.values(cfg.services)) {
+        const name = svc.auth.credential;
+        if (name !== undefined && (await vault.describe(name)) === undefined) {
+          logger.warn(
+            { service: svc.name, credential: name },
+            `credential "${name}" of service "${svc.name}" is not set (nexus credential set ${name})`,
+          );
+        }
+      }
+    };
+    await warnMissingCredentials(config);
 
     const replay = createReplayCache({
       maxEntries: config.proxy.replay_cache_size,
@@ -351,6 +365,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       const freshPools: Dispatcher[] = [];
       buildServices(next, fresh, freshPools);
       await authority.syncConfigAgents(next.agents);
+      await warnMissingCredentials(next);
       const old = [...services.values()];
       // Swap: the next request sees the new services and policy.
       services.clear();
