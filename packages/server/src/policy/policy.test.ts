@@ -385,7 +385,7 @@ describe('validation', () => {
 
 describe('regression: a misspelt method in a rule is an error (newcomer check)', () => {
   it('refuses DELET in a deny rule instead of matching nothing', () => {
-    let issues: { path: string }[] = [];
+    let issues: readonly { path: string }[] = [];
     try {
       parseConfig({
         version: 1,
