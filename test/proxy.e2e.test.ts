@@ -104,6 +104,23 @@ function leakForms(): string[] {
   return forms;
 }
 
+/** `nexus run --agent bot -- sh -c SCRIPT`, as an operator on this machine would. */
+function runAsBot(node: TestNode, script: string, intent?: string) {
+  return node.cli(
+    [
+      'run',
+      '--agent',
+      'bot',
+      ...(intent === undefined ? [] : ['--intent', intent]),
+      '--',
+      'sh',
+      '-c',
+      script,
+    ],
+    { env: { NEXUS_OPERATOR_TOKEN: node.operatorToken } },
+  );
+}
+
 describe('the proxy end to end', () => {
   let upstream: TestUpstream;
   let node: TestNode;
@@ -452,21 +469,10 @@ describe('the proxy end to end', () => {
 
   it('nexus run gives curl a signing sidecar and nothing secret in its environment', async () => {
     upstream.reset();
-    const r = await node.cli(
-      [
-        'run',
-        '--agent',
-        'bot',
-        '--intent',
-        'curl demo',
-        '--',
-        'sh',
-        '-c',
-        'curl -s "$NEXUS_PROXY/echo/from-curl?x=1"; echo; env',
-      ],
-      {
-        env: { NEXUS_OPERATOR_TOKEN: node.operatorToken },
-      },
+    const r = await runAsBot(
+      node,
+      'curl -s "$NEXUS_PROXY/echo/from-curl?x=1"; echo; env',
+      'curl demo',
     );
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('"url":"/from-curl?x=1"');
@@ -535,17 +541,9 @@ describe('the proxy end to end', () => {
 
   it('the nexus run sidecar refuses browser requests and the Authority endpoints', async () => {
     upstream.reset();
-    const r = await node.cli(
-      [
-        'run',
-        '--agent',
-        'bot',
-        '--',
-        'sh',
-        '-c',
-        'curl -s -X POST -H "Origin: https://evil.example" "$NEXUS_PROXY/echo/x"; echo; curl -s -X POST "$NEXUS_PROXY/v1/leases/renew"; echo',
-      ],
-      { env: { NEXUS_OPERATOR_TOKEN: node.operatorToken } },
+    const r = await runAsBot(
+      node,
+      'curl -s -X POST -H "Origin: https://evil.example" "$NEXUS_PROXY/echo/x"; echo; curl -s -X POST "$NEXUS_PROXY/v1/leases/renew"; echo',
     );
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('"code":"forbidden"');
@@ -556,17 +554,9 @@ describe('the proxy end to end', () => {
 
   it('the nexus run sidecar refuses requests addressed to another host (DNS rebinding)', async () => {
     upstream.reset();
-    const r = await node.cli(
-      [
-        'run',
-        '--agent',
-        'bot',
-        '--',
-        'sh',
-        '-c',
-        'curl -s -H "Host: evil.example:80" "$NEXUS_PROXY/echo/x"; echo; curl -s -o /dev/null -w "%{http_code}" "$NEXUS_PROXY/echo/y"',
-      ],
-      { env: { NEXUS_OPERATOR_TOKEN: node.operatorToken } },
+    const r = await runAsBot(
+      node,
+      'curl -s -H "Host: evil.example:80" "$NEXUS_PROXY/echo/x"; echo; curl -s -o /dev/null -w "%{http_code}" "$NEXUS_PROXY/echo/y"',
     );
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('"code":"forbidden"');
