@@ -16,11 +16,16 @@ import { randomId, sha256Hex } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { errorSummary } from '../proxy/pipeline.js';
 import { sendProblem } from '../proxy/problem.js';
+import { readBody } from '../proxy/read-body.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { connectionRoutes, type ConnectionRegistry } from './connections.js';
 
 export interface AdminVault {
   set(
+    name: string,
+    fields: Record<string, string>,
+  ): Promise<{ name: string; version: number; fieldNames: string[] }>;
+  rotate(
     name: string,
     fields: Record<string, string>,
   ): Promise<{ name: string; version: number; fieldNames: string[] }>;
@@ -240,9 +245,8 @@ export function createAdminHandler(deps: AdminDeps) {
     }),
     route('POST', '/v1/credentials/{name}/rotate', async ({ params, body }) => {
       const b = parseBody(credentialBody, body);
-      const existing = (await vault.list()).find((c) => c.name === params.name);
-      if (existing === undefined) throw new NexusError('not_found', 'no such credential');
-      const r = await vault.set(params.name as string, b.fields);
+      // The vault's rotate refuses a credential that is not set (not_found).
+      const r = await vault.rotate(params.name as string, b.fields);
       return { name: r.name, version: r.version, fields: r.fieldNames };
     }),
     route('DELETE', '/v1/credentials/{name}', async ({ params, res }) => {
@@ -328,17 +332,10 @@ export function createAdminHandler(deps: AdminDeps) {
   }
 
   async function readJson(req: IncomingMessage): Promise<unknown> {
-    const limit = deps.maxBodyBytes ?? 1024 * 1024;
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      total += chunk.length;
-      if (total > limit) throw new NexusError('body_too_large');
-      chunks.push(chunk);
-    }
-    if (total === 0) return undefined;
+    const body = await readBody(req, deps.maxBodyBytes ?? 1024 * 1024);
+    if (body.length === 0) return undefined;
     try {
-      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      return JSON.parse(body.toString('utf8'));
     } catch {
       throw new NexusError('validation_failed', 'body is not JSON');
     }

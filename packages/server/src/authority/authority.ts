@@ -294,10 +294,15 @@ export class Authority {
 
   /** True when the lease was revoked by id, by its agent or by the kill switch. */
   isRevoked(claims: LeaseClaims): boolean {
-    if (this.#revokedJtis.has(claims.jti)) return true;
-    const issuedMs = claims.iat * 1000;
+    return (
+      this.#revokedJtis.has(claims.jti) ||
+      this.#coveredByEpoch(agentFromSub(claims.sub), claims.iat * 1000)
+    );
+  }
+
+  /** The revocation-epoch rule: issued at or before the kill switch or its agent's epoch. */
+  #coveredByEpoch(agent: string | undefined, issuedMs: number): boolean {
     if (issuedMs <= this.#epochAll) return true;
-    const agent = agentFromSub(claims.sub);
     const epoch = agent === undefined ? undefined : this.#epochByAgent.get(agent);
     return epoch !== undefined && issuedMs <= epoch;
   }
@@ -337,10 +342,7 @@ export class Authority {
     });
     return rows.map((r) => ({
       ...r,
-      revoked:
-        r.revokedAt !== undefined ||
-        r.issuedAt <= this.#epochAll ||
-        r.issuedAt <= (this.#epochByAgent.get(r.agent) ?? -1),
+      revoked: r.revokedAt !== undefined || this.#coveredByEpoch(r.agent, r.issuedAt),
     }));
   }
 
