@@ -21,6 +21,10 @@ import { MECHANICS } from '../mechanics/index.js';
 import { connectionsOf, type OAuthConnections } from '../mechanics/oauth2-authorization-code.js';
 import { createAuditWriter, type AuditWriter } from '../audit/writer.js';
 import { auditSinkFromStore } from '../audit/sink.js';
+import {
+  openSqliteAuditAppender,
+  type SqliteAuditAppender,
+} from '../store/sqlite-audit-appender.js';
 import { verifyAuditLog } from './verify-audit.js';
 import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipeline.js';
 import { createReplayCache } from '../proxy/replay-cache.js';
@@ -102,6 +106,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   const startedAt = clock();
 
   const store = await openConfiguredStore(config);
+  let appender: SqliteAuditAppender | undefined;
   try {
     const vault = createVault({ store, keyring: keyringFor(config), clock });
     await vault.init();
@@ -131,8 +136,14 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
 
     let policy = compilePolicy(config);
     let current = config;
+    // A file database gets its audit appends from a worker thread (its own connection), so
+    // group commits and their fsync do not block the event loop; `:memory:` cannot be
+    // shared between connections and keeps appending on this thread.
+    if (config.store.driver === 'sqlite' && config.store.path !== ':memory:') {
+      appender = await openSqliteAuditAppender(config.store.path);
+    }
     const audit = createAuditWriter({
-      sink: auditSinkFromStore(store),
+      sink: auditSinkFromStore(store, appender?.append),
       clock,
       checkpointEvery: config.audit.checkpoint_every,
       checkpointIntervalMs: config.audit.checkpoint_interval,
@@ -428,6 +439,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           // Outcome records of the last requests are appended before the final checkpoint.
           await new Promise((r) => setImmediate(r));
           await audit.close();
+          await appender?.close();
           await saveReplayState(store, replay);
           await store.close();
           logger.info('nexus stopped');
@@ -436,6 +448,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       },
     };
   } catch (err) {
+    await appender?.close();
     await store.close();
     throw err;
   }

@@ -105,8 +105,14 @@ export interface AuditStoreLike {
   lastCheckpoint(): Promise<AuditCheckpoint | undefined>;
 }
 
-/** Adapts the server `Store` (or anything with its audit methods) to an {@link AuditSink}. */
-export function auditSinkFromStore(store: AuditStoreLike): AuditSink {
+/**
+ * Adapts the server `Store` (or anything with its audit methods) to an {@link AuditSink}.
+ * `appendAudit`, when given, replaces the store's own (e.g. a worker thread's connection).
+ */
+export function auditSinkFromStore(
+  store: AuditStoreLike,
+  appendAudit: AuditStoreLike['appendAudit'] = (rows) => store.appendAudit(rows),
+): AuditSink {
   const pick = (r: AuditRow): AuditRow => ({
     seq: r.seq,
     time: r.time,
@@ -118,7 +124,7 @@ export function auditSinkFromStore(store: AuditStoreLike): AuditSink {
   });
   return {
     append: (rows) =>
-      store.appendAudit(
+      appendAudit(
         rows.map((r) => ({
           time: r.time,
           kind: r.kind,

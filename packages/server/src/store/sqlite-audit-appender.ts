@@ -1,0 +1,127 @@
+// Audit appends for a SQLite file, done by a worker thread (`sqlite-audit-worker.ts`)
+// with its own connection. The proxy awaits every request record before forwarding; on
+// the main thread, the synchronous INSERT + commit + fsync of each group commit (and
+// SQLite's occasional WAL checkpoint) blocked every other request for its duration,
+// which was a quarter of the main thread's busy time and most of the tail latency.
+//
+// Guarantees are the store's: `append` resolves only after the worker's transaction is
+// durable, and the store refuses rows that do not link to its last row, so a batch is
+// written whole or not at all. When the worker dies, the appends waiting on it reject
+// (the audit writer then fails those requests closed and re-reads the chain head) and
+// the next append starts a new worker.
+import { Worker } from 'node:worker_threads';
+import type { AuditAppend } from './store.js';
+
+/** Appends audit rows off the main thread; see {@link openSqliteAuditAppender}. */
+export interface SqliteAuditAppender {
+  /** Same contract as `Store.appendAudit`. */
+  append(rows: AuditAppend[]): Promise<number[]>;
+  /** Waits for the appends in flight, then stops the worker. Idempotent. */
+  close(): Promise<void>;
+}
+
+interface Waiting {
+  resolve: (seqs: number[]) => void;
+  reject: (error: Error) => void;
+}
+
+type Reply =
+  | { ready: true }
+  | { failed: { code: string; message: string } }
+  | { id: number; seqs: number[] }
+  | { id: number; error: { code: string; message: string } };
+
+const WORKER_URL = new URL('./sqlite-audit-worker.js', import.meta.url);
+
+function storeError(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+/**
+ * Starts the worker for the SQLite file at `path` (already opened and migrated by the
+ * main store) and resolves once its connection is open.
+ *
+ * @throws the worker's start-up error (e.g. the file cannot be opened).
+ * @example
+ * const appender = await openSqliteAuditAppender('.nexus/nexus.db');
+ * await appender.append(rows); // durable
+ */
+export async function openSqliteAuditAppender(
+  path: string,
+  options: { busyTimeoutMs?: number; workerUrl?: URL } = {},
+): Promise<SqliteAuditAppender> {
+  const waiting = new Map<number, Waiting>();
+  let nextId = 1;
+  let closed = false;
+  let current: Promise<Worker> | undefined;
+
+  const failAll = (error: Error) => {
+    const all = [...waiting.values()];
+    waiting.clear();
+    for (const w of all) w.reject(error);
+  };
+
+  const start = (): Promise<Worker> => {
+    const starting: Promise<Worker> = new Promise<Worker>((resolve, reject) => {
+      const worker = new Worker(options.workerUrl ?? WORKER_URL, {
+        workerData: { path, busyTimeoutMs: options.busyTimeoutMs },
+      });
+      let ready = false;
+      const gone = (error: Error) => {
+        // The next append starts a new worker.
+        if (current === starting) current = undefined;
+        if (!ready) reject(error);
+        failAll(error);
+      };
+      worker.on('message', (reply: Reply) => {
+        if ('ready' in reply) {
+          ready = true;
+          resolve(worker);
+          return;
+        }
+        if ('failed' in reply) {
+          gone(storeError(reply.failed.code, reply.failed.message));
+          return;
+        }
+        const w = waiting.get(reply.id);
+        if (w === undefined) return;
+        waiting.delete(reply.id);
+        if ('seqs' in reply) w.resolve(reply.seqs);
+        else w.reject(storeError(reply.error.code, reply.error.message));
+      });
+      worker.on('error', (error) => gone(error));
+      worker.on('exit', (code) =>
+        gone(storeError('internal_error', `audit worker exited (${code})`)),
+      );
+    });
+    return starting;
+  };
+
+  current = start();
+  await current;
+
+  return {
+    async append(rows) {
+      if (rows.length === 0) return [];
+      if (closed) throw storeError('internal_error', 'audit appender is closed');
+      current ??= start();
+      const worker = await current;
+      return new Promise<number[]>((resolve, reject) => {
+        const id = nextId++;
+        waiting.set(id, { resolve, reject });
+        worker.postMessage({ id, rows });
+      });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      const worker = await current?.catch(() => undefined);
+      if (worker === undefined) return;
+      while (waiting.size > 0) await new Promise((r) => setImmediate(r));
+      await new Promise<void>((resolve) => {
+        worker.once('exit', () => resolve());
+        worker.postMessage('close');
+      });
+    },
+  };
+}
