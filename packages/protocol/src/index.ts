@@ -45,7 +45,13 @@ export {
 } from './encoding.js';
 export type { BodyInput } from './encoding.js';
 
-export { DIGEST_ALGORITHMS, createContentDigest, verifyContentDigest } from './digest.js';
+export {
+  DIGEST_ALGORITHMS,
+  createContentDigest,
+  verifyContentDigest,
+  webCryptoDigest,
+} from './digest.js';
+export type { DigestFunction } from './digest.js';
 export type { DigestAlgorithm } from './digest.js';
 
 export {

@@ -3,7 +3,12 @@
 
 import type { CryptoKey, CryptoKeyPair, JsonWebKey } from './webcrypto.js';
 import { decodeJwt } from 'jose';
-import { createContentDigest, verifyContentDigest, type DigestAlgorithm } from './digest.js';
+import {
+  createContentDigest,
+  verifyContentDigest,
+  type DigestAlgorithm,
+  type DigestFunction,
+} from './digest.js';
 import { base64UrlEncode, bodyBytes, subtle, utf8, type BodyInput } from './encoding.js';
 import { NexusError } from './errors.js';
 import { algorithmForCryptoKey, importJwk, verifyBytes } from './http-signatures/algorithms.js';
@@ -443,6 +448,7 @@ export async function verifyRequestBody(
   verified: Pick<VerifiedRequest, 'covered'>,
   headers: HeaderInput,
   body: BodyInput,
+  hash?: DigestFunction,
 ): Promise<void> {
   const bytes = bodyBytes(body);
   const digest = fieldValue(headers, 'content-digest');
@@ -452,7 +458,7 @@ export async function verifyRequestBody(
       if (!verified.covered.includes(name)) throw new NexusError('signature_invalid'); // [SIG-BODY-COVERED]
     }
   }
-  if (digest !== undefined) await verifyContentDigest(digest, bytes); // [DIGEST-ALG] [DIGEST-MATCH]
+  if (digest !== undefined) await verifyContentDigest(digest, bytes, hash); // [DIGEST-ALG] [DIGEST-MATCH]
 }
 
 /** Options of {@link verifyRequest}. */

@@ -12,6 +12,7 @@ import { sendProblem } from '../proxy/problem.js';
 import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { errorSummary } from '../proxy/pipeline.js';
+import { serverDigest } from '../util/digest.js';
 
 export interface AuthorityHttpDeps {
   readonly authority: Authority;
@@ -81,7 +82,7 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         if (req.method !== 'POST') throw new NexusError('method_not_allowed');
         const verified = await verifyHeaders(req);
         const body = await readBody(req, MAX_AUTHORITY_BODY);
-        await verifyRequestBody(verified, req.headers, body);
+        await verifyRequestBody(verified, req.headers, body, serverDigest);
         deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
         const issued = await authority.renew(verified);
         json(res, 201, leaseResponse(issued, agentName(issued), deps.publicUrl));

@@ -37,6 +37,7 @@ import { sendProblem } from './problem.js';
 import { createResponseScrubber } from './response.js';
 import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
+import { serverDigest } from '../util/digest.js';
 
 /** One configured service as the pipeline uses it. */
 export interface ServiceRuntime {
@@ -229,7 +230,7 @@ export function createPipeline(deps: PipelineDeps) {
       body = await readBody(req, deps.maxBodyBytes);
       bodyConsumed = true;
       t.bytesIn = body.length;
-      await verifyRequestBody(verified, req.headers, body);
+      await verifyRequestBody(verified, req.headers, body, serverDigest);
       deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
 
       const policy = deps.policy();

@@ -1,5 +1,7 @@
-// Tests for the constant-time comparison and id helpers.
+// Tests for the constant-time comparison, id and digest helpers.
+import { createContentDigest, verifyContentDigest, webCryptoDigest } from '@nexus/protocol';
 import { describe, expect, it } from 'vitest';
+import { serverDigest } from './digest.js';
 import { randomId, sha256Hex } from './ids.js';
 import { timingSafeEqualString } from './timing-safe.js';
 
@@ -38,5 +40,29 @@ describe('sha256Hex', () => {
     const abc = 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad';
     expect(sha256Hex('abc')).toBe(abc);
     expect(sha256Hex(new Uint8Array([0x61, 0x62, 0x63]))).toBe(abc);
+  });
+});
+
+describe('serverDigest', () => {
+  it('matches the WebCrypto digest below, at and above the synchronous limit', async () => {
+    for (const size of [0, 1, 1024, 64 * 1024, 64 * 1024 + 1, 300_000]) {
+      const body = new Uint8Array(size).map((_v, i) => (i * 31 + size) & 0xff);
+      for (const alg of ['sha-256', 'sha-512'] as const) {
+        expect(Buffer.from(await serverDigest(alg, body)).toString('hex')).toBe(
+          Buffer.from(await webCryptoDigest(alg, body)).toString('hex'),
+        );
+      }
+    }
+  });
+  it('is what verifyContentDigest checks with when passed', async () => {
+    const header = await createContentDigest('{"a":1}');
+    expect(await verifyContentDigest(header, '{"a":1}', serverDigest)).toEqual(['sha-256']);
+    await expect(verifyContentDigest(header, '{"a":2}', serverDigest)).rejects.toMatchObject({
+      code: 'digest_mismatch',
+    });
+    // The function passed is the one used: a wrong hash makes a correct body mismatch.
+    await expect(
+      verifyContentDigest(header, '{"a":1}', () => new Uint8Array(32)),
+    ).rejects.toMatchObject({ code: 'digest_mismatch' });
   });
 });
