@@ -407,6 +407,25 @@ describe('the proxy end to end', () => {
     upstream.reset();
   });
 
+  it('an agent that leaves a server-sent-events stream ends the upstream stream too', async () => {
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((r) => (upstreamClosed = r));
+    upstream.handle((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      // One event, then silence: only the proxy giving up on the stream ends it.
+      res.write('data: first\n\n');
+      res.on('close', () => upstreamClosed());
+    });
+    const controller = new AbortController();
+    const res = await agent.fetch('echo', '/quiet-stream', { signal: controller.signal });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('data: first\n\n');
+    controller.abort();
+    await closed;
+    upstream.reset();
+    expect((await agent.fetch('echo', '/after-stream')).status).toBe(200);
+  });
+
   it('keeps the proxy memory bounded on a 100 MB streamed response', async () => {
     const chunk = Buffer.alloc(64 * 1024, 'a');
     const total = 100 * 1024 * 1024;

@@ -13,6 +13,7 @@ import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createResponseScrubber } from '../../packages/server/src/proxy/response.js';
+import { relayRedacted } from '../../packages/server/src/proxy/relay.js';
 import { leaks } from '../security/harness.js';
 import { params, TIMEOUT } from './runs.js';
 
@@ -88,7 +89,11 @@ async function scrub(
       cb();
     },
   });
-  const done = pipeline(source, s.body, sink);
+  // The proxy relays an identity body through the redactor directly and a coded one
+  // through the decoding scrub stream: the same two paths here.
+  const done = s.coded
+    ? pipeline(source, s.stream(), sink)
+    : relayRedacted(source, s.redactor(), sink, () => undefined);
   const points = [...new Set(cuts.map((c) => c % (wire.length + 1)))].sort((a, b) => a - b);
   let from = 0;
   for (const p of [...points, wire.length]) {

@@ -11,26 +11,27 @@
  */
 import { randomBytes } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import {
   MAX_REMEMBERED_SECRETS,
   createResponseScrubber,
 } from '../../packages/server/src/proxy/response.js';
+import { relayRedacted } from '../../packages/server/src/proxy/relay.js';
 
 async function scrubbed(secrets: string[], body: string): Promise<string> {
   const s = createResponseScrubber({ headers: {}, secrets, removeHeaders: [], minSecretLength: 8 });
   const out: Buffer[] = [];
   const src = new PassThrough();
-  const done = pipeline(
+  const done = relayRedacted(
     src,
-    s.body,
+    s.redactor(),
     new Writable({
       write(c: Buffer, _e, cb) {
         out.push(c);
         cb();
       },
     }),
+    () => undefined,
   );
   src.end(body);
   await done;

@@ -35,6 +35,7 @@ import { readBody } from './read-body.js';
 import { createRequestVerifier } from './verify-request.js';
 import { sendProblem } from './problem.js';
 import { createResponseScrubber } from './response.js';
+import { relayRedacted } from './relay.js';
 import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { serverDigest } from '../util/digest.js';
@@ -354,17 +355,27 @@ export function createPipeline(deps: PipelineDeps) {
       // A streamed response (no upstream Content-Length: SSE, chunked) gets its headers at
       // once; a sized one sends them with its first body bytes, in one write instead of two.
       if (upstream.headers['content-length'] === undefined) res.flushHeaders();
-      const counter = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          bytesOut += chunk.length;
-          cb(null, chunk);
-        },
-      });
       piped = true;
-      try {
-        await pipeline(upstream.body, scrubber.body, counter, res);
-      } finally {
-        redactions += scrubber.bodyRedactions();
+      if (scrubber.coded) {
+        const scrub = scrubber.stream();
+        const counter = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            bytesOut += chunk.length;
+            cb(null, chunk);
+          },
+        });
+        try {
+          await pipeline(upstream.body, scrub, counter, res);
+        } finally {
+          redactions += scrub.redactions;
+        }
+      } else {
+        const redactor = scrubber.redactor();
+        try {
+          await relayRedacted(upstream.body, redactor, res, (n) => (bytesOut += n));
+        } finally {
+          redactions += redactor.count;
+        }
       }
     } catch (err) {
       // An upstream body we never read would hold its pooled connection open.

@@ -6,11 +6,10 @@
  * MUST: with secrets in play, no response byte reaches the agent without passing the
  * redactor; an unknown content coding fails closed (`upstream_invalid`).
  */
-import type { Duplex } from 'node:stream';
-import { compileMatcher, type Matcher } from '../scrub/matcher.js';
+import { compileMatcher, createRedactor, type Matcher, type Redactor } from '../scrub/matcher.js';
 import { secretsFor } from '../scrub/encodings.js';
 import { scrubHeaders } from '../scrub/headers.js';
-import { createScrubStream } from '../scrub/body.js';
+import { createScrubStream, parseContentEncoding, type ScrubStream } from '../scrub/body.js';
 
 export interface ResponseScrubberOptions {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
@@ -22,8 +21,12 @@ export interface ResponseScrubberOptions {
 export interface ResponseScrubber {
   readonly headers: Record<string, string | string[]>;
   readonly headerRedactions: number;
-  readonly body: Duplex;
-  bodyRedactions(): number;
+  /** The body has a content coding (gzip, deflate, br): relay it through {@link stream}. */
+  readonly coded: boolean;
+  /** A redactor for an identity-coded body (see `relay.ts`). */
+  redactor(): Redactor;
+  /** A scrub stream that decodes, then redacts, for a coded body. */
+  stream(): ScrubStream;
 }
 
 // Every secret this process has injected into any request is redacted from every
@@ -71,14 +74,17 @@ export function createResponseScrubber(options: ResponseScrubberOptions): Respon
     patterns: matcher,
     remove: options.removeHeaders,
   });
-  const body = createScrubStream({
-    patterns: matcher,
-    contentEncoding: options.headers['content-encoding'],
-  });
+  // Throws upstream_invalid for an unknown or stacked coding, before any header is sent.
+  const coding = parseContentEncoding(options.headers['content-encoding']);
   return {
     headers: scrubbed.headers,
     headerRedactions: scrubbed.count,
-    body,
-    bodyRedactions: () => body.redactions,
+    coded: coding !== 'identity',
+    redactor: () => createRedactor(matcher),
+    stream: () =>
+      createScrubStream({
+        patterns: matcher,
+        contentEncoding: options.headers['content-encoding'],
+      }),
   };
 }
