@@ -27,6 +27,10 @@ describe('randomId', () => {
     expect(randomId(32)).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const seen = new Set(Array.from({ length: 1000 }, () => randomId()));
     expect(seen.size).toBe(1000);
+    // Ids of mixed sizes across several refills of the random pool.
+    const mixed = Array.from({ length: 200 }, (_v, i) => randomId([16, 1024, 7, 600][i % 4]));
+    expect(new Set(mixed).size).toBe(200);
+    expect(mixed.filter((id) => Buffer.from(id, 'base64url').length === 1024)).toHaveLength(50);
   });
 
   it('rejects a bad size', () => {
