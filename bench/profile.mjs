@@ -127,7 +127,9 @@ export async function run() {
   } finally {
     await stopAll();
   }
-  const prof = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+  // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (the
+  // audit worker thread writes its own profile).
+  const prof = readdirSync(profDir).find((f) => /^CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/.test(f));
   if (!prof) throw new Error('no profile written');
   const path = join(profDir, prof);
   const s = summarise(JSON.parse(readFileSync(path, 'utf8')));

@@ -1,0 +1,109 @@
+// A/B comparison of two builds of Nexus in the same run: `node bench/ab.mjs OTHER_CHECKOUT`
+// starts one upstream, a Nexus node from this checkout (B) and one from OTHER_CHECKOUT (A,
+// e.g. a `git worktree` of the commit before a change, built with `npx tsc -b`), then
+// alternates 1 KiB POST saturation runs (wrk, 64 connections, pre-signed Ed25519 requests)
+// between them, BENCH_AB_ROUNDS times (default 5) for BENCH_AB_SECONDS each (default 5),
+// and prints each round and the medians of req/s and Nexus CPU per request. Alternating
+// in one run is what makes a before/after figure meaningful on a shared machine whose
+// speed drifts between runs. Not part of `npm run bench`.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ensureDebianPackage, freePort, runWrk, startProcess, stopAll } from './lib/common.mjs';
+import { importLeaseKeys, presign } from './lib/presign.mjs';
+import { startUpstream } from './lib/targets.mjs';
+import { readFileSync } from 'node:fs';
+
+const other = process.argv[2];
+if (!other) {
+  console.error('usage: node bench/ab.mjs OTHER_CHECKOUT (built with npx tsc -b)');
+  process.exit(2);
+}
+const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 5);
+const SECONDS = Number(process.env.BENCH_AB_SECONDS ?? 5);
+const here = resolve(import.meta.dirname, '..');
+
+async function startNode(root, upstream) {
+  const dir = mkdtempSync(join(tmpdir(), 'nexus-bench-ab-'));
+  const spec = {
+    dir,
+    upstreamPort: upstream.port,
+    proxyPort: await freePort(),
+    adminPort: await freePort(),
+    services: 1,
+    rules: 1,
+    rulesOnBench: false,
+    agents: [{ name: 'bench-ed', alg: 'ed25519', count: 1 }],
+    leasesOut: join(dir, 'leases.json'),
+  };
+  writeFileSync(join(dir, 'spec.json'), JSON.stringify(spec));
+  const proc = await startProcess(
+    process.execPath,
+    [join(root, 'bench/lib/nexus-node.mjs'), join(dir, 'spec.json')],
+    { ready: (o) => o.includes('nexus bench ready'), name: `nexus ${root}`, timeoutMs: 120_000 },
+  );
+  const leases = JSON.parse(readFileSync(spec.leasesOut, 'utf8'));
+  return {
+    root,
+    dir,
+    proc,
+    origin: `http://127.0.0.1:${spec.proxyPort}`,
+    keys: await importLeaseKeys(leases),
+  };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+if (!ensureDebianPackage('wrk', 'wrk')) throw new Error('wrk is required');
+const tmp = mkdtempSync(join(tmpdir(), 'nexus-bench-ab-req-'));
+const body = Buffer.from(JSON.stringify({ data: 'y'.repeat(1024 - 11) }));
+const bodyFile = join(tmp, 'small.body');
+writeFileSync(bodyFile, body);
+const upstream = await startUpstream();
+try {
+  const nodes = {
+    A: await startNode(resolve(other), upstream),
+    B: await startNode(here, upstream),
+  };
+  const results = { A: [], B: [] };
+  let n = 0;
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const label of round % 2 === 1 ? ['A', 'B'] : ['B', 'A']) {
+      const node = nodes[label];
+      const file = join(tmp, `req-${n++}.req`);
+      // Sized generously: a nonce is never replayed within a run.
+      await presign({
+        file,
+        count: 6000 * SECONDS,
+        keys: node.keys,
+        method: 'POST',
+        url: `${node.origin}/bench/small`,
+        body,
+      });
+      const r = await runWrk({
+        url: `${node.origin}/bench/small`,
+        requestsFile: file,
+        bodyFile,
+        method: 'POST',
+        connections: 64,
+        seconds: SECONDS,
+        watch: { nexus: () => [node.proc.pid] },
+      });
+      const cpuUs = (r.cpu_seconds.nexus * 1e6) / Math.max(1, r.total);
+      results[label].push({ rps: r.rps, cpuUs, non2xx: r.non2xx });
+      console.log(
+        `round ${round} ${label}: ${Math.round(r.rps)} req/s, ${Math.round(cpuUs)} us CPU/request, non-2xx ${r.non2xx}`,
+      );
+    }
+  }
+  for (const label of ['A', 'B']) {
+    const rs = results[label];
+    console.log(
+      `${label} (${nodes[label].root}): median ${Math.round(median(rs.map((x) => x.rps)))} req/s, ${Math.round(median(rs.map((x) => x.cpuUs)))} us CPU/request`,
+    );
+  }
+  const ratio = median(results.B.map((x) => x.rps)) / median(results.A.map((x) => x.rps));
+  console.log(`B/A throughput: ${ratio.toFixed(2)}x`);
+} finally {
+  await stopAll();
+}
