@@ -144,6 +144,42 @@ describe('vault', () => {
     }
   });
 
+  it('reuses a resolved credential briefly; writes through the vault take effect at once', async () => {
+    const dir = newDir();
+    const store = openSqliteStore(join(dir, 'nexus.db'));
+    open.push(store);
+    const keyring = valueKeyring(randomBytes(32));
+    let t = 1_000_000;
+    const vault = createVault({ store, keyring, clock: () => t, resolveCacheMs: 1000 });
+    await vault.set('c', { token: 'v1-secret' });
+    expect((await vault.resolve('c')).fields.token).toBe('v1-secret');
+    await vault.rotate('c', { token: 'v2-secret' });
+    expect((await vault.resolve('c')).fields).toEqual({ token: 'v2-secret' });
+    await vault.delete('c');
+    expect(await codeOf(vault.resolve('c'))).toBe('credential_unavailable');
+    await vault.set('c', { token: 'v3-secret' });
+    expect((await vault.resolve('c')).fields.token).toBe('v3-secret');
+
+    // A write by another process sharing the store (a second vault here) is seen once the
+    // cached value's lifetime is over, not before.
+    const other = createVault({ store, keyring, clock: () => t });
+    await other.rotate('c', { token: 'v4-secret' });
+    t += 999;
+    expect((await vault.resolve('c')).fields.token).toBe('v3-secret');
+    t += 1;
+    expect((await vault.resolve('c')).fields.token).toBe('v4-secret');
+    await other.delete('c');
+    t += 1000;
+    expect(await codeOf(vault.resolve('c'))).toBe('credential_unavailable');
+
+    // resolveCacheMs 0: every resolve reads the store.
+    const uncached = createVault({ store, keyring, clock: () => t, resolveCacheMs: 0 });
+    await other.set('d', { token: 'd1-secret' });
+    expect((await uncached.resolve('d')).fields.token).toBe('d1-secret');
+    await other.rotate('d', { token: 'd2-secret' });
+    expect((await uncached.resolve('d')).fields.token).toBe('d2-secret');
+  });
+
   it('seals and opens internal secrets bound to their purpose', async () => {
     const { vault } = setup(valueKeyring(randomBytes(32)));
     const pkcs8 = randomBytes(48);
