@@ -7,7 +7,7 @@
 //   injected credential, e.g. `error_description` about a token).
 // - MUST redact every remaining value, whatever its name: an upstream may echo the
 //   credential anywhere (`Location: ...?access_token=...`, debug headers).
-import { compileMatcher, createRedactor } from './matcher.js';
+import { compileMatcher, createRedactor, scanAscii } from './matcher.js';
 import type { Matcher } from './matcher.js';
 
 /**
@@ -143,6 +143,9 @@ function redactValue(
   value: string,
   replacement?: string,
 ): { value: string; count: number } {
+  // Most values are ASCII without a secret: one scan, nothing allocated. Any match, and
+  // any non-ASCII value, takes the full byte path below.
+  if (scanAscii(matcher, value) === 'clean') return { value, count: 0 };
   let v = value;
   let count = 0;
   // eslint-disable-next-line no-control-regex

@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodingsOf, secretsFor, MIN_SECRET_LENGTH } from './encodings.js';
-import { compileMatcher, createRedactor, redactAll } from './matcher.js';
+import { compileMatcher, createRedactor, redactAll, scanAscii } from './matcher.js';
 
 const SECRET = 'user:pa/ss+wörd€"\\x';
 
@@ -272,5 +272,38 @@ describe('property: agrees with a naive reference on a small alphabet', () => {
       ),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('scanAscii', () => {
+  it('agrees with the redactor on ASCII text, and defers non-ASCII text', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.string({
+            unit: fc.constantFrom('a', 'b', 'c', 'X', '=', '%'),
+            minLength: 1,
+            maxLength: 6,
+          }),
+          {
+            maxLength: 4,
+          },
+        ),
+        fc.string({ unit: fc.constantFrom('a', 'b', 'c', 'X', '=', '%', ' '), maxLength: 40 }),
+        (secrets, text) => {
+          const m = compileMatcher(secrets.map((x) => Buffer.from(x)));
+          const r = createRedactor(m);
+          r.push(Buffer.from(text));
+          r.end();
+          return scanAscii(m, text) === (r.count > 0 ? 'match' : 'clean');
+        },
+      ),
+      { numRuns: 500 },
+    );
+    const m = compileMatcher([Buffer.from('secret')]);
+    expect(scanAscii(m, 'no secret here')).toBe('match');
+    expect(scanAscii(m, 'nothing')).toBe('clean');
+    expect(scanAscii(m, 'caf\u00e9 secret')).toBe('non-ascii');
+    expect(scanAscii(compileMatcher([]), 'anything')).toBe('clean');
   });
 });

@@ -127,6 +127,23 @@ function step(m: Matcher, state: number, b: number): number {
   }
 }
 
+/**
+ * Scans a string whose chars are all ASCII (so its latin1 and UTF-8 bytes are the same
+ * bytes) for any pattern, without allocating: `'clean'` when it has none, `'match'` when
+ * it has one, `'non-ascii'` when a char is not ASCII (the caller then takes the byte
+ * path). The fast path of header redaction, where almost every value is clean ASCII.
+ */
+export function scanAscii(m: Matcher, text: string): 'clean' | 'match' | 'non-ascii' {
+  let s = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 0x7f) return 'non-ascii';
+    s = step(m, s, c);
+    if (m.out[s]! > 0) return 'match';
+  }
+  return 'clean';
+}
+
 interface Region {
   start: number;
   end: number;
