@@ -1,7 +1,7 @@
 // Bench scenario "threads": where the Nexus process spends CPU, per thread kind (main
-// JavaScript thread, libuv threadpool where WebCrypto verifies and digests, V8 helper
-// threads), user vs system time, during 1 KiB saturation with Ed25519 and P-256 agents.
-// Writes bench/results/threads.{json,md}.
+// JavaScript thread, and the others: libuv threadpool where WebCrypto verifies, the audit
+// worker thread, V8 helper threads), user vs system time, during 1 KiB saturation with
+// Ed25519 and P-256 agents. Writes bench/results/threads.{json,md}.
 import { readdirSync, readFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,9 +40,10 @@ function kind(pid, tid, comm) {
   if (String(pid) === tid) return 'main JavaScript thread';
   if (comm.startsWith('libuv-worker')) return 'libuv threadpool (WebCrypto verify, digest)';
   if (comm.startsWith('V8')) return 'V8 helper threads (GC, compiler)';
-  // Node 20 leaves the libuv threadpool and V8 helper threads unnamed ("node").
+  // Node 20 leaves the libuv threadpool, V8 helper threads and worker threads unnamed
+  // ("node").
   return comm === 'node'
-    ? 'other threads (libuv threadpool: WebCrypto verify and digest; V8 GC)'
+    ? 'other threads (libuv threadpool: WebCrypto verify, large digests; audit worker: SQLite writes; V8 GC)'
     : `other (${comm})`;
 }
 
