@@ -152,6 +152,32 @@ describe('authority, vault and store end to end', () => {
     await short.stop();
   });
 
+  it('revoking a lease revokes the renewals made from it, also after a restart', async () => {
+    const agent = await node.enroll('bot');
+    const other = await node.enroll('bot');
+    const original = agent.claims.jti;
+    await agent.renew();
+    await agent.renew();
+    expect(agent.claims.jti).not.toBe(original);
+    expect((await agent.fetch('echo', '/renewed-twice')).status).toBe(200);
+
+    expect((await node.cli(['lease', 'revoke', original])).code).toBe(0);
+    expect(await codeOf(agent.fetch('echo', '/after-revoke'))).toBe('lease_revoked');
+    expect(await codeOf(agent.renew())).toBe('lease_revoked');
+    expect((await other.fetch('echo', '/unrelated')).status).toBe(200);
+    const listed = await node.admin<{ leases: { id: string; revoked: boolean }[] }>(
+      'GET',
+      '/v1/leases?agent=bot&all=true&limit=1000',
+    );
+    const current = listed.body.leases.find((l) => l.id === agent.claims.jti);
+    expect(current?.revoked).toBe(true);
+
+    await node.restart();
+    expect(await codeOf(agent.fetch('echo', '/after-restart'))).toBe('lease_revoked');
+    agent.close();
+    other.close();
+  });
+
   it('revokes by lease, by agent and all, effective on the next request', async () => {
     const a = await node.enroll('bot');
     const b = await node.enroll('bot');

@@ -230,13 +230,24 @@ export class Authority {
     if (remaining <= 0 || current.expiresAt >= Math.floor(chainEnd / 1000) * 1000) {
       throw new NexusError('renewal_denied');
     }
-    return this.#issue(current.agent, current.publicJwk as JWK, {
+    const issued = await this.#issue(current.agent, current.publicJwk as JWK, {
       act: current.act,
       task: current.task,
       chainStartedAt: current.chainStartedAt,
       parentJti: current.jti,
       ttlMs: Math.min(this.settings.leaseTtlMs, remaining),
     });
+    // A revocation of the parent that ran while this renewal was being issued may not
+    // have seen the new lease: revoke it too, and refuse.
+    if (
+      this.#revokedJtis.has(current.jti) ||
+      (await this.store.getLease(current.jti))?.revokedAt !== undefined
+    ) {
+      await this.store.revokeLease(issued.claims.jti, this.clock());
+      this.#revokedJtis.add(issued.claims.jti);
+      throw new NexusError('lease_revoked');
+    }
+    return issued;
   }
 
   async #issue(
@@ -307,11 +318,17 @@ export class Authority {
     return epoch !== undefined && issuedMs <= epoch;
   }
 
+  /**
+   * Revokes a lease and every renewal made from it: a renewal carries the same key and
+   * the same agent, so revoking only the lease the operator saw would leave its holder
+   * a renewed one.
+   */
   async revokeLease(jti: string): Promise<void> {
     const lease = await this.store.getLease(jti);
     if (lease === undefined) throw new NexusError('not_found', 'no such lease');
-    await this.store.revokeLease(jti, this.clock());
-    this.#revokedJtis.add(jti);
+    for (const id of await this.store.revokeLeaseLineage(jti, this.clock())) {
+      this.#revokedJtis.add(id);
+    }
   }
 
   async revokeAgent(name: string): Promise<void> {

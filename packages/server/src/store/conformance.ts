@@ -295,6 +295,27 @@ export function runStoreConformance(
         await expectCode(store.revokeLease('nope', T0), 'not_found');
       });
 
+      it('revokes a lease with its lineage of renewals, and nothing else', async () => {
+        // j1 -> j2 -> j3 and j2 -> j4 (two renewals raced), j5 another chain, j6 from j5.
+        await store.insertLease(lease('j1', 'a', T0));
+        await store.insertLease(lease('j2', 'a', T0 + 1, { parentJti: 'j1' }));
+        await store.insertLease(lease('j3', 'a', T0 + 2, { parentJti: 'j2' }));
+        await store.insertLease(lease('j4', 'a', T0 + 3, { parentJti: 'j2' }));
+        await store.insertLease(lease('j5', 'a', T0 + 4));
+        await store.insertLease(lease('j6', 'a', T0 + 5, { parentJti: 'j5' }));
+        await store.revokeLease('j3', T0 + 5);
+        expect(await store.revokeLeaseLineage('j2', T0 + 10)).toEqual(['j2', 'j3', 'j4']);
+        expect((await store.getLease('j1'))?.revokedAt).toBeUndefined();
+        expect((await store.getLease('j2'))?.revokedAt).toBe(T0 + 10);
+        expect((await store.getLease('j3'))?.revokedAt).toBe(T0 + 5);
+        expect((await store.getLease('j4'))?.revokedAt).toBe(T0 + 10);
+        expect((await store.getLease('j6'))?.revokedAt).toBeUndefined();
+        expect(await store.revokeLeaseLineage('j1', T0 + 20)).toEqual(['j1', 'j2', 'j3', 'j4']);
+        expect((await store.getLease('j1'))?.revokedAt).toBe(T0 + 20);
+        expect((await store.getLease('j2'))?.revokedAt).toBe(T0 + 10);
+        await expectCode(store.revokeLeaseLineage('nope', T0), 'not_found');
+      });
+
       it('keeps revocation epochs per agent and for all, never lowering them', async () => {
         expect(await store.getRevocationEpochs()).toEqual({ agents: {} });
         await store.setRevocationEpoch({ agent: 'a' }, T0 + 5);

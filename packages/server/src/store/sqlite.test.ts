@@ -46,7 +46,28 @@ describe('SQLite backend', () => {
     const rawRw = new Database(path);
     opened.push(rawRw);
     const migrations = rawRw.prepare('SELECT version, name FROM schema_migrations').all();
-    expect(migrations).toEqual([{ version: 1, name: 'initial' }]);
+    expect(migrations).toEqual([
+      { version: 1, name: 'initial' },
+      { version: 2, name: 'lease_parent_index' },
+    ]);
+  });
+
+  it('migrates a version-1 database to the latest version (the lease parent index)', async () => {
+    const path = tempPath();
+    await openSqliteStore(path).close();
+    // Back to what version 1 wrote.
+    const raw = new Database(path);
+    raw.exec('DROP INDEX leases_parent; DELETE FROM schema_migrations WHERE version = 2;');
+    raw.close();
+    const store = openSqliteStore(path);
+    opened.push(store);
+    expect(store.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
+    const check = new Database(path, { readonly: true });
+    opened.push(check);
+    const index = check
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'leases_parent'")
+      .get();
+    expect(index).toEqual({ name: 'leases_parent' });
   });
 
   it('re-opens an existing database without re-running migrations', async () => {

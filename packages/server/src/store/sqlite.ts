@@ -456,6 +456,26 @@ class SqliteStoreImpl implements SqliteStore {
     return toLease(row);
   }
 
+  async revokeLeaseLineage(jti: string, at: number): Promise<string[]> {
+    return this.#write(() => {
+      if (this.#get('SELECT 1 FROM leases WHERE jti = ?', jti) === undefined) {
+        throw new NexusError('not_found', 'lease not found');
+      }
+      const lineage = this.#all(
+        `WITH RECURSIVE lineage(jti, depth) AS (
+           SELECT ?, 0
+           UNION
+           SELECT l.jti, lineage.depth + 1 FROM leases l JOIN lineage ON l.parent_jti = lineage.jti
+         )
+         SELECT jti FROM lineage ORDER BY depth, jti`,
+        jti,
+      ).map((r) => str(r.jti));
+      const update = 'UPDATE leases SET revoked_at = coalesce(revoked_at, ?) WHERE jti = ?';
+      for (const id of lineage) this.#run(update, at, id);
+      return lineage;
+    });
+  }
+
   async setRevocationEpoch(scope: RevocationScope, at: number): Promise<void> {
     const [kind, agent] = scope === 'all' ? ['all', ''] : ['agent', scope.agent];
     this.#run(

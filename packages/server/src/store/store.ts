@@ -278,6 +278,12 @@ export interface Store {
   listLeases(filter?: LeaseFilter): Promise<LeaseRow[]>;
   /** Marks the lease revoked (idempotent: the first `revokedAt` stays). Throws `not_found`. */
   revokeLease(jti: string, at: number): Promise<LeaseRow>;
+  /**
+   * Revokes the lease and every lease renewed from it, directly or through other renewals,
+   * in one transaction (idempotent per lease, as `revokeLease`). Returns their jtis, the
+   * lease's first. Throws `not_found`.
+   */
+  revokeLeaseLineage(jti: string, at: number): Promise<string[]>;
   /** Raises the epoch of the scope to `at` (never lowers it). */
   setRevocationEpoch(scope: RevocationScope, at: number): Promise<void>;
   getRevocationEpochs(): Promise<RevocationEpochs>;

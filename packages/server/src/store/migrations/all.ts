@@ -1,9 +1,10 @@
 // The ordered list of schema migrations. Append only: never edit a released migration.
 import { migration0001 } from './0001-initial.js';
+import { migration0002 } from './0002-lease-parent-index.js';
 import type { Migration } from './migration.js';
 
 /** Every migration, ascending version. */
-export const MIGRATIONS: readonly Migration[] = [migration0001];
+export const MIGRATIONS: readonly Migration[] = [migration0001, migration0002];
 
 /** The schema version this code writes and understands. */
 export const LATEST_SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
