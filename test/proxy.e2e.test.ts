@@ -426,6 +426,25 @@ describe('the proxy end to end', () => {
     expect((await agent.fetch('echo', '/after-stream')).status).toBe(200);
   });
 
+  it('an agent that leaves before the upstream answers ends the upstream stream too', async () => {
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((r) => (upstreamClosed = r));
+    upstream.handle(async (_req, res) => {
+      res.on('close', () => upstreamClosed());
+      await new Promise((r) => setTimeout(r, 400));
+      // Headers, then silence: only the proxy giving up on the stream ends it.
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+    });
+    const controller = new AbortController();
+    const pending = agent.fetch('echo', '/slow-stream', { signal: controller.signal });
+    setTimeout(() => controller.abort(), 150);
+    await expect(pending).rejects.toThrow();
+    await closed;
+    upstream.reset();
+    expect((await agent.fetch('echo', '/after-slow-stream')).status).toBe(200);
+  });
+
   it('keeps the proxy memory bounded on a 100 MB streamed response', async () => {
     const chunk = Buffer.alloc(64 * 1024, 'a');
     const total = 100 * 1024 * 1024;

@@ -55,6 +55,16 @@ describe('relayRedacted', () => {
     expect(source.destroyed).toBe(true);
   });
 
+  it('when the agent left before the relay started, destroys the upstream body and rejects', async () => {
+    const source = new PassThrough();
+    const sink = slowSink([], 0);
+    sink.destroy();
+    await new Promise((r) => setImmediate(r));
+    const done = relayRedacted(source, redactor(), sink, () => undefined);
+    await expect(done).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    expect(source.destroyed).toBe(true);
+  });
+
   it('a held-back secret prefix at the end of the body is flushed, still redacted', async () => {
     const out: Buffer[] = [];
     await relayRedacted(

@@ -8,8 +8,9 @@
  *
  * MUST: every byte goes through `redactor.push`, and the held-back tail through
  * `redactor.end`, before it is written (the same redactor as the scrub stream).
- * MUST: when the agent goes away, the upstream body is destroyed (a server-sent-events
- * stream would otherwise be read forever) and the relay rejects.
+ * MUST: when the agent goes away, before or during the relay, the upstream body is
+ * destroyed (a server-sent-events stream would otherwise be read forever, and the request
+ * would hold its service runtime and keep shutdown waiting) and the relay rejects.
  * Back-pressure: a full response buffer pauses reading until it drains.
  */
 import type { Readable, Writable } from 'node:stream';
@@ -37,17 +38,24 @@ export async function relayRedacted(
   let gone = false;
   let wake: (() => void) | undefined;
   const onClose = () => {
-    if (res.writableFinished) return;
+    if (res.writableFinished || gone) return;
     gone = true;
     body.destroy(agentGone());
     wake?.();
   };
   res.once('close', onClose);
+  // The agent may have left while the upstream was still answering: its 'close' has been
+  // emitted already, and only this state shows it.
+  if (res.destroyed || res.closed) onClose();
   const write = async (chunk: Buffer): Promise<void> => {
     if (chunk.length === 0) return;
     if (gone) throw agentGone();
     onBytes(chunk.length);
     if (res.write(chunk)) return;
+    if (res.destroyed) {
+      onClose();
+      throw agentGone();
+    }
     await new Promise<void>((resolve) => {
       wake = resolve;
       res.once('drain', resolve);

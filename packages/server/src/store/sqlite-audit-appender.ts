@@ -50,49 +50,62 @@ export async function openSqliteAuditAppender(
   path: string,
   options: { busyTimeoutMs?: number; workerUrl?: URL } = {},
 ): Promise<SqliteAuditAppender> {
-  const waiting = new Map<number, Waiting>();
   let nextId = 1;
   let closed = false;
-  let current: Promise<Worker> | undefined;
+  let current: Promise<Running> | undefined;
 
-  const failAll = (error: Error) => {
-    const all = [...waiting.values()];
-    waiting.clear();
-    for (const w of all) w.reject(error);
-  };
+  /** One worker and the appends waiting on it: a worker's death fails only its own. */
+  interface Running {
+    readonly worker: Worker;
+    readonly waiting: Map<number, Waiting>;
+    alive: boolean;
+    /** Resolves once the worker has exited. */
+    readonly exited: Promise<void>;
+  }
 
-  const start = (): Promise<Worker> => {
-    const starting: Promise<Worker> = new Promise<Worker>((resolve, reject) => {
+  const start = (): Promise<Running> => {
+    const starting: Promise<Running> = new Promise<Running>((resolve, reject) => {
       const worker = new Worker(options.workerUrl ?? WORKER_URL, {
         workerData: { path, busyTimeoutMs: options.busyTimeoutMs },
       });
+      let onExit!: () => void;
+      const running: Running = {
+        worker,
+        waiting: new Map(),
+        alive: true,
+        exited: new Promise<void>((r) => (onExit = r)),
+      };
       let ready = false;
       const gone = (error: Error) => {
+        running.alive = false;
         // The next append starts a new worker.
         if (current === starting) current = undefined;
         if (!ready) reject(error);
-        failAll(error);
+        const all = [...running.waiting.values()];
+        running.waiting.clear();
+        for (const w of all) w.reject(error);
       };
       worker.on('message', (reply: Reply) => {
         if ('ready' in reply) {
           ready = true;
-          resolve(worker);
+          resolve(running);
           return;
         }
         if ('failed' in reply) {
           gone(storeError(reply.failed.code, reply.failed.message));
           return;
         }
-        const w = waiting.get(reply.id);
+        const w = running.waiting.get(reply.id);
         if (w === undefined) return;
-        waiting.delete(reply.id);
+        running.waiting.delete(reply.id);
         if ('seqs' in reply) w.resolve(reply.seqs);
         else w.reject(storeError(reply.error.code, reply.error.message));
       });
       worker.on('error', (error) => gone(error));
-      worker.on('exit', (code) =>
-        gone(storeError('internal_error', `audit worker exited (${code})`)),
-      );
+      worker.on('exit', (code) => {
+        gone(storeError('internal_error', `audit worker exited (${code})`));
+        onExit();
+      });
     });
     return starting;
   };
@@ -105,23 +118,26 @@ export async function openSqliteAuditAppender(
       if (rows.length === 0) return [];
       if (closed) throw storeError('internal_error', 'audit appender is closed');
       current ??= start();
-      const worker = await current;
+      const running = await current;
+      if (!running.alive) throw storeError('internal_error', 'audit worker exited');
       return new Promise<number[]>((resolve, reject) => {
         const id = nextId++;
-        waiting.set(id, { resolve, reject });
-        worker.postMessage({ id, rows });
+        running.waiting.set(id, { resolve, reject });
+        running.worker.postMessage({ id, rows });
       });
     },
     async close() {
       if (closed) return;
       closed = true;
-      const worker = await current?.catch(() => undefined);
-      if (worker === undefined) return;
-      while (waiting.size > 0) await new Promise((r) => setImmediate(r));
-      await new Promise<void>((resolve) => {
-        worker.once('exit', () => resolve());
-        worker.postMessage('close');
-      });
+      const running = await current?.catch(() => undefined);
+      if (running === undefined || !running.alive) return;
+      // Appends in flight get their answer first (or fail, if the worker dies meanwhile).
+      while (running.alive && running.waiting.size > 0) {
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      if (!running.alive) return;
+      running.worker.postMessage('close');
+      await running.exited;
     },
   };
 }
