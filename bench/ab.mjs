@@ -9,10 +9,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ensureDebianPackage, freePort, runWrk, startProcess, stopAll } from './lib/common.mjs';
+import { ensureDebianPackage, runWrk, stopAll } from './lib/common.mjs';
 import { importLeaseKeys, presign } from './lib/presign.mjs';
-import { startUpstream } from './lib/targets.mjs';
-import { readFileSync } from 'node:fs';
+import { startNexusNode, startUpstream } from './lib/targets.mjs';
 
 const other = process.argv[2];
 if (!other) {
@@ -24,32 +23,11 @@ const SECONDS = Number(process.env.BENCH_AB_SECONDS ?? 5);
 const here = resolve(import.meta.dirname, '..');
 
 async function startNode(root, upstream) {
-  const dir = mkdtempSync(join(tmpdir(), 'nexus-bench-ab-'));
-  const spec = {
-    dir,
-    upstreamPort: upstream.port,
-    proxyPort: await freePort(),
-    adminPort: await freePort(),
-    services: 1,
-    rules: 1,
-    rulesOnBench: false,
-    agents: [{ name: 'bench-ed', alg: 'ed25519', count: 1 }],
-    leasesOut: join(dir, 'leases.json'),
-  };
-  writeFileSync(join(dir, 'spec.json'), JSON.stringify(spec));
-  const proc = await startProcess(
-    process.execPath,
-    [join(root, 'bench/lib/nexus-node.mjs'), join(dir, 'spec.json')],
-    { ready: (o) => o.includes('nexus bench ready'), name: `nexus ${root}`, timeoutMs: 120_000 },
-  );
-  const leases = JSON.parse(readFileSync(spec.leasesOut, 'utf8'));
-  return {
+  const nexus = await startNexusNode(upstream, {
     root,
-    dir,
-    proc,
-    origin: `http://127.0.0.1:${spec.proxyPort}`,
-    keys: await importLeaseKeys(leases),
-  };
+    agents: [{ name: 'bench-ed', alg: 'ed25519', count: 1 }],
+  });
+  return { ...nexus, root, keys: await importLeaseKeys(nexus.leases) };
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

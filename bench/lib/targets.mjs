@@ -56,7 +56,9 @@ export async function startNexusNode(upstream, options) {
   };
   const specPath = join(dir, 'spec.json');
   writeFileSync(specPath, JSON.stringify(spec));
-  const nodeArgs = [...(options.nodeArgs ?? []), join(LIB_DIR, 'nexus-node.mjs'), specPath];
+  // options.root: another built checkout whose Nexus to start (bench/ab.mjs).
+  const lib = options.root === undefined ? LIB_DIR : join(options.root, 'bench', 'lib');
+  const nodeArgs = [...(options.nodeArgs ?? []), join(lib, 'nexus-node.mjs'), specPath];
   const proc = await startProcess(process.execPath, nodeArgs, {
     ready: (o) => o.includes('nexus bench ready'),
     name: 'nexus',
