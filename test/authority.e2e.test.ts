@@ -6,6 +6,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { enroll } from '@nexus/sdk';
 import { codeOf } from './helpers/agents.js';
@@ -176,6 +177,25 @@ describe('authority, vault and store end to end', () => {
     expect(await codeOf(agent.fetch('echo', '/after-restart'))).toBe('lease_revoked');
     agent.close();
     other.close();
+  });
+
+  it('a restart keeps every live revocation, however many leases were issued since', async () => {
+    const agent = await node.enroll('bot');
+    expect((await node.cli(['lease', 'revoke', agent.claims.jti])).code).toBe(0);
+    // 10,001 newer leases (rows only, as a busy fleet would leave them).
+    const db = new Database(join(node.dir, '.nexus', 'nexus.db'));
+    const insert = db.prepare(
+      `INSERT INTO leases (jti, agent, public_jwk, jkt, issued_at, expires_at, chain_started_at)
+       VALUES (?, 'bot', '{}', 'x', ?, ?, ?)`,
+    );
+    const now = Date.now();
+    db.transaction(() => {
+      for (let i = 0; i < 10_001; i++) insert.run(`filler-${i}`, now + 1000, now + 600_000, now);
+    })();
+    db.close();
+    await node.restart();
+    expect(await codeOf(agent.fetch('echo', '/after-restart'))).toBe('lease_revoked');
+    agent.close();
   });
 
   it('revokes by lease, by agent and all, effective on the next request', async () => {

@@ -316,6 +316,23 @@ export function runStoreConformance(
         await expectCode(store.revokeLeaseLineage('nope', T0), 'not_found');
       });
 
+      it('lists every revoked lease that expires after a time', async () => {
+        await store.insertLease(lease('old', 'a', T0 - 60 * 60_000)); // expired at T0 - 45 min
+        await store.insertLease(lease('live', 'a', T0));
+        await store.insertLease(lease('kept', 'a', T0 + 1));
+        for (let i = 0; i < 30; i++) await store.insertLease(lease(`n${i}`, 'a', T0 + 2 + i));
+        await store.revokeLease('old', T0);
+        await store.revokeLease('live', T0);
+        await store.revokeLease('n29', T0 + 40);
+        expect(await store.listRevokedLeaseIds(T0)).toEqual(['live', 'n29']);
+        expect(await store.listRevokedLeaseIds(T0 - 24 * 60 * 60_000)).toEqual([
+          'live',
+          'n29',
+          'old',
+        ]);
+        expect(await store.listRevokedLeaseIds(T0 + 60 * 60_000)).toEqual([]);
+      });
+
       it('keeps revocation epochs per agent and for all, never lowering them', async () => {
         expect(await store.getRevocationEpochs()).toEqual({ agents: {} });
         await store.setRevocationEpoch({ agent: 'a' }, T0 + 5);

@@ -476,6 +476,13 @@ class SqliteStoreImpl implements SqliteStore {
     });
   }
 
+  async listRevokedLeaseIds(expiresAfter: number): Promise<string[]> {
+    return this.#all(
+      'SELECT jti FROM leases WHERE revoked_at IS NOT NULL AND expires_at > ? ORDER BY jti',
+      expiresAfter,
+    ).map((r) => str(r.jti));
+  }
+
   async setRevocationEpoch(scope: RevocationScope, at: number): Promise<void> {
     const [kind, agent] = scope === 'all' ? ['all', ''] : ['agent', scope.agent];
     this.#run(

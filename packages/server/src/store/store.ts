@@ -284,6 +284,8 @@ export interface Store {
    * lease's first. Throws `not_found`.
    */
   revokeLeaseLineage(jti: string, at: number): Promise<string[]>;
+  /** The jtis of every revoked lease with `expiresAt > expiresAfter`, however many. */
+  listRevokedLeaseIds(expiresAfter: number): Promise<string[]>;
   /** Raises the epoch of the scope to `at` (never lowers it). */
   setRevocationEpoch(scope: RevocationScope, at: number): Promise<void>;
   getRevocationEpochs(): Promise<RevocationEpochs>;
