@@ -144,6 +144,19 @@ describe('configuration reload', () => {
       expect(JSON.parse(r.stdout)).toMatchObject({ services: 2, restart_required: [] });
       expect((await agent.fetch('second', '/x')).status).toBe(200);
 
+      // A role taken away by a reload stops counting at once, on the lease already held.
+      const withoutRole = parse(await readFile(node.configPath, 'utf8')) as Record<string, unknown>;
+      withoutRole.agents = { bot: { roles: [] } };
+      await writeFile(node.configPath, stringify(withoutRole));
+      expect((await node.cli(['reload'])).code).toBe(0);
+      expect(await agent.fetch('second', '/z').catch((e: { code: string }) => e.code)).toBe(
+        'policy_denied',
+      );
+      withoutRole.agents = { bot: { roles: ['reader'] } };
+      await writeFile(node.configPath, stringify(withoutRole));
+      expect((await node.cli(['reload'])).code).toBe(0);
+      expect((await agent.fetch('second', '/x')).status).toBe(200);
+
       // SIGHUP does the same; an invalid file is refused and the running config stays.
       await writeFile(node.configPath, 'version: 1\nsurprise: true\n');
       node.process.kill('SIGHUP');

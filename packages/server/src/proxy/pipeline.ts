@@ -238,7 +238,10 @@ export function createPipeline(deps: PipelineDeps) {
       t.policyHash = policy.hash;
       t.decision = policy.evaluate({
         agent: verified.agent,
-        roles: verified.claims.scope.split(' ').filter((r) => r !== ''),
+        // The lease's roles that the agent still has: a role taken away (config reload,
+        // admin API) stops counting at once, not at the next renewal; one added counts
+        // from the next lease.
+        roles: verified.claims.scope.split(' ').filter((r) => r !== '' && agent.roles.includes(r)),
         act: verified.claims.act?.sub,
         service: service.name,
         method: t.method,
