@@ -153,7 +153,7 @@ describe('authority, vault and store end to end', () => {
     await short.stop();
   });
 
-  it('revoking a lease revokes the renewals made from it, also after a restart', async () => {
+  it('revoking a lease revokes its whole renewal chain, also after a restart', async () => {
     const agent = await node.enroll('bot');
     const other = await node.enroll('bot');
     const original = agent.claims.jti;
@@ -173,10 +173,23 @@ describe('authority, vault and store end to end', () => {
     const current = listed.body.leases.find((l) => l.id === agent.claims.jti);
     expect(current?.revoked).toBe(true);
 
+    // Revoking the newest lease of a chain revokes the leases it was renewed from too: a
+    // holder of the older lease could otherwise renew it again.
+    const second = await node.enroll('bot');
+    const root = second.claims.jti;
+    await second.renew();
+    expect((await node.cli(['lease', 'revoke', second.claims.jti])).code).toBe(0);
+    const after = await node.admin<{ leases: { id: string; revoked: boolean }[] }>(
+      'GET',
+      '/v1/leases?agent=bot&all=true&limit=1000',
+    );
+    expect(after.body.leases.find((l) => l.id === root)?.revoked).toBe(true);
+
     await node.restart();
     expect(await codeOf(agent.fetch('echo', '/after-restart'))).toBe('lease_revoked');
     agent.close();
     other.close();
+    second.close();
   });
 
   it('a restart keeps every live revocation, however many leases were issued since', async () => {

@@ -53,6 +53,7 @@ export function authoritySettings(config: Config) {
     leaseMaxLifetimeMs: config.authority.lease_max_lifetime,
     enrollmentTtlMs: config.authority.enrollment_ttl,
     signingAlg: config.authority.signing_alg,
+    clockSkewMs: config.authority.clock_skew,
     configAgents: config.agents,
   };
 }

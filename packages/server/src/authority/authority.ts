@@ -30,6 +30,8 @@ export interface AuthoritySettings {
   readonly leaseMaxLifetimeMs: number;
   readonly enrollmentTtlMs: number;
   readonly signingAlg: AuthorityAlg;
+  /** The verifier's tolerance on lease `exp` (authority.clock_skew); default 0. */
+  readonly clockSkewMs?: number;
   /** Agents declared in nexus.yaml: name -> roles. */
   readonly configAgents: Readonly<Record<string, { readonly roles: readonly string[] }>>;
 }
@@ -108,10 +110,11 @@ export class Authority {
     const epochs = await this.store.getRevocationEpochs();
     this.#epochAll = epochs.all ?? 0;
     this.#epochByAgent = new Map(Object.entries(epochs.agents));
-    // Revoked leases that have not expired yet (with a day's margin for the verifier's
-    // clock skew), all of them: the only ones the proxy could still see. (This read the
-    // 10,000 newest leases before; a busier node forgot older revocations at a restart.)
-    for (const jti of await this.store.listRevokedLeaseIds(now - 86_400_000)) {
+    // Revoked leases the proxy could still accept (not expired, allowing for the clock
+    // skew it tolerates on `exp`), all of them. (This read the 10,000 newest leases
+    // before; a busier node forgot older revocations at a restart.)
+    const margin = Math.max(86_400_000, this.settings.clockSkewMs ?? 0);
+    for (const jti of await this.store.listRevokedLeaseIds(now - margin)) {
       this.#revokedJtis.add(jti);
     }
   }
@@ -239,7 +242,7 @@ export class Authority {
       parentJti: current.jti,
       ttlMs: Math.min(this.settings.leaseTtlMs, remaining),
     });
-    // A revocation of the parent that ran while this renewal was being issued may not
+    // A revocation of the chain that ran while this renewal was being issued may not
     // have seen the new lease: revoke it too, and refuse.
     if (
       this.#revokedJtis.has(current.jti) ||
@@ -321,14 +324,15 @@ export class Authority {
   }
 
   /**
-   * Revokes a lease and every renewal made from it: a renewal carries the same key and
-   * the same agent, so revoking only the lease the operator saw would leave its holder
-   * a renewed one.
+   * Revokes a lease with its whole renewal chain: the leases it was renewed from and every
+   * renewal made from any of them. They carry the same key and agent, so revoking only
+   * the lease the operator saw would leave its holder a parent to renew again, or a
+   * renewal already made.
    */
   async revokeLease(jti: string): Promise<void> {
     const lease = await this.store.getLease(jti);
     if (lease === undefined) throw new NexusError('not_found', 'no such lease');
-    for (const id of await this.store.revokeLeaseLineage(jti, this.clock())) {
+    for (const id of await this.store.revokeLeaseChain(jti, this.clock())) {
       this.#revokedJtis.add(id);
     }
   }

@@ -295,25 +295,38 @@ export function runStoreConformance(
         await expectCode(store.revokeLease('nope', T0), 'not_found');
       });
 
-      it('revokes a lease with its lineage of renewals, and nothing else', async () => {
-        // j1 -> j2 -> j3 and j2 -> j4 (two renewals raced), j5 another chain, j6 from j5.
+      it('revokes a lease with its whole renewal chain, and nothing else', async () => {
+        // j1 -> j2 -> j3 and j2 -> j4 (two renewals raced); j5 -> j6 another chain of the
+        // same agent; b1 -> b2 another agent's, with a parent id pointing into a's chain.
         await store.insertLease(lease('j1', 'a', T0));
         await store.insertLease(lease('j2', 'a', T0 + 1, { parentJti: 'j1' }));
         await store.insertLease(lease('j3', 'a', T0 + 2, { parentJti: 'j2' }));
         await store.insertLease(lease('j4', 'a', T0 + 3, { parentJti: 'j2' }));
         await store.insertLease(lease('j5', 'a', T0 + 4));
         await store.insertLease(lease('j6', 'a', T0 + 5, { parentJti: 'j5' }));
+        await store.insertLease(lease('b1', 'b', T0 + 6, { parentJti: 'j3' }));
+        await store.insertLease(lease('b2', 'b', T0 + 7, { parentJti: 'b1' }));
         await store.revokeLease('j3', T0 + 5);
-        expect(await store.revokeLeaseLineage('j2', T0 + 10)).toEqual(['j2', 'j3', 'j4']);
-        expect((await store.getLease('j1'))?.revokedAt).toBeUndefined();
-        expect((await store.getLease('j2'))?.revokedAt).toBe(T0 + 10);
+        // From the newest lease: its parents too, and their other renewal.
+        expect(await store.revokeLeaseChain('j4', T0 + 10)).toEqual(['j1', 'j2', 'j3', 'j4']);
+        for (const jti of ['j1', 'j2', 'j4']) {
+          expect((await store.getLease(jti))?.revokedAt).toBe(T0 + 10);
+        }
         expect((await store.getLease('j3'))?.revokedAt).toBe(T0 + 5);
-        expect((await store.getLease('j4'))?.revokedAt).toBe(T0 + 10);
-        expect((await store.getLease('j6'))?.revokedAt).toBeUndefined();
-        expect(await store.revokeLeaseLineage('j1', T0 + 20)).toEqual(['j1', 'j2', 'j3', 'j4']);
-        expect((await store.getLease('j1'))?.revokedAt).toBe(T0 + 20);
-        expect((await store.getLease('j2'))?.revokedAt).toBe(T0 + 10);
-        await expectCode(store.revokeLeaseLineage('nope', T0), 'not_found');
+        for (const jti of ['j5', 'j6', 'b1', 'b2']) {
+          expect((await store.getLease(jti))?.revokedAt).toBeUndefined();
+        }
+        expect(await store.revokeLeaseChain('j2', T0 + 20)).toEqual(['j1', 'j2', 'j3', 'j4']);
+        expect((await store.getLease('j1'))?.revokedAt).toBe(T0 + 10);
+        expect(await store.revokeLeaseChain('b2', T0 + 30)).toEqual(['b1', 'b2']);
+        await expectCode(store.revokeLeaseChain('nope', T0), 'not_found');
+      });
+
+      it('ends on a corrupt parent cycle', async () => {
+        await store.insertLease(lease('c1', 'a', T0, { parentJti: 'c2' }));
+        await store.insertLease(lease('c2', 'a', T0 + 1, { parentJti: 'c1' }));
+        await store.insertLease(lease('c3', 'a', T0 + 2, { parentJti: 'c2' }));
+        expect(await store.revokeLeaseChain('c3', T0 + 10)).toEqual(['c1', 'c2', 'c3']);
       });
 
       it('lists every revoked lease that expires after a time', async () => {
@@ -324,8 +337,8 @@ export function runStoreConformance(
         await store.revokeLease('old', T0);
         await store.revokeLease('live', T0);
         await store.revokeLease('n29', T0 + 40);
-        expect(await store.listRevokedLeaseIds(T0)).toEqual(['live', 'n29']);
-        expect(await store.listRevokedLeaseIds(T0 - 24 * 60 * 60_000)).toEqual([
+        expect((await store.listRevokedLeaseIds(T0)).sort()).toEqual(['live', 'n29']);
+        expect((await store.listRevokedLeaseIds(T0 - 24 * 60 * 60_000)).sort()).toEqual([
           'live',
           'n29',
           'old',

@@ -48,26 +48,30 @@ describe('SQLite backend', () => {
     const migrations = rawRw.prepare('SELECT version, name FROM schema_migrations').all();
     expect(migrations).toEqual([
       { version: 1, name: 'initial' },
-      { version: 2, name: 'lease_parent_index' },
+      { version: 2, name: 'lease_revocation_indexes' },
     ]);
   });
 
-  it('migrates a version-1 database to the latest version (the lease parent index)', async () => {
+  it('migrates a version-1 database to the latest version (the lease revocation indexes)', async () => {
     const path = tempPath();
     await openSqliteStore(path).close();
     // Back to what version 1 wrote.
     const raw = new Database(path);
-    raw.exec('DROP INDEX leases_parent; DELETE FROM schema_migrations WHERE version = 2;');
+    raw.exec(
+      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DELETE FROM schema_migrations WHERE version = 2;',
+    );
     raw.close();
     const store = openSqliteStore(path);
     opened.push(store);
     expect(store.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
     const check = new Database(path, { readonly: true });
     opened.push(check);
-    const index = check
-      .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'leases_parent'")
-      .get();
-    expect(index).toEqual({ name: 'leases_parent' });
+    const indexes = check
+      .prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('leases_parent', 'leases_revoked_expiry') ORDER BY name",
+      )
+      .all();
+    expect(indexes).toEqual([{ name: 'leases_parent' }, { name: 'leases_revoked_expiry' }]);
   });
 
   it('re-opens an existing database without re-running migrations', async () => {

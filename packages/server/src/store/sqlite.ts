@@ -456,29 +456,46 @@ class SqliteStoreImpl implements SqliteStore {
     return toLease(row);
   }
 
-  async revokeLeaseLineage(jti: string, at: number): Promise<string[]> {
+  async revokeLeaseChain(jti: string, at: number): Promise<string[]> {
     return this.#write(() => {
-      if (this.#get('SELECT 1 FROM leases WHERE jti = ?', jti) === undefined) {
-        throw new NexusError('not_found', 'lease not found');
+      const start = this.#get('SELECT agent, parent_jti FROM leases WHERE jti = ?', jti);
+      if (start === undefined) throw new NexusError('not_found', 'lease not found');
+      const agent = str(start.agent);
+      // Up to the first lease of the chain (a visited set stops a corrupt cycle).
+      let root = jti;
+      const seen = new Set([jti]);
+      for (let parent = start.parent_jti; typeof parent === 'string' && !seen.has(parent);) {
+        const row = this.#get(
+          'SELECT parent_jti FROM leases WHERE jti = ? AND agent = ?',
+          parent,
+          agent,
+        );
+        if (row === undefined) break;
+        seen.add(parent);
+        root = parent;
+        parent = row.parent_jti;
       }
-      const lineage = this.#all(
-        `WITH RECURSIVE lineage(jti, depth) AS (
-           SELECT ?, 0
+      // Down from it: UNION (not UNION ALL) visits each jti once, so a cycle ends too.
+      const chain = this.#all(
+        `WITH RECURSIVE chain(jti) AS (
+           SELECT ?
            UNION
-           SELECT l.jti, lineage.depth + 1 FROM leases l JOIN lineage ON l.parent_jti = lineage.jti
+           SELECT l.jti FROM leases l JOIN chain ON l.parent_jti = chain.jti WHERE l.agent = ?
          )
-         SELECT jti FROM lineage ORDER BY depth, jti`,
-        jti,
+         SELECT chain.jti FROM chain JOIN leases ON leases.jti = chain.jti
+         ORDER BY leases.issued_at, chain.jti`,
+        root,
+        agent,
       ).map((r) => str(r.jti));
       const update = 'UPDATE leases SET revoked_at = coalesce(revoked_at, ?) WHERE jti = ?';
-      for (const id of lineage) this.#run(update, at, id);
-      return lineage;
+      for (const id of chain) this.#run(update, at, id);
+      return chain;
     });
   }
 
   async listRevokedLeaseIds(expiresAfter: number): Promise<string[]> {
     return this.#all(
-      'SELECT jti FROM leases WHERE revoked_at IS NOT NULL AND expires_at > ? ORDER BY jti',
+      'SELECT jti FROM leases WHERE revoked_at IS NOT NULL AND expires_at > ?',
       expiresAfter,
     ).map((r) => str(r.jti));
   }

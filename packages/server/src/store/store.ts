@@ -279,11 +279,12 @@ export interface Store {
   /** Marks the lease revoked (idempotent: the first `revokedAt` stays). Throws `not_found`. */
   revokeLease(jti: string, at: number): Promise<LeaseRow>;
   /**
-   * Revokes the lease and every lease renewed from it, directly or through other renewals,
-   * in one transaction (idempotent per lease, as `revokeLease`). Returns their jtis, the
-   * lease's first. Throws `not_found`.
+   * Revokes the lease's whole renewal chain in one transaction: the leases it was renewed
+   * from (`parentJti`, same agent) up to the first, and every lease renewed from any of
+   * them (idempotent per lease, as `revokeLease`). Returns their jtis, oldest first.
+   * Terminates on corrupt data (a `parentJti` cycle). Throws `not_found`.
    */
-  revokeLeaseLineage(jti: string, at: number): Promise<string[]>;
+  revokeLeaseChain(jti: string, at: number): Promise<string[]>;
   /** The jtis of every revoked lease with `expiresAt > expiresAfter`, however many. */
   listRevokedLeaseIds(expiresAfter: number): Promise<string[]>;
   /** Raises the epoch of the scope to `at` (never lowers it). */

@@ -1,6 +1,6 @@
 // The ordered list of schema migrations. Append only: never edit a released migration.
 import { migration0001 } from './0001-initial.js';
-import { migration0002 } from './0002-lease-parent-index.js';
+import { migration0002 } from './0002-lease-revocation-indexes.js';
 import type { Migration } from './migration.js';
 
 /** Every migration, ascending version. */
