@@ -237,7 +237,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         const name = svc.auth.credential;
         if (name !== undefined && (await vault.describe(name)) === undefined) {
           logger.warn(
-            { service: svc.name, credential: name },
+            { service_name: svc.name, credential: name },
             `credential "${name}" of service "${svc.name}" is not set (nexus credential set ${name})`,
           );
         }
