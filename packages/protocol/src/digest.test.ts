@@ -1,21 +1,12 @@
 // RFC 9530 Content-Digest with the RFC sample values.
 import { describe, expect, it } from 'vitest';
 import { createContentDigest, verifyContentDigest } from './digest.js';
-import { isNexusError } from './errors.js';
+import { code } from './test/code.js';
 
 const BODY = '{"hello": "world"}';
 const SHA256 = 'sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:';
 const SHA512 =
   'sha-512=:WZDPaVn/7XgHaAy8pmojAkGWoRx2UFChF41A2svX+TaPm+AbwAgBWnrIiYllu7BNNyealdVLvRwEmTHWXvJwew==:';
-
-async function code(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (err) {
-    return isNexusError(err) ? err.code : 'not-a-nexus-error';
-  }
-}
 
 describe('createContentDigest', () => {
   it('matches the RFC samples', async () => {

@@ -3,7 +3,6 @@
 // audience and revocation checks with the codes of a full verification.
 import { generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { isNexusError } from './errors.js';
 import { agentSub, signLease } from './lease.js';
 import {
   generateAgentKey,
@@ -11,6 +10,7 @@ import {
   verifyRequestSignature,
   type VerifyRequestSignatureOptions,
 } from './profile.js';
+import { code } from './test/code.js';
 
 const ISSUER = 'https://nexus.example';
 const NOW_MS = 1_785_000_000_000;
@@ -61,15 +61,6 @@ const options = (
   now: () => NOW_MS,
   ...extra,
 });
-
-async function code(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (err) {
-    return isNexusError(err) ? err.code : `foreign: ${String(err)}`;
-  }
-}
 
 describe('verified-lease cache', () => {
   it('a second request on the same lease verifies, with frozen shared claims', async () => {

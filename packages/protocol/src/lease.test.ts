@@ -1,7 +1,6 @@
 // Lease signing and verification: each profile rule yields its code.
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { isNexusError } from './errors.js';
 import {
   agentNameFromSub,
   agentSub,
@@ -11,6 +10,7 @@ import {
   type LeaseClaims,
 } from './lease.js';
 import { generateAgentKey } from './profile.js';
+import { code } from './test/code.js';
 
 const ISSUER = 'https://nexus.example';
 const NOW = 1_785_000_000;
@@ -40,15 +40,6 @@ const verify = (token: string, now = NOW) =>
     now: () => now * 1000,
   });
 type CryptoKeyLike = Awaited<ReturnType<Parameters<typeof verifyLease>[1]['getKey']>>;
-
-async function code(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (err) {
-    return isNexusError(err) ? err.code : `foreign: ${String(err)}`;
-  }
-}
 
 const raw = (header: object, payload: object, sig = 'c2ln') =>
   `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${sig}`;

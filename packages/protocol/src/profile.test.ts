@@ -3,7 +3,6 @@
 import fc from 'fast-check';
 import { generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { isNexusError } from './errors.js';
 import { agentSub, signLease, type LeaseClaims } from './lease.js';
 import {
   generateAgentKey,
@@ -14,6 +13,7 @@ import {
   verifyRequestSignature,
   type VerifyRequestOptions,
 } from './profile.js';
+import { code } from './test/code.js';
 
 const ISSUER = 'https://nexus.example';
 const NOW_MS = 1_785_000_000_000;
@@ -55,15 +55,6 @@ const verifier = (
   now: () => NOW_MS,
   ...extra,
 });
-
-async function code(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (err) {
-    return isNexusError(err) ? err.code : `foreign: ${String(err)}`;
-  }
-}
 
 describe.each(['ed25519', 'ecdsa-p256'] as const)('%s agent', (alg) => {
   it('a signed POST verifies, with every field of VerifiedRequest', async () => {
