@@ -27,7 +27,6 @@ export type DigestFunction = (
 export async function webCryptoDigest(alg: DigestAlgorithm, body: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await subtle().digest(HASH[alg], toBuffer(body)));
 }
-const hash = webCryptoDigest;
 
 /**
  * Returns a Content-Digest field value for `body`, e.g. `sha-256=:X48E...=:`.
@@ -40,7 +39,7 @@ export async function createContentDigest(
   alg: DigestAlgorithm = 'sha-256',
 ): Promise<string> {
   if (!(alg in HASH)) throw new NexusError('digest_invalid');
-  return `${alg}=${serializeByteSequence(await hash(alg, bodyBytes(body)))}`;
+  return `${alg}=${serializeByteSequence(await webCryptoDigest(alg, bodyBytes(body)))}`;
 }
 
 /**

@@ -330,8 +330,7 @@ export class Authority {
    * renewal already made.
    */
   async revokeLease(jti: string): Promise<void> {
-    const lease = await this.store.getLease(jti);
-    if (lease === undefined) throw new NexusError('not_found', 'no such lease');
+    // not_found for an unknown jti comes from the store.
     for (const id of await this.store.revokeLeaseChain(jti, this.clock())) {
       this.#revokedJtis.add(id);
     }
