@@ -218,7 +218,7 @@ describe('authority, vault and store end to end', () => {
     for (const agent of [a, b, c]) expect((await agent.fetch('echo', '/before')).status).toBe(200);
 
     const byLease = await node.cli(['lease', 'revoke', a.claims.jti]);
-    expect(byLease.code).toBe(0);
+    expect(byLease.code, byLease.stderr).toBe(0);
     expect(await codeOf(a.fetch('echo', '/x'))).toBe('lease_revoked');
     expect((await b.fetch('echo', '/x')).status).toBe(200);
 
