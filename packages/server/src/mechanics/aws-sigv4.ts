@@ -407,12 +407,8 @@ export const awsSigV4Mechanic: MechanicDefinition<AwsSigV4Options> = {
           encodePathTwice: !s3,
         });
         Object.assign(request.headers, signed.headers);
-        const secrets = new SecretSet().add(
-          accessKeyId,
-          secretAccessKey,
-          sessionToken,
-          signed.signingKey.toString('hex'),
-        );
+        // The secret access key and the signing key derived from it never travel.
+        const secrets = new SecretSet().add(accessKeyId, sessionToken);
         return applied(credential, secrets);
       },
     };

@@ -30,7 +30,7 @@ export const bearerMechanic: MechanicDefinition<BearerOptions> = {
         const token = requireField(credential, options.field);
         const value = assertHeaderSafe(credential, `Bearer ${token}`);
         request.headers['authorization'] = value;
-        return applied(credential, new SecretSet().add(token, value));
+        return applied(credential, new SecretSet().add(token));
       },
     };
   },

@@ -12,7 +12,7 @@
  */
 import { SignJWT } from 'jose';
 import { z } from 'zod';
-import { applied, assertHeaderSafe, optionalField, requireField, SecretSet } from './credential.js';
+import { applied, assertHeaderSafe, requireField, SecretSet } from './credential.js';
 import { credentialUnavailable } from './errors.js';
 import { privateKeyFrom } from './jwt-bearer.js';
 import type { Mechanic, MechanicDefinition, ResolvedCredential } from './mechanic.js';
@@ -105,12 +105,8 @@ export const githubAppMechanic: MechanicDefinition<GithubAppOptions> = {
         request.headers['authorization'] = value;
         return applied(
           credential,
-          new SecretSet().add(
-            token.value,
-            value,
-            optionalField(credential, options.private_key_field),
-            optionalField(credential, options.app_id_field),
-          ),
+          // The private key never travels; the app JWT goes to the token endpoint only.
+          new SecretSet().add(token.value),
         );
       },
       async onUnauthorized(ctx) {

@@ -40,7 +40,8 @@ describe('hmac presets', () => {
     expect(m.injectedHeaders).toEqual(['stripe-signature']);
     expect(result).toEqual({
       credential: { name: 'signing', version: 7 },
-      secrets: ['whsec_test_secret'],
+      // The signing key never travels (issue 10): nothing of this request is secret upstream.
+      secrets: [],
     });
   });
 
@@ -79,7 +80,13 @@ describe('hmac presets', () => {
       'cb-access-sign',
       'cb-access-timestamp',
     ]);
-    expect([...result.secrets].sort()).toEqual(Object.values(fields).sort());
+    // Everything but the signing key travels (issue 10).
+    expect([...result.secrets].sort()).toEqual(
+      Object.entries(fields)
+        .filter(([k]) => k !== 'secret')
+        .map(([, v]) => v)
+        .sort(),
+    );
   });
 
   it('coinbase-v2: hex signature over timestamp+GET+path, no body', async () => {
@@ -148,7 +155,7 @@ describe('hmac custom options', () => {
       'x-ts': '2024-01-02T03:04:05.678Z',
       'x-nonce': 'nonce-fixed',
     });
-    expect([...result.secrets].sort()).toEqual(['custom-secret', 'kid-1']);
+    expect([...result.secrets].sort()).toEqual(['kid-1']);
   });
 
   it('sha1 with unix_ms and the base64 body hash', async () => {

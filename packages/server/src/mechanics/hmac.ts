@@ -176,7 +176,8 @@ export function createHmacMechanic(options: HmacOptions, hooks: HmacMechanicHook
       const credential = await ctx.credential(options.credential);
       const secret = requireField(credential, 'secret');
       const keyId = needsKeyId ? requireField(credential, 'key_id') : undefined;
-      const secrets = new SecretSet().add(secret, keyId);
+      // The key signs; it never travels. Only the key id and credential headers do.
+      const secrets = new SecretSet().add(keyId);
       const key = Buffer.from(secret, options.secret_encoding);
       if (key.length === 0) {
         throw credentialUnavailable(

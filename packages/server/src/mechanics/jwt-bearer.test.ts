@@ -60,9 +60,8 @@ describe('jwt_bearer', () => {
     const req = outbound('GET', 'https://www.googleapis.com/x');
     const result = await m.apply(req, fakeContext(cred(fields)));
     expect(req.headers['authorization']).toBe('Bearer tok-1-abcdefgh');
-    expect(result.secrets).toEqual(
-      expect.arrayContaining(['tok-1-abcdefgh', 'Bearer tok-1-abcdefgh', PEM, 'sa@example.iam']),
-    );
+    // The key and the assertion go to the token endpoint only (issue 10).
+    expect(result.secrets).toEqual(['tok-1-abcdefgh']);
     const form = forms[0] as URLSearchParams;
     expect(form.get('grant_type')).toBe('urn:ietf:params:oauth:grant-type:jwt-bearer');
     const assertion = form.get('assertion') as string;
@@ -167,7 +166,7 @@ describe('github_app', () => {
     const req = outbound('GET', 'https://gh.example/api/v3/repos/a/b');
     const result = await m.apply(req, fakeContext(cred(fields)));
     expect(req.headers['authorization']).toBe('token ghs_1abcdefgh');
-    expect(result.secrets).toEqual(expect.arrayContaining(['ghs_1abcdefgh', PEM, '123456']));
+    expect(result.secrets).toEqual(['ghs_1abcdefgh']);
     const jwt = (seen[0]?.auth ?? '').replace(/^Bearer /, '');
     expect(decodeProtectedHeader(jwt).alg).toBe('RS256');
     const claims = decodeJwt(jwt);

@@ -149,14 +149,8 @@ export const jwtBearerMechanic: MechanicDefinition<JwtBearerOptions> = {
         // Every field read is a secret (the key, and the account it names), as is the token.
         return applied(
           credential,
-          new SecretSet().add(
-            token.value,
-            value,
-            optionalField(credential, options.private_key_field),
-            optionalField(credential, 'client_email'),
-            optionalField(credential, 'issuer'),
-            optionalField(credential, options.key_id_field),
-          ),
+          // The key and the assertion's claims go to the token endpoint only.
+          new SecretSet().add(token.value),
         );
       },
       async onUnauthorized(ctx) {

@@ -53,9 +53,13 @@ export interface AppliedAuth {
   /** Name and version of the credential used, for the audit record (never its value). */
   readonly credential?: { readonly name: string; readonly version: number };
   /**
-   * Every secret value that now travels upstream: credential fields, derived tokens and
-   * whole injected header values. The scrubber redacts all of them (and their encodings)
-   * from the response. MUST include anything the upstream could reflect.
+   * Every secret value this request carries to the upstream: credential fields and derived
+   * tokens as they travel (the scrubber decodes base64, hex, percent and escapes itself, so
+   * an encoded form need not be listed). The scrubber redacts them from the response and
+   * from every other service's responses. MUST include anything the upstream could
+   * reflect. MUST NOT include what never reaches the upstream (signing keys, private keys,
+   * client secrets and assertions sent only to a token endpoint): no upstream can reflect
+   * them, and listing them would only make them answer agents' probes elsewhere.
    */
   readonly secrets: readonly string[];
 }

@@ -94,7 +94,7 @@ const CASES: Case[] = [
     headers: { authorization: 'Bearer agent' },
     expectHeaders: { authorization: 'Bearer tok' },
     injectedHeaders: ['authorization'],
-    secrets: ['tok', 'Bearer tok'],
+    secrets: ['tok'],
   },
   {
     name: 'bearer from a named field',
@@ -103,7 +103,7 @@ const CASES: Case[] = [
     fields: { access_token: 'at', value: 'other' },
     expectHeaders: { authorization: 'Bearer at' },
     injectedHeaders: ['authorization'],
-    secrets: ['at', 'Bearer at'],
+    secrets: ['at'],
   },
   {
     name: 'basic (RFC 7617 example)',
@@ -112,12 +112,7 @@ const CASES: Case[] = [
     fields: { username: 'Aladdin', password: 'open sesame' },
     expectHeaders: { authorization: 'Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==' },
     injectedHeaders: ['authorization'],
-    secrets: [
-      'Aladdin',
-      'open sesame',
-      'QWxhZGRpbjpvcGVuIHNlc2FtZQ==',
-      'Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==',
-    ],
+    secrets: ['Aladdin', 'open sesame', 'Aladdin:open sesame'],
   },
   {
     name: 'basic with custom fields, UTF-8 and an empty password',
@@ -126,7 +121,7 @@ const CASES: Case[] = [
     fields: { key: 'sk_tést', pw: '' },
     expectHeaders: { authorization: `Basic ${b64('sk_tést:')}` },
     injectedHeaders: ['authorization'],
-    secrets: ['sk_tést', b64('sk_tést:'), `Basic ${b64('sk_tést:')}`],
+    secrets: ['sk_tést', 'sk_tést:'],
   },
   {
     name: 'query appends the parameter',
@@ -137,7 +132,7 @@ const CASES: Case[] = [
     expectSearch: '?a=1&b=%20two&api_key=q%2F1%20%2B',
     injectedHeaders: [],
     injectedQueryParams: ['api_key'],
-    secrets: ['q/1 +', 'q%2F1%20%2B'],
+    secrets: ['q/1 +'],
   },
   {
     name: 'query replaces every agent copy (also encoded names)',
@@ -289,7 +284,7 @@ function watched(fields: Record<string, string>): { cred: ResolvedCredential; re
   return { cred: { name: 'cred', version: 1, fields: proxy }, read };
 }
 
-describe('property: every credential field value used is a secret', () => {
+describe('property: every credential value that travels upstream is a secret, and only those (issue 10)', () => {
   const ALL: Array<[string, Record<string, unknown>, Record<string, string>]> = [
     [
       'header',
@@ -311,6 +306,12 @@ describe('property: every credential field value used is a secret', () => {
       { secret: 'c2VjcmV0', key_id: 'KID', passphrase: 'PASS' },
     ],
   ];
+  // Fields a mechanic reads but never sends: no upstream can reflect them, so they are in
+  // no response matcher (a signing key would otherwise answer agents' probes elsewhere).
+  const STAYS_HOME: Record<string, string[]> = {
+    aws_sigv4: ['secret_access_key'],
+    hmac: ['secret'],
+  };
 
   // These talk to a token endpoint or an upstream over TLS before they can inject
   // anything; the same rule (every field read is a secret) is checked in their own unit
@@ -335,7 +336,21 @@ describe('property: every credential field value used is a secret', () => {
     const req: OutboundRequest = outbound('POST', 'https://api.example/p?x=1', { body: 'b' });
     const result = await build(type, options).apply(req, fakeContext(c));
     expect(read.size).toBeGreaterThan(0);
-    for (const field of read) expect(result.secrets).toContain(fields[field]);
+    const wire = [
+      req.url.href,
+      ...Object.values(req.headers),
+      Buffer.from(req.body ?? []).toString(),
+    ]
+      .map((v) => `${v} ${Buffer.from(v, 'base64').toString('latin1')}`)
+      .join('\n');
+    for (const field of read) {
+      if (STAYS_HOME[type]?.includes(field)) {
+        expect(result.secrets).not.toContain(fields[field]);
+        expect(wire).not.toContain(fields[field]);
+      } else {
+        expect(result.secrets).toContain(fields[field]);
+      }
+    }
     // And no secret is the empty string.
     expect(result.secrets).not.toContain('');
   });

@@ -144,19 +144,10 @@ export const mtlsMechanic: MechanicDefinition<MtlsOptions> = {
           if (old !== undefined) void old.pooled.agent.close().catch(() => undefined);
         }
         request.dispatcher = entry.pooled.dispatcher;
-        // Nothing is injected into the request, but every field used is still treated as a
-        // secret (the house rule), so no part of the credential is ever relayed.
-        return applied(
-          credential,
-          new SecretSet().add(
-            ...[
-              options.cert_field,
-              options.key_field,
-              options.ca_field,
-              options.passphrase_field,
-            ].map((f) => optionalField(credential, f)),
-          ),
-        );
+        // Nothing is injected into the request: the certificate is public (the upstream sees
+        // it in the handshake) and the key never travels, so no value is the upstream's to
+        // reflect (issue 10: secrets that never travel are in no response matcher).
+        return applied(credential, new SecretSet());
       },
       async close() {
         const all = [...pools.values()];

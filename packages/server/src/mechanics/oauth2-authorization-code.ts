@@ -451,8 +451,8 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
         const value = assertHeaderSafe(t.clientCredential, `Bearer ${t.accessToken}`);
         request.headers['authorization'] = value;
         used.set(ctx, { name: t.name, accessToken: t.accessToken });
-        const { clientSecret } = client(t.clientCredential);
-        return applied(t.clientCredential, new SecretSet().add(t.accessToken, value, clientSecret));
+        // The client secret and refresh token go to the token endpoint only.
+        return applied(t.clientCredential, new SecretSet().add(t.accessToken));
       },
       onUnauthorized(ctx) {
         const last = used.get(ctx);

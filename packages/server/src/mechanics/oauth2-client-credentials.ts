@@ -102,7 +102,8 @@ export const oauth2ClientCredentialsMechanic: MechanicDefinition<OAuth2ClientCre
         const value = assertHeaderSafe(t.credential, `Bearer ${t.accessToken}`);
         request.headers['authorization'] = value;
         used.set(ctx, { key: t.key, accessToken: t.accessToken });
-        return applied(t.credential, new SecretSet().add(t.accessToken, value, t.clientSecret));
+        // The client secret goes to the token endpoint only: not a secret of this request.
+        return applied(t.credential, new SecretSet().add(t.accessToken));
       },
       onUnauthorized(ctx) {
         const last = used.get(ctx);

@@ -59,7 +59,7 @@ export const queryMechanic: MechanicDefinition<QueryOptions> = {
           ? request.url.search.slice(1)
           : request.url.search;
         request.url.search = `?${replaceQueryParam(search, options.param, encoded)}`;
-        return applied(credential, new SecretSet().add(value, encoded));
+        return applied(credential, new SecretSet().add(value));
       },
     };
   },

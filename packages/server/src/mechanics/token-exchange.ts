@@ -133,15 +133,14 @@ export const tokenExchangeMechanic: MechanicDefinition<TokenExchangeOptions> = {
           const expiresAt = Math.min(expiresInToMs(response, now, 300_000), leaseExp);
           return { value: tokenField(what, response, 'access_token'), expiresAt };
         });
+        // The client id and secret authenticate to the token service only.
         const secrets = new SecretSet().add(token.value);
-        if (c !== undefined) secrets.add(c.id, c.secret);
         const value = `Bearer ${token.value}`;
         if (/[\r\n\0]/.test(value)) {
           throw new NexusError('credential_unavailable', `${what}: unusable downstream token`);
         }
         request.headers['authorization'] =
           c === undefined ? value : assertHeaderSafe(c.credential, value);
-        secrets.add(value);
         return c === undefined ? { secrets: secrets.toArray() } : applied(c.credential, secrets);
       },
       async onUnauthorized(ctx) {

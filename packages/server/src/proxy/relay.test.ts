@@ -1,12 +1,13 @@
 // relayRedacted: the identity-body relay of the proxy (redaction, back-pressure, failures).
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { compileMatcher, createRedactor } from '../scrub/matcher.js';
-import { secretsFor } from '../scrub/encodings.js';
+import { compileMatcher } from '../scrub/matcher.js';
+import { createRedactor } from '../scrub/redactor.js';
+import { secretPatterns } from '../scrub/patterns.js';
 import { relayRedacted } from './relay.js';
 
 const SECRET = 'sk_live_relay_secret_0123456789';
-const redactor = () => createRedactor(compileMatcher(secretsFor([SECRET], { minLength: 8 })));
+const redactor = () => createRedactor(compileMatcher(secretPatterns([SECRET], { minLength: 8 })));
 
 function slowSink(out: Buffer[], delayMs: number): Writable {
   return new Writable({
@@ -38,10 +39,11 @@ describe('relayRedacted', () => {
     const source = new PassThrough();
     const out: Buffer[] = [];
     const done = relayRedacted(source, redactor(), slowSink(out, 0), () => undefined);
-    source.write('partial ');
+    // A complete line is released at once; the unfinished one is held, and lost with the body.
+    source.write('a line\npartial ');
     setTimeout(() => source.destroy(Object.assign(new Error('reset'), { code: 'ECONNRESET' })), 5);
     await expect(done).rejects.toMatchObject({ code: 'ECONNRESET' });
-    expect(Buffer.concat(out).toString()).toBe('partial ');
+    expect(Buffer.concat(out).toString()).toBe('a line\n');
   });
 
   it('when the agent leaves, destroys an idle upstream body and rejects as a premature close', async () => {

@@ -14,7 +14,7 @@
  * Back-pressure: a full response buffer pauses reading until it drains.
  */
 import type { Readable, Writable } from 'node:stream';
-import type { Redactor } from '../scrub/matcher.js';
+import type { Redactor } from '../scrub/redactor.js';
 
 /** Thrown when the agent's connection closes before the response was complete. */
 function agentGone(): Error {

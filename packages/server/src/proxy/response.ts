@@ -6,13 +6,15 @@
  * MUST: with secrets in play, no response byte reaches the agent without passing the
  * redactor; an unknown content coding fails closed (`upstream_invalid`).
  */
-import { compileMatcher, createRedactor, type Matcher, type Redactor } from '../scrub/matcher.js';
-import { secretsFor } from '../scrub/encodings.js';
+import { compileMatcher, type Matcher } from '../scrub/matcher.js';
+import { createRedactor, type Redactor } from '../scrub/redactor.js';
+import { isRedactable, secretPatterns } from '../scrub/patterns.js';
 import { scrubHeaders } from '../scrub/headers.js';
-import { createScrubStream, parseContentEncoding, type ScrubStream } from '../scrub/body.js';
+import { createScrubStream, responseCoding, type ScrubStream } from '../scrub/body.js';
 
 export interface ResponseScrubberOptions {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The values this request sent upstream (`AppliedAuth.secrets`). */
   readonly secrets: readonly string[];
   readonly removeHeaders: readonly string[];
   readonly minSecretLength: number;
@@ -29,40 +31,56 @@ export interface ResponseScrubber {
   stream(): ScrubStream;
 }
 
-// Every secret this process has injected into any request is redacted from every
-// response, not only the request's own: an upstream that learned a secret some other way
-// (two services on one host, a shared log) still cannot hand it to an agent. The union is
-// bounded; compiling the Aho-Corasick automaton is the costly part, so it is rebuilt only
-// when a new secret appears.
+// Every secret this process has sent to any upstream is redacted from every response, not
+// only the request's own: an upstream that learned a secret some other way (two services
+// on one host, a shared log) still cannot hand it to an agent. Only values that travel
+// upstream are here (`AppliedAuth.secrets`): a signing key, a private key or a client
+// secret sent only to a token endpoint was never received by an upstream the agent reads.
+// The redactor reveals nothing about a partial match (`scrub/redactor.ts`), so the union
+// answers an agent's probe only for a complete secret.
+//
+// The union is bounded; compiling the automaton is the costly part (linear in the total
+// length of the secrets), so it is rebuilt only when a new secret appears.
 //
 // MUST: the request's own secrets are always in the matcher. They are moved to the young
 // end first (least recently used goes first), so an eviction can never drop them.
 // MUST: the bound stays small. Every new derived token (OAuth refresh, token exchange per
-// lease, daily SigV4 key) recompiles the union synchronously, at a cost linear in its size:
-// at 10 000 secrets that stalled the event loop for seconds per new token and took
-// gigabytes (security suite, issue 6).
+// lease) recompiles the union synchronously: at 10 000 secrets that stalled the event loop
+// for seconds per new token and took gigabytes (security suite, issue 6).
 export const MAX_REMEMBERED_SECRETS = 64;
-const remembered = new Set<string>();
+/** Total bytes of remembered secrets (a few long JWT access tokens fill it before 64 do). */
+export const MAX_REMEMBERED_BYTES = 32 * 1024;
+const remembered = new Map<string, number>(); // secret -> its length in bytes, oldest first
+let rememberedBytes = 0;
 let unionMatcher: Matcher | undefined;
 let unionMinLength = -1;
 
 function matcherFor(secrets: readonly string[], minLength: number): Matcher {
-  const own = secrets.filter((s) => Buffer.byteLength(s) >= minLength);
+  const own = secrets.filter((s) => isRedactable(s, { minLength }));
   for (const s of own) {
-    if (remembered.delete(s)) remembered.add(s);
+    const size = remembered.get(s);
+    if (size !== undefined) {
+      remembered.delete(s);
+      remembered.set(s, size);
+    }
   }
   for (const s of own) {
     if (remembered.has(s)) continue;
-    if (remembered.size >= Math.max(MAX_REMEMBERED_SECRETS, own.length)) {
-      // Forget the least recently used: never one of this request's (they are youngest).
-      const oldest = remembered.values().next().value;
-      if (oldest !== undefined) remembered.delete(oldest);
+    const size = Buffer.byteLength(s);
+    // Forget the least recently used: never one of this request's (they are youngest).
+    for (const [oldest, oldSize] of remembered) {
+      const full =
+        remembered.size >= MAX_REMEMBERED_SECRETS || rememberedBytes + size > MAX_REMEMBERED_BYTES;
+      if (!full || own.includes(oldest)) break;
+      remembered.delete(oldest);
+      rememberedBytes -= oldSize;
     }
-    remembered.add(s);
+    remembered.set(s, size);
+    rememberedBytes += size;
     unionMatcher = undefined;
   }
   if (unionMatcher === undefined || unionMinLength !== minLength) {
-    unionMatcher = compileMatcher(secretsFor([...remembered], { minLength }));
+    unionMatcher = compileMatcher(secretPatterns([...remembered.keys()], { minLength }));
     unionMinLength = minLength;
   }
   return unionMatcher;
@@ -75,7 +93,7 @@ export function createResponseScrubber(options: ResponseScrubberOptions): Respon
     remove: options.removeHeaders,
   });
   // Throws upstream_invalid for an unknown or stacked coding, before any header is sent.
-  const coding = parseContentEncoding(options.headers['content-encoding']);
+  const coding = responseCoding(options.headers);
   return {
     headers: scrubbed.headers,
     headerRedactions: scrubbed.count,
@@ -84,7 +102,7 @@ export function createResponseScrubber(options: ResponseScrubberOptions): Respon
     stream: () =>
       createScrubStream({
         patterns: matcher,
-        contentEncoding: options.headers['content-encoding'],
+        contentEncoding: coding,
       }),
   };
 }

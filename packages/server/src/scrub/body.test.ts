@@ -6,11 +6,12 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { createScrubStream, parseContentEncoding } from './body.js';
-import { secretsFor } from './encodings.js';
+import { compileMatcher } from './matcher.js';
+import { secretPatterns } from './patterns.js';
 import { DEFAULT_REMOVED_RESPONSE_HEADERS, scrubHeaders } from './headers.js';
 
 const SECRET = 'ghp_S3cretT0kenValue/42';
-const patterns = secretsFor([SECRET]);
+const patterns = compileMatcher(secretPatterns([SECRET]));
 
 async function collect(
   stream: NodeJS.ReadableStream & NodeJS.WritableStream,
@@ -39,9 +40,11 @@ function split(buf: Buffer, size: number): Buffer[] {
 const body = Buffer.from(
   `{"echo":"${SECRET}","b64":"${Buffer.from(SECRET).toString('base64')}","url":"https://x/?t=${encodeURIComponent(SECRET)}","n":1}`,
 );
-// The base64 form keeps its edge character and padding (they carry < 6 bits of the secret).
-const b64Tail = Buffer.from(SECRET).toString('base64').slice(-2);
-const expected = `{"echo":"[REDACTED]","b64":"[REDACTED]${b64Tail}","url":"https://x/?t=[REDACTED]","n":1}`;
+// The base64 form keeps only its padding (every digit carrying a bit of the secret goes).
+const b64 = Buffer.from(SECRET)
+  .toString('base64')
+  .replace(/^[^=]*/, '[REDACTED]');
+const expected = `{"echo":"[REDACTED]","b64":"${b64}","url":"https://x/?t=[REDACTED]","n":1}`;
 
 describe('createScrubStream', () => {
   const codings: [string, (b: Buffer) => Buffer][] = [
@@ -155,7 +158,7 @@ describe('createScrubStream', () => {
     expect(maxAhead).toBeLessThan(1024 * 1024);
   });
 
-  it('flushes safe bytes on every chunk (server-sent events flow)', async () => {
+  it('releases every complete line at once (server-sent events flow)', async () => {
     const s = createScrubStream({ patterns, contentEncoding: undefined });
     const got: string[] = [];
     s.on('data', (c: Buffer) => got.push(c.toString()));
@@ -164,7 +167,8 @@ describe('createScrubStream', () => {
     expect(got.join('')).toBe('data: one\n\n');
     s.write(Buffer.from(`data: ${SECRET.slice(0, 5)}`));
     await new Promise((r) => setImmediate(r));
-    expect(got.join('')).toBe('data: one\n\ndata: ');
+    // An unfinished line waits, whatever it holds (issue 10: no prefix oracle).
+    expect(got.join('')).toBe('data: one\n\n');
     s.write(Buffer.from(`${SECRET.slice(5)}\n\n`));
     await new Promise((r) => setImmediate(r));
     expect(got.join('')).toBe('data: one\n\ndata: [REDACTED]\n\n');
@@ -245,7 +249,7 @@ describe('scrubHeaders', () => {
 
   it('matches non-ASCII secrets in latin1 (wire) and UTF-8 decoded values', () => {
     const s = 'pässwörd-secret';
-    const p = secretsFor([s]);
+    const p = compileMatcher(secretPatterns([s]));
     const wire = Buffer.from(s, 'utf8').toString('latin1');
     expect(scrubHeaders({ a: wire, b: s }, { patterns: p }).headers).toEqual({
       a: '[REDACTED]',

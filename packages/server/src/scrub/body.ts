@@ -13,7 +13,7 @@ import { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
 import { NexusError } from '@nexus/protocol';
-import { createRedactor } from './matcher.js';
+import { createRedactor } from './redactor.js';
 import type { Matcher } from './matcher.js';
 
 /** Response headers the caller MUST drop when relaying a scrubbed body. */
@@ -24,9 +24,12 @@ export type SupportedCoding = 'identity' | 'gzip' | 'deflate' | 'br';
 
 /** Options of {@link createScrubStream}. */
 export interface ScrubStreamOptions {
-  /** The secret patterns (from `secretsFor`) or a compiled matcher. */
-  patterns: readonly Uint8Array[] | Matcher;
-  /** The upstream `Content-Encoding` header value (absent or empty: identity). */
+  /** The compiled secrets (`compileMatcher(secretPatterns(...))`). */
+  patterns: Matcher;
+  /**
+   * The codings to undo: the upstream `Content-Encoding` value, or what
+   * {@link responseCoding} found in the response headers (absent or empty: identity).
+   */
   contentEncoding?: string | readonly string[] | undefined;
   /**
    * Fails with `upstream_invalid` once more than this many decoded bytes went through
@@ -76,6 +79,25 @@ export function parseContentEncoding(
         'upstream response uses an unsupported content coding',
       );
   }
+}
+
+/**
+ * The one coding to undo for a response: its `Content-Encoding` and any transfer coding
+ * other than `chunked` (`Transfer-Encoding: gzip, chunked` compresses the body as surely
+ * as `Content-Encoding: gzip`; the HTTP client removes only the chunked framing).
+ *
+ * @throws NexusError `upstream_invalid` for unknown or stacked codings (a coding in both
+ *   headers is stacked).
+ */
+export function responseCoding(
+  headers: Readonly<Record<string, string | readonly string[] | undefined>>,
+): SupportedCoding {
+  const list = (v: string | readonly string[] | undefined): string[] =>
+    (typeof v === 'string' ? [v] : (v ?? [])).flatMap((x) => x.split(','));
+  const transfer = list(headers['transfer-encoding']).filter(
+    (c) => c.trim().toLowerCase() !== 'chunked',
+  );
+  return parseContentEncoding([...list(headers['content-encoding']), ...transfer]);
 }
 
 function createDecoder(coding: SupportedCoding, firstByte: number): Transform | undefined {

@@ -7,8 +7,9 @@
 //   injected credential, e.g. `error_description` about a token).
 // - MUST redact every remaining value, whatever its name: an upstream may echo the
 //   credential anywhere (`Location: ...?access_token=...`, debug headers).
-import { compileMatcher, createRedactor, scanAscii } from './matcher.js';
-import type { Matcher } from './matcher.js';
+import { compileMatcher, type Matcher } from './matcher.js';
+import { redactAll } from './redactor.js';
+import { secretPatterns } from './patterns.js';
 
 /**
  * Response headers removed by default (lower case):
@@ -51,8 +52,8 @@ export type HeaderMap = Readonly<Record<string, string | readonly string[] | und
 
 /** Options of {@link scrubHeaders}. */
 export interface ScrubHeadersOptions {
-  /** The secret patterns (from `secretsFor`) or a compiled matcher. */
-  patterns: readonly Uint8Array[] | Matcher;
+  /** The secret values or a compiled matcher (`compileMatcher(secretPatterns(...))`). */
+  patterns: readonly string[] | Matcher;
   /**
    * Further header names to remove (any case), e.g. a service's configured list. They
    * are added to {@link DEFAULT_REMOVED_RESPONSE_HEADERS}, which cannot be turned off.
@@ -85,7 +86,7 @@ export interface ScrubHeadersResult {
  */
 export function scrubHeaders(headers: HeaderMap, options: ScrubHeadersOptions): ScrubHeadersResult {
   const matcher = Array.isArray(options.patterns)
-    ? compileMatcher(options.patterns as readonly Uint8Array[])
+    ? compileMatcher(secretPatterns(options.patterns as readonly string[]))
     : (options.patterns as Matcher);
   const remove = new Set(
     [...DEFAULT_REMOVED_RESPONSE_HEADERS, ...(options.remove ?? [])].map((n) => n.toLowerCase()),
@@ -136,32 +137,32 @@ export function scrubHeaders(headers: HeaderMap, options: ScrubHeadersOptions): 
 /**
  * Redacts one header value. Header values are byte strings: each char is one wire byte
  * (latin1), so the UTF-8 secret patterns match the wire bytes. A client that decoded the
- * value as UTF-8 is covered by a second pass over the UTF-8 bytes.
+ * value as UTF-8 is covered by a second pass over the UTF-8 bytes. A whole value is
+ * scanned at once: nothing about a partial match can show.
  */
 function redactValue(
   matcher: Matcher,
   value: string,
   replacement?: string,
 ): { value: string; count: number } {
-  // Most values are ASCII without a secret: one scan, nothing allocated. Any match, and
-  // any non-ASCII value, takes the full byte path below.
-  if (scanAscii(matcher, value) === 'clean') return { value, count: 0 };
   let v = value;
   let count = 0;
   // eslint-disable-next-line no-control-regex
-  if (/^[\u0000-\u00ff]*$/.test(v)) {
-    const r = createRedactor(matcher, replacement);
-    const bytes = Buffer.concat([r.push(Buffer.from(v, 'latin1')), r.end()]);
+  const bytesOnly = /^[\u0000-\u00ff]*$/.test(v);
+  if (bytesOnly) {
+    const r = redactAll(matcher, Buffer.from(v, 'latin1'), replacement);
     if (r.count > 0) {
-      v = bytes.toString('latin1');
+      v = r.output.toString('latin1');
       count += r.count;
     }
   }
-  const r = createRedactor(matcher, replacement);
-  const bytes = Buffer.concat([r.push(Buffer.from(v, 'utf8')), r.end()]);
-  if (r.count > 0) {
-    v = bytes.toString('utf8');
-    count += r.count;
+  // eslint-disable-next-line no-control-regex
+  if (!bytesOnly || !/^[\u0000-\u007f]*$/.test(v)) {
+    const r = redactAll(matcher, Buffer.from(v, 'utf8'), replacement);
+    if (r.count > 0) {
+      v = r.output.toString('utf8');
+      count += r.count;
+    }
   }
   return { value: v, count };
 }
