@@ -17,7 +17,9 @@ const BASIC_USER = 'svc-user-4242-basic';
 const BASIC_PASS = 'P@ss/word+basic=99887766';
 const QUERY_KEY = 'qk_live_Query/Key+1234567890&x=y';
 const HEADER_KEY = 'hk-Header-Key-abcdefghijklmnop';
-const SECRETS = [BEARER, BASIC_USER, BASIC_PASS, QUERY_KEY, HEADER_KEY];
+// Stored with the whitespace a careless `credential set` keeps; HTTP trims it on the way out.
+const SPACED = 'ws_Token-0123456789abcdef';
+const SECRETS = [BEARER, BASIC_USER, BASIC_PASS, QUERY_KEY, HEADER_KEY, SPACED];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -49,6 +51,7 @@ describe('exfiltration: the upstream reflects the injected credential', () => {
           upstream: upstream.url,
           auth: { type: 'header', credential: 'header-key', name: 'x-api-key' },
         },
+        spaced: { upstream: upstream.url, auth: { type: 'bearer', credential: 'spaced-token' } },
       },
       agents: { mallory: { roles: ['attacker'] } },
       policies: [{ id: 'all', allow: { roles: ['attacker'], methods: ['*'] } }],
@@ -57,6 +60,7 @@ describe('exfiltration: the upstream reflects the injected credential', () => {
     await node.setCredential('basic-cred', { username: BASIC_USER, password: BASIC_PASS });
     await node.setCredential('query-key', { value: QUERY_KEY });
     await node.setCredential('header-key', { value: HEADER_KEY });
+    await node.setCredential('spaced-token', { value: `${SPACED} \t ` });
     agent = await enrollAttacker(node, 'mallory');
   });
 
@@ -208,6 +212,100 @@ describe('exfiltration: the upstream reflects the injected credential', () => {
       expect(r.body.toString()).toMatch(/^before .*\[REDACTED\].* after$/);
     });
   }
+
+  // Issue 10: encodings that ordinary upstreams produce, in the body and in every header an
+  // agent can read, as the redactor's views must decode them (any mix of case and escaping).
+  const unicodeEscape = (c: string) =>
+    [...c].map((u) => `\\u${u.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`).join('');
+  for (const [name, encode] of [
+    [
+      'JSON as .NET escapes it (+ < > & \' " as \\uXXXX)',
+      (s: string) =>
+        JSON.stringify(s)
+          .slice(1, -1)
+          .replace(/[+<>&']/g, unicodeEscape),
+    ],
+    [
+      'JSON with every character as \\u (lower case)',
+      (s: string) =>
+        [...s].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join(''),
+    ],
+    [
+      'HTML decimal references',
+      (s: string) => [...s].map((c) => `&#${c.codePointAt(0)};`).join(''),
+    ],
+    [
+      'HTML hex references (&#x2b;, &#X2F;)',
+      (s: string) =>
+        [...s].map((c, i) => `&#${i % 2 ? 'X' : 'x'}${c.codePointAt(0)!.toString(16)};`).join(''),
+    ],
+    [
+      "partial percent-encoding (Python quote keeps '/')",
+      (s: string) => encodeURIComponent(s).replace(/%2F/g, '/'),
+    ],
+    ['hex with colons', (s: string) => Buffer.from(s).toString('hex').match(/../g)!.join(':')],
+    [
+      'hex with spaces, upper case',
+      (s: string) => Buffer.from(s).toString('hex').toUpperCase().match(/../g)!.join(' '),
+    ],
+    [
+      'hex, mixed case',
+      (s: string) =>
+        [...Buffer.from(s).toString('hex')].map((c, i) => (i % 3 ? c : c.toUpperCase())).join(''),
+    ],
+    [
+      'base64 with JSON-escaped slashes',
+      (s: string) => Buffer.from(`>${s}`).toString('base64').replace(/\//g, '\\/'),
+    ],
+  ] as const) {
+    it(`issue 10: ${name}, in the body and in Location, Refresh, Link and x-* headers`, async () => {
+      const r = await reflect((_q, res, s) => {
+        const e = encode(s);
+        res.setHeader('location', `https://app.example/cb?t=${e}`);
+        res.setHeader('refresh', `0; url=https://app.example/?t=${e}`);
+        res.setHeader('link', `<https://app.example/?t=${e}>; rel="next"`);
+        res.setHeader('x-debug', e);
+        res.end(`{"echo":"${e}"}`);
+      });
+      expect(r.status).toBe(200);
+      expect(r.body.toString()).toMatch(/^\{"echo":".*\[REDACTED\].*"\}$/);
+      for (const h of ['location', 'refresh', 'link', 'x-debug']) {
+        expect(String(r.headers[h]), h).toContain('[REDACTED]');
+      }
+    });
+  }
+
+  it('issue 10: a body compressed by Transfer-Encoding: gzip (with chunked) is decoded and redacted', async () => {
+    const r = await reflect((_q, res, s) => {
+      res.writeHead(200, { 'transfer-encoding': 'gzip, chunked' });
+      res.end(gzipSync(`token=${s}`));
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.toString()).toBe('token=[REDACTED]');
+  });
+
+  it('issue 10: a body compressed by Transfer-Encoding: gzip alone (close-delimited) too', async () => {
+    const r = await reflect((_q, res, s) => {
+      const body = gzipSync(`token=${s}`);
+      res.socket!.end(
+        Buffer.concat([
+          Buffer.from('HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\nconnection: close\r\n\r\n'),
+          body,
+        ]),
+      );
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.toString()).toBe('token=[REDACTED]');
+  });
+
+  it('issue 10: a secret stored with surrounding whitespace, reflected as HTTP trimmed it', async () => {
+    const r = await reflect((req, res) => {
+      res.end(`auth=${String(req.headers.authorization)}`);
+    }, '/spaced/reflect');
+    expect(r.status).toBe(200);
+    expect(upstream.requests[0]!.headers.authorization).toBe(`Bearer ${SPACED}`);
+    expect(r.body.toString()).toBe('auth=Bearer [REDACTED]');
+  });
 
   it('split across chunks, one byte at a time', async () => {
     const r = await reflect(async (_q, res, s) => {

@@ -338,6 +338,38 @@ export function leakForms(secret: string): string[] {
   return [...forms].filter((f) => f.length >= 8);
 }
 
+/**
+ * The escapes honest upstreams produce, undone by regular expressions (an implementation
+ * independent of the redactor's decoder): JSON and JavaScript escapes, HTML numeric and
+ * named references, then percent escapes (any subset, either case).
+ */
+export function unescapeAll(text: string): string {
+  const named: Record<string, string> = {
+    amp: '&',
+    lt: '<',
+    gt: '>',
+    quot: '"',
+    apos: "'",
+    plus: '+',
+    sol: '/',
+    equals: '=',
+  };
+  const unescaped = text
+    .replace(/\\u([0-9a-fA-F]{4})\\u([dD][c-fC-F][0-9a-fA-F]{2})/g, (_m, hi: string, lo: string) =>
+      String.fromCharCode(parseInt(hi, 16), parseInt(lo, 16)),
+    )
+    .replace(/\\u([0-9a-fA-F]{4})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)))
+    .replace(/\\x([0-9a-fA-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16)))
+    .replace(/\\([/"'\\])/g, '$1')
+    .replace(/&#[xX]([0-9a-fA-F]{1,6});/g, (_m, h: string) => String.fromCodePoint(parseInt(h, 16)))
+    .replace(/&#([0-9]{1,7});/g, (_m, d: string) => String.fromCodePoint(parseInt(d, 10)))
+    .replace(/&([a-z]+);/g, (m, n: string) => named[n] ?? m);
+  // Percent escapes are bytes: decode runs of them as UTF-8.
+  return unescaped.replace(/(%[0-9a-fA-F]{2})+/g, (run) =>
+    Buffer.from(run.replace(/%/g, ''), 'hex').toString('utf8'),
+  );
+}
+
 /** Which secrets (by index) leak in `data`, in any of their forms; [] when none. */
 export function leaks(
   data: string | Buffer | (string | Buffer)[],
@@ -347,16 +379,44 @@ export function leaks(
   const text = parts
     .map((p) => (typeof p === 'string' ? p : [p.toString('latin1'), p.toString('utf8')].join('\n')))
     .join('\n');
+  const decoded = unescapeAll(text);
+  // Hex in either case, with separators between the digits.
+  const hexText = text.toLowerCase().replace(/[ :.-]/g, '');
   const found: string[] = [];
   secrets.forEach((s, i) => {
+    const hex = Buffer.from(s.trim(), 'utf8').toString('hex');
     for (const f of leakForms(s)) {
-      if (text.includes(f)) {
+      if (text.includes(f) || decoded.includes(f)) {
         found.push(`secret#${i} as ${JSON.stringify(f.slice(0, 6))}...`);
-        break;
+        return;
       }
     }
+    if (hex.length >= 16 && hexText.includes(hex)) found.push(`secret#${i} as hex`);
   });
   return found;
+}
+
+/**
+ * The chunk sizes of a chunked HTTP/1.1 response as they were on the wire (the
+ * terminating zero-size chunk excluded); undefined when the response was not chunked.
+ */
+export function wireChunks(wire: Buffer): number[] | undefined {
+  const head = wire.indexOf('\r\n\r\n');
+  if (head < 0) return undefined;
+  if (!/\r\ntransfer-encoding: *chunked/i.test(wire.subarray(0, head).toString('latin1'))) {
+    return undefined;
+  }
+  const sizes: number[] = [];
+  let at = head + 4;
+  for (;;) {
+    const eol = wire.indexOf('\r\n', at);
+    if (eol < 0) break;
+    const size = parseInt(wire.subarray(at, eol).toString('latin1'), 16);
+    if (!Number.isFinite(size) || size === 0) break;
+    sizes.push(size);
+    at = eol + 2 + size + 2;
+  }
+  return sizes;
 }
 
 /** Every byte of a received response as one list, for {@link leaks}. */
