@@ -3,6 +3,7 @@
 // it in SCENARIOS below. Run with `npm run bench` (builds first).
 const SCENARIOS = [
   './protocol.mjs',
+  './redactor.mjs',
   './paths.mjs',
   './growth.mjs',
   './audit.mjs',
