@@ -1051,7 +1051,9 @@ export function buildProgram(
 async function writePrivateFile(path: string, text: string): Promise<void> {
   const target = resolve(path);
   const tmp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'wx', 0o600);
+  const fh = await open(tmp, 'wx', 0o600).catch((e: NodeJS.ErrnoException) => {
+    throw new CliError(`cannot write ${path}: ${e.code ?? 'error'}`);
+  });
   try {
     await fh.writeFile(text);
     await fh.sync();
