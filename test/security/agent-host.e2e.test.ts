@@ -332,6 +332,14 @@ describe('the agent host (issue 10)', () => {
     } finally {
       await agent.revoke();
     }
+    // revoke() is signed and idempotent: a second call finds the lease revoked, and is done.
+    await agent.revoke();
+    expect(sent.slice(1)).toEqual([
+      `${node.proxyUrl}/v1/leases/revoke`,
+      `${node.proxyUrl}/v1/leases/revoke`,
+    ]);
+    const lease = (await leasesOf(node, 'bot')).find((l) => l.id === agent.claims.jti);
+    expect(lease?.revoked).toBe(true);
   });
 
   it('self-revocation needs the lease key: a borrowed lease cannot end it, its holder can', async () => {
