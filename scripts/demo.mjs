@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // `npm run demo`: a one-command tour of Nexus in a temporary directory. It starts a local
 // upstream that echoes what it receives, initialises and starts a Nexus node on SQLite,
-// stores a credential, runs an agent through `nexus run -- curl`, shows an allowed call,
-// a denied call, that the agent never saw the secret, and the verified audit trail.
+// stores a credential, hands an agent a one-time enrollment token, runs it through
+// `nexus run -- curl` from a directory of its own (agent rights only: no operator token,
+// no key), shows an allowed call, a denied call, that the agent never saw the secret, and
+// the verified audit trail.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -29,10 +31,10 @@ function freePort() {
 }
 
 // Async on purpose: the demo's upstream lives in this process and must keep answering.
-function nexus(args, { input, env } = {}) {
+function nexus(args, { input, env, cwd } = {}) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [bin, ...args], {
-      cwd: dir,
+      cwd: cwd ?? dir,
       env: { ...process.env, ...env },
     });
     let out = '';
@@ -60,6 +62,8 @@ await new Promise((r) => upstream.listen(0, '127.0.0.1', r));
 const upstreamUrl = `http://127.0.0.1:${upstream.address().port}`;
 
 const dir = mkdtempSync(join(tmpdir(), 'nexus-demo-'));
+// The agent's side: a directory of its own, apart from the node's state in `dir`.
+const agentDir = mkdtempSync(join(tmpdir(), 'nexus-demo-agent-'));
 let node;
 let failed = false;
 try {
@@ -96,11 +100,23 @@ try {
     '   ' + (await nexus(['credential', 'set', 'echo-token'], { input: SECRET })).out.trim(),
   );
 
-  step(4, 'An allowed call: nexus run --agent demo-agent -- curl $NEXUS_PROXY/echo/hello');
-  const allowed = await nexus([
-    'run',
-    '--agent',
-    'demo-agent',
+  // The operator hands the agent a one-time enrollment token; `nexus run` spends it before
+  // the command starts and never holds the operator token or a key of the node.
+  const authority = `http://127.0.0.1:${proxyPort}`;
+  const runAsAgent = async (args) => {
+    const token = (await nexus(['agent', 'enroll', 'demo-agent'])).out.split('\n')[0].trim();
+    if (!token.startsWith('nxe_')) throw new Error('nexus agent enroll failed');
+    return nexus(['run', '--authority', authority, ...args], {
+      cwd: agentDir,
+      env: { NEXUS_ENROLLMENT_TOKEN: token },
+    });
+  };
+
+  step(
+    4,
+    'An allowed call: NEXUS_ENROLLMENT_TOKEN=$(nexus agent enroll demo-agent) nexus run -- curl $NEXUS_PROXY/echo/hello',
+  );
+  const allowed = await runAsAgent([
     '--intent',
     'demo: say hello',
     '--',
@@ -114,10 +130,7 @@ try {
   );
 
   step(5, 'A denied call: DELETE is not in the policy');
-  const denied = await nexus([
-    'run',
-    '--agent',
-    'demo-agent',
+  const denied = await runAsAgent([
     '--',
     'sh',
     '-c',

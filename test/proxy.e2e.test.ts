@@ -104,21 +104,11 @@ function leakForms(): string[] {
   return forms;
 }
 
-/** `nexus run --agent bot -- sh -c SCRIPT`, as an operator on this machine would. */
+/** `nexus run -- sh -c SCRIPT` as the agent bot, with agent rights only (issue 10). */
 function runAsBot(node: TestNode, script: string, intent?: string) {
-  return node.cli(
-    [
-      'run',
-      '--agent',
-      'bot',
-      ...(intent === undefined ? [] : ['--intent', intent]),
-      '--',
-      'sh',
-      '-c',
-      script,
-    ],
-    { env: { NEXUS_OPERATOR_TOKEN: node.operatorToken } },
-  );
+  return node.runAgent('bot', ['sh', '-c', script], {
+    args: ['--agent', 'bot', ...(intent === undefined ? [] : ['--intent', intent])],
+  });
 }
 
 describe('the proxy end to end', () => {
@@ -519,6 +509,7 @@ describe('the proxy end to end', () => {
     expect(r.stdout).toMatch(/NEXUS_PROXY=http:\/\/127\.0\.0\.1:\d+/);
     expect(r.stdout).not.toContain(node.operatorToken);
     expect(r.stdout).not.toContain('NEXUS_OPERATOR_TOKEN');
+    expect(r.stdout).not.toContain(r.token);
     expect(r.stdout).not.toMatch(/eyJ[A-Za-z0-9_-]+\.eyJ/);
     for (const f of leakForms()) expect(r.stdout).not.toContain(f);
   });

@@ -102,6 +102,16 @@ export interface TestNode {
     options?: { keyAlgorithm?: AgentKeyAlgorithm; act?: string; autoRenew?: boolean },
   ): Promise<NexusAgent>;
   setCredential(name: string, fields: Record<string, string>): Promise<void>;
+  /**
+   * `nexus run` as an agent host runs it (issue 10): a fresh token from
+   * `nexus agent enroll AGENT` in NEXUS_ENROLLMENT_TOKEN, the Authority URL, no operator
+   * token, in `cwd` (default: a fresh empty directory, the agent's own).
+   */
+  runAgent(
+    agent: string,
+    command: string[],
+    options?: { args?: string[]; cwd?: string; env?: Record<string, string | undefined> },
+  ): Promise<CliResult & { token: string }>;
   /** SIGTERM and wait for exit; resolves with the exit code. */
   stop(): Promise<number>;
   /** Starts `nexus up` again on the same directory and ports. */
@@ -220,6 +230,19 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     async setCredential(name, fields) {
       const r = await node.admin('PUT', `/v1/credentials/${name}`, { fields });
       if (r.status !== 200) throw new Error(`credential set: ${JSON.stringify(r.body)}`);
+    },
+    async runAgent(agent, command, o = {}) {
+      const enrolled = await node.cli(['agent', 'enroll', agent]);
+      const token = enrolled.stdout.trim();
+      if (enrolled.code !== 0 || !/^nxe_[A-Za-z0-9_-]+$/.test(token)) {
+        throw new Error(`nexus agent enroll ${agent}: ${enrolled.stderr}`);
+      }
+      const cwd = o.cwd ?? (await mkdtemp(join(tmpdir(), 'nexus-agent-')));
+      const r = await runCli(
+        ['run', '--authority', proxyUrl, ...(o.args ?? []), '--', ...command],
+        { cwd, env: { NEXUS_ENROLLMENT_TOKEN: token, ...o.env } },
+      );
+      return { ...r, token };
     },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode ?? 1;

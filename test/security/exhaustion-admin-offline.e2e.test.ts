@@ -5,7 +5,7 @@
  * agent's lease; and what an insider with database read access or a stolen backup finds
  * (no plaintext secret), a wrong master key, and the debug log of the whole file.
  */
-import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -411,9 +411,11 @@ describe('resource exhaustion, admin API and offline attacks', () => {
     expect(leaks(backup, SECRETS)).toEqual([]);
     expect(backup.toString('latin1')).not.toContain(node.operatorToken);
 
-    // The thief runs Nexus on the backup with a master key of their own.
-    await mkdir(join(dir, '.nexus'));
+    // The thief runs Nexus on the backup with a master key of their own (owner-only
+    // modes, or `nexus up` refuses the state before it gets to the key: issue 10).
+    await mkdir(join(dir, '.nexus'), { mode: 0o700 });
     await copyFile(join(dir, 'backup.db'), join(dir, '.nexus', 'nexus.db'));
+    await chmod(join(dir, '.nexus', 'nexus.db'), 0o600);
     const config = (await readFile(node.configPath, 'utf8')).replace(
       /127\.0\.0\.1:\d+/g,
       '127.0.0.1:0',

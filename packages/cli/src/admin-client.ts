@@ -4,8 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { loadConfig, type Config } from '@nexus/server';
+import { loadConfig, operatorTokenFile, type Config } from '@nexus/server';
 
 export class CliError extends Error {
   constructor(
@@ -24,7 +23,7 @@ export interface AdminClient {
 }
 
 export function operatorTokenPath(config: Config): string {
-  return join(config.base_dir, '.nexus', 'operator.token');
+  return operatorTokenFile(config);
 }
 
 export async function readOperatorToken(

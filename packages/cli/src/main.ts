@@ -1,12 +1,13 @@
 /**
- * The `nexus` command line. Every command takes `--config FILE` (default ./nexus.yaml);
- * commands that talk to a running node find its admin listener in that file and the
- * operator token in NEXUS_OPERATOR_TOKEN or `.nexus/operator.token` beside it.
+ * The `nexus` command line. Every operator command takes `--config FILE` (default
+ * ./nexus.yaml); commands that talk to a running node find its admin listener in that file
+ * and the operator token in NEXUS_OPERATOR_TOKEN or `.nexus/operator.token` beside it.
+ * `nexus run` (run.ts) is the agent's side: an enrollment token and the Authority URL only.
  *
  * This file and the config loader are the only readers of `process.env`.
  */
-import { spawn } from 'node:child_process';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import {
@@ -23,11 +24,11 @@ import {
   credentialInstructions,
   presetToJson,
   parseConfigText,
+  checkStateFileModes,
   type Config,
 } from '@nexus/server';
-import { enroll } from '@nexus/sdk';
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
-import { startSidecar } from './sidecar.js';
+import { DEFAULT_AUTHORITY, enrollmentFileJson, runAsAgent } from './run.js';
 import { startEchoServer } from './echo-server.js';
 import { readStdin, parseFields } from './input.js';
 import { printTable } from './output.js';
@@ -52,7 +53,11 @@ function parseTtl(text: string): number {
 }
 
 /** Builds the program; `env` and output streams are injected for tests. */
-export function buildProgram(env: Env, out: (s: string) => void): Command {
+export function buildProgram(
+  env: Env,
+  out: (s: string) => void,
+  err: (s: string) => void = (s) => process.stderr.write(s),
+): Command {
   const program = new Command('nexus')
     .description('Nexus: agent identity and connection orchestration')
     .version('0.1.0')
@@ -66,7 +71,11 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
         'address, and the operator token from NEXUS_OPERATOR_TOKEN or .nexus/operator.token',
         'beside the config (written by `nexus init`). `nexus up` reads the vault master key from',
         'NEXUS_MASTER_KEY (base64 of 32 bytes, or "v2:<base64>,v1:<base64>" for several',
-        'versions) or from the key file (master_key_file, default .nexus/master.key).',
+        'versions) or from the key file (master_key_file, default .nexus/master.key), and',
+        'refuses key files or a store that other users can read.',
+        '',
+        'Agents are another trust domain: `nexus run` needs only a one-time enrollment token',
+        '(`nexus agent enroll NAME`) and the Authority URL, never the operator token or keys.',
         '',
         'Example:',
         '  nexus init --dir ./my-nexus && nexus up --config ./my-nexus/nexus.yaml',
@@ -125,10 +134,19 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   example(
     program
       .command('up')
-      .description('run the Authority, proxy and admin API from nexus.yaml')
+      .description(
+        'run the Authority, proxy and admin API from nexus.yaml (refuses key files or a store other users can read)',
+      )
       .addOption(configOption())
       .action(async (opts: { config: string }) => {
         const config = await configFrom(opts.config, env);
+        // MUST: the node's keys and state are readable by the node's user only.
+        try {
+          checkStateFileModes(config);
+        } catch (e) {
+          const c = e as Error & { code?: string };
+          throw new CliError(`${c.message} (${c.code ?? 'state_insecure'})`, c.code);
+        }
         const logger = createLogger(env.NEXUS_LOG_LEVEL ?? config.log.level);
         const node = await startNexus({
           config,
@@ -271,7 +289,10 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   const agent = program
     .command('agent')
     .description('manage agents')
-    .addHelpText('after', '\nExample:\n  nexus agent enroll triage-bot --json\n');
+    .addHelpText(
+      'after',
+      '\nExample:\n  NEXUS_ENROLLMENT_TOKEN=$(nexus agent enroll triage-bot) nexus run -- python agent.py\n',
+    );
   example(
     agent
       .command('list')
@@ -314,19 +335,32 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   example(
     agent
       .command('enroll <name>')
-      .description('create a one-time enrollment token for an agent (shown once)')
+      .description(
+        'create a one-time enrollment token for an agent: prints only the token (for $(...)), or writes an enrollment file for `nexus run --enrollment-file` (-o)',
+      )
       .addOption(configOption())
-      .option('--ttl <duration>', 'token lifetime, e.g. 10m')
+      .option('--ttl <duration>', 'token lifetime, e.g. 10m (default: authority.enrollment_ttl)')
       .option(
         '--act <principal>',
         'the principal the agent acts for (goes into the lease as act.sub)',
       )
       .option('--task <id>', 'task id for provenance (nexus_task)')
+      .option(
+        '-o, --output <file>',
+        'write an enrollment file (JSON: agent, authority, token, expiry; mode 0600) instead of printing the token',
+      )
       .option('--json', 'JSON output')
       .action(
         async (
           name: string,
-          opts: { config: string; ttl?: string; act?: string; task?: string; json?: boolean },
+          opts: {
+            config: string;
+            ttl?: string;
+            act?: string;
+            task?: string;
+            output?: string;
+            json?: boolean;
+          },
         ) => {
           const client = await adminClient(opts.config, env);
           const r = await client.request<{ enrollment_token: string; expires_at: string }>(
@@ -338,14 +372,35 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
               task: opts.task,
             },
           );
-          print({ ...r, authority: client.config.authority.issuer }, !!opts.json, () =>
-            out(
-              `${r.enrollment_token}\n(single use, expires ${r.expires_at}; authority ${client.config.authority.issuer})\n`,
-            ),
-          );
+          const authority = client.config.authority.issuer;
+          if (opts.output !== undefined) {
+            await writePrivateFile(
+              opts.output,
+              enrollmentFileJson({
+                agent: name,
+                authority,
+                enrollment_token: r.enrollment_token,
+                expires_at: r.expires_at,
+              }),
+            );
+            print(
+              { agent: name, file: resolve(opts.output), expires_at: r.expires_at, authority },
+              !!opts.json,
+              () =>
+                out(
+                  `Enrollment for ${name} written to ${opts.output} (mode 0600; single use, expires ${r.expires_at}).\nGive it to the agent's user, who runs: nexus run --enrollment-file FILE -- CMD\n`,
+                ),
+            );
+            return;
+          }
+          print({ ...r, authority }, !!opts.json, () => {
+            // Only the token on stdout, so that TOKEN=$(nexus agent enroll NAME) works.
+            out(`${r.enrollment_token}\n`);
+            err(`(single use, expires ${r.expires_at}; authority ${authority})\n`);
+          });
         },
       ),
-    'TOKEN=$(nexus agent enroll triage-bot --json | jq -r .enrollment_token)',
+    'NEXUS_ENROLLMENT_TOKEN=$(nexus agent enroll triage-bot) nexus run -- python agent.py\nnexus agent enroll triage-bot --ttl 1h -o triage.enroll   # then: chown agent triage.enroll',
   );
   for (const [verb, path, desc] of [
     ['disable', 'disable', 'disable an agent and revoke its leases'],
@@ -549,74 +604,72 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
     program
       .command('run')
       .description(
-        'run a command as an agent: it reaches services through $NEXUS_PROXY and never sees a key',
+        'run a command as an agent, with agent rights only: it reaches services through $NEXUS_PROXY and never sees a key',
       )
-      .addOption(configOption())
-      .requiredOption('-a, --agent <name>', 'the agent to run as')
+      .option(
+        '--authority <url>',
+        `the Authority URL (default: $NEXUS_AUTHORITY, the enrollment file's, authority.issuer of --config, else ${DEFAULT_AUTHORITY})`,
+      )
+      .option(
+        '--enrollment-file <file>',
+        'read the enrollment token from this file (`nexus agent enroll NAME -o FILE`); default: $NEXUS_ENROLLMENT_TOKEN',
+      )
+      .option('-a, --agent <name>', 'refuse to run unless the token is for this agent')
       .option('-i, --intent <text>', 'default intent for requests that do not send Nexus-Intent')
-      .option('--act <principal>', 'the principal the agent acts for')
       .addOption(
         new Option('--key <alg>', 'agent key algorithm')
           .choices(['ed25519', 'ecdsa-p256'])
           .default('ed25519'),
       )
+      .option(
+        '--sandbox',
+        "run the command under bubblewrap (bwrap): its own PID namespace and /proc, the node's state hidden, no capabilities; loopback stays reachable",
+      )
+      .option(
+        '--hide <path>',
+        'with --sandbox, also hide this file or directory (repeatable)',
+        (v: string, acc: string[]) => [...acc, v],
+        [] as string[],
+      )
+      .option(
+        '-c, --config <file>',
+        "the node's nexus.yaml, if this host has one (default ./nexus.yaml when present): only its Authority URL and the paths of its key files are used",
+      )
       .argument('<command...>', 'the command to run, after --')
+      .addHelpText(
+        'after',
+        [
+          '',
+          'The operator makes a one-time enrollment token (`nexus agent enroll NAME`); nexus run',
+          'spends it before the command starts, so nothing in its environment is of use to the',
+          'command. It never reads the operator token or the master key, and revokes its own',
+          'lease at exit. It warns when the command could read the node key files or operator',
+          'secrets (run agents as another OS user than the node, or use --sandbox).',
+        ].join('\n'),
+      )
       .action(
         async (
           command: string[],
           opts: {
-            config: string;
-            agent: string;
+            authority?: string;
+            enrollmentFile?: string;
+            agent?: string;
             intent?: string;
-            act?: string;
             key: 'ed25519' | 'ecdsa-p256';
+            sandbox?: boolean;
+            hide: string[];
+            config?: string;
           },
         ) => {
-          const client = await adminClient(opts.config, env);
-          const tok = await client.request<{ enrollment_token: string }>(
-            'POST',
-            `/v1/agents/${encodeURIComponent(opts.agent)}/enrollment-tokens`,
-            { ttl_seconds: 60, act: opts.act },
-          );
-          const agentClient = await enroll({
-            authority: client.config.authority.issuer,
-            enrollmentToken: tok.enrollment_token,
-            keyAlgorithm: opts.key,
-          });
-          const sidecar = await startSidecar(agentClient, { intent: opts.intent });
-          // MUST: the child sees no key, lease, operator token or credential. Every NEXUS_*
-          // variable of ours is removed; only NEXUS_PROXY is given.
-          const childEnv: Record<string, string> = {};
-          for (const [k, v] of Object.entries(env)) {
-            if (v !== undefined && !k.startsWith('NEXUS_')) childEnv[k] = v;
-          }
-          childEnv.NEXUS_PROXY = sidecar.url;
-          const [cmd, ...args] = command;
-          const code = await new Promise<number>((resolveExit, rejectExit) => {
-            const child = spawn(cmd as string, args, { stdio: 'inherit', env: childEnv });
-            const forward = (sig: NodeJS.Signals) => child.kill(sig);
-            process.on('SIGTERM', forward);
-            process.on('SIGINT', forward);
-            child.once('error', (err) =>
-              rejectExit(new CliError(`cannot start ${cmd}: ${err.message}`)),
-            );
-            child.once('exit', (c, signal) => {
-              process.off('SIGTERM', forward);
-              process.off('SIGINT', forward);
-              resolveExit(c ?? (signal ? 128 + 15 : 1));
-            });
-          }).finally(async () => {
-            agentClient.close();
-            // The key dies with this process; its lease need not outlive it either.
-            await client
-              .request('POST', `/v1/leases/${encodeURIComponent(agentClient.claims.jti)}/revoke`)
-              .catch(() => undefined);
-            await sidecar.close();
-          });
-          process.exitCode = code;
+          process.exitCode = await runAsAgent(command, opts, env, { warn: (l) => err(l + '\n') });
         },
       ),
-    'nexus run --agent triage-bot --intent "triage new issues" -- curl -s $NEXUS_PROXY/github/repos/acme/app/issues\nnexus run --agent triage-bot -- python agent.py',
+    [
+      'NEXUS_ENROLLMENT_TOKEN=$(nexus agent enroll triage-bot) \\',
+      '  nexus run --authority http://127.0.0.1:7070 --intent "triage new issues" -- \\',
+      "  sh -c 'curl -s $NEXUS_PROXY/github/repos/acme/app/issues'",
+      'nexus run --enrollment-file ~/triage.enroll --sandbox -- python agent.py',
+    ].join('\n'),
   );
 
   // ---- policy -------------------------------------------------------------------------------------
@@ -991,6 +1044,30 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
   return program;
 }
 
+/**
+ * Writes `text` to `path` with mode 0600: a fresh temp file beside it (created exclusively,
+ * so never through a planted symlink), then renamed over the target.
+ */
+async function writePrivateFile(path: string, text: string): Promise<void> {
+  const target = resolve(path);
+  const tmp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
+  const fh = await open(tmp, 'wx', 0o600).catch((e: NodeJS.ErrnoException) => {
+    throw new CliError(`cannot write ${path}: ${e.code ?? 'error'}`);
+  });
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, target);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw new CliError(`cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
 /** Asks a running node to reload; false when none is reachable (it then applies at start). */
 async function tryReload(configPath: string, env: Env): Promise<boolean> {
   try {
@@ -1052,7 +1129,11 @@ function formatExplain(result: unknown): string {
 
 /** Runs the CLI; resolves with the exit code. Errors are one line on stderr. */
 export async function main(argv: string[], env: Env = process.env): Promise<number> {
-  const program = buildProgram(env, (s) => process.stdout.write(s));
+  const program = buildProgram(
+    env,
+    (s) => process.stdout.write(s),
+    (s) => process.stderr.write(s),
+  );
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

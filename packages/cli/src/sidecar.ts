@@ -3,14 +3,14 @@
  * child sends with the agent's in-memory lease key and relays it to the proxy, streaming
  * the (already scrubbed) response back.
  *
- * MUST: it binds loopback only. MUST: it forwards only `/{service}/{path}` requests; the
- * key and lease never leave this process.
+ * MUST: it binds loopback only. MUST: it signs only `/{service}/{path}` targets that pass
+ * the proxy's routing rules (`parseRoute`); the key and lease never leave this process.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { NexusError } from '@nexus/protocol';
+import { NexusError, parseRoute } from '@nexus/protocol';
 import type { NexusAgent } from '@nexus/sdk';
 import { NexusAgentError } from '@nexus/sdk';
 
@@ -89,17 +89,12 @@ export async function startSidecar(
           problem(res, 403, 'forbidden', 'the sidecar does not answer browser requests');
           return;
         }
-        const target = req.url ?? '/';
-        const m = /^\/([^/?]+)(.*)$/.exec(target);
-        if (m === null || !target.startsWith('/')) {
-          problem(res, 400, 'request_invalid', 'use $NEXUS_PROXY/<service>/<path>');
-          return;
-        }
-        // The Authority's endpoints (lease renewal, discovery) are the sidecar's own business.
-        if (m[1] === 'v1' || m[1] === '.well-known') {
-          problem(res, 404, 'service_unknown', 'use $NEXUS_PROXY/<service>/<path>');
-          return;
-        }
+        // MUST: the target is checked with the proxy's own routing rules on the raw
+        // request line, before anything is signed. A valid service name and a path that
+        // cannot escape it, or a problem: `/../v1/...`, `/%2e%2e/...` and the Authority's
+        // prefixes (lease renewal, discovery: the sidecar's own business) never get signed.
+        const route = parseRoute(req.url ?? '');
+        const target = route.rawPath + (route.query === '' ? '' : `?${route.query}`);
         const headers: Record<string, string> = {};
         for (const [k, v] of Object.entries(req.headersDistinct)) {
           if (v === undefined || DROP.has(k)) continue;
@@ -109,7 +104,7 @@ export async function startSidecar(
         // A per-request intent may be given by the child in `Nexus-Intent` as plain text.
         const intentHeader = req.headers['nexus-intent'];
         const intent = typeof intentHeader === 'string' ? intentHeader : (options.intent ?? '');
-        const upstream = await agent.fetch(m[1] as string, m[2] as string, {
+        const upstream = await agent.fetch(route.service, target, {
           method: req.method,
           headers,
           body: body.length > 0 ? body : undefined,

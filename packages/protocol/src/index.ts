@@ -136,6 +136,9 @@ export type {
   VerifyRequestSignatureOptions,
 } from './profile.js';
 
+export { RESERVED_SERVICE_NAMES, SERVICE_NAME, parseRoute, serviceTarget } from './route.js';
+export type { Route } from './route.js';
+
 export type { CryptoKey, JsonWebKey } from './webcrypto.js';
 
 export { isConformanceVector, runConformanceVector } from './conformance.js';

@@ -7,6 +7,7 @@
  */
 import { generateAgentKey, signRequest, type CryptoKey, type LeaseClaims } from '@nexus/protocol';
 import { NexusAgentError, errorFromResponse } from './errors.js';
+import { checkedTarget } from './target.js';
 
 export type AgentKeyAlgorithm = 'ed25519' | 'ecdsa-p256';
 
@@ -172,7 +173,8 @@ export class NexusAgent {
    */
   async fetch(service: string, path: string, init: AgentFetchInit = {}): Promise<Response> {
     if (this.#closed) throw new NexusAgentError('agent_closed', 'the agent was closed');
-    const url = `${this.proxyUrl}/${service}${path.startsWith('/') || path === '' ? path : `/${path}`}`;
+    // MUST: checked before signing; nothing outside `/{service}/...` is ever signed here.
+    const url = this.proxyUrl + checkedTarget(service, path);
     let res = await this.#signedFetch(url, init);
     // A proxy that has just restarted refuses signatures that could predate it (its replay
     // cache is new); a fresh signature a moment later is accepted.
@@ -189,7 +191,30 @@ export class NexusAgent {
     return res;
   }
 
-  /** Stops renewal. The lease simply expires. */
+  /**
+   * Revokes this agent's lease, with its whole renewal chain, at the Authority
+   * (`POST /v1/leases/revoke`, signed like a renewal: only the key's holder can do it), and
+   * stops renewal. Resolves also when the lease was already revoked or has expired: it is
+   * unusable either way. Call it when the agent's work is done, so that its lease does not
+   * outlive its key.
+   *
+   * @example
+   * try { await work(agent); } finally { await agent.revoke(); }
+   */
+  async revoke(): Promise<void> {
+    this.close();
+    const url = `${this.options.authority.replace(/\/$/, '')}/v1/leases/revoke`;
+    const res = await this.#signedFetch(url, { method: 'POST', intent: 'lease revocation' });
+    if (res.ok) {
+      await res.body?.cancel();
+      return;
+    }
+    const err = await errorFromResponse(res);
+    if (err.code === 'lease_revoked' || err.code === 'lease_expired') return;
+    throw err;
+  }
+
+  /** Stops renewal. The lease simply expires (see {@link NexusAgent.revoke}). */
   close(): void {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);

@@ -8,6 +8,13 @@ export { initNode } from './app/init.js';
 export { verifyAuditLog, verifyAuditOffline } from './app/verify-audit.js';
 export type { AuditVerifyReport } from './app/verify-audit.js';
 export { openConfiguredStore } from './app/open-store.js';
+export {
+  checkStateFileModes,
+  nodeStateFiles,
+  operatorTokenFile,
+  StateFileError,
+} from './app/state-files.js';
+export type { StateFile } from './app/state-files.js';
 
 export { loadConfig, parseConfig, parseConfigText } from './config/load.js';
 export { ConfigError } from './config/errors.js';

@@ -175,7 +175,11 @@ export class Authority {
     return row;
   }
 
-  /** Disabling an agent also revokes every lease it holds. */
+  /**
+   * Disabling an agent also revokes every lease it holds and voids its outstanding
+   * enrollment tokens (the store deletes them with the flag), so an enable later does not
+   * bring back a token minted before the disable.
+   */
   async setAgentDisabled(name: string, disabled: boolean): Promise<AgentRow> {
     const row = this.#agents.get(name);
     if (row === undefined) throw new NexusError('not_found', 'no such agent');
@@ -403,6 +407,7 @@ export class Authority {
       jwks_uri: `${issuer}/.well-known/jwks.json`,
       lease_endpoint: `${issuer}/v1/leases`,
       renewal_endpoint: `${issuer}/v1/leases/renew`,
+      revocation_endpoint: `${issuer}/v1/leases/revoke`,
       lease_algorithms: ['EdDSA', 'ES256'],
       signature_algorithms: ['ed25519', 'ecdsa-p256-sha256'],
       digest_algorithms: ['sha-256', 'sha-512'],

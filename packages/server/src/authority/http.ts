@@ -1,10 +1,10 @@
 /**
  * The Authority's HTTP endpoints, served on the proxy listener: discovery, JWKS, lease
- * issue (enrollment) and signed renewal.
+ * issue (enrollment), signed renewal and signed self-revocation.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { NexusError, isNexusError, verifyRequestBody } from '@nexus/protocol';
-import type { Authority, IssuedLease } from './authority.js';
+import { agentFromSub, type Authority, type IssuedLease } from './authority.js';
 import type { ReplayCache } from '../proxy/replay-cache.js';
 import { readBody } from '../proxy/read-body.js';
 import { createRequestVerifier } from '../proxy/verify-request.js';
@@ -86,6 +86,28 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
         const issued = await authority.renew(verified);
         json(res, 201, leaseResponse(issued, agentName(issued), deps.publicUrl));
+        return;
+      }
+      if (path === '/v1/leases/revoke') {
+        // Self-revocation (spec §12.3): proof of possession exactly as for renewal, so an
+        // agent (`nexus run` at exit) ends its own lease without operator rights, and
+        // nobody without the lease key can end it.
+        if (req.method !== 'POST') throw new NexusError('method_not_allowed');
+        const verified = await verifyHeaders(req);
+        const body = await readBody(req, MAX_AUTHORITY_BODY);
+        await verifyRequestBody(verified, req.headers, body, serverDigest);
+        deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+        await authority.revokeLease(verified.leaseId);
+        deps.logger.info(
+          {
+            request_id: requestId,
+            agent: agentFromSub(verified.claims.sub),
+            lease_id: verified.leaseId,
+          },
+          'lease revoked by its holder',
+        );
+        res.writeHead(204, { 'cache-control': 'no-store' });
+        res.end();
         return;
       }
       throw new NexusError('not_found');

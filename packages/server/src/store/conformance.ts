@@ -231,6 +231,28 @@ export function runStoreConformance(
         expect(results.filter((r) => r !== undefined)).toHaveLength(1);
       });
 
+      it('disabling the agent voids its unused tokens, and a disabled agent gets none (issue 10)', async () => {
+        await store.upsertAgent({ name: 'other', roles: [], source: 'api', createdAt: T0 });
+        const base = { expiresAt: T0 + HOUR, createdAt: T0 };
+        await store.createEnrollmentToken({ id: 'e1', agent: 'bot', tokenHash: 'used', ...base });
+        await store.createEnrollmentToken({ id: 'e2', agent: 'bot', tokenHash: 'open', ...base });
+        await store.createEnrollmentToken({ id: 'e3', agent: 'other', tokenHash: 'kept', ...base });
+        expect(await store.consumeEnrollmentToken('used', T0 + 1)).toBeDefined();
+
+        await store.setAgentDisabled('bot', true);
+        await expectCode(
+          store.createEnrollmentToken({ id: 'e4', agent: 'bot', tokenHash: 'late', ...base }),
+          'agent_disabled',
+        );
+        await store.setAgentDisabled('bot', false);
+        expect(await store.consumeEnrollmentToken('open', T0 + 2)).toBeUndefined();
+        expect(await store.consumeEnrollmentToken('late', T0 + 2)).toBeUndefined();
+        // Another agent's token, and a token made after the enable, work.
+        expect(await store.consumeEnrollmentToken('kept', T0 + 2)).toBeDefined();
+        await store.createEnrollmentToken({ id: 'e5', agent: 'bot', tokenHash: 'new', ...base });
+        expect(await store.consumeEnrollmentToken('new', T0 + 3)).toBeDefined();
+      });
+
       it('rejects duplicate ids and hashes, and unknown agents', async () => {
         const base = { agent: 'bot', expiresAt: T0 + HOUR, createdAt: T0 };
         await store.createEnrollmentToken({ id: 'e1', tokenHash: 'h1', ...base });

@@ -330,13 +330,20 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   async setAgentDisabled(name: string, disabled: boolean): Promise<AgentRow> {
-    const row = this.#get(
-      'UPDATE agents SET disabled = ? WHERE name = ? RETURNING *',
-      disabled ? 1 : 0,
-      name,
-    );
-    if (row === undefined) throw new NexusError('not_found', 'agent not found');
-    return toAgent(row);
+    return this.#write(() => {
+      const row = this.#get(
+        'UPDATE agents SET disabled = ? WHERE name = ? RETURNING *',
+        disabled ? 1 : 0,
+        name,
+      );
+      if (row === undefined) throw new NexusError('not_found', 'agent not found');
+      // MUST: disabling voids the agent's outstanding enrollment tokens, in the same
+      // transaction, so none of them works again after a later enable (issue 10).
+      if (disabled) {
+        this.#run('DELETE FROM enrollment_tokens WHERE agent = ? AND used_at IS NULL', name);
+      }
+      return toAgent(row);
+    });
   }
 
   async deleteAgent(name: string, at: number): Promise<void> {
@@ -359,21 +366,29 @@ class SqliteStoreImpl implements SqliteStore {
   // --- enrollment tokens ---
 
   async createEnrollmentToken(row: EnrollmentTokenInsert): Promise<void> {
-    try {
-      this.#run(
-        `INSERT INTO enrollment_tokens (id, agent, token_hash, act, task, expires_at, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-        row.id,
-        row.agent,
-        row.tokenHash,
-        nul(row.act),
-        nul(row.task),
-        row.expiresAt,
-        row.createdAt,
-      );
-    } catch (error) {
-      throw mapError(error, 'enrollment token');
-    }
+    this.#write(() => {
+      // Checked in the inserting transaction: a token is never created for an agent that a
+      // concurrent disable has just disabled (its tokens are voided in that transaction).
+      const agent = this.#get('SELECT disabled FROM agents WHERE name = ?', row.agent);
+      if (agent === undefined)
+        throw new NexusError('not_found', 'enrollment token refers to an unknown agent');
+      if (agent.disabled === 1) throw new NexusError('agent_disabled');
+      try {
+        this.#run(
+          `INSERT INTO enrollment_tokens (id, agent, token_hash, act, task, expires_at, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+          row.id,
+          row.agent,
+          row.tokenHash,
+          nul(row.act),
+          nul(row.task),
+          row.expiresAt,
+          row.createdAt,
+        );
+      } catch (error) {
+        throw mapError(error, 'enrollment token');
+      }
+    });
   }
 
   async consumeEnrollmentToken(

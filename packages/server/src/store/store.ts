@@ -253,7 +253,10 @@ export interface Store {
   getAgent(name: string): Promise<AgentRow | undefined>;
   /** Every agent, by name. */
   listAgents(): Promise<AgentRow[]>;
-  /** Throws `not_found`. */
+  /**
+   * Throws `not_found`. Disabling also deletes the agent's unused enrollment tokens in the
+   * same transaction: none of them may work after a later enable.
+   */
   setAgentDisabled(name: string, disabled: boolean): Promise<AgentRow>;
   /**
    * Deletes an `api`-sourced agent (`config` agents: `conflict`; unknown: `not_found`),
@@ -263,7 +266,10 @@ export interface Store {
   deleteAgent(name: string, at: number): Promise<void>;
 
   // --- enrollment tokens ---
-  /** Throws `conflict` (id or hash exists) or `not_found` (unknown agent). */
+  /**
+   * Throws `conflict` (id or hash exists), `not_found` (unknown agent) or `agent_disabled`
+   * (checked atomically with the insert).
+   */
   createEnrollmentToken(row: EnrollmentTokenInsert): Promise<void>;
   /**
    * Atomically marks the token used. Returns the row (with `usedAt = now`) only to the

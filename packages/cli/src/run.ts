@@ -1,0 +1,260 @@
+/**
+ * `nexus run`: run a command as an agent, with agent rights only. It enrolls with a
+ * one-time enrollment token (NEXUS_ENROLLMENT_TOKEN or an enrollment file from
+ * `nexus agent enroll NAME -o FILE`) and the Authority URL, holds the lease key in a
+ * loopback signing sidecar, starts the command with NEXUS_PROXY and nothing else of ours,
+ * and revokes its own lease at exit (signed, proof of possession).
+ *
+ * MUST NOT: read the operator token or the master key, or call the admin API. The token is
+ * spent before the child starts, so a child that reads this process's environment
+ * (/proc/$PPID/environ) finds nothing it can use. MUST: warn when the child could read
+ * the node's key files or operator secrets anyway; `--sandbox` hides them for real.
+ */
+import { spawn } from 'node:child_process';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { resolve, sep } from 'node:path';
+import { loadConfig, nodeStateFiles, type Config } from '@nexus/server';
+import { enroll, type NexusAgent } from '@nexus/sdk';
+import { CliError } from './admin-client.js';
+import { startSidecar } from './sidecar.js';
+import { bwrapArgs, findBwrap } from './sandbox.js';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** The Authority of the default nexus.yaml (`nexus init`): the newcomer's node. */
+export const DEFAULT_AUTHORITY = 'http://127.0.0.1:7070';
+
+/** Operator secrets an agent's environment must not hold. */
+const OPERATOR_SECRETS = ['NEXUS_OPERATOR_TOKEN', 'NEXUS_MASTER_KEY'];
+
+export interface RunOptions {
+  readonly authority?: string;
+  readonly enrollmentFile?: string;
+  readonly agent?: string;
+  readonly intent?: string;
+  readonly key: 'ed25519' | 'ecdsa-p256';
+  readonly sandbox?: boolean;
+  readonly hide: readonly string[];
+  /** The node's nexus.yaml when given explicitly; else ./nexus.yaml when present. */
+  readonly config?: string;
+}
+
+export interface RunIo {
+  /** Warnings and notes (stderr): never a token. */
+  readonly warn: (line: string) => void;
+}
+
+/** The enrollment file `nexus agent enroll NAME -o FILE` writes (mode 0600). */
+export interface EnrollmentFile {
+  readonly agent?: string;
+  readonly authority?: string;
+  readonly enrollment_token: string;
+  readonly expires_at?: string;
+}
+
+function readEnrollmentFile(path: string): EnrollmentFile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new CliError(`cannot read the enrollment file ${path}`, 'enrollment_missing');
+  }
+  const trimmed = text.trim();
+  if (!trimmed.startsWith('{')) return { enrollment_token: trimmed };
+  try {
+    const parsed = JSON.parse(trimmed) as Partial<EnrollmentFile>;
+    if (typeof parsed.enrollment_token === 'string' && parsed.enrollment_token !== '') {
+      return parsed as EnrollmentFile;
+    }
+  } catch {
+    // fall through: one message for every malformed file, without its content
+  }
+  throw new CliError(
+    `${path} is not an enrollment file (make one with \`nexus agent enroll NAME -o FILE\`)`,
+    'enrollment_missing',
+  );
+}
+
+/** The node's config on this host, if any: only to find the Authority and the node's files. */
+async function nodeConfig(explicit: string | undefined): Promise<Config | undefined> {
+  const path = explicit ?? (existsSync('nexus.yaml') ? 'nexus.yaml' : undefined);
+  if (path === undefined) return undefined;
+  try {
+    // An empty environment: NEXUS_MASTER_KEY, if set here, is not read into memory.
+    return await loadConfig(path, { env: {} });
+  } catch (err) {
+    if (explicit === undefined) return undefined;
+    throw new CliError(`cannot read ${explicit}: ${(err as Error).message}`);
+  }
+}
+
+function isUnder(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
+}
+
+/**
+ * The node's state this run knows of: `.nexus/` in the working directory, the state of
+ * the node's config when this host has one, and `--hide` paths. Existing paths only;
+ * anything under a listed directory is covered by it.
+ */
+function nodeStatePaths(config: Config | undefined, hide: readonly string[]): string[] {
+  const candidates = [
+    resolve('.nexus'),
+    ...(config === undefined ? [] : nodeStateFiles(config).map((f) => f.path)),
+    ...hide.map((p) => resolve(p)),
+  ].filter((p) => existsSync(p));
+  const dirs = candidates.filter((p) => statSync(p).isDirectory());
+  const out: string[] = [];
+  for (const p of [...new Set(candidates)].sort((a, b) => a.length - b.length)) {
+    if (dirs.some((d) => d !== p && isUnder(p, d))) continue;
+    out.push(p);
+  }
+  return out;
+}
+
+function readable(path: string): boolean {
+  try {
+    const dir = statSync(path).isDirectory();
+    accessSync(path, dir ? constants.R_OK | constants.X_OK : constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs `command` as the enrolled agent; resolves with its exit code. */
+export async function runAsAgent(
+  command: readonly string[],
+  opts: RunOptions,
+  env: Env,
+  io: RunIo,
+): Promise<number> {
+  // Every check that can fail comes before the token is spent.
+  let bwrap: string | undefined;
+  if (opts.sandbox === true) {
+    bwrap = findBwrap(env.PATH);
+    if (bwrap === undefined) {
+      throw new CliError(
+        '--sandbox needs bubblewrap (bwrap) on PATH: install it (Debian/Ubuntu: apt-get install bubblewrap) (sandbox_unavailable)',
+        'sandbox_unavailable',
+      );
+    }
+  } else if (opts.hide.length > 0) {
+    throw new CliError('--hide works only with --sandbox');
+  }
+  const file =
+    opts.enrollmentFile === undefined ? undefined : readEnrollmentFile(opts.enrollmentFile);
+  const token = file?.enrollment_token ?? env.NEXUS_ENROLLMENT_TOKEN?.trim();
+  if (token === undefined || token === '') {
+    throw new CliError(
+      'no enrollment token: set NEXUS_ENROLLMENT_TOKEN or pass --enrollment-file FILE (the operator makes one with `nexus agent enroll NAME`) (enrollment_missing)',
+      'enrollment_missing',
+    );
+  }
+  const config = await nodeConfig(opts.config);
+  const authority =
+    opts.authority ??
+    env.NEXUS_AUTHORITY ??
+    file?.authority ??
+    config?.authority.issuer ??
+    DEFAULT_AUTHORITY;
+  if (!/^https?:\/\/[^/?#]+(\/[^?#]*)?$/.test(authority)) {
+    throw new CliError('--authority must be an http(s) URL, e.g. http://127.0.0.1:7070');
+  }
+
+  // What the child could reach that belongs to the operator.
+  const state = nodeStatePaths(config, opts.hide);
+  if (bwrap === undefined) {
+    const exposed = state.filter(readable);
+    if (exposed.length > 0) {
+      io.warn(
+        `nexus: warning: the command can read the node's key files or state (${exposed.join(', ')}): run agents as another OS user than the node, or use --sandbox (node_files_readable)`,
+      );
+    }
+    const secrets = OPERATOR_SECRETS.filter((k) => (env[k] ?? '') !== '');
+    if (secrets.length > 0) {
+      io.warn(
+        `nexus: warning: this environment holds ${secrets.join(' and ')}, which the command can read from /proc/${process.pid}/environ: unset it for agents, or use --sandbox (operator_secret_in_env)`,
+      );
+    }
+  }
+
+  const agent = await enroll({
+    authority,
+    enrollmentToken: token,
+    keyAlgorithm: opts.key,
+    onRenewalError: (e) =>
+      io.warn(`nexus: warning: lease renewal failed for good: ${e.code} (renewal_failed)`),
+  });
+  let sidecar: Awaited<ReturnType<typeof startSidecar>> | undefined;
+  try {
+    if (opts.agent !== undefined && agent.name !== opts.agent) {
+      throw new CliError(
+        `the enrollment token is for agent ${agent.name}, not ${opts.agent} (agent_mismatch)`,
+        'agent_mismatch',
+      );
+    }
+    sidecar = await startSidecar(agent, { intent: opts.intent });
+    return await spawnChild(command, childEnvironment(env, sidecar.url), bwrap, state);
+  } finally {
+    await sidecar?.close();
+    await revokeAtExit(agent, io);
+  }
+}
+
+/**
+ * MUST: the child sees no key, lease, token or credential: every NEXUS_* variable of ours
+ * (the spent enrollment token, any operator secret) is removed; only NEXUS_PROXY is given.
+ */
+function childEnvironment(env: Env, proxyUrl: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v !== undefined && !k.startsWith('NEXUS_')) out[k] = v;
+  }
+  out.NEXUS_PROXY = proxyUrl;
+  return out;
+}
+
+function spawnChild(
+  command: readonly string[],
+  env: Record<string, string>,
+  bwrap: string | undefined,
+  hide: readonly string[],
+): Promise<number> {
+  const [cmd, ...args] =
+    bwrap === undefined ? command : [bwrap, ...bwrapArgs(command, hide, process.cwd())];
+  return new Promise<number>((resolveExit, rejectExit) => {
+    const child = spawn(cmd as string, args, { stdio: 'inherit', env });
+    const forward = (sig: NodeJS.Signals) => child.kill(sig);
+    process.on('SIGTERM', forward);
+    process.on('SIGINT', forward);
+    child.once('error', (err) => {
+      process.off('SIGTERM', forward);
+      process.off('SIGINT', forward);
+      rejectExit(new CliError(`cannot start ${cmd}: ${err.message}`));
+    });
+    child.once('exit', (code, signal) => {
+      process.off('SIGTERM', forward);
+      process.off('SIGINT', forward);
+      resolveExit(code ?? (signal ? 128 + (osConstants.signals[signal] ?? 15) : 1));
+    });
+  });
+}
+
+/** The key dies with this process; its lease need not outlive it either. */
+async function revokeAtExit(agent: NexusAgent, io: RunIo): Promise<void> {
+  try {
+    await agent.revoke();
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? 'error';
+    io.warn(
+      `nexus: warning: could not revoke the lease (${code}); it expires at ${new Date(agent.claims.exp * 1000).toISOString()} (lease_not_revoked)`,
+    );
+  }
+}
+
+/** Where `nexus agent enroll -o FILE` and `nexus run --enrollment-file` meet. */
+export function enrollmentFileJson(file: EnrollmentFile): string {
+  return JSON.stringify(file, null, 2) + '\n';
+}
