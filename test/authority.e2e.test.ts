@@ -219,6 +219,11 @@ describe('authority, vault and store end to end', () => {
 
     const byLease = await node.cli(['lease', 'revoke', a.claims.jti]);
     expect(byLease.code, byLease.stderr).toBe(0);
+    // A lease id is base64url: one in 64 starts with `-`, which is an id, not an option
+    // (the flaky `lease revoke` exit 1 of the previous stops).
+    const dashed = await node.cli(['lease', 'revoke', '-Ab3_no-such-lease-id']);
+    expect(dashed.code).toBe(1);
+    expect(dashed.stderr).toContain('(not_found)');
     expect(await codeOf(a.fetch('echo', '/x'))).toBe('lease_revoked');
     expect((await b.fetch('echo', '/x')).status).toBe(200);
 

@@ -470,6 +470,8 @@ export function buildProgram(
       .addOption(configOption())
       .option('--agent <name>', 'revoke every lease of this agent')
       .option('--all', 'revoke every lease (kill switch)')
+      // A lease id is base64url and may start with `-`: it is the id, not an unknown option.
+      .allowUnknownOption()
       .action(
         async (id: string | undefined, opts: { config: string; agent?: string; all?: boolean }) => {
           const chosen = [id !== undefined, opts.agent !== undefined, !!opts.all].filter(
