@@ -1013,6 +1013,7 @@ interface AuditView {
   decision?: string;
   upstream_status?: number;
   error_code?: string;
+  error_detail?: string;
   request_id?: string;
 }
 const AUDIT_COLUMNS = [
@@ -1026,6 +1027,7 @@ const AUDIT_COLUMNS = [
   'DECISION',
   'STATUS',
   'ERROR',
+  'DETAIL',
 ];
 function auditRow(r: AuditView): string[] {
   return [
@@ -1039,6 +1041,7 @@ function auditRow(r: AuditView): string[] {
     r.decision ?? '',
     r.upstream_status === undefined ? '-' : String(r.upstream_status),
     r.error_code ?? '',
+    r.error_detail ?? '',
   ];
 }
 
