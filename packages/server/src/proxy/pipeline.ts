@@ -545,7 +545,11 @@ export function upstreamFailure(err: unknown, phase: 'request' | 'headers' | 'bo
           cause: err,
         });
       }
-      return failure('upstream_unreachable', 'the upstream closed the connection without an answer', err);
+      return failure(
+        'upstream_unreachable',
+        'the upstream closed the connection without an answer',
+        err,
+      );
     case 'ECONNRESET':
     case 'EPIPE':
     case 'UND_ERR_SOCKET':
@@ -568,7 +572,11 @@ export function upstreamFailure(err: unknown, phase: 'request' | 'headers' | 'bo
         err,
       );
     case 'UND_ERR_HEADERS_OVERFLOW':
-      return failure('upstream_invalid', "the upstream's response header section is too large", err);
+      return failure(
+        'upstream_invalid',
+        "the upstream's response header section is too large",
+        err,
+      );
     case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
       return failure('upstream_invalid', "the upstream's response is too large", err);
     case 'UND_ERR_INFO':
