@@ -94,12 +94,14 @@ describe('a hostile or broken upstream (issue 10)', () => {
           auth: { type: 'none' },
         },
         unset: { upstream: upstream.url, auth: { type: 'bearer', credential: 'never-set' } },
+        nofield: { upstream: upstream.url, auth: { type: 'basic', credential: 'partial' } },
       },
       agents: { bot: { roles: ['caller'] }, mallory: { roles: ['caller'] } },
       policies: [{ id: 'all', allow: { roles: ['caller'], methods: ['*'] } }],
       overrides: { proxy: { max_body: String(MAX_BODY) } },
     });
     await node.setCredential('hostile-token', { value: TOKEN });
+    await node.setCredential('partial', { username: 'svc-user' });
     agent = await node.enroll('bot');
     mallory = await enrollAttacker(node, 'mallory');
   });
@@ -285,6 +287,7 @@ describe('a hostile or broken upstream (issue 10)', () => {
     ['nodns', 'upstream_unreachable', /did not resolve \(DNS\)/],
     ['badtls', 'upstream_unreachable', /^TLS/],
     ['unset', 'credential_unavailable', /^credential "never-set" is not set$/],
+    ['nofield', 'credential_unavailable', /^credential "partial" has no field "password"$/],
   ] as const) {
     it(`${service}: ${code} whose detail says why, in the problem and the audit`, async () => {
       const r = await attack(node, mallory, `/${service}/x`);
@@ -430,6 +433,16 @@ describe('a hostile or broken upstream (issue 10)', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('"code":"body_too_large"');
     expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('the audit chain, error_detail records included, verifies; audit query shows the detail', async () => {
+    const ok = await node.cli(['audit', 'verify']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^OK: \d+ records/);
+    const table = await node.cli(['audit', 'query', '--service', 'refused']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain('DETAIL');
+    expect(table.stdout).toContain('the upstream refused the connection');
   });
 
   it('the debug log of the whole file holds no secret', () => {
