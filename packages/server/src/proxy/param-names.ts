@@ -57,6 +57,8 @@ function fold(s: string): string {
  * @example nameReadings('API%2Ekey%5B%5D') // includes 'api_key'
  */
 export function nameReadings(raw: string): Set<string> {
+  // The common case, a plain lower-case name, reads only as itself.
+  if (/^[a-z0-9_]*$/.test(raw)) return new Set([raw]);
   const out = new Set<string>();
   let current = raw;
   for (let round = 0; round <= MAX_DECODE_ROUNDS; round++) {
@@ -165,13 +167,16 @@ function multipartNames(body: Buffer, boundary: string): string[] {
   return names;
 }
 
+// JSON member names are case-sensitive to the frameworks that read `_method` from JSON
+// (Laravel, Express method-override): a body holding none of these cannot spell it.
+const JSON_HINTS = ['method', 'Method', 'METHOD', '\\u'].map((h) => Buffer.from(h));
+
 function jsonKeys(body: Buffer): string[] {
-  const text = body.toString('utf8');
   // Parsing is the costly part: only a body that could spell the name is parsed.
-  if (!/method|\\u/i.test(text)) return [];
+  if (!JSON_HINTS.some((h) => body.includes(h))) return [];
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = JSON.parse(body.toString('utf8'));
   } catch {
     return [];
   }
