@@ -75,15 +75,13 @@ export class TokenEndpointError extends Error {
 
   /**
    * The stable Nexus error for this failure. Its safe detail says whether the endpoint
-   * refused (with its RFC 6749 `error` code when it is a plain code such as
-   * `invalid_client`: the endpoint's free text could echo anything, our client secret
-   * included) or could not be used.
+   * refused or could not be used; never the endpoint's text, not even its RFC 6749 `error`
+   * code (kept in `cause`, for logs): the agent learns nothing of the endpoint's answer.
    */
   toNexusError(code: ErrorCode = 'credential_unavailable'): NexusError {
-    const shown = this.error !== undefined && /^[a-z_]{1,40}$/.test(this.error);
     const detail =
       this.kind === 'rejected'
-        ? `the token endpoint refused to issue a token${shown ? ` (${this.error})` : ''}`
+        ? 'the token endpoint refused to issue a token'
         : 'the token endpoint could not be reached or gave no usable token';
     return new NexusError(code, 'the token endpoint did not issue a token', {
       cause: this,
