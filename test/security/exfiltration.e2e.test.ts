@@ -405,12 +405,47 @@ describe('exfiltration: the upstream reflects the injected credential', () => {
     expect(String(r.headers.location)).toContain('[REDACTED]');
   });
 
-  it('query: an agent-supplied api_key (any spelling) does not replace or join the injected one', async () => {
+  for (const spelling of [
+    'api_key=mine',
+    'api%5Fkey=mine',
+    'API_KEY=mine',
+    'api_key[]=mine',
+    'api_key%5B%5D=mine',
+    'api.key=mine',
+    'api+key=mine',
+    'api_key%00=mine',
+    'api-key=mine',
+    'x=1;api_key=mine',
+  ]) {
+    it(`query: an agent-supplied ${spelling} next to the injected api_key is refused (query_param_reserved), audited, nothing forwarded`, async () => {
+      // Regression (issue 10): the exact name was replaced, but the look-alikes were kept,
+      // and a server that reads API_KEY, api_key[], api.key, api+key or api_key%00 as
+      // api_key took the agent's value (or both) for the credential.
+      upstream.reset();
+      const r = await attack(node, agent, `/query/x?page=2&${spelling}`);
+      expect(r.status).toBe(400);
+      expect(r.code).toBe('query_param_reserved');
+      expect(upstream.requests).toHaveLength(0);
+      const requestId = r.headers['nexus-request-id'] as string;
+      const audit = await node.admin<{ records: { kind: string; error_code?: string }[] }>(
+        'GET',
+        `/v1/audit?request_id=${requestId}`,
+      );
+      expect(audit.body.records.map((x) => [x.kind, x.error_code])).toEqual([
+        ['request', 'query_param_reserved'],
+      ]);
+      expect(r.body.toString()).not.toContain('mine');
+      expect(leaks(everything(r), SECRETS)).toEqual([]);
+    });
+  }
+
+  it('query: other parameters pass byte for byte beside the injected one', async () => {
     upstream.reset();
-    const r = await attack(node, agent, '/query/x?api_key=mine&api%5Fkey=mine2&API_KEY=up');
+    const r = await attack(node, agent, '/query/x?apikey_hint=1&my_api_key=2&q=api_key%3Dx&b=%7E');
     expect(r.status).toBe(200);
-    const url = new URL(upstream.requests[0]!.url, 'http://x');
-    expect(url.searchParams.getAll('api_key')).toEqual([QUERY_KEY]);
+    expect(upstream.requests[0]!.url).toBe(
+      `/x?apikey_hint=1&my_api_key=2&q=api_key%3Dx&b=%7E&api_key=${encodeURIComponent(QUERY_KEY)}`,
+    );
     expect(leaks(everything(r), SECRETS)).toEqual([]);
   });
 

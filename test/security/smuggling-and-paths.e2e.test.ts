@@ -283,6 +283,138 @@ describe('smuggling, header tricks, path and host confusion', () => {
     expect(Object.keys(seen.headers).filter((h) => h.includes('method'))).toEqual([]);
   });
 
+  // --- method overrides: policy decided on the real method (issue 10) -------------------
+  // Policy allows GET and POST under /public/**, so DELETE is denied. An upstream that
+  // honours an override (Rails, Laravel, Symfony, Spring, Express method-override,
+  // ASP.NET) would act on DELETE. The query and body are signed, so Nexus refuses (it
+  // never rewrites them); override headers are unsigned metadata and are dropped.
+
+  async function refusedAndAudited(r: Awaited<ReturnType<typeof attack>>, code: string) {
+    expect(r.status).toBe(400);
+    expect(r.code).toBe(code);
+    expect(upstream.requests).toHaveLength(0);
+    const requestId = r.headers['nexus-request-id'] as string;
+    const audit = await node.admin<{
+      records: { kind: string; decision: string; error_code?: string; error_detail?: string }[];
+    }>('GET', `/v1/audit?request_id=${requestId}`);
+    expect(audit.body.records).toHaveLength(1);
+    expect(audit.body.records[0]).toMatchObject({
+      kind: 'request',
+      decision: 'deny',
+      error_code: code,
+    });
+    expect(audit.body.records[0]!.error_detail).toMatch(/method-override/);
+  }
+
+  for (const query of [
+    '_method=DELETE',
+    '_METHOD=delete',
+    '%5Fmethod=DELETE',
+    '_method[]=DELETE',
+    '_method%00=DELETE',
+    'a=1;_method=DELETE',
+    'X-HTTP-Method-Override=DELETE',
+  ]) {
+    it(`POST ?${query} is refused (method_override_refused), audited, nothing forwarded`, async () => {
+      upstream.reset();
+      const r = await attack(node, agent, `/echo/public/m?${query}`, {
+        method: 'POST',
+        body: 'x',
+      });
+      await refusedAndAudited(r, 'method_override_refused');
+    });
+  }
+
+  for (const [what, type, body] of [
+    ['a form body _method=DELETE', 'application/x-www-form-urlencoded', 'amount=1&_method=DELETE'],
+    ['a form body %5Fmethod=DELETE', 'application/x-www-form-urlencoded', '%5Fmethod=DELETE'],
+    ['a JSON body {"_method":"DELETE"}', 'application/json', '{"id":1,"_method":"DELETE"}'],
+    [
+      'a multipart part named _method',
+      'multipart/form-data; boundary=nx',
+      '--nx\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--nx--\r\n',
+    ],
+  ] as const) {
+    it(`POST with ${what} is refused (method_override_refused), audited, nothing forwarded`, async () => {
+      upstream.reset();
+      const r = await attack(node, agent, '/echo/public/m', {
+        method: 'POST',
+        headers: { 'content-type': type },
+        body,
+      });
+      await refusedAndAudited(r, 'method_override_refused');
+    });
+  }
+
+  it('ordinary fields named like a method (payment_method, method) pass unchanged', async () => {
+    upstream.reset();
+    const body = 'payment_method=pm_card_visa&method=instant&amount=100';
+    const r = await attack(node, agent, '/echo/public/charges?method=card', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body,
+    });
+    expect(r.status).toBe(200);
+    expect(upstream.requests[0]!.url).toBe('/public/charges?method=card');
+    expect(upstream.requests[0]!.body.toString()).toBe(body);
+  });
+
+  it('X-Original-Method, X-Forwarded-Method and CGI spellings of an override header are dropped', async () => {
+    upstream.reset();
+    const r = await attack(node, agent, '/echo/public/m', {
+      method: 'POST',
+      body: 'x',
+      headers: {
+        'x-original-method': 'DELETE',
+        'x-forwarded-method': 'DELETE',
+        'x-override-method': 'DELETE',
+        x_http_method_override: 'DELETE',
+        'x-custom-note': 'kept',
+      },
+    });
+    expect(r.status).toBe(200);
+    const seen = upstream.requests[0]!;
+    expect(seen.method).toBe('POST');
+    expect(Object.keys(seen.headers).filter((h) => /method/i.test(h))).toEqual([]);
+    expect(seen.headers['x-custom-note']).toBe('kept');
+  });
+
+  it('the rewrite, forwarding, client-IP and range header families are not forwarded', async () => {
+    upstream.reset();
+    const family = {
+      'x-forwarded-uri': '/public/admin/x',
+      'x-forwarded-path': '/public/admin/x',
+      'x-forwarded-scheme': 'https',
+      'x-forwarded-ssl': 'on',
+      'x-forwarded-client-cert': 'Hash=abc',
+      'x-envoy-original-path': '/public/admin/x',
+      'x-envoy-retry-on': '5xx',
+      'x-envoy-max-retries': '10',
+      'x-original-uri': '/public/admin/x',
+      'x-original-url': '/public/admin/x',
+      'x-client-ip': '10.0.0.1',
+      'true-client-ip': '10.0.0.1',
+      'x-cluster-client-ip': '10.0.0.1',
+      'cf-connecting-ip': '10.0.0.1',
+      'fastly-client-ip': '10.0.0.1',
+      'x-azure-clientip': '10.0.0.1',
+      'l5d-dst-override': 'admin.svc:80',
+      via: '1.1 agent',
+      'front-end-https': 'on',
+      'x-ms-range': 'bytes=0-3',
+      'request-range': 'bytes=0-3',
+      x_forwarded_for: '10.0.0.1',
+      x_original_url: '/public/admin/x',
+    };
+    const r = await attack(node, agent, '/echo/public/fam', {
+      headers: { ...family, 'x-request-note': 'kept' },
+    });
+    expect(r.status).toBe(200);
+    const h = upstream.requests[0]!.headers;
+    for (const name of Object.keys(family)) expect(h[name], name).toBeUndefined();
+    expect(h['x-request-note']).toBe('kept');
+  });
+
   it('an agent-supplied Authorization in any case is replaced by the injected one', async () => {
     const pairs = await signedPairs('/echo/public/authz');
     const out = await raw(

@@ -1092,6 +1092,7 @@ interface AuditView {
   decision?: string;
   upstream_status?: number;
   error_code?: string;
+  error_detail?: string;
   request_id?: string;
 }
 const AUDIT_COLUMNS = [
@@ -1105,6 +1106,7 @@ const AUDIT_COLUMNS = [
   'DECISION',
   'STATUS',
   'ERROR',
+  'DETAIL',
 ];
 function auditRow(r: AuditView): string[] {
   return [
@@ -1118,6 +1120,7 @@ function auditRow(r: AuditView): string[] {
     r.decision ?? '',
     r.upstream_status === undefined ? '-' : String(r.upstream_status),
     r.error_code ?? '',
+    r.error_detail ?? '',
   ];
 }
 

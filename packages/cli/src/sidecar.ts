@@ -43,17 +43,37 @@ export interface Sidecar {
   close(): Promise<void>;
 }
 
-async function readAll(req: IncomingMessage, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    total += c.length;
-    if (total > max) {
-      throw new NexusAgentError('body_too_large', 'request body too large', { status: 413 });
-    }
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks);
+/**
+ * Reads the child's body. Past `max` it rejects with `body_too_large` and discards the
+ * rest (up to `2 x max` in all, then the connection is closed): a client still uploading
+ * when its connection closes sees a reset, not the 413.
+ */
+function readAll(req: IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let refused = false;
+    req.on('data', (c: Buffer) => {
+      total += c.length;
+      if (refused) {
+        if (total > 2 * max) req.socket.destroy();
+        return;
+      }
+      if (total > max) {
+        refused = true;
+        chunks.length = 0;
+        reject(new NexusAgentError('body_too_large', 'request body too large', { status: 413 }));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.once('end', () => {
+      if (!refused) resolve(Buffer.concat(chunks));
+    });
+    req.once('error', (err) => {
+      if (!refused) reject(err);
+    });
+  });
 }
 
 function problem(res: ServerResponse, status: number, code: string, title: string): void {
@@ -100,7 +120,11 @@ export async function startSidecar(
           if (v === undefined || DROP.has(k)) continue;
           headers[k] = v.join(', ');
         }
-        const body = await readAll(req, options.maxBodyBytes ?? 10 * 1024 * 1024);
+        // The node's own limit when it advertises one: a larger body is refused here.
+        const body = await readAll(
+          req,
+          options.maxBodyBytes ?? agent.maxBodyBytes ?? 10 * 1024 * 1024,
+        );
         // A per-request intent may be given by the child in `Nexus-Intent` as plain text.
         const intentHeader = req.headers['nexus-intent'];
         const intent = typeof intentHeader === 'string' ? intentHeader : (options.intent ?? '');
@@ -111,8 +135,11 @@ export async function startSidecar(
           intent,
         });
         const out: Record<string, string | string[]> = {};
+        // An upstream's answer (agent.fetch throws for a refusal by Nexus): `Nexus-Error`
+        // here would be taken by the child for a refusal, so it is never relayed (the proxy
+        // already drops every upstream `Nexus-*` field).
         upstream.headers.forEach((value, key) => {
-          if (!RESPONSE_DROP.has(key)) out[key] = value;
+          if (!RESPONSE_DROP.has(key) && key !== 'nexus-error') out[key] = value;
         });
         res.writeHead(upstream.status, out);
         res.flushHeaders();
@@ -139,6 +166,7 @@ export async function startSidecar(
             title: err.message,
             status: err.status ?? 502,
             code: err.code,
+            detail: err.detail,
             request_id: err.requestId,
           });
           res.writeHead(err.status ?? 502, {

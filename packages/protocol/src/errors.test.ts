@@ -1,7 +1,14 @@
 // The error table matches docs/dev/profile-decisions.md; problem details are RFC 9457 shaped.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERROR_CODES, NexusError, isNexusError, problemDetails, type ErrorCode } from './errors.js';
+import {
+  ERROR_CODES,
+  NexusError,
+  isNexusError,
+  problemDetails,
+  safeDetail,
+  type ErrorCode,
+} from './errors.js';
 
 const doc = readFileSync(
   new URL('../../../docs/dev/profile-decisions.md', import.meta.url),
@@ -63,5 +70,18 @@ describe('problemDetails', () => {
     expect(JSON.stringify(p)).not.toContain('sk-123');
     const q = problemDetails(new NexusError('upstream_invalid', 'upstream said sk-456'), 'r');
     expect(JSON.stringify(q)).not.toContain('sk-456');
+  });
+  it('shows an explicit safe detail whatever the status, never the message (issue 10)', () => {
+    const e = new NexusError('credential_unavailable', 'internal text sk-789', {
+      detail: 'credential "github-token" is not set',
+    });
+    const p = problemDetails(e, 'r');
+    expect(p.detail).toBe('credential "github-token" is not set');
+    expect(JSON.stringify(p)).not.toContain('sk-789');
+    expect(safeDetail(e)).toBe(p.detail);
+    expect(safeDetail(new NexusError('upstream_timeout', 'secret sk-1'))).toBe(
+      ERROR_CODES.upstream_timeout.description,
+    );
+    expect(safeDetail(new NexusError('policy_denied'))).toBe(ERROR_CODES.policy_denied.description);
   });
 });

@@ -10,6 +10,8 @@ export type ErrorCode =
   | 'digest_invalid'
   | 'digest_mismatch'
   | 'validation_failed'
+  | 'method_override_refused'
+  | 'query_param_reserved'
   | 'lease_missing'
   | 'lease_invalid'
   | 'lease_expired'
@@ -34,6 +36,7 @@ export type ErrorCode =
   | 'headers_too_large'
   | 'request_timeout'
   | 'rate_limited'
+  | 'agent_disconnected'
   | 'internal_error'
   | 'upstream_unreachable'
   | 'upstream_invalid'
@@ -64,6 +67,16 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
   digest_invalid: row(400, 'Digest invalid', 'Content-Digest malformed or algorithm not allowed'),
   digest_mismatch: row(400, 'Digest mismatch', 'digest does not match the body'),
   validation_failed: row(400, 'Validation failed', 'admin request body invalid'),
+  method_override_refused: row(
+    400,
+    'Method override refused',
+    'a _method or X-HTTP-Method-Override parameter in the query or body; send the real method',
+  ),
+  query_param_reserved: row(
+    400,
+    'Query parameter reserved',
+    'a query parameter whose name could be read as the one Nexus injects the credential into',
+  ),
   lease_missing: row(401, 'Lease missing', 'no Workload-Identity-Token'),
   lease_invalid: row(
     401,
@@ -100,6 +113,11 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
   headers_too_large: row(431, 'Headers too large', 'header section over the limit'),
   request_timeout: row(408, 'Request timeout', 'the request was not received in time'),
   rate_limited: row(429, 'Rate limited', 'too many requests'),
+  agent_disconnected: row(
+    499,
+    'Agent disconnected',
+    'the agent closed its connection before the response was complete (audit only, never sent)',
+  ),
   internal_error: row(500, 'Internal error', 'unexpected failure'),
   upstream_unreachable: row(502, 'Upstream unreachable', 'could not connect to the upstream'),
   upstream_invalid: row(502, 'Upstream invalid', 'upstream answered something we will not relay'),
@@ -120,6 +138,15 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
 export interface NexusErrorOptions {
   /** The underlying error, kept for logs; never rendered to clients. */
   cause?: unknown;
+  /**
+   * What failed, in words the agent and the operator can act on, rendered as the
+   * problem's `detail` and audited, whatever the status (also >= 500, whose message is
+   * never shown). Set deliberately, from server-chosen text and configuration names only:
+   * MUST NOT contain a secret, a token, or raw request input (header values, path, query,
+   * body, parameter values). E.g. `credential "github-token" is not set`,
+   * `the upstream's host name did not resolve (DNS)`.
+   */
+  detail?: string;
 }
 
 /**
@@ -135,6 +162,8 @@ export class NexusError extends Error {
   /** True when the message may be shown to the client (status < 500). */
   readonly expose: boolean;
   override readonly cause: unknown;
+  /** The safe detail (see {@link NexusErrorOptions.detail}), when one was set. */
+  readonly detail: string | undefined;
 
   constructor(code: ErrorCode, message?: string, options: NexusErrorOptions = {}) {
     const info = ERROR_CODES[code] ?? ERROR_CODES.internal_error;
@@ -144,7 +173,16 @@ export class NexusError extends Error {
     this.status = info.status;
     this.expose = info.status < 500;
     this.cause = options.cause;
+    this.detail = options.detail;
   }
+}
+
+/**
+ * The detail of `err` that may be shown to a client and written to the audit: its
+ * explicit safe detail, else (status < 500) its message, else the table description.
+ */
+export function safeDetail(err: NexusError): string {
+  return err.detail ?? (err.expose ? err.message : ERROR_CODES[err.code].description);
 }
 
 /** True when `value` is a {@link NexusError} (also across module copies, by shape). */
@@ -166,8 +204,9 @@ export interface ProblemDetails {
 }
 
 /**
- * Renders any thrown value as RFC 9457 problem details. Non-Nexus errors and errors with
- * status >= 500 are rendered with the table description only (their message is not exposed).
+ * Renders any thrown value as RFC 9457 problem details. `detail` is {@link safeDetail}:
+ * the explicit safe detail when set; otherwise non-Nexus errors and errors with status
+ * >= 500 get the table description only (their message is never exposed).
  */
 export function problemDetails(err: unknown, requestId: string): ProblemDetails {
   const e = isNexusError(err) ? err : new NexusError('internal_error', undefined, { cause: err });
@@ -177,7 +216,7 @@ export function problemDetails(err: unknown, requestId: string): ProblemDetails 
     title: info.title,
     status: info.status,
     code: e.code,
-    detail: e.expose ? e.message : info.description,
+    detail: safeDetail(e),
     request_id: requestId,
   };
 }

@@ -3,7 +3,7 @@
 
 export const VERSION = '0.1.0';
 
-export { ERROR_CODES, NexusError, isNexusError, problemDetails } from './errors.js';
+export { ERROR_CODES, NexusError, isNexusError, problemDetails, safeDetail } from './errors.js';
 export type { ErrorCode, ErrorCodeInfo, NexusErrorOptions, ProblemDetails } from './errors.js';
 
 export {

@@ -6,7 +6,7 @@
  * lease is sent only in `Workload-Identity-Token`, never in `Authorization`.
  */
 import { generateAgentKey, signRequest, type CryptoKey, type LeaseClaims } from '@nexus/protocol';
-import { NexusAgentError, errorFromResponse } from './errors.js';
+import { NexusAgentError, errorFromResponse, nexusRefusalCode } from './errors.js';
 import { checkedTarget } from './target.js';
 
 export type AgentKeyAlgorithm = 'ed25519' | 'ecdsa-p256';
@@ -52,6 +52,12 @@ export class NexusAgent {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   readonly proxyUrl: string;
+  /**
+   * The largest request body the node accepts (its discovery document's
+   * `max_body_bytes`), or undefined when it did not say. A larger body is refused here with
+   * `body_too_large`, before anything is sent.
+   */
+  readonly maxBodyBytes: number | undefined;
 
   /** @internal */
   constructor(
@@ -59,10 +65,12 @@ export class NexusAgent {
     lease: string,
     proxyUrl: string,
     private readonly options: EnrollOptions,
+    maxBodyBytes?: number,
   ) {
     this.#lease = lease;
     this.#claims = decodeClaims(lease);
     this.proxyUrl = proxyUrl.replace(/\/$/, '');
+    this.maxBodyBytes = maxBodyBytes;
     this.#schedule();
   }
 
@@ -165,8 +173,14 @@ export class NexusAgent {
 
   /**
    * Signs and sends a request to `service` at `path` through the proxy. Resolves with the
-   * upstream's (scrubbed) response, streamed; rejects with a {@link NexusAgentError} when
-   * Nexus itself refused the request (policy, signature, lease...).
+   * upstream's (scrubbed) response, streamed, whatever its status or body; rejects with a
+   * {@link NexusAgentError} when Nexus itself refused the request (policy, signature,
+   * lease...), which only the proxy's `Nexus-Error` field says (an upstream cannot set it:
+   * the proxy removes every `Nexus-*` field of the upstream's response).
+   *
+   * MUST: a request is sent again only after Nexus itself refused it before forwarding
+   * (`signature_expired` from a proxy that just restarted); an upstream's answer, even one
+   * imitating Nexus, is never a reason to resend (a POST would act twice).
    *
    * @example
    * const res = await agent.fetch('github', '/repos/acme/app/issues', { intent: 'triage' });
@@ -175,19 +189,36 @@ export class NexusAgent {
     if (this.#closed) throw new NexusAgentError('agent_closed', 'the agent was closed');
     // MUST: checked before signing; nothing outside `/{service}/...` is ever signed here.
     const url = this.proxyUrl + checkedTarget(service, path);
+    const max = this.maxBodyBytes;
+    // A string of n UTF-16 units is at most 3n UTF-8 bytes: most need no encoding here.
+    const size =
+      typeof init.body === 'string'
+        ? max !== undefined && init.body.length * 3 > max
+          ? new TextEncoder().encode(init.body).length
+          : undefined
+        : init.body?.length;
+    if (size !== undefined && max !== undefined && size > max) {
+      // The proxy would refuse it with 413 anyway; refusing here spares the upload (and a
+      // client that is still uploading may only see the connection close).
+      throw new NexusAgentError('body_too_large', 'body_too_large: body over the node limit', {
+        status: 413,
+        detail: `the body is ${size} bytes; the node accepts at most ${max}`,
+      });
+    }
     let res = await this.#signedFetch(url, init);
     // A proxy that has just restarted refuses signatures that could predate it (its replay
-    // cache is new); a fresh signature a moment later is accepted.
+    // cache is new); a fresh signature a moment later is accepted. Nexus decides this before
+    // forwarding, so the upstream has seen nothing yet.
     for (
       let retry = 0;
-      retry < 8 && res.headers.get('nexus-error') === 'signature_expired';
+      retry < 8 && res.status === 401 && nexusRefusalCode(res) === 'signature_expired';
       retry++
     ) {
       await res.body?.cancel();
       await new Promise((r) => setTimeout(r, 1000));
       res = await this.#signedFetch(url, init);
     }
-    if (res.headers.has('nexus-error')) throw await errorFromResponse(res);
+    if (nexusRefusalCode(res) !== undefined) throw await errorFromResponse(res);
     return res;
   }
 
@@ -246,5 +277,30 @@ export async function enroll(options: EnrollOptions): Promise<NexusAgent> {
   }
   if (!res.ok) throw await errorFromResponse(res);
   const body = (await res.json()) as { lease: string; proxy_url: string };
-  return new NexusAgent(privateKey, body.lease, body.proxy_url, options);
+  return new NexusAgent(
+    privateKey,
+    body.lease,
+    body.proxy_url,
+    options,
+    await advertisedMaxBody(f, options.authority),
+  );
+}
+
+/**
+ * The node's request body limit from its discovery document (`max_body_bytes`), or
+ * undefined when it cannot be read (older node, network): the proxy still enforces it.
+ */
+async function advertisedMaxBody(f: typeof fetch, authority: string): Promise<number | undefined> {
+  try {
+    const res = await f(`${authority.replace(/\/$/, '')}/.well-known/nexus-configuration`);
+    if (!res.ok) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    const doc = (await res.json()) as { max_body_bytes?: unknown };
+    const n = doc.max_body_bytes;
+    return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
 }

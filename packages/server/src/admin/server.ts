@@ -16,7 +16,7 @@ import { randomId, sha256Hex } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { errorSummary } from '../proxy/pipeline.js';
 import { sendProblem } from '../proxy/problem.js';
-import { readBody } from '../proxy/read-body.js';
+import { discardBody, readBody } from '../proxy/read-body.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { connectionRoutes, type ConnectionRegistry } from './connections.js';
 
@@ -381,7 +381,11 @@ export function createAdminHandler(deps: AdminDeps) {
         : new NexusError('internal_error', undefined, { cause: err });
       if (!isNexusError(err))
         deps.logger.error({ request_id: requestId, err: errorSummary(err) }, 'admin error');
-      sendProblem(res, e, requestId, false);
+      // An oversized body is discarded (bounded) so the client reads the 413, or the
+      // connection is closed with the answer.
+      const close =
+        e.code === 'body_too_large' && !discardBody(req, deps.maxBodyBytes ?? 1024 * 1024);
+      sendProblem(res, e, requestId, close);
     }
   };
 }

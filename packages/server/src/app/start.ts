@@ -279,6 +279,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       clock,
       logger,
       notBefore,
+      maxBodyBytes: config.proxy.max_body,
     });
 
     const proxyServer = createServer(

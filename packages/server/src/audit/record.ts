@@ -60,6 +60,14 @@ export interface AuditRecord extends ChainRecord {
   /** The Nexus error code when the request failed (e.g. `policy_denied`, `upstream_timeout`). */
   error_code?: string;
   /**
+   * With `error_code`: what failed, the problem's `detail` as the agent received it (e.g.
+   * `credential "github-token" is not set`, `the upstream refused the connection`). Text
+   * chosen by Nexus and configuration names only: MUST NOT hold a secret or raw request
+   * input. Absent from records written before it existed (and omitted when unset, like
+   * every optional field, so their hashes are unchanged).
+   */
+  error_detail?: string;
+  /**
    * The request's proof, so the record can be re-verified offline: the `Signature-Input`
    * and `Signature` header values and the lease JWT they were made under (it carries the
    * agent's public key; it is useless without the agent's private key, and it is not a

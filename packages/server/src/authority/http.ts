@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { NexusError, isNexusError, verifyRequestBody } from '@nexus/protocol';
 import { agentFromSub, type Authority, type IssuedLease } from './authority.js';
 import type { ReplayCache } from '../proxy/replay-cache.js';
-import { readBody } from '../proxy/read-body.js';
+import { discardBody, readBody } from '../proxy/read-body.js';
 import { createRequestVerifier } from '../proxy/verify-request.js';
 import { sendProblem } from '../proxy/problem.js';
 import { randomId } from '../util/ids.js';
@@ -24,6 +24,8 @@ export interface AuthorityHttpDeps {
   readonly clock: () => number;
   readonly logger: Logger;
   readonly notBefore: number;
+  /** The proxy's request body limit (`proxy.max_body`), advertised as `max_body_bytes`. */
+  readonly maxBodyBytes?: number;
 }
 
 const MAX_AUTHORITY_BODY = 16 * 1024;
@@ -59,7 +61,12 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         if (req.method !== 'GET' && req.method !== 'HEAD')
           throw new NexusError('method_not_allowed');
         const doc =
-          path === '/.well-known/jwks.json' ? authority.keys.jwks() : authority.discovery();
+          path === '/.well-known/jwks.json'
+            ? authority.keys.jwks()
+            : {
+                ...authority.discovery(),
+                ...(deps.maxBodyBytes === undefined ? {} : { max_body_bytes: deps.maxBodyBytes }),
+              };
         json(res, 200, doc, 'max-age=60');
         return;
       }
@@ -117,7 +124,10 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         : new NexusError('internal_error', undefined, { cause: err });
       if (!isNexusError(err))
         deps.logger.error({ request_id: requestId, err: errorSummary(err) }, 'authority error');
-      sendProblem(res, e, requestId, false);
+      // An oversized body is discarded (bounded) so the client reads the 413, or the
+      // connection is closed with the answer.
+      const close = e.code === 'body_too_large' && !discardBody(req, MAX_AUTHORITY_BODY);
+      sendProblem(res, e, requestId, close);
     }
   };
 }

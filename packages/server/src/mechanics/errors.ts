@@ -6,10 +6,12 @@ import { NexusError } from '@nexus/protocol';
 
 /**
  * The credential (or one of its fields) cannot be used: `credential_unavailable` (503).
- * `detail` names the credential and field; it MUST NOT contain a value.
+ * `detail` names the credential and field; it MUST NOT contain a value. It is the problem's
+ * `detail` the agent receives and the audit record's `error_detail`, so an operator knows
+ * what to fix.
  *
  * @example throw credentialUnavailable('credential "github" has no field "token"')
  */
-export function credentialUnavailable(detail: string): NexusError {
-  return new NexusError('credential_unavailable', detail);
+export function credentialUnavailable(detail: string, cause?: unknown): NexusError {
+  return new NexusError('credential_unavailable', detail, { detail, cause });
 }

@@ -272,7 +272,10 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
         }
         throw err instanceof TokenEndpointError
           ? err.toNexusError()
-          : new NexusError('credential_unavailable', undefined, { cause: err });
+          : new NexusError('credential_unavailable', undefined, {
+              cause: err,
+              detail: `the OAuth connection of service "${service}" could not be refreshed`,
+            });
       }
       const expiresAtNew = expiryOf(clock(), res.expiresInMs);
       // Rotation: a new refresh token replaces the old one, which the provider may now refuse.
@@ -322,10 +325,8 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
           throw new NexusError('internal_error', 'no redirect_uri for OAuth connections');
         }
         const clientCredential = await vault.resolve(options.credential).catch(() => {
-          throw new NexusError(
-            'credential_unavailable',
-            `credential "${options.credential}" is not set`,
-          );
+          const detail = `credential "${options.credential}" is not set`;
+          throw new NexusError('credential_unavailable', detail, { detail });
         });
         const clientId = requireField(clientCredential, 'client_id');
         const now = clock();
@@ -361,10 +362,8 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
           throw new NexusError('forbidden', 'the provider did not grant access');
         }
         const clientCredential = await vault.resolve(options.credential).catch(() => {
-          throw new NexusError(
-            'credential_unavailable',
-            `credential "${options.credential}" is not set`,
-          );
+          const detail = `credential "${options.credential}" is not set`;
+          throw new NexusError('credential_unavailable', detail, { detail });
         });
         let res: TokenResponse;
         try {

@@ -73,9 +73,20 @@ export class TokenEndpointError extends Error {
     this.name = 'TokenEndpointError';
   }
 
-  /** The stable Nexus error for this failure. */
+  /**
+   * The stable Nexus error for this failure. Its safe detail says whether the endpoint
+   * refused or could not be used; never the endpoint's text, not even its RFC 6749 `error`
+   * code (kept in `cause`, for logs): the agent learns nothing of the endpoint's answer.
+   */
   toNexusError(code: ErrorCode = 'credential_unavailable'): NexusError {
-    return new NexusError(code, 'the token endpoint did not issue a token', { cause: this });
+    const detail =
+      this.kind === 'rejected'
+        ? 'the token endpoint refused to issue a token'
+        : 'the token endpoint could not be reached or gave no usable token';
+    return new NexusError(code, 'the token endpoint did not issue a token', {
+      cause: this,
+      detail,
+    });
   }
 }
 

@@ -15,7 +15,7 @@
  * MUST: the downstream token and the STS client secret never reach the agent.
  */
 import { z } from 'zod';
-import { NexusError } from '@nexus/protocol';
+import { credentialUnavailable } from './errors.js';
 import { applied, assertHeaderSafe, requireField, SecretSet } from './credential.js';
 import type { AppliedAuth, Mechanic, MechanicContext, MechanicDefinition } from './mechanic.js';
 import { credentialName, fieldName } from './schema.js';
@@ -85,7 +85,7 @@ export const tokenExchangeMechanic: MechanicDefinition<TokenExchangeOptions> = {
     function keyOf(ctx: MechanicContext, version: number | undefined): string {
       const jti = ctx.claims?.jti;
       if (ctx.lease === undefined || jti === undefined) {
-        throw new NexusError('credential_unavailable', `${what}: no verified lease to exchange`);
+        throw credentialUnavailable(`${what}: no verified lease to exchange`);
       }
       return `${jti}\u0000${version ?? 0}`;
     }
@@ -137,7 +137,7 @@ export const tokenExchangeMechanic: MechanicDefinition<TokenExchangeOptions> = {
         const secrets = new SecretSet().add(token.value);
         const value = `Bearer ${token.value}`;
         if (/[\r\n\0]/.test(value)) {
-          throw new NexusError('credential_unavailable', `${what}: unusable downstream token`);
+          throw credentialUnavailable(`${what}: unusable downstream token`);
         }
         request.headers['authorization'] =
           c === undefined ? value : assertHeaderSafe(c.credential, value);

@@ -2,12 +2,15 @@
  * The proxy request pipeline: verify, decide, audit, inject, forward, scrub.
  *
  * Order (docs/spec/nexus-v1.md §8): route -> lease and signature (headers only, before any
- * body byte is read) -> body (bounded) and digest -> replay -> policy -> durable audit
+ * body byte is read) -> body (bounded) and digest -> replay -> request shape (method
+ * overrides, look-alikes of an injected query parameter) -> policy -> durable audit
  * record -> strip and inject -> forward -> scrubbed response -> outcome record.
  *
  * MUST: nothing reaches the upstream unless every check passed and the request's audit
  * record is durable. MUST: no credential value, derived token or raw agent input appears
- * in an error, a log line or an audit record.
+ * in an error, a log line or an audit record. A refusal carries a safe detail (what
+ * failed, from server-chosen text and configuration names), the same in the problem and
+ * in the audit record.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
@@ -16,8 +19,8 @@ import type { Dispatcher } from 'undici';
 import {
   NexusError,
   isNexusError,
+  safeDetail,
   verifyRequestBody,
-  type ErrorCode,
   type VerifiedRequest,
 } from '@nexus/protocol';
 import type { Authority } from '../authority/authority.js';
@@ -31,7 +34,8 @@ import type { AuditRecord } from '../audit/record.js';
 import { parseRoute, type Route } from './route.js';
 import { forwardableRequestHeaders } from './strip-headers.js';
 import type { ReplayCache } from './replay-cache.js';
-import { readBody } from './read-body.js';
+import { discardBody, readBody } from './read-body.js';
+import { checkBody, checkQuery } from './param-names.js';
 import { createRequestVerifier } from './verify-request.js';
 import { sendProblem } from './problem.js';
 import { createResponseScrubber } from './response.js';
@@ -158,6 +162,7 @@ export function createPipeline(deps: PipelineDeps) {
   const verifyHeaders = createRequestVerifier({ ...deps, clock });
 
   async function reject(
+    req: IncomingMessage,
     res: ServerResponse,
     t: Trace,
     err: unknown,
@@ -172,20 +177,25 @@ export function createPipeline(deps: PipelineDeps) {
         'unexpected pipeline error',
       );
     }
+    // A body refused for its size is read and thrown away (bounded) so the client sees the
+    // 413; any other unread body closes the connection (nothing unauthenticated is read).
+    const close =
+      !bodyConsumed && !(nexusErr.code === 'body_too_large' && discardBody(req, deps.maxBodyBytes));
     const now = clock();
     try {
       await deps.audit.append({
         ...baseRecord(t, 'request', now),
         error_code: nexusErr.code,
+        error_detail: safeDetail(nexusErr),
         duration_ms: now - t.started,
         bytes_in: t.bytesIn,
       });
     } catch (auditErr) {
       logger.error({ request_id: t.requestId, err: errorSummary(auditErr) }, 'audit write failed');
-      sendProblem(res, new NexusError('audit_unavailable'), t.requestId, !bodyConsumed);
+      sendProblem(res, new NexusError('audit_unavailable'), t.requestId, close);
       return;
     }
-    sendProblem(res, nexusErr, t.requestId, !bodyConsumed);
+    sendProblem(res, nexusErr, t.requestId, close);
   }
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -233,6 +243,10 @@ export function createPipeline(deps: PipelineDeps) {
       t.bytesIn = body.length;
       await verifyRequestBody(verified, req.headers, body, serverDigest);
       deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+      // Signed parts an upstream could read otherwise than policy and the mechanic did:
+      // refused, never rewritten (the signature and digest cover them).
+      checkQuery(route.query, service.mechanic.injectedQueryParams);
+      checkBody(req.headers['content-type'], body);
 
       const policy = deps.policy();
       t.policyHash = policy.hash;
@@ -251,7 +265,7 @@ export function createPipeline(deps: PipelineDeps) {
       });
       if (t.decision.decision !== 'allow') throw new NexusError('policy_denied');
     } catch (err) {
-      await reject(res, t, err, bodyConsumed);
+      await reject(req, res, t, err, bodyConsumed);
       return;
     }
     await forward(req, res, t, service, route, body);
@@ -275,7 +289,11 @@ export function createPipeline(deps: PipelineDeps) {
       claims: verified.claims,
       credential: (name?: string) => {
         const credentialName = name ?? service.credential;
-        if (credentialName === undefined) throw new NexusError('credential_unavailable');
+        if (credentialName === undefined) {
+          throw new NexusError('credential_unavailable', undefined, {
+            detail: `service "${service.name}" has no credential configured`,
+          });
+        }
         return deps.vault.resolve(credentialName);
       },
     };
@@ -285,6 +303,7 @@ export function createPipeline(deps: PipelineDeps) {
     let bytesOut = 0;
     let redactions = 0;
     let errorCode: string | undefined;
+    let errorDetail: string | undefined;
     let secrets: readonly string[] = [];
     let audited = false;
     let upstream: Dispatcher.ResponseData | undefined;
@@ -299,15 +318,15 @@ export function createPipeline(deps: PipelineDeps) {
           headers: forwardableRequestHeaders(req.headersDistinct, service.mechanic.injectedHeaders),
           body: body.length > 0 ? body : undefined,
         };
-        for (const param of service.mechanic.injectedQueryParams)
-          out.url.searchParams.delete(param);
+        // No agent parameter can be read as one the mechanic injects: such a request was
+        // refused before (checkQuery), so the query goes on byte for byte.
         let applied: AppliedAuth;
         try {
           applied = await service.mechanic.apply(out, ctx);
         } catch (err) {
           if (attempt > 0) throw err;
           // Nothing was sent: this request ends here with a single request record.
-          await reject(res, t, err, true);
+          await reject(req, res, t, err, true);
           return;
         }
         t.credential = applied.credential ? { ...applied.credential } : undefined;
@@ -324,15 +343,19 @@ export function createPipeline(deps: PipelineDeps) {
           }
           audited = true;
         }
-        upstream = await (out.dispatcher ?? service.dispatcher).request({
-          origin: service.upstream.origin,
-          path: out.url.pathname + out.url.search,
-          method: out.method as Dispatcher.HttpMethod,
-          headers: out.headers,
-          body: out.body === undefined ? undefined : Buffer.from(out.body),
-          headersTimeout: service.headersTimeoutMs,
-          bodyTimeout: service.bodyTimeoutMs,
-        });
+        try {
+          upstream = await (out.dispatcher ?? service.dispatcher).request({
+            origin: service.upstream.origin,
+            path: out.url.pathname + out.url.search,
+            method: out.method as Dispatcher.HttpMethod,
+            headers: out.headers,
+            body: out.body === undefined ? undefined : Buffer.from(out.body),
+            headersTimeout: service.headersTimeoutMs,
+            bodyTimeout: service.bodyTimeoutMs,
+          });
+        } catch (err) {
+          throw upstreamFailure(err, 'request');
+        }
         if (
           upstream.statusCode === 401 &&
           attempt === 0 &&
@@ -347,18 +370,39 @@ export function createPipeline(deps: PipelineDeps) {
       }
       if (upstream === undefined) throw new NexusError('internal_error');
       status = upstream.statusCode;
-      const scrubber = createResponseScrubber({
-        headers: upstream.headers,
-        secrets,
-        removeHeaders: service.removeHeaders,
-        minSecretLength: deps.minSecretLength,
-      });
+      // llhttp takes any three digits; a final status outside RFC 9110's 100-599 (or a 1xx
+      // that undici handed over as final) is not an answer an HTTP client can act on.
+      if (status < 200 || status > 599) {
+        throw new NexusError('upstream_invalid', undefined, {
+          detail: `the upstream answered with status ${status}, not a final HTTP status (200-599)`,
+        });
+      }
+      let scrubber: ReturnType<typeof createResponseScrubber>;
+      try {
+        scrubber = createResponseScrubber({
+          headers: upstream.headers,
+          secrets,
+          removeHeaders: service.removeHeaders,
+          minSecretLength: deps.minSecretLength,
+        });
+      } catch (err) {
+        throw upstreamFailure(err, 'headers');
+      }
       redactions += scrubber.headerRedactions;
-      res.writeHead(status, scrubber.headers);
+      try {
+        res.writeHead(status, scrubber.headers);
+      } catch (err) {
+        // Node refuses a field name or value it would not put on the wire: nothing is sent.
+        throw upstreamFailure(err, 'headers');
+      }
       // A streamed response (no upstream Content-Length: SSE, chunked) gets its headers at
       // once; a sized one sends them with its first body bytes, in one write instead of two.
       if (upstream.headers['content-length'] === undefined) res.flushHeaders();
       piped = true;
+      // The first error of the upstream body tells who ended the relay: the upstream (its
+      // socket, its framing, an undecodable body) or the agent (a premature close).
+      let bodyError: unknown;
+      upstream.body.once('error', (e: unknown) => (bodyError ??= e));
       if (scrubber.coded) {
         const scrub = scrubber.stream();
         const counter = new Transform({
@@ -369,6 +413,8 @@ export function createPipeline(deps: PipelineDeps) {
         });
         try {
           await pipeline(upstream.body, scrub, counter, res);
+        } catch (err) {
+          throw upstreamFailure(bodyError ?? err, 'body');
         } finally {
           redactions += scrub.redactions;
         }
@@ -376,6 +422,8 @@ export function createPipeline(deps: PipelineDeps) {
         const redactor = scrubber.redactor();
         try {
           await relayRedacted(upstream.body, redactor, res, (n) => (bytesOut += n));
+        } catch (err) {
+          throw upstreamFailure(bodyError ?? err, 'body');
         } finally {
           redactions += redactor.count;
         }
@@ -385,16 +433,22 @@ export function createPipeline(deps: PipelineDeps) {
       if (upstream !== undefined && !piped) {
         upstream.body.on('error', () => undefined).destroy();
       }
-      const code = upstreamErrorCode(err);
-      errorCode = code;
+      const failure = isNexusError(err)
+        ? err
+        : new NexusError('internal_error', undefined, { cause: err });
+      errorCode = failure.code;
+      errorDetail = safeDetail(failure);
       if (!res.headersSent) {
-        sendProblem(res, new NexusError(code as ErrorCode), t.requestId, false);
+        sendProblem(res, failure, t.requestId, false);
       } else {
         // Headers are gone: the only honest signal left is an aborted response.
         res.destroy();
       }
-      if (code === 'internal_error') {
-        logger.error({ request_id: t.requestId, err: errorSummary(err) }, 'forwarding failed');
+      if (failure.code === 'internal_error') {
+        logger.error(
+          { request_id: t.requestId, err: errorSummary(failure.cause ?? err) },
+          'forwarding failed',
+        );
       }
     } finally {
       const now = clock();
@@ -408,6 +462,7 @@ export function createPipeline(deps: PipelineDeps) {
             duration_ms: now - t.started,
             redactions,
             error_code: errorCode,
+            error_detail: errorDetail,
             signature: undefined,
           })
           .catch((err: unknown) =>
@@ -420,34 +475,150 @@ export function createPipeline(deps: PipelineDeps) {
   }
 }
 
-/** Maps a forwarding failure to a stable code without exposing its details. */
-export function upstreamErrorCode(err: unknown): ErrorCode {
-  if (isNexusError(err)) return err.code;
-  const code = (err as { code?: unknown } | undefined)?.code;
+const TLS_CERT_CODES: ReadonlySet<string> = new Set([
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'HOSTNAME_MISMATCH',
+]);
+
+const failure = (
+  code: 'upstream_unreachable' | 'upstream_invalid' | 'upstream_timeout',
+  detail: string,
+  cause: unknown,
+) => new NexusError(code, undefined, { detail, cause });
+
+/**
+ * Maps a forwarding failure to a stable code and a safe detail the operator can act on
+ * (DNS vs refused vs TLS, a malformed answer...), never the error's message (it can hold
+ * URLs and upstream bytes). `phase`: sending the request and reading the response head,
+ * writing the head to the agent, or relaying the body. A NexusError passes unchanged; an
+ * unknown error is `internal_error`.
+ */
+export function upstreamFailure(err: unknown, phase: 'request' | 'headers' | 'body'): NexusError {
+  if (isNexusError(err)) {
+    // The scrubber's refusals (scrub/body.ts) carry no detail of their own.
+    if (err.code !== 'upstream_invalid' || err.detail !== undefined) return err;
+    return failure(
+      'upstream_invalid',
+      phase === 'body'
+        ? "the upstream's response body cannot be decoded for scrubbing (corrupt, or too large once decoded)"
+        : "the upstream's Content-Encoding cannot be decoded for scrubbing (Nexus decodes gzip, deflate and br, one coding)",
+      err,
+    );
+  }
+  const e = (err ?? {}) as { code?: unknown; name?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const name = typeof e.name === 'string' ? e.name : '';
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
+      return failure('upstream_timeout', 'connecting to the upstream timed out', err);
     case 'UND_ERR_HEADERS_TIMEOUT':
+      return failure('upstream_timeout', 'the upstream did not answer in time', err);
     case 'UND_ERR_BODY_TIMEOUT':
-      return 'upstream_timeout';
-    case 'ECONNREFUSED':
-    case 'ECONNRESET':
+      return failure('upstream_timeout', "the upstream's response body stalled", err);
     case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME':
+    case 'EAI_FAIL':
+      return failure('upstream_unreachable', "the upstream's host name did not resolve (DNS)", err);
+    case 'ECONNREFUSED':
+      return failure('upstream_unreachable', 'the upstream refused the connection', err);
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
-    case 'EAI_AGAIN':
+    case 'EHOSTDOWN':
+    case 'ENETDOWN':
+      return failure('upstream_unreachable', "no network route to the upstream's host", err);
+    case 'ERR_STREAM_PREMATURE_CLOSE':
+      // While relaying, the response stream closed under us: the agent went away.
+      if (phase === 'body') {
+        return new NexusError('agent_disconnected', undefined, {
+          detail: 'the agent closed its connection before the response was complete',
+          cause: err,
+        });
+      }
+      return failure(
+        'upstream_unreachable',
+        'the upstream closed the connection without an answer',
+        err,
+      );
+    case 'ECONNRESET':
+    case 'EPIPE':
     case 'UND_ERR_SOCKET':
     case 'UND_ERR_CLOSED':
     case 'UND_ERR_DESTROYED':
-    case 'CERT_HAS_EXPIRED':
-    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
-    case 'ERR_TLS_CERT_ALTNAME_INVALID':
-      return 'upstream_unreachable';
-    case 'ERR_STREAM_PREMATURE_CLOSE':
-      return 'upstream_unreachable';
+      return failure(
+        'upstream_unreachable',
+        phase === 'body'
+          ? 'the connection to the upstream closed before its response was complete'
+          : 'the upstream closed the connection without an answer',
+        err,
+      );
+    case 'EPROTO':
+      return failure('upstream_unreachable', 'TLS handshake with the upstream failed', err);
+    // A malformed answer: the response framing or head is not HTTP we can relay.
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+      return failure(
+        'upstream_invalid',
+        'the upstream sent a response whose length does not match its framing (Content-Length)',
+        err,
+      );
+    case 'UND_ERR_HEADERS_OVERFLOW':
+      return failure(
+        'upstream_invalid',
+        "the upstream's response header section is too large",
+        err,
+      );
+    case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
+      return failure('upstream_invalid', "the upstream's response is too large", err);
+    case 'UND_ERR_INFO':
+      return failure('upstream_invalid', 'the upstream sent an invalid interim response', err);
+    case 'ERR_INVALID_CHAR':
+    case 'ERR_INVALID_HTTP_TOKEN':
+    case 'ERR_HTTP_INVALID_HEADER_VALUE':
+    case 'ERR_HTTP_INVALID_STATUS_CODE':
+      if (phase === 'headers')
+        return failure('upstream_invalid', "the upstream's response head cannot be relayed", err);
+      break;
     default:
-      return 'internal_error';
+      break;
   }
+  if (TLS_CERT_CODES.has(code)) {
+    // An OpenSSL verification code is a fixed vocabulary, not upstream input.
+    return failure(
+      'upstream_unreachable',
+      `TLS: the upstream's certificate was not accepted (${code})`,
+      err,
+    );
+  }
+  if (/^ERR_(SSL|TLS)_/.test(code)) {
+    return failure('upstream_unreachable', 'TLS handshake with the upstream failed', err);
+  }
+  // undici's HTTP parser (llhttp) error: garbage, a bad status line, conflicting framing,
+  // an invalid header or chunk. Its code (HPE_*) is set only for some of them.
+  if (name === 'HTTPParserError' || code.startsWith('HPE_')) {
+    return failure(
+      'upstream_invalid',
+      phase === 'body'
+        ? "the upstream's response body is not valid HTTP framing"
+        : "the upstream's response is not valid HTTP/1.1",
+      err,
+    );
+  }
+  // undici asserts on some protocol violations (a 101 to a request that did not ask for
+  // an upgrade): the upstream's doing, not ours, when it happens on the upstream request.
+  if (code === 'ERR_ASSERTION' && phase === 'request') {
+    return failure('upstream_invalid', "the upstream's answer broke the HTTP/1.1 protocol", err);
+  }
+  return new NexusError('internal_error', undefined, { cause: err });
 }
 
 /** What may be logged about an error: its name and code, never its message (URLs, values). */

@@ -1,6 +1,9 @@
 /**
- * Writes an RFC 9457 problem response. The body holds the stable code, the status, a
- * fixed description and the request id: never a secret or raw request input.
+ * Writes an RFC 9457 problem response. The body holds the stable code, the status, the
+ * safe detail (`safeDetail`: text chosen by Nexus and configuration names) and the request
+ * id: never a secret or raw request input. `Nexus-Error` marks it as Nexus's own; the
+ * proxy removes that name from every upstream response (`response.ts`), so a client can
+ * trust it.
  */
 import type { ServerResponse } from 'node:http';
 import { problemDetails, type NexusError } from '@nexus/protocol';

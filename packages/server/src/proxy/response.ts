@@ -5,6 +5,10 @@
  *
  * MUST: with secrets in play, no response byte reaches the agent without passing the
  * redactor; an unknown content coding fails closed (`upstream_invalid`).
+ * MUST: no `Nexus-*` field of the upstream reaches the agent. Those names are Nexus's own
+ * (`Nexus-Error` marks a refusal by Nexus, `Nexus-Request-Id` its audit id): an upstream
+ * that could send them would pose as Nexus, e.g. a forged `Nexus-Error: signature_expired`
+ * made the SDK re-sign and resend a POST the upstream had already received (issue 10).
  */
 import { compileMatcher, type Matcher } from '../scrub/matcher.js';
 import { createRedactor, type Redactor } from '../scrub/redactor.js';
@@ -86,12 +90,22 @@ function matcherFor(secrets: readonly string[], minLength: number): Matcher {
   return unionMatcher;
 }
 
+/** True for a field name only Nexus may send (`Nexus-Error`, `Nexus-Request-Id`, ...). */
+export function isNexusFieldName(name: string): boolean {
+  return name.toLowerCase().startsWith('nexus-');
+}
+
 export function createResponseScrubber(options: ResponseScrubberOptions): ResponseScrubber {
   const matcher = matcherFor(options.secrets, options.minSecretLength);
   const scrubbed = scrubHeaders(options.headers, {
     patterns: matcher,
     remove: options.removeHeaders,
   });
+  // Dropped here rather than in scrub/headers.ts: whatever the scrubber keeps, no
+  // upstream field in the Nexus namespace survives (names are lower case by now).
+  for (const name of Object.keys(scrubbed.headers)) {
+    if (isNexusFieldName(name)) delete scrubbed.headers[name];
+  }
   // Throws upstream_invalid for an unknown or stacked coding, before any header is sent.
   const coding = responseCoding(options.headers);
   return {

@@ -4,8 +4,13 @@
  * MUST NOT forward: hop-by-hop headers (RFC 9110 §7.6.1, plus every name listed in
  * `Connection`), the lease, signature and any `Nexus-*` header, agent-supplied
  * credentials (`Authorization`, `Proxy-Authorization`, `Cookie`) or any header the
- * service's mechanic injects, and method-override headers (policy decided on the real
- * method; an upstream honouring an override would act on another one).
+ * service's mechanic injects, method-override headers (policy decided on the real
+ * method; an upstream honouring an override would act on another one), partial-content
+ * headers, and forwarding, rewrite and client-address metadata that proxies, CDNs and
+ * frameworks in front of or inside the upstream trust (whole families by prefix:
+ * `X-Forwarded-*`, `X-Original-*`, `X-Envoy-*`, ...). These headers are not signed, so
+ * dropping them changes nothing the agent proved; the signed parts (method, target,
+ * body) are never altered: an override there is refused (`proxy/param-names.ts`).
  */
 const ALWAYS_DROPPED: ReadonlySet<string> = new Set([
   // hop-by-hop
@@ -29,30 +34,78 @@ const ALWAYS_DROPPED: ReadonlySet<string> = new Set([
   'authorization',
   'proxy-authorization',
   'cookie',
-  // method overrides
+  // method overrides (X-Original-Method and X-Forwarded-Method: by prefix below)
   'x-http-method-override',
   'x-http-method',
   'x-method-override',
+  'x-override-method',
   // Partial content: a 206 slice shorter than a secret passes the scrubber, and slices
   // fetched one by one reassemble a reflected credential. MUST NOT forward; the upstream
   // then sends the whole representation (a server may ignore Range, RFC 9110 §14.2).
+  // `x-ms-range` is Azure Storage's Range; `request-range` an old alias some servers honour.
   'range',
   'if-range',
-  // forwarding metadata the agent could forge
+  'x-ms-range',
+  'request-range',
+  // forwarding metadata the agent could forge (X-Forwarded-*: by prefix below)
   'forwarded',
-  'x-forwarded-for',
-  'x-forwarded-host',
-  'x-forwarded-proto',
+  'via',
+  'x-forwarded',
+  'forwarded-for',
   'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'x-cluster-client-ip',
+  'x-originating-ip',
+  'x-remote-ip',
+  'x-remote-addr',
+  'x-proxyuser-ip',
+  'client-ip',
+  'proxy-client-ip',
+  'wl-proxy-client-ip',
+  'front-end-https',
+  'x-url-scheme',
+  'x-scheme',
   // rewrite and routing headers some servers and frameworks honour (IIS, Symfony...)
-  'x-original-url',
   'x-rewrite-url',
-  'x-forwarded-prefix',
-  'x-forwarded-port',
-  'x-forwarded-server',
-  'x-original-host',
   'x-host',
 ]);
+
+/**
+ * Header families dropped by prefix: whoever sets one of these names is trusted by some
+ * proxy, CDN or framework to say where the request came from, what it originally was, or
+ * how to route or retry it.
+ */
+const DROPPED_PREFIXES: readonly string[] = [
+  'x-forwarded-', // -for, -host, -proto, -port, -prefix, -server, -uri, -path, -scheme, -method, -ssl...
+  'x-original-', // -url, -uri, -host, -method (IIS, nginx auth_request, Symfony)
+  'x-envoy-', // -original-path, -retry-on, -upstream-rq-timeout-ms, -internal...
+  'l5d-', // Linkerd: l5d-dst-override routes the request elsewhere
+  'x-rewrite-',
+  'cf-', // Cloudflare: cf-connecting-ip, cf-visitor, cf-ipcountry...
+  'fastly-', // fastly-client-ip, fastly-ssl...
+  'akamai-',
+  'x-akamai-',
+  'x-azure-', // x-azure-clientip, x-azure-socketip
+  'x-arr-', // IIS ARR: x-arr-ssl, x-arr-log-id
+  'x-appengine-',
+];
+
+/**
+ * The name as CGI-style servers read it: `X_Forwarded_For` and `X-Forwarded-For` are both
+ * `HTTP_X_FORWARDED_FOR` to PHP, Rack, WSGI and their frameworks.
+ */
+function cgiName(name: string): string {
+  return name.toLowerCase().replace(/_/g, '-');
+}
+
+/** True for a request header name that is never forwarded, whatever the service. */
+export function isAlwaysDropped(name: string): boolean {
+  const n = cgiName(name);
+  return (
+    ALWAYS_DROPPED.has(n) || n.startsWith('nexus-') || DROPPED_PREFIXES.some((p) => n.startsWith(p))
+  );
+}
 
 /**
  * Returns the forwardable request headers (lower-case names, single values).
@@ -64,16 +117,17 @@ export function forwardableRequestHeaders(
   headers: Readonly<Record<string, readonly string[] | undefined>>,
   injected: readonly string[],
 ): Record<string, string> {
-  const dropped = new Set(injected.map((h) => h.toLowerCase()));
+  // Compared in their CGI reading too: an agent's `X_Api_Key` next to the injected
+  // `X-Api-Key` is the same variable to a PHP or Rack upstream.
+  const dropped = new Set(injected.map(cgiName));
   for (const token of (headers['connection'] ?? []).join(',').split(',')) {
-    const name = token.trim().toLowerCase();
+    const name = cgiName(token.trim());
     if (name) dropped.add(name);
   }
   const out: Record<string, string> = {};
   for (const [rawName, values] of Object.entries(headers)) {
     const name = rawName.toLowerCase();
-    if (values === undefined || ALWAYS_DROPPED.has(name) || dropped.has(name)) continue;
-    if (name.startsWith('nexus-')) continue;
+    if (values === undefined || isAlwaysDropped(name) || dropped.has(cgiName(name))) continue;
     out[name] = values.join(', ');
   }
   const accept = out['accept-encoding'];

@@ -293,21 +293,33 @@ export function createVault(options: VaultOptions): Vault {
 
   /** Reads and opens the current version of a credential. */
   async function decrypt(name: string): Promise<ResolvedCredential> {
+    // The safe details name the credential (configuration), never a value: the agent and
+    // the audit get them (NexusErrorOptions.detail).
+    const unusable = (what: string, cause?: unknown) =>
+      new NexusError('credential_unavailable', `credential ${name} ${what}`, {
+        detail: `credential "${name}" ${what}`,
+        cause,
+      });
     const row = await store.getCredential(name);
     if (row === undefined) {
-      throw new NexusError('credential_unavailable', `credential ${name} is not set`);
+      throw unusable('is not set');
     }
-    const plaintext = openEnvelope(lookup, credentialContext(row.name, row.version), row.sealed);
+    let plaintext: Buffer;
+    try {
+      plaintext = openEnvelope(lookup, credentialContext(row.name, row.version), row.sealed);
+    } catch (err) {
+      throw unusable("cannot be decrypted with the node's master keys", err);
+    }
     try {
       const parsed = JSON.parse(plaintext.toString('utf8')) as { fields?: unknown };
       const fields = parsed.fields;
       if (fields === null || typeof fields !== 'object' || Array.isArray(fields)) {
-        throw new NexusError('credential_unavailable', `credential ${name} payload is malformed`);
+        throw unusable('payload is malformed');
       }
       const copy: Record<string, string> = {};
       for (const [k, v] of Object.entries(fields as Record<string, unknown>)) {
         if (typeof v !== 'string') {
-          throw new NexusError('credential_unavailable', `credential ${name} payload is malformed`);
+          throw unusable('payload is malformed');
         }
         copy[k] = v;
       }
