@@ -83,7 +83,8 @@ export function compileMatcher(patterns: readonly Uint8Array[]): Matcher {
     const node = queue[i]!;
     const base = node * width;
     const failBase = fail[node]! * width;
-    for (let c = 0; c < width; c++) next[base + c] = next[failBase + c]!;
+    // The failure target's complete row, then this node's own children over it.
+    next.copyWithin(base, failBase, failBase + width);
     for (const [c, child] of children[node]!) {
       fail[child] = next[failBase + c]!;
       // The longest pattern ending here covers every shorter one ending here.
