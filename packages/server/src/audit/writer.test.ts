@@ -205,7 +205,7 @@ describe('hash chain', () => {
     expect(await verifyChain(rows.slice(0, 6), [cp], opts)).toEqual({
       ok: false,
       seq: 7,
-      reason: 'deleted',
+      reason: 'truncated',
     });
     // A forged signature, or columns that disagree with the signed payload.
     expect(await verifyChain(rows, [{ ...cp, jws: cp.jws.slice(0, -4) + 'AAAA' }], opts)).toEqual({
