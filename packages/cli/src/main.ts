@@ -128,6 +128,16 @@ export function buildProgram(env: Env, out: (s: string) => void): Command {
       .command('up')
       .description('run the Authority, proxy and admin API from nexus.yaml')
       .addOption(configOption())
+      .addHelpText(
+        'after',
+        [
+          '',
+          'The store must exist (`nexus init` creates it; `up` never does). One node per',
+          'store: a second `up` on a store a live node serves exits with store_in_use.',
+          'Every signed audit checkpoint is logged and appended to <store>.checkpoints.jsonl',
+          '(ship it elsewhere; see `nexus audit verify --help`).',
+        ].join('\n'),
+      )
       .action(async (opts: { config: string }) => {
         const config = await configFrom(opts.config, env);
         const logger = createLogger(env.NEXUS_LOG_LEVEL ?? config.log.level);
