@@ -77,7 +77,10 @@ describe('checkpoint file', () => {
     const { store, file } = await auditedStore(12);
     const stored = await store.listCheckpoints();
     await store.close();
-    expect(stored.map((c) => c.seq)).toEqual([5, 10, 12]);
+    // Checkpoints run in the background: the first at 5, the last (on close) at 12.
+    expect(stored[0]!.seq).toBe(5);
+    expect(stored.at(-1)!.seq).toBe(12);
+    expect(stored.length).toBeGreaterThanOrEqual(2);
     const fromFile = await loadCheckpoints(file);
     expect(fromFile).toEqual(stored);
     const bare = join(root, 'bare.txt');
@@ -88,7 +91,7 @@ describe('checkpoint file', () => {
     const lying = join(root, 'lying.jsonl');
     writeFileSync(lying, JSON.stringify({ ...stored[0], seq: 999, hash: 'f'.repeat(64) }) + '\n');
     expect(await loadCheckpoints(lying)).toEqual([stored[0]]);
-    expect(readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(3);
+    expect(readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(stored.length);
   });
 
   it.each([
@@ -130,8 +133,8 @@ describe('verifyAuditLog --against (issue 10)', () => {
     expect(await verifyAuditLog(store, { against: shipped })).toEqual({
       ok: true,
       count: 12,
-      checkpoints: 3,
-      against: { seq: 12, hash: shipped[2]!.hash, time: shipped[2]!.time },
+      checkpoints: shipped.length,
+      against: { seq: 12, hash: shipped.at(-1)!.hash, time: shipped.at(-1)!.time },
     });
   });
 
@@ -179,7 +182,7 @@ describe('verifyAuditLog --against (issue 10)', () => {
     expect(await verifyAuditLog(s)).toMatchObject({ ok: true, count: 15 });
     expect(await verifyAuditLog(s, { against: external })).toMatchObject({
       ok: false,
-      seq: 10,
+      seq: external.find((c) => c.seq > 7)!.seq,
       reason: 'checkpoint_mismatch',
     });
     await s.close();
@@ -189,7 +192,7 @@ describe('verifyAuditLog --against (issue 10)', () => {
     const { privateKey } = await generateKeyPair('EdDSA');
     const forged = await (
       await signer('k1', privateKey)
-    )({}, JSON.stringify({ hash: shipped[2]!.hash, seq: 12, time: 1, v: 1 }));
+    )({}, JSON.stringify({ hash: shipped.at(-1)!.hash, seq: 12, time: 1, v: 1 }));
     expect(
       await verifyAuditLog(store, { against: [parseCheckpointJws(forged.jws)] }),
     ).toMatchObject({ ok: false, seq: 12, reason: 'checkpoint_invalid' });
