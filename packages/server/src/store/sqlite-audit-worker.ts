@@ -7,7 +7,9 @@
 // Protocol: the worker posts `{ ready: true }` once its connection is open (or
 // `{ failed: { code, message } }` and exits); the parent posts `{ id, rows }`; the worker
 // answers `{ id, seqs }` once the transaction is durable, or `{ id, error: { code, message } }`
-// when nothing was written. `'close'` closes the connection and ends the worker.
+// when it is not: nothing was written, or it went into a store file that was deleted or
+// replaced meanwhile (`store_unavailable`; the connection then refuses every later append).
+// `'close'` closes the connection and ends the worker.
 import { parentPort, workerData } from 'node:worker_threads';
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite.js';
 import type { AuditAppend } from './store.js';
