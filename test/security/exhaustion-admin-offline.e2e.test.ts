@@ -430,14 +430,17 @@ describe('resource exhaustion, admin API and offline attacks', () => {
     expect(leaks([thief.stdout, thief.stderr], SECRETS)).toEqual([]);
   });
 
-  it('a wrong master key for the live store fails clearly, revealing nothing', async () => {
+  it('a second node with a wrong master key on the live store fails clearly, revealing nothing', async () => {
+    // Issue 10: the running node holds the store's node lock, so the second node stops
+    // there (store_in_use), before it reads the key. (A wrong key on a store no node
+    // serves: the stolen-backup test above, and authority.e2e's start-up failures.)
     const r = await runCli(['up', '--config', node.configPath], {
       env: { NEXUS_MASTER_KEY: Buffer.alloc(32, 9).toString('base64') },
       timeoutMs: 15_000,
     });
     expect(r.code).not.toBe(0);
     const out = `${r.stdout}${r.stderr}`;
-    expect(out).toMatch(/master key/i);
+    expect(out).toContain('(store_in_use)');
     expect(out.trim().split('\n').length).toBeLessThanOrEqual(3);
     expect(leaks(out, SECRETS)).toEqual([]);
   });

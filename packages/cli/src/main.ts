@@ -14,6 +14,7 @@ import {
   initNode,
   startNexus,
   verifyAuditOffline,
+  loadCheckpoints,
   compilePolicy,
   renderExampleConfig,
   createLogger,
@@ -138,6 +139,16 @@ export function buildProgram(
         'run the Authority, proxy and admin API from nexus.yaml (refuses key files or a store other users can read)',
       )
       .addOption(configOption())
+      .addHelpText(
+        'after',
+        [
+          '',
+          'The store must exist (`nexus init` creates it; `up` never does). One node per',
+          'store: a second `up` on a store a live node serves exits with store_in_use.',
+          'Every signed audit checkpoint is logged and appended to <store>.checkpoints.jsonl',
+          '(ship it elsewhere; see `nexus audit verify --help`).',
+        ].join('\n'),
+      )
       .action(async (opts: { config: string }) => {
         const config = await configFrom(opts.config, env);
         // MUST: the node's keys and state are readable by the node's user only.
@@ -758,21 +769,46 @@ export function buildProgram(
     audit
       .command('verify')
       .description(
-        'verify the hash chain and signed checkpoints (offline, reads the store); exit 1 if tampered',
+        'verify the hash chain and signed checkpoints (offline, reads the store, also while the node runs); exit 1 if tampered',
       )
       .addOption(configOption())
+      .option(
+        '--against <checkpoint>',
+        'also check checkpoints kept outside the database: a checkpoint file (the node appends every checkpoint to <store>.checkpoints.jsonl; ship a copy elsewhere) or one checkpoint JWS; a chain that no longer holds one is reported (truncated, checkpoint_mismatch)',
+      )
       .option('--json', 'JSON output')
-      .action(async (opts: { config: string; json?: boolean }) => {
+      .addHelpText(
+        'after',
+        [
+          '',
+          'Reasons (stable): edited, deleted, inserted, reordered, truncated (the chain ends',
+          'before a signed checkpoint), checkpoint_mismatch, checkpoint_invalid.',
+          'Without --against, removing the newest records together with the newest',
+          'checkpoints leaves a shorter chain that verifies: keep checkpoints elsewhere.',
+        ].join('\n'),
+      )
+      .action(async (opts: { config: string; against?: string; json?: boolean }) => {
         const config = await configFrom(opts.config, env);
-        const r = await verifyAuditOffline(config);
+        const against =
+          opts.against === undefined ? undefined : await loadCheckpoints(opts.against);
+        const r = await verifyAuditOffline(config, against === undefined ? {} : { against });
         print(r, !!opts.json, () => {
           const cps = `${r.checkpoints} checkpoint${r.checkpoints === 1 ? '' : 's'}`;
-          if (r.ok) out(`OK: ${r.count} records, ${cps} verified\n`);
-          else out(`TAMPERED: first bad record seq ${r.seq} (${r.reason})\n`);
+          if (r.ok) {
+            const anchor =
+              r.against === undefined
+                ? ''
+                : `; holds the external checkpoint at seq ${r.against.seq} (${new Date(r.against.time).toISOString()})`;
+            out(`OK: ${r.count} records, ${cps} verified${anchor}\n`);
+          } else if (r.reason === 'truncated') {
+            out(
+              `TAMPERED: the chain ends before a signed checkpoint, record seq ${r.seq} is missing (truncated)\n`,
+            );
+          } else out(`TAMPERED: first bad record seq ${r.seq} (${r.reason})\n`);
         });
         if (!r.ok) process.exitCode = 1;
       }),
-    'nexus audit verify',
+    'nexus audit verify\nnexus audit verify --against /backup/nexus.db.checkpoints.jsonl',
   );
   const queryOpts = (cmd: Command) =>
     cmd
@@ -1146,8 +1182,10 @@ export async function main(argv: string[], env: Env = process.env): Promise<numb
     if (err instanceof CommanderError) {
       return err.exitCode;
     }
-    const e = err as { message?: string; code?: string; issues?: unknown };
-    process.stderr.write(`nexus: ${e.message ?? String(err)}\n`);
+    const e = err as { message?: string; code?: string; name?: string; issues?: unknown };
+    // Store start-up errors carry their stable code, for scripts (e.g. store_in_use).
+    const code = e.name === 'StoreError' && typeof e.code === 'string' ? ` (${e.code})` : '';
+    process.stderr.write(`nexus: ${e.message ?? String(err)}${code}\n`);
     return 1;
   }
 }

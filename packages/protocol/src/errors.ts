@@ -42,6 +42,8 @@ export type ErrorCode =
   | 'upstream_invalid'
   | 'credential_unavailable'
   | 'audit_unavailable'
+  | 'store_busy'
+  | 'store_unavailable'
   | 'upstream_timeout';
 
 /** One row of the error table. */
@@ -130,6 +132,16 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
     503,
     'Audit unavailable',
     'the audit record could not be written; nothing forwarded',
+  ),
+  store_busy: row(
+    503,
+    'Store busy',
+    'the database stayed locked by another connection; nothing changed, retry later',
+  ),
+  store_unavailable: row(
+    503,
+    'Store unavailable',
+    "the node's database file was deleted or replaced under it; nothing changed",
   ),
   upstream_timeout: row(504, 'Upstream timeout', 'upstream too slow'),
 });

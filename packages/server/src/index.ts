@@ -6,7 +6,8 @@ export { startNexus } from './app/start.js';
 export type { StartOptions, RunningNexus } from './app/start.js';
 export { initNode } from './app/init.js';
 export { verifyAuditLog, verifyAuditOffline } from './app/verify-audit.js';
-export type { AuditVerifyReport } from './app/verify-audit.js';
+export type { AuditVerifyReport, AuditVerifyOptions } from './app/verify-audit.js';
+export { checkpointFilePath, loadCheckpoints } from './audit/checkpoint-file.js';
 export { openConfiguredStore } from './app/open-store.js';
 export {
   checkStateFileModes,

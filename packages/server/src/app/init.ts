@@ -22,7 +22,7 @@ export async function initNode(
     );
     if (!exists) createKeyFile(config.master_key.path);
   }
-  const store = await openConfiguredStore(config);
+  const store = await openConfiguredStore(config, { create: true });
   try {
     const vault = createVault({ store, keyring: keyringFor(config), clock });
     await vault.init();

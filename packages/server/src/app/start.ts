@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
 import { NexusError } from '@nexus/protocol';
 import type { Config } from '../config/schema.js';
-import { openConfiguredStore } from './open-store.js';
+import { openNodeStore } from './open-store.js';
 import { authoritySettings, keyringFor } from './init.js';
 import type { Store } from '../store/store.js';
 import { createVault, type Vault } from '../vault/vault.js';
@@ -21,6 +21,7 @@ import { MECHANICS } from '../mechanics/index.js';
 import { connectionsOf, type OAuthConnections } from '../mechanics/oauth2-authorization-code.js';
 import { createAuditWriter, type AuditWriter } from '../audit/writer.js';
 import { auditSinkFromStore } from '../audit/sink.js';
+import { appendCheckpointFile, checkpointFilePath } from '../audit/checkpoint-file.js';
 import {
   openSqliteAuditAppender,
   type SqliteAuditAppender,
@@ -105,7 +106,18 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   const logger = options.logger ?? createLogger(config.log.level);
   const startedAt = clock();
 
-  const store = await openConfiguredStore(config);
+  // A store file deleted or replaced under the node: said once, loudly; every write
+  // after it fails closed (`store_unavailable`; proxied requests get `audit_unavailable`).
+  let faultLogged = false;
+  const onStoreFault = (err: unknown) => {
+    if (faultLogged) return;
+    faultLogged = true;
+    logger.error(
+      { err: errorSummary(err) },
+      'store file deleted or replaced under the running node: nothing more is written or forwarded; stop the node, restore the file and start it again',
+    );
+  };
+  const { store, lock } = await openNodeStore(config, onStoreFault);
   let appender: SqliteAuditAppender | undefined;
   try {
     const vault = createVault({ store, keyring: keyringFor(config), clock });
@@ -140,15 +152,42 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // group commits and their fsync do not block the event loop; `:memory:` cannot be
     // shared between connections and keeps appending on this thread.
     if (config.store.driver === 'sqlite' && config.store.path !== ':memory:') {
-      appender = await openSqliteAuditAppender(config.store.path);
+      appender = await openSqliteAuditAppender(config.store.path, {
+        expectFiles: store.files,
+        lock: lock === undefined ? undefined : { path: lock.path, identity: lock.identity },
+      });
     }
+    const checkpointFile =
+      config.store.driver === 'sqlite' && config.store.path !== ':memory:'
+        ? checkpointFilePath(config.store.path)
+        : undefined;
+    const workerAppend = appender?.append;
     const audit = createAuditWriter({
-      sink: auditSinkFromStore(store, appender?.append),
+      sink: auditSinkFromStore(
+        store,
+        workerAppend === undefined
+          ? undefined
+          : (rows) =>
+              workerAppend(rows).catch((err: unknown) => {
+                if ((err as { code?: unknown }).code === 'store_unavailable') onStoreFault(err);
+                throw err;
+              }),
+      ),
       clock,
       checkpointEvery: config.audit.checkpoint_every,
       checkpointIntervalMs: config.audit.checkpoint_interval,
       signCheckpoint: (_payload, payloadText) => authority.signCheckpoint(payloadText),
       onError: (err) => logger.error({ err: errorSummary(err) }, 'audit checkpoint failed'),
+      // Every checkpoint also leaves the database: as a log line and a line in the
+      // checkpoint file, both for the operator to ship elsewhere, so that removing the
+      // newest rows and checkpoints from the database is detected (`verify --against`).
+      onCheckpoint: async (cp) => {
+        logger.info(
+          { checkpoint: { seq: cp.seq, hash: cp.hash, time: cp.time, kid: cp.kid, jws: cp.jws } },
+          'audit checkpoint',
+        );
+        if (checkpointFile !== undefined) await appendCheckpointFile(checkpointFile, cp);
+      },
     });
     await audit.init();
 
@@ -450,10 +489,17 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           );
           // Outcome records of the last requests are appended before the final checkpoint.
           await new Promise((r) => setImmediate(r));
-          await audit.close();
-          await appender?.close();
-          await saveReplayState(store, replay);
-          await store.close();
+          try {
+            await audit.close();
+            await appender?.close();
+            await saveReplayState(store, replay);
+          } finally {
+            // Even when the store failed (e.g. its file was replaced): release it and the
+            // node lock, so the next node can start.
+            await appender?.close();
+            await store.close();
+            lock?.release();
+          }
           logger.info('nexus stopped');
         })();
         return closing;
@@ -462,6 +508,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   } catch (err) {
     await appender?.close();
     await store.close();
+    lock?.release();
     throw err;
   }
 }

@@ -180,8 +180,13 @@ export function decodeCheckpointPayload(jws: string): CheckpointPayload | undefi
 export type ChainFailureReason =
   /** A row's content or hash was changed. */
   | 'edited'
-  /** A row is missing (a gap, rows shifted down, or the chain was truncated). */
+  /** A row is missing (a gap, or rows shifted down). */
   | 'deleted'
+  /**
+   * The chain ends before a signed checkpoint: the newest rows were removed (with the
+   * checkpoint kept in the database, or one kept outside it: `verify --against`).
+   */
+  | 'truncated'
   /** A row was added (duplicate seq, or rows shifted up). */
   | 'inserted'
   /** Rows are out of order. */
@@ -374,7 +379,7 @@ export function createChainVerifier(
       if (cp !== undefined) {
         // A signed checkpoint past the last row: the chain was truncated.
         if (!(await checkCheckpoint(cp, undefined))) return failed!;
-        return fail(prevSeq + 1, 'deleted');
+        return fail(prevSeq + 1, 'truncated');
       }
       return { ok: true, count, last: { seq: prevSeq, hash: prevHash } };
     },

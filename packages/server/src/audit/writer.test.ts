@@ -205,7 +205,7 @@ describe('hash chain', () => {
     expect(await verifyChain(rows.slice(0, 6), [cp], opts)).toEqual({
       ok: false,
       seq: 7,
-      reason: 'deleted',
+      reason: 'truncated',
     });
     // A forged signature, or columns that disagree with the signed payload.
     expect(await verifyChain(rows, [{ ...cp, jws: cp.jws.slice(0, -4) + 'AAAA' }], opts)).toEqual({
@@ -372,5 +372,67 @@ describe('createAuditWriter', () => {
     expect(await w.checkpoint()).toBeUndefined();
     await w.close();
     expect(sink.checkpoints).toHaveLength(1);
+  });
+
+  it('hands every stored checkpoint to onCheckpoint; a failing one goes to onError, the checkpoint stays (issue 10)', async () => {
+    const sink = flakySink();
+    const seen: number[] = [];
+    const errors: unknown[] = [];
+    let fail = false;
+    const w = createAuditWriter({
+      sink,
+      clock,
+      signCheckpoint,
+      checkpointIntervalMs: 0,
+      onCheckpoint: (cp) => {
+        if (fail) throw Object.assign(new Error('disk full'), { code: 'ENOSPC' });
+        seen.push(cp.seq);
+      },
+      onError: (e) => errors.push(e),
+    });
+    await w.init();
+    await w.append(record(1));
+    expect(await w.checkpoint()).toMatchObject({ seq: 1 });
+    fail = true;
+    await w.append(record(2));
+    expect(await w.checkpoint()).toMatchObject({ seq: 2 });
+    expect(seen).toEqual([1]);
+    expect(errors).toMatchObject([{ code: 'ENOSPC' }]);
+    expect(sink.checkpoints.map((c) => c.seq)).toEqual([1, 2]);
+  });
+
+  it('refuses to chain onto a sink that lost a record it made durable (issue 10)', async () => {
+    const sink = flakySink();
+    const w = createAuditWriter({ sink, clock, signCheckpoint, checkpointIntervalMs: 0 });
+    await w.init();
+    await w.append(record(1));
+    await w.append(record(2));
+    // The store is rolled back under the writer (an old copy restored, the tail cut), and
+    // the next write fails, so the writer re-reads the head.
+    sink.rows.pop();
+    sink.failing = true;
+    await expect(w.append(record(3))).rejects.toMatchObject({ code: 'audit_unavailable' });
+    sink.failing = false;
+    const refused = await w.append(record(4)).catch((e: unknown) => e);
+    expect(refused).toMatchObject({
+      code: 'audit_unavailable',
+      cause: { code: 'store_unavailable' },
+    });
+    // And it stays refused: nothing is chained onto the shorter log.
+    await expect(w.append(record(5))).rejects.toMatchObject({ code: 'audit_unavailable' });
+    expect(sink.rows).toHaveLength(1);
+  });
+
+  it('a record made durable that is still there, unchanged, lets the writer carry on after a failure', async () => {
+    const sink = flakySink();
+    const w = createAuditWriter({ sink, clock, signCheckpoint, checkpointIntervalMs: 0 });
+    await w.init();
+    await w.append(record(1));
+    // A batch that reached the sink but whose answer was lost: the head moved past it.
+    await sink.append([buildRow(record(2), 2, sink.rows[0]!.hash)]);
+    sink.failing = true;
+    await expect(w.append(record(3))).rejects.toMatchObject({ code: 'audit_unavailable' });
+    sink.failing = false;
+    expect(await w.append(record(4))).toMatchObject({ seq: 3 });
   });
 });

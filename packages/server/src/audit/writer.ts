@@ -7,6 +7,9 @@
 // - No gaps, no forks: the chain head (seq, hash) lives in memory only while every write
 //   succeeded; after any failure it is re-read from the sink before the next write, and
 //   the sink refuses a batch that does not link to its last row.
+// - No silent rollback: a record once reported durable MUST still be in the sink, with
+//   the same hash, when the head is re-read; if not (the store was replaced or truncated
+//   under the node), the writer refuses every later append rather than chain onto it.
 import { buildPreparedRow, checkpointPayloadText, GENESIS_HASH, prepareRecord } from './chain.js';
 import type {
   AuditCheckpoint,
@@ -39,6 +42,12 @@ export interface AuditWriterOptions {
   maxBatch?: number;
   /** Called when a background checkpoint fails (appends are not affected). */
   onError?: (error: unknown) => void;
+  /**
+   * Called with every checkpoint once it is stored (e.g. to log it and append it to a
+   * file outside the database, see `audit/checkpoint-file.ts`); awaited, and a failure
+   * goes to `onError` without undoing the checkpoint.
+   */
+  onCheckpoint?: (checkpoint: AuditCheckpoint) => void | Promise<void>;
 }
 
 /** Position of a durable record. */
@@ -89,6 +98,10 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
   const onError = options.onError ?? (() => undefined);
 
   let head: AuditPosition | undefined;
+  /** The newest position ever reported durable (survives a head reset). */
+  let durable: AuditPosition | undefined;
+  /** Set when the sink lost durable records: every later append fails with it. */
+  let broken: NexusError | undefined;
   let lastCheckpointSeq: number | undefined;
   const queue: Pending[] = [];
   let running = false;
@@ -104,7 +117,25 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
 
   async function loadHead(): Promise<AuditPosition> {
     const last = await sink.last();
-    return last === undefined ? { seq: 0, hash: GENESIS_HASH } : { seq: last.seq, hash: last.hash };
+    const loaded =
+      last === undefined ? { seq: 0, hash: GENESIS_HASH } : { seq: last.seq, hash: last.hash };
+    if (durable !== undefined) {
+      // The newest durable record must still be there, unchanged.
+      const kept =
+        loaded.seq === durable.seq
+          ? loaded
+          : loaded.seq > durable.seq
+            ? (await sink.read({ fromSeq: durable.seq, limit: 1 }))[0]
+            : undefined;
+      if (kept === undefined || kept.seq !== durable.seq || kept.hash !== durable.hash) {
+        broken = new NexusError(
+          'store_unavailable',
+          'the audit chain in the store no longer holds records this node made durable (rolled back, truncated or replaced)',
+        );
+        throw broken;
+      }
+    }
+    return loaded;
   }
 
   async function loadCheckpointSeq(): Promise<number> {
@@ -138,6 +169,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
           throw new Error('audit sink assigned unexpected seqs');
         }
         head = prev;
+        durable = prev;
         rows.forEach((r, i) => batch[i]!.resolve({ seq: r.seq, hash: r.hash }));
       } catch (error) {
         // Unknown state: re-read the head before the next write. Every waiting append
@@ -176,6 +208,13 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
       const cp: AuditCheckpoint = { seq: at.seq, hash: at.hash, time: payload.time, kid, jws };
       await sink.insertCheckpoint(cp);
       lastCheckpointSeq = at.seq;
+      if (options.onCheckpoint !== undefined) {
+        try {
+          await options.onCheckpoint(cp);
+        } catch (error) {
+          onError(error);
+        }
+      }
       return cp;
     });
     checkpointChain = next.catch(() => undefined);
@@ -195,6 +234,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
     },
     append(record) {
       if (closed) return Promise.reject(unavailable());
+      if (broken !== undefined) return Promise.reject(unavailable(broken));
       let prepared: PreparedRecord;
       try {
         // Fail this record alone, before it joins a batch, if it cannot be canonicalised;

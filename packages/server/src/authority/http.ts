@@ -122,7 +122,8 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
       const e = isNexusError(err)
         ? err
         : new NexusError('internal_error', undefined, { cause: err });
-      if (!isNexusError(err))
+      // Server-side failures are logged with their cause (e.g. store_busy <- SQLITE_BUSY).
+      if (!isNexusError(err) || e.status >= 500)
         deps.logger.error({ request_id: requestId, err: errorSummary(err) }, 'authority error');
       // An oversized body is discarded (bounded) so the client reads the 413, or the
       // connection is closed with the answer.

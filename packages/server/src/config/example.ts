@@ -76,6 +76,7 @@ admin:
   listen: ${q(adminListen)}
 
 # sqlite:<path>, sqlite::memory: (tests) or postgres://user@host/db (password via PGPASSWORD).
+# One running node per SQLite store (it holds <store>.lock); \`nexus init\` creates the store.
 store: ${q(d.store)}
 
 # Vault master key; NEXUS_MASTER_KEY in the environment takes precedence.
@@ -84,7 +85,9 @@ master_key_file: ${q(d.master_key_file)}
 log:
   level: ${d.log.level}                          # debug | info | warn | error
 
-# Tamper-evident audit chain: a signed checkpoint every N records or interval.
+# Tamper-evident audit chain: a signed checkpoint every N records or interval. Each one is
+# also logged and appended to <store>.checkpoints.jsonl: ship it off the host, then
+# \`nexus audit verify --against <copy>\` detects removed records.
 audit:
   checkpoint_every: ${d.audit.checkpoint_every}
   checkpoint_interval: ${d.audit.checkpoint_interval}

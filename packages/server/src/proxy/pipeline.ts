@@ -621,12 +621,28 @@ export function upstreamFailure(err: unknown, phase: 'request' | 'headers' | 'bo
   return new NexusError('internal_error', undefined, { cause: err });
 }
 
-/** What may be logged about an error: its name and code, never its message (URLs, values). */
-export function errorSummary(err: unknown): { name?: string; code?: string } {
+/** What {@link errorSummary} logs: names and codes, down the `cause` chain. */
+export interface ErrorSummary {
+  name?: string;
+  code?: string;
+  /** The underlying error's summary (e.g. `SQLITE_BUSY` under `audit_unavailable`). */
+  cause?: ErrorSummary;
+}
+
+/**
+ * What may be logged about an error: its name and code, and those of its causes (at most
+ * 4 deep), never a message (URLs, values).
+ */
+export function errorSummary(err: unknown, depth = 0): ErrorSummary {
   if (err === null || typeof err !== 'object') return {};
-  const e = err as { name?: unknown; code?: unknown };
+  const e = err as { name?: unknown; code?: unknown; cause?: unknown };
+  const cause =
+    depth < 3 && e.cause !== null && typeof e.cause === 'object'
+      ? errorSummary(e.cause, depth + 1)
+      : undefined;
   return {
     name: typeof e.name === 'string' ? e.name : undefined,
     code: typeof e.code === 'string' ? e.code : undefined,
+    ...(cause === undefined ? {} : { cause }),
   };
 }

@@ -9,7 +9,11 @@ export type StoreErrorCode =
   /** The `store` URL names a backend this build does not support yet (e.g. postgres). */
   | 'store_unsupported'
   /** The `store` URL is malformed. */
-  | 'store_url_invalid';
+  | 'store_url_invalid'
+  /** There is no database at the path (`nexus init` creates stores; `nexus up` never does). */
+  | 'store_missing'
+  /** Another live node holds the store's node lock (one node per SQLite store). */
+  | 'store_in_use';
 
 /** A store start-up error with a stable `code` (same shape as `NexusError`). */
 export class StoreError extends Error {

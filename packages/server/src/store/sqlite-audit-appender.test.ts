@@ -1,7 +1,7 @@
 // The worker-thread audit appender against a real SQLite file. The worker runs the
 // compiled `dist/` module (Node 20 cannot load the TypeScript source in a worker);
 // `npm test` builds first.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -117,5 +117,40 @@ describe('SQLite audit appender (worker thread)', () => {
     await expect(openSqliteAuditAppender(join(root, 'garbage.db'), { workerUrl })).rejects.toThrow(
       /not a database|file is not/,
     );
+  });
+
+  it("an append blocked by another connection's lock fails after a bounded wait with SQLITE_BUSY, then works once released (issue 10)", async () => {
+    const path = await database();
+    const appender = await openSqliteAuditAppender(path, { workerUrl, busyTimeoutMs: 50 });
+    const holder = new Database(path);
+    holder.exec('BEGIN EXCLUSIVE');
+    try {
+      await expect(appender.append(chain(1))).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
+    } finally {
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
+    expect(await appender.append(chain(1))).toEqual([1]);
+    await appender.close();
+  });
+
+  it('writes only to the files the main connection opened: a replaced store is store_unavailable (issue 10)', async () => {
+    const path = await database();
+    const main = openSqliteStore(path, { create: false });
+    const appender = await openSqliteAuditAppender(path, { workerUrl, expectFiles: main.files });
+    const first = chain(2);
+    expect(await appender.append(first.slice(0, 1))).toEqual([1]);
+    copyFileSync(path, `${path}.copy`);
+    renameSync(`${path}.copy`, path);
+    await expect(appender.append(first.slice(1))).rejects.toMatchObject({
+      code: 'store_unavailable',
+    });
+    await appender.close();
+    await main.close();
+    // A worker started for a store whose files are not the main connection's refuses to.
+    const other = await database();
+    await expect(
+      openSqliteAuditAppender(other, { workerUrl, expectFiles: main.files }),
+    ).rejects.toMatchObject({ code: 'store_unavailable' });
   });
 });

@@ -10,7 +10,28 @@
 // (the audit writer then fails those requests closed and re-reads the chain head) and
 // the next append starts a new worker.
 import { Worker } from 'node:worker_threads';
+import type { SqliteStoreOptions } from './sqlite.js';
 import type { AuditAppend } from './store.js';
+
+/** Options of {@link openSqliteAuditAppender}. */
+export interface SqliteAuditAppenderOptions {
+  /**
+   * How long an append waits for a lock another connection holds, in ms (the worker
+   * thread blocks; the request waiting on its record fails with `audit_unavailable`
+   * after it). Default 1000: well above any write of the node's own, well below a
+   * client's patience.
+   */
+  busyTimeoutMs?: number;
+  /** The main store's files (`SqliteStore.files`): the worker refuses to write elsewhere. */
+  expectFiles?: SqliteStoreOptions['expectFiles'];
+  /** The node lock, guarded by the worker too. */
+  lock?: SqliteStoreOptions['lock'];
+  /** For tests: another worker script. */
+  workerUrl?: URL;
+}
+
+/** Default of {@link SqliteAuditAppenderOptions.busyTimeoutMs}. */
+export const AUDIT_BUSY_TIMEOUT_MS = 1000;
 
 /** Appends audit rows off the main thread; see {@link openSqliteAuditAppender}. */
 export interface SqliteAuditAppender {
@@ -48,7 +69,7 @@ function storeError(code: string, message: string): Error {
  */
 export async function openSqliteAuditAppender(
   path: string,
-  options: { busyTimeoutMs?: number; workerUrl?: URL } = {},
+  options: SqliteAuditAppenderOptions = {},
 ): Promise<SqliteAuditAppender> {
   let nextId = 1;
   let closed = false;
@@ -66,7 +87,12 @@ export async function openSqliteAuditAppender(
   const start = (): Promise<Running> => {
     const starting: Promise<Running> = new Promise<Running>((resolve, reject) => {
       const worker = new Worker(options.workerUrl ?? WORKER_URL, {
-        workerData: { path, busyTimeoutMs: options.busyTimeoutMs },
+        workerData: {
+          path,
+          busyTimeoutMs: options.busyTimeoutMs ?? AUDIT_BUSY_TIMEOUT_MS,
+          expectFiles: options.expectFiles,
+          lock: options.lock,
+        },
       });
       let onExit!: () => void;
       const running: Running = {

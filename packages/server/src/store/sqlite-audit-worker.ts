@@ -1,18 +1,25 @@
 // Worker thread that appends audit rows to the SQLite file through its own connection,
 // so the INSERTs, the commit and its fsync (synchronous=FULL), and SQLite's WAL
 // checkpoints never block the proxy's event loop. See `sqlite-audit-appender.ts`.
+// This thread may wait for a lock, but only for a bounded time: a request waits on its
+// record, so a lock held elsewhere fails it fast (`audit_unavailable`, cause SQLITE_BUSY).
 //
 // Protocol: the worker posts `{ ready: true }` once its connection is open (or
 // `{ failed: { code, message } }` and exits); the parent posts `{ id, rows }`; the worker
 // answers `{ id, seqs }` once the transaction is durable, or `{ id, error: { code, message } }`
-// when nothing was written. `'close'` closes the connection and ends the worker.
+// when it is not: nothing was written, or it went into a store file that was deleted or
+// replaced meanwhile (`store_unavailable`; the connection then refuses every later append).
+// `'close'` closes the connection and ends the worker.
 import { parentPort, workerData } from 'node:worker_threads';
-import { openSqliteStore } from './sqlite.js';
+import { openSqliteStore, type SqliteStoreOptions } from './sqlite.js';
 import type { AuditAppend } from './store.js';
 
 interface Init {
   path: string;
-  busyTimeoutMs?: number;
+  /** How long an append waits for another connection's lock (blocking this thread). */
+  busyTimeoutMs: number;
+  expectFiles?: SqliteStoreOptions['expectFiles'];
+  lock?: SqliteStoreOptions['lock'];
 }
 
 const port = parentPort;
@@ -30,8 +37,16 @@ function plain(error: unknown): { code: string; message: string } {
 
 let store: ReturnType<typeof openSqliteStore>;
 try {
+  // The main connection created and migrated the store: this one never creates a file
+  // (which would open and close the store's descriptor and drop the process's locks), and
+  // it checks the files are still the ones the main connection opened.
   store = openSqliteStore(init.path, {
-    ...(init.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: init.busyTimeoutMs }),
+    create: false,
+    migrate: false,
+    blockOnBusy: true,
+    busyTimeoutMs: init.busyTimeoutMs,
+    ...(init.expectFiles === undefined ? {} : { expectFiles: init.expectFiles }),
+    ...(init.lock === undefined ? {} : { lock: init.lock }),
   });
 } catch (error) {
   port.postMessage({ failed: plain(error) });

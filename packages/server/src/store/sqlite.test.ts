@@ -1,14 +1,28 @@
 // Runs the Store conformance suite on a temp-file SQLite database, plus the checks
 // only SQLite has: migrations, read-only mode, pragmas, files, several connections.
-import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { runStoreConformance } from './conformance.js';
 import { LATEST_SCHEMA_VERSION } from './migrations/all.js';
 import { openStore, parseStoreUrl } from './open.js';
 import { openSqliteStore } from './sqlite.js';
+import { fileIdentity } from './file-guard.js';
+import { acquireNodeLock } from './node-lock.js';
+
+/** The repository root (a child process resolves better-sqlite3 from there). */
+const REPO = resolve(import.meta.dirname, '../../../..');
 
 const root = mkdtempSync(join(tmpdir(), 'nexus-store-'));
 let counter = 0;
@@ -233,5 +247,203 @@ describe('regression: dropped append-only triggers (newcomer check)', () => {
       .map((r) => (r as { name: string }).name);
     check.close();
     expect(names).toEqual(expect.arrayContaining(['audit_no_delete', 'audit_no_update']));
+  });
+});
+
+describe("issue 10: the store under the operator's tools and faults", () => {
+  const opened: { close(): unknown }[] = [];
+  afterEach(async () => {
+    for (const s of opened.splice(0)) await s.close();
+  });
+
+  /**
+   * The operator's `sqlite3` (Debian's CLI; `.ci/run` installs it): a separate process that
+   * opens the database read-write, reads, and closes. (A better-sqlite3 child does not
+   * checkpoint and delete the WAL on close, so it would not find the bug this guards.)
+   */
+  function outsideReadWriteClient(path: string): number {
+    return Number(
+      execFileSync('sqlite3', [path, 'SELECT count(*) FROM meta'], { encoding: 'utf8' }).trim(),
+    );
+  }
+
+  it("a second connection in the process keeps the first one's locks: an outside client leaves the WAL in place", async () => {
+    const path = tempPath();
+    const main = openSqliteStore(path);
+    opened.push(main);
+    await main.setMeta('a', '1');
+    // What the audit worker does: a second connection on the same file, same process.
+    const worker = openSqliteStore(path, { create: false, migrate: false, blockOnBusy: true });
+    opened.push(worker);
+    const wal = fileIdentity(`${path}-wal`);
+    expect(outsideReadWriteClient(path)).toBeGreaterThan(0);
+    // The outside client's close found the database in use: no checkpoint-and-delete.
+    expect(fileIdentity(`${path}-wal`)).toBe(wal);
+    await worker.setMeta('b', '2');
+    await main.setMeta('c', '3');
+    await worker.close();
+    await main.close();
+    const check = openSqliteStore(path, { readonly: true });
+    opened.push(check);
+    expect([await check.getMeta('b'), await check.getMeta('c')]).toEqual(['2', '3']);
+  });
+
+  it('never creates a missing store unless asked (store_missing)', () => {
+    const path = join(root, 'never-created', 'nexus.db');
+    expect(() => openSqliteStore(path, { create: false })).toThrow(
+      expect.objectContaining({ code: 'store_missing' }),
+    );
+    expect(existsSync(path)).toBe(false);
+    expect(existsSync(dirname(path))).toBe(false);
+  });
+
+  const faults: [string, (path: string) => void][] = [
+    ['the database file deleted', (p) => rmSync(p)],
+    ['the database file moved away', (p) => renameSync(p, `${p}.moved`)],
+    [
+      'the database file replaced by a copy',
+      (p) => {
+        copyFileSync(p, `${p}.copy`);
+        renameSync(`${p}.copy`, p);
+      },
+    ],
+    ['the WAL deleted', (p) => rmSync(`${p}-wal`)],
+  ];
+  it.each(faults)(
+    '%s under an open store: the next write fails closed, and every call after it (store_unavailable)',
+    async (_name, fault) => {
+      const path = tempPath();
+      const seen: unknown[] = [];
+      const store = openSqliteStore(path, { onFault: (e) => seen.push(e) });
+      opened.push(store);
+      await store.setMeta('before', 'x');
+      fault(path);
+      await expect(store.setMeta('after', 'x')).rejects.toMatchObject({
+        code: 'store_unavailable',
+      });
+      await expect(store.getMeta('before')).rejects.toMatchObject({ code: 'store_unavailable' });
+      await expect(store.setMeta('again', 'x')).rejects.toMatchObject({
+        code: 'store_unavailable',
+      });
+      expect(seen).toMatchObject([{ code: 'store_unavailable' }]);
+    },
+  );
+
+  it('a connection that must find the files another one opened refuses different ones', async () => {
+    const path = tempPath();
+    const main = openSqliteStore(path);
+    opened.push(main);
+    const other = tempPath();
+    await openSqliteStore(other).close();
+    const files = main.files!;
+    expect(() =>
+      openSqliteStore(other, { create: false, migrate: false, expectFiles: files }),
+    ).toThrow(expect.objectContaining({ code: 'store_unavailable' }));
+  });
+
+  it("waits for another connection's lock without blocking the event loop, and carries on once it is released", async () => {
+    const path = tempPath();
+    const store = openSqliteStore(path);
+    opened.push(store);
+    const holder = new Database(path);
+    opened.push(holder);
+    holder.exec('BEGIN EXCLUSIVE');
+    let settled = false;
+    const write = store.setMeta('k', 'v').finally(() => (settled = true));
+    // Timers still run while the write waits: the event loop is free.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(false);
+    holder.exec('COMMIT');
+    await write;
+    expect(await store.getMeta('k')).toBe('v');
+  });
+
+  it('gives up on a lock held past its deadline with store_busy, having changed nothing', async () => {
+    const path = tempPath();
+    const store = openSqliteStore(path, { busyTimeoutMs: 50 });
+    opened.push(store);
+    const holder = new Database(path);
+    opened.push(holder);
+    holder.exec('BEGIN EXCLUSIVE');
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    try {
+      const err = await store.setMeta('k', 'v').catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'store_busy', cause: { code: 'SQLITE_BUSY' } });
+      expect(ticks).toBeGreaterThan(0);
+      // Reads are not held up by a writer (WAL).
+      expect(await store.getMeta('k')).toBeUndefined();
+    } finally {
+      clearInterval(timer);
+      holder.exec('ROLLBACK');
+    }
+  });
+
+  it("a blocking (worker) connection surfaces SQLite's own SQLITE_BUSY after its bounded wait", async () => {
+    const path = tempPath();
+    const main = openSqliteStore(path);
+    opened.push(main);
+    const worker = openSqliteStore(path, {
+      create: false,
+      migrate: false,
+      blockOnBusy: true,
+      busyTimeoutMs: 20,
+    });
+    opened.push(worker);
+    const holder = new Database(path);
+    opened.push(holder);
+    holder.exec('BEGIN EXCLUSIVE');
+    try {
+      await expect(worker.setMeta('k', 'v')).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
+    } finally {
+      holder.exec('ROLLBACK');
+    }
+    await worker.setMeta('k', 'v');
+  });
+});
+
+describe('issue 10: one node per store (node lock)', () => {
+  it('is exclusive while held, private, and free again once released', () => {
+    const path = tempPath();
+    const lock = acquireNodeLock(path);
+    try {
+      expect(lock.path).toBe(`${path}.lock`);
+      if (process.platform !== 'win32') expect(statSync(lock.path).mode & 0o077).toBe(0);
+      expect(() => acquireNodeLock(path)).toThrow(
+        expect.objectContaining({ code: 'store_in_use' }),
+      );
+      // Another process cannot take it either.
+      const r = spawnSync(
+        process.execPath,
+        [
+          '-e',
+          `const D = require('better-sqlite3'); const d = new D(process.argv[1], { timeout: 0 });
+           try { d.exec('BEGIN EXCLUSIVE'); process.stdout.write('got'); }
+           catch (e) { process.stdout.write(e.code); }`,
+          lock.path,
+        ],
+        { cwd: REPO, encoding: 'utf8' },
+      );
+      expect(r.stdout).toBe('SQLITE_BUSY');
+    } finally {
+      lock.release();
+    }
+    const again = acquireNodeLock(path);
+    again.release();
+    again.release();
+  });
+
+  it('a store guarding its node lock fails closed when the lock file is removed', async () => {
+    const path = tempPath();
+    const lock = acquireNodeLock(path);
+    const store = openSqliteStore(path, { lock: { path: lock.path, identity: lock.identity } });
+    try {
+      await store.setMeta('a', 'b');
+      rmSync(lock.path);
+      await expect(store.setMeta('a', 'c')).rejects.toMatchObject({ code: 'store_unavailable' });
+    } finally {
+      await store.close();
+      lock.release();
+    }
   });
 });

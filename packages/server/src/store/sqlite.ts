@@ -1,12 +1,15 @@
 // The embedded SQLite backend of `Store` (better-sqlite3, WAL, synchronous=FULL).
-// better-sqlite3 is synchronous: each method runs to completion before its promise
-// settles, and every read-modify-write runs in a `BEGIN IMMEDIATE` transaction so
-// several processes on one file stay correct (the write lock is taken up front).
+// better-sqlite3 is synchronous: each method runs one statement or transaction to
+// completion, and every read-modify-write runs in a `BEGIN IMMEDIATE` transaction so
+// several processes on one file stay correct (the write lock is taken up front). A lock
+// held by another connection is never waited for on the calling thread: the operation is
+// retried asynchronously, then fails with `store_busy` (issue 10).
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NexusError } from '@nexus/protocol';
 import Database from 'better-sqlite3';
 import { StoreError } from './errors.js';
+import { FileGuard, fileIdentity, type FileIdentity, type GuardedFile } from './file-guard.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations/all.js';
 import {
   auditAgentKey,
@@ -43,10 +46,43 @@ import {
 export interface SqliteStoreOptions {
   /** Open without writing: no migration, no pragma that writes; the file must exist. */
   readonly?: boolean;
-  /** How long a writer waits for another connection's lock. Default 5000 ms. */
+  /**
+   * Create the file (and its directory, mode 0700) when it is missing. Default true.
+   * `nexus up` passes false: only `nexus init` creates a store, so a store that was
+   * deleted or moved is reported (`store_missing`), never silently replaced by an empty one.
+   */
+  create?: boolean;
+  /**
+   * Apply pending migrations and restore the append-only triggers. Default true. With
+   * false the schema must already be the latest (the audit worker's connection, opened
+   * after the main one migrated).
+   */
+  migrate?: boolean;
+  /**
+   * How long an operation may wait for another connection's lock, in ms; past it the
+   * operation fails with `store_busy` and changes nothing. Default 5000.
+   */
   busyTimeoutMs?: number;
+  /**
+   * Wait for a lock inside SQLite (blocking the thread) instead of retrying
+   * asynchronously; a lock still held after `busyTimeoutMs` surfaces as SQLite's own
+   * `SQLITE_BUSY`. For a worker thread only: the main thread MUST NOT block on the lock.
+   */
+  blockOnBusy?: boolean;
+  /** The store's files must still be these (the audit worker gets the main connection's). */
+  expectFiles?: StoreFiles;
+  /** The node lock (`node-lock.ts`): guarded like the store's own files. */
+  lock?: { readonly path: string; readonly identity: FileIdentity };
+  /** Called once when the store finds its files deleted or replaced (then refuses everything). */
+  onFault?: (error: Error) => void;
   /** Clock for `schema_migrations.applied_at`. Default `Date.now`. */
   clock?: () => number;
+}
+
+/** The identities of a file store's database and WAL files when it was opened. */
+export interface StoreFiles {
+  readonly db: FileIdentity;
+  readonly wal: FileIdentity;
 }
 
 /** A `Store` on SQLite, with the file it uses. */
@@ -55,6 +91,12 @@ export interface SqliteStore extends Store {
   readonly path: string;
   /** The schema version of the open database. */
   readonly schemaVersion: number;
+  /**
+   * The files this store writes, as it found them at open time; undefined for an
+   * in-memory or read-only store. After every write the store checks that its paths
+   * still name these files, and fails closed with `store_unavailable` once they do not.
+   */
+  readonly files: StoreFiles | undefined;
 }
 
 type Db = Database.Database;
@@ -121,13 +163,16 @@ function migrate(db: Db, clock: () => number): number {
 }
 
 /**
- * Opens (creating if needed) a SQLite store and brings its schema up to date.
+ * Opens a SQLite store and brings its schema up to date.
  *
- * - WAL journal, `synchronous=FULL` (a resolved `appendAudit` is on disk),
- *   `busy_timeout`, foreign keys, `secure_delete` (erased sealed blobs are zeroed).
- * - Creates the parent directory (mode 0700) and the file (mode 0600).
+ * - WAL journal, `synchronous=FULL` (a resolved `appendAudit` is on disk), foreign keys,
+ *   `secure_delete` (erased sealed blobs are zeroed).
+ * - Creates the parent directory (mode 0700) and the file (mode 0600) only when `create`
+ *   (the default) and the file is missing; otherwise a missing file is `store_missing`.
+ * - Never waits on a lock on the calling thread after opening (`busyTimeoutMs`,
+ *   `blockOnBusy`): operations retry asynchronously, then fail with `store_busy`.
  * - Refuses a database whose schema is newer than this code (`store_version_unsupported`);
- *   read-only mode also refuses an older one, since it cannot migrate.
+ *   read-only mode (and `migrate: false`) also refuses an older one, since it cannot migrate.
  *
  * @param path a file path, or `:memory:`.
  * @example
@@ -136,18 +181,39 @@ function migrate(db: Db, clock: () => number): number {
 export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): SqliteStore {
   const memory = path === ':memory:';
   const readonly = options.readonly === true;
+  const migrating = !readonly && options.migrate !== false;
   const clock = options.clock ?? Date.now;
-  if (!memory && !readonly) {
+  const busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000));
+  if (!memory && fileIdentity(path) === undefined) {
+    if (readonly || options.create === false) {
+      throw new StoreError(
+        'store_missing',
+        `no Nexus store at ${path}: create one with \`nexus init\`, or restore the file from a backup`,
+      );
+    }
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    // Pre-create with 0600: SQLite gives the -wal and -shm files the same mode.
-    closeSync(openSync(path, 'a', 0o600));
+    // Pre-create with 0600 (SQLite gives the -wal and -shm files the same mode). 'wx' only
+    // ever opens a file it creates: opening and closing an existing store file would drop
+    // every POSIX lock this process's SQLite connections hold on it, and another process
+    // (an operator's `sqlite3`) would then checkpoint and delete the WAL under them.
+    try {
+      closeSync(openSync(path, 'wx', 0o600));
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'EEXIST') throw error;
+    }
   }
-  const db = new Database(path, readonly ? { readonly: true, fileMustExist: true } : {});
+  const db = new Database(
+    path,
+    readonly ? { readonly: true, fileMustExist: true } : { fileMustExist: !memory },
+  );
   let schemaVersion: number;
+  let files: StoreFiles | undefined;
+  let guard: FileGuard | undefined;
   try {
-    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
-    if (readonly) {
-      db.pragma('query_only = ON');
+    // Opening may wait (start-up); afterwards the main thread never does (see #op).
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    if (readonly || !migrating) {
+      if (readonly) db.pragma('query_only = ON');
       schemaVersion = schemaVersionOf(db);
       if (schemaVersion > LATEST_SCHEMA_VERSION) throw tooNew(schemaVersion);
       if (schemaVersion < LATEST_SCHEMA_VERSION) {
@@ -156,11 +222,14 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
           `database schema version ${schemaVersion} is older than ${LATEST_SCHEMA_VERSION}; open it read-write once to migrate`,
         );
       }
-    } else {
+    }
+    if (!readonly) {
       if (!memory) db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
       db.pragma('secure_delete = ON');
+    }
+    if (migrating) {
       schemaVersion = migrate(db, clock);
       // The append-only guards are part of the schema: if someone dropped them (to edit
       // history), they come back at the next start. `audit verify` finds what was edited.
@@ -171,12 +240,55 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
         BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
       `);
     }
+    if (!readonly && !memory) {
+      const dbId = fileIdentity(path);
+      const walId = fileIdentity(`${path}-wal`);
+      if (dbId === undefined || walId === undefined) {
+        throw new NexusError(
+          'store_unavailable',
+          'the store file or its WAL vanished while opening',
+        );
+      }
+      files = { db: dbId, wal: walId };
+      const guarded: GuardedFile[] = [
+        { label: 'the store file', path, identity: options.expectFiles?.db ?? dbId },
+        {
+          label: "the store's WAL file",
+          path: `${path}-wal`,
+          identity: options.expectFiles?.wal ?? walId,
+        },
+      ];
+      if (options.lock !== undefined) {
+        guarded.push({
+          label: 'the node lock file',
+          path: options.lock.path,
+          identity: options.lock.identity,
+        });
+      }
+      guard = new FileGuard(guarded);
+      guard.check();
+    }
+    db.pragma(`busy_timeout = ${options.blockOnBusy === true ? busyTimeoutMs : 0}`);
   } catch (error) {
     db.close();
     throw error;
   }
-  return new SqliteStoreImpl(db, path, schemaVersion);
+  return new SqliteStoreImpl(db, path, schemaVersion!, {
+    files,
+    guard,
+    busyTimeoutMs,
+    blockOnBusy: options.blockOnBusy === true,
+    onFault: options.onFault,
+  });
 }
+
+/** SQLITE_BUSY and its extended codes: another connection holds the lock. */
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_'));
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // --- row mapping ---
 
@@ -261,16 +373,86 @@ const toCheckpoint = (r: Row): CheckpointRow => ({
   jws: str(r.jws),
 });
 
+interface ImplOptions {
+  readonly files: StoreFiles | undefined;
+  readonly guard: FileGuard | undefined;
+  readonly busyTimeoutMs: number;
+  readonly blockOnBusy: boolean;
+  readonly onFault: ((error: Error) => void) | undefined;
+}
+
 class SqliteStoreImpl implements SqliteStore {
   readonly path: string;
   readonly schemaVersion: number;
+  readonly files: StoreFiles | undefined;
   readonly #db: Db;
   readonly #statements = new Map<string, Database.Statement>();
+  readonly #options: ImplOptions;
+  /** Set once the files were found deleted or replaced: every later call fails with it. */
+  #fault: Error | undefined;
 
-  constructor(db: Db, path: string, schemaVersion: number) {
+  constructor(db: Db, path: string, schemaVersion: number, options: ImplOptions) {
     this.#db = db;
     this.path = path;
     this.schemaVersion = schemaVersion;
+    this.files = options.files;
+    this.#options = options;
+  }
+
+  /** Checks the guarded files; on the first failure, latches it and tells `onFault`. */
+  #checkFiles(cause?: unknown): void {
+    try {
+      this.#options.guard?.check(cause);
+    } catch (error) {
+      this.#fault = error as Error;
+      this.#options.onFault?.(this.#fault);
+      throw error;
+    }
+  }
+
+  /**
+   * Runs one synchronous operation (a statement or a transaction). When another connection
+   * holds the lock, SQLite answers at once (busy_timeout 0) and the operation is retried
+   * after an asynchronous back-off, so the event loop keeps serving everything else; past
+   * the deadline it fails with `store_busy`. A busy operation changed nothing, so a retry
+   * is safe. After a write, the files are checked: a commit into a deleted or replaced
+   * file is not durable and MUST NOT be reported as done.
+   */
+  async #op<T>(fn: () => T, write: boolean): Promise<T> {
+    const deadline = performance.now() + this.#options.busyTimeoutMs;
+    let delay = 1;
+    for (;;) {
+      if (this.#fault !== undefined) throw this.#fault;
+      let result: T;
+      try {
+        result = fn();
+      } catch (error) {
+        if (!isBusy(error)) {
+          // A failed write may be the symptom of a vanished file: say so if it is.
+          if (write && this.#db.open) this.#checkFiles(error);
+          throw error;
+        }
+        if (this.#options.blockOnBusy) throw error;
+        if (performance.now() >= deadline) {
+          throw new NexusError('store_busy', 'the database is locked by another connection', {
+            cause: error,
+          });
+        }
+        await sleep(delay);
+        delay = Math.min(delay * 2, 50);
+        continue;
+      }
+      if (write) this.#checkFiles();
+      return result;
+    }
+  }
+
+  #read<T>(fn: () => T): Promise<T> {
+    return this.#op(fn, false);
+  }
+
+  #write<T>(fn: () => T): Promise<T> {
+    return this.#op(fn, true);
   }
 
   /** A cached prepared statement (dynamic SQL is cached per distinct text). */
@@ -296,559 +478,628 @@ class SqliteStoreImpl implements SqliteStore {
   }
 
   /** Runs `fn` in a `BEGIN IMMEDIATE` transaction. */
-  #write<T>(fn: () => T): T {
+  #tx<T>(fn: () => T): T {
     return this.#db.transaction(fn).immediate();
   }
 
   // --- agents ---
 
-  async upsertAgent(input: AgentUpsert): Promise<AgentRow> {
-    const row = this.#get(
-      `INSERT INTO agents (name, roles, disabled, source, created_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (name) DO UPDATE SET
-         roles = excluded.roles,
-         source = excluded.source,
-         disabled = CASE WHEN ? IS NULL THEN agents.disabled ELSE excluded.disabled END
-       RETURNING *`,
-      input.name,
-      JSON.stringify(input.roles),
-      input.disabled === true ? 1 : 0,
-      input.source,
-      input.createdAt,
-      input.disabled === undefined ? null : 1,
-    );
-    return toAgent(row as Row);
-  }
-
-  async getAgent(name: string): Promise<AgentRow | undefined> {
-    const row = this.#get('SELECT * FROM agents WHERE name = ?', name);
-    return row === undefined ? undefined : toAgent(row);
-  }
-
-  async listAgents(): Promise<AgentRow[]> {
-    return this.#all('SELECT * FROM agents ORDER BY name').map(toAgent);
-  }
-
-  async setAgentDisabled(name: string, disabled: boolean): Promise<AgentRow> {
+  upsertAgent(input: AgentUpsert): Promise<AgentRow> {
     return this.#write(() => {
       const row = this.#get(
-        'UPDATE agents SET disabled = ? WHERE name = ? RETURNING *',
-        disabled ? 1 : 0,
-        name,
+        `INSERT INTO agents (name, roles, disabled, source, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET
+           roles = excluded.roles,
+           source = excluded.source,
+           disabled = CASE WHEN ? IS NULL THEN agents.disabled ELSE excluded.disabled END
+         RETURNING *`,
+        input.name,
+        JSON.stringify(input.roles),
+        input.disabled === true ? 1 : 0,
+        input.source,
+        input.createdAt,
+        input.disabled === undefined ? null : 1,
       );
-      if (row === undefined) throw new NexusError('not_found', 'agent not found');
-      // MUST: disabling voids the agent's outstanding enrollment tokens, in the same
-      // transaction, so none of them works again after a later enable (issue 10).
-      if (disabled) {
-        this.#run('DELETE FROM enrollment_tokens WHERE agent = ? AND used_at IS NULL', name);
-      }
-      return toAgent(row);
+      return toAgent(row as Row);
     });
   }
 
-  async deleteAgent(name: string, at: number): Promise<void> {
-    this.#write(() => {
-      const row = this.#get('SELECT source FROM agents WHERE name = ?', name);
-      if (row === undefined) throw new NexusError('not_found', 'agent not found');
-      if (row.source !== 'api') {
-        throw new NexusError('conflict', 'agent is defined in the config file; remove it there');
-      }
-      this.#run(
-        'UPDATE leases SET revoked_at = ? WHERE agent = ? AND revoked_at IS NULL',
-        at,
-        name,
-      );
-      // Enrollment tokens go with the agent (ON DELETE CASCADE).
-      this.#run('DELETE FROM agents WHERE name = ?', name);
+  getAgent(name: string): Promise<AgentRow | undefined> {
+    return this.#read(() => {
+      const row = this.#get('SELECT * FROM agents WHERE name = ?', name);
+      return row === undefined ? undefined : toAgent(row);
+    });
+  }
+
+  listAgents(): Promise<AgentRow[]> {
+    return this.#read(() => this.#all('SELECT * FROM agents ORDER BY name').map(toAgent));
+  }
+
+  setAgentDisabled(name: string, disabled: boolean): Promise<AgentRow> {
+    return this.#write(() =>
+      this.#tx(() => {
+        const row = this.#get(
+          'UPDATE agents SET disabled = ? WHERE name = ? RETURNING *',
+          disabled ? 1 : 0,
+          name,
+        );
+        if (row === undefined) throw new NexusError('not_found', 'agent not found');
+        // MUST: disabling voids the agent's outstanding enrollment tokens, in the same
+        // transaction, so none of them works again after a later enable (issue 10).
+        if (disabled) {
+          this.#run('DELETE FROM enrollment_tokens WHERE agent = ? AND used_at IS NULL', name);
+        }
+        return toAgent(row);
+      }),
+    );
+  }
+
+  deleteAgent(name: string, at: number): Promise<void> {
+    return this.#write(() => {
+      this.#tx(() => {
+        const row = this.#get('SELECT source FROM agents WHERE name = ?', name);
+        if (row === undefined) throw new NexusError('not_found', 'agent not found');
+        if (row.source !== 'api') {
+          throw new NexusError('conflict', 'agent is defined in the config file; remove it there');
+        }
+        this.#run(
+          'UPDATE leases SET revoked_at = ? WHERE agent = ? AND revoked_at IS NULL',
+          at,
+          name,
+        );
+        // Enrollment tokens go with the agent (ON DELETE CASCADE).
+        this.#run('DELETE FROM agents WHERE name = ?', name);
+      });
     });
   }
 
   // --- enrollment tokens ---
 
-  async createEnrollmentToken(row: EnrollmentTokenInsert): Promise<void> {
-    this.#write(() => {
-      // Checked in the inserting transaction: a token is never created for an agent that a
-      // concurrent disable has just disabled (its tokens are voided in that transaction).
-      const agent = this.#get('SELECT disabled FROM agents WHERE name = ?', row.agent);
-      if (agent === undefined)
-        throw new NexusError('not_found', 'enrollment token refers to an unknown agent');
-      if (agent.disabled === 1) throw new NexusError('agent_disabled');
-      try {
-        this.#run(
-          `INSERT INTO enrollment_tokens (id, agent, token_hash, act, task, expires_at, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`,
-          row.id,
-          row.agent,
-          row.tokenHash,
-          nul(row.act),
-          nul(row.task),
-          row.expiresAt,
-          row.createdAt,
-        );
-      } catch (error) {
-        throw mapError(error, 'enrollment token');
-      }
-    });
+  createEnrollmentToken(row: EnrollmentTokenInsert): Promise<void> {
+    return this.#write(() =>
+      this.#tx(() => {
+        // Checked in the inserting transaction: a token is never created for an agent that a
+        // concurrent disable has just disabled (its tokens are voided in that transaction).
+        const agent = this.#get('SELECT disabled FROM agents WHERE name = ?', row.agent);
+        if (agent === undefined)
+          throw new NexusError('not_found', 'enrollment token refers to an unknown agent');
+        if (agent.disabled === 1) throw new NexusError('agent_disabled');
+        try {
+          this.#run(
+            `INSERT INTO enrollment_tokens (id, agent, token_hash, act, task, expires_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)`,
+            row.id,
+            row.agent,
+            row.tokenHash,
+            nul(row.act),
+            nul(row.task),
+            row.expiresAt,
+            row.createdAt,
+          );
+        } catch (error) {
+          throw mapError(error, 'enrollment token');
+        }
+      }),
+    );
   }
 
-  async consumeEnrollmentToken(
-    tokenHash: string,
-    now: number,
-  ): Promise<EnrollmentTokenRow | undefined> {
-    // One statement: the check and the mark are atomic across connections.
-    const row = this.#get(
-      `UPDATE enrollment_tokens SET used_at = ?
-       WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
-       RETURNING *`,
-      now,
-      tokenHash,
-      now,
-    );
-    return row === undefined ? undefined : toEnrollment(row);
+  consumeEnrollmentToken(tokenHash: string, now: number): Promise<EnrollmentTokenRow | undefined> {
+    return this.#write(() => {
+      // One statement: the check and the mark are atomic across connections.
+      const row = this.#get(
+        `UPDATE enrollment_tokens SET used_at = ?
+         WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
+         RETURNING *`,
+        now,
+        tokenHash,
+        now,
+      );
+      return row === undefined ? undefined : toEnrollment(row);
+    });
   }
 
   // --- leases ---
 
-  async insertLease(row: LeaseInsert): Promise<void> {
-    this.#write(() => {
-      if (this.#get('SELECT 1 FROM agents WHERE name = ?', row.agent) === undefined) {
-        throw new NexusError('not_found', 'lease refers to an unknown agent');
-      }
-      try {
-        this.#run(
-          `INSERT INTO leases (jti, agent, public_jwk, jkt, issued_at, expires_at,
-             chain_started_at, parent_jti, act, task)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          row.jti,
-          row.agent,
-          JSON.stringify(row.publicJwk),
-          row.jkt,
-          row.issuedAt,
-          row.expiresAt,
-          row.chainStartedAt,
-          nul(row.parentJti),
-          nul(row.act),
-          nul(row.task),
-        );
-      } catch (error) {
-        throw mapError(error, 'lease');
-      }
-    });
-  }
-
-  async getLease(jti: string): Promise<LeaseRow | undefined> {
-    const row = this.#get('SELECT * FROM leases WHERE jti = ?', jti);
-    return row === undefined ? undefined : toLease(row);
-  }
-
-  async listLeases(filter: LeaseFilter = {}): Promise<LeaseRow[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.agent !== undefined) {
-      where.push('l.agent = ?');
-      params.push(filter.agent);
-    }
-    if (filter.activeAt !== undefined) {
-      where.push(
-        `l.revoked_at IS NULL AND l.expires_at > ? AND NOT EXISTS (
-           SELECT 1 FROM revocation_epochs e
-           WHERE l.issued_at <= e.at AND (e.kind = 'all' OR (e.kind = 'agent' AND e.agent = l.agent)))`,
-      );
-      params.push(filter.activeAt);
-    }
-    const sql = `SELECT l.* FROM leases l ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY l.issued_at DESC, l.jti LIMIT ?`;
-    return this.#all(sql, ...params, clampLimit(filter.limit, 100)).map(toLease);
-  }
-
-  async revokeLease(jti: string, at: number): Promise<LeaseRow> {
-    const row = this.#get(
-      'UPDATE leases SET revoked_at = coalesce(revoked_at, ?) WHERE jti = ? RETURNING *',
-      at,
-      jti,
-    );
-    if (row === undefined) throw new NexusError('not_found', 'lease not found');
-    return toLease(row);
-  }
-
-  async revokeLeaseChain(jti: string, at: number): Promise<string[]> {
+  insertLease(row: LeaseInsert): Promise<void> {
     return this.#write(() => {
-      const start = this.#get('SELECT agent, parent_jti FROM leases WHERE jti = ?', jti);
-      if (start === undefined) throw new NexusError('not_found', 'lease not found');
-      const agent = str(start.agent);
-      // Up to the first lease of the chain (a visited set stops a corrupt cycle).
-      let root = jti;
-      const seen = new Set([jti]);
-      for (let parent = start.parent_jti; typeof parent === 'string' && !seen.has(parent);) {
-        const row = this.#get(
-          'SELECT parent_jti FROM leases WHERE jti = ? AND agent = ?',
-          parent,
-          agent,
-        );
-        if (row === undefined) break;
-        seen.add(parent);
-        root = parent;
-        parent = row.parent_jti;
-      }
-      // Down from it: UNION (not UNION ALL) visits each jti once, so a cycle ends too.
-      const chain = this.#all(
-        `WITH RECURSIVE chain(jti) AS (
-           SELECT ?
-           UNION
-           SELECT l.jti FROM leases l JOIN chain ON l.parent_jti = chain.jti WHERE l.agent = ?
-         )
-         SELECT chain.jti FROM chain JOIN leases ON leases.jti = chain.jti
-         ORDER BY leases.issued_at, chain.jti`,
-        root,
-        agent,
-      ).map((r) => str(r.jti));
-      const update = 'UPDATE leases SET revoked_at = coalesce(revoked_at, ?) WHERE jti = ?';
-      for (const id of chain) this.#run(update, at, id);
-      return chain;
+      this.#tx(() => {
+        if (this.#get('SELECT 1 FROM agents WHERE name = ?', row.agent) === undefined) {
+          throw new NexusError('not_found', 'lease refers to an unknown agent');
+        }
+        try {
+          this.#run(
+            `INSERT INTO leases (jti, agent, public_jwk, jkt, issued_at, expires_at,
+               chain_started_at, parent_jti, act, task)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            row.jti,
+            row.agent,
+            JSON.stringify(row.publicJwk),
+            row.jkt,
+            row.issuedAt,
+            row.expiresAt,
+            row.chainStartedAt,
+            nul(row.parentJti),
+            nul(row.act),
+            nul(row.task),
+          );
+        } catch (error) {
+          throw mapError(error, 'lease');
+        }
+      });
     });
   }
 
-  async listRevokedLeaseIds(expiresAfter: number): Promise<string[]> {
-    return this.#all(
-      'SELECT jti FROM leases WHERE revoked_at IS NOT NULL AND expires_at > ?',
-      expiresAfter,
-    ).map((r) => str(r.jti));
+  getLease(jti: string): Promise<LeaseRow | undefined> {
+    return this.#read(() => {
+      const row = this.#get('SELECT * FROM leases WHERE jti = ?', jti);
+      return row === undefined ? undefined : toLease(row);
+    });
   }
 
-  async setRevocationEpoch(scope: RevocationScope, at: number): Promise<void> {
-    const [kind, agent] = scope === 'all' ? ['all', ''] : ['agent', scope.agent];
-    this.#run(
-      `INSERT INTO revocation_epochs (kind, agent, at) VALUES (?, ?, ?)
-       ON CONFLICT (kind, agent) DO UPDATE SET at = max(at, excluded.at)`,
-      kind,
-      agent,
-      at,
+  listLeases(filter: LeaseFilter = {}): Promise<LeaseRow[]> {
+    return this.#read(() => {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (filter.agent !== undefined) {
+        where.push('l.agent = ?');
+        params.push(filter.agent);
+      }
+      if (filter.activeAt !== undefined) {
+        where.push(
+          `l.revoked_at IS NULL AND l.expires_at > ? AND NOT EXISTS (
+             SELECT 1 FROM revocation_epochs e
+             WHERE l.issued_at <= e.at AND (e.kind = 'all' OR (e.kind = 'agent' AND e.agent = l.agent)))`,
+        );
+        params.push(filter.activeAt);
+      }
+      const sql = `SELECT l.* FROM leases l ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+        ORDER BY l.issued_at DESC, l.jti LIMIT ?`;
+      return this.#all(sql, ...params, clampLimit(filter.limit, 100)).map(toLease);
+    });
+  }
+
+  revokeLease(jti: string, at: number): Promise<LeaseRow> {
+    return this.#write(() => {
+      const row = this.#get(
+        'UPDATE leases SET revoked_at = coalesce(revoked_at, ?) WHERE jti = ? RETURNING *',
+        at,
+        jti,
+      );
+      if (row === undefined) throw new NexusError('not_found', 'lease not found');
+      return toLease(row);
+    });
+  }
+
+  revokeLeaseChain(jti: string, at: number): Promise<string[]> {
+    return this.#write(() => {
+      return this.#tx(() => {
+        const start = this.#get('SELECT agent, parent_jti FROM leases WHERE jti = ?', jti);
+        if (start === undefined) throw new NexusError('not_found', 'lease not found');
+        const agent = str(start.agent);
+        // Up to the first lease of the chain (a visited set stops a corrupt cycle).
+        let root = jti;
+        const seen = new Set([jti]);
+        for (let parent = start.parent_jti; typeof parent === 'string' && !seen.has(parent);) {
+          const row = this.#get(
+            'SELECT parent_jti FROM leases WHERE jti = ? AND agent = ?',
+            parent,
+            agent,
+          );
+          if (row === undefined) break;
+          seen.add(parent);
+          root = parent;
+          parent = row.parent_jti;
+        }
+        // Down from it: UNION (not UNION ALL) visits each jti once, so a cycle ends too.
+        const chain = this.#all(
+          `WITH RECURSIVE chain(jti) AS (
+             SELECT ?
+             UNION
+             SELECT l.jti FROM leases l JOIN chain ON l.parent_jti = chain.jti WHERE l.agent = ?
+           )
+           SELECT chain.jti FROM chain JOIN leases ON leases.jti = chain.jti
+           ORDER BY leases.issued_at, chain.jti`,
+          root,
+          agent,
+        ).map((r) => str(r.jti));
+        const update = 'UPDATE leases SET revoked_at = coalesce(revoked_at, ?) WHERE jti = ?';
+        for (const id of chain) this.#run(update, at, id);
+        return chain;
+      });
+    });
+  }
+
+  listRevokedLeaseIds(expiresAfter: number): Promise<string[]> {
+    return this.#read(() =>
+      this.#all(
+        'SELECT jti FROM leases WHERE revoked_at IS NOT NULL AND expires_at > ?',
+        expiresAfter,
+      ).map((r) => str(r.jti)),
     );
   }
 
-  async getRevocationEpochs(): Promise<RevocationEpochs> {
-    const epochs: RevocationEpochs = { agents: {} };
-    for (const r of this.#all('SELECT kind, agent, at FROM revocation_epochs')) {
-      if (r.kind === 'all') epochs.all = num(r.at);
-      else epochs.agents[str(r.agent)] = num(r.at);
-    }
-    return epochs;
+  setRevocationEpoch(scope: RevocationScope, at: number): Promise<void> {
+    return this.#write(() => {
+      const [kind, agent] = scope === 'all' ? ['all', ''] : ['agent', scope.agent];
+      this.#run(
+        `INSERT INTO revocation_epochs (kind, agent, at) VALUES (?, ?, ?)
+         ON CONFLICT (kind, agent) DO UPDATE SET at = max(at, excluded.at)`,
+        kind,
+        agent,
+        at,
+      );
+    });
+  }
+
+  getRevocationEpochs(): Promise<RevocationEpochs> {
+    return this.#read(() => {
+      const epochs: RevocationEpochs = { agents: {} };
+      for (const r of this.#all('SELECT kind, agent, at FROM revocation_epochs')) {
+        if (r.kind === 'all') epochs.all = num(r.at);
+        else epochs.agents[str(r.agent)] = num(r.at);
+      }
+      return epochs;
+    });
   }
 
   // --- signing keys ---
 
-  async insertSigningKey(row: SigningKeyInsert): Promise<void> {
-    try {
-      this.#run(
-        `INSERT INTO signing_keys (kid, alg, public_jwk, private_key_enc, status, created_at)
-         VALUES (?, ?, ?, ?, 'active', ?)`,
-        row.kid,
-        row.alg,
-        JSON.stringify(row.publicJwk),
-        row.privateKeyEnc,
-        row.createdAt,
-      );
-    } catch (error) {
-      throw mapError(error, 'signing key');
-    }
+  insertSigningKey(row: SigningKeyInsert): Promise<void> {
+    return this.#write(() => {
+      try {
+        this.#run(
+          `INSERT INTO signing_keys (kid, alg, public_jwk, private_key_enc, status, created_at)
+           VALUES (?, ?, ?, ?, 'active', ?)`,
+          row.kid,
+          row.alg,
+          JSON.stringify(row.publicJwk),
+          row.privateKeyEnc,
+          row.createdAt,
+        );
+      } catch (error) {
+        throw mapError(error, 'signing key');
+      }
+    });
   }
 
-  async listSigningKeys(): Promise<SigningKeyRow[]> {
-    return this.#all('SELECT * FROM signing_keys ORDER BY created_at, kid').map(toSigningKey);
-  }
-
-  async retireSigningKey(kid: string, at: number, verifyUntil: number): Promise<SigningKeyRow> {
-    const row = this.#get(
-      `UPDATE signing_keys SET status = 'retired', retired_at = ?, verify_until = ?
-       WHERE kid = ? RETURNING *`,
-      at,
-      verifyUntil,
-      kid,
+  listSigningKeys(): Promise<SigningKeyRow[]> {
+    return this.#read(() =>
+      this.#all('SELECT * FROM signing_keys ORDER BY created_at, kid').map(toSigningKey),
     );
-    if (row === undefined) throw new NexusError('not_found', 'signing key not found');
-    return toSigningKey(row);
+  }
+
+  retireSigningKey(kid: string, at: number, verifyUntil: number): Promise<SigningKeyRow> {
+    return this.#write(() => {
+      const row = this.#get(
+        `UPDATE signing_keys SET status = 'retired', retired_at = ?, verify_until = ?
+         WHERE kid = ? RETURNING *`,
+        at,
+        verifyUntil,
+        kid,
+      );
+      if (row === undefined) throw new NexusError('not_found', 'signing key not found');
+      return toSigningKey(row);
+    });
   }
 
   // --- operator tokens ---
 
-  async insertOperatorToken(row: OperatorTokenInsert): Promise<void> {
-    try {
-      this.#run(
-        'INSERT INTO operator_tokens (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)',
-        row.id,
-        row.name,
-        row.tokenHash,
-        row.createdAt,
+  insertOperatorToken(row: OperatorTokenInsert): Promise<void> {
+    return this.#write(() => {
+      try {
+        this.#run(
+          'INSERT INTO operator_tokens (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)',
+          row.id,
+          row.name,
+          row.tokenHash,
+          row.createdAt,
+        );
+      } catch (error) {
+        throw mapError(error, 'operator token');
+      }
+    });
+  }
+
+  findOperatorTokenByHash(tokenHash: string): Promise<OperatorTokenRow | undefined> {
+    return this.#read(() => {
+      const row = this.#get(
+        'SELECT * FROM operator_tokens WHERE token_hash = ? AND revoked_at IS NULL',
+        tokenHash,
       );
-    } catch (error) {
-      throw mapError(error, 'operator token');
-    }
+      return row === undefined ? undefined : toOperatorToken(row);
+    });
   }
 
-  async findOperatorTokenByHash(tokenHash: string): Promise<OperatorTokenRow | undefined> {
-    const row = this.#get(
-      'SELECT * FROM operator_tokens WHERE token_hash = ? AND revoked_at IS NULL',
-      tokenHash,
+  listOperatorTokens(): Promise<OperatorTokenRow[]> {
+    return this.#read(() =>
+      this.#all('SELECT * FROM operator_tokens ORDER BY created_at, id').map(toOperatorToken),
     );
-    return row === undefined ? undefined : toOperatorToken(row);
   }
 
-  async listOperatorTokens(): Promise<OperatorTokenRow[]> {
-    return this.#all('SELECT * FROM operator_tokens ORDER BY created_at, id').map(toOperatorToken);
-  }
-
-  async revokeOperatorToken(id: string, at: number): Promise<OperatorTokenRow> {
-    const row = this.#get(
-      'UPDATE operator_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? RETURNING *',
-      at,
-      id,
-    );
-    if (row === undefined) throw new NexusError('not_found', 'operator token not found');
-    return toOperatorToken(row);
+  revokeOperatorToken(id: string, at: number): Promise<OperatorTokenRow> {
+    return this.#write(() => {
+      const row = this.#get(
+        'UPDATE operator_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? RETURNING *',
+        at,
+        id,
+      );
+      if (row === undefined) throw new NexusError('not_found', 'operator token not found');
+      return toOperatorToken(row);
+    });
   }
 
   // --- credentials ---
 
-  async putCredentialVersion(
-    name: string,
-    input: CredentialVersionInput,
-  ): Promise<CredentialVersionRow> {
+  putCredentialVersion(name: string, input: CredentialVersionInput): Promise<CredentialVersionRow> {
     return this.#write(() => {
-      const existing = this.#get(
-        'SELECT last_version, deleted_at FROM credentials WHERE name = ?',
-        name,
-      );
-      let version: number;
-      if (existing === undefined) {
-        version = 1;
-        this.#run(
-          'INSERT INTO credentials (name, last_version, created_at) VALUES (?, 1, ?)',
+      return this.#tx(() => {
+        const existing = this.#get(
+          'SELECT last_version, deleted_at FROM credentials WHERE name = ?',
           name,
-          input.createdAt,
         );
-      } else {
-        version = num(existing.last_version) + 1;
-        // A name set again after a delete starts a new life (createdAt), not a new numbering.
+        let version: number;
+        if (existing === undefined) {
+          version = 1;
+          this.#run(
+            'INSERT INTO credentials (name, last_version, created_at) VALUES (?, 1, ?)',
+            name,
+            input.createdAt,
+          );
+        } else {
+          version = num(existing.last_version) + 1;
+          // A name set again after a delete starts a new life (createdAt), not a new numbering.
+          this.#run(
+            `UPDATE credentials SET last_version = ?,
+               created_at = CASE WHEN deleted_at IS NULL THEN created_at ELSE ? END,
+               deleted_at = NULL
+             WHERE name = ?`,
+            version,
+            input.createdAt,
+            name,
+          );
+        }
+        const sealed = input.seal(version);
+        // Only the current version keeps a sealed payload: superseded values are erased.
         this.#run(
-          `UPDATE credentials SET last_version = ?,
-             created_at = CASE WHEN deleted_at IS NULL THEN created_at ELSE ? END,
-             deleted_at = NULL
-           WHERE name = ?`,
+          'UPDATE credential_versions SET sealed = NULL WHERE name = ? AND sealed IS NOT NULL',
+          name,
+        );
+        this.#run(
+          `INSERT INTO credential_versions (name, version, field_names, sealed, created_at)
+           VALUES (?, ?, ?, ?, ?)`,
+          name,
           version,
+          JSON.stringify(input.fieldNames),
+          sealed,
           input.createdAt,
+        );
+        return { name, version, fieldNames: [...input.fieldNames], createdAt: input.createdAt };
+      });
+    });
+  }
+
+  getCredential(name: string): Promise<CredentialRow | undefined> {
+    return this.#read(() => {
+      const row = this.#get(
+        `SELECT c.name, v.version, v.field_names, c.created_at, v.created_at AS updated_at, v.sealed
+         FROM credentials c JOIN credential_versions v ON v.name = c.name AND v.version = c.last_version
+         WHERE c.name = ? AND c.deleted_at IS NULL AND v.sealed IS NOT NULL`,
+        name,
+      );
+      return row === undefined ? undefined : { ...toCredentialMeta(row), sealed: str(row.sealed) };
+    });
+  }
+
+  listCredentials(): Promise<CredentialMeta[]> {
+    return this.#read(() =>
+      this.#all(
+        `SELECT c.name, v.version, v.field_names, c.created_at, v.created_at AS updated_at
+         FROM credentials c JOIN credential_versions v ON v.name = c.name AND v.version = c.last_version
+         WHERE c.deleted_at IS NULL
+         ORDER BY c.name`,
+      ).map(toCredentialMeta),
+    );
+  }
+
+  deleteCredential(name: string, at: number): Promise<void> {
+    return this.#write(() => {
+      this.#tx(() => {
+        const info = this.#run(
+          'UPDATE credentials SET deleted_at = ? WHERE name = ? AND deleted_at IS NULL',
+          at,
           name,
         );
+        if (info.changes === 0) throw new NexusError('not_found', 'credential not found');
+        this.#run('UPDATE credential_versions SET sealed = NULL WHERE name = ?', name);
+      });
+    });
+  }
+
+  listAllSealed(): Promise<SealedRecord[]> {
+    return this.#read(() => {
+      const records: SealedRecord[] = [];
+      for (const r of this.#all(
+        'SELECT name, version, sealed FROM credential_versions WHERE sealed IS NOT NULL ORDER BY name, version',
+      )) {
+        records.push({
+          ref: { kind: 'credential', name: str(r.name), version: num(r.version) },
+          sealed: str(r.sealed),
+        });
       }
-      const sealed = input.seal(version);
-      // Only the current version keeps a sealed payload: superseded values are erased.
-      this.#run(
-        'UPDATE credential_versions SET sealed = NULL WHERE name = ? AND sealed IS NOT NULL',
-        name,
-      );
-      this.#run(
-        `INSERT INTO credential_versions (name, version, field_names, sealed, created_at)
-         VALUES (?, ?, ?, ?, ?)`,
-        name,
-        version,
-        JSON.stringify(input.fieldNames),
-        sealed,
-        input.createdAt,
-      );
-      return { name, version, fieldNames: [...input.fieldNames], createdAt: input.createdAt };
+      for (const r of this.#all('SELECT kid, private_key_enc FROM signing_keys ORDER BY kid')) {
+        records.push({
+          ref: { kind: 'signing_key', kid: str(r.kid) },
+          sealed: str(r.private_key_enc),
+        });
+      }
+      return records;
     });
   }
 
-  async getCredential(name: string): Promise<CredentialRow | undefined> {
-    const row = this.#get(
-      `SELECT c.name, v.version, v.field_names, c.created_at, v.created_at AS updated_at, v.sealed
-       FROM credentials c JOIN credential_versions v ON v.name = c.name AND v.version = c.last_version
-       WHERE c.name = ? AND c.deleted_at IS NULL AND v.sealed IS NOT NULL`,
-      name,
-    );
-    return row === undefined ? undefined : { ...toCredentialMeta(row), sealed: str(row.sealed) };
-  }
-
-  async listCredentials(): Promise<CredentialMeta[]> {
-    return this.#all(
-      `SELECT c.name, v.version, v.field_names, c.created_at, v.created_at AS updated_at
-       FROM credentials c JOIN credential_versions v ON v.name = c.name AND v.version = c.last_version
-       WHERE c.deleted_at IS NULL
-       ORDER BY c.name`,
-    ).map(toCredentialMeta);
-  }
-
-  async deleteCredential(name: string, at: number): Promise<void> {
-    this.#write(() => {
-      const info = this.#run(
-        'UPDATE credentials SET deleted_at = ? WHERE name = ? AND deleted_at IS NULL',
-        at,
-        name,
-      );
-      if (info.changes === 0) throw new NexusError('not_found', 'credential not found');
-      this.#run('UPDATE credential_versions SET sealed = NULL WHERE name = ?', name);
-    });
-  }
-
-  async listAllSealed(): Promise<SealedRecord[]> {
-    const records: SealedRecord[] = [];
-    for (const r of this.#all(
-      'SELECT name, version, sealed FROM credential_versions WHERE sealed IS NOT NULL ORDER BY name, version',
-    )) {
-      records.push({
-        ref: { kind: 'credential', name: str(r.name), version: num(r.version) },
-        sealed: str(r.sealed),
-      });
-    }
-    for (const r of this.#all('SELECT kid, private_key_enc FROM signing_keys ORDER BY kid')) {
-      records.push({
-        ref: { kind: 'signing_key', kid: str(r.kid) },
-        sealed: str(r.private_key_enc),
-      });
-    }
-    return records;
-  }
-
-  async replaceSealed(replacements: SealedReplacement[]): Promise<number> {
-    if (replacements.length === 0) return 0;
+  replaceSealed(replacements: SealedReplacement[]): Promise<number> {
     return this.#write(() => {
-      let changed = 0;
-      for (const { ref, previous, sealed } of replacements) {
-        const info =
-          ref.kind === 'credential'
-            ? this.#run(
-                'UPDATE credential_versions SET sealed = ? WHERE name = ? AND version = ? AND sealed = ?',
-                sealed,
-                ref.name,
-                ref.version,
-                previous,
-              )
-            : this.#run(
-                'UPDATE signing_keys SET private_key_enc = ? WHERE kid = ? AND private_key_enc = ?',
-                sealed,
-                ref.kid,
-                previous,
-              );
-        changed += info.changes;
-      }
-      return changed;
+      if (replacements.length === 0) return 0;
+      return this.#tx(() => {
+        let changed = 0;
+        for (const { ref, previous, sealed } of replacements) {
+          const info =
+            ref.kind === 'credential'
+              ? this.#run(
+                  'UPDATE credential_versions SET sealed = ? WHERE name = ? AND version = ? AND sealed = ?',
+                  sealed,
+                  ref.name,
+                  ref.version,
+                  previous,
+                )
+              : this.#run(
+                  'UPDATE signing_keys SET private_key_enc = ? WHERE kid = ? AND private_key_enc = ?',
+                  sealed,
+                  ref.kid,
+                  previous,
+                );
+          changed += info.changes;
+        }
+        return changed;
+      });
     });
   }
 
   // --- audit ---
 
-  async appendAudit(rows: AuditAppend[]): Promise<number[]> {
-    if (rows.length === 0) return [];
+  appendAudit(rows: AuditAppend[]): Promise<number[]> {
     return this.#write(() => {
-      const last = this.#get('SELECT hash FROM audit ORDER BY seq DESC LIMIT 1');
-      let previous = last === undefined ? undefined : str(last.hash);
-      const seqs: number[] = [];
-      for (const row of rows) {
-        if (previous !== undefined && row.prevHash !== previous) {
-          // Another writer appended first: the caller's chain forked. Nothing is written.
-          throw new NexusError('conflict', 'audit record does not link to the last stored record');
+      if (rows.length === 0) return [];
+      return this.#tx(() => {
+        const last = this.#get('SELECT hash FROM audit ORDER BY seq DESC LIMIT 1');
+        let previous = last === undefined ? undefined : str(last.hash);
+        const seqs: number[] = [];
+        for (const row of rows) {
+          if (previous !== undefined && row.prevHash !== previous) {
+            // Another writer appended first: the caller's chain forked. Nothing is written.
+            throw new NexusError(
+              'conflict',
+              'audit record does not link to the last stored record',
+            );
+          }
+          const index = auditIndexFields(row);
+          const info = this.#run(
+            `INSERT INTO audit (time, kind, request_id, agent, service, decision, record, prev_hash, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            row.time,
+            row.kind,
+            row.requestId,
+            nul(index.agent),
+            nul(index.service),
+            nul(index.decision),
+            row.record,
+            row.prevHash,
+            row.hash,
+          );
+          seqs.push(Number(info.lastInsertRowid));
+          previous = row.hash;
         }
-        const index = auditIndexFields(row);
-        const info = this.#run(
-          `INSERT INTO audit (time, kind, request_id, agent, service, decision, record, prev_hash, hash)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          row.time,
-          row.kind,
-          row.requestId,
-          nul(index.agent),
-          nul(index.service),
-          nul(index.decision),
-          row.record,
-          row.prevHash,
-          row.hash,
-        );
-        seqs.push(Number(info.lastInsertRowid));
-        previous = row.hash;
-      }
-      return seqs;
+        return seqs;
+      });
     });
   }
 
-  async lastAudit(): Promise<AuditRow | undefined> {
-    const row = this.#get('SELECT * FROM audit ORDER BY seq DESC LIMIT 1');
-    return row === undefined ? undefined : toAudit(row);
+  lastAudit(): Promise<AuditRow | undefined> {
+    return this.#read(() => {
+      const row = this.#get('SELECT * FROM audit ORDER BY seq DESC LIMIT 1');
+      return row === undefined ? undefined : toAudit(row);
+    });
   }
 
-  async readAudit(options: { fromSeq: number; limit?: number }): Promise<AuditRow[]> {
-    return this.#all(
-      'SELECT * FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?',
-      options.fromSeq,
-      clampLimit(options.limit, 1000),
-    ).map(toAudit);
+  readAudit(options: { fromSeq: number; limit?: number }): Promise<AuditRow[]> {
+    return this.#read(() =>
+      this.#all(
+        'SELECT * FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?',
+        options.fromSeq,
+        clampLimit(options.limit, 1000),
+      ).map(toAudit),
+    );
   }
 
-  async queryAudit(filter: AuditQuery): Promise<AuditRow[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    const eq = (column: string, value: string | undefined): void => {
-      if (value === undefined) return;
-      where.push(`${column} = ?`);
-      params.push(value);
-    };
-    eq('agent', filter.agent === undefined ? undefined : auditAgentKey(filter.agent));
-    eq('service', filter.service);
-    eq('decision', filter.decision);
-    eq('request_id', filter.requestId);
-    eq('kind', filter.kind);
-    if (filter.since !== undefined) {
-      where.push('time >= ?');
-      params.push(filter.since);
-    }
-    if (filter.until !== undefined) {
-      where.push('time < ?');
-      params.push(filter.until);
-    }
-    const order = filter.order === 'asc' ? 'ASC' : 'DESC';
-    const sql = `SELECT * FROM audit ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY seq ${order} LIMIT ?`;
-    return this.#all(sql, ...params, clampLimit(filter.limit, 100)).map(toAudit);
+  queryAudit(filter: AuditQuery): Promise<AuditRow[]> {
+    return this.#read(() => {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      const eq = (column: string, value: string | undefined): void => {
+        if (value === undefined) return;
+        where.push(`${column} = ?`);
+        params.push(value);
+      };
+      eq('agent', filter.agent === undefined ? undefined : auditAgentKey(filter.agent));
+      eq('service', filter.service);
+      eq('decision', filter.decision);
+      eq('request_id', filter.requestId);
+      eq('kind', filter.kind);
+      if (filter.since !== undefined) {
+        where.push('time >= ?');
+        params.push(filter.since);
+      }
+      if (filter.until !== undefined) {
+        where.push('time < ?');
+        params.push(filter.until);
+      }
+      const order = filter.order === 'asc' ? 'ASC' : 'DESC';
+      const sql = `SELECT * FROM audit ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+        ORDER BY seq ${order} LIMIT ?`;
+      return this.#all(sql, ...params, clampLimit(filter.limit, 100)).map(toAudit);
+    });
   }
 
-  async countAudit(): Promise<number> {
-    return num((this.#get('SELECT count(*) AS n FROM audit') as Row).n);
+  countAudit(): Promise<number> {
+    return this.#read(() => num((this.#get('SELECT count(*) AS n FROM audit') as Row).n));
   }
 
-  async insertCheckpoint(row: CheckpointRow): Promise<void> {
-    try {
-      this.#run(
-        'INSERT INTO audit_checkpoints (seq, hash, time, kid, jws) VALUES (?, ?, ?, ?, ?)',
-        row.seq,
-        row.hash,
-        row.time,
-        row.kid,
-        row.jws,
-      );
-    } catch (error) {
-      throw mapError(error, 'checkpoint');
-    }
+  insertCheckpoint(row: CheckpointRow): Promise<void> {
+    return this.#write(() => {
+      try {
+        this.#run(
+          'INSERT INTO audit_checkpoints (seq, hash, time, kid, jws) VALUES (?, ?, ?, ?, ?)',
+          row.seq,
+          row.hash,
+          row.time,
+          row.kid,
+          row.jws,
+        );
+      } catch (error) {
+        throw mapError(error, 'checkpoint');
+      }
+    });
   }
 
-  async listCheckpoints(): Promise<CheckpointRow[]> {
-    return this.#all('SELECT * FROM audit_checkpoints ORDER BY seq').map(toCheckpoint);
+  listCheckpoints(): Promise<CheckpointRow[]> {
+    return this.#read(() =>
+      this.#all('SELECT * FROM audit_checkpoints ORDER BY seq').map(toCheckpoint),
+    );
   }
 
-  async lastCheckpoint(): Promise<CheckpointRow | undefined> {
-    const row = this.#get('SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1');
-    return row === undefined ? undefined : toCheckpoint(row);
+  lastCheckpoint(): Promise<CheckpointRow | undefined> {
+    return this.#read(() => {
+      const row = this.#get('SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1');
+      return row === undefined ? undefined : toCheckpoint(row);
+    });
   }
 
   // --- meta ---
 
-  async getMeta(key: string): Promise<string | undefined> {
-    const row = this.#get('SELECT value FROM meta WHERE key = ?', key);
-    return row === undefined ? undefined : str(row.value);
+  getMeta(key: string): Promise<string | undefined> {
+    return this.#read(() => {
+      const row = this.#get('SELECT value FROM meta WHERE key = ?', key);
+      return row === undefined ? undefined : str(row.value);
+    });
   }
 
-  async setMeta(key: string, value: string): Promise<void> {
-    this.#run(
-      'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
-      key,
-      value,
-    );
+  setMeta(key: string, value: string): Promise<void> {
+    return this.#write(() => {
+      this.#run(
+        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+        key,
+        value,
+      );
+    });
   }
 
   async close(): Promise<void> {
