@@ -174,7 +174,7 @@ describe('onboarding a preset service: two commands, no agent change', () => {
     expect(res.headers.get('github-authentication-token-expiration')).toBeNull();
     const body = (await res.json()) as { url: string; authorization: string };
     expect(body.url).toBe('/repos/acme/app/issues');
-    expect(body.authorization).toBe('[REDACTED]');
+    expect(body.authorization).toBe('Bearer [REDACTED]');
     expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${TOKEN}`);
   });
 
