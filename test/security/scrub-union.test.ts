@@ -15,11 +15,18 @@ import { describe, expect, it } from 'vitest';
 import {
   MAX_REMEMBERED_SECRETS,
   createResponseScrubber,
+  unionStats,
 } from '../../packages/server/src/proxy/response.js';
 import { relayRedacted } from '../../packages/server/src/proxy/relay.js';
 
-async function scrubbed(secrets: string[], body: string): Promise<string> {
-  const s = createResponseScrubber({ headers: {}, secrets, removeHeaders: [], minSecretLength: 8 });
+async function scrubbed(secrets: string[], body: string, origin?: string): Promise<string> {
+  const s = createResponseScrubber({
+    headers: {},
+    secrets,
+    origin,
+    removeHeaders: [],
+    minSecretLength: 8,
+  });
   const out: Buffer[] = [];
   const src = new PassThrough();
   const done = relayRedacted(
@@ -52,8 +59,9 @@ describe('scrubber secret union', () => {
 
   it("another service's recent secret is still redacted", async () => {
     const a = token();
-    await scrubbed([a], '');
-    expect(await scrubbed([token()], `x${a}x`)).toBe('x[REDACTED]x');
+    // An origin of its own: the test before churned through another's secrets.
+    await scrubbed([a], '', 'https://shared.example');
+    expect(await scrubbed([token()], `x${a}x`, 'https://shared.example')).toBe('x[REDACTED]x');
   });
 
   it('hundreds of rotating derived tokens cost bounded time per new token', async () => {
@@ -69,4 +77,27 @@ describe('scrubber secret union', () => {
     expect(slowest).toBeLessThan(1000);
     expect(Date.now() - started).toBeLessThan(15_000);
   }, 60_000);
+
+  it('issue 10: a secret is redacted from its own origin, not from every upstream', async () => {
+    const a = token();
+    await scrubbed([a], '', 'https://a.example');
+    // Another service on the same origin: that upstream received `a`.
+    expect(await scrubbed([token()], `x${a}x`, 'https://a.example')).toBe('x[REDACTED]x');
+    // Another origin never received `a`: it is in no matcher there.
+    expect(await scrubbed([token()], `x${a}x`, 'https://b.example')).toBe(`x${a}x`);
+  });
+
+  it('issue 10: secrets rotating past the bound on one origin never recompile per request', async () => {
+    // More agents than the bound, each with its own exchanged token, round robin: an
+    // eviction per request, which recompiled every time (30 ms each at 400-byte tokens).
+    const tokens = Array.from({ length: MAX_REMEMBERED_SECRETS + 16 }, () => token());
+    const origin = 'https://churn.example';
+    for (const t of tokens) await scrubbed([t], '', origin);
+    const before = unionStats.compiles;
+    for (let round = 0; round < 3; round++) {
+      for (const t of tokens) expect(await scrubbed([t], `<${t}>`, origin)).toBe('<[REDACTED]>');
+    }
+    // One matcher per token at most (its own secrets, cached), not one per request.
+    expect(unionStats.compiles - before).toBeLessThanOrEqual(tokens.length + 1);
+  });
 });

@@ -382,6 +382,7 @@ export function createPipeline(deps: PipelineDeps) {
         scrubber = createResponseScrubber({
           headers: upstream.headers,
           secrets,
+          origin: service.upstream.origin,
           removeHeaders: service.removeHeaders,
           minSecretLength: deps.minSecretLength,
         });

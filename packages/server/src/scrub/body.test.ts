@@ -257,6 +257,18 @@ describe('scrubHeaders', () => {
     });
   });
 
+  it('drops a header whose lower-cased name holds a secret with upper-case letters (issue 10)', () => {
+    // The HTTP client hands names over lower-cased: `x-debug-<token>` arrives as below.
+    const name = `x-debug-${SECRET.toLowerCase().replace(/\//g, '-')}`;
+    const lowered = [SECRET.toLowerCase().replace(/\//g, '-')];
+    const { headers, removed } = scrubHeaders(
+      { [name]: '1', 'x-ok': '1' },
+      { patterns, loweredSecrets: lowered },
+    );
+    expect(headers).toEqual({ 'x-ok': '1' });
+    expect(removed).toEqual([name]);
+  });
+
   it('does not modify its input', () => {
     const input = { 'set-cookie': ['x=1'], location: SECRET };
     scrubHeaders(input, { patterns });

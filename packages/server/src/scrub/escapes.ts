@@ -1,5 +1,6 @@
 // The escape grammar of the redactor's escapes view (see `redactor.ts`): percent escapes,
-// JSON and JavaScript string escapes, HTML numeric and common named character references.
+// JSON, JavaScript and Python string escapes, HTML numeric and common named character
+// references. Three families, by their introducer: `%`, `\` and `&`.
 // A pure function of the bytes: an unfinished escape is held back by the public grammar,
 // never by the secrets.
 
@@ -103,10 +104,21 @@ export function parseEscape(b: Uint8Array, n: number): number {
         return escape(13, 2, 0);
       case 0x74: // \t
         return escape(9, 2, 0);
-      case 0x78: // \xHH: a byte
+      case 0x78: // \xHH: in JavaScript and Python text, the code point U+00HH
         for (let i = 2; i < n; i++) if (HEX[b[i]!]! < 0) return LITERAL;
-        return n < 4 ? INCOMPLETE : escape(hexValue(b, 2, 4), 4, 1);
+        return n < 4 ? INCOMPLETE : escape(hexValue(b, 2, 4), 4, 0);
       case 0x75: {
+        if (n > 2 && b[2] === 0x7b) {
+          // \u{H...}: JavaScript's code point escape, 1 to 6 digits
+          for (let i = 3; i < n; i++) {
+            if (b[i] === 0x7d && i > 3 && i === n - 1) {
+              const cp = hexValue(b, 3, i);
+              return cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? LITERAL : escape(cp, n, 0);
+            }
+            if (HEX[b[i]!]! < 0 || i - 3 >= 6) return LITERAL;
+          }
+          return INCOMPLETE;
+        }
         // \uHHHH, and a surrogate pair as two of them
         for (let i = 2; i < Math.min(n, 6); i++) if (HEX[b[i]!]! < 0) return LITERAL;
         if (n < 6) return INCOMPLETE;
@@ -161,37 +173,48 @@ export function parseEscape(b: Uint8Array, n: number): number {
   return LITERAL;
 }
 
+/** Escape families, by introducer: percent, backslash, HTML reference. */
+export const PERCENT = 1;
+export const BACKSLASH = 2;
+export const REFERENCE = 4;
+const FAMILY_OF = new Map([
+  [0x25, PERCENT],
+  [0x5c, BACKSLASH],
+  [0x26, REFERENCE],
+]);
+
 /**
- * Decodes every escape of `bytes` (as the escapes view does, greedily from the start);
- * what is not an escape stays as it is.
+ * Decodes every escape of `bytes` of the given families (all by default), greedily from
+ * the start, as the escapes view does; what is not an escape stays as it is.
  *
  * @example
  * decodeEscapes(Buffer.from('a%2Fb')).toString(); // 'a/b'
  */
-export function decodeEscapes(bytes: Uint8Array): Buffer {
+export function decodeEscapes(
+  bytes: Uint8Array,
+  families = PERCENT | BACKSLASH | REFERENCE,
+): Buffer {
   const out: number[] = [];
   const pend = new Uint8Array(16);
   let n = 0;
-  const utf8 = (cp: number): void => {
-    out.push(...Buffer.from(String.fromCodePoint(cp), 'utf8'));
-  };
   const resolve = (final: boolean): void => {
     while (n > 0) {
-      const r = final ? LITERAL : parseEscape(pend, n);
+      const enabled = ((FAMILY_OF.get(pend[0]!) ?? 0) & families) !== 0;
+      const r = final || !enabled ? LITERAL : parseEscape(pend, n);
       if (r === INCOMPLETE) return;
       let used = 1;
       if (r === LITERAL) out.push(pend[0]!);
       else {
         used = (r >> 1) & 15;
         if ((r & 1) === 1) out.push(Math.floor(r / 32));
-        else utf8(Math.floor(r / 32));
+        else out.push(...Buffer.from(String.fromCodePoint(Math.floor(r / 32)), 'utf8'));
       }
       pend.copyWithin(0, used, n);
       n -= used;
     }
   };
   for (const b of bytes) {
-    if (n === 0 && b !== 0x25 && b !== 0x5c && b !== 0x26) {
+    if (n === 0 && ((FAMILY_OF.get(b) ?? 0) & families) === 0) {
       out.push(b);
       continue;
     }

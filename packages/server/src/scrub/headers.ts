@@ -63,6 +63,11 @@ export interface ScrubHeadersOptions {
   statusText?: string;
   /** Replacement text (default `[REDACTED]`). */
   replacement?: string;
+  /**
+   * The secrets with upper-case letters, lower-cased: a header name reaches us lower-cased,
+   * so a secret in a name is looked for in that case too.
+   */
+  loweredSecrets?: readonly string[];
 }
 
 /** Result of {@link scrubHeaders}. */
@@ -116,11 +121,11 @@ export function scrubHeaders(headers: HeaderMap, options: ScrubHeadersOptions): 
       removed.push(name);
       continue;
     }
-    // A secret could be in a header name too (e.g. `x-debug-<token>: 1`). A redacted name
-    // is no longer a valid field name, so such a header MUST be dropped whole (relaying it
-    // would fail the whole response; security suite, issue 6).
+    // A secret could be in a header name too (e.g. `x-debug-<token>: 1`), lower-cased by the
+    // HTTP client. A redacted name is no longer a valid field name, so such a header MUST be
+    // dropped whole (relaying it would fail the whole response; security suite, issue 6).
     const safeName = redact(name);
-    if (safeName !== name) {
+    if (safeName !== name || options.loweredSecrets?.some((l) => name.includes(l)) === true) {
       removed.push(name);
       continue;
     }

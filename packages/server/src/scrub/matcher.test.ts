@@ -66,17 +66,32 @@ describe('patternsOf', () => {
     expect(MIN_SECRET_LENGTH).toBe(8);
   });
 
-  it('matches a multi-line secret line by line (no pattern holds a line break)', () => {
+  it('matches a multi-line secret whole (escaped) and line by line (raw)', () => {
     const pem = '-----BEGIN KEY-----\nQUJDREVGR0hJSktMTU5PUFFS\nVFVW\n-----END KEY-----\n';
     const p = patternsOf(pem).map(String);
-    expect(p).toEqual([
-      '-----BEGIN KEY-----',
-      '-----BEGIN+KEY-----',
-      'QUJDREVGR0hJSktMTU5PUFFS',
-      '-----END KEY-----',
-      '-----END+KEY-----',
-    ]);
-    for (const x of p) expect(x).not.toMatch(/[\r\n]/);
+    expect(p).toContain(pem.trim());
+    expect(p).toContain('QUJDREVGR0hJSktMTU5PUFFS');
+    expect(p).toContain('-----BEGIN KEY-----');
+    expect(p).not.toContain('VFVW'); // shorter than the minimum
+  });
+
+  it('adds the readings of a secret with escape-like text after a partial encoding (issue 10)', () => {
+    const p = patternsOf('pa%2Fss\\tw0rd!').map(String);
+    expect(p).toContain('pa%2Fss\\tw0rd!'); // as it is
+    expect(p).toContain('pa/ss\tw0rd!'); // every family decoded
+    expect(p).toContain('pa%2Fss\tw0rd!'); // JSON-escaped, then read back: only `\` decoded
+    expect(p).toContain('pa/ss\\tw0rd!'); // only `%` decoded
+  });
+
+  it('adds the Latin-1 and byte-wise readings of a non-ASCII secret (issue 10)', () => {
+    const p = patternsOf('pässwörd-2024').map((b) => b.toString('latin1'));
+    expect(p).toContain(Buffer.from('pässwörd-2024', 'utf8').toString('latin1'));
+    expect(p).toContain(Buffer.from('pässwörd-2024', 'latin1').toString('latin1'));
+    expect(p).toContain(
+      Buffer.from(Buffer.from('pässwörd-2024', 'utf8').toString('latin1'), 'utf8').toString(
+        'latin1',
+      ),
+    );
   });
 
   it('adds the form-encoded spelling of a secret with spaces', () => {

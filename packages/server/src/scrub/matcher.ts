@@ -23,6 +23,12 @@ export interface Matcher {
   readonly minLength: number;
   /** Byte -> column of `next`; column 0 is every byte that occurs in no pattern. */
   readonly classOf: Uint8Array;
+  /**
+   * `classOf` for bytes read as they are on the wire: CR and LF go to column 0, which
+   * leads every state back to the root. A pattern may hold a line break that an escape
+   * wrote (`\n`, `%0A`), but no match spans a raw one (see `redactor.ts`).
+   */
+  readonly rawClassOf: Uint8Array;
   /** Number of columns of `next`. */
   readonly width: number;
   /** `next[node * width + classOf[byte]]`: the complete transition function. */
@@ -33,7 +39,8 @@ export interface Matcher {
 
 /**
  * Compiles byte patterns into a dense Aho-Corasick automaton. Empty patterns are ignored;
- * duplicates are harmless. Memory: 4 bytes x nodes x (distinct pattern bytes + 1).
+ * duplicates are harmless. Memory: 4 bytes x nodes x (distinct pattern bytes + 1); time
+ * linear in that.
  *
  * @example
  * const m = compileMatcher([Buffer.from('ghp_exampleexample')]);
@@ -41,57 +48,68 @@ export interface Matcher {
 export function compileMatcher(patterns: readonly Uint8Array[]): Matcher {
   const classOf = new Uint8Array(256);
   let width = 1;
-  const distinct = new Set<string>();
+  const distinct = new Map<string, Uint8Array>();
   let maxLength = 0;
   let minLength = 0;
+  let total = 0;
   for (const p of patterns) {
     if (p.length === 0) continue;
-    distinct.add(Buffer.from(p).toString('latin1'));
+    const key = Buffer.from(p).toString('latin1');
+    if (distinct.has(key)) continue;
+    distinct.set(key, p);
+    total += p.length;
     maxLength = Math.max(maxLength, p.length);
     minLength = minLength === 0 ? p.length : Math.min(minLength, p.length);
     for (const b of p) if (classOf[b] === 0) classOf[b] = width++;
   }
-  // The trie, with sparse children while it is built.
-  const children: Map<number, number>[] = [new Map()];
-  const own: number[] = [0];
-  for (const text of distinct) {
+  // The trie, in the table itself: before a node's row is completed (breadth-first below),
+  // its non-zero entries are its children (the root is nobody's child, so 0 means none).
+  const capacity = total + 1;
+  let next = new Int32Array(capacity * width);
+  let out = new Int32Array(capacity);
+  let n = 1;
+  for (const p of distinct.values()) {
     let node = 0;
-    for (let i = 0; i < text.length; i++) {
-      const c = classOf[text.charCodeAt(i)]!;
-      let child = children[node]!.get(c);
-      if (child === undefined) {
-        child = children.length;
-        children.push(new Map());
-        own.push(0);
-        children[node]!.set(c, child);
+    for (const b of p) {
+      const at = node * width + classOf[b]!;
+      let child = next[at]!;
+      if (child === 0) {
+        child = n++;
+        next[at] = child;
       }
       node = child;
     }
-    own[node] = text.length;
+    out[node] = p.length;
   }
-  const n = children.length;
-  const next = new Int32Array(n * width);
-  const out = Int32Array.from(own);
+  next = next.slice(0, n * width);
+  out = out.slice(0, n);
   const fail = new Int32Array(n);
-  // Breadth-first: a node's failure target is shallower, so its row is complete already.
-  const queue: number[] = [];
-  for (const [c, child] of children[0]!) {
-    next[c] = child;
-    queue.push(child);
+  const queue = new Int32Array(n);
+  let tail = 0;
+  for (let c = 0; c < width; c++) {
+    const child = next[c]!;
+    if (child !== 0) queue[tail++] = child; // depth 1: fails to the root
   }
-  for (let i = 0; i < queue.length; i++) {
-    const node = queue[i]!;
+  // Breadth-first: a node's failure target is shallower, so its row is complete already.
+  for (let head = 0; head < tail; head++) {
+    const node = queue[head]!;
     const base = node * width;
     const failBase = fail[node]! * width;
-    // The failure target's complete row, then this node's own children over it.
-    next.copyWithin(base, failBase, failBase + width);
-    for (const [c, child] of children[node]!) {
-      fail[child] = next[failBase + c]!;
-      // The longest pattern ending here covers every shorter one ending here.
-      out[child] = Math.max(out[child]!, out[fail[child]!]!);
-      next[base + c] = child;
-      queue.push(child);
+    for (let c = 0; c < width; c++) {
+      const child = next[base + c]!;
+      if (child === 0) {
+        next[base + c] = next[failBase + c]!;
+      } else {
+        const f = next[failBase + c]!;
+        fail[child] = f;
+        // The longest pattern ending here covers every shorter one ending here.
+        if (out[f]! > out[child]!) out[child] = out[f]!;
+        queue[tail++] = child;
+      }
     }
   }
-  return { size: distinct.size, maxLength, minLength, classOf, width, next, out };
+  const rawClassOf = Uint8Array.from(classOf);
+  rawClassOf[0x0a] = 0;
+  rawClassOf[0x0d] = 0;
+  return { size: distinct.size, maxLength, minLength, classOf, rawClassOf, width, next, out };
 }

@@ -14,20 +14,37 @@ export interface SecretPatternOptions {
   minLength?: number;
 }
 
+const HTML_ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+};
+
+/** JSON string escaping of a latin1 (byte-per-char) text: `\`, `"` and control bytes. */
+function jsonString(t: string): string {
+  return JSON.stringify(t).slice(1, -1);
+}
+
 /** HTTP optional whitespace and line breaks, which header values lose on the way out. */
 const OWS = /^[ \t\r\n]+|[ \t\r\n]+$/g;
 
 /**
- * The logical patterns of one secret, deduplicated:
+ * The logical patterns of one secret, deduplicated, each at least `minLength` bytes:
  * - the secret without surrounding whitespace (a value stored as `token\n` travels as
- *   `token`: HTTP trims header values);
- * - a secret with a line break is matched line by line (each line of at least `minLength`
- *   bytes): no pattern contains CR or LF, which lets the redactor release every complete
- *   line at once (see `redactor.ts`);
- * - a secret with a space also as it reads after form encoding (`+` for space; the
- *   redactor does not decode `+`, since it is also a literal plus and a base64 digit);
- * - a secret holding text that reads as an escape (`%2F`, `\u0041`, `&amp;`) also as
- *   the escapes view decodes it, so it is found when the upstream escapes other parts.
+ *   `token`: HTTP trims header values), and, when it holds a line break, each of its lines
+ *   too: a raw line break ends every match (`Matcher.rawClassOf`), so a secret reflected
+ *   as it is is matched line by line, and one reflected escaped (`\n`, `%0A`) whole;
+ * - with a space, also as it reads after form encoding (`+` for space; the redactor does
+ *   not decode `+`, since it is also a literal plus and a base64 digit);
+ * - when it holds text that reads as an escape (`%2F`, `\t`, `&amp;`): also as the escapes
+ *   view reads it after an encoder escaped some families and not others (JSON doubles `\`
+ *   but leaves `%2F`; HTML writes `&amp;` but leaves `\t`): every subset of the three
+ *   families decoded;
+ * - with characters beyond ASCII, also in Latin-1 (`%E4` from JavaScript's `escape()`) and
+ *   as its UTF-8 bytes read as Latin-1 characters (Python's `b'\xc3\xa4'`, decoded by
+ *   the escapes view as U+00C3 U+00A4).
  *
  * @throws NexusError `validation_failed` when the trimmed secret is shorter than `minLength`.
  * @example
@@ -47,22 +64,39 @@ export function patternsOf(
       `secret shorter than the minimum of ${minLength} bytes`,
     );
   }
-  const lines = /[\r\n]/.test(text)
-    ? text
-        .split(/[\r\n]+/)
-        .map((l) => l.replace(OWS, ''))
-        .filter((l) => l.length >= minLength)
-    : [text];
   const forms = new Set<string>();
   const add = (form: string): void => {
-    // MUST: no pattern holds a line break (the redactor releases every complete line).
-    for (const part of form.split(/[\r\n]+/)) if (part.length >= minLength) forms.add(part);
+    if (form.length >= minLength) forms.add(form);
   };
-  for (const line of lines) {
-    for (const form of line.includes(' ') ? [line, line.replace(/ /g, '+')] : [line]) {
-      add(form);
-      add(decodeEscapes(Buffer.from(form, 'latin1')).toString('latin1'));
+  const bases = [text];
+  if (text.includes(' ')) bases.push(text.replace(/ /g, '+'));
+  if (/[%\\&]/.test(text)) {
+    // What the escapes view reads after a one-layer encoder (none, a JSON string, HTML)
+    // escaped the secret, for every subset of the families it decodes.
+    const encoders = [
+      (t: string) => t,
+      (t: string) => jsonString(t),
+      (t: string) => t.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]!),
+    ];
+    for (const base of [...bases]) {
+      for (const encode of encoders) {
+        const encoded = Buffer.from(encode(base), 'latin1');
+        for (let families = 1; families <= 7; families++) {
+          bases.push(decodeEscapes(encoded, families).toString('latin1'));
+        }
+      }
     }
+  }
+  for (const base of bases) {
+    add(base);
+    if (/[\r\n]/.test(base)) for (const line of base.split(/[\r\n]+/)) add(line.replace(OWS, ''));
+  }
+  // Beyond ASCII (`text` holds one char per UTF-8 byte): the characters as Latin-1 bytes,
+  // when they fit, and every UTF-8 byte as a character of its own, in UTF-8.
+  if (/[\x80-\xff]/.test(text)) {
+    const chars = Buffer.from(text, 'latin1').toString('utf8');
+    if (!chars.includes('\ufffd') && !/[^\t\n\r\x20-\xff]/.test(chars)) add(chars);
+    add(Buffer.from(text, 'utf8').toString('latin1'));
   }
   return [...forms].map((f) => Buffer.from(f, 'latin1'));
 }

@@ -10,14 +10,16 @@
 // through seven views, each with its own automaton state, and a match in any view redacts
 // the raw bytes it came from:
 // - raw: the bytes as they are;
-// - escapes: percent escapes (`%2b`, `%2B`, any subset of the bytes), JSON and JavaScript
-//   string escapes (`\u002B` in either case, surrogate pairs, `\/`, `\"`, `\\`, `\n`...,
-//   `\x2b`), HTML numeric and common named character references (`&#43;`, `&#x2B;`,
-//   `&plus;`); any mix of escaped and plain characters decodes to the same bytes;
+// - escapes: percent escapes (`%2b`, `%2B`, any subset of the bytes), JSON, JavaScript and
+//   Python string escapes (`\u002B` in either case, surrogate pairs, `\u{1F511}`, `\/`,
+//   `\"`, `\\`, `\n`..., `\xE4` as U+00E4), HTML numeric and common named character
+//   references (`&#43;`, `&#x2B;`, `&plus;`); any mix of escaped and plain characters
+//   decodes to the same bytes;
 // - base64 at each of the four alignments, over the escapes view (standard and URL
 //   alphabets, mixed; inside any larger base64 text; `\/` and `%2F` in it decoded);
-// - hex at both alignments, either case, with up to two separators (space, `:`, `-`,
-//   `.`) between digits.
+// - hex at both alignments, over the escapes view: digits as they are on the wire, either
+//   case, with up to two separators (space, `:`, `-`, `.`, `+`) between digits, written
+//   plain or percent-escaped (`67%3A68` is what `encodeURIComponent` makes of `67:68`).
 // Not decoded (documented in the threat model): a second layer of encoding, base64 or hex
 // broken across lines, HTML references without their `;`, transforms such as reversal or
 // encryption.
@@ -33,10 +35,12 @@
 //   `max(pos - holdback, lastLineBreak)` is released, where `holdback` is a constant of
 //   the compiled secret set (`holdbackFor`: the longest raw span any view can map a secret
 //   of `HOLDBACK_SECRET_LENGTH` bytes to, or of the longest secret if longer) and
-//   `lastLineBreak` is the position after the last CR or LF. This is safe: no pattern
-//   contains CR or LF (`patterns.ts`), no view maps a line break into a pattern's span
-//   (escapes and base64/hex digits never contain one), and no occurrence spans more than
-//   `holdback + 1` raw bytes, so no match that ends later can start before that point.
+//   `lastLineBreak` is the position after the last CR or LF. This is safe: no occurrence
+//   spans a raw CR or LF (the raw and escapes views read one as a byte in no pattern,
+//   which takes the automaton back to its root; base64 and hex runs end at one, and no
+//   escape contains one; a line break a pattern holds can only be one an escape wrote),
+//   and no occurrence spans more than `holdback + 1` raw bytes, so no match that ends
+//   later can start before that point.
 //   Line breaks keep server-sent events and line-delimited streams flowing; the rest is
 //   released at the end of the body.
 // - MUST: the content released is the input with every complete match replaced, so it
@@ -56,17 +60,24 @@ import { HEX, INCOMPLETE, LITERAL, MAX_ESCAPE, parseEscape } from './escapes.js'
  */
 export const HOLDBACK_SECRET_LENGTH = 4096;
 
-/** Separators the hex view accepts between digits, and how many in a row. */
+/** How many separators in a row the hex view accepts between two digits. */
 const MAX_HEX_SEPARATORS = 2;
+/** Raw span of a hex separator the hex view accepts: a byte or a percent escape. */
+const MAX_SEPARATOR_SPAN = 3;
 
 /**
  * Raw bytes a streaming redactor holds back for secrets up to `maxLength` bytes: the
- * widest view is base64 over escapes (ceil(4n/3) + 1 digits, each up to MAX_ESCAPE raw
- * bytes); hex is at most 2n digits and 2 separators between each (6n).
+ * widest raw span any view can read a secret of n bytes from, less one. The escapes view
+ * reads a byte from at most MAX_ESCAPE raw bytes (10n); base64 over escapes needs
+ * ceil(4n/3) + 1 digits of up to MAX_ESCAPE bytes each; hex needs 2n literal digits and up
+ * to MAX_HEX_SEPARATORS separators of up to MAX_SEPARATOR_SPAN bytes between each two.
  */
 export function holdbackFor(maxLength: number): number {
   const n = Math.max(maxLength, HOLDBACK_SECRET_LENGTH);
-  return (Math.ceil((4 * n) / 3) + 1) * MAX_ESCAPE - 1;
+  const escapes = n * MAX_ESCAPE;
+  const base64 = (Math.ceil((4 * n) / 3) + 1) * MAX_ESCAPE;
+  const hex = 2 * n + (2 * n - 1) * MAX_HEX_SEPARATORS * MAX_SEPARATOR_SPAN;
+  return Math.max(escapes, base64, hex) - 1;
 }
 
 /** A streaming redactor, see {@link createRedactor}. */
@@ -87,7 +98,19 @@ for (let i = 0; i < 64; i++) {
 B64[0x2d] = 62; // '-' (base64url)
 B64[0x5f] = 63; // '_' (base64url)
 const HEX_SEPARATOR = new Uint8Array(256);
-for (const c of ' :-.') HEX_SEPARATOR[c.charCodeAt(0)] = 1;
+for (const c of ' :-.+') HEX_SEPARATOR[c.charCodeAt(0)] = 1;
+
+/**
+ * Raw bytes that can be part of a base64 (or hex) digit or separator of the escapes view:
+ * the digits themselves and every byte of an escape (`%2F`, `\/`, `\u{2F}`, `&#x2F;`,
+ * `&sol;`). A raw run of these shorter than a pattern's encoded length cannot hold one.
+ */
+const B64_RAW = new Uint8Array(256);
+for (let i = 0; i < 256; i++) if (B64[i]! >= 0) B64_RAW[i] = 1;
+for (const c of '%\\&#;{}') B64_RAW[c.charCodeAt(0)] = 1;
+const HEX_RAW = new Uint8Array(256);
+for (let i = 0; i < 256; i++) if (HEX[i]! >= 0 || HEX_SEPARATOR[i] === 1) HEX_RAW[i] = 1;
+HEX_RAW[0x25] = 1; // '%': a percent-escaped separator (`67%3A68`)
 
 interface Region {
   start: number;
@@ -96,39 +119,43 @@ interface Region {
   emitted: boolean;
 }
 
-/**
- * Bytes that can be part of a base64 digit in the escapes view: the digits themselves and
- * every byte of an escape (`%2F`, `\/`, `&#x2F;`, `&sol;`). A raw run of these shorter than
- * the shortest pattern's base64 length cannot hold a base64-encoded secret.
- */
-const B64_RAW = new Uint8Array(256);
-for (let i = 0; i < 256; i++) if (B64[i]! >= 0) B64_RAW[i] = 1;
-for (const c of '%\\&#;') B64_RAW[c.charCodeAt(0)] = 1;
+/** Options of {@link createRedactor}. */
+export interface RedactorOptions {
+  /** Replacement text (default `[REDACTED]`). */
+  replacement?: string;
+  /**
+   * The most input this redactor will see, when known (a header value): its buffers are
+   * sized for that rather than for the longest secret.
+   */
+  maxInput?: number;
+}
 
 /**
  * A streaming redactor over the views described at the top of this file. Holds back at
  * most `holdbackFor(matcher.maxLength)` bytes, released at the end or as soon as a line
  * ends; which bytes are released when never depends on a partial match.
  *
- * One loop over the input runs every view. The escapes decoder turns each raw byte into
- * zero or more logical bytes (one, for a byte that is no part of an escape), which go
- * through the escapes view and, when they are base64 digits, the base64 views. Views
- * over hex or base64 digits skip a run too short to hold the shortest pattern: what is
- * skipped depends on the input and that length only. Matches arrive out of order across
- * views; `addMatch` keeps the regions sorted and merged.
+ * One loop over the input runs every view. The raw view reads each byte as it is. The
+ * escapes decoder turns each raw byte into zero or more logical bytes (one, for a byte that
+ * is no part of an escape), which go through the escapes view, the base64 views and the hex
+ * views. Views over hex or base64 digits skip a run too short to hold the shortest pattern:
+ * what is skipped depends on the input and that length only. Matches arrive out of order
+ * across views; `addMatch` keeps the regions sorted and merged.
  *
  * @example
  * const r = createRedactor(compileMatcher(secretPatterns([token])));
  * res.write(r.push(chunk)); ... res.end(r.end());
  */
-export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): Redactor {
-  const repl = Buffer.from(replacement, 'utf8');
+export function createRedactor(m: Matcher, options: RedactorOptions | string = {}): Redactor {
+  const o = typeof options === 'string' ? { replacement: options } : options;
+  const repl = Buffer.from(o.replacement ?? '[REDACTED]', 'utf8');
   const active = m.maxLength > 0;
   const holdback = holdbackFor(m.maxLength);
   // Rings of raw starts, indexed by logical byte (escapes view) or by digit of the current
-  // run (hex, base64): large enough to reach back over the longest pattern.
+  // run (hex, base64): large enough to reach back over the longest pattern (or the input).
+  const reach = Math.min(2 * m.maxLength, 2 * (o.maxInput ?? Infinity)) + 8;
   let ringSize = 4;
-  while (ringSize < 2 * m.maxLength + 8) ringSize *= 2;
+  while (ringSize < reach) ringSize *= 2;
   const ringMask = ringSize - 1;
   const escRing = new Float64Array(active ? ringSize : 1);
   const hexRing = new Float64Array(active ? ringSize : 1);
@@ -146,8 +173,8 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
   let hexDigits = 0; // digits of the current run
   let hexSeparators = 0; // separators since the last digit
   let hexPrev = 0;
-  let hexOpen = false; // the current run is scanned (long enough, or open at a chunk end)
-  let hexSkipUntil = 0; // raw position where a run found too short ends
+  let hexInRawRun = false; // the last raw byte was in HEX_RAW
+  let hexSkipUntil = 0; // logical bytes starting before this raw position are not decoded
   // base64: alignment k decodes a run from its k-th digit; at every digit three of the four
   // complete a byte (from the last three digits in `b64Acc`), which starts in the previous digit.
   let b64s0 = 0;
@@ -170,7 +197,10 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
 
   let pos = 0; // raw bytes consumed
   let lastBreak = 0; // raw position after the last CR or LF
-  let held: Buffer = Buffer.alloc(0); // bytes [heldStart, pos)
+  // The bytes not yet released, [heldStart, pos), as the chunks they came in: a push adds
+  // one chunk and a release drops whole ones (no copy of the whole hold-back per chunk).
+  let held: Buffer[] = [];
+  let heldFirst = 0; // offset of heldStart in held[0]
   let heldStart = 0;
   const regions: Region[] = []; // sorted by start, disjoint
   let emittedCount = 0;
@@ -266,7 +296,7 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
   const scan = (chunk: Uint8Array, base: number, final: boolean): void => {
     // Everything the loop touches per byte is a local: V8 keeps locals in registers, and
     // the views' dependency chains (one table read each) can then overlap.
-    const { next, out, classOf, width: w } = m;
+    const { next, out, classOf, rawClassOf, width: w } = m;
     const mask = ringMask;
     let rs = rawState;
     let es = escState;
@@ -276,7 +306,6 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
     let hd = hexDigits;
     let hsep = hexSeparators;
     let hprev = hexPrev;
-    let hopen = hexOpen;
     let s0 = b64s0;
     let s1 = b64s1;
     let s2 = b64s2;
@@ -294,54 +323,11 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
       } else {
         const b = chunk[i]!;
         const p = base + i;
-        // raw view
-        rs = next[rs * w + classOf[b]!]!;
+        // raw view (a raw CR or LF takes it back to the root: no match spans one)
+        rs = next[rs * w + rawClassOf[b]!]!;
         const len = out[rs]!;
         if (len !== 0) addMatch(p + 1 - len, p + 1);
-        // hex views
-        const h = HEX[b]!;
-        if (h >= 0) {
-          if (!hopen && p >= hexSkipUntil) {
-            // A run starts: skip it whole if it ends in this chunk short of a pattern.
-            let e = i;
-            let digits = 0;
-            let seps = 0;
-            for (; e < n; e++) {
-              const c = chunk[e]!;
-              if (HEX[c]! >= 0) {
-                digits++;
-                seps = 0;
-              } else if (HEX_SEPARATOR[c] === 1 && seps < MAX_HEX_SEPARATORS) seps++;
-              else break;
-            }
-            hopen = e === n || digits >= minHexDigits;
-            if (!hopen) hexSkipUntil = base + e;
-          }
-          if (hopen) {
-            hsep = 0;
-            hd++;
-            hexRing[hd & mask] = p;
-            if (hd >= 2) {
-              // Alignment hd & 1 completes the byte of the previous digit and this one.
-              const byte = (hprev << 4) | h;
-              let st: number;
-              if ((hd & 1) === 0) st = h0 = next[h0 * w + classOf[byte]!]!;
-              else st = h1 = next[h1 * w + classOf[byte]!]!;
-              const hl = out[st]!;
-              if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & mask]!, p + 1);
-            }
-            hprev = h;
-          }
-        } else if (hd > 0 && HEX_SEPARATOR[b] === 1 && hsep < MAX_HEX_SEPARATORS) {
-          hsep++;
-        } else if (hopen) {
-          hopen = false;
-          hd = 0;
-          hsep = 0;
-          h0 = 0;
-          h1 = 0;
-        }
-        // base64 views: skip a raw run that cannot hold a pattern's base64 form
+        // base64 and hex views: skip a raw run that cannot hold a pattern's encoded form
         if (B64_RAW[b] === 1) {
           if (!b64InRawRun) {
             b64InRawRun = true;
@@ -352,12 +338,22 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
         } else {
           b64InRawRun = false;
         }
+        if (HEX_RAW[b] === 1) {
+          if (!hexInRawRun) {
+            hexInRawRun = true;
+            let e = i;
+            let digits = 0;
+            for (; e < n && HEX_RAW[chunk[e]!] === 1; e++) if (HEX[chunk[e]!]! >= 0) digits++;
+            if (e < n && digits < minHexDigits) hexSkipUntil = base + e;
+          }
+        } else {
+          hexInRawRun = false;
+        }
         // escapes decoder: a byte that is no part of an escape is itself
         if (pendLen === 0 && b !== 0x25 && b !== 0x5c && b !== 0x26) {
           plain = b;
           outLen = 1;
         } else {
-          plain = -1;
           outLen = 0;
           if (pendLen === 0) pendStart = p;
           pend[pendLen++] = b;
@@ -368,12 +364,48 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
         const lb = plain >= 0 ? plain : outByte[t]!;
         const start = plain >= 0 ? base + i : outStart[t]!;
         const end = plain >= 0 ? start + 1 : outEnd[t]!;
+        // A byte that was a byte on the wire (span 1) reads as the raw view reads it: a raw
+        // line break ends every match; one an escape wrote is a byte of the secret.
+        const literal = end - start === 1;
         // escapes view
         const idx = ec++;
         escRing[idx & mask] = start;
-        es = next[es * w + classOf[lb]!]!;
+        es = next[es * w + (literal ? rawClassOf[lb]! : classOf[lb]!)]!;
         const el = out[es]!;
         if (el !== 0) addMatch(escRing[(idx - el + 1) & mask]!, end);
+        // hex views: digits as they are on the wire, separators also percent-escaped
+        const h = literal ? HEX[lb]! : -1;
+        if (start < hexSkipUntil) {
+          if (hd !== 0) {
+            hd = 0;
+            h0 = h1 = 0;
+          }
+        } else if (h >= 0) {
+          hsep = 0;
+          hd++;
+          hexRing[hd & mask] = start;
+          if (hd >= 2) {
+            // Alignment hd & 1 completes the byte of the previous digit and this one.
+            const byte = (hprev << 4) | h;
+            let st: number;
+            if ((hd & 1) === 0) st = h0 = next[h0 * w + classOf[byte]!]!;
+            else st = h1 = next[h1 * w + classOf[byte]!]!;
+            const hl = out[st]!;
+            if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & mask]!, end);
+          }
+          hprev = h;
+        } else if (
+          hd > 0 &&
+          HEX_SEPARATOR[lb] === 1 &&
+          end - start <= MAX_SEPARATOR_SPAN &&
+          hsep < MAX_HEX_SEPARATORS
+        ) {
+          hsep++;
+        } else if (hd !== 0) {
+          hd = 0;
+          hsep = 0;
+          h0 = h1 = 0;
+        }
         // base64 views (see base64Match for the alignments)
         const d = B64[lb]!;
         if (d < 0 || start < b64SkipUntil) {
@@ -425,7 +457,6 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
     hexDigits = hd;
     hexSeparators = hsep;
     hexPrev = hprev;
-    hexOpen = hopen;
     b64s0 = s0;
     b64s1 = s1;
     b64s2 = s2;
@@ -437,13 +468,27 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
     if (lf >= 0 || cr >= 0) lastBreak = base + Math.max(lf, cr) + 1;
   };
 
+  /** The held bytes [from, to) as views into the held chunks (from >= heldStart). */
+  const slices = (from: number, to: number, into: Buffer[]): void => {
+    let at = heldStart - heldFirst; // position of held[0][0]
+    for (const c of held) {
+      const cEnd = at + c.length;
+      if (cEnd > from && at < to) {
+        into.push(c.subarray(Math.max(from, at) - at, Math.min(to, cEnd) - at));
+      }
+      if (cEnd >= to) break;
+      at = cEnd;
+    }
+  };
+
+  /** Releases [heldStart, limit): the bytes, each region's replacement in its place. */
   const flush = (limit: number): Buffer => {
     const parts: Buffer[] = [];
     let cur = heldStart;
     while (regions.length > 0 && regions[0]!.start < limit) {
       const r = regions[0]!;
       if (cur < r.start) {
-        parts.push(held.subarray(cur - heldStart, r.start - heldStart));
+        slices(cur, r.start, parts);
         cur = r.start;
       }
       if (!r.emitted) {
@@ -455,8 +500,14 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
       if (r.end <= limit) regions.shift();
       else break;
     }
-    if (cur < limit) parts.push(held.subarray(cur - heldStart, limit - heldStart));
-    held = Buffer.from(held.subarray(limit - heldStart));
+    if (cur < limit) slices(cur, limit, parts);
+    // Drop the chunks wholly released.
+    let drop = limit - heldStart + heldFirst;
+    while (held.length > 0 && held[0]!.length <= drop) {
+      drop -= held[0]!.length;
+      held.shift();
+    }
+    heldFirst = held.length > 0 ? drop : 0;
     heldStart = limit;
     return parts.length === 1 ? Buffer.from(parts[0]!) : Buffer.concat(parts);
   };
@@ -465,7 +516,8 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
     push(chunk: Uint8Array): Buffer {
       if (ended) throw new Error('redactor: push after end');
       if (chunk.length === 0) return Buffer.alloc(0);
-      held = held.length === 0 ? Buffer.from(chunk) : Buffer.concat([held, chunk]);
+      // A copy: the caller may reuse its buffer, and held bytes are released later.
+      held.push(Buffer.from(chunk));
       const start = pos;
       pos += chunk.length;
       if (active) scan(chunk, start, false);
@@ -478,7 +530,9 @@ export function createRedactor(m: Matcher, replacement: string = '[REDACTED]'): 
       if (ended) return Buffer.alloc(0);
       ended = true;
       if (active) scan(new Uint8Array(0), pos, true);
-      return flush(pos);
+      const rest = flush(pos);
+      held = [];
+      return rest;
     },
     get count(): number {
       return emittedCount;
@@ -497,7 +551,7 @@ export function redactAll(
   input: Uint8Array,
   replacement?: string,
 ): { output: Buffer; count: number } {
-  const r = createRedactor(m, replacement);
+  const r = createRedactor(m, { replacement, maxInput: input.length });
   const output = Buffer.concat([r.push(input), r.end()]);
   return { output, count: r.count };
 }
