@@ -307,6 +307,32 @@ describe('exfiltration: the upstream reflects the injected credential', () => {
     expect(r.body.toString()).toBe('auth=Bearer [REDACTED]');
   });
 
+  it('issue 10: query: the key as it travelled, encoded once more by a login redirect', async () => {
+    // `return_to=<the request URL, encoded>`: the key travels percent-encoded, and comes
+    // back encoded twice; one layer of decoding gives the travelled form.
+    const r = await reflect((req, res) => {
+      const back = encodeURIComponent(req.url);
+      res.writeHead(302, { location: `/login?return_to=${back}` });
+      res.end(`<a href="/login?return_to=${back}">login</a>`);
+    }, '/query/login-redirect?page=2');
+    expect(r.status).toBe(302);
+    expect(String(r.headers.location)).toContain('[REDACTED]');
+  });
+
+  it('issue 10: basic: the Basic token itself, base64-encoded again and hex-dumped', async () => {
+    const r = await reflect((req, res) => {
+      const header = String(req.headers.authorization);
+      const token = header.slice(6);
+      res.setHeader('x-dump', Buffer.from(token).toString('hex').match(/../g)!.join(':'));
+      res.end(
+        Buffer.from(JSON.stringify({ headers: { authorization: header } })).toString('base64'),
+      );
+    }, '/basic/reflect');
+    expect(r.status).toBe(200);
+    expect(String(r.headers['x-dump'])).toContain('[REDACTED]');
+    expect(r.body.toString()).toContain('[REDACTED]');
+  });
+
   it('split across chunks, one byte at a time', async () => {
     const r = await reflect(async (_q, res, s) => {
       res.write('start:');

@@ -314,6 +314,7 @@ describe('smuggling, header tricks, path and host confusion', () => {
     '_method%00=DELETE',
     'a=1;_method=DELETE',
     'X-HTTP-Method-Override=DELETE',
+    '_HttpMethod=DELETE', // Salesforce (issue 10 review)
   ]) {
     it(`POST ?${query} is refused (method_override_refused), audited, nothing forwarded`, async () => {
       upstream.reset();
@@ -333,6 +334,19 @@ describe('smuggling, header tricks, path and host confusion', () => {
       'a multipart part named _method',
       'multipart/form-data; boundary=nx',
       '--nx\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--nx--\r\n',
+    ],
+    // Issue 10 review: the readings frameworks make that the first check missed.
+    ['an empty Content-Type and a form body (Rack reads it as a form)', '', '_method=DELETE'],
+    [
+      'a folded multipart part header (PHP joins the lines)',
+      'multipart/form-data; boundary=Nx',
+      '--Nx\r\nContent-Disposition: form-data;\r\n name="_method"\r\n\r\nDELETE\r\n--Nx--\r\n',
+    ],
+    ['a JSON body typed text/json', 'text/json', '{"_method":"DELETE"}'],
+    [
+      'a JSON body typed text/plain; x=/json (Laravel reads any /json)',
+      'text/plain; x=/json',
+      '{"_method":"DELETE"}',
     ],
   ] as const) {
     it(`POST with ${what} is refused (method_override_refused), audited, nothing forwarded`, async () => {
@@ -405,6 +419,12 @@ describe('smuggling, header tricks, path and host confusion', () => {
       'request-range': 'bytes=0-3',
       x_forwarded_for: '10.0.0.1',
       x_original_url: '/public/admin/x',
+      // framework-internal (issue 10 review): Next.js skips its middleware for a forged
+      // x-middleware-subrequest (CVE-2025-29927)
+      'x-middleware-subrequest': 'middleware:middleware:middleware:middleware:middleware',
+      'x-invoke-path': '/public/admin/x',
+      'x-matched-path': '/public/admin/x',
+      'x-http-host-override': 'admin.internal',
     };
     const r = await attack(node, agent, '/echo/public/fam', {
       headers: { ...family, 'x-request-note': 'kept' },

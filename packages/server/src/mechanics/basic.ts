@@ -50,7 +50,9 @@ export const basicMechanic: MechanicDefinition<BasicOptions> = {
         // `user:pass` travels (in base64): two short parts can make a long enough secret.
         return applied(
           credential,
-          new SecretSet().add(username, password, `${username}:${password}`),
+          // The parts, and what travels: `user:pass` and its base64 token (an upstream that
+          // base64-encodes or hex-dumps the header hands back the token under one layer).
+          new SecretSet().add(username, password, `${username}:${password}`, token),
         );
       },
     };

@@ -54,12 +54,15 @@ export interface AppliedAuth {
   readonly credential?: { readonly name: string; readonly version: number };
   /**
    * Every secret value this request carries to the upstream: credential fields and derived
-   * tokens as they travel (the scrubber decodes base64, hex, percent and escapes itself, so
-   * an encoded form need not be listed). The scrubber redacts them from the response and
-   * from every other service's responses. MUST include anything the upstream could
-   * reflect. MUST NOT include what never reaches the upstream (signing keys, private keys,
-   * client secrets and assertions sent only to a token endpoint): no upstream can reflect
-   * them, and listing them would only make them answer agents' probes elsewhere.
+   * tokens in plain form AND exactly as they travel when the mechanic encodes them (a
+   * query value percent-encoded, a Basic token in base64). The scrubber decodes one layer
+   * of base64, hex, percent and escapes itself, so an upstream reflecting the plain value
+   * encoded once is caught from the plain form, and one encoding the travelled form once
+   * more (a redirect's `return_to=<the request URL, encoded>`) from the travelled form. The
+   * scrubber redacts them from the responses of every service on the upstream's origin.
+   * MUST include anything the upstream could reflect. MUST NOT include what never reaches
+   * the upstream (signing keys, private keys, client secrets and assertions sent only to a
+   * token endpoint): no upstream can reflect them.
    */
   readonly secrets: readonly string[];
 }

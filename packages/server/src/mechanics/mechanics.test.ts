@@ -112,7 +112,7 @@ const CASES: Case[] = [
     fields: { username: 'Aladdin', password: 'open sesame' },
     expectHeaders: { authorization: 'Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==' },
     injectedHeaders: ['authorization'],
-    secrets: ['Aladdin', 'open sesame', 'Aladdin:open sesame'],
+    secrets: ['Aladdin', 'open sesame', 'Aladdin:open sesame', 'QWxhZGRpbjpvcGVuIHNlc2FtZQ=='],
   },
   {
     name: 'basic with custom fields, UTF-8 and an empty password',
@@ -121,7 +121,7 @@ const CASES: Case[] = [
     fields: { key: 'sk_tést', pw: '' },
     expectHeaders: { authorization: `Basic ${b64('sk_tést:')}` },
     injectedHeaders: ['authorization'],
-    secrets: ['sk_tést', 'sk_tést:'],
+    secrets: ['sk_tést', 'sk_tést:', b64('sk_tést:')],
   },
   {
     name: 'query appends the parameter',
@@ -132,7 +132,7 @@ const CASES: Case[] = [
     expectSearch: '?a=1&b=%20two&api_key=q%2F1%20%2B',
     injectedHeaders: [],
     injectedQueryParams: ['api_key'],
-    secrets: ['q/1 +'],
+    secrets: ['q/1 +', 'q%2F1%20%2B'],
   },
   {
     name: 'query replaces every agent copy (also encoded names)',

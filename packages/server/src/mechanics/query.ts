@@ -59,7 +59,9 @@ export const queryMechanic: MechanicDefinition<QueryOptions> = {
           ? request.url.search.slice(1)
           : request.url.search;
         request.url.search = `?${replaceQueryParam(search, options.param, encoded)}`;
-        return applied(credential, new SecretSet().add(value));
+        // The value and the bytes that travel: an upstream that encodes its own URL once more
+        // (a login redirect's `return_to`) hands back the travelled form under one layer.
+        return applied(credential, new SecretSet().add(value, encoded));
       },
     };
   },

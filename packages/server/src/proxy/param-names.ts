@@ -26,6 +26,7 @@ const OVERRIDE_NAMES: ReadonlySet<string> = new Set([
   'x_http_method_override', // ASP.NET MVC reads it from the query and the form too
   'x_http_method',
   'x_method_override',
+  '_httpmethod', // Salesforce: `_HttpMethod` in the query, a form or a multipart body
 ]);
 
 const MAX_DECODE_ROUNDS = 3;
@@ -151,7 +152,11 @@ function multipartNames(body: Buffer, boundary: string): string[] {
     const lf = body.indexOf('\n\n', start);
     const candidates = [crlf, lf].filter((i) => i !== -1);
     const end = candidates.length === 0 ? body.length : Math.min(...candidates);
-    const block = body.subarray(start, Math.min(end, start + 16 * 1024)).toString('latin1');
+    // Header lines continued on the next (folded, as PHP still joins them) are one line.
+    const block = body
+      .subarray(start, Math.min(end, start + 16 * 1024))
+      .toString('latin1')
+      .replace(/\r?\n[ \t]+/g, ' ');
     for (const line of block.split(/\r?\n/)) {
       if (!/^\s*content-disposition\s*:/i.test(line)) continue;
       for (const m of line.matchAll(PART_NAME)) {
@@ -186,35 +191,37 @@ function jsonKeys(body: Buffer): string[] {
 }
 
 /**
- * Refuses a body that carries a method override as a field: a form
- * (`application/x-www-form-urlencoded`), a `multipart/form-data` part name, or a top-level
- * key of a JSON object (Laravel and Express read `_method` from JSON too).
+ * Refuses a body that carries a method override as a field, read as the frameworks read
+ * it: a form when the type is `application/x-www-form-urlencoded`, missing or empty (Rack
+ * parses a POST without a type as a form), a `multipart/form-data` part name (folded
+ * header lines joined, as PHP does), or a top-level key of a JSON object whenever the
+ * type holds `/json` or `+json` anywhere (Laravel's test: `text/json`, `x/json`,
+ * `text/plain; x=/json` all count).
  *
  * @throws NexusError `method_override_refused`
  */
 export function checkBody(contentType: string | undefined, body: Buffer): void {
-  if (body.length === 0 || contentType === undefined) return;
-  const { type, params } = mediaType(contentType);
-  let names: string[];
-  let where: string;
-  if (type === 'application/x-www-form-urlencoded') {
-    names = rawParamNames(body.toString('utf8'));
-    where = 'form body';
-  } else if (type === 'multipart/form-data') {
-    const boundary = params.get('boundary');
-    names = boundary ? multipartNames(body, boundary) : [];
-    where = 'multipart body';
-  } else if (type === 'application/json' || /^application\/[^;]*\+json$/.test(type)) {
-    names = jsonKeys(body);
-    where = 'JSON body';
-  } else {
-    return;
+  if (body.length === 0) return;
+  const raw = (contentType ?? '').toLowerCase();
+  const { type, params } = mediaType(contentType ?? ''); // the boundary keeps its case
+  const readings: [where: string, names: () => string[]][] = [];
+  if (type === '' || type === 'application/x-www-form-urlencoded') {
+    readings.push(['form body', () => rawParamNames(body.toString('utf8'))]);
   }
-  for (const raw of names) {
-    if (isOverride(raw)) {
-      throw new NexusError('method_override_refused', undefined, {
-        detail: `the ${where} has a method-override field (_method or X-HTTP-Method-Override)`,
-      });
+  if (type === 'multipart/form-data') {
+    const boundary = params.get('boundary');
+    readings.push(['multipart body', () => (boundary ? multipartNames(body, boundary) : [])]);
+  }
+  if (raw.includes('/json') || raw.includes('+json')) {
+    readings.push(['JSON body', () => jsonKeys(body)]);
+  }
+  for (const [where, names] of readings) {
+    for (const name of names()) {
+      if (isOverride(name)) {
+        throw new NexusError('method_override_refused', undefined, {
+          detail: `the ${where} has a method-override field (_method or X-HTTP-Method-Override)`,
+        });
+      }
     }
   }
 }

@@ -69,6 +69,14 @@ const ALWAYS_DROPPED: ReadonlySet<string> = new Set([
   // rewrite and routing headers some servers and frameworks honour (IIS, Symfony...)
   'x-rewrite-url',
   'x-host',
+  'x-http-host-override',
+  // framework-internal headers a request from outside must never carry (Next.js: a forged
+  // x-middleware-subrequest skips its middleware, CVE-2025-29927; issue 10 review)
+  'x-invoke-path',
+  'x-invoke-query',
+  'x-invoke-output',
+  'x-invoke-status',
+  'x-matched-path',
 ]);
 
 /**
@@ -89,6 +97,8 @@ const DROPPED_PREFIXES: readonly string[] = [
   'x-azure-', // x-azure-clientip, x-azure-socketip
   'x-arr-', // IIS ARR: x-arr-ssl, x-arr-log-id
   'x-appengine-',
+  'x-middleware-', // Next.js: x-middleware-subrequest, -prefetch, -invoke, -rewrite...
+  'x-nextjs-',
 ];
 
 /**
