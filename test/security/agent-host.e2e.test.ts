@@ -10,7 +10,7 @@
  * by their bits, isolation by the sandbox.
  */
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readFile, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,6 +36,8 @@ function stealScript(nodeDir: string): string {
     `echo "operator:$(cat ${n}/operator.token 2>&1)"`,
     `echo "store:$(head -c 15 ${n}/nexus.db 2>&1)"`,
     `echo "listing:$(ls -A ${n} 2>&1 | tr '\\n' ' ')"`,
+    // Changing the node's config (a policy, an upstream) would apply at its next reload.
+    `(echo "# tampered" >> ${join(nodeDir, 'nexus.yaml')}) 2>/dev/null && echo "wrote-config"`,
     // Every process this child can see: its parent's environment above all.
     `for p in /proc/[0-9]*; do tr '\\0' '\\n' < "$p/environ" 2>/dev/null; done`,
     'echo "proxy:$(curl -s "$NEXUS_PROXY/echo/from-child")"',
@@ -172,10 +174,17 @@ describe('the agent host (issue 10)', () => {
       expect(open.stdout).toContain(node.operatorToken);
       expect(open.stdout).toContain(masterKey);
       expect(open.stdout).toContain('store:SQLite format 3');
+      expect(open.stdout).toContain('wrote-config');
+      await writeFile(
+        node.configPath,
+        (await readFile(node.configPath, 'utf8')).replace('# tampered\n', ''),
+      );
 
       for (const how of [
         { cwd: node.dir, args: ['--sandbox'] },
         { args: ['--sandbox', '--config', node.configPath] },
+        // Issue 10 review: from another directory, with nothing telling where the node is.
+        { args: ['--sandbox'] },
       ]) {
         upstream.reset();
         const r = await node.runAgent('bot', ['sh', '-c', stealScript(node.dir)], {
@@ -184,7 +193,9 @@ describe('the agent host (issue 10)', () => {
         });
         tokens.push(r.token);
         expect(r.code, r.stderr).toBe(0);
-        expect(r.stdout).toContain('listing:\n'); // an empty tmpfs over .nexus
+        // An empty tmpfs over .nexus, or no node directory at all.
+        expect(r.stdout).toMatch(/listing:(\n| ?ls: .*No such file)/);
+        expect(r.stdout).not.toContain('wrote-config');
         expect(r.stdout).not.toContain(node.operatorToken);
         expect(r.stdout).not.toContain(masterKey);
         expect(r.stdout).not.toContain('SQLite format 3');

@@ -636,11 +636,17 @@ export function buildProgram(
       )
       .option(
         '--sandbox',
-        "run the command under bubblewrap (bwrap): its own PID namespace and /proc, the node's state hidden, no capabilities; loopback stays reachable",
+        "run the command under bubblewrap (bwrap): its own PID namespace and /proc, only the system directories (read-only), its own /tmp and its working directory visible, the node's state hidden and its config read-only, no capabilities; loopback stays reachable",
       )
       .option(
         '--hide <path>',
         'with --sandbox, also hide this file or directory (repeatable)',
+        (v: string, acc: string[]) => [...acc, v],
+        [] as string[],
+      )
+      .option(
+        '--share <path>',
+        'with --sandbox, also let the command read and write this path (repeatable); it sees only the system directories, /tmp (its own) and its working directory otherwise',
         (v: string, acc: string[]) => [...acc, v],
         [] as string[],
       )
@@ -671,6 +677,7 @@ export function buildProgram(
             key: 'ed25519' | 'ecdsa-p256';
             sandbox?: boolean;
             hide: string[];
+            share: string[];
             config?: string;
           },
         ) => {

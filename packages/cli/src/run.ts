@@ -18,7 +18,7 @@ import { loadConfig, nodeStateFiles, type Config } from '@nexus/server';
 import { enroll, type NexusAgent } from '@nexus/sdk';
 import { CliError } from './admin-client.js';
 import { startSidecar } from './sidecar.js';
-import { bwrapArgs, findBwrap } from './sandbox.js';
+import { bwrapArgs, findBwrap, type SandboxView } from './sandbox.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -36,6 +36,8 @@ export interface RunOptions {
   readonly key: 'ed25519' | 'ecdsa-p256';
   readonly sandbox?: boolean;
   readonly hide: readonly string[];
+  /** With `sandbox`: further paths the command may read and write. */
+  readonly share?: readonly string[];
   /** The node's nexus.yaml when given explicitly; else ./nexus.yaml when present. */
   readonly config?: string;
 }
@@ -140,8 +142,8 @@ export async function runAsAgent(
         'sandbox_unavailable',
       );
     }
-  } else if (opts.hide.length > 0) {
-    throw new CliError('--hide works only with --sandbox');
+  } else if (opts.hide.length > 0 || (opts.share ?? []).length > 0) {
+    throw new CliError('--hide and --share work only with --sandbox');
   }
   const file =
     opts.enrollmentFile === undefined ? undefined : readEnrollmentFile(opts.enrollmentFile);
@@ -196,7 +198,18 @@ export async function runAsAgent(
       );
     }
     sidecar = await startSidecar(agent, { intent: opts.intent });
-    return await spawnChild(command, childEnvironment(env, sidecar.url), bwrap, state);
+    const view = {
+      cwd: process.cwd(),
+      share: (opts.share ?? []).map((p) => resolve(p)),
+      hide: state,
+      // The node's config stays as it is, should the command share its directory: a
+      // changed policy or upstream would apply at the node's next reload.
+      readOnly: [
+        resolve('nexus.yaml'),
+        ...(opts.config === undefined ? [] : [resolve(opts.config)]),
+      ],
+    };
+    return await spawnChild(command, childEnvironment(env, sidecar.url), bwrap, view);
   } finally {
     await sidecar?.close();
     await revokeAtExit(agent, io);
@@ -220,10 +233,9 @@ function spawnChild(
   command: readonly string[],
   env: Record<string, string>,
   bwrap: string | undefined,
-  hide: readonly string[],
+  view: SandboxView,
 ): Promise<number> {
-  const [cmd, ...args] =
-    bwrap === undefined ? command : [bwrap, ...bwrapArgs(command, hide, process.cwd())];
+  const [cmd, ...args] = bwrap === undefined ? command : [bwrap, ...bwrapArgs(command, view)];
   return new Promise<number>((resolveExit, rejectExit) => {
     const child = spawn(cmd as string, args, { stdio: 'inherit', env });
     const forward = (sig: NodeJS.Signals) => child.kill(sig);
