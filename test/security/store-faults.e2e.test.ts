@@ -7,7 +7,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFile, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, link, readFile, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -319,6 +319,23 @@ describe('one live node per SQLite store (issue 10)', () => {
       expect(second.code).not.toBe(0);
       expect(second.stderr.trim().split('\n')).toHaveLength(1);
       expect(second.stderr).toContain('(store_in_use)');
+    }
+    // The same file under another name (issue 10, black-box re-run: two nodes served one
+    // store through a hard link and corrupted it): a symbolic link is followed to the file
+    // and meets the lock; a hard link is refused, whichever node comes first.
+    const db = join(node.dir, '.nexus', 'nexus.db');
+    for (const [how, code] of [
+      ['symlink', 'store_in_use'],
+      ['link', 'store_linked'],
+    ] as const) {
+      const alias = join(node.dir, `alias-${how}.db`);
+      await (how === 'symlink' ? symlink(db, alias) : link(db, alias));
+      const aliased = { ...config, store: `sqlite:${alias}` };
+      await writeFile(other, stringify(aliased));
+      const second = await runCli(['up', '--config', other], { timeoutMs: 15_000 });
+      await unlink(alias);
+      expect(second.code).not.toBe(0);
+      expect(second.stderr).toContain(`(${code})`);
     }
 
     // The first node was not disturbed, and read-only tools work beside it.

@@ -1,4 +1,5 @@
 /** Opens the store a validated config names. */
+import { realpathSync, statSync } from 'node:fs';
 import { NexusError } from '@nexus/protocol';
 import type { Config } from '../config/schema.js';
 import { StoreError } from '../store/errors.js';
@@ -24,6 +25,14 @@ export async function openConfiguredStore(
   });
 }
 
+function linkCount(path: string): number | undefined {
+  try {
+    return statSync(path).nlink;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The store a running node serves, with the node lock it holds. */
 export interface NodeStore {
   readonly store: SqliteStore;
@@ -45,8 +54,26 @@ export async function openNodeStore(
   if (config.store.driver !== 'sqlite') {
     throw new NexusError('internal_error', 'only sqlite stores are supported by this version');
   }
-  const path = config.store.path;
-  if (path === ':memory:') return { store: openSqliteStore(path), lock: undefined };
+  if (config.store.path === ':memory:') {
+    return { store: openSqliteStore(config.store.path), lock: undefined };
+  }
+  // One file, one name: a symbolic link is followed to the file itself, so every name a
+  // node could be given for the store meets the same lock and the same WAL; a second hard
+  // link would not (SQLite names the WAL after the path), so it is refused (issue 10: two
+  // nodes served one store through two links and corrupted it).
+  let path = config.store.path;
+  try {
+    path = realpathSync(path);
+  } catch {
+    // missing: reported below
+  }
+  const links = linkCount(path);
+  if (links !== undefined && links > 1) {
+    throw new StoreError(
+      'store_linked',
+      `the Nexus store ${path} has ${links} names (hard links): two nodes could open it under different names; keep one name (rm the other links)`,
+    );
+  }
   if (fileIdentity(path) === undefined) {
     // Before the lock: the lock file lives beside the store and must not be created in
     // a directory that has no store.

@@ -152,14 +152,16 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // group commits and their fsync do not block the event loop; `:memory:` cannot be
     // shared between connections and keeps appending on this thread.
     if (config.store.driver === 'sqlite' && config.store.path !== ':memory:') {
-      appender = await openSqliteAuditAppender(config.store.path, {
+      // The path the store was opened at (symbolic links resolved): the worker's connection
+      // MUST name the same file, or SQLite would give it a WAL of its own.
+      appender = await openSqliteAuditAppender(store.path, {
         expectFiles: store.files,
         lock: lock === undefined ? undefined : { path: lock.path, identity: lock.identity },
       });
     }
     const checkpointFile =
       config.store.driver === 'sqlite' && config.store.path !== ':memory:'
-        ? checkpointFilePath(config.store.path)
+        ? checkpointFilePath(store.path)
         : undefined;
     const workerAppend = appender?.append;
     const audit = createAuditWriter({

@@ -13,7 +13,9 @@ export type StoreErrorCode =
   /** There is no database at the path (`nexus init` creates stores; `nexus up` never does). */
   | 'store_missing'
   /** Another live node holds the store's node lock (one node per SQLite store). */
-  | 'store_in_use';
+  | 'store_in_use'
+  /** The store file has several names (hard links): two nodes could open it apart. */
+  | 'store_linked';
 
 /** A store start-up error with a stable `code` (same shape as `NexusError`). */
 export class StoreError extends Error {
