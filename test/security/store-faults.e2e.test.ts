@@ -440,5 +440,12 @@ describe('audit tail truncation, detected against checkpoints kept outside the d
     const bad = await node.cli(['audit', 'verify', '--against', forged, '--json']);
     expect(bad.code).toBe(1);
     expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, reason: 'checkpoint_invalid' });
+
+    // The node itself refuses to start on the truncated store, which would write new
+    // records over the missing seqs: its own checkpoint file vouches for more (issue 10,
+    // black-box re-run).
+    const up = await runCli(['up', '--config', node.configPath], { timeoutMs: 15_000 });
+    expect(up.code).not.toBe(0);
+    expect(up.stderr).toContain('(audit_truncated)');
   });
 });

@@ -3,7 +3,7 @@
  * validated by the caller (the CLI); everything else is built here, in dependency order:
  * store -> vault -> authority -> policy -> mechanics -> audit -> proxy and admin listeners.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
@@ -12,6 +12,7 @@ import type { Config } from '../config/schema.js';
 import { openNodeStore } from './open-store.js';
 import { authoritySettings, keyringFor } from './init.js';
 import type { Store } from '../store/store.js';
+import { StoreError } from '../store/errors.js';
 import { createVault, type Vault } from '../vault/vault.js';
 import { generateMasterKey } from '../vault/master-key.js';
 import { Authority } from '../authority/authority.js';
@@ -21,7 +22,11 @@ import { MECHANICS } from '../mechanics/index.js';
 import { connectionsOf, type OAuthConnections } from '../mechanics/oauth2-authorization-code.js';
 import { createAuditWriter, type AuditWriter } from '../audit/writer.js';
 import { auditSinkFromStore } from '../audit/sink.js';
-import { appendCheckpointFile, checkpointFilePath } from '../audit/checkpoint-file.js';
+import {
+  appendCheckpointFile,
+  checkpointFilePath,
+  loadCheckpoints,
+} from '../audit/checkpoint-file.js';
 import {
   openSqliteAuditAppender,
   type SqliteAuditAppender,
@@ -98,6 +103,26 @@ function readCaFile(service: string, path: string | undefined): string | undefin
   } catch {
     throw new NexusError('internal_error', `service "${service}": cannot read tls.ca_file`);
   }
+}
+
+/**
+ * Refuses to start on an audit chain that lost records its own checkpoint file vouches for:
+ * shorter than the newest checkpoint there, or with another record at its seq (the store
+ * was truncated, or restored from an older backup). Silently appending would write new
+ * records over the missing seqs (issue 10, black-box re-run).
+ *
+ * @throws StoreError `audit_truncated`
+ */
+async function checkNotTruncated(store: Store, file: string): Promise<void> {
+  if (!existsSync(file)) return;
+  const newest = (await loadCheckpoints(file)).at(-1);
+  if (newest === undefined) return;
+  const [row] = await store.readAudit({ fromSeq: newest.seq, limit: 1 });
+  if (row !== undefined && row.seq === newest.seq && row.hash === newest.hash) return;
+  throw new StoreError(
+    'audit_truncated',
+    `the audit chain no longer holds the record of the newest checkpoint in ${file} (seq ${newest.seq}): the store was truncated or restored from an older backup. Check with \`nexus audit verify --against ${file}\`; to start on a restored store, move that file aside first`,
+  );
 }
 
 export async function startNexus(options: StartOptions): Promise<RunningNexus> {
@@ -192,6 +217,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       },
     });
     await audit.init();
+    if (checkpointFile !== undefined) await checkNotTruncated(store, checkpointFile);
 
     const services = new Map<string, ServiceRuntime>();
     // Known once the admin listener is bound (OAuth connection redirect URIs).

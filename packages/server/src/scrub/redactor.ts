@@ -520,10 +520,17 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       held.push(Buffer.from(chunk));
       const start = pos;
       pos += chunk.length;
-      if (active) scan(chunk, start, false);
-      // MUST: a function of positions and line breaks only (see the argument above). With
-      // no secret at all there is nothing to hold back.
-      const limit = active ? Math.max(heldStart, pos - holdback, lastBreak) : pos;
+      if (active) {
+        scan(chunk, start, false);
+      } else {
+        const lf = chunk.lastIndexOf(0x0a);
+        const cr = chunk.lastIndexOf(0x0d);
+        if (lf >= 0 || cr >= 0) lastBreak = start + Math.max(lf, cr) + 1;
+      }
+      // MUST: a function of positions and line breaks only (see the argument above), also
+      // with no secret at all: releasing at once then would tell an agent that no service on
+      // the upstream's origin has been used yet (issue 10, black-box re-run).
+      const limit = Math.max(heldStart, pos - holdback, lastBreak);
       return limit > heldStart ? flush(limit) : Buffer.alloc(0);
     },
     end(): Buffer {

@@ -15,7 +15,9 @@ export type StoreErrorCode =
   /** Another live node holds the store's node lock (one node per SQLite store). */
   | 'store_in_use'
   /** The store file has several names (hard links): two nodes could open it apart. */
-  | 'store_linked';
+  | 'store_linked'
+  /** The audit chain lost records its checkpoint file vouches for (truncated, restored). */
+  | 'audit_truncated';
 
 /** A store start-up error with a stable `code` (same shape as `NexusError`). */
 export class StoreError extends Error {
