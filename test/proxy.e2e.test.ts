@@ -464,7 +464,7 @@ describe('the proxy end to end', () => {
     expect(received).toBe(total);
     expect(peak - before).toBeLessThan(64 * 1024 * 1024);
     upstream.reset();
-  });
+  }, 90_000); // 100 MiB through every view of the redactor: ~10 s on a quiet machine
 
   it('writes an audit record for every request, allowed or denied, without secrets', async () => {
     const q = await node.cli(['audit', 'query', '--json', '--limit', '500']);
