@@ -22,15 +22,30 @@ export const name = 'profile';
 
 const SECONDS = secs(10);
 
-/** Summarises a V8 .cpuprofile: self time per function and per file (ms). */
-export function summarise(profile) {
+/**
+ * Summarises a V8 .cpuprofile: self time per function and per file (ms). With `window`
+ * ({ from, to } in microseconds of CLOCK_MONOTONIC, the clock of both V8's sample
+ * timestamps and `process.hrtime`), only the samples taken inside it count: start-up,
+ * pre-signing and shutdown would otherwise show as idle time that the node never has
+ * under load.
+ */
+export function summarise(profile, window) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map();
-  const total = profile.endTime - profile.startTime;
   const dt = profile.timeDeltas;
   const counts = new Map();
+  let total = 0;
+  let t = profile.startTime;
   for (let i = 0; i < profile.samples.length; i++) {
-    counts.set(profile.samples[i], (counts.get(profile.samples[i]) ?? 0) + (dt[i] ?? 0));
+    // A sample's delta is the time since the previous sample: it belongs to this sample.
+    const d = dt[i] ?? 0;
+    t += d;
+    if (window !== undefined && (t < window.from || t > window.to)) continue;
+    total += d;
+    counts.set(profile.samples[i], (counts.get(profile.samples[i]) ?? 0) + d);
+  }
+  if (window !== undefined && total === 0) {
+    throw new Error('the profile has no sample inside the load window');
   }
   for (const [id, us] of counts) {
     const n = byId.get(id);
@@ -101,6 +116,7 @@ export async function run() {
   const tmp = mkdtempSync(join(tmpdir(), 'nexus-bench-profile-'));
   const upstream = await startUpstream();
   let rps = 0;
+  let window;
   try {
     const nexus = await startNexusNode(upstream, {
       agents: [{ name: 'bench-prof', alg, count: 1 }],
@@ -112,6 +128,7 @@ export async function run() {
     const url = `${nexus.origin}/bench/small`;
     const file = join(tmp, 'req');
     await presign({ file, count: 40_000 * (SECONDS / 10) + 5000, keys, method: 'POST', url, body });
+    const from = Number(process.hrtime.bigint() / 1000n);
     const r = await runWrk({
       url,
       requestsFile: file,
@@ -119,6 +136,7 @@ export async function run() {
       connections: 64,
       seconds: SECONDS,
     });
+    window = { from, to: Number(process.hrtime.bigint() / 1000n) };
     rps = r.rps;
     console.log(
       `${fmt(r.rps)} req/s under the profiler (non-2xx ${r.non2xx}, wrapped ${r.wrapped})`,
@@ -129,14 +147,36 @@ export async function run() {
   }
   // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (the
   // audit worker thread writes its own profile).
-  const prof = readdirSync(profDir).find((f) => /^CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/.test(f));
+  const profiles = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
+  const prof = profiles.find((f) => /^CPU\.\d+\.\d+\.\d+\.0\.\d+\.cpuprofile$/.test(f));
   if (!prof) throw new Error('no profile written');
   const path = join(profDir, prof);
-  const s = summarise(JSON.parse(readFileSync(path, 'utf8')));
+  const s = summarise(JSON.parse(readFileSync(path, 'utf8')), window);
+  // Share of the window a thread was busy, and its busy time per request served.
+  const busy = (x) =>
+    x.categories.filter((c) => c.name !== '(idle)').reduce((a, c) => a + c.pct, 0);
+  const usPerRequest = (pct) => (rps > 0 ? (pct * 10_000) / rps : 0);
+  // Worker threads (the audit worker) sample their own JavaScript, in the same window.
+  const workers = profiles
+    .filter((f) => f !== prof)
+    .map((f) => {
+      const w = summarise(JSON.parse(readFileSync(join(profDir, f), 'utf8')), window);
+      return { file: f, busy_pct: busy(w), us_per_request: usPerRequest(busy(w)), top: w.self };
+    });
   const lines = [
     `# Nexus CPU profile (${alg} agent, 1 KiB POST, wrk 64 connections, ${SECONDS} s)`,
     '',
-    `${machine().date}; ${fmt(rps)} req/s under the profiler; profile: ${path}; ${fmt(s.total_ms)} ms profiled (includes start-up and idle).`,
+    `${machine().date}; ${fmt(rps)} req/s under the profiler; profile: ${path}; ${fmt(s.total_ms)} ms profiled: the load window only (start-up, pre-signing and shutdown left out).`,
+    '',
+    `Main thread busy ${fmt(busy(s), 1)}% of the window (${fmt(usPerRequest(busy(s)))} us of JavaScript-thread time per request).`,
+    ...workers.map(
+      (w) =>
+        `Worker thread ${w.file}: busy ${fmt(w.busy_pct, 1)}% (${fmt(w.us_per_request)} us per request); top: ${w.top
+          .filter((x) => x.name !== '(idle)')
+          .slice(0, 5)
+          .map((x) => `${x.name.split(' ')[0]} ${fmt(x.pct, 1)}%`)
+          .join(', ')}.`,
+    ),
     '',
     '## Main-thread time by component',
     '',
@@ -157,6 +197,6 @@ export async function run() {
     ...s.files.map((x) => `| ${x.name} | ${fmt(x.ms)} | ${fmt(x.pct, 1)} |`),
     '',
   ].join('\n');
-  writeResults(`profile-${alg}`, { alg, rps, profile: path, ...s }, lines);
+  writeResults(`profile-${alg}`, { alg, rps, profile: path, window, workers, ...s }, lines);
   console.log(lines);
 }
