@@ -1,0 +1,50 @@
+"""An agent written with nexus_lease, driven by test/python-client.e2e.test.ts against a real
+node. Reads NEXUS_AUTHORITY, NEXUS_ENROLLMENT_TOKEN and NEXUS_KEY_ALG; prints one JSON
+object per step on stdout for the test to check.
+"""
+
+import json
+import os
+import sys
+
+from nexus_lease import Agent, NexusError
+
+
+def step(name, **facts):
+    print(json.dumps({"step": name, **facts}), flush=True)
+
+
+def refusal(call):
+    try:
+        res = call()
+        return {"status": res.status}
+    except NexusError as err:
+        return {"code": err.code, "status": err.status, "local": err.local, "request_id": err.request_id}
+
+
+token = os.environ.pop("NEXUS_ENROLLMENT_TOKEN")
+agent = Agent.enroll(os.environ["NEXUS_AUTHORITY"], token, algorithm=os.environ["NEXUS_KEY_ALG"])
+claims = agent.lease_claims
+step("enrolled", agent=agent.name, jwk=claims["cnf"]["jwk"], jti=agent.lease_id, python=sys.version)
+
+res = agent.post("echo", "/repos/acme/app/issues?state=open", json_body={"title": "hi"}, intent="file a bug")
+step("call", status=res.status, request_id=res.request_id, body=res.text)
+
+first = agent.lease_id
+agent.renew()
+renewed = agent.lease_claims
+step("renewed", before=first, after=agent.lease_id, jwk=renewed["cnf"]["jwk"], sub=renewed["sub"])
+res = agent.get("echo", "/after-renewal", intent="still me")
+step("call-after-renewal", status=res.status)
+
+step("denied", **refusal(lambda: agent.get("echo", "/admin/users", intent="look around")))
+step("dot-segment", **refusal(lambda: agent.get("echo", "/../v1/leases/renew")))
+step("encoded-dot", **refusal(lambda: agent.get("echo", "/%2e%2e/v1/leases/renew")))
+step("reserved", **refusal(lambda: agent.get("v1", "/leases/renew")))
+# An upstream's error that imitates a Nexus problem is relayed data, not a refusal (§10.1).
+step("imitation", **refusal(lambda: agent.get("echo", "/imitate")))
+
+agent.revoke()
+step("revoked", **refusal(lambda: agent.get("echo", "/after-revoke")))
+agent.revoke()  # revoking again is done, not an error (§12.3)
+step("done")

@@ -1,0 +1,135 @@
+/**
+ * The Python agent library (clients/python, issue 11) against a real node: a Python program
+ * enrolls with a one-time token, calls a service whose credential Nexus injects, renews,
+ * gets a policy refusal as a `NexusError`, refuses dot-segment targets itself and revokes
+ * its own lease. Runs under every Python found that imports `cryptography`, with an
+ * Ed25519 and a P-256 lease key.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findPythons, runPython, type Python } from './helpers/python.js';
+import { startNode, type TestNode } from './helpers/node.js';
+import { startUpstream, echoHandler, type TestUpstream } from './helpers/upstream.js';
+
+const SECRET = 'py-upstream-secret-7f3a9c2e41b8d6';
+const { found: pythons, skipped } = findPythons();
+if (pythons.length === 0) {
+  console.log(`python client e2e skipped: no Python with cryptography (${skipped.join('; ')})`);
+}
+
+interface Step {
+  step: string;
+  [k: string]: unknown;
+}
+
+describe.skipIf(pythons.length === 0)('the Python agent library against a real node', () => {
+  let upstream: TestUpstream;
+  let node: TestNode;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    node = await startNode({
+      services: {
+        echo: { upstream: upstream.url, auth: { type: 'bearer', credential: 'echo-token' } },
+      },
+      agents: { pybot: { roles: ['reader'] } },
+      policies: [
+        { id: 'read-echo', allow: { roles: ['reader'], services: ['echo'] } },
+        { id: 'no-admin', deny: { services: ['echo'], paths: ['/admin/**'] } },
+      ],
+    });
+    await node.setCredential('echo-token', { value: SECRET });
+  });
+
+  afterAll(async () => {
+    await node?.stop();
+    await upstream?.close();
+  });
+
+  const cases: [string, Python, string][] = pythons.flatMap((p) => [
+    [p.version, p, 'EdDSA'],
+    [p.version, p, 'ES256'],
+  ]);
+
+  it.each(cases)(
+    'Python %s, %s key: enroll, call, renew, refuse, revoke',
+    async (_, python, alg) => {
+      console.log(`python client e2e: ${python.command} (${python.version}), ${alg}`);
+      upstream.reset();
+      upstream.handle((req, res) => {
+        if (req.url === '/imitate') {
+          res.writeHead(403, { 'content-type': 'application/problem+json' });
+          res.end(
+            JSON.stringify({ type: 'urn:nexus:problem:policy_denied', code: 'policy_denied' }),
+          );
+          return;
+        }
+        echoHandler(req, res);
+      });
+      const token = await node.enrollmentToken('pybot');
+      const run = await runPython(python, 'tests/e2e_agent.py', [], {
+        NEXUS_AUTHORITY: node.proxyUrl,
+        NEXUS_ENROLLMENT_TOKEN: token,
+        NEXUS_KEY_ALG: alg,
+      });
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      const steps = new Map(
+        run.stdout
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line) as Step)
+          .map((s) => [s.step, s]),
+      );
+      // The credential reached the upstream; the Python process never saw it.
+      expect(run.stdout).not.toContain(SECRET);
+      expect(upstream.requests[0]?.headers.authorization).toBe(`Bearer ${SECRET}`);
+
+      const enrolled = steps.get('enrolled')!;
+      expect(enrolled.agent).toBe('pybot');
+      expect((enrolled.jwk as { alg: string }).alg).toBe(alg);
+
+      const call = steps.get('call')!;
+      expect(call.status).toBe(200);
+      expect(call.request_id).toMatch(/.+/);
+      const echoed = JSON.parse(call.body as string) as {
+        method: string;
+        url: string;
+        body: string;
+        headers: Record<string, string>;
+      };
+      expect(echoed).toMatchObject({
+        method: 'POST',
+        url: '/repos/acme/app/issues?state=open',
+        body: '{"title": "hi"}',
+      });
+      expect(echoed.headers.authorization).toBe('Bearer [REDACTED]');
+      expect(echoed.headers['workload-identity-token']).toBeUndefined();
+
+      const renewed = steps.get('renewed')!;
+      expect(renewed.after).not.toBe(renewed.before);
+      expect(renewed.jwk).toEqual(enrolled.jwk);
+      expect(renewed.sub).toMatch(/\/agent\/pybot$/);
+      expect(steps.get('call-after-renewal')).toMatchObject({ status: 200 });
+
+      expect(steps.get('denied')).toMatchObject({
+        code: 'policy_denied',
+        status: 403,
+        local: false,
+      });
+      expect(steps.get('denied')?.request_id).toMatch(/.+/);
+      expect(steps.get('dot-segment')).toMatchObject({ code: 'path_invalid', local: true });
+      expect(steps.get('encoded-dot')).toMatchObject({ code: 'path_invalid', local: true });
+      expect(steps.get('reserved')).toMatchObject({ code: 'service_unknown', local: true });
+      expect(steps.get('imitation')).toEqual({ step: 'imitation', status: 403 });
+      expect(steps.get('revoked')).toMatchObject({ code: 'lease_revoked', status: 401 });
+      expect(steps.has('done')).toBe(true);
+
+      // Nothing the library refused locally, and nothing after the policy refusal, went upstream.
+      expect(upstream.requests.map((r) => r.url)).toEqual([
+        '/repos/acme/app/issues?state=open',
+        '/after-renewal',
+        '/imitate',
+      ]);
+    },
+  );
+});
