@@ -59,7 +59,13 @@ export function runPython(
 ): Promise<PythonRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(python.command, [join(PYTHON_CLIENT, script), ...args], {
-      env: { PATH: process.env.PATH ?? '', PYTHONPATH: PYTHON_CLIENT, ...env },
+      // No bytecode written into the source tree.
+      env: {
+        PATH: process.env.PATH ?? '',
+        PYTHONPATH: PYTHON_CLIENT,
+        PYTHONDONTWRITEBYTECODE: '1',
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
