@@ -63,7 +63,7 @@ describe.skipIf(pythons.length === 0)('the Python agent library against a real n
           );
           return;
         }
-        echoHandler(req, res);
+        return echoHandler(req, res);
       });
       const token = await node.enrollmentToken('pybot');
       const run = await runPython(python, 'tests/e2e_agent.py', [], {
