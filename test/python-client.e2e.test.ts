@@ -36,6 +36,9 @@ describe.skipIf(pythons.length === 0)('the Python agent library against a real n
         { id: 'read-echo', allow: { roles: ['reader'], services: ['echo'] } },
         { id: 'no-admin', deny: { services: ['echo'], paths: ['/admin/**'] } },
       ],
+      // Short leases, so that one run can wait for the library to renew by itself; a body
+      // limit the library learns from discovery and applies before sending.
+      overrides: { authority: { lease_ttl: '6s' }, proxy: { max_body: '1KiB' } },
     });
     await node.setCredential('echo-token', { value: SECRET });
   });
@@ -45,14 +48,16 @@ describe.skipIf(pythons.length === 0)('the Python agent library against a real n
     await upstream?.close();
   });
 
-  const cases: [string, Python, string][] = pythons.flatMap((p) => [
-    [p.version, p, 'EdDSA'],
-    [p.version, p, 'ES256'],
-  ]);
+  const cases = pythons.flatMap((python) =>
+    ['EdDSA', 'ES256'].map((alg) => ({ version: python.version, python, alg })),
+  );
+  // Only the first run waits (about 4 s) for the lease's last third.
+  const waitsForRenewal = (python: Python, alg: string) =>
+    python.command === pythons[0]?.command && alg === 'EdDSA';
 
   it.each(cases)(
-    'Python %s, %s key: enroll, call, renew, refuse, revoke',
-    async (_, python, alg) => {
+    'Python $version, $alg key: enroll, call, renew, refuse, revoke',
+    async ({ python, alg }) => {
       console.log(`python client e2e: ${python.command} (${python.version}), ${alg}`);
       upstream.reset();
       upstream.handle((req, res) => {
@@ -70,6 +75,7 @@ describe.skipIf(pythons.length === 0)('the Python agent library against a real n
         NEXUS_AUTHORITY: node.proxyUrl,
         NEXUS_ENROLLMENT_TOKEN: token,
         NEXUS_KEY_ALG: alg,
+        ...(waitsForRenewal(python, alg) ? { NEXUS_WAIT_FOR_RENEWAL: '1' } : {}),
       });
       expect(run.stderr).toBe('');
       expect(run.code).toBe(0);
@@ -110,6 +116,13 @@ describe.skipIf(pythons.length === 0)('the Python agent library against a real n
       expect(renewed.jwk).toEqual(enrolled.jwk);
       expect(renewed.sub).toMatch(/\/agent\/pybot$/);
       expect(steps.get('call-after-renewal')).toMatchObject({ status: 200 });
+      const auto = steps.get('auto-renewed');
+      if (waitsForRenewal(python, alg)) {
+        expect(auto?.status).toBe(200);
+        expect(auto?.after).not.toBe(auto?.before);
+      }
+      // Over the advertised max_body_bytes: refused by the library, nothing sent.
+      expect(steps.get('too-large')).toMatchObject({ code: 'body_too_large', local: true });
 
       expect(steps.get('denied')).toMatchObject({
         code: 'policy_denied',
@@ -124,10 +137,11 @@ describe.skipIf(pythons.length === 0)('the Python agent library against a real n
       expect(steps.get('revoked')).toMatchObject({ code: 'lease_revoked', status: 401 });
       expect(steps.has('done')).toBe(true);
 
-      // Nothing the library refused locally, and nothing after the policy refusal, went upstream.
+      // Nothing the library refused locally, and nothing Nexus refused, reached the upstream.
       expect(upstream.requests.map((r) => r.url)).toEqual([
         '/repos/acme/app/issues?state=open',
         '/after-renewal',
+        ...(waitsForRenewal(python, alg) ? ['/auto-renewed'] : []),
         '/imitate',
       ]);
     },

@@ -1,11 +1,12 @@
 """An agent written with nexus_lease, driven by test/python-client.e2e.test.ts against a real
-node. Reads NEXUS_AUTHORITY, NEXUS_ENROLLMENT_TOKEN and NEXUS_KEY_ALG; prints one JSON
-object per step on stdout for the test to check.
+node. Reads NEXUS_AUTHORITY, NEXUS_ENROLLMENT_TOKEN, NEXUS_KEY_ALG and, if set,
+NEXUS_WAIT_FOR_RENEWAL; prints one JSON object per step on stdout for the test to check.
 """
 
 import json
 import os
 import sys
+import time
 
 from nexus_lease import Agent, NexusError
 
@@ -36,6 +37,16 @@ renewed = agent.lease_claims
 step("renewed", before=first, after=agent.lease_id, jwk=renewed["cnf"]["jwk"], sub=renewed["sub"])
 res = agent.get("echo", "/after-renewal", intent="still me")
 step("call-after-renewal", status=res.status)
+
+if os.environ.get("NEXUS_WAIT_FOR_RENEWAL"):
+    # Wait for the last third of the lease: the next request renews it first (§12.2).
+    claims = agent.lease_claims
+    time.sleep(max(0.0, claims["exp"] - (claims["exp"] - claims["iat"]) / 3 - time.time() + 0.5))
+    before = agent.lease_id
+    res = agent.get("echo", "/auto-renewed")
+    step("auto-renewed", status=res.status, before=before, after=agent.lease_id)
+
+step("too-large", **refusal(lambda: agent.post("echo", "/upload", body=b"x" * 4096)))
 
 step("denied", **refusal(lambda: agent.get("echo", "/admin/users", intent="look around")))
 step("dot-segment", **refusal(lambda: agent.get("echo", "/../v1/leases/renew")))
