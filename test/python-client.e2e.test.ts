@@ -76,7 +76,7 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
         return echoHandler(req, res);
       });
       const token = await node.enrollmentToken('pybot');
-      const run = await runPython(python, 'tests/e2e_agent.py', [], {
+      const run = await runPython(python, ['tests/e2e_agent.py'], {
         NEXUS_AUTHORITY: node.proxyUrl,
         NEXUS_ENROLLMENT_TOKEN: token,
         NEXUS_KEY_ALG: alg,

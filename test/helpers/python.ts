@@ -50,15 +50,16 @@ export interface PythonRun {
   stderr: string;
 }
 
-/** Runs `clients/python/<script>` with `env` added and the library on PYTHONPATH. */
+/** Runs `python ARGS` in clients/python (so `tests/x.py` names a script there), with `env`
+ * added to a minimal environment and the library on PYTHONPATH. */
 export function runPython(
   python: Python,
-  script: string,
-  args: string[] = [],
+  args: string[],
   env: Record<string, string> = {},
 ): Promise<PythonRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(python.command, [join(PYTHON_CLIENT, script), ...args], {
+    const child = spawn(python.command, args, {
+      cwd: PYTHON_CLIENT,
       // No bytecode written into the source tree.
       env: {
         PATH: process.env.PATH ?? '',

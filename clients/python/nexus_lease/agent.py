@@ -20,6 +20,31 @@ from .keys import LeaseKey, b64url_decode
 from .signing import check_target, sign_request
 
 DISCOVERY_PATH = "/.well-known/nexus-configuration"
+# Fields this library sets or that frame the body: a caller's copy is dropped, so that
+# nothing unsigned can pose as a covered field (a stray Content-Digest would be one).
+PROFILE_FIELDS = {
+    "workload-identity-token",
+    "signature",
+    "signature-input",
+    "nexus-intent",
+    "content-type",
+    "content-digest",
+    "content-length",
+    "transfer-encoding",
+    "host",
+}
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _check_transport(url: str, allow_http: bool) -> None:
+    """The lease and the enrollment token go over TLS except on loopback (§13.6)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return
+    host = parts.hostname or ""
+    if parts.scheme == "http" and (allow_http or host in LOOPBACK or host.startswith("127.")):
+        return
+    raise ProtocolError("Nexus is reached over https (plain http only on loopback)")
 
 
 @dataclass
@@ -91,8 +116,13 @@ def _claims(lease: str) -> dict:
     raise ProtocolError("the Authority returned something that is not a lease")
 
 
-def discover(authority: str, timeout: float = 10.0) -> dict:
-    """`GET /.well-known/nexus-configuration` (§11.1): endpoints and limits."""
+def discover(authority: str, timeout: float = 10.0, allow_http: bool = False) -> dict:
+    """`GET /.well-known/nexus-configuration` (§11.1): endpoints and limits.
+
+    `allow_http` permits plain http to a host other than loopback (a private network
+    the operator trusts); by default only https or loopback is used.
+    """
+    _check_transport(authority, allow_http)
     res = _send("GET", authority.rstrip("/") + DISCOVERY_PATH, {"Accept": "application/json"}, b"", timeout)
     refusal = _refusal(res)
     if refusal:
@@ -103,6 +133,7 @@ def discover(authority: str, timeout: float = 10.0) -> dict:
     for member in ("issuer", "proxy_url", "lease_endpoint", "renewal_endpoint"):
         if not isinstance(config.get(member), str):
             raise ProtocolError(f"the discovery document lacks {member}")
+        _check_transport(config[member], allow_http)
     return config
 
 
@@ -124,10 +155,16 @@ class Agent:
 
     @classmethod
     def enroll(
-        cls, authority: str, enrollment_token: str, *, algorithm: str = "EdDSA", timeout: float = 10.0
+        cls,
+        authority: str,
+        enrollment_token: str,
+        *,
+        algorithm: str = "EdDSA",
+        timeout: float = 10.0,
+        allow_http: bool = False,
     ) -> "Agent":
         """Generates a key in memory and exchanges the one-time token for a lease (§12.1)."""
-        config = discover(authority, timeout)
+        config = discover(authority, timeout, allow_http)
         if algorithm not in config.get("lease_algorithms", [algorithm]):
             raise ProtocolError(f"the Authority does not accept {algorithm} keys")
         key = LeaseKey.generate(algorithm)
@@ -145,7 +182,8 @@ class Agent:
         granted = res.json() if res.status == 201 else None
         if not isinstance(granted, dict) or not isinstance(granted.get("lease"), str):
             raise ProtocolError(f"enrollment answered {res.status} without a lease")
-        if granted.get("proxy_url"):
+        if isinstance(granted.get("proxy_url"), str):
+            _check_transport(granted["proxy_url"], allow_http)
             config = {**config, "proxy_url": granted["proxy_url"]}
         return cls(config, key, granted["lease"], granted.get("agent"), timeout)
 
@@ -213,7 +251,7 @@ class Agent:
                 lease_exp=self.expires_at,
             )
             # Our profile fields replace any same-named field the caller set (§4.5 step 3).
-            merged = {k: v for k, v in headers.items() if k.lower() not in {n.lower() for n in signed}}
+            merged = {k: v for k, v in headers.items() if k.lower() not in PROFILE_FIELDS}
             res = _send(method.upper(), url, {**merged, **signed}, body, self.timeout)
             refusal = _refusal(res)
             if refusal is None:
@@ -242,12 +280,17 @@ class Agent:
         """
         path, sep, query = path.partition("?")
         check_target(service, path, query if sep else None)
+        headers = headers or {}
         if json_body is not None:
             body, content_type = json.dumps(json_body).encode(), content_type or "application/json"
+        # A Content-Type given among the headers counts: it is signed with the body.
+        content_type = content_type or next(
+            (v for k, v in headers.items() if k.lower() == "content-type"), None
+        )
         data = body.encode() if isinstance(body, str) else (body or b"")
         self._renew_if_due()
         url = f"{self.proxy_url}/{service}{path}{sep}{query}"
-        return self._signed(method, url, data, content_type, intent, headers or {})
+        return self._signed(method, url, data, content_type, intent, headers)
 
     def get(self, service: str, path: str = "/", **kw) -> Response:
         return self.request("GET", service, path, **kw)

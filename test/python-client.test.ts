@@ -1,8 +1,9 @@
 /**
- * The language-neutral conformance vectors (vectors/, spec §14) run by the Python client
- * (clients/python/tests/run_vectors.py, issue 11): every vector's verdict and code, every
- * signature base byte for byte, and the library's own signer reproducing the Nexus accept
- * vectors. Runs under every Python found that imports `cryptography`.
+ * The Python client offline (clients/python, issue 11): the language-neutral conformance
+ * vectors (vectors/, spec §14) run by clients/python/tests/run_vectors.py (every vector's
+ * verdict and code, every signature base byte for byte, the library's own signer
+ * reproducing the Nexus accept vectors), and the library's unit tests (target checks,
+ * intent, window, keys). Runs under every Python found that imports `cryptography`.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,15 +31,15 @@ function vectorCounts(): Record<string, number> {
   return counts;
 }
 
-describe.skipIf(!RUN)('conformance vectors in Python', () => {
+describe.skipIf(!RUN)('the Python client offline', () => {
   it('has a Python with cryptography', () => {
     expect(pythons, skipped.join('; ')).not.toEqual([]);
   });
 
   it.each(pythons.map((p) => [p.version, p] as const))(
-    'Python %s passes every vector',
+    'Python %s passes every conformance vector',
     async (_, python) => {
-      const run = await runPython(python, 'tests/run_vectors.py', [join(REPO, 'vectors')]);
+      const run = await runPython(python, ['tests/run_vectors.py', join(REPO, 'vectors')]);
       const lines = run.stdout.trim().split('\n');
       const result = JSON.parse(lines.at(-1) ?? '{}') as {
         passed: number;
@@ -60,6 +61,18 @@ describe.skipIf(!RUN)('conformance vectors in Python', () => {
       // Every Nexus accept vector this signer could have emitted (the exact component list
       // of §4.2 and a sha-256 digest) was reproduced by the library.
       expect(result.signer_reproduced).toBeGreaterThanOrEqual(8);
+    },
+  );
+
+  it.each(pythons.map((p) => [p.version, p] as const))(
+    'Python %s passes the library unit tests',
+    async (_, python) => {
+      const run = await runPython(python, ['-m', 'unittest', 'discover', '-s', 'tests', '-v']);
+      const ran = /Ran (\d+) tests?/.exec(run.stderr);
+      console.log(`python unit tests (${python.version}): ${ran?.[1] ?? 0} ran`);
+      expect(run.stderr).toMatch(/\nOK\n?$/);
+      expect(run.code).toBe(0);
+      expect(Number(ran?.[1])).toBeGreaterThanOrEqual(12);
     },
   );
 });
