@@ -8,6 +8,7 @@ would carry the lease elsewhere) and no proxy environment variable is consulted.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import threading
 import time
@@ -33,7 +34,15 @@ PROFILE_FIELDS = {
     "transfer-encoding",
     "host",
 }
-LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only "localhost" is taken as loopback
+        return False
 
 
 def _check_transport(url: str, allow_http: bool) -> None:
@@ -41,8 +50,7 @@ def _check_transport(url: str, allow_http: bool) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https":
         return
-    host = parts.hostname or ""
-    if parts.scheme == "http" and (allow_http or host in LOOPBACK or host.startswith("127.")):
+    if parts.scheme == "http" and (allow_http or _is_loopback(parts.hostname or "")):
         return
     raise ProtocolError("Nexus is reached over https (plain http only on loopback)")
 
@@ -65,6 +73,15 @@ class Response:
 
     def json(self):
         return json.loads(self.body)
+
+
+def _json_object(res: Response, status: int) -> dict | None:
+    """The body as a JSON object if the status is `status`, else None."""
+    try:
+        value = res.json() if res.status == status else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _send(method: str, url: str, headers: dict[str, str], body: bytes, timeout: float) -> Response:
@@ -95,14 +112,8 @@ def _refusal(res: Response) -> NexusError | None:
     code = res.headers.get("Nexus-Error")
     if not code:
         return None
-    detail = ""
-    try:
-        problem = res.json()
-        if isinstance(problem, dict) and isinstance(problem.get("detail"), str):
-            detail = problem["detail"]
-    except ValueError:
-        pass
-    return NexusError(code, res.status, detail, res.request_id)
+    detail = (_json_object(res, res.status) or {}).get("detail")
+    return NexusError(code, res.status, detail if isinstance(detail, str) else "", res.request_id)
 
 
 def _claims(lease: str) -> dict:
@@ -127,10 +138,12 @@ def discover(authority: str, timeout: float = 10.0, allow_http: bool = False) ->
     refusal = _refusal(res)
     if refusal:
         raise refusal
-    config = res.json() if res.status == 200 else None
-    if not isinstance(config, dict) or config.get("spec_version") != "nexus/1":
+    config = _json_object(res, 200)
+    if config is None or config.get("spec_version") != "nexus/1":
         raise ProtocolError("not a nexus/1 discovery document")
-    for member in ("issuer", "proxy_url", "lease_endpoint", "renewal_endpoint"):
+    for member in ("issuer", "proxy_url", "lease_endpoint", "renewal_endpoint", "revocation_endpoint"):
+        if member == "revocation_endpoint" and member not in config:
+            continue  # optional for this client: only revoke() needs it
         if not isinstance(config.get(member), str):
             raise ProtocolError(f"the discovery document lacks {member}")
         _check_transport(config[member], allow_http)
@@ -179,8 +192,8 @@ class Agent:
         refusal = _refusal(res)
         if refusal:
             raise refusal
-        granted = res.json() if res.status == 201 else None
-        if not isinstance(granted, dict) or not isinstance(granted.get("lease"), str):
+        granted = _json_object(res, 201)
+        if granted is None or not isinstance(granted.get("lease"), str):
             raise ProtocolError(f"enrollment answered {res.status} without a lease")
         if isinstance(granted.get("proxy_url"), str):
             _check_transport(granted["proxy_url"], allow_http)
@@ -201,8 +214,8 @@ class Agent:
     def renew(self) -> None:
         """`POST /v1/leases/renew`, signed with the current lease (§12.2). Same key."""
         res = self._signed("POST", self.config["renewal_endpoint"], b"", None, "", {})
-        granted = res.json() if res.status in (200, 201) else None
-        if not isinstance(granted, dict) or not isinstance(granted.get("lease"), str):
+        granted = _json_object(res, 201)
+        if granted is None or not isinstance(granted.get("lease"), str):
             raise ProtocolError(f"renewal answered {res.status} without a lease")
         self._set_lease(granted["lease"])
 

@@ -140,6 +140,8 @@ class Secrets(unittest.TestCase):
         with self.assertRaises(ProtocolError):
             discover("http://192.0.2.1:7070", timeout=0.1)
         with self.assertRaises(ProtocolError):
+            discover("http://127.evil.example:7070", timeout=0.1)
+        with self.assertRaises(ProtocolError):
             Agent.enroll("ftp://nexus.example", "nxe_x")
 
 
