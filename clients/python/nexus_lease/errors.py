@@ -7,11 +7,13 @@ Code that handles errors dispatches on `code`, never on `detail`.
 
 from __future__ import annotations
 
-# Status per code for refusals this library makes itself, before sending (§7.1 ROUTE-CLIENT).
+# Status per code for refusals this library makes itself, before sending anything: the
+# target (§7.1 ROUTE-CLIENT), the intent (§6), the body size (§11.1), an expired lease.
 LOCAL_STATUS = {
     "request_invalid": 400,
     "path_invalid": 400,
     "intent_invalid": 400,
+    "lease_expired": 401,
     "service_unknown": 404,
     "body_too_large": 413,
 }

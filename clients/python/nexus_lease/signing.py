@@ -138,8 +138,11 @@ def sign_request(
         expires = created + min(window, MAX_WINDOW)
         if lease_exp is not None:
             expires = min(expires, lease_exp)  # a proof may not outlive its lease (§4.3)
+    if expires <= created and lease_exp is not None and lease_exp <= created:
+        # No proof may outlive its lease: past `exp` only a new enrollment helps.
+        raise _local("lease_expired", "the lease has expired: enroll again")
     if not created < expires <= created + MAX_WINDOW:
-        raise ValueError("no signature window fits before the lease expires: renew first")
+        raise ValueError("expires must be after created and at most 60 s later")
     # 128 bits from the CSPRNG, 22 base64url characters (§4.3 asks for at least 96).
     nonce = secrets.token_urlsafe(16) if nonce is None else nonce
     params = signature_params(

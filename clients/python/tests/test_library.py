@@ -104,8 +104,9 @@ class Signing(unittest.TestCase):
     def test_window_never_outlives_the_lease(self):
         headers, _ = self.sign(lease_exp=1010)
         self.assertIn(";expires=1010;", headers["Signature-Input"])
+        self.assertEqual(refusal(lambda: self.sign(lease_exp=1000)), "lease_expired")
         with self.assertRaises(ValueError):
-            self.sign(lease_exp=1000)
+            self.sign(expires=1061)
 
     def test_nonce_is_fresh_and_128_bits(self):
         nonces = {self.sign()[0]["Signature-Input"].split('nonce="')[1][:22] for _ in range(20)}
