@@ -99,6 +99,8 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
       expect(enrolled.agent).toBe('pybot');
       expect((enrolled.jwk as { alg: string }).alg).toBe(alg);
 
+      expect(steps.get('token-reused')).toMatchObject({ code: 'enrollment_invalid', status: 401 });
+
       const call = steps.get('call')!;
       expect(call.status).toBe(200);
       expect(call.request_id).toMatch(/.+/);

@@ -27,6 +27,8 @@ token = os.environ.pop("NEXUS_ENROLLMENT_TOKEN")
 agent = Agent.enroll(os.environ["NEXUS_AUTHORITY"], token, algorithm=os.environ["NEXUS_KEY_ALG"])
 claims = agent.lease_claims
 step("enrolled", agent=agent.name, jwk=claims["cnf"]["jwk"], jti=agent.lease_id, python=sys.version)
+# The token is single use (§12.1): the Authority's refusal surfaces as a NexusError too.
+step("token-reused", **refusal(lambda: Agent.enroll(os.environ["NEXUS_AUTHORITY"], token)))
 
 res = agent.post("echo", "/repos/acme/app/issues?state=open", json_body={"title": "hi"}, intent="file a bug")
 step("call", status=res.status, request_id=res.request_id, body=res.text)
