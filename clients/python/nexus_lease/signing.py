@@ -22,10 +22,10 @@ MAX_WINDOW = 60  # §4.3: expires - created <= 60
 DEFAULT_WINDOW = 30  # the reference signer's window (§4.5 step 5)
 MAX_INTENT = 512
 
-SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SERVICE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # used with fullmatch: `$` allows a final \n
 RESERVED_SERVICES = ("v1", ".well-known")
 # RFC 3986 pchar without pct-encoded (handled apart), plus "/".
-PATH_CHARS = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$")
+PATH_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")
 PCT = re.compile(r"%(..)?", re.S)
 
 
@@ -39,11 +39,11 @@ def check_target(service: str, path: str, query: str | None = None) -> None:
     Checks the service name and path exactly as given: no URL parser has resolved `..` or
     decoded `%2e` yet, so `/svc/../v1/leases/renew` cannot turn into an Authority call.
     """
-    if not SERVICE_RE.match(service) or service in RESERVED_SERVICES:
+    if not SERVICE_RE.fullmatch(service) or service in RESERVED_SERVICES:
         raise _local("service_unknown", "the service name is not a valid, unreserved name")
     if path and not path.startswith("/"):
         raise _local("path_invalid", "the path must be empty or start with /")
-    if not PATH_CHARS.match(path):
+    if not PATH_CHARS.fullmatch(path):
         raise _local("path_invalid", "the path holds a character outside RFC 3986 pchar")
     for m in PCT.finditer(path):
         hexpair = m.group(1)

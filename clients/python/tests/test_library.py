@@ -39,7 +39,7 @@ class TargetChecks(unittest.TestCase):
                 self.assertIsNone(refusal(lambda: check_target(service, path, query)))
 
     def test_service_names(self):
-        for service in ["Echo", "v1", ".well-known", "-x", "a_b", "", "x" * 64]:
+        for service in ["Echo", "v1", ".well-known", "-x", "a_b", "", "x" * 64, "echo\n"]:
             with self.subTest(service=service):
                 self.assertEqual(refusal(lambda: check_target(service, "/")), "service_unknown")
 
@@ -63,6 +63,7 @@ class TargetChecks(unittest.TestCase):
             "/a%1F",
             "/a%7f",
             "/a\x7f",
+            "/a\n",
             "/a%",  # rule 7
             "/a%4",
             "/a%g1",
