@@ -97,6 +97,7 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
 
       const enrolled = steps.get('enrolled')!;
       expect(enrolled.agent).toBe('pybot');
+      expect(enrolled.token_left_in_env).toBe(false);
       expect((enrolled.jwk as { alg: string }).alg).toBe(alg);
 
       expect(steps.get('token-reused')).toMatchObject({ code: 'enrollment_invalid', status: 401 });

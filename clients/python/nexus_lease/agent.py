@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -199,6 +200,17 @@ class Agent:
             _check_transport(granted["proxy_url"], allow_http)
             config = {**config, "proxy_url": granted["proxy_url"]}
         return cls(config, key, granted["lease"], granted.get("agent"), timeout)
+
+    @classmethod
+    def from_env(cls, **options) -> "Agent":
+        """`enroll` with `nexus run`'s variables: the Authority URL from NEXUS_AUTHORITY and
+        the token from NEXUS_ENROLLMENT_TOKEN, which is removed from the environment first,
+        so that no child process inherits it (§13.7). Options as for `enroll`."""
+        token = os.environ.pop("NEXUS_ENROLLMENT_TOKEN", None)
+        authority = os.environ.get("NEXUS_AUTHORITY")
+        if not token or not authority:
+            raise ProtocolError("NEXUS_AUTHORITY and NEXUS_ENROLLMENT_TOKEN must both be set")
+        return cls.enroll(authority, token, **options)
 
     # -- the lease ---------------------------------------------------------------------
 

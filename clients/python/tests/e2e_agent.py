@@ -23,10 +23,17 @@ def refusal(call):
         return {"code": err.code, "status": err.status, "local": err.local, "request_id": err.request_id}
 
 
-token = os.environ.pop("NEXUS_ENROLLMENT_TOKEN")
-agent = Agent.enroll(os.environ["NEXUS_AUTHORITY"], token, algorithm=os.environ["NEXUS_KEY_ALG"])
+token = os.environ["NEXUS_ENROLLMENT_TOKEN"]
+agent = Agent.from_env(algorithm=os.environ["NEXUS_KEY_ALG"])
 claims = agent.lease_claims
-step("enrolled", agent=agent.name, jwk=claims["cnf"]["jwk"], jti=agent.lease_id, python=sys.version)
+step(
+    "enrolled",
+    agent=agent.name,
+    jwk=claims["cnf"]["jwk"],
+    jti=agent.lease_id,
+    token_left_in_env="NEXUS_ENROLLMENT_TOKEN" in os.environ,
+    python=sys.version,
+)
 # The token is single use (§12.1): the Authority's refusal surfaces as a NexusError too.
 step("token-reused", **refusal(lambda: Agent.enroll(os.environ["NEXUS_AUTHORITY"], token)))
 
