@@ -15,9 +15,10 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { constants as osConstants } from 'node:os';
 import { resolve, sep } from 'node:path';
 import { loadConfig, nodeStateFiles, type Config } from '@nexus/server';
-import { enroll, type NexusAgent } from '@nexus/sdk';
+import { enroll, type AgentService, type NexusAgent } from '@nexus/sdk';
 import { CliError } from './admin-client.js';
 import { startSidecar } from './sidecar.js';
+import { baseUrlEnvironment, selectEnvServices } from './reach.js';
 import { bwrapArgs, findBwrap, type SandboxView } from './sandbox.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -40,6 +41,8 @@ export interface RunOptions {
   readonly share?: readonly string[];
   /** The node's nexus.yaml when given explicitly; else ./nexus.yaml when present. */
   readonly config?: string;
+  /** Base-URL mode: `all` (default), `none`, or comma-separated service names. */
+  readonly env?: string;
 }
 
 export interface RunIo {
@@ -197,6 +200,7 @@ export async function runAsAgent(
         'agent_mismatch',
       );
     }
+    const reach = await reachFor(agent, opts, io);
     sidecar = await startSidecar(agent, { intent: opts.intent });
     const view = {
       cwd: process.cwd(),
@@ -209,11 +213,39 @@ export async function runAsAgent(
         ...(opts.config === undefined ? [] : [resolve(opts.config)]),
       ],
     };
-    return await spawnChild(command, childEnvironment(env, sidecar.url), bwrap, view);
+    const childEnv = {
+      ...childEnvironment(env, sidecar.url),
+      ...baseUrlEnvironment(reach, sidecar.url),
+    };
+    return await spawnChild(command, childEnv, bwrap, view);
   } finally {
     await sidecar?.close();
     await revokeAtExit(agent, io);
   }
+}
+
+/**
+ * The services whose SDK variables the child gets (`--env`). The node's list comes signed by
+ * this lease; a node too old to serve it leaves the child with NEXUS_PROXY only (a warning),
+ * unless services were named explicitly.
+ */
+async function reachFor(agent: NexusAgent, opts: RunOptions, io: RunIo): Promise<AgentService[]> {
+  const spec = opts.env ?? 'all';
+  if (spec.trim() === 'none') return [];
+  let services: AgentService[];
+  try {
+    services = await agent.services();
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? 'error';
+    if (spec.trim() !== 'all') {
+      throw new CliError(`--env: cannot read the node's service list (${code})`, code);
+    }
+    io.warn(
+      `nexus: warning: cannot read the node's service list (${code}); only NEXUS_PROXY is set (reach_unavailable)`,
+    );
+    return [];
+  }
+  return selectEnvServices(spec, services, io.warn);
 }
 
 /**

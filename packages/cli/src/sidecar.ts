@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { NexusError, parseRoute } from '@nexus/protocol';
 import type { NexusAgent } from '@nexus/sdk';
 import { NexusAgentError } from '@nexus/sdk';
+import { holdsDummyKey, queryWithoutDummyKey } from './reach.js';
 
 // Headers of the child's request that are the sidecar's business, not the proxy's.
 const DROP = new Set([
@@ -114,11 +115,15 @@ export async function startSidecar(
         // cannot escape it, or a problem: `/../v1/...`, `/%2e%2e/...` and the Authority's
         // prefixes (lease renewal, discovery: the sidecar's own business) never get signed.
         const route = parseRoute(req.url ?? '');
-        const target = route.rawPath + (route.query === '' ? '' : `?${route.query}`);
+        const query = queryWithoutDummyKey(route.query);
+        const target = route.rawPath + (query === '' ? '' : `?${query}`);
         const headers: Record<string, string> = {};
         for (const [k, v] of Object.entries(req.headersDistinct)) {
           if (v === undefined || DROP.has(k)) continue;
-          headers[k] = v.join(', ');
+          const value = v.join(', ');
+          // Base-URL mode: the SDK's placeholder key is dropped, never forwarded.
+          if (holdsDummyKey(value)) continue;
+          headers[k] = value;
         }
         // The node's own limit when it advertises one: a larger body is refused here.
         const body = await readAll(
