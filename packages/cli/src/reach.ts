@@ -5,6 +5,9 @@
  * one. The sidecar strips the dummy key from every request; the proxy injects the real
  * credential. The child never holds a credential, only this well-known placeholder.
  */
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AgentService } from '@nexus/sdk';
 import { CliError } from './admin-client.js';
 
@@ -108,4 +111,84 @@ export function queryWithoutDummyKey(query: string): string {
     .split('&')
     .filter((p) => !p.includes(DUMMY_KEY))
     .join('&');
+}
+
+/** Loopback names the child reaches directly (the sidecar itself, local servers). */
+export const NO_PROXY = '127.0.0.1,localhost,::1';
+
+/** Where the run CA's certificate was written for the child. */
+export interface CaFiles {
+  readonly dir: string;
+  /** The run CA alone (NODE_EXTRA_CA_CERTS adds it to Node's roots). */
+  readonly ca: string;
+  /** The run CA plus this host's roots: for variables that replace the trust store. */
+  readonly bundle: string;
+}
+
+/** The system's root bundles, in the order OpenSSL-based distributions keep them. */
+const SYSTEM_BUNDLES = [
+  '/etc/ssl/certs/ca-certificates.crt',
+  '/etc/pki/tls/certs/ca-bundle.crt',
+  '/etc/ssl/cert.pem',
+];
+
+/**
+ * Writes the CA certificate (never its key: there is no file of it) into a fresh private
+ * directory, alone and bundled with the roots the child trusted before (its SSL_CERT_FILE,
+ * else the system bundle), so that the variables which replace a trust store do not cut
+ * the child off from the loopback or direct HTTPS servers it already used.
+ */
+export async function writeCaFiles(
+  caPem: string,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<CaFiles> {
+  const dir = await mkdtemp(join(tmpdir(), 'nexus-run-ca-'));
+  const ca = join(dir, 'ca.pem');
+  const bundle = join(dir, 'bundle.pem');
+  await writeFile(ca, caPem, { mode: 0o644 });
+  let roots = '';
+  for (const path of [env.SSL_CERT_FILE, ...SYSTEM_BUNDLES]) {
+    if (path === undefined || path === '') continue;
+    try {
+      roots = await readFile(path, 'utf8');
+      break;
+    } catch {
+      // next candidate
+    }
+  }
+  await writeFile(bundle, `${caPem}${roots === '' ? '' : `\n${roots}`}`, { mode: 0o644 });
+  return { dir, ca, bundle };
+}
+
+/**
+ * The forward-proxy variables: HTTP(S)_PROXY in both spellings (curl reads only the
+ * lower-case http_proxy), NO_PROXY for loopback, Node's opt-in, and the CA variables of
+ * OpenSSL, Python, curl, the AWS SDKs and git when the run has a CA.
+ */
+export function forwardProxyEnvironment(
+  sidecarUrl: string,
+  ca: CaFiles | undefined,
+): Record<string, string> {
+  const out: Record<string, string> = {
+    HTTP_PROXY: sidecarUrl,
+    HTTPS_PROXY: sidecarUrl,
+    http_proxy: sidecarUrl,
+    https_proxy: sidecarUrl,
+    NO_PROXY,
+    no_proxy: NO_PROXY,
+    NODE_USE_ENV_PROXY: '1',
+  };
+  if (ca !== undefined) {
+    out.NODE_EXTRA_CA_CERTS = ca.ca;
+    for (const k of [
+      'SSL_CERT_FILE',
+      'REQUESTS_CA_BUNDLE',
+      'CURL_CA_BUNDLE',
+      'AWS_CA_BUNDLE',
+      'GIT_SSL_CAINFO',
+    ]) {
+      out[k] = ca.bundle;
+    }
+  }
+  return out;
 }

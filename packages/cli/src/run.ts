@@ -12,13 +12,22 @@
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { resolve, sep } from 'node:path';
 import { loadConfig, nodeStateFiles, type Config } from '@nexus/server';
 import { enroll, type AgentService, type NexusAgent } from '@nexus/sdk';
 import { CliError } from './admin-client.js';
 import { startSidecar } from './sidecar.js';
-import { baseUrlEnvironment, selectEnvServices } from './reach.js';
+import {
+  baseUrlEnvironment,
+  forwardProxyEnvironment,
+  selectEnvServices,
+  writeCaFiles,
+  type CaFiles,
+} from './reach.js';
+import type { ForwardProxyOptions, OwnedHost } from './forward-proxy.js';
+import { createRunCa } from './run-ca.js';
 import { bwrapArgs, findBwrap, type SandboxView } from './sandbox.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -43,6 +52,8 @@ export interface RunOptions {
   readonly config?: string;
   /** Base-URL mode: `all` (default), `none`, or comma-separated service names. */
   readonly env?: string;
+  /** Forward-proxy mode (HTTP(S)_PROXY, the run CA); default on. */
+  readonly forwardProxy?: boolean;
 }
 
 export interface RunIo {
@@ -193,6 +204,7 @@ export async function runAsAgent(
       io.warn(`nexus: warning: lease renewal failed for good: ${e.code} (renewal_failed)`),
   });
   let sidecar: Awaited<ReturnType<typeof startSidecar>> | undefined;
+  let caFiles: CaFiles | undefined;
   try {
     if (opts.agent !== undefined && agent.name !== opts.agent) {
       throw new CliError(
@@ -200,11 +212,31 @@ export async function runAsAgent(
         'agent_mismatch',
       );
     }
-    const reach = await reachFor(agent, opts, io);
-    sidecar = await startSidecar(agent, { intent: opts.intent });
+    const spec = (opts.env ?? 'all').trim();
+    const forwardOn = opts.forwardProxy !== false;
+    const listed = spec === 'none' && !forwardOn ? [] : await listServices(agent, spec, io);
+    const reach = selectEnvServices(spec, listed, io.warn);
+    let forward: ForwardProxyOptions | undefined;
+    if (forwardOn) {
+      const hosts = new Map<string, OwnedHost>();
+      for (const s of listed) {
+        for (const h of s.hosts) hosts.set(h, { service: s.name, pathPrefix: s.path_prefix });
+      }
+      // The CA exists only while this run does, and only when there is a host to vouch for.
+      const ca = hosts.size > 0 ? await createRunCa([...hosts.keys()]) : undefined;
+      caFiles = ca === undefined ? undefined : await writeCaFiles(ca.certPem, env);
+      forward = { hosts, ...(ca === undefined ? {} : { ca }) };
+    }
+    sidecar = await startSidecar(agent, {
+      intent: opts.intent,
+      ...(forward === undefined ? {} : { forward }),
+    });
     const view = {
       cwd: process.cwd(),
-      share: (opts.share ?? []).map((p) => resolve(p)),
+      share: [
+        ...(opts.share ?? []).map((p) => resolve(p)),
+        ...(caFiles === undefined ? [] : [caFiles.dir]),
+      ],
       hide: state,
       // The node's config stays as it is, should the command share its directory: a
       // changed policy or upstream would apply at the node's next reload.
@@ -215,29 +247,28 @@ export async function runAsAgent(
     };
     const childEnv = {
       ...childEnvironment(env, sidecar.url),
+      ...(forwardOn ? forwardProxyEnvironment(sidecar.url, caFiles) : {}),
       ...baseUrlEnvironment(reach, sidecar.url),
     };
     return await spawnChild(command, childEnv, bwrap, view);
   } finally {
     await sidecar?.close();
+    if (caFiles !== undefined) await rm(caFiles.dir, { recursive: true, force: true });
     await revokeAtExit(agent, io);
   }
 }
 
 /**
- * The services whose SDK variables the child gets (`--env`). The node's list comes signed by
- * this lease; a node too old to serve it leaves the child with NEXUS_PROXY only (a warning),
- * unless services were named explicitly.
+ * The services the node lists for this agent (their `env` and `hosts`), signed by this
+ * lease. A node too old to serve the list leaves the child with NEXUS_PROXY only (a
+ * warning), unless `--env` named services.
  */
-async function reachFor(agent: NexusAgent, opts: RunOptions, io: RunIo): Promise<AgentService[]> {
-  const spec = opts.env ?? 'all';
-  if (spec.trim() === 'none') return [];
-  let services: AgentService[];
+async function listServices(agent: NexusAgent, spec: string, io: RunIo): Promise<AgentService[]> {
   try {
-    services = await agent.services();
+    return await agent.services();
   } catch (err) {
     const code = (err as { code?: string }).code ?? 'error';
-    if (spec.trim() !== 'all') {
+    if (spec !== 'all' && spec !== 'none') {
       throw new CliError(`--env: cannot read the node's service list (${code})`, code);
     }
     io.warn(
@@ -245,7 +276,6 @@ async function reachFor(agent: NexusAgent, opts: RunOptions, io: RunIo): Promise
     );
     return [];
   }
-  return selectEnvServices(spec, services, io.warn);
 }
 
 /**
