@@ -16,6 +16,7 @@ import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 const SECRET = 'fwd-proxy-upstream-secret-0123456789abcdefXYZ';
 const PREFIXED_SECRET = 'fwd-proxy-prefixed-secret-0123456789abcdef';
 const NODE_CLIENT = join(REPO, 'test/fixtures/reach-undici-client.mjs');
+const OPENAI_CLIENT = join(REPO, 'test/fixtures/reach-openai-proxy-client.mjs');
 
 // .ci/run installs curl, python3 and python3-requests; a developer machine without Python
 // skips its test, CI never does.
@@ -62,6 +63,12 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
           auth: { type: 'bearer', credential: 'example-key' },
           hosts: ['api.example.test'],
         },
+        // The OpenAI preset's host, sent to the loopback upstream.
+        openai: {
+          upstream: up.url,
+          auth: { type: 'bearer', credential: 'example-key' },
+          hosts: ['api.openai.com'],
+        },
         // An upstream with a path: requests must lie under it, and it is removed.
         prefixed: {
           upstream: `${prefixed.url}/api/1.0`,
@@ -73,6 +80,7 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
       policies: [
         { id: 'dev-reads', allow: { roles: ['dev'], services: ['example'], methods: ['GET'] } },
         { id: 'dev-prefixed', allow: { roles: ['dev'], services: ['prefixed'] } },
+        { id: 'dev-openai', allow: { roles: ['dev'], services: ['openai'] } },
       ],
     });
     await node.setCredential('example-key', { value: SECRET });
@@ -98,7 +106,9 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
       'echo; echo "--- unowned-http"; curl -sS -w "\\n%{http_code}" "http://unowned.test/x"',
       'echo; echo "--- unowned-https"; curl -sS "https://unowned.test/x" 2>&1; echo "exit=$?"',
       'echo "--- hop"; curl -sS -w "\\n%{http_code}" -H "Host: app.prefixed.test" "https://api.example.test/api/1.0/x"',
-      'echo; echo "--- env"; env',
+      // A client that offers only h2 fails the handshake: ALPN http/1.1 only.
+      'echo; echo "--- h2"; openssl s_client -proxy "${HTTPS_PROXY#http://}" -connect api.example.test:443 -servername api.example.test -alpn h2 </dev/null 2>&1; echo "exit=$?"',
+      'echo "--- env"; env',
     ].join('\n');
     const r = await node.runAgent('bot', ['sh', '-c', script]);
     expect(r.code).toBe(0);
@@ -128,6 +138,7 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
     // One tunnel serves one host: another service's name in Host is refused.
     expect(s.hop).toMatch(/"code":"host_mismatch"[\s\S]*\n421$/);
 
+    expect(s.h2).toMatch(/alert no application protocol/);
     // The child's environment: proxy and CA variables, no credential, no CA key.
     const env = s.env ?? '';
     expect(env).toMatch(/^HTTPS_PROXY=http:\/\/127\.0\.0\.1:\d+$/m);
@@ -166,7 +177,12 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
     expect(r.code).toBe(0);
     const s = r.stdout;
     expect(s).toMatch(/Name Constraints: critical/);
-    expect(s).toMatch(/Permitted:\s+DNS:api\.example\.test\s+DNS:app\.prefixed\.test/);
+    const permitted = /Permitted:\n((?:\s+DNS:.+\n)+)/.exec(s)?.[1] ?? '';
+    expect(permitted.trim().split(/\s+/).sort()).toEqual([
+      'DNS:api.example.test',
+      'DNS:api.openai.com',
+      'DNS:app.prefixed.test',
+    ]);
     expect(s).toMatch(/CA:TRUE, pathlen:0/);
     const path = sections(s).dir ?? '';
     expect(spawnSync('test', ['-e', path]).status).not.toBe(0);
@@ -225,6 +241,29 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
       'GET /v1/node-http',
     ]);
     for (const q of up.requests) expect(q.headers.authorization).toBe(`Bearer ${SECRET}`);
+    expect(r.stdout).not.toContain(SECRET);
+  });
+
+  it('the openai SDK with its default base URL goes through HTTPS_PROXY (plain fetch, Node 20 too)', async () => {
+    up.reset();
+    // The agent's own key variable holds whatever it likes: Nexus never forwards it.
+    const r = await node.runAgent('bot', [process.execPath, OPENAI_CLIENT], {
+      args: ['--env', 'none'],
+      env: { OPENAI_API_KEY: 'sk-agent-held-placeholder' },
+    });
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      completion?: { url: string; headers: Record<string, string> };
+      error?: string;
+    };
+    expect(out.error).toBeUndefined();
+    expect(out.completion).toMatchObject({
+      url: '/v1/chat/completions',
+      headers: { authorization: 'Bearer [REDACTED]' },
+    });
+    expect(up.requests.map((q) => `${q.method} ${q.url}`)).toEqual(['POST /v1/chat/completions']);
+    expect(up.requests[0]?.headers.authorization).toBe(`Bearer ${SECRET}`);
+    expect(up.requests[0]?.rawHeaders.join('\n')).not.toContain('sk-agent-held-placeholder');
     expect(r.stdout).not.toContain(SECRET);
   });
 

@@ -8,7 +8,8 @@
  * the child's SSL_CERT_FILE & co.). MUST: the CA is name-constrained to the hosts the
  * node's services own (permitted dNSName subtrees, a critical extension), so even a copy
  * of it could vouch for no other name in clients that enforce name constraints (OpenSSL,
- * Go, NSS, Node); it is valid only for the run's lifetime (plus a little skew).
+ * Go, NSS, Node); it is valid for a week (a run cannot outlive its lease chain, 24 h by
+ * default), from five minutes back (clock skew).
  */
 // @peculiar/x509 resolves its algorithms through tsyringe, which needs this polyfill loaded
 // first (ESM evaluates imports in order).

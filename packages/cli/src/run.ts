@@ -245,11 +245,18 @@ export async function runAsAgent(
         ...(opts.config === undefined ? [] : [resolve(opts.config)]),
       ],
     };
-    const childEnv = {
+    const childEnv: Record<string, string> = {
       ...childEnvironment(env, sidecar.url),
       ...(forwardOn ? forwardProxyEnvironment(sidecar.url, caFiles) : {}),
       ...baseUrlEnvironment(reach, sidecar.url),
     };
+    // Node before 22.21 ignores the proxy variables in fetch: a preload makes it follow
+    // them. Not under --sandbox, where this file may lie outside what the command sees (a
+    // missing --import file would stop every node process it starts).
+    if (forwardOn && bwrap === undefined) {
+      const preload = new URL('./env-proxy-preload.js', import.meta.url).href;
+      childEnv.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --import=${preload}`.trim();
+    }
     return await spawnChild(command, childEnv, bwrap, view);
   } finally {
     await sidecar?.close();
