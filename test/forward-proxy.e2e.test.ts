@@ -106,6 +106,11 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
       'echo; echo "--- unowned-http"; curl -sS -w "\\n%{http_code}" "http://unowned.test/x"',
       'echo; echo "--- unowned-https"; curl -sS "https://unowned.test/x" 2>&1; echo "exit=$?"',
       'echo "--- hop"; curl -sS -w "\\n%{http_code}" -H "Host: app.prefixed.test" "https://api.example.test/api/1.0/x"',
+      // Attacks: dot segments (raw and encoded) to leave the service for the Authority's
+      // routes or another service are refused by the routing rules, before any signing.
+      'echo; echo "--- dots-http"; curl -sS --path-as-is -w "\\n%{http_code}" "http://api.example.test/../v1/leases/renew"',
+      'echo; echo "--- dots-tunnel"; curl -sS --path-as-is -w "\\n%{http_code}" "https://app.prefixed.test/api/1.0/../../prefixed/x"',
+      'echo; echo "--- dots-encoded"; curl -sS -w "\\n%{http_code}" "https://api.example.test/%2e%2e/v1/agent/services"',
       // A client that offers only h2 fails the handshake: ALPN http/1.1 only.
       'echo; echo "--- h2"; openssl s_client -proxy "${HTTPS_PROXY#http://}" -connect api.example.test:443 -servername api.example.test -alpn h2 </dev/null 2>&1; echo "exit=$?"',
       'echo "--- env"; env',
@@ -138,6 +143,9 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
     // One tunnel serves one host: another service's name in Host is refused.
     expect(s.hop).toMatch(/"code":"host_mismatch"[\s\S]*\n421$/);
 
+    for (const k of ['dots-http', 'dots-tunnel', 'dots-encoded']) {
+      expect(s[k]).toMatch(/"code":"path_invalid"[\s\S]*\n400$/);
+    }
     expect(s.h2).toMatch(/alert no application protocol/);
     // The child's environment: proxy and CA variables, no credential, no CA key.
     const env = s.env ?? '';
