@@ -67,6 +67,7 @@ describe('nexus service presets / service add (CLI)', () => {
         username_field: 'account_sid',
         password_field: 'auth_token',
       },
+      hosts: ['api.twilio.com'],
     });
     const list = await runCli(['service', 'list', '--json', '--config', config]);
     expect(JSON.parse(list.stdout)).toContainEqual({

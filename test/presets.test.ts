@@ -97,9 +97,12 @@ describe('service presets', () => {
       expect(svc?.auth.credential).toBe(`${id}-cred`);
       expect(svc?.upstream.startsWith('https://')).toBe(true);
       for (const h of preset.removeHeaders) expect(svc?.scrub.remove_headers).toContain(h);
-      // Every placeholder is declared with an example, and none survives rendering.
+      // Every placeholder is declared with an example, and none survives rendering (`env`
+      // holds the run-time templates {base_url} and {dummy_key} that `nexus run` fills).
       for (const v of presetVariables(preset)) expect(preset.variables?.[v]?.example).toBeTruthy();
-      expect(JSON.stringify(entry)).not.toMatch(/(?<!\{)\{[a-z_]+\}(?!\})/);
+      expect(JSON.stringify({ ...entry, env: undefined })).not.toMatch(/(?<!\{)\{[a-z_]+\}(?!\})/);
+      // Issue 11: the forward proxy routes the provider's own host to the service.
+      expect(svc?.hosts).toEqual([new URL(svc?.upstream ?? '').hostname]);
       expect(preset.docs).toMatch(/^https:\/\//);
       expect(preset.fields.length).toBeGreaterThan(0);
       expect(preset.id).toMatch(/^[a-z0-9][a-z0-9-]{0,62}$/);

@@ -654,6 +654,15 @@ export function buildProgram(
         '-c, --config <file>',
         "the node's nexus.yaml, if this host has one (default ./nexus.yaml when present): only its Authority URL and the paths of its key files are used",
       )
+      .option(
+        '--env <services>',
+        'base-URL mode: export the variables the SDKs of these services read (OPENAI_BASE_URL, ...), pointing at the sidecar, with a dummy key Nexus strips: comma-separated names, "all" (every service the node lists for this agent) or "none"',
+        'all',
+      )
+      .option(
+        '--no-forward-proxy',
+        'do not set HTTP_PROXY/HTTPS_PROXY: by default the sidecar is also the forward proxy of the command, for the hosts services own (TLS intercepted with a per-run CA exported as SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, ...); other hosts are refused',
+      )
       .argument('<command...>', 'the command to run, after --')
       .addHelpText(
         'after',
@@ -679,6 +688,8 @@ export function buildProgram(
             hide: string[];
             share: string[];
             config?: string;
+            env: string;
+            forwardProxy: boolean;
           },
         ) => {
           process.exitCode = await runAsAgent(command, opts, env, { warn: (l) => err(l + '\n') });

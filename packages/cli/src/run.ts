@@ -12,12 +12,22 @@
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { resolve, sep } from 'node:path';
 import { loadConfig, nodeStateFiles, type Config } from '@nexus/server';
-import { enroll, type NexusAgent } from '@nexus/sdk';
+import { enroll, type AgentService, type NexusAgent } from '@nexus/sdk';
 import { CliError } from './admin-client.js';
 import { startSidecar } from './sidecar.js';
+import {
+  baseUrlEnvironment,
+  forwardProxyEnvironment,
+  selectEnvServices,
+  writeCaFiles,
+  type CaFiles,
+} from './reach.js';
+import type { ForwardProxyOptions, OwnedHost } from './forward-proxy.js';
+import { createRunCa } from './run-ca.js';
 import { bwrapArgs, findBwrap, type SandboxView } from './sandbox.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -40,6 +50,10 @@ export interface RunOptions {
   readonly share?: readonly string[];
   /** The node's nexus.yaml when given explicitly; else ./nexus.yaml when present. */
   readonly config?: string;
+  /** Base-URL mode: `all` (default), `none`, or comma-separated service names. */
+  readonly env?: string;
+  /** Forward-proxy mode (HTTP(S)_PROXY, the run CA); default on. */
+  readonly forwardProxy?: boolean;
 }
 
 export interface RunIo {
@@ -190,6 +204,7 @@ export async function runAsAgent(
       io.warn(`nexus: warning: lease renewal failed for good: ${e.code} (renewal_failed)`),
   });
   let sidecar: Awaited<ReturnType<typeof startSidecar>> | undefined;
+  let caFiles: CaFiles | undefined;
   try {
     if (opts.agent !== undefined && agent.name !== opts.agent) {
       throw new CliError(
@@ -197,10 +212,31 @@ export async function runAsAgent(
         'agent_mismatch',
       );
     }
-    sidecar = await startSidecar(agent, { intent: opts.intent });
+    const spec = (opts.env ?? 'all').trim();
+    const forwardOn = opts.forwardProxy !== false;
+    const listed = spec === 'none' && !forwardOn ? [] : await listServices(agent, spec, io);
+    const reach = selectEnvServices(spec, listed, io.warn);
+    let forward: ForwardProxyOptions | undefined;
+    if (forwardOn) {
+      const hosts = new Map<string, OwnedHost>();
+      for (const s of listed) {
+        for (const h of s.hosts) hosts.set(h, { service: s.name, pathPrefix: s.path_prefix });
+      }
+      // The CA exists only while this run does, and only when there is a host to vouch for.
+      const ca = hosts.size > 0 ? await createRunCa([...hosts.keys()]) : undefined;
+      caFiles = ca === undefined ? undefined : await writeCaFiles(ca.certPem, env);
+      forward = { hosts, ...(ca === undefined ? {} : { ca }) };
+    }
+    sidecar = await startSidecar(agent, {
+      intent: opts.intent,
+      ...(forward === undefined ? {} : { forward }),
+    });
     const view = {
       cwd: process.cwd(),
-      share: (opts.share ?? []).map((p) => resolve(p)),
+      share: [
+        ...(opts.share ?? []).map((p) => resolve(p)),
+        ...(caFiles === undefined ? [] : [caFiles.dir]),
+      ],
       hide: state,
       // The node's config stays as it is, should the command share its directory: a
       // changed policy or upstream would apply at the node's next reload.
@@ -209,10 +245,43 @@ export async function runAsAgent(
         ...(opts.config === undefined ? [] : [resolve(opts.config)]),
       ],
     };
-    return await spawnChild(command, childEnvironment(env, sidecar.url), bwrap, view);
+    const childEnv: Record<string, string> = {
+      ...childEnvironment(env, sidecar.url),
+      ...(forwardOn ? forwardProxyEnvironment(sidecar.url, caFiles) : {}),
+      ...baseUrlEnvironment(reach, sidecar.url),
+    };
+    // Node before 22.21 ignores the proxy variables in fetch: a preload makes it follow
+    // them. Not under --sandbox, where this file may lie outside what the command sees (a
+    // missing --import file would stop every node process it starts).
+    if (forwardOn && bwrap === undefined) {
+      const preload = new URL('./env-proxy-preload.js', import.meta.url).href;
+      childEnv.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --import=${preload}`.trim();
+    }
+    return await spawnChild(command, childEnv, bwrap, view);
   } finally {
     await sidecar?.close();
+    if (caFiles !== undefined) await rm(caFiles.dir, { recursive: true, force: true });
     await revokeAtExit(agent, io);
+  }
+}
+
+/**
+ * The services the node lists for this agent (their `env` and `hosts`), signed by this
+ * lease. A node too old to serve the list leaves the child with NEXUS_PROXY only (a
+ * warning), unless `--env` named services.
+ */
+async function listServices(agent: NexusAgent, spec: string, io: RunIo): Promise<AgentService[]> {
+  try {
+    return await agent.services();
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? 'error';
+    if (spec !== 'all' && spec !== 'none') {
+      throw new CliError(`--env: cannot read the node's service list (${code})`, code);
+    }
+    io.warn(
+      `nexus: warning: cannot read the node's service list (${code}); only NEXUS_PROXY is set (reach_unavailable)`,
+    );
+    return [];
   }
 }
 

@@ -13,6 +13,9 @@ import { pipeline } from 'node:stream/promises';
 import { NexusError, parseRoute } from '@nexus/protocol';
 import type { NexusAgent } from '@nexus/sdk';
 import { NexusAgentError } from '@nexus/sdk';
+import { holdsDummyKey, queryWithoutDummyKey } from './reach.js';
+import { createForwardProxy, type ForwardProxyOptions } from './forward-proxy.js';
+import { problem } from './sidecar-problem.js';
 
 // Headers of the child's request that are the sidecar's business, not the proxy's.
 const DROP = new Set([
@@ -76,110 +79,136 @@ function readAll(req: IncomingMessage, max: number): Promise<Buffer> {
   });
 }
 
-function problem(res: ServerResponse, status: number, code: string, title: string): void {
-  const body = JSON.stringify({ type: `urn:nexus:problem:${code}`, title, status, code });
-  res.writeHead(status, { 'content-type': 'application/problem+json', 'nexus-error': code });
-  res.end(body);
+export interface SidecarOptions {
+  intent?: string;
+  maxBodyBytes?: number;
+  /** Forward-proxy mode (issue 11): the hosts services own, and the run's CA. */
+  forward?: ForwardProxyOptions;
 }
 
 export async function startSidecar(
   agent: NexusAgent,
-  options: { intent?: string; maxBodyBytes?: number } = {},
+  options: SidecarOptions = {},
 ): Promise<Sidecar> {
   let port = 0;
-  const server: Server = createServer((req, res) => {
-    void (async () => {
-      try {
-        // MUST: only loopback names for this very port. A web page that rebinds its own
-        // DNS name to 127.0.0.1 sends its own Host and is refused here.
-        const host = req.headers.host ?? '';
-        if (![`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].includes(host)) {
-          problem(
-            res,
-            403,
-            'forbidden',
-            'the sidecar answers only requests addressed to its loopback port',
-          );
-          return;
-        }
-        // MUST: no browser request. A page on any site can send a simple cross-origin POST
-        // to a loopback port; browsers mark those with Origin / Sec-Fetch-Site, tools do not.
-        const site = req.headers['sec-fetch-site'];
-        if (req.headers.origin !== undefined || (site !== undefined && site !== 'none')) {
-          problem(res, 403, 'forbidden', 'the sidecar does not answer browser requests');
-          return;
-        }
-        // MUST: the target is checked with the proxy's own routing rules on the raw
-        // request line, before anything is signed. A valid service name and a path that
-        // cannot escape it, or a problem: `/../v1/...`, `/%2e%2e/...` and the Authority's
-        // prefixes (lease renewal, discovery: the sidecar's own business) never get signed.
-        const route = parseRoute(req.url ?? '');
-        const target = route.rawPath + (route.query === '' ? '' : `?${route.query}`);
-        const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(req.headersDistinct)) {
-          if (v === undefined || DROP.has(k)) continue;
-          headers[k] = v.join(', ');
-        }
-        // The node's own limit when it advertises one: a larger body is refused here.
-        const body = await readAll(
-          req,
-          options.maxBodyBytes ?? agent.maxBodyBytes ?? 10 * 1024 * 1024,
-        );
-        // A per-request intent may be given by the child in `Nexus-Intent` as plain text.
-        const intentHeader = req.headers['nexus-intent'];
-        const intent = typeof intentHeader === 'string' ? intentHeader : (options.intent ?? '');
-        const upstream = await agent.fetch(route.service, target, {
-          method: req.method,
-          headers,
-          body: body.length > 0 ? body : undefined,
-          intent,
-        });
-        const out: Record<string, string | string[]> = {};
-        // An upstream's answer (agent.fetch throws for a refusal by Nexus): `Nexus-Error`
-        // here would be taken by the child for a refusal, so it is never relayed (the proxy
-        // already drops every upstream `Nexus-*` field).
-        upstream.headers.forEach((value, key) => {
-          if (!RESPONSE_DROP.has(key) && key !== 'nexus-error') out[key] = value;
-        });
-        res.writeHead(upstream.status, out);
-        res.flushHeaders();
-        if (upstream.body === null) {
-          res.end();
-          return;
-        }
-        // pipeline: an upstream cut off mid-body aborts this response (no crash), and a
-        // child that hangs up cancels the download from the proxy.
-        await pipeline(Readable.fromWeb(upstream.body as never), res).catch(() => res.destroy());
-      } catch (err) {
-        if (res.headersSent) {
-          res.destroy();
-          return;
-        }
-        if (err instanceof NexusError) {
-          // Refused before sending (bad intent, lease expired): the protocol's own code.
-          problem(res, err.status, err.code, err.message);
-          return;
-        }
-        if (err instanceof NexusAgentError) {
-          const body = JSON.stringify({
-            type: `urn:nexus:problem:${err.code}`,
-            title: err.message,
-            status: err.status ?? 502,
-            code: err.code,
-            detail: err.detail,
-            request_id: err.requestId,
-          });
-          res.writeHead(err.status ?? 502, {
-            'content-type': 'application/problem+json',
-            'nexus-error': err.code,
-          });
-          res.end(body);
-          return;
-        }
-        problem(res, 502, 'proxy_unreachable', 'the sidecar could not complete the request');
+
+  /**
+   * Signs and relays one request of the child to `service` at `target` (origin-form, the
+   * path under the service). Every way in (path mode, base-URL mode, forward-proxy mode)
+   * ends here: one signing path, one set of checks.
+   */
+  const relay = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: string,
+  ): Promise<void> => {
+    try {
+      // MUST: no browser request. A page on any site can send a simple cross-origin POST
+      // to a loopback port; browsers mark those with Origin / Sec-Fetch-Site, tools do not.
+      const site = req.headers['sec-fetch-site'];
+      if (req.headers.origin !== undefined || (site !== undefined && site !== 'none')) {
+        problem(res, 403, 'forbidden', 'the sidecar does not answer browser requests');
+        return;
       }
-    })();
+      // MUST: the target is checked with the proxy's own routing rules on the raw
+      // request line, before anything is signed. A valid service name and a path that
+      // cannot escape it, or a problem: `/../v1/...`, `/%2e%2e/...` and the Authority's
+      // prefixes (lease renewal, discovery: the sidecar's own business) never get signed.
+      const route = parseRoute(target);
+      const query = queryWithoutDummyKey(route.query);
+      const path = route.rawPath + (query === '' ? '' : `?${query}`);
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headersDistinct)) {
+        if (v === undefined || DROP.has(k)) continue;
+        const value = v.join(', ');
+        // Base-URL mode: the SDK's placeholder key is dropped, never forwarded.
+        if (holdsDummyKey(value)) continue;
+        headers[k] = value;
+      }
+      // The node's own limit when it advertises one: a larger body is refused here.
+      const body = await readAll(
+        req,
+        options.maxBodyBytes ?? agent.maxBodyBytes ?? 10 * 1024 * 1024,
+      );
+      // A per-request intent may be given by the child in `Nexus-Intent` as plain text.
+      const intentHeader = req.headers['nexus-intent'];
+      const intent = typeof intentHeader === 'string' ? intentHeader : (options.intent ?? '');
+      const upstream = await agent.fetch(route.service, path, {
+        method: req.method,
+        headers,
+        body: body.length > 0 ? body : undefined,
+        intent,
+      });
+      const out: Record<string, string | string[]> = {};
+      // An upstream's answer (agent.fetch throws for a refusal by Nexus): `Nexus-Error`
+      // here would be taken by the child for a refusal, so it is never relayed (the proxy
+      // already drops every upstream `Nexus-*` field).
+      upstream.headers.forEach((value, key) => {
+        if (!RESPONSE_DROP.has(key) && key !== 'nexus-error') out[key] = value;
+      });
+      res.writeHead(upstream.status, out);
+      res.flushHeaders();
+      if (upstream.body === null) {
+        res.end();
+        return;
+      }
+      // pipeline: an upstream cut off mid-body aborts this response (no crash), and a
+      // child that hangs up cancels the download from the proxy.
+      await pipeline(Readable.fromWeb(upstream.body as never), res).catch(() => res.destroy());
+    } catch (err) {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof NexusError) {
+        // Refused before sending (bad intent, lease expired): the protocol's own code.
+        problem(res, err.status, err.code, err.message);
+        return;
+      }
+      if (err instanceof NexusAgentError) {
+        const body = JSON.stringify({
+          type: `urn:nexus:problem:${err.code}`,
+          title: err.message,
+          status: err.status ?? 502,
+          code: err.code,
+          detail: err.detail,
+          request_id: err.requestId,
+        });
+        res.writeHead(err.status ?? 502, {
+          'content-type': 'application/problem+json',
+          'nexus-error': err.code,
+        });
+        res.end(body);
+        return;
+      }
+      problem(res, 502, 'proxy_unreachable', 'the sidecar could not complete the request');
+    }
+  };
+
+  const forward =
+    options.forward === undefined ? undefined : createForwardProxy(options.forward, relay);
+
+  const server: Server = createServer((req, res) => {
+    // Forward-proxy mode: an absolute-form target (`GET http://host/path`).
+    if (forward !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(req.url ?? '')) {
+      void forward.absolute(req, res);
+      return;
+    }
+    // MUST: only loopback names for this very port. A web page that rebinds its own
+    // DNS name to 127.0.0.1 sends its own Host and is refused here.
+    const host = req.headers.host ?? '';
+    if (![`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].includes(host)) {
+      problem(
+        res,
+        403,
+        'forbidden',
+        'the sidecar answers only requests addressed to its loopback port',
+      );
+      return;
+    }
+    void relay(req, res, req.url ?? '');
   });
+  if (forward !== undefined) server.on('connect', forward.connect);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve());
@@ -191,6 +220,7 @@ export async function startSidecar(
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
+        forward?.close();
       }),
   };
 }

@@ -28,6 +28,8 @@ export type ErrorCode =
   | 'renewal_denied'
   | 'policy_denied'
   | 'forbidden'
+  | 'host_unowned'
+  | 'host_mismatch'
   | 'not_found'
   | 'service_unknown'
   | 'method_not_allowed'
@@ -107,6 +109,8 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
   renewal_denied: row(403, 'Renewal denied', 'renewal past the maximum lifetime'),
   policy_denied: row(403, 'Policy denied', 'no rule allows, or a rule denies'),
   forbidden: row(403, 'Forbidden', 'admin: not allowed'),
+  host_unowned: row(403, 'Host unowned', 'forward proxy: no service owns this host'),
+  host_mismatch: row(421, 'Host mismatch', 'forward proxy: Host is not the tunnel host'),
   not_found: row(404, 'Not found', 'admin resource not found'),
   service_unknown: row(404, 'Service unknown', 'no such service'),
   method_not_allowed: row(405, 'Method not allowed', 'wrong method on an Authority/admin endpoint'),

@@ -37,6 +37,31 @@ export interface AgentFetchInit {
   readonly signal?: AbortSignal;
 }
 
+/** One service as `GET /v1/agent/services` describes it (docs/spec). */
+export interface AgentService {
+  readonly name: string;
+  /** Variable name -> `{base_url}[/path]` or `{dummy_key}`. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Host names the service owns (forward-proxy mode). */
+  readonly hosts: readonly string[];
+  /** The upstream URL's path, `''` when none. */
+  readonly path_prefix: string;
+}
+
+function isAgentService(v: unknown): v is AgentService {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as Record<string, unknown>;
+  return (
+    typeof s.name === 'string' &&
+    typeof s.env === 'object' &&
+    s.env !== null &&
+    Object.values(s.env).every((x) => typeof x === 'string') &&
+    Array.isArray(s.hosts) &&
+    s.hosts.every((h) => typeof h === 'string') &&
+    typeof s.path_prefix === 'string'
+  );
+}
+
 function decodeClaims(lease: string): LeaseClaims {
   const part = lease.split('.')[1];
   if (part === undefined) throw new NexusAgentError('lease_invalid', 'lease is not a JWT');
@@ -220,6 +245,23 @@ export class NexusAgent {
     }
     if (nexusRefusalCode(res) !== undefined) throw await errorFromResponse(res);
     return res;
+  }
+
+  /**
+   * The services this agent's policy can allow, with the environment variables their SDKs
+   * read and the host names they own (`GET /v1/agent/services`, signed like a renewal).
+   * `nexus run` builds base-URL and forward-proxy mode from it. Listing grants nothing: the
+   * proxy still decides each request.
+   */
+  async services(): Promise<AgentService[]> {
+    const url = `${this.options.authority.replace(/\/$/, '')}/v1/agent/services`;
+    const res = await this.#signedFetch(url, { method: 'GET', intent: 'service discovery' });
+    if (!res.ok) throw await errorFromResponse(res);
+    const body = (await res.json()) as { services?: unknown };
+    if (!Array.isArray(body.services)) {
+      throw new NexusAgentError('invalid_response', 'the node sent no service list');
+    }
+    return body.services.filter(isAgentService);
   }
 
   /**

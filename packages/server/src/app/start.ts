@@ -18,6 +18,7 @@ import { generateMasterKey } from '../vault/master-key.js';
 import { Authority } from '../authority/authority.js';
 import { createAuthorityHandler } from '../authority/http.js';
 import { compilePolicy } from '../policy/compile.js';
+import { reachableServices } from '../config/reach.js';
 import { MECHANICS } from '../mechanics/index.js';
 import { connectionsOf, type OAuthConnections } from '../mechanics/oauth2-authorization-code.js';
 import { createAuditWriter, type AuditWriter } from '../audit/writer.js';
@@ -347,6 +348,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       logger,
       notBefore,
       maxBodyBytes: config.proxy.max_body,
+      reach: (agent, roles) =>
+        reachableServices(current.services, (s) => policy.rulesFor(s), agent, roles),
     });
 
     const proxyServer = createServer(

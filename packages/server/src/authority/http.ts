@@ -13,6 +13,7 @@ import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { errorSummary } from '../proxy/pipeline.js';
 import { serverDigest } from '../util/digest.js';
+import type { AgentReachService } from '../config/reach.js';
 
 export interface AuthorityHttpDeps {
   readonly authority: Authority;
@@ -26,6 +27,8 @@ export interface AuthorityHttpDeps {
   readonly notBefore: number;
   /** The proxy's request body limit (`proxy.max_body`), advertised as `max_body_bytes`. */
   readonly maxBodyBytes?: number;
+  /** The services an agent's policy can allow, with their env and hosts (issue 11). */
+  readonly reach?: (agent: string, roles: readonly string[]) => readonly AgentReachService[];
 }
 
 const MAX_AUTHORITY_BODY = 16 * 1024;
@@ -115,6 +118,20 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         );
         res.writeHead(204, { 'cache-control': 'no-store' });
         res.end();
+        return;
+      }
+      if (path === '/v1/agent/services' && deps.reach !== undefined) {
+        // What `nexus run` sets up for its child (base-URL and forward-proxy mode). Signed
+        // like a renewal: only a lease holder learns the names of the services it may use.
+        if (req.method !== 'GET') throw new NexusError('method_not_allowed');
+        const verified = await verifyHeaders(req);
+        const body = await readBody(req, MAX_AUTHORITY_BODY);
+        await verifyRequestBody(verified, req.headers, body, serverDigest);
+        deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+        const roles = verified.claims.scope.split(' ').filter((r) => r !== '');
+        const agent = agentFromSub(verified.claims.sub);
+        if (agent === undefined) throw new NexusError('lease_invalid');
+        json(res, 200, { services: deps.reach(agent, roles) });
         return;
       }
       throw new NexusError('not_found');

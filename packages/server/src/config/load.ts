@@ -9,6 +9,7 @@ import { ConfigError, joinPath, type ConfigIssue } from './errors.js';
 import { RedactedString } from './redacted.js';
 import { buildConfigSchema, DEFAULTS, isLoopbackHost, type Config } from './schema.js';
 import { parseDuration, parseListen, type ListenAddress } from './units.js';
+import { duplicateHosts } from './reach.js';
 
 /** Options for {@link parseConfig}. */
 export interface ParseConfigOptions {
@@ -252,6 +253,8 @@ function crossCheck(raw: Record<string, unknown>): RawIssue[] {
     }
   }
 
+  issues.push(...hostClaims(raw.services));
+
   const authority = isRecord(raw.authority) ? raw.authority : {};
   const ttl = durationOr(authority.lease_ttl, DEFAULTS.authority.lease_ttl);
   const max = durationOr(authority.lease_max_lifetime, DEFAULTS.authority.lease_max_lifetime);
@@ -278,6 +281,23 @@ function crossCheck(raw: Record<string, unknown>): RawIssue[] {
     issues.push({ path: ['admin', 'listen'], message: 'must differ from proxy.listen' });
   }
   return issues;
+}
+
+/** A host is owned by one service at most (the forward proxy routes by it). */
+function hostClaims(services: unknown): RawIssue[] {
+  if (!isRecord(services)) return [];
+  const lists: Record<string, { hosts: string[] }> = {};
+  for (const [name, svc] of Object.entries(services)) {
+    if (isRecord(svc) && Array.isArray(svc.hosts)) {
+      lists[name] = {
+        hosts: svc.hosts.filter((h) => typeof h === 'string').map((h) => h.toLowerCase()),
+      };
+    }
+  }
+  return duplicateHosts(lists).map((d) => ({
+    path: ['services', d.services[1], 'hosts'],
+    message: `host ${d.host} is already owned by service ${d.services[0]}`,
+  }));
 }
 
 function durationOr(v: unknown, dflt: string): number | undefined {

@@ -16,6 +16,7 @@ import {
 } from './units.js';
 import type { RedactedString } from './redacted.js';
 import { policyRuleSchema, type PolicyRule } from '../policy/rule-schema.js';
+import { serviceEnvSchema, serviceHostsSchema } from './reach.js';
 
 /**
  * Every default of nexus.yaml, in YAML form. The schema parses these like user input.
@@ -102,6 +103,10 @@ export interface ServiceConfig {
   readonly timeouts: Timeouts;
   /** Upstream TLS settings; `ca_file` (absolute) trusts a private CA for this upstream. */
   readonly tls?: { readonly ca_file?: string };
+  /** Variables `nexus run` exports for this service's SDKs (`config/reach.ts`). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Host names the forward proxy of `nexus run` routes to this service. */
+  readonly hosts?: readonly string[];
 }
 
 /** One agent. */
@@ -315,6 +320,9 @@ const serviceSchema = z.strictObject({
     .prefault({}),
   /** Upstream TLS: `ca_file` is a PEM bundle trusted for this upstream (a private CA). */
   tls: z.strictObject({ ca_file: z.string().min(1).optional() }).optional(),
+  /** How unmodified agents reach it under `nexus run` (issue 11, `config/reach.ts`). */
+  env: serviceEnvSchema,
+  hosts: serviceHostsSchema,
 });
 
 const agentSchema = z.strictObject({
@@ -466,6 +474,8 @@ export function buildConfigSchema(opts: SchemaOptions) {
           ...(s.tls?.ca_file === undefined
             ? {}
             : { tls: { ca_file: resolve(baseDir, s.tls.ca_file) } }),
+          ...(s.env === undefined ? {} : { env: s.env }),
+          ...(s.hosts === undefined ? {} : { hosts: s.hosts }),
         };
       }
       const agents: Record<string, AgentConfig> = {};

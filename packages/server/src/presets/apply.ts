@@ -26,6 +26,8 @@ export interface PresetServiceEntry {
   upstream: string;
   auth: Record<string, unknown>;
   scrub?: { remove_headers: string[] };
+  env?: Record<string, string>;
+  hosts?: string[];
 }
 
 /** The variables a preset uses in its upstream and options, in order of appearance. */
@@ -84,7 +86,28 @@ export function renderPresetService(
   }
   const entry: PresetServiceEntry = { upstream, auth };
   if (preset.removeHeaders.length > 0) entry.scrub = { remove_headers: [...preset.removeHeaders] };
+  if (preset.env !== undefined) entry.env = { ...preset.env };
+  // The host the provider's SDKs and tools call, also when --upstream sends the traffic
+  // elsewhere (a test server, a gateway): the forward proxy routes that host to it.
+  const host = presetHost(
+    preset.upstream.replace(PLACEHOLDER, (whole, name: string) =>
+      Object.hasOwn(vars, name)
+        ? (vars[name] as string)
+        : (preset.variables?.[name]?.default ?? whole),
+    ),
+  );
+  if (host !== undefined) entry.hosts = [host];
   return entry;
+}
+
+/** The host name of a filled-in preset upstream; undefined while a variable is missing. */
+function presetHost(upstream: string): string | undefined {
+  if (upstream.search(PLACEHOLDER) !== -1) return undefined;
+  try {
+    return new URL(upstream).hostname.toLowerCase();
+  } catch {
+    return undefined;
+  }
 }
 
 /** The JSON object `nexus service presets --json` prints for a preset. */
@@ -107,6 +130,7 @@ export function presetToJson(preset: ServicePreset): Record<string, unknown> {
     ),
     docs: preset.docs,
     ...(preset.note === undefined ? {} : { note: preset.note }),
+    ...(preset.env === undefined ? {} : { env: { ...preset.env } }),
   };
 }
 

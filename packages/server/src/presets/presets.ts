@@ -45,6 +45,11 @@ export interface ServicePreset {
   readonly docs: string;
   /** One line the operator should know (headers the agent must still send, scopes...). */
   readonly note?: string;
+  /**
+   * Variables the provider's official SDKs read, for base-URL mode (`config/reach.ts`):
+   * `{base_url}[/path]` or `{dummy_key}`. The service's `hosts` is the upstream's host name.
+   */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 const token = (description: string): readonly PresetField[] => [{ name: 'value', description }];
@@ -94,6 +99,8 @@ export const PRESETS: readonly ServicePreset[] = [
     removeHeaders: ['anthropic-organization-id'],
     docs: 'https://docs.anthropic.com/en/api/overview#authentication',
     note: 'the agent still sends anthropic-version',
+    // The Anthropic SDKs append /v1/... to ANTHROPIC_BASE_URL.
+    env: { ANTHROPIC_BASE_URL: '{base_url}', ANTHROPIC_API_KEY: '{dummy_key}' },
   },
   {
     id: 'asana',
@@ -353,6 +360,8 @@ export const PRESETS: readonly ServicePreset[] = [
     fields: token('API key (sk-...)'),
     removeHeaders: ['openai-organization', 'openai-project'],
     docs: 'https://platform.openai.com/docs/api-reference/authentication',
+    // The OpenAI SDKs' base URL includes /v1 (their default is https://api.openai.com/v1).
+    env: { OPENAI_BASE_URL: '{base_url}/v1', OPENAI_API_KEY: '{dummy_key}' },
   },
   {
     id: 'pagerduty',
