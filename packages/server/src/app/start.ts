@@ -40,6 +40,8 @@ import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { randomId } from '../util/ids.js';
+import { createMetrics, type NexusMetrics } from '../metrics/metrics.js';
+import { readScrapeToken } from '../metrics/scrape-token.js';
 
 export interface StartOptions {
   readonly config: Config;
@@ -70,6 +72,8 @@ export interface RunningNexus {
   readonly vault: Vault;
   readonly authority: Authority;
   readonly audit: AuditWriter;
+  /** The node's Prometheus metrics (served at `/metrics` on the admin listener). */
+  readonly metrics: NexusMetrics;
   /**
    * Applies a new nexus.yaml without a restart: services, agents and policies are swapped
    * in for the next request (in-flight requests finish on the old ones). Other sections
@@ -130,6 +134,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   const clock = options.clock ?? Date.now;
   const logger = options.logger ?? createLogger(config.log.level);
   const startedAt = clock();
+  const metrics = createMetrics();
+  // Read before anything is opened: a missing or unreadable scrape token stops start-up.
+  const scrapeToken =
+    config.admin.metrics.token_file === undefined
+      ? undefined
+      : readScrapeToken(config.admin.metrics.token_file);
 
   // A store file deleted or replaced under the node: said once, loudly; every write
   // after it fails closed (`store_unavailable`; proxied requests get `audit_unavailable`).
@@ -258,6 +268,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           upstream: { ca, connectTimeoutMs: svc.timeouts.connect },
           vault,
           adminUrl: () => adminBase,
+          onTokenFetch: (ok) => metrics.tokenRefresh(svc.name, ok),
         });
         // In-flight requests hold the runtime; a reload retires it and the pool and
         // mechanic close when the last of them is done.
@@ -330,11 +341,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       authority,
       policy: () => policy,
       replay,
-      audit,
+      audit: metrics.instrumentAudit(audit),
       vault,
       logger,
       clock,
       notBefore,
+      observer: metrics.observer,
     });
     const authorityHandler = createAuthorityHandler({
       authority,
@@ -413,6 +425,9 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       },
       clock,
       logger,
+      metrics: config.admin.metrics.enabled
+        ? { metrics, auth: config.admin.metrics.auth, scrapeToken }
+        : undefined,
     });
     const adminServer = createServer((req, res) => {
       admin(req, res).catch((err: unknown) => {
@@ -488,6 +503,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       vault,
       authority,
       audit,
+      metrics,
       reload,
       close() {
         closing ??= (async () => {

@@ -16,6 +16,7 @@ import {
 } from './units.js';
 import type { RedactedString } from './redacted.js';
 import { policyRuleSchema, type PolicyRule } from '../policy/rule-schema.js';
+import { metricsSchema, type MetricsConfig } from './operator-schema.js';
 
 /**
  * Every default of nexus.yaml, in YAML form. The schema parses these like user input.
@@ -150,7 +151,7 @@ export interface Config {
     readonly timeouts: Timeouts;
     readonly replay_cache_size: number;
   };
-  readonly admin: { readonly listen: ListenAddress };
+  readonly admin: { readonly listen: ListenAddress; readonly metrics: MetricsConfig };
   readonly store: StoreConfig;
   /** Absolute path of the master key file (`master_key_file`, resolved). */
   readonly master_key_file: string;
@@ -404,7 +405,9 @@ export function buildConfigSchema(opts: SchemaOptions) {
           replay_cache_size: z.int().positive().default(d.proxy.replay_cache_size),
         })
         .prefault({}),
-      admin: z.strictObject({ listen: listen.prefault(d.admin.listen) }).prefault({}),
+      admin: z
+        .strictObject({ listen: listen.prefault(d.admin.listen), metrics: metricsSchema(baseDir) })
+        .prefault({}),
       store: z
         .string()
         .prefault(d.store)
