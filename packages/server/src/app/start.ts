@@ -42,6 +42,8 @@ import { createLogger, type Logger } from '../util/logger.js';
 import { randomId } from '../util/ids.js';
 import { createMetrics, type NexusMetrics } from '../metrics/metrics.js';
 import { readScrapeToken } from '../metrics/scrape-token.js';
+import { createLimiter } from '../limits/limiter.js';
+import { MemoryLimitCounterStore } from '../limits/counter-store.js';
 
 export interface StartOptions {
   readonly config: Config;
@@ -347,6 +349,13 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       clock,
       notBefore,
       observer: metrics.observer,
+      // Counters in this process; a cluster passes a shared LimitCounterStore instead.
+      limits: createLimiter({
+        rules: () => current.limits,
+        store: new MemoryLimitCounterStore(),
+        clock,
+        onRefused: (limit, kind) => metrics.limitRefused(limit, kind),
+      }),
     });
     const authorityHandler = createAuthorityHandler({
       authority,
@@ -454,7 +463,14 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
 
     let closing: Promise<void> | undefined;
     // scrub.min_secret_length is read once at start: a change is reported, not applied.
-    const RELOADABLE = new Set(['services', 'agents', 'policies', 'base_dir', 'master_key']);
+    const RELOADABLE = new Set([
+      'services',
+      'agents',
+      'policies',
+      'limits',
+      'base_dir',
+      'master_key',
+    ]);
     async function reload(): Promise<ReloadResult> {
       if (options.reloadConfig === undefined)
         throw new NexusError('internal_error', 'reload not available');

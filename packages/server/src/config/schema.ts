@@ -17,6 +17,7 @@ import {
 import type { RedactedString } from './redacted.js';
 import { policyRuleSchema, type PolicyRule } from '../policy/rule-schema.js';
 import { metricsSchema, type MetricsConfig } from './operator-schema.js';
+import { limitsSchema, type LimitRule } from '../limits/schema.js';
 
 /**
  * Every default of nexus.yaml, in YAML form. The schema parses these like user input.
@@ -166,6 +167,8 @@ export interface Config {
   readonly services: Readonly<Record<string, ServiceConfig>>;
   readonly agents: Readonly<Record<string, AgentConfig>>;
   readonly policies: readonly PolicyRule[];
+  /** Rate limits and budgets (limits/schema.ts). */
+  readonly limits: readonly LimitRule[];
 }
 
 /** Options for {@link buildConfigSchema}. */
@@ -448,6 +451,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         )
         .prefault({}),
       policies: z.array(policyRuleSchema).prefault([]),
+      limits: limitsSchema,
     })
     .transform((c): Config => {
       const public_url = c.proxy.public_url ?? `http://${formatListen(c.proxy.listen)}`;
@@ -496,6 +500,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         services,
         agents,
         policies: c.policies,
+        limits: c.limits,
       };
     });
 }

@@ -3,7 +3,7 @@
  *
  * Order (docs/spec/nexus-v1.md §8): route -> lease and signature (headers only, before any
  * body byte is read) -> body (bounded) and digest -> replay -> request shape (method
- * overrides, look-alikes of an injected query parameter) -> policy -> durable audit
+ * overrides, look-alikes of an injected query parameter) -> limits -> policy -> durable audit
  * record -> strip and inject -> forward -> scrubbed response -> outcome record.
  *
  * MUST: nothing reaches the upstream unless every check passed and the request's audit
@@ -44,6 +44,7 @@ import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { serverDigest } from '../util/digest.js';
 import { StageClock, type PipelineObserver, type PipelineStage } from './observe.js';
+import { isLimitRefusal, type Limiter, type LimitRelease } from '../limits/limiter.js';
 
 /** One configured service as the pipeline uses it. */
 export interface ServiceRuntime {
@@ -111,6 +112,8 @@ export interface PipelineDeps {
   readonly notBefore: number;
   /** Stage timings and one summary per request (metrics; proxy/observe.ts). */
   readonly observer?: PipelineObserver;
+  /** Rate limits and budgets, checked after policy allowed and before anything is sent. */
+  readonly limits?: Limiter;
 }
 
 /** Fields known about a request as it goes through the pipeline, for its audit record. */
@@ -131,6 +134,7 @@ interface Trace {
   code?: string;
   upstreamStatus?: number;
   redactions?: number;
+  bytesOut?: number;
 }
 
 function signatureOf(t: Trace): AuditRecord['signature'] {
@@ -209,12 +213,13 @@ export function createPipeline(deps: PipelineDeps) {
       sendProblem(res, new NexusError('audit_unavailable'), t.requestId, close);
       return;
     }
+    if (isLimitRefusal(nexusErr)) res.setHeader('retry-after', String(nexusErr.retryAfter));
     sendProblem(res, nexusErr, t.requestId, close);
   }
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // The service runtime this request uses stays open until the request is done.
-    const held: { release?: () => void } = {};
+    const held: { release?: () => void; limits?: LimitRelease } = {};
     const t: Trace = {
       requestId: randomId(12),
       started: clock(),
@@ -226,6 +231,7 @@ export function createPipeline(deps: PipelineDeps) {
       await handleRequest(req, res, held, t);
     } finally {
       held.release?.();
+      held.limits?.(t.bytesOut ?? 0);
       deps.observer?.finished({
         service: t.service,
         decision: t.decision?.decision ?? 'deny',
@@ -240,7 +246,7 @@ export function createPipeline(deps: PipelineDeps) {
   async function handleRequest(
     req: IncomingMessage,
     res: ServerResponse,
-    held: { release?: () => void },
+    held: { release?: () => void; limits?: LimitRelease },
     t: Trace,
   ): Promise<void> {
     res.setHeader('nexus-request-id', t.requestId);
@@ -275,12 +281,33 @@ export function createPipeline(deps: PipelineDeps) {
 
       const policy = deps.policy();
       t.policyHash = policy.hash;
+      // The lease's roles that the agent still has: a role taken away (config reload,
+      // admin API) stops counting at once, not at the next renewal; one added counts
+      // from the next lease.
+      const roles = verified.claims.scope
+        .split(' ')
+        .filter((r) => r !== '' && agent.roles.includes(r));
+      // Limits come before policy (spec §8 step 10): requests policy denies count too, so
+      // an agent probing the policy is throttled like any other.
+      if (deps.limits !== undefined) {
+        try {
+          held.limits = await deps.limits.admit({
+            agent: verified.agent,
+            roles,
+            service: service.name,
+            bytesIn: body.length,
+          });
+        } catch (err) {
+          // A limit's refusal is a decision: audited as a denial that names the limit.
+          if (isLimitRefusal(err))
+            t.decision = { decision: 'deny', ruleIds: [`limit:${err.limit}`], reasons: [] };
+          throw err;
+        }
+        lap(t, 'limits');
+      }
       t.decision = policy.evaluate({
         agent: verified.agent,
-        // The lease's roles that the agent still has: a role taken away (config reload,
-        // admin API) stops counting at once, not at the next renewal; one added counts
-        // from the next lease.
-        roles: verified.claims.scope.split(' ').filter((r) => r !== '' && agent.roles.includes(r)),
+        roles,
         act: verified.claims.act?.sub,
         service: service.name,
         method: t.method,
@@ -486,6 +513,7 @@ export function createPipeline(deps: PipelineDeps) {
       if (piped) lap(t, 'relay');
       t.upstreamStatus = status || undefined;
       t.redactions = redactions;
+      t.bytesOut = bytesOut;
       const now = clock();
       if (audited)
         deps.audit
