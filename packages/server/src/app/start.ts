@@ -43,6 +43,8 @@ import { randomId } from '../util/ids.js';
 import { createMetrics, type NexusMetrics } from '../metrics/metrics.js';
 import { readScrapeToken } from '../metrics/scrape-token.js';
 import { createLimiter } from '../limits/limiter.js';
+import { explanationJson } from '../policy/explain-json.js';
+import { listenError } from './listen-error.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
 
 export interface StartOptions {
@@ -410,10 +412,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         })),
       explain: (input) => {
         const agent = authority.agent(input.agent);
-        return policy.explain({
-          ...input,
-          roles: input.roles ?? [...(agent?.roles ?? [])],
-        });
+        return explanationJson(
+          policy.explain({
+            ...input,
+            roles: input.roles ?? [...(agent?.roles ?? [])],
+          }),
+        );
       },
       policyHash: () => policy.hash,
       auditVerify: () => verifyAuditLog(store),
@@ -446,16 +450,32 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     });
     adminServer.on('clientError', answerClientError);
 
-    const proxyAddr = await listen(
+    const bind = async (server: Server, setting: string, host: string, port: number) => {
+      try {
+        return await listen(server, host, port);
+      } catch (err) {
+        throw listenError(err, setting, { host, port });
+      }
+    };
+    const proxyAddr = await bind(
       proxyServer,
+      'proxy.listen',
       config.proxy.listen.host,
       options.proxyPort ?? config.proxy.listen.port,
     );
-    const adminAddr = await listen(
-      adminServer,
-      config.admin.listen.host,
-      options.adminPort ?? config.admin.listen.port,
-    );
+    let adminAddr: AddressInfo;
+    try {
+      adminAddr = await bind(
+        adminServer,
+        'admin.listen',
+        config.admin.listen.host,
+        options.adminPort ?? config.admin.listen.port,
+      );
+    } catch (err) {
+      // The proxy listener is up already: closed, so the process can exit with the error.
+      proxyServer.close();
+      throw err;
+    }
     const proxyUrl = urlOf(proxyAddr);
     const adminUrl = urlOf(adminAddr);
     adminBase = adminUrl;

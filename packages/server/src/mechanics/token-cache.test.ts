@@ -21,9 +21,7 @@ describe('TokenCache', () => {
     const cache = new TokenCache({ clock: () => 0, onFetch: (ok) => seen.push(ok) });
     await cache.get('k', () => Promise.resolve({ value: 't', expiresAt: 3600_000 }));
     await cache.get('k', () => Promise.resolve({ value: 'u', expiresAt: 3600_000 }));
-    expect(await codeOf(cache.get('j', () => Promise.reject(new Error('down'))))).toBe(
-      'not-nexus',
-    );
+    expect(await codeOf(cache.get('j', () => Promise.reject(new Error('down'))))).toBe('not-nexus');
     expect(seen).toEqual([true, false]);
   });
 
