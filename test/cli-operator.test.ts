@@ -133,11 +133,62 @@ describe('nexus CLI for operators (issue 15)', () => {
     let node: TestNode;
     let elsewhere: string;
     beforeAll(async () => {
-      node = await startNode({ agents: { bot: { roles: ['reader'] } } });
+      node = await startNode({
+        agents: { bot: { roles: ['reader'] } },
+        services: {
+          good: {
+            upstream: 'http://127.0.0.1:9',
+            auth: { type: 'bearer', credential: 'good-key' },
+          },
+          bad: { upstream: 'http://127.0.0.1:9', auth: { type: 'bearer', credential: 'bad-key' } },
+          open: { upstream: 'http://127.0.0.1:9', auth: { type: 'none' } },
+        },
+      });
+      await node.setCredential('good-key', { value: 'status-e2e-secret-value-123' });
       elsewhere = await tempDir();
     });
     afterAll(async () => {
       await node?.stop();
+    });
+
+    it('nexus status shows the node, leases, credential health and the audit head', async () => {
+      const bot = await node.enroll('bot');
+      // A proxied request leaves audit records (nothing listens on the upstream port).
+      await bot.fetch('open', '/x').catch(() => undefined);
+      const r = await node.cli(['status', '--json']);
+      expect(r.code).toBe(0);
+      const s = JSON.parse(r.stdout) as {
+        node: Record<string, unknown>;
+        agents: { total: number };
+        leases: { active: number };
+        audit: { head_seq: number; pending_records: number };
+        services: { name: string }[];
+      };
+      expect(s.node).toMatchObject({
+        proxy_url: node.proxyUrl,
+        admin_url: node.adminUrl,
+        store: 'sqlite',
+        policy_hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+      });
+      expect(s.agents.total).toBeGreaterThanOrEqual(1);
+      expect(s.leases.active).toBeGreaterThanOrEqual(1);
+      expect(s.audit.head_seq).toBeGreaterThan(0);
+      expect(s.audit.pending_records).toBe(0);
+      const byName = Object.fromEntries(s.services.map((v) => [v.name, v])) as Record<
+        string,
+        Record<string, unknown>
+      >;
+      expect(byName.good).toMatchObject({ credential_status: 'set', credential_version: 1 });
+      expect(byName.bad).toMatchObject({ credential_status: 'missing', credential_version: null });
+      expect(byName.open).toMatchObject({ credential_status: 'none', credential: null });
+      expect(r.stdout).not.toContain('status-e2e-secret-value-123');
+
+      const human = await node.cli(['status']);
+      expect(human.code).toBe(0);
+      expect(human.stdout).toContain(`proxy ${node.proxyUrl}`);
+      expect(human.stdout).toContain(
+        'credential "bad-key" of bad is not set: nexus credential set bad-key',
+      );
     });
 
     it('needs no config file with NEXUS_ADDR and NEXUS_OPERATOR_TOKEN', async () => {

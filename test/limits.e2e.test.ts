@@ -53,6 +53,8 @@ describe('limits and budgets (issue 15)', () => {
         { id: 'no-secrets', deny: { paths: ['/secret/**'] } },
       ],
       overrides: {
+        // log.format pretty: the node's log is for a terminal (checked at the end).
+        log: { format: 'pretty' },
         limits: [
           {
             id: 'prober-rate',
@@ -195,6 +197,13 @@ describe('limits and budgets (issue 15)', () => {
     expect(upstream.requests.some((r) => r.url === '/open' || r.url.startsWith('/secret'))).toBe(
       false,
     );
+  });
+
+  it('logs in the pretty format when log.format is pretty, with the access lines', async () => {
+    const out = node.output();
+    expect(out).toMatch(/INFO.*: request/);
+    expect(out).toMatch(/"code": "rate_limited"/);
+    expect(out).not.toMatch(/^\{"level"/m);
   });
 
   it('counts refusals in the metrics by limit and kind', async () => {

@@ -78,7 +78,9 @@ describe('GET /metrics (issue 15)', () => {
       res.end(`token=${SECRET}`);
     });
     for (let i = 0; i < 3; i++) {
-      const r = await agent.fetch('echo', `/items/${i}`, { intent: 'metrics e2e' });
+      const r = await agent.fetch('echo', `/items/${i}?q=agent-query-value`, {
+        intent: 'metrics e2e',
+      });
       expect(r.status).toBe(200);
       expect(await r.text()).not.toContain(SECRET);
     }
@@ -153,6 +155,33 @@ describe('GET /metrics (issue 15)', () => {
     ]) {
       expect(t).not.toContain(leak);
     }
+  });
+
+  it('writes one access log line per request, without secrets, query or intent', async () => {
+    const lines = node
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"access"'))
+      .map((l) => JSON.parse(l) as { msg: string; access: Record<string, unknown> });
+    const ok = lines.filter((l) => l.access.service === 'echo' && l.access.code === 'ok');
+    expect(ok).toHaveLength(3);
+    expect(ok[0]?.msg).toBe('request');
+    expect(ok[0]?.access).toMatchObject({
+      agent: 'bot',
+      method: 'GET',
+      path: '/items/0',
+      status: 200,
+      decision: 'allow',
+      upstream_status: 200,
+      bytes_in: 0,
+      request_id: expect.any(String),
+      duration_ms: expect.any(Number),
+    });
+    expect(lines.find((l) => l.access.code === 'upstream_unreachable')?.access.status).toBe(502);
+    expect(lines.find((l) => l.access.code === 'service_unknown')?.access.status).toBe(404);
+    const all = node.output();
+    for (const leak of [SECRET, 'agent-query-value', 'metrics e2e'])
+      expect(all).not.toContain(leak);
   });
 
   it('wants the scrape token or an operator token', async () => {

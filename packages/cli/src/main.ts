@@ -188,7 +188,11 @@ export function buildProgram(
           const c = e as Error & { code?: string };
           throw new CliError(`${c.message} (${c.code ?? 'state_insecure'})`, c.code);
         }
-        const logger = createLogger(env.NEXUS_LOG_LEVEL ?? config.log.level);
+        const logger = createLogger(
+          env.NEXUS_LOG_LEVEL ?? config.log.level,
+          undefined,
+          config.log.format,
+        );
         const node = await startNexus({
           config,
           logger,
@@ -1126,6 +1130,22 @@ export function buildProgram(
 
   example(
     program
+      .command('status')
+      .description(
+        'show a running node: listeners, uptime, agents and live leases, credential health per service, audit head and lag',
+      )
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const client = await adminClient(opts.config, env);
+        const r = await client.request<NodeStatus>('GET', '/v1/status');
+        print(r, !!opts.json, () => out(formatStatus(r)));
+      }),
+    'nexus status\nNEXUS_ADDR=http://10.0.0.5:7071 nexus status --json',
+  );
+
+  example(
+    program
       .command('echo-server')
       .description('run a loopback upstream that echoes each request as JSON (for trying Nexus)')
       .option('--host <host>', 'listen address (loopback by default)', '127.0.0.1')
@@ -1258,6 +1278,60 @@ function auditRow(r: AuditView): string[] {
     r.error_code ?? '',
     r.error_detail ?? '',
   ];
+}
+
+interface NodeStatus {
+  node: {
+    proxy_url: string | null;
+    admin_url: string | null;
+    uptime_seconds: number;
+    store: string;
+    policy_hash: string;
+  };
+  agents: { total: number; disabled: number };
+  leases: { active: number; active_capped: boolean };
+  services: {
+    name: string;
+    auth_type: string;
+    credential: string | null;
+    credential_status: string;
+    credential_version: number | null;
+  }[];
+  audit: {
+    head_seq: number;
+    pending_records: number;
+    lag_seconds: number;
+    last_checkpoint: { seq: number; time: string } | null;
+  };
+  limits: number;
+}
+
+function formatStatus(s: NodeStatus): string {
+  const up = s.node.uptime_seconds;
+  const uptime = `${Math.floor(up / 3600)}h${Math.floor((up % 3600) / 60)}m${up % 60}s`;
+  const cp = s.audit.last_checkpoint;
+  const lines = [
+    `node:     proxy ${s.node.proxy_url ?? '-'}, admin ${s.node.admin_url ?? '-'}, up ${uptime}, store ${s.node.store}`,
+    `policy:   ${s.node.policy_hash}`,
+    `agents:   ${s.agents.total} (${s.agents.disabled} disabled), ${s.leases.active}${s.leases.active_capped ? '+' : ''} live leases`,
+    `audit:    head seq ${s.audit.head_seq}, ${s.audit.pending_records} pending (lag ${s.audit.lag_seconds.toFixed(3)} s), last checkpoint ${cp === null ? 'none' : `seq ${cp.seq} at ${cp.time}`}`,
+    `limits:   ${s.limits}`,
+    '',
+  ];
+  const rows = s.services.map((v) => [
+    v.name,
+    v.auth_type,
+    v.credential ?? '-',
+    v.credential_status + (v.credential_version === null ? '' : ` (v${v.credential_version})`),
+  ]);
+  let table = '';
+  printTable((t) => (table += t), ['SERVICE', 'AUTH', 'CREDENTIAL', 'CREDENTIAL STATUS'], rows);
+  const missing = s.services.filter((v) => v.credential_status === 'missing');
+  const hint = missing.map(
+    (v) =>
+      `credential "${v.credential}" of ${v.name} is not set: nexus credential set ${v.credential}\n`,
+  );
+  return lines.join('\n') + '\n' + table + hint.join('');
 }
 
 function formatExplain(result: unknown): string {

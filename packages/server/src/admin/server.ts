@@ -74,6 +74,8 @@ export interface AdminDeps {
   readonly connections?: ConnectionRegistry;
   /** `GET /metrics` (metrics/http.ts); absent when `admin.metrics.enabled` is false. */
   readonly metrics?: Omit<MetricsEndpointOptions, 'isOperator'>;
+  /** `GET /v1/status` (app/status.ts). */
+  readonly status?: () => Promise<unknown>;
 }
 
 type Handler = (ctx: {
@@ -174,6 +176,10 @@ export function createAdminHandler(deps: AdminDeps) {
   const routes: RouteDef[] = [
     route('GET', '/v1/health', async () => ({ status: 'ok' }), true),
     route('GET', '/v1/openapi.json', async () => OPENAPI_DOCUMENT, true),
+    route('GET', '/v1/status', async () => {
+      if (deps.status === undefined) throw new NexusError('not_found');
+      return deps.status();
+    }),
 
     route('GET', '/v1/agents', async () => ({
       agents: authority.listAgents().map((a) => agentView(a.name)),

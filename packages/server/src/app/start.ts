@@ -45,6 +45,9 @@ import { readScrapeToken } from '../metrics/scrape-token.js';
 import { createLimiter } from '../limits/limiter.js';
 import { explanationJson } from '../policy/explain-json.js';
 import { listenError } from './listen-error.js';
+import { accessLog } from '../proxy/access-log.js';
+import { combineObservers } from '../proxy/observe.js';
+import { nodeStatus } from './status.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
 
 export interface StartOptions {
@@ -136,7 +139,7 @@ async function checkNotTruncated(store: Store, file: string): Promise<void> {
 export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   const { config } = options;
   const clock = options.clock ?? Date.now;
-  const logger = options.logger ?? createLogger(config.log.level);
+  const logger = options.logger ?? createLogger(config.log.level, undefined, config.log.format);
   const startedAt = clock();
   const metrics = createMetrics();
   // Read before anything is opened: a missing or unreadable scrape token stops start-up.
@@ -236,6 +239,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const services = new Map<string, ServiceRuntime>();
     // Known once the admin listener is bound (OAuth connection redirect URIs).
     let adminBase: string | undefined = undefined;
+    let proxyBase: string | undefined = undefined;
     let pools: Dispatcher[] = [];
     const retirers = new WeakMap<ServiceRuntime, () => void>();
     const buildServices = (
@@ -350,7 +354,9 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       logger,
       clock,
       notBefore,
-      observer: metrics.observer,
+      observer: config.log.access
+        ? combineObservers(metrics.observer, accessLog(logger))
+        : metrics.observer,
       // Counters in this process; a cluster passes a shared LimitCounterStore instead.
       limits: createLimiter({
         rules: () => current.limits,
@@ -438,6 +444,19 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       },
       clock,
       logger,
+      status: () =>
+        nodeStatus({
+          config: () => current,
+          startedAt,
+          clock,
+          proxyUrl: () => proxyBase,
+          adminUrl: () => adminBase,
+          policyHash: () => policy.hash,
+          authority,
+          vault,
+          store,
+          auditBacklog: () => metrics.auditBacklog(),
+        }),
       metrics: config.admin.metrics.enabled
         ? { metrics, auth: config.admin.metrics.auth, scrapeToken }
         : undefined,
@@ -479,6 +498,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const proxyUrl = urlOf(proxyAddr);
     const adminUrl = urlOf(adminAddr);
     adminBase = adminUrl;
+    proxyBase = proxyUrl;
     logger.info({ proxy: proxyUrl, admin: adminUrl, policy_hash: policy.hash }, 'nexus listening');
 
     let closing: Promise<void> | undefined;

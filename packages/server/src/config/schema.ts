@@ -52,7 +52,11 @@ export const DEFAULTS = {
   },
   store: 'sqlite:.nexus/nexus.db', // relative to the config file's directory
   master_key_file: '.nexus/master.key', // used unless NEXUS_MASTER_KEY is set
-  log: { level: 'info' },
+  log: {
+    level: 'info',
+    format: 'json', // json (one object per line) | pretty (for a terminal)
+    access: true, // one line per proxied request (no secrets, no intent)
+  },
   audit: {
     checkpoint_every: 1000, // sign a checkpoint every N records...
     checkpoint_interval: '60s', // ...or at least this often
@@ -158,7 +162,11 @@ export interface Config {
   readonly master_key_file: string;
   /** Where the vault master key comes from: NEXUS_MASTER_KEY if set, else the file. */
   readonly master_key: MasterKeySource;
-  readonly log: { readonly level: (typeof LOG_LEVELS)[number] };
+  readonly log: {
+    readonly level: (typeof LOG_LEVELS)[number];
+    readonly format: 'json' | 'pretty';
+    readonly access: boolean;
+  };
   readonly audit: { readonly checkpoint_every: number; readonly checkpoint_interval: number };
   readonly scrub: {
     readonly remove_headers: readonly string[];
@@ -420,7 +428,13 @@ export function buildConfigSchema(opts: SchemaOptions) {
         .min(1)
         .prefault(d.master_key_file)
         .transform((p) => resolve(baseDir, p)),
-      log: z.strictObject({ level: z.enum(LOG_LEVELS).default(d.log.level) }).prefault({}),
+      log: z
+        .strictObject({
+          level: z.enum(LOG_LEVELS).default(d.log.level),
+          format: z.enum(['json', 'pretty']).default(d.log.format),
+          access: z.boolean().default(d.log.access),
+        })
+        .prefault({}),
       audit: z
         .strictObject({
           checkpoint_every: z.int().positive().default(d.audit.checkpoint_every),

@@ -30,6 +30,8 @@ export interface NexusMetrics {
   limitRefused(limit: string, kind: 'requests' | 'concurrent' | 'bytes'): void;
   /** The pipeline's audit appender, with append latency and the oldest pending append measured. */
   instrumentAudit(audit: AuditAppender): AuditAppender;
+  /** Audit records not yet durable, and the age of the oldest (for `nexus status`). */
+  auditBacklog(): { pending: number; lagSeconds: number };
   /** The Prometheus text exposition of every metric. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -107,14 +109,17 @@ export function createMetrics(): NexusMetrics {
   // Appends not yet durable: their start times, for the lag gauge.
   const pending = new Map<number, number>();
   let nextPending = 0;
+  const lagSeconds = () => {
+    let oldest = Infinity;
+    for (const t of pending.values()) oldest = Math.min(oldest, t);
+    return oldest === Infinity ? 0 : (performance.now() - oldest) / 1000;
+  };
   new Gauge({
     name: 'nexus_audit_lag_seconds',
     help: 'Age of the oldest audit record not yet durable (0 when none is pending)',
     registers,
     collect() {
-      let oldest = Infinity;
-      for (const t of pending.values()) oldest = Math.min(oldest, t);
-      this.set(oldest === Infinity ? 0 : (performance.now() - oldest) / 1000);
+      this.set(lagSeconds());
     },
   });
   new Gauge({
@@ -169,6 +174,9 @@ export function createMetrics(): NexusMetrics {
           }
         },
       };
+    },
+    auditBacklog() {
+      return { pending: pending.size, lagSeconds: lagSeconds() };
     },
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };

@@ -1,10 +1,12 @@
 /**
- * What the pipeline tells an observer (metrics) about each request: the time spent in each
- * stage and one summary when the request is done. The pipeline calls these hooks; it does
- * not know about Prometheus.
+ * What the pipeline tells an observer (metrics, the access log) about each request: the
+ * time spent in each stage and one summary when the request is done. The pipeline calls
+ * these hooks; it does not know about Prometheus or the log.
  *
- * MUST: nothing here carries agent-controlled free text (paths, intents, header values):
- * the service is a configured name (or `unknown`), the code a stable error code.
+ * MUST: a summary carries no secret, header value, body or intent. `service` is a
+ * configured name (or undefined), `code` a stable error code; `agent` and `path` are the
+ * verified agent and the normalised path (no query), for the access log only: metrics MUST
+ * NOT use them as labels.
  */
 import { performance } from 'node:perf_hooks';
 
@@ -20,6 +22,16 @@ export type PipelineStage =
 
 /** One finished request, as the metrics see it. */
 export interface RequestSummary {
+  readonly requestId: string;
+  readonly method: string;
+  /** The verified agent, once the lease was verified. */
+  readonly agent: string | undefined;
+  /** The normalised path inside the service, without the query. */
+  readonly path: string | undefined;
+  /** The HTTP status sent to the agent. */
+  readonly status: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
   /** The configured service name, or undefined when the route named none that exists. */
   readonly service: string | undefined;
   readonly decision: 'allow' | 'deny';
@@ -35,6 +47,18 @@ export interface RequestSummary {
 export interface PipelineObserver {
   stage(service: string, stage: PipelineStage, seconds: number): void;
   finished(summary: RequestSummary): void;
+}
+
+/** One observer that tells each of `observers` in turn. */
+export function combineObservers(...observers: PipelineObserver[]): PipelineObserver {
+  return {
+    stage(service, stage, seconds) {
+      for (const o of observers) o.stage(service, stage, seconds);
+    },
+    finished(summary) {
+      for (const o of observers) o.finished(summary);
+    },
+  };
 }
 
 /** Laps of a monotonic clock, in seconds (Date.now is too coarse for stage timings). */

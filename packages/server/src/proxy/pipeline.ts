@@ -233,6 +233,13 @@ export function createPipeline(deps: PipelineDeps) {
       held.release?.();
       held.limits?.(t.bytesOut ?? 0);
       deps.observer?.finished({
+        requestId: t.requestId,
+        method: t.method,
+        agent: t.verified?.agent,
+        path: t.path,
+        status: res.statusCode,
+        bytesIn: t.bytesIn,
+        bytesOut: t.bytesOut ?? 0,
         service: t.service,
         decision: t.decision?.decision ?? 'deny',
         code: t.code ?? 'ok',
