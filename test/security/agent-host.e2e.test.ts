@@ -98,7 +98,9 @@ describe('the agent host (issue 10)', () => {
       const r = await node.runAgent(
         'bot',
         ['sh', '-c', 'curl -s -o /dev/null -w "%{http_code}" "$NEXUS_PROXY/echo/hello"'],
-        { env: { NEXUS_ADMIN_URL: trap.url, NEXUS_OPERATOR_TOKEN: undefined } },
+        {
+          env: { NEXUS_ADDR: trap.url, NEXUS_ADMIN_URL: trap.url, NEXUS_OPERATOR_TOKEN: undefined },
+        },
       );
       tokens.push(r.token);
       expect(r.code).toBe(0);

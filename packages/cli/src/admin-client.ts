@@ -1,6 +1,7 @@
 /**
- * How CLI commands reach a running node: the admin listener from `nexus.yaml` and an
- * operator token from `NEXUS_OPERATOR_TOKEN` or `.nexus/operator.token` beside the config.
+ * How CLI commands reach a running node: the admin listener from `NEXUS_ADDR` or
+ * `nexus.yaml`, and an operator token from `NEXUS_OPERATOR_TOKEN` or `.nexus/operator.token`
+ * beside the config. With both variables set, no config file is needed.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -16,7 +17,8 @@ export class CliError extends Error {
 }
 
 export interface AdminClient {
-  readonly config: Config;
+  /** The node's config, when a config file was read (not with NEXUS_ADDR alone). */
+  readonly config: Config | undefined;
   readonly baseUrl: string;
   request<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
   raw(method: string, path: string): Promise<Response>;
@@ -57,13 +59,44 @@ export async function configFrom(
   return loadConfig(path, { env });
 }
 
+/**
+ * The admin API base URL from `NEXUS_ADDR` (`http://host:port`, or `host:port`), or the
+ * older `NEXUS_ADMIN_URL`; undefined when neither is set.
+ */
+export function adminAddrFromEnv(
+  env: Readonly<Record<string, string | undefined>>,
+): string | undefined {
+  const name = env.NEXUS_ADDR !== undefined ? 'NEXUS_ADDR' : 'NEXUS_ADMIN_URL';
+  const raw = (env.NEXUS_ADDR ?? env.NEXUS_ADMIN_URL)?.trim();
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL;
+  try {
+    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `http://${raw}`);
+  } catch {
+    throw new CliError(`${name} must be the admin API address, e.g. http://127.0.0.1:7071`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new CliError(`${name} must be an http or https URL, e.g. http://127.0.0.1:7071`);
+  }
+  return url.origin + url.pathname.replace(/\/+$/, '');
+}
+
 export async function adminClient(
   configPath: string,
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<AdminClient> {
-  const config = await configFrom(configPath, env);
-  const token = await readOperatorToken(config, env);
-  const baseUrl = env.NEXUS_ADMIN_URL ?? adminBaseUrl(config);
+  const addr = adminAddrFromEnv(env);
+  // An address and a token from the environment are enough; a config file that is there
+  // is still read (for the Authority URL that `agent enroll -o` writes).
+  const config =
+    addr !== undefined && env.NEXUS_OPERATOR_TOKEN && !existsSync(configPath)
+      ? undefined
+      : await configFrom(configPath, env);
+  const token =
+    config === undefined
+      ? (env.NEXUS_OPERATOR_TOKEN as string).trim()
+      : await readOperatorToken(config, env);
+  const baseUrl = addr ?? adminBaseUrl(config as Config);
   async function raw(method: string, path: string, body?: unknown): Promise<Response> {
     try {
       return await fetch(baseUrl + path, {

@@ -16,6 +16,7 @@ import {
   verifyAuditOffline,
   loadCheckpoints,
   compilePolicy,
+  explanationJson,
   renderExampleConfig,
   createLogger,
   PRESETS,
@@ -42,10 +43,6 @@ function example(cmd: Command, text: string): Command {
   return cmd.addHelpText('after', `\nExample:\n  ${text.split('\n').join('\n  ')}\n`);
 }
 
-function configOption(): Option {
-  return new Option('-c, --config <file>', 'path to nexus.yaml').default('nexus.yaml');
-}
-
 function parseTtl(text: string): number {
   const m = /^(\d+)(s|m|h|d)$/.exec(text);
   if (m === null) throw new CliError(`invalid duration "${text}" (use e.g. 90s, 10m, 1h)`);
@@ -68,11 +65,13 @@ export function buildProgram(
       'after',
       [
         '',
-        'Operator commands read nexus.yaml (--config, default ./nexus.yaml) for the admin API',
-        'address, and the operator token from NEXUS_OPERATOR_TOKEN or .nexus/operator.token',
-        'beside the config (written by `nexus init`). `nexus up` reads the vault master key from',
-        'NEXUS_MASTER_KEY (base64 of 32 bytes, or "v2:<base64>,v1:<base64>" for several',
-        'versions) or from the key file (master_key_file, default .nexus/master.key), and',
+        'Operator commands read nexus.yaml (--config, else $NEXUS_CONFIG, else ./nexus.yaml) for',
+        'the admin API address (NEXUS_ADDR overrides it, e.g. http://10.0.0.5:7071) and the',
+        'operator token from NEXUS_OPERATOR_TOKEN or .nexus/operator.token beside the config',
+        '(written by `nexus init`); with NEXUS_ADDR and NEXUS_OPERATOR_TOKEN set, commands that',
+        'call the admin API need no config file. --json gives machine output (snake_case keys).',
+        '`nexus up` reads the vault master key from NEXUS_MASTER_KEY (base64 of 32 bytes, or',
+        '"v2:<base64>,v1:<base64>" for several versions) or from the key file (master_key_file, default .nexus/master.key), and',
         'refuses key files or a store that other users can read.',
         '',
         'Agents are another trust domain: `nexus run` needs only a one-time enrollment token',
@@ -83,6 +82,12 @@ export function buildProgram(
         '  nexus <command> --help   (every command has an example)',
         '',
       ].join('\n'),
+    );
+
+  // NEXUS_CONFIG names the config file for every command that takes --config.
+  const configOption = (): Option =>
+    new Option('-c, --config <file>', 'path to nexus.yaml (env: NEXUS_CONFIG)').default(
+      env.NEXUS_CONFIG ?? 'nexus.yaml',
     );
 
   const print = (value: unknown, json: boolean, human: () => void): void => {
@@ -97,7 +102,15 @@ export function buildProgram(
       .description('create nexus.yaml, keys, the master key and the first operator token')
       .option('-d, --dir <dir>', 'directory to initialise', '.')
       .option('--force', 'overwrite an existing nexus.yaml')
-      .action(async (opts: { dir: string; force?: boolean }) => {
+      .option('--listen <host:port>', 'proxy and Authority listen address (proxy.listen)')
+      .option('-p, --port <port>', 'proxy port on 127.0.0.1 (the admin API takes the next one)')
+      .option(
+        '--admin-listen <host:port>',
+        "admin API listen address (admin.listen; default: the proxy's host, its port + 1)",
+      )
+      .option('--json', 'JSON output')
+      .action(async (opts: InitOptions) => {
+        const listeners = initListeners(opts);
         const dir = resolve(opts.dir);
         await mkdir(dir, { recursive: true });
         const configPath = join(dir, 'nexus.yaml');
@@ -107,13 +120,30 @@ export function buildProgram(
         );
         if (exists && !opts.force)
           throw new CliError(`${configPath} exists (use --force to overwrite)`);
-        await writeFile(configPath, renderExampleConfig(), { mode: 0o644 });
+        const text = renderExampleConfig(listeners);
+        // The file MUST validate before it is written (a bad --listen is said now, once).
+        parseConfigText(text, { baseDir: dir, env, file: configPath });
+        await writeFile(configPath, text, { mode: 0o644 });
         const config = await configFrom(configPath, env);
         const { operatorToken } = await initNode(config);
         const tokenPath = operatorTokenPath(config);
         await mkdir(dirname(tokenPath), { recursive: true, mode: 0o700 });
         await writeFile(tokenPath, operatorToken + '\n', { mode: 0o600 });
         await chmod(tokenPath, 0o600);
+        const summary = {
+          dir,
+          config: configPath,
+          proxy_listen: listeners.proxyListen,
+          admin_listen: listeners.adminListen,
+          master_key:
+            config.master_key.source === 'file' ? config.master_key.path : 'NEXUS_MASTER_KEY',
+          operator_token: operatorToken,
+          operator_token_file: tokenPath,
+        };
+        if (opts.json) {
+          print(summary, true, () => undefined);
+          return;
+        }
         out(
           [
             `Initialised Nexus in ${dir}`,
@@ -129,7 +159,7 @@ export function buildProgram(
           ].join('\n'),
         );
       }),
-    'nexus init --dir ./my-nexus',
+    'nexus init --dir ./my-nexus\nnexus init --dir ./staging --port 9070   # proxy 127.0.0.1:9070, admin 127.0.0.1:9071',
   );
 
   example(
@@ -158,7 +188,11 @@ export function buildProgram(
           const c = e as Error & { code?: string };
           throw new CliError(`${c.message} (${c.code ?? 'state_insecure'})`, c.code);
         }
-        const logger = createLogger(env.NEXUS_LOG_LEVEL ?? config.log.level);
+        const logger = createLogger(
+          env.NEXUS_LOG_LEVEL ?? config.log.level,
+          undefined,
+          config.log.format,
+        );
         const node = await startNexus({
           config,
           logger,
@@ -288,10 +322,11 @@ export function buildProgram(
       .command('delete <name>')
       .description('delete a credential and every stored version of it')
       .addOption(configOption())
-      .action(async (credName: string, opts: { config: string }) => {
+      .option('--json', 'JSON output')
+      .action(async (credName: string, opts: { config: string; json?: boolean }) => {
         const client = await adminClient(opts.config, env);
         await client.request('DELETE', `/v1/credentials/${encodeURIComponent(credName)}`);
-        out(`Credential ${credName} deleted\n`);
+        print({ deleted: credName }, !!opts.json, () => out(`Credential ${credName} deleted\n`));
       }),
     'nexus credential delete github-token',
   );
@@ -336,10 +371,11 @@ export function buildProgram(
       .description('create an agent through the admin API (agents in nexus.yaml exist already)')
       .addOption(configOption())
       .option('-r, --role <role...>', 'roles', [])
-      .action(async (name: string, opts: { config: string; role: string[] }) => {
+      .option('--json', 'JSON output')
+      .action(async (name: string, opts: { config: string; role: string[]; json?: boolean }) => {
         const client = await adminClient(opts.config, env);
-        await client.request('POST', '/v1/agents', { name, roles: opts.role });
-        out(`Agent ${name} created\n`);
+        const r = await client.request('POST', '/v1/agents', { name, roles: opts.role });
+        print(r, !!opts.json, () => out(`Agent ${name} created\n`));
       }),
     'nexus agent add report-bot --role reader',
   );
@@ -383,8 +419,11 @@ export function buildProgram(
               task: opts.task,
             },
           );
-          const authority = client.config.authority.issuer;
+          const authority = client.config?.authority.issuer;
           if (opts.output !== undefined) {
+            if (authority === undefined) {
+              throw new CliError('-o needs the Authority URL: pass --config nexus.yaml');
+            }
             await writePrivateFile(
               opts.output,
               enrollmentFileJson({
@@ -407,7 +446,9 @@ export function buildProgram(
           print({ ...r, authority }, !!opts.json, () => {
             // Only the token on stdout, so that TOKEN=$(nexus agent enroll NAME) works.
             out(`${r.enrollment_token}\n`);
-            err(`(single use, expires ${r.expires_at}; authority ${authority})\n`);
+            err(
+              `(single use, expires ${r.expires_at}${authority === undefined ? '' : `; authority ${authority}`})\n`,
+            );
           });
         },
       ),
@@ -422,10 +463,11 @@ export function buildProgram(
         .command(`${verb} <name>`)
         .description(desc)
         .addOption(configOption())
-        .action(async (name: string, opts: { config: string }) => {
+        .option('--json', 'JSON output')
+        .action(async (name: string, opts: { config: string; json?: boolean }) => {
           const client = await adminClient(opts.config, env);
-          await client.request('POST', `/v1/agents/${encodeURIComponent(name)}/${path}`);
-          out(`Agent ${name} ${verb}d\n`);
+          const r = await client.request('POST', `/v1/agents/${encodeURIComponent(name)}/${path}`);
+          print(r, !!opts.json, () => out(`Agent ${name} ${verb}d\n`));
         }),
       `nexus agent ${verb} triage-bot`,
     );
@@ -481,25 +523,32 @@ export function buildProgram(
       .addOption(configOption())
       .option('--agent <name>', 'revoke every lease of this agent')
       .option('--all', 'revoke every lease (kill switch)')
+      .option('--json', 'JSON output')
       // A lease id is base64url and may start with `-`: it is the id, not an unknown option.
       .allowUnknownOption()
       .action(
-        async (id: string | undefined, opts: { config: string; agent?: string; all?: boolean }) => {
+        async (
+          id: string | undefined,
+          opts: { config: string; agent?: string; all?: boolean; json?: boolean },
+        ) => {
           const chosen = [id !== undefined, opts.agent !== undefined, !!opts.all].filter(
             Boolean,
           ).length;
           if (chosen !== 1)
             throw new CliError('give exactly one of: a lease id, --agent NAME, --all');
           const client = await adminClient(opts.config, env);
-          if (opts.all) await client.request('POST', '/v1/leases/revoke-all');
-          else if (opts.agent)
-            await client.request(
-              'POST',
-              `/v1/agents/${encodeURIComponent(opts.agent)}/revoke-leases`,
-            );
-          else
-            await client.request('POST', `/v1/leases/${encodeURIComponent(id as string)}/revoke`);
-          out('Revoked.\n');
+          const r = opts.all
+            ? await client.request('POST', '/v1/leases/revoke-all')
+            : opts.agent
+              ? await client.request(
+                  'POST',
+                  `/v1/agents/${encodeURIComponent(opts.agent)}/revoke-leases`,
+                )
+              : await client.request(
+                  'POST',
+                  `/v1/leases/${encodeURIComponent(id as string)}/revoke`,
+                );
+          print(r, !!opts.json, () => out('Revoked.\n'));
         },
       ),
     'nexus lease revoke 3q2-Xyz...\nnexus lease revoke --agent triage-bot\nnexus lease revoke --all',
@@ -517,10 +566,11 @@ export function buildProgram(
         'create a new master key version and re-wrap every data key (the node keeps running)',
       )
       .addOption(configOption())
-      .action(async (opts: { config: string }) => {
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
         const client = await adminClient(opts.config, env);
         const r = await client.request<{ version: number }>('POST', '/v1/vault/rotate-master-key');
-        out(`Master key rotated: now version ${r.version}\n`);
+        print(r, !!opts.json, () => out(`Master key rotated: now version ${r.version}\n`));
       }),
     'nexus vault rotate-master-key',
   );
@@ -601,14 +651,22 @@ export function buildProgram(
       .description("delete a principal's connection (its tokens are erased from the vault)")
       .addOption(configOption())
       .requiredOption('-p, --principal <principal>', 'whose account')
-      .action(async (serviceName: string, opts: { config: string; principal: string }) => {
-        const client = await adminClient(opts.config, env);
-        await client.request(
-          'DELETE',
-          `/v1/connections/${encodeURIComponent(serviceName)}/${encodeURIComponent(opts.principal)}`,
-        );
-        out(`Connection ${serviceName} for ${opts.principal} deleted\n`);
-      }),
+      .option('--json', 'JSON output')
+      .action(
+        async (
+          serviceName: string,
+          opts: { config: string; principal: string; json?: boolean },
+        ) => {
+          const client = await adminClient(opts.config, env);
+          await client.request(
+            'DELETE',
+            `/v1/connections/${encodeURIComponent(serviceName)}/${encodeURIComponent(opts.principal)}`,
+          );
+          print({ deleted: { service: serviceName, principal: opts.principal } }, !!opts.json, () =>
+            out(`Connection ${serviceName} for ${opts.principal} deleted\n`),
+          );
+        },
+      ),
     'nexus connection delete gmail --principal alice@example.com',
   );
 
@@ -762,17 +820,19 @@ export function buildProgram(
           const config = await configFrom(opts.config, env);
           const compiled = compilePolicy(config);
           const roles = opts.role ?? [...(config.agents[opts.agent]?.roles ?? [])];
-          const result = compiled.explain({
-            agent: opts.agent,
-            roles,
-            service: opts.service,
-            method: opts.method.toUpperCase(),
-            path: opts.path,
-            intent: opts.intent,
-            now: opts.at ? Date.parse(opts.at) : Date.now(),
-          });
+          const result = explanationJson(
+            compiled.explain({
+              agent: opts.agent,
+              roles,
+              service: opts.service,
+              method: opts.method.toUpperCase(),
+              path: opts.path,
+              intent: opts.intent,
+              now: opts.at ? Date.parse(opts.at) : Date.now(),
+            }),
+          );
           print(result, !!opts.json, () => out(formatExplain(result) + '\n'));
-          process.exitCode = (result as { decision: string }).decision === 'allow' ? 0 : 3;
+          process.exitCode = result.decision === 'allow' ? 0 : 3;
         },
       ),
     'nexus policy explain --agent triage-bot --service github --method GET --path /repos/acme/app/issues',
@@ -1081,6 +1141,22 @@ export function buildProgram(
 
   example(
     program
+      .command('status')
+      .description(
+        'show a running node: listeners, uptime, agents and live leases, credential health per service, audit head and lag',
+      )
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const client = await adminClient(opts.config, env);
+        const r = await client.request<NodeStatus>('GET', '/v1/status');
+        print(r, !!opts.json, () => out(formatStatus(r)));
+      }),
+    'nexus status\nNEXUS_ADDR=http://10.0.0.5:7071 nexus status --json',
+  );
+
+  example(
+    program
       .command('echo-server')
       .description('run a loopback upstream that echoes each request as JSON (for trying Nexus)')
       .option('--host <host>', 'listen address (loopback by default)', '127.0.0.1')
@@ -1098,6 +1174,43 @@ export function buildProgram(
   );
 
   return program;
+}
+
+interface InitOptions {
+  dir: string;
+  force?: boolean;
+  listen?: string;
+  port?: string;
+  adminListen?: string;
+  json?: boolean;
+}
+
+/** The listen addresses `nexus init` writes: --listen or --port, and --admin-listen. */
+function initListeners(opts: InitOptions): { proxyListen: string; adminListen: string } {
+  if (opts.listen !== undefined && opts.port !== undefined) {
+    throw new CliError('give --listen HOST:PORT or --port PORT, not both');
+  }
+  const port = (text: string, what: string): number => {
+    const n = Number(text);
+    if (!/^\d{1,5}$/.test(text) || n < 1 || n > 65535)
+      throw new CliError(`${what} must be a port from 1 to 65535`);
+    return n;
+  };
+  let host = '127.0.0.1';
+  let proxyPort = 7070;
+  if (opts.port !== undefined) proxyPort = port(opts.port, '--port');
+  if (opts.listen !== undefined) {
+    const m = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+):(\d+)$/.exec(opts.listen.trim());
+    if (m === null) throw new CliError('--listen must be HOST:PORT, e.g. 127.0.0.1:7070');
+    host = m[1] as string;
+    proxyPort = port(m[2] as string, 'the --listen port');
+  }
+  const proxyListen = `${host}:${proxyPort}`;
+  if (opts.adminListen !== undefined) return { proxyListen, adminListen: opts.adminListen.trim() };
+  if (proxyPort === 65535) {
+    throw new CliError('the proxy port is 65535: give the admin API one with --admin-listen');
+  }
+  return { proxyListen, adminListen: `${host}:${proxyPort + 1}` };
 }
 
 /**
@@ -1178,10 +1291,64 @@ function auditRow(r: AuditView): string[] {
   ];
 }
 
+interface NodeStatus {
+  node: {
+    proxy_url: string | null;
+    admin_url: string | null;
+    uptime_seconds: number;
+    store: string;
+    policy_hash: string;
+  };
+  agents: { total: number; disabled: number };
+  leases: { active: number; active_capped: boolean };
+  services: {
+    name: string;
+    auth_type: string;
+    credential: string | null;
+    credential_status: string;
+    credential_version: number | null;
+  }[];
+  audit: {
+    head_seq: number;
+    pending_records: number;
+    lag_seconds: number;
+    last_checkpoint: { seq: number; time: string } | null;
+  };
+  limits: number;
+}
+
+function formatStatus(s: NodeStatus): string {
+  const up = s.node.uptime_seconds;
+  const uptime = `${Math.floor(up / 3600)}h${Math.floor((up % 3600) / 60)}m${up % 60}s`;
+  const cp = s.audit.last_checkpoint;
+  const lines = [
+    `node:     proxy ${s.node.proxy_url ?? '-'}, admin ${s.node.admin_url ?? '-'}, up ${uptime}, store ${s.node.store}`,
+    `policy:   ${s.node.policy_hash}`,
+    `agents:   ${s.agents.total} (${s.agents.disabled} disabled), ${s.leases.active}${s.leases.active_capped ? '+' : ''} live leases`,
+    `audit:    head seq ${s.audit.head_seq}, ${s.audit.pending_records} pending (lag ${s.audit.lag_seconds.toFixed(3)} s), last checkpoint ${cp === null ? 'none' : `seq ${cp.seq} at ${cp.time}`}`,
+    `limits:   ${s.limits}`,
+    '',
+  ];
+  const rows = s.services.map((v) => [
+    v.name,
+    v.auth_type,
+    v.credential ?? '-',
+    v.credential_status + (v.credential_version === null ? '' : ` (v${v.credential_version})`),
+  ]);
+  let table = '';
+  printTable((t) => (table += t), ['SERVICE', 'AUTH', 'CREDENTIAL', 'CREDENTIAL STATUS'], rows);
+  const missing = s.services.filter((v) => v.credential_status === 'missing');
+  const hint = missing.map(
+    (v) =>
+      `credential "${v.credential}" of ${v.name} is not set: nexus credential set ${v.credential}\n`,
+  );
+  return lines.join('\n') + '\n' + table + hint.join('');
+}
+
 function formatExplain(result: unknown): string {
-  const r = result as { decision: string; ruleIds?: string[]; reasons?: string[] };
+  const r = result as { decision: string; rule_ids?: string[]; reasons?: string[] };
   const lines = [`decision: ${r.decision}`];
-  if (r.ruleIds?.length) lines.push(`matched rules: ${r.ruleIds.join(', ')}`);
+  if (r.rule_ids?.length) lines.push(`matched rules: ${r.rule_ids.join(', ')}`);
   for (const reason of r.reasons ?? []) lines.push(`  - ${reason}`);
   return lines.join('\n');
 }
@@ -1201,8 +1368,12 @@ export async function main(argv: string[], env: Env = process.env): Promise<numb
       return err.exitCode;
     }
     const e = err as { message?: string; code?: string; name?: string; issues?: unknown };
-    // Store start-up errors carry their stable code, for scripts (e.g. store_in_use).
-    const code = e.name === 'StoreError' && typeof e.code === 'string' ? ` (${e.code})` : '';
+    // Store and listener start-up errors carry their stable code, for scripts (e.g.
+    // store_in_use, address_in_use).
+    const code =
+      (e.name === 'StoreError' || e.name === 'ListenError') && typeof e.code === 'string'
+        ? ` (${e.code})`
+        : '';
     process.stderr.write(`nexus: ${e.message ?? String(err)}${code}\n`);
     return 1;
   }

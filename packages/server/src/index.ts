@@ -4,6 +4,7 @@ export const VERSION = '0.1.0';
 
 export { startNexus } from './app/start.js';
 export type { StartOptions, RunningNexus } from './app/start.js';
+export { ListenError } from './app/listen-error.js';
 export { initNode } from './app/init.js';
 export { verifyAuditLog, verifyAuditOffline } from './app/verify-audit.js';
 export type { AuditVerifyReport, AuditVerifyOptions } from './app/verify-audit.js';
@@ -39,6 +40,8 @@ export type {
   PolicyExplanation,
 } from './policy/compile.js';
 export type { PolicyRule } from './policy/rule-schema.js';
+export { explanationJson } from './policy/explain-json.js';
+export type { PolicyExplanationJson } from './policy/explain-json.js';
 
 import { registerMechanicSchemas } from './mechanics/index.js';
 

@@ -147,6 +147,16 @@ export const OPENAPI_DOCUMENT = {
       }),
     },
     '/v1/connections': { get: op('List OAuth authorization-code connections (no tokens)') },
+    '/v1/status': {
+      get: op(
+        'Node status: listeners, uptime, agents, live leases, credential health per service, audit head and lag',
+      ),
+    },
+    '/metrics': {
+      get: op(
+        'Prometheus metrics, text exposition (admin.metrics: the scrape token or an operator token; see docs/operations.md)',
+      ),
+    },
     '/v1/connections/{service}': {
       post: op('Start connecting an account: returns the provider authorize URL', {
         parameters: [nameParam('service')],

@@ -4,7 +4,8 @@
  * MUST: every endpoint but `/v1/health`, `/v1/openapi.json` and the OAuth callback
  * `/v1/connections/callback` (authorised by its one-time `state`, see `connections.ts`)
  * requires an operator token (`Authorization: Bearer nxo_...`), looked up by its SHA-256 hash. A lease or anything
- * else in that header is refused with `unauthorized`. MUST: no endpoint returns a
+ * else in that header is refused with `unauthorized`. `/metrics` has its own access rule
+ * (`admin.metrics`, see `metrics/http.ts`): a scrape token or an operator token by default. MUST: no endpoint returns a
  * credential value: the vault is write-only here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -19,6 +20,11 @@ import { sendProblem } from '../proxy/problem.js';
 import { discardBody, readBody } from '../proxy/read-body.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { connectionRoutes, type ConnectionRegistry } from './connections.js';
+import {
+  createMetricsEndpoint,
+  METRICS_PATH,
+  type MetricsEndpointOptions,
+} from '../metrics/http.js';
 
 export interface AdminVault {
   set(
@@ -66,6 +72,10 @@ export interface AdminDeps {
   readonly maxBodyBytes?: number;
   /** OAuth connection managers by service (`admin/connections.ts`). */
   readonly connections?: ConnectionRegistry;
+  /** `GET /metrics` (metrics/http.ts); absent when `admin.metrics.enabled` is false. */
+  readonly metrics?: Omit<MetricsEndpointOptions, 'isOperator'>;
+  /** `GET /v1/status` (app/status.ts). */
+  readonly status?: () => Promise<unknown>;
 }
 
 type Handler = (ctx: {
@@ -166,6 +176,10 @@ export function createAdminHandler(deps: AdminDeps) {
   const routes: RouteDef[] = [
     route('GET', '/v1/health', async () => ({ status: 'ok' }), true),
     route('GET', '/v1/openapi.json', async () => OPENAPI_DOCUMENT, true),
+    route('GET', '/v1/status', async () => {
+      if (deps.status === undefined) throw new NexusError('not_found');
+      return deps.status();
+    }),
 
     route('GET', '/v1/agents', async () => ({
       agents: authority.listAgents().map((a) => agentView(a.name)),
@@ -331,6 +345,18 @@ export function createAdminHandler(deps: AdminDeps) {
     if (row === undefined) throw new NexusError('unauthorized');
   }
 
+  const metricsEndpoint =
+    deps.metrics === undefined
+      ? undefined
+      : createMetricsEndpoint({
+          ...deps.metrics,
+          isOperator: (req) =>
+            authenticate(req).then(
+              () => true,
+              () => false,
+            ),
+        });
+
   async function readJson(req: IncomingMessage): Promise<unknown> {
     const body = await readBody(req, deps.maxBodyBytes ?? 1024 * 1024);
     if (body.length === 0) return undefined;
@@ -346,6 +372,10 @@ export function createAdminHandler(deps: AdminDeps) {
     res.setHeader('nexus-request-id', requestId);
     try {
       const url = new URL(req.url ?? '/', 'http://admin.invalid');
+      if (url.pathname === METRICS_PATH && metricsEndpoint !== undefined) {
+        await metricsEndpoint(req, res, requestId);
+        return;
+      }
       const candidates = routes.filter((r) => r.pattern.test(url.pathname));
       if (candidates.length === 0) throw new NexusError('not_found');
       const match = candidates.find((r) => r.method === req.method);

@@ -41,6 +41,15 @@ import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { randomId } from '../util/ids.js';
+import { createMetrics, type NexusMetrics } from '../metrics/metrics.js';
+import { readScrapeToken } from '../metrics/scrape-token.js';
+import { createLimiter } from '../limits/limiter.js';
+import { explanationJson } from '../policy/explain-json.js';
+import { listenError } from './listen-error.js';
+import { accessLog } from '../proxy/access-log.js';
+import { combineObservers } from '../proxy/observe.js';
+import { nodeStatus } from './status.js';
+import { MemoryLimitCounterStore } from '../limits/counter-store.js';
 
 export interface StartOptions {
   readonly config: Config;
@@ -71,6 +80,8 @@ export interface RunningNexus {
   readonly vault: Vault;
   readonly authority: Authority;
   readonly audit: AuditWriter;
+  /** The node's Prometheus metrics (served at `/metrics` on the admin listener). */
+  readonly metrics: NexusMetrics;
   /**
    * Applies a new nexus.yaml without a restart: services, agents and policies are swapped
    * in for the next request (in-flight requests finish on the old ones). Other sections
@@ -129,8 +140,14 @@ async function checkNotTruncated(store: Store, file: string): Promise<void> {
 export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   const { config } = options;
   const clock = options.clock ?? Date.now;
-  const logger = options.logger ?? createLogger(config.log.level);
+  const logger = options.logger ?? createLogger(config.log.level, undefined, config.log.format);
   const startedAt = clock();
+  const metrics = createMetrics();
+  // Read before anything is opened: a missing or unreadable scrape token stops start-up.
+  const scrapeToken =
+    config.admin.metrics.token_file === undefined
+      ? undefined
+      : readScrapeToken(config.admin.metrics.token_file);
 
   // A store file deleted or replaced under the node: said once, loudly; every write
   // after it fails closed (`store_unavailable`; proxied requests get `audit_unavailable`).
@@ -223,6 +240,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const services = new Map<string, ServiceRuntime>();
     // Known once the admin listener is bound (OAuth connection redirect URIs).
     let adminBase: string | undefined = undefined;
+    let proxyBase: string | undefined = undefined;
     let pools: Dispatcher[] = [];
     const retirers = new WeakMap<ServiceRuntime, () => void>();
     const buildServices = (
@@ -259,6 +277,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           upstream: { ca, connectTimeoutMs: svc.timeouts.connect },
           vault,
           adminUrl: () => adminBase,
+          onTokenFetch: (ok) => metrics.tokenRefresh(svc.name, ok),
         });
         // In-flight requests hold the runtime; a reload retires it and the pool and
         // mechanic close when the last of them is done.
@@ -331,11 +350,21 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       authority,
       policy: () => policy,
       replay,
-      audit,
+      audit: metrics.instrumentAudit(audit),
       vault,
       logger,
       clock,
       notBefore,
+      observer: config.log.access
+        ? combineObservers(metrics.observer, accessLog(logger))
+        : metrics.observer,
+      // Counters in this process; a cluster passes a shared LimitCounterStore instead.
+      limits: createLimiter({
+        rules: () => current.limits,
+        store: new MemoryLimitCounterStore(),
+        clock,
+        onRefused: (limit, kind) => metrics.limitRefused(limit, kind),
+      }),
     });
     const authorityHandler = createAuthorityHandler({
       authority,
@@ -392,10 +421,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         })),
       explain: (input) => {
         const agent = authority.agent(input.agent);
-        return policy.explain({
-          ...input,
-          roles: input.roles ?? [...(agent?.roles ?? [])],
-        });
+        return explanationJson(
+          policy.explain({
+            ...input,
+            roles: input.roles ?? [...(agent?.roles ?? [])],
+          }),
+        );
       },
       policyHash: () => policy.hash,
       auditVerify: () => verifyAuditLog(store),
@@ -416,6 +447,22 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       },
       clock,
       logger,
+      status: () =>
+        nodeStatus({
+          config: () => current,
+          startedAt,
+          clock,
+          proxyUrl: () => proxyBase,
+          adminUrl: () => adminBase,
+          policyHash: () => policy.hash,
+          authority,
+          vault,
+          store,
+          auditBacklog: () => metrics.auditBacklog(),
+        }),
+      metrics: config.admin.metrics.enabled
+        ? { metrics, auth: config.admin.metrics.auth, scrapeToken }
+        : undefined,
     });
     const adminServer = createServer((req, res) => {
       admin(req, res).catch((err: unknown) => {
@@ -425,24 +472,48 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     });
     adminServer.on('clientError', answerClientError);
 
-    const proxyAddr = await listen(
+    const bind = async (server: Server, setting: string, host: string, port: number) => {
+      try {
+        return await listen(server, host, port);
+      } catch (err) {
+        throw listenError(err, setting, { host, port });
+      }
+    };
+    const proxyAddr = await bind(
       proxyServer,
+      'proxy.listen',
       config.proxy.listen.host,
       options.proxyPort ?? config.proxy.listen.port,
     );
-    const adminAddr = await listen(
-      adminServer,
-      config.admin.listen.host,
-      options.adminPort ?? config.admin.listen.port,
-    );
+    let adminAddr: AddressInfo;
+    try {
+      adminAddr = await bind(
+        adminServer,
+        'admin.listen',
+        config.admin.listen.host,
+        options.adminPort ?? config.admin.listen.port,
+      );
+    } catch (err) {
+      // The proxy listener is up already: closed, so the process can exit with the error.
+      proxyServer.close();
+      throw err;
+    }
     const proxyUrl = urlOf(proxyAddr);
     const adminUrl = urlOf(adminAddr);
     adminBase = adminUrl;
+    proxyBase = proxyUrl;
     logger.info({ proxy: proxyUrl, admin: adminUrl, policy_hash: policy.hash }, 'nexus listening');
 
     let closing: Promise<void> | undefined;
     // scrub.min_secret_length is read once at start: a change is reported, not applied.
-    const RELOADABLE = new Set(['services', 'agents', 'policies', 'base_dir', 'master_key']);
+    const RELOADABLE = new Set([
+      'services',
+      'agents',
+      'policies',
+      'limits',
+      'base_dir',
+      'master_key',
+    ]);
     async function reload(): Promise<ReloadResult> {
       if (options.reloadConfig === undefined)
         throw new NexusError('internal_error', 'reload not available');
@@ -491,6 +562,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       vault,
       authority,
       audit,
+      metrics,
       reload,
       close() {
         closing ??= (async () => {

@@ -75,6 +75,7 @@ describe('parseConfig', () => {
       replay_cache_size: 1_000_000,
     });
     expect(c.admin.listen).toEqual({ host: '127.0.0.1', port: 7071 });
+    expect(c.admin.metrics).toEqual({ enabled: true, auth: 'token' });
     expect(c.store).toEqual({ driver: 'sqlite', path: '/srv/nexus/.nexus/nexus.db' });
     expect(c.master_key_file).toBe('/srv/nexus/.nexus/master.key');
     expect(c.master_key).toEqual({ source: 'file', path: '/srv/nexus/.nexus/master.key' });

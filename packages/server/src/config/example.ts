@@ -84,6 +84,8 @@ master_key_file: ${q(d.master_key_file)}
 
 log:
   level: ${d.log.level}                          # debug | info | warn | error
+  format: ${d.log.format}                         # json (one object per line) or pretty
+  access: ${d.log.access}                         # a line per proxied request (no secrets)
 
 # Tamper-evident audit chain: a signed checkpoint every N records or interval. Each one is
 # also logged and appended to <store>.checkpoints.jsonl: ship it off the host, then

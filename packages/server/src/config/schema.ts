@@ -17,6 +17,8 @@ import {
 import type { RedactedString } from './redacted.js';
 import { policyRuleSchema, type PolicyRule } from '../policy/rule-schema.js';
 import { serviceEnvSchema, serviceHostsSchema } from './reach.js';
+import { metricsSchema, type MetricsConfig } from './operator-schema.js';
+import { limitsSchema, type LimitRule } from '../limits/schema.js';
 
 /**
  * Every default of nexus.yaml, in YAML form. The schema parses these like user input.
@@ -51,7 +53,11 @@ export const DEFAULTS = {
   },
   store: 'sqlite:.nexus/nexus.db', // relative to the config file's directory
   master_key_file: '.nexus/master.key', // used unless NEXUS_MASTER_KEY is set
-  log: { level: 'info' },
+  log: {
+    level: 'info',
+    format: 'json', // json (one object per line) | pretty (for a terminal)
+    access: true, // one line per proxied request (no secrets, no intent)
+  },
   audit: {
     checkpoint_every: 1000, // sign a checkpoint every N records...
     checkpoint_interval: '60s', // ...or at least this often
@@ -155,13 +161,17 @@ export interface Config {
     readonly timeouts: Timeouts;
     readonly replay_cache_size: number;
   };
-  readonly admin: { readonly listen: ListenAddress };
+  readonly admin: { readonly listen: ListenAddress; readonly metrics: MetricsConfig };
   readonly store: StoreConfig;
   /** Absolute path of the master key file (`master_key_file`, resolved). */
   readonly master_key_file: string;
   /** Where the vault master key comes from: NEXUS_MASTER_KEY if set, else the file. */
   readonly master_key: MasterKeySource;
-  readonly log: { readonly level: (typeof LOG_LEVELS)[number] };
+  readonly log: {
+    readonly level: (typeof LOG_LEVELS)[number];
+    readonly format: 'json' | 'pretty';
+    readonly access: boolean;
+  };
   readonly audit: { readonly checkpoint_every: number; readonly checkpoint_interval: number };
   readonly scrub: {
     readonly remove_headers: readonly string[];
@@ -170,6 +180,8 @@ export interface Config {
   readonly services: Readonly<Record<string, ServiceConfig>>;
   readonly agents: Readonly<Record<string, AgentConfig>>;
   readonly policies: readonly PolicyRule[];
+  /** Rate limits and budgets (limits/schema.ts). */
+  readonly limits: readonly LimitRule[];
 }
 
 /** Options for {@link buildConfigSchema}. */
@@ -412,7 +424,9 @@ export function buildConfigSchema(opts: SchemaOptions) {
           replay_cache_size: z.int().positive().default(d.proxy.replay_cache_size),
         })
         .prefault({}),
-      admin: z.strictObject({ listen: listen.prefault(d.admin.listen) }).prefault({}),
+      admin: z
+        .strictObject({ listen: listen.prefault(d.admin.listen), metrics: metricsSchema(baseDir) })
+        .prefault({}),
       store: z
         .string()
         .prefault(d.store)
@@ -422,7 +436,13 @@ export function buildConfigSchema(opts: SchemaOptions) {
         .min(1)
         .prefault(d.master_key_file)
         .transform((p) => resolve(baseDir, p)),
-      log: z.strictObject({ level: z.enum(LOG_LEVELS).default(d.log.level) }).prefault({}),
+      log: z
+        .strictObject({
+          level: z.enum(LOG_LEVELS).default(d.log.level),
+          format: z.enum(['json', 'pretty']).default(d.log.format),
+          access: z.boolean().default(d.log.access),
+        })
+        .prefault({}),
       audit: z
         .strictObject({
           checkpoint_every: z.int().positive().default(d.audit.checkpoint_every),
@@ -453,6 +473,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         )
         .prefault({}),
       policies: z.array(policyRuleSchema).prefault([]),
+      limits: limitsSchema,
     })
     .transform((c): Config => {
       const public_url = c.proxy.public_url ?? `http://${formatListen(c.proxy.listen)}`;
@@ -503,6 +524,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         services,
         agents,
         policies: c.policies,
+        limits: c.limits,
       };
     });
 }

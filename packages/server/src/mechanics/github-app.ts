@@ -53,7 +53,11 @@ export const githubAppMechanic: MechanicDefinition<GithubAppOptions> = {
   type: 'github_app',
   optionsSchema: githubAppOptionsSchema,
   create(service, options, deps): Mechanic {
-    const cache = new TokenCache({ clock: deps.clock, refreshMarginMs: 5 * 60_000 });
+    const cache = new TokenCache({
+      clock: deps.clock,
+      refreshMarginMs: 5 * 60_000,
+      onFetch: deps.onTokenFetch,
+    });
     const what = `service "${service}" github_app`;
     const keyOf = (c: ResolvedCredential) => `${c.name}\u0000${c.version}`;
     const url = `${options.api_base.replace(/\/+$/, '')}/app/installations/${options.installation_id}/access_tokens`;

@@ -102,7 +102,7 @@ export const jwtBearerMechanic: MechanicDefinition<JwtBearerOptions> = {
   type: 'jwt_bearer',
   optionsSchema: jwtBearerOptionsSchema,
   create(service, options, deps): Mechanic {
-    const cache = new TokenCache({ clock: deps.clock });
+    const cache = new TokenCache({ clock: deps.clock, onFetch: deps.onTokenFetch });
     const what = `service "${service}" jwt_bearer`;
     const keyOf = (c: ResolvedCredential) => `${c.name}\u0000${c.version}`;
 

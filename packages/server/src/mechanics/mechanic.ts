@@ -114,6 +114,8 @@ export interface MechanicDeps {
    * timeout.
    */
   readonly upstream?: { readonly ca?: string; readonly connectTimeoutMs?: number };
+  /** Called after each token fetch of a token-deriving mechanic (metrics). */
+  readonly onTokenFetch?: (ok: boolean) => void;
 }
 
 /** A mechanic module: its config schema (the `auth` block without `type`) and factory. */

@@ -189,7 +189,11 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
         : `${base.replace(/\/$/, '')}${CONNECTION_CALLBACK_PATH}`;
     };
     const pool = tokenDispatcher(deps.dispatcher, options.timeout);
-    const cache = new TokenCache({ clock, refreshMarginMs: options.refresh_before });
+    const cache = new TokenCache({
+      clock,
+      refreshMarginMs: options.refresh_before,
+      onFetch: deps.onTokenFetch,
+    });
     /** Vault version each cached token belongs to; another writer's version drops it. */
     const versions = new Map<string, number>();
     /** Access tokens the upstream refused: a stored copy of one is refreshed, not reused. */

@@ -50,7 +50,11 @@ export const oauth2ClientCredentialsMechanic: MechanicDefinition<OAuth2ClientCre
   type: 'oauth2_client_credentials',
   optionsSchema: oauth2ClientCredentialsOptionsSchema,
   create(service, options, deps): Mechanic {
-    const cache = new TokenCache({ clock: deps.clock, refreshMarginMs: options.refresh_before });
+    const cache = new TokenCache({
+      clock: deps.clock,
+      refreshMarginMs: options.refresh_before,
+      onFetch: deps.onTokenFetch,
+    });
     const pool = tokenDispatcher(deps.dispatcher, options.timeout);
     // Key of the token for a credential version; older versions are dropped on sight.
     const keyOf = (name: string, version: number) => `${service}\u0000${name}\u0000${version}`;

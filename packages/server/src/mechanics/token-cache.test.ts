@@ -16,6 +16,15 @@ async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
 }
 
 describe('TokenCache', () => {
+  it('reports each fetch (not cache hits) to onFetch, failures too (issue 15 metrics)', async () => {
+    const seen: boolean[] = [];
+    const cache = new TokenCache({ clock: () => 0, onFetch: (ok) => seen.push(ok) });
+    await cache.get('k', () => Promise.resolve({ value: 't', expiresAt: 3600_000 }));
+    await cache.get('k', () => Promise.resolve({ value: 'u', expiresAt: 3600_000 }));
+    expect(await codeOf(cache.get('j', () => Promise.reject(new Error('down'))))).toBe('not-nexus');
+    expect(seen).toEqual([true, false]);
+  });
+
   it('reuses a fresh token and refreshes inside the margin', async () => {
     let now = 1_000_000;
     const cache = new TokenCache({ clock: () => now, refreshMarginMs: 60_000 });

@@ -30,6 +30,8 @@ export interface TokenCacheOptions {
   readonly refreshMarginMs?: number;
   /** Entries kept at most (default 10 000); expired entries go first, then the oldest. */
   readonly maxEntries?: number;
+  /** Called after each fetch (not for cache hits), with whether it succeeded (metrics). */
+  readonly onFetch?: (ok: boolean) => void;
 }
 
 interface Entry {
@@ -50,6 +52,7 @@ export class TokenCache {
   readonly #clock: () => number;
   readonly #margin: number;
   readonly #max: number;
+  readonly #onFetch: ((ok: boolean) => void) | undefined;
   readonly #entries = new Map<string, Entry>();
   readonly #inflight = new Map<string, Promise<CachedToken>>();
 
@@ -57,6 +60,7 @@ export class TokenCache {
     this.#clock = options.clock;
     this.#margin = options.refreshMarginMs ?? 60_000;
     this.#max = options.maxEntries ?? 10_000;
+    this.#onFetch = options.onFetch;
   }
 
   /** Number of cached entries (for tests and metrics). */
@@ -73,7 +77,14 @@ export class TokenCache {
     const started = this.#clock();
     const p = (async () => {
       try {
-        const token = await fetch();
+        let token: CachedToken;
+        try {
+          token = await fetch();
+        } catch (err) {
+          this.#onFetch?.(false);
+          throw err;
+        }
+        this.#onFetch?.(true);
         this.#store(key, { token, fetchedAt: started });
         return token;
       } finally {

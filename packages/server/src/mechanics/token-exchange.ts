@@ -69,7 +69,11 @@ export const tokenExchangeMechanic: MechanicDefinition<TokenExchangeOptions> = {
   type: 'token_exchange',
   optionsSchema: tokenExchangeOptionsSchema,
   create(service, options, deps): Mechanic {
-    const cache = new TokenCache({ clock: deps.clock, refreshMarginMs: 30_000 });
+    const cache = new TokenCache({
+      clock: deps.clock,
+      refreshMarginMs: 30_000,
+      onFetch: deps.onTokenFetch,
+    });
     const what = `service "${service}" token_exchange`;
 
     async function client(ctx: MechanicContext) {

@@ -3,7 +3,7 @@
  *
  * Order (docs/spec/nexus-v1.md §8): route -> lease and signature (headers only, before any
  * body byte is read) -> body (bounded) and digest -> replay -> request shape (method
- * overrides, look-alikes of an injected query parameter) -> policy -> durable audit
+ * overrides, look-alikes of an injected query parameter) -> limits -> policy -> durable audit
  * record -> strip and inject -> forward -> scrubbed response -> outcome record.
  *
  * MUST: nothing reaches the upstream unless every check passed and the request's audit
@@ -43,6 +43,8 @@ import { relayRedacted } from './relay.js';
 import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { serverDigest } from '../util/digest.js';
+import { StageClock, type PipelineObserver, type PipelineStage } from './observe.js';
+import { isLimitRefusal, type Limiter, type LimitRelease } from '../limits/limiter.js';
 
 /** One configured service as the pipeline uses it. */
 export interface ServiceRuntime {
@@ -108,6 +110,10 @@ export interface PipelineDeps {
   readonly clock: () => number;
   /** Signatures that could predate this time (ms) are refused; 0: none (app/replay-state.ts). */
   readonly notBefore: number;
+  /** Stage timings and one summary per request (metrics; proxy/observe.ts). */
+  readonly observer?: PipelineObserver;
+  /** Rate limits and budgets, checked after policy allowed and before anything is sent. */
+  readonly limits?: Limiter;
 }
 
 /** Fields known about a request as it goes through the pipeline, for its audit record. */
@@ -123,6 +129,12 @@ interface Trace {
   credential?: { name: string; version: number };
   bytesIn: number;
   lease?: string;
+  /** For the observer: stage laps, and how the request ended (`ok` or an error code). */
+  laps: StageClock;
+  code?: string;
+  upstreamStatus?: number;
+  redactions?: number;
+  bytesOut?: number;
 }
 
 function signatureOf(t: Trace): AuditRecord['signature'] {
@@ -160,6 +172,10 @@ function baseRecord(t: Trace, kind: AuditRecord['kind'], now: number): AuditReco
 export function createPipeline(deps: PipelineDeps) {
   const { clock, logger } = deps;
   const verifyHeaders = createRequestVerifier({ ...deps, clock });
+  const lap = (t: Trace, stage: PipelineStage) => {
+    if (deps.observer !== undefined && t.service !== undefined)
+      deps.observer.stage(t.service, stage, t.laps.lap());
+  };
 
   async function reject(
     req: IncomingMessage,
@@ -181,6 +197,7 @@ export function createPipeline(deps: PipelineDeps) {
     // 413; any other unread body closes the connection (nothing unauthenticated is read).
     const close =
       !bodyConsumed && !(nexusErr.code === 'body_too_large' && discardBody(req, deps.maxBodyBytes));
+    t.code = nexusErr.code;
     const now = clock();
     try {
       await deps.audit.append({
@@ -192,33 +209,53 @@ export function createPipeline(deps: PipelineDeps) {
       });
     } catch (auditErr) {
       logger.error({ request_id: t.requestId, err: errorSummary(auditErr) }, 'audit write failed');
+      t.code = 'audit_unavailable';
       sendProblem(res, new NexusError('audit_unavailable'), t.requestId, close);
       return;
     }
+    if (isLimitRefusal(nexusErr)) res.setHeader('retry-after', String(nexusErr.retryAfter));
     sendProblem(res, nexusErr, t.requestId, close);
   }
 
   return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // The service runtime this request uses stays open until the request is done.
-    const held: { release?: () => void } = {};
+    const held: { release?: () => void; limits?: LimitRelease } = {};
+    const t: Trace = {
+      requestId: randomId(12),
+      started: clock(),
+      method: req.method ?? 'GET',
+      bytesIn: 0,
+      laps: new StageClock(),
+    };
     try {
-      await handleRequest(req, res, held);
+      await handleRequest(req, res, held, t);
     } finally {
       held.release?.();
+      held.limits?.(t.bytesOut ?? 0);
+      deps.observer?.finished({
+        requestId: t.requestId,
+        method: t.method,
+        agent: t.verified?.agent,
+        path: t.path,
+        status: res.statusCode,
+        bytesIn: t.bytesIn,
+        bytesOut: t.bytesOut ?? 0,
+        service: t.service,
+        decision: t.decision?.decision ?? 'deny',
+        code: t.code ?? 'ok',
+        upstreamStatus: t.upstreamStatus,
+        redactions: t.redactions ?? 0,
+        seconds: t.laps.total(),
+      });
     }
   };
 
   async function handleRequest(
     req: IncomingMessage,
     res: ServerResponse,
-    held: { release?: () => void },
+    held: { release?: () => void; limits?: LimitRelease },
+    t: Trace,
   ): Promise<void> {
-    const t: Trace = {
-      requestId: randomId(12),
-      started: clock(),
-      method: req.method ?? 'GET',
-      bytesIn: 0,
-    };
     res.setHeader('nexus-request-id', t.requestId);
     let bodyConsumed = false;
     let route: Route;
@@ -247,15 +284,37 @@ export function createPipeline(deps: PipelineDeps) {
       // refused, never rewritten (the signature and digest cover them).
       checkQuery(route.query, service.mechanic.injectedQueryParams);
       checkBody(req.headers['content-type'], body);
+      lap(t, 'verify');
 
       const policy = deps.policy();
       t.policyHash = policy.hash;
+      // The lease's roles that the agent still has: a role taken away (config reload,
+      // admin API) stops counting at once, not at the next renewal; one added counts
+      // from the next lease.
+      const roles = verified.claims.scope
+        .split(' ')
+        .filter((r) => r !== '' && agent.roles.includes(r));
+      // Limits come before policy (spec §8 step 10): requests policy denies count too, so
+      // an agent probing the policy is throttled like any other.
+      if (deps.limits !== undefined) {
+        try {
+          held.limits = await deps.limits.admit({
+            agent: verified.agent,
+            roles,
+            service: service.name,
+            bytesIn: body.length,
+          });
+        } catch (err) {
+          // A limit's refusal is a decision: audited as a denial that names the limit.
+          if (isLimitRefusal(err))
+            t.decision = { decision: 'deny', ruleIds: [`limit:${err.limit}`], reasons: [] };
+          throw err;
+        }
+        lap(t, 'limits');
+      }
       t.decision = policy.evaluate({
         agent: verified.agent,
-        // The lease's roles that the agent still has: a role taken away (config reload,
-        // admin API) stops counting at once, not at the next renewal; one added counts
-        // from the next lease.
-        roles: verified.claims.scope.split(' ').filter((r) => r !== '' && agent.roles.includes(r)),
+        roles,
         act: verified.claims.act?.sub,
         service: service.name,
         method: t.method,
@@ -263,6 +322,7 @@ export function createPipeline(deps: PipelineDeps) {
         intent: verified.intent,
         now: clock(),
       });
+      lap(t, 'policy');
       if (t.decision.decision !== 'allow') throw new NexusError('policy_denied');
     } catch (err) {
       await reject(req, res, t, err, bodyConsumed);
@@ -332,16 +392,19 @@ export function createPipeline(deps: PipelineDeps) {
         t.credential = applied.credential ? { ...applied.credential } : undefined;
         secrets = applied.secrets;
         if (attempt === 0) {
+          lap(t, 'inject');
           // Allowed and built. The request record (with the credential name and version)
           // MUST be durable before any byte is forwarded.
           try {
             await deps.audit.append(baseRecord(t, 'request', clock()));
           } catch (err) {
             logger.error({ request_id: t.requestId, err: errorSummary(err) }, 'audit write failed');
+            t.code = 'audit_unavailable';
             sendProblem(res, new NexusError('audit_unavailable'), t.requestId, false);
             return;
           }
           audited = true;
+          lap(t, 'audit');
         }
         try {
           upstream = await (out.dispatcher ?? service.dispatcher).request({
@@ -369,6 +432,7 @@ export function createPipeline(deps: PipelineDeps) {
         break;
       }
       if (upstream === undefined) throw new NexusError('internal_error');
+      lap(t, 'upstream');
       status = upstream.statusCode;
       // llhttp takes any three digits; a final status outside RFC 9110's 100-599 (or a 1xx
       // that undici handed over as final) is not an answer an HTTP client can act on.
@@ -439,6 +503,7 @@ export function createPipeline(deps: PipelineDeps) {
         : new NexusError('internal_error', undefined, { cause: err });
       errorCode = failure.code;
       errorDetail = safeDetail(failure);
+      t.code = failure.code;
       if (!res.headersSent) {
         sendProblem(res, failure, t.requestId, false);
       } else {
@@ -452,6 +517,10 @@ export function createPipeline(deps: PipelineDeps) {
         );
       }
     } finally {
+      if (piped) lap(t, 'relay');
+      t.upstreamStatus = status || undefined;
+      t.redactions = redactions;
+      t.bytesOut = bytesOut;
       const now = clock();
       if (audited)
         deps.audit

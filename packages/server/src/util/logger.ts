@@ -4,10 +4,24 @@
  * fields that must never appear even if a caller slips.
  */
 import { pino, type Logger as PinoLogger, type DestinationStream } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 export type Logger = PinoLogger;
 
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+/**
+ * The process logger on stderr (or `destination`). `format: 'pretty'` (`log.format`) writes
+ * human-readable lines through pino-pretty instead of JSON; the redaction is the same.
+ */
+export function createLogger(
+  level: string,
+  destination?: DestinationStream,
+  format: 'json' | 'pretty' = 'json',
+): Logger {
+  const out =
+    destination ??
+    (format === 'pretty'
+      ? PinoPretty({ destination: 2, colorize: false, sync: false, ignore: 'pid,hostname' })
+      : pino.destination({ dest: 2, sync: false }));
   return pino(
     {
       level,
@@ -32,6 +46,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
         censor: '[REDACTED]',
       },
     },
-    destination ?? pino.destination({ dest: 2, sync: false }),
+    out,
   );
 }

@@ -1,0 +1,158 @@
+/**
+ * Admits a verified request against the configured limits, before policy and before
+ * anything is forwarded (spec §8 step 10). A refusal is `rate_limited` (429) with the seconds until the limit frees up
+ * (`Retry-After`) and the limit's id; the pipeline audits it as a denial naming the limit.
+ *
+ * Counting: `requests` counts every request the limit matched when checked, refused ones
+ * included (fixed windows, so a refused agent waits for the window to end); `bytes` is a
+ * budget: a request is refused when its body would take the window over, and the response
+ * bytes are added when the response ends (so the last response may overshoot it);
+ * `concurrent` holds a slot from admission to the end of the response.
+ */
+import { NexusError } from '@nexus/protocol';
+import { formatDuration } from '../config/units.js';
+import type { LimitCounterStore } from './counter-store.js';
+import type { LimitRule } from './schema.js';
+
+/** Which cap refused a request. */
+export type LimitKind = 'requests' | 'concurrent' | 'bytes';
+
+/** The request as limits see it (verified, before policy). */
+export interface LimitInput {
+  readonly agent: string;
+  /** The lease's roles the agent still has (as policy saw them). */
+  readonly roles: readonly string[];
+  readonly service: string;
+  /** Request body bytes. */
+  readonly bytesIn: number;
+}
+
+/** An admitted request: call `done` once, when its response has ended. */
+export type LimitRelease = (bytesOut: number) => void;
+
+/** A limit refused the request: `rate_limited`, with the limit and the wait. */
+export class LimitRefusal extends NexusError {
+  /** Whole seconds until a retry can pass (`Retry-After`), at least 1. */
+  readonly retryAfter: number;
+  readonly limit: string;
+  readonly kind: LimitKind;
+
+  constructor(limit: LimitRule, kind: LimitKind, retryAfter: number) {
+    // The detail holds configuration (the limit's id and numbers) only.
+    super('rate_limited', undefined, { detail: `limit "${limit.id}": ${describe(limit, kind)}` });
+    this.retryAfter = retryAfter;
+    this.limit = limit.id;
+    this.kind = kind;
+  }
+}
+
+function describe(l: LimitRule, kind: LimitKind): string {
+  if (kind === 'requests' && l.requests !== undefined)
+    return `more than ${l.requests.max} requests per ${formatDuration(l.requests.window)}`;
+  if (kind === 'bytes' && l.bytes !== undefined)
+    return `more than ${l.bytes.max} bytes per ${formatDuration(l.bytes.window)}`;
+  return `more than ${l.concurrent ?? 0} concurrent requests`;
+}
+
+/** True when `err` is a {@link LimitRefusal}. */
+export function isLimitRefusal(err: unknown): err is LimitRefusal {
+  return err instanceof LimitRefusal;
+}
+
+export interface LimiterOptions {
+  /** The limits in force (read per request, so a reload applies at once). */
+  readonly rules: () => readonly LimitRule[];
+  readonly store: LimitCounterStore;
+  readonly clock: () => number;
+  /** Told about each refusal (metrics). */
+  readonly onRefused?: (limit: string, kind: LimitKind) => void;
+}
+
+/** The limiter the pipeline calls. */
+export interface Limiter {
+  /**
+   * Checks and counts `input` against every matching limit.
+   *
+   * @throws LimitRefusal when one is exceeded (slots taken for other limits are given back)
+   */
+  admit(input: LimitInput): Promise<LimitRelease>;
+}
+
+const NOTHING: LimitRelease = () => undefined;
+
+function matches(l: LimitRule, r: LimitInput): boolean {
+  const m = l.match;
+  if (m.agents !== undefined && !m.agents.includes(r.agent)) return false;
+  if (m.services !== undefined && !m.services.includes(r.service)) return false;
+  if (m.roles !== undefined && !m.roles.some((role) => r.roles.includes(role))) return false;
+  return true;
+}
+
+function subject(l: LimitRule, r: LimitInput): string {
+  switch (l.per) {
+    case 'agent':
+      return `a:${r.agent}`;
+    case 'service':
+      return `s:${r.service}`;
+    case 'agent_service':
+      return `as:${r.agent}/${r.service}`;
+    case 'all':
+      return '*';
+  }
+}
+
+/** Seconds from `now` to `until`, rounded up, at least 1. */
+const secondsUntil = (until: number, now: number) => Math.max(1, Math.ceil((until - now) / 1000));
+
+/** Creates the limiter over a counter store. */
+export function createLimiter(options: LimiterOptions): Limiter {
+  const { store, clock } = options;
+  return {
+    async admit(input) {
+      const matching = options.rules().filter((l) => matches(l, input));
+      if (matching.length === 0) return NOTHING;
+      const now = clock();
+      const slots: string[] = [];
+      const budgets: { key: string; window: number }[] = [];
+      const refuse = (l: LimitRule, kind: LimitKind, until: number): never => {
+        options.onRefused?.(l.id, kind);
+        throw new LimitRefusal(l, kind, secondsUntil(until, now));
+      };
+      try {
+        for (const l of matching) {
+          const key = `${l.id}\u0000${subject(l, input)}`;
+          if (l.bytes !== undefined) {
+            const c = await store.peek(`b\u0000${key}`, l.bytes.window, now);
+            if (c.total + input.bytesIn > l.bytes.max) refuse(l, 'bytes', c.resetAt);
+            budgets.push({ key: `b\u0000${key}`, window: l.bytes.window });
+          }
+          if (l.requests !== undefined) {
+            const c = await store.add(`r\u0000${key}`, 1, l.requests.window, now);
+            if (c.total > l.requests.max) refuse(l, 'requests', c.resetAt);
+          }
+          if (l.concurrent !== undefined) {
+            // A slot frees when a response ends: the soonest a retry can pass is unknown,
+            // one second is the smallest honest wait.
+            if (!(await store.acquire(`c\u0000${key}`, l.concurrent))) refuse(l, 'concurrent', now);
+            slots.push(`c\u0000${key}`);
+          }
+        }
+      } catch (err) {
+        for (const s of slots) store.release(s).catch(() => undefined);
+        throw err;
+      }
+      for (const b of budgets)
+        if (input.bytesIn > 0) await store.add(b.key, input.bytesIn, b.window, now);
+      let released = false;
+      return (bytesOut: number) => {
+        if (released) return;
+        released = true;
+        for (const s of slots) store.release(s).catch(() => undefined);
+        if (bytesOut > 0) {
+          const end = clock();
+          for (const b of budgets) store.add(b.key, bytesOut, b.window, end).catch(() => undefined);
+        }
+      };
+    },
+  };
+}
