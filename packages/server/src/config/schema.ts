@@ -94,6 +94,8 @@ export interface ServiceConfig {
   readonly name: string;
   /** Upstream base URL without a trailing slash: `https://api.github.com`, `https://x/api`. */
   readonly upstream: string;
+  /** `http` (default) or `mcp`: an MCP server's endpoint, with tool policy (docs/mcp.md). */
+  readonly kind: 'http' | 'mcp';
   readonly allow_insecure_upstream: boolean;
   readonly auth: AuthConfig;
   /** Headers removed from responses: the global list plus this service's, lowercased. */
@@ -303,6 +305,7 @@ const upstreamUrl = z.string().transform((s, ctx) => {
 
 const serviceSchema = z.strictObject({
   upstream: upstreamUrl,
+  kind: z.enum(['http', 'mcp']).default('http'),
   allow_insecure_upstream: z.boolean().default(false),
   auth: authSchema,
   scrub: z.strictObject({ remove_headers: headerList.default([]) }).prefault({}),
@@ -453,6 +456,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         services[name] = {
           name,
           upstream: s.upstream,
+          kind: s.kind,
           allow_insecure_upstream: s.allow_insecure_upstream,
           auth: s.auth,
           scrub: {

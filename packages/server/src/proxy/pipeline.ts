@@ -43,6 +43,8 @@ import { relayRedacted } from './relay.js';
 import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { serverDigest } from '../util/digest.js';
+import { McpExchange } from '../mcp/gateway.js';
+import type { McpTarget } from '../mcp/message.js';
 
 /** One configured service as the pipeline uses it. */
 export interface ServiceRuntime {
@@ -55,6 +57,8 @@ export interface ServiceRuntime {
   readonly dispatcher: Dispatcher;
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
+  /** `mcp`: an MCP server's endpoint; its JSON-RPC messages are read (mcp/gateway.ts). */
+  readonly kind?: 'http' | 'mcp';
   /**
    * Marks the runtime in use by one request; the returned function releases it. A reload
    * closes a replaced runtime's pool and mechanic only once no request holds it.
@@ -79,6 +83,7 @@ export interface PolicyEngine {
     path: string;
     intent: string;
     now: number;
+    mcp?: McpTarget;
   }): PolicyDecision;
 }
 
@@ -123,6 +128,8 @@ interface Trace {
   credential?: { name: string; version: number };
   bytesIn: number;
   lease?: string;
+  /** Set for a service of kind `mcp`. */
+  mcp?: McpExchange;
 }
 
 function signatureOf(t: Trace): AuditRecord['signature'] {
@@ -153,6 +160,7 @@ function baseRecord(t: Trace, kind: AuditRecord['kind'], now: number): AuditReco
     policy_hash: t.policyHash,
     credential: t.credential,
     signature: signatureOf(t),
+    mcp: t.mcp?.audit(),
   } as AuditRecord;
 }
 
@@ -195,6 +203,7 @@ export function createPipeline(deps: PipelineDeps) {
       sendProblem(res, new NexusError('audit_unavailable'), t.requestId, close);
       return;
     }
+    if (t.mcp?.refuse(res, nexusErr, t.requestId, close, bodyConsumed)) return;
     sendProblem(res, nexusErr, t.requestId, close);
   }
 
@@ -231,6 +240,7 @@ export function createPipeline(deps: PipelineDeps) {
       if (service === undefined) throw new NexusError('service_unknown');
       held.release = service.acquire?.();
       t.service = service.name;
+      if (service.kind === 'mcp') t.mcp = new McpExchange();
       const verified = await verifyHeaders(req);
       t.verified = verified;
       t.lease = req.headers['workload-identity-token'] as string | undefined;
@@ -247,10 +257,11 @@ export function createPipeline(deps: PipelineDeps) {
       // refused, never rewritten (the signature and digest cover them).
       checkQuery(route.query, service.mechanic.injectedQueryParams);
       checkBody(req.headers['content-type'], body);
+      t.mcp?.inspect(req, route.rawPath, body);
 
       const policy = deps.policy();
       t.policyHash = policy.hash;
-      t.decision = policy.evaluate({
+      const input = {
         agent: verified.agent,
         // The lease's roles that the agent still has: a role taken away (config reload,
         // admin API) stops counting at once, not at the next renewal; one added counts
@@ -262,7 +273,10 @@ export function createPipeline(deps: PipelineDeps) {
         path: route.path,
         intent: verified.intent,
         now: clock(),
-      });
+        mcp: t.mcp?.target,
+      };
+      t.decision = policy.evaluate(input);
+      t.mcp?.bindPolicy((mcp) => policy.evaluate({ ...input, mcp }).decision === 'allow');
       if (t.decision.decision !== 'allow') throw new NexusError('policy_denied');
     } catch (err) {
       await reject(req, res, t, err, bodyConsumed);
@@ -298,7 +312,7 @@ export function createPipeline(deps: PipelineDeps) {
       },
     };
     const basePath = service.upstream.pathname.replace(/\/$/, '');
-    const target = `${basePath}${route.rawPath}` || '/';
+    const target = t.mcp?.upstreamPath(basePath) ?? (`${basePath}${route.rawPath}` || '/');
     let status = 0;
     let bytesOut = 0;
     let redactions = 0;
@@ -318,6 +332,7 @@ export function createPipeline(deps: PipelineDeps) {
           headers: forwardableRequestHeaders(req.headersDistinct, service.mechanic.injectedHeaders),
           body: body.length > 0 ? body : undefined,
         };
+        t.mcp?.prepare(out.headers);
         // No agent parameter can be read as one the mechanic injects: such a request was
         // refused before (checkQuery), so the query goes on byte for byte.
         let applied: AppliedAuth;
@@ -390,6 +405,9 @@ export function createPipeline(deps: PipelineDeps) {
         throw upstreamFailure(err, 'headers');
       }
       redactions += scrubber.headerRedactions;
+      const ct = upstream.headers['content-type'];
+      const source =
+        t.mcp?.body(upstream.body, Array.isArray(ct) ? ct[0] : ct, scrubber.coded) ?? upstream.body;
       try {
         res.writeHead(status, scrubber.headers);
       } catch (err) {
@@ -413,7 +431,7 @@ export function createPipeline(deps: PipelineDeps) {
           },
         });
         try {
-          await pipeline(upstream.body, scrub, counter, res);
+          await pipeline(source, scrub, counter, res);
         } catch (err) {
           throw upstreamFailure(bodyError ?? err, 'body');
         } finally {
@@ -422,7 +440,7 @@ export function createPipeline(deps: PipelineDeps) {
       } else {
         const redactor = scrubber.redactor();
         try {
-          await relayRedacted(upstream.body, redactor, res, (n) => (bytesOut += n));
+          await relayRedacted(source, redactor, res, (n) => (bytesOut += n));
         } catch (err) {
           throw upstreamFailure(bodyError ?? err, 'body');
         } finally {
@@ -440,7 +458,8 @@ export function createPipeline(deps: PipelineDeps) {
       errorCode = failure.code;
       errorDetail = safeDetail(failure);
       if (!res.headersSent) {
-        sendProblem(res, failure, t.requestId, false);
+        if (!t.mcp?.refuse(res, failure, t.requestId, false, true))
+          sendProblem(res, failure, t.requestId, false);
       } else {
         // Headers are gone: the only honest signal left is an aborted response.
         res.destroy();
@@ -465,6 +484,7 @@ export function createPipeline(deps: PipelineDeps) {
             error_code: errorCode,
             error_detail: errorDetail,
             signature: undefined,
+            mcp: t.mcp?.outcome(),
           })
           .catch((err: unknown) =>
             logger.error(
