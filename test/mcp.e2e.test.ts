@@ -9,12 +9,16 @@ import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import {
+  StdioClientTransport,
+  getDefaultEnvironment,
+} from '@modelcontextprotocol/sdk/client/stdio.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { signRequest } from '@nexus/protocol';
 import { mcpFetch, type NexusAgent } from '@nexus/sdk';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 import { startMcpServer, startModernMcpServer, type TestMcpServer } from './helpers/mcp-server.js';
-import { startNode, type TestNode } from './helpers/node.js';
+import { NEXUS_BIN, startNode, type TestNode } from './helpers/node.js';
 
 const SECRET = 'mcp_e2e_secret_token_0123456789abcdefXYZ';
 const MODERN = '2026-07-28';
@@ -470,13 +474,107 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
     });
   });
 
+  describe('nexus mcp (stdio), launched by the SDK stdio client', () => {
+    async function launch(services: string[], extra: string[] = []): Promise<Client> {
+      const enrolled = await node.cli(['agent', 'enroll', 'bot']);
+      expect(enrolled.code).toBe(0);
+      const client = new Client({ name: 'stdio-client', version: '1.0.0' });
+      const args = [NEXUS_BIN, 'mcp', '--authority', node.proxyUrl, ...extra];
+      for (const s of services) args.push('--service', s);
+      await client.connect(
+        new StdioClientTransport({
+          command: process.execPath,
+          args,
+          // Agent rights only: the enrollment token, no operator token, no node files.
+          env: { ...getDefaultEnvironment(), NEXUS_ENROLLMENT_TOKEN: enrolled.stdout.trim() },
+          stderr: 'pipe',
+        }),
+      );
+      return client;
+    }
+
+    it('relays one service: filtered tools, the intent from the tool call, no credential', async () => {
+      const client = await launch(['tools-sse'], ['--intent-arg', 'why']);
+      try {
+        const tools = await client.listTools();
+        expect(tools.tools.map((t) => t.name).sort()).toEqual([
+          'add',
+          'fail',
+          'search_docs',
+          'whoami',
+        ]);
+        const add = tools.tools.find((t) => t.name === 'add');
+        expect(Object.keys(add?.inputSchema.properties ?? {})).toContain('why');
+        const before = mcp.seen.length;
+        const r = await client.callTool({
+          name: 'add',
+          arguments: { a: 1, b: 2, why: 'sum the invoice lines' },
+        });
+        expect(r.content).toEqual([{ type: 'text', text: '3' }]);
+        const sent = mcp.seen.slice(before).find((s) => s.message?.method === 'tools/call');
+        expect(JSON.stringify(sent?.message)).not.toContain('"why"');
+        const who = await client.callTool({ name: 'whoami', arguments: {} });
+        expect(JSON.stringify(who)).not.toContain(SECRET);
+        const denied = await client
+          .callTool({ name: 'delete_repo', arguments: { repo: 'x', why: 'cleanup' } })
+          .catch((e: unknown) => e);
+        expect(String((denied as Error).message)).toContain('policy_denied');
+      } finally {
+        await client.close();
+      }
+      const q = await node.cli(['audit', 'query', '--json', '--limit', '1000']);
+      const records = JSON.parse(q.stdout) as Record<string, unknown>[];
+      expect(records).toContainEqual(
+        expect.objectContaining({
+          kind: 'request',
+          decision: 'allow',
+          intent: 'sum the invoice lines',
+          mcp: expect.objectContaining({ name: 'add' }) as unknown,
+        }),
+      );
+      expect(records).toContainEqual(
+        expect.objectContaining({ decision: 'deny', intent: 'cleanup' }),
+      );
+    });
+
+    it('offers several services as {service}__{name}', async () => {
+      const client = await launch(['tools-sse', 'tools-json'], ['--intent', 'stdio e2e']);
+      try {
+        const names = (await client.listTools()).tools.map((t) => t.name);
+        expect(names).toContain('tools-sse__add');
+        expect(names).toContain('tools-json__whoami');
+        expect(names.some((n) => n.includes('delete_repo'))).toBe(false);
+        const r = await client.callTool({ name: 'tools-json__add', arguments: { a: 20, b: 22 } });
+        expect(r.content).toEqual([{ type: 'text', text: '42' }]);
+        const p = await client.listPrompts();
+        expect(p.prompts.map((x) => x.name).sort()).toEqual([
+          'tools-json__greet',
+          'tools-sse__greet',
+        ]);
+        const res = await client
+          .readResource({ uri: 'file:///public/readme' })
+          .catch(() => undefined);
+        expect(res).toBeUndefined(); // not listed yet
+        await client.listResources();
+        const read = await client.readResource({ uri: 'file:///public/readme' });
+        expect(read.contents[0]).toMatchObject({ text: 'hello' });
+      } finally {
+        await client.close();
+      }
+    });
+  });
+
   it('audits every tool call with method, tool, argument digest, intent, decision and outcome', async () => {
     const q = await node.cli(['audit', 'query', '--json', '--limit', '1000']);
     expect(q.code).toBe(0);
     const records = JSON.parse(q.stdout) as Record<string, unknown>[];
     const mcpOf = (r: Record<string, unknown>) => (r.mcp ?? {}) as Record<string, unknown>;
     const add = records.find(
-      (r) => r.kind === 'request' && r.service === 'tools-sse' && mcpOf(r).name === 'add',
+      (r) =>
+        r.kind === 'request' &&
+        r.service === 'tools-sse' &&
+        mcpOf(r).name === 'add' &&
+        r.intent === 'tools/call add',
     );
     expect(add).toMatchObject({
       decision: 'allow',
@@ -488,7 +586,7 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
     const outcome = records.find((r) => r.kind === 'outcome' && r.request_id === add?.request_id);
     expect(outcome).toMatchObject({ upstream_status: 200, mcp: { outcome: 'result' } });
     const denied = records.find(
-      (r) => r.service === 'tools-sse' && mcpOf(r).name === 'delete_repo',
+      (r) => r.service === 'tools-sse' && mcpOf(r).name === 'delete_repo' && r.intent !== 'cleanup',
     );
     expect(denied).toMatchObject({
       decision: 'deny',

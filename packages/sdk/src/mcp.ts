@@ -16,12 +16,17 @@ export interface McpOutgoing {
   readonly name?: string;
   /** `params.arguments` of a tools/call or prompts/get. */
   readonly arguments?: Record<string, unknown>;
+  /** `params._meta["nexus/intent"]`: an intent the caller attached to the message. */
+  readonly intent?: string;
 }
+
+/** The `_meta` key an MCP client (or `nexus mcp`) may set to declare a message's intent. */
+export const MCP_INTENT_META = 'nexus/intent';
 
 export interface McpFetchOptions {
   /**
-   * The Nexus-Intent of a message. Default: `{method} {name}` (e.g. `tools/call
-   * create_issue`). The result is made printable ASCII and cut to 512 characters.
+   * The Nexus-Intent of a message. Default: the message's `params._meta["nexus/intent"]`,
+   * else `{method} {name}` (e.g. `tools/call create_issue`). The result is made printable ASCII and cut to 512 characters.
    */
   readonly intent?: (message: McpOutgoing) => string;
 }
@@ -46,12 +51,18 @@ function outgoing(body: string | undefined): { msg: McpOutgoing; id: JsonRpcId |
       typeof p.arguments === 'object' && p.arguments !== null
         ? (p.arguments as Record<string, unknown>)
         : undefined;
+    const meta = (typeof p._meta === 'object' && p._meta !== null ? p._meta : {}) as Record<
+      string,
+      unknown
+    >;
+    const intent = meta[MCP_INTENT_META];
     const id = typeof m.id === 'string' || typeof m.id === 'number' ? m.id : undefined;
     return {
       msg: {
         ...(typeof m.method === 'string' ? { method: m.method } : {}),
         ...(name === undefined ? {} : { name }),
         ...(args === undefined ? {} : { arguments: args }),
+        ...(typeof intent === 'string' ? { intent } : {}),
       },
       id,
     };
@@ -62,7 +73,8 @@ function outgoing(body: string | undefined): { msg: McpOutgoing; id: JsonRpcId |
 
 /** The default intent: the method and the name it calls. */
 export const defaultMcpIntent = (m: McpOutgoing): string =>
-  m.method === undefined ? 'mcp' : m.name === undefined ? m.method : `${m.method} ${m.name}`;
+  m.intent ??
+  (m.method === undefined ? 'mcp' : m.name === undefined ? m.method : `${m.method} ${m.name}`);
 
 function headersOf(init: RequestInit | undefined): Record<string, string> {
   const out: Record<string, string> = {};
