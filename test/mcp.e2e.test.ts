@@ -5,7 +5,9 @@
  * reflect it; the SDK's MCP client calling through the proxy, signed by the Nexus SDK
  * (`mcpFetch`); raw signed requests for what no client sends.
  */
+import { writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -18,7 +20,7 @@ import { signRequest } from '@nexus/protocol';
 import { mcpFetch, type NexusAgent } from '@nexus/sdk';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 import { startMcpServer, startModernMcpServer, type TestMcpServer } from './helpers/mcp-server.js';
-import { NEXUS_BIN, startNode, type TestNode } from './helpers/node.js';
+import { NEXUS_BIN, REPO, startNode, type TestNode } from './helpers/node.js';
 
 const SECRET = 'mcp_e2e_secret_token_0123456789abcdefXYZ';
 const MODERN = '2026-07-28';
@@ -562,6 +564,37 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
         await client.close();
       }
     });
+  });
+
+  it('nexus run: an unmodified MCP client in the child reaches the service through the sidecar', async () => {
+    const sdk = join(REPO, 'node_modules/@modelcontextprotocol/sdk/dist/esm');
+    const script = join(node.dir, 'mcp-child.mjs');
+    await writeFile(
+      script,
+      [
+        `import { Client } from '${sdk}/client/index.js';`,
+        `import { StreamableHTTPClientTransport } from '${sdk}/client/streamableHttp.js';`,
+        "const client = new Client({ name: 'child', version: '1.0.0' });",
+        'await client.connect(new StreamableHTTPClientTransport(new URL(process.env.NEXUS_PROXY + "/tools-json/")));',
+        'const tools = (await client.listTools()).tools.map((t) => t.name).sort();',
+        "const sum = await client.callTool({ name: 'add', arguments: { a: 4, b: 5 } });",
+        "const who = await client.callTool({ name: 'whoami', arguments: {} });",
+        "const denied = await client.callTool({ name: 'delete_repo', arguments: { repo: 'x' } }).then(() => 'allowed', (e) => e.code + ' ' + e.message);",
+        'console.log(JSON.stringify({ tools, sum: sum.content, who: who.content, denied, env: Object.keys(process.env).filter((k) => k.startsWith("NEXUS_")) }));',
+        'await client.close();',
+      ].join('\n'),
+    );
+    const calls = mcp.calls().filter((c) => c === 'delete_repo').length;
+    const r = await node.runAgent('bot', [process.execPath, script], { args: ['--agent', 'bot'] });
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+    expect(out.tools).toEqual(['add', 'fail', 'search_docs', 'whoami']);
+    expect(out.sum).toEqual([{ type: 'text', text: '9' }]);
+    expect(JSON.stringify(out.who)).toContain('[REDACTED]');
+    expect(String(out.denied)).toMatch(/^-32010 .*policy_denied/);
+    expect(out.env).toEqual(['NEXUS_PROXY']);
+    expect(r.stdout + r.stderr).not.toContain(SECRET);
+    expect(mcp.calls().filter((c) => c === 'delete_repo').length).toBe(calls);
   });
 
   it('audits every tool call with method, tool, argument digest, intent, decision and outcome', async () => {

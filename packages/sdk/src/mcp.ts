@@ -38,7 +38,14 @@ export function intentText(text: string): string {
   return text.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_INTENT);
 }
 
-function outgoing(body: string | undefined): { msg: McpOutgoing; id: JsonRpcId | undefined } {
+/**
+ * What a JSON-RPC message body says for intent and refusals: its method, name, arguments
+ * and `_meta["nexus/intent"]`, and its id. Anything unreadable gives an empty message.
+ */
+export function mcpOutgoing(body: string | undefined): {
+  msg: McpOutgoing;
+  id: JsonRpcId | undefined;
+} {
   try {
     const m = JSON.parse(body ?? '') as Record<string, unknown>;
     const p = (typeof m.params === 'object' && m.params !== null ? m.params : {}) as Record<
@@ -103,7 +110,7 @@ export function mcpFetch(
     if (init?.body !== undefined && init.body !== null && body === undefined) {
       throw new TypeError('mcpFetch sends string bodies only (JSON-RPC messages)');
     }
-    const { msg, id } = outgoing(body);
+    const { msg, id } = mcpOutgoing(body);
     try {
       return await agent.fetch(service, '/', {
         method: init?.method ?? 'GET',
