@@ -31,6 +31,7 @@ import {
 } from '@nexus/server';
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
 import { DEFAULT_AUTHORITY, enrollmentFileJson, runAsAgent } from './run.js';
+import { registerMcp } from './commands/mcp.js';
 import { startEchoServer } from './echo-server.js';
 import { readStdin, parseFields } from './input.js';
 import { printTable } from './output.js';
@@ -760,6 +761,8 @@ export function buildProgram(
       'nexus run --enrollment-file ~/triage.enroll --sandbox -- python agent.py',
     ].join('\n'),
   );
+
+  registerMcp(program, env, (l) => err(l + '\n'));
 
   // ---- policy -------------------------------------------------------------------------------------
   const policy = program

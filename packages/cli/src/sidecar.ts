@@ -10,12 +10,22 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { NexusError, parseRoute } from '@nexus/protocol';
+import { NexusError, mcpRefusal, parseRoute } from '@nexus/protocol';
 import type { NexusAgent } from '@nexus/sdk';
-import { NexusAgentError } from '@nexus/sdk';
+import { NexusAgentError, defaultMcpIntent, intentText, mcpOutgoing } from '@nexus/sdk';
 import { holdsDummyKey, queryWithoutDummyKey } from './reach.js';
 import { createForwardProxy, type ForwardProxyOptions } from './forward-proxy.js';
 import { problem } from './sidecar-problem.js';
+
+/** The JSON-RPC message a JSON body carries (an MCP client's), if it is one. */
+function mcpMessage(
+  contentType: string | undefined,
+  body: Buffer,
+): ReturnType<typeof mcpOutgoing> | undefined {
+  if (body.length === 0 || !/^application\/json\s*(;|$)/i.test(contentType ?? '')) return undefined;
+  const parsed = mcpOutgoing(body.toString('utf8'));
+  return parsed.msg.method === undefined ? undefined : parsed;
+}
 
 // Headers of the child's request that are the sidecar's business, not the proxy's.
 const DROP = new Set([
@@ -102,6 +112,7 @@ export async function startSidecar(
     res: ServerResponse,
     target: string,
   ): Promise<void> => {
+    let rpc: ReturnType<typeof mcpOutgoing> | undefined;
     try {
       // MUST: no browser request. A page on any site can send a simple cross-origin POST
       // to a loopback port; browsers mark those with Origin / Sec-Fetch-Site, tools do not.
@@ -130,9 +141,16 @@ export async function startSidecar(
         req,
         options.maxBodyBytes ?? agent.maxBodyBytes ?? 10 * 1024 * 1024,
       );
-      // A per-request intent may be given by the child in `Nexus-Intent` as plain text.
+      // A per-request intent may be given by the child in `Nexus-Intent` as plain text;
+      // an MCP message's comes from the message (docs/mcp.md), else the default.
+      rpc = mcpMessage(req.headers['content-type'], body);
       const intentHeader = req.headers['nexus-intent'];
-      const intent = typeof intentHeader === 'string' ? intentHeader : (options.intent ?? '');
+      const intent =
+        typeof intentHeader === 'string'
+          ? intentHeader
+          : rpc !== undefined
+            ? intentText(rpc.msg.intent ?? options.intent ?? defaultMcpIntent(rpc.msg))
+            : (options.intent ?? '');
       const upstream = await agent.fetch(route.service, path, {
         method: req.method,
         headers,
@@ -163,6 +181,13 @@ export async function startSidecar(
       if (err instanceof NexusError) {
         // Refused before sending (bad intent, lease expired): the protocol's own code.
         problem(res, err.status, err.code, err.message);
+        return;
+      }
+      if (err instanceof NexusAgentError && rpc?.id !== undefined) {
+        // An MCP client gets the refusal of its request as a JSON-RPC error response.
+        const refusal = mcpRefusal(rpc.id, err.code, err.detail ?? err.code, err.requestId ?? '');
+        res.writeHead(200, { 'content-type': 'application/json', 'nexus-error': err.code });
+        res.end(JSON.stringify(refusal));
         return;
       }
       if (err instanceof NexusAgentError) {

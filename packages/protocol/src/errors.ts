@@ -11,6 +11,8 @@ export type ErrorCode =
   | 'digest_mismatch'
   | 'validation_failed'
   | 'method_override_refused'
+  | 'mcp_invalid'
+  | 'mcp_header_mismatch'
   | 'query_param_reserved'
   | 'lease_missing'
   | 'lease_invalid'
@@ -75,6 +77,16 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
     400,
     'Method override refused',
     'a _method or X-HTTP-Method-Override parameter in the query or body; send the real method',
+  ),
+  mcp_invalid: row(
+    400,
+    'MCP message invalid',
+    'an MCP service got something other than one well-formed JSON-RPC message (batch, bad JSON, duplicate key, wrong method or path)',
+  ),
+  mcp_header_mismatch: row(
+    400,
+    'MCP header mismatch',
+    'MCP-Protocol-Version, Mcp-Method or Mcp-Name is missing where required or disagrees with the body',
   ),
   query_param_reserved: row(
     400,

@@ -143,3 +143,6 @@ export type { CryptoKey, JsonWebKey } from './webcrypto.js';
 
 export { isConformanceVector, runConformanceVector } from './conformance.js';
 export type { VectorExpectation, VectorResult } from './conformance.js';
+
+export { NEXUS_JSONRPC_ERROR, mcpRefusal } from './mcp.js';
+export type { JsonRpcId, McpRefusal, McpRefusalData } from './mcp.js';

@@ -54,16 +54,20 @@ export async function errorFromResponse(res: Response): Promise<NexusAgentError>
   let requestId = res.headers.get('nexus-request-id') ?? undefined;
   let detail: string | undefined;
   try {
-    const body = (await res.json()) as {
+    const json = (await res.json()) as {
       code?: unknown;
       title?: unknown;
       detail?: unknown;
       request_id?: unknown;
+      error?: { data?: { code?: unknown; detail?: unknown; request_id?: unknown } };
     };
+    // A refusal of an MCP message is a JSON-RPC error whose `data` holds the problem's fields.
+    const body =
+      typeof json.error?.data === 'object' && json.error.data !== null ? json.error.data : json;
     // The header decides the code; a body that disagrees with it is not this refusal's.
     if (typeof body.code === 'string' && (header === undefined || body.code === header)) {
       code = body.code;
-      if (typeof body.title === 'string') title = body.title;
+      if ('title' in body && typeof body.title === 'string') title = body.title;
       if (typeof body.detail === 'string') detail = body.detail;
       if (typeof body.request_id === 'string') requestId = body.request_id;
     }

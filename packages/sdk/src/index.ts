@@ -2,3 +2,5 @@
 export { enroll, NexusAgent } from './agent.js';
 export type { EnrollOptions, AgentFetchInit, AgentKeyAlgorithm, AgentService } from './agent.js';
 export { NexusAgentError } from './errors.js';
+export { mcpFetch, mcpOutgoing, defaultMcpIntent, intentText, MCP_INTENT_META } from './mcp.js';
+export type { McpFetchOptions, McpOutgoing } from './mcp.js';

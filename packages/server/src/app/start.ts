@@ -292,6 +292,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           upstream,
           mechanic,
           credential: svc.auth.credential,
+          kind: svc.kind,
           removeHeaders: svc.scrub.remove_headers,
           get dispatcher() {
             return dispatcher();

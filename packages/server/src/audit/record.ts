@@ -6,6 +6,7 @@
 // a query string (it may carry secrets), a request or response body, or a header value
 // other than the ones named below.
 import type { ChainRecord } from './chain.js';
+import type { McpAuditFields } from '../mcp/gateway.js';
 
 /** Record kinds: the request decision, its outcome, and Authority actions. */
 export type AuditKind = 'request' | 'outcome' | 'authority';
@@ -74,6 +75,12 @@ export interface AuditRecord extends ChainRecord {
    * target credential).
    */
   signature?: { input: string; value: string; lease: string };
+  /**
+   * A request to a service of kind `mcp`: the JSON-RPC method, the tool or prompt name or
+   * resource URI (agent input like `path`), a digest of the arguments (never the
+   * arguments), and in the outcome record what the response was (docs/mcp.md, "Audit").
+   */
+  mcp?: McpAuditFields;
   /** `authority`: what happened, e.g. `lease.issue`, `lease.renew`, `lease.revoke`, `agent.disable`. */
   action?: string;
 }

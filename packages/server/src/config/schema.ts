@@ -101,6 +101,8 @@ export interface ServiceConfig {
   readonly name: string;
   /** Upstream base URL without a trailing slash: `https://api.github.com`, `https://x/api`. */
   readonly upstream: string;
+  /** `http` (default) or `mcp`: an MCP server's endpoint, with tool policy (docs/mcp.md). */
+  readonly kind: 'http' | 'mcp';
   readonly allow_insecure_upstream: boolean;
   readonly auth: AuthConfig;
   /** Headers removed from responses: the global list plus this service's, lowercased. */
@@ -320,6 +322,7 @@ const upstreamUrl = z.string().transform((s, ctx) => {
 
 const serviceSchema = z.strictObject({
   upstream: upstreamUrl,
+  kind: z.enum(['http', 'mcp']).default('http'),
   allow_insecure_upstream: z.boolean().default(false),
   auth: authSchema,
   scrub: z.strictObject({ remove_headers: headerList.default([]) }).prefault({}),
@@ -482,6 +485,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         services[name] = {
           name,
           upstream: s.upstream,
+          kind: s.kind,
           allow_insecure_upstream: s.allow_insecure_upstream,
           auth: s.auth,
           scrub: {

@@ -5,6 +5,8 @@ import { ConfigError, joinPath, type ConfigIssue } from '../config/errors.js';
 import { canonicalize } from '../audit/canonical-json.js';
 import { sha256Hex } from '../util/ids.js';
 import { compileGlob, globProblem } from './glob.js';
+import { compileMcpMatch } from './mcp-match.js';
+import type { McpTarget } from '../mcp/message.js';
 import { compileIntent, type PolicyRule } from './rule-schema.js';
 import { compileTimeWindow, isValidTimeZone, parseHhMm, type TimeMatcher } from './time.js';
 
@@ -32,6 +34,8 @@ export interface PolicyInput {
   readonly intent: string;
   /** Milliseconds since the epoch. */
   readonly now: number;
+  /** For a service of kind `mcp`: the JSON-RPC message (absent: not an MCP message). */
+  readonly mcp?: McpTarget;
 }
 
 /** The outcome of {@link CompiledPolicy.evaluate}. */
@@ -44,7 +48,8 @@ export interface PolicyDecision {
 }
 
 /** Matcher fields, in the order they are tested. */
-export type MatchField = 'services' | 'agents' | 'roles' | 'methods' | 'paths' | 'intent' | 'time';
+export type MatchField =
+  'services' | 'agents' | 'roles' | 'methods' | 'paths' | 'mcp' | 'intent' | 'time';
 
 /** Why one rule did or did not match. */
 export interface RuleExplanation {
@@ -86,6 +91,7 @@ const FAIL_REASON: Readonly<Record<MatchField, string>> = {
   roles: 'no listed role held',
   methods: 'method not listed',
   paths: 'path matches no glob',
+  mcp: 'MCP method, tool, resource or prompt not matched',
   intent: 'intent does not match the pattern',
   time: 'outside the time window',
 };
@@ -99,6 +105,7 @@ function compileRule(rule: PolicyRule): CompiledRule {
     m.methods === undefined || m.methods.includes('*') ? undefined : new Set(m.methods);
   const paths = m.paths?.map(compileGlob);
   const intent = m.intent === undefined ? undefined : compileIntent(m.intent);
+  const mcp = compileMcpMatch(m.mcp, rule.effect);
   const time: TimeMatcher | undefined =
     m.time === undefined ? undefined : compileTimeWindow(m.time);
   return {
@@ -109,6 +116,7 @@ function compileRule(rule: PolicyRule): CompiledRule {
       if (roles !== undefined && !input.roles.some((r) => roles.has(r))) return 'roles';
       if (methods !== undefined && !methods.has(input.method.toUpperCase())) return 'methods';
       if (paths !== undefined && !paths.some((re) => re.test(input.path))) return 'paths';
+      if (!mcp(input.mcp)) return 'mcp';
       if (intent !== undefined && !intent.test(input.intent)) return 'intent';
       if (time !== undefined && !time(input.now)) return 'time';
       return undefined;
@@ -132,6 +140,13 @@ export function validatePolicies(source: PolicySource): ConfigIssue[] {
       if (!Object.hasOwn(source.services, s))
         add([...at, 'services', j], 'unknown service (not under services:)');
     });
+    if (m.mcp !== undefined) {
+      m.services?.forEach((s, j) => {
+        const svc = source.services[s] as { kind?: unknown } | undefined;
+        if (svc !== undefined && svc.kind !== 'mcp')
+          add([...at, 'services', j], 'an mcp matcher names a service that is not kind: mcp');
+      });
+    }
     m.agents?.forEach((a, j) => {
       if (!Object.hasOwn(source.agents, a))
         add([...at, 'agents', j], 'unknown agent (not under agents:)');

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { AGENT_NAME_RE, ROLE_NAME_RE, RULE_ID_RE, SERVICE_NAME_RE } from '../config/names.js';
 import { globProblem } from './glob.js';
+import { mcpMatchSchema, type McpMatch } from './mcp-match.js';
 import { DAY_NAMES, isValidTimeZone, parseHhMm, type DayName, type TimeWindow } from './time.js';
 
 /** Most characters in an intent pattern. */
@@ -30,6 +31,8 @@ export interface PolicyMatch {
   readonly intent?: string;
   /** Time window. */
   readonly time?: TimeWindow;
+  /** MCP methods, tools, resources, prompts (`policy/mcp-match.ts`). */
+  readonly mcp?: McpMatch;
 }
 
 /** A normalised policy rule. */
@@ -128,6 +131,7 @@ export const policyMatchSchema = z.strictObject({
     })
     .optional(),
   time: timeSchema.optional(),
+  mcp: mcpMatchSchema.optional(),
 });
 
 /** Schema of one rule in `policies:`; parses to a {@link PolicyRule}. */

@@ -45,6 +45,8 @@ import type { Logger } from '../util/logger.js';
 import { serverDigest } from '../util/digest.js';
 import { StageClock, type PipelineObserver, type PipelineStage } from './observe.js';
 import { isLimitRefusal, type Limiter, type LimitRelease } from '../limits/limiter.js';
+import { McpExchange } from '../mcp/gateway.js';
+import type { McpTarget } from '../mcp/message.js';
 
 /** One configured service as the pipeline uses it. */
 export interface ServiceRuntime {
@@ -57,6 +59,8 @@ export interface ServiceRuntime {
   readonly dispatcher: Dispatcher;
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
+  /** `mcp`: an MCP server's endpoint; its JSON-RPC messages are read (mcp/gateway.ts). */
+  readonly kind?: 'http' | 'mcp';
   /**
    * Marks the runtime in use by one request; the returned function releases it. A reload
    * closes a replaced runtime's pool and mechanic only once no request holds it.
@@ -81,6 +85,7 @@ export interface PolicyEngine {
     path: string;
     intent: string;
     now: number;
+    mcp?: McpTarget;
   }): PolicyDecision;
 }
 
@@ -135,6 +140,8 @@ interface Trace {
   upstreamStatus?: number;
   redactions?: number;
   bytesOut?: number;
+  /** Set for a service of kind `mcp`. */
+  mcp?: McpExchange;
 }
 
 function signatureOf(t: Trace): AuditRecord['signature'] {
@@ -165,6 +172,7 @@ function baseRecord(t: Trace, kind: AuditRecord['kind'], now: number): AuditReco
     policy_hash: t.policyHash,
     credential: t.credential,
     signature: signatureOf(t),
+    mcp: t.mcp?.audit(),
   } as AuditRecord;
 }
 
@@ -214,6 +222,7 @@ export function createPipeline(deps: PipelineDeps) {
       return;
     }
     if (isLimitRefusal(nexusErr)) res.setHeader('retry-after', String(nexusErr.retryAfter));
+    if (t.mcp?.refuse(res, nexusErr, t.requestId, close, bodyConsumed)) return;
     sendProblem(res, nexusErr, t.requestId, close);
   }
 
@@ -268,6 +277,7 @@ export function createPipeline(deps: PipelineDeps) {
       if (service === undefined) throw new NexusError('service_unknown');
       held.release = service.acquire?.();
       t.service = service.name;
+      if (service.kind === 'mcp') t.mcp = new McpExchange();
       const verified = await verifyHeaders(req);
       t.verified = verified;
       t.lease = req.headers['workload-identity-token'] as string | undefined;
@@ -284,6 +294,7 @@ export function createPipeline(deps: PipelineDeps) {
       // refused, never rewritten (the signature and digest cover them).
       checkQuery(route.query, service.mechanic.injectedQueryParams);
       checkBody(req.headers['content-type'], body);
+      t.mcp?.inspect(req, route.rawPath, body);
       lap(t, 'verify');
 
       const policy = deps.policy();
@@ -312,7 +323,7 @@ export function createPipeline(deps: PipelineDeps) {
         }
         lap(t, 'limits');
       }
-      t.decision = policy.evaluate({
+      const input = {
         agent: verified.agent,
         roles,
         act: verified.claims.act?.sub,
@@ -321,8 +332,11 @@ export function createPipeline(deps: PipelineDeps) {
         path: route.path,
         intent: verified.intent,
         now: clock(),
-      });
+        mcp: t.mcp?.target,
+      };
+      t.decision = policy.evaluate(input);
       lap(t, 'policy');
+      t.mcp?.bindPolicy((mcp) => policy.evaluate({ ...input, mcp }).decision === 'allow');
       if (t.decision.decision !== 'allow') throw new NexusError('policy_denied');
     } catch (err) {
       await reject(req, res, t, err, bodyConsumed);
@@ -358,7 +372,7 @@ export function createPipeline(deps: PipelineDeps) {
       },
     };
     const basePath = service.upstream.pathname.replace(/\/$/, '');
-    const target = `${basePath}${route.rawPath}` || '/';
+    const target = t.mcp?.upstreamPath(basePath) ?? (`${basePath}${route.rawPath}` || '/');
     let status = 0;
     let bytesOut = 0;
     let redactions = 0;
@@ -378,6 +392,7 @@ export function createPipeline(deps: PipelineDeps) {
           headers: forwardableRequestHeaders(req.headersDistinct, service.mechanic.injectedHeaders),
           body: body.length > 0 ? body : undefined,
         };
+        t.mcp?.prepare(out.headers);
         // No agent parameter can be read as one the mechanic injects: such a request was
         // refused before (checkQuery), so the query goes on byte for byte.
         let applied: AppliedAuth;
@@ -454,6 +469,9 @@ export function createPipeline(deps: PipelineDeps) {
         throw upstreamFailure(err, 'headers');
       }
       redactions += scrubber.headerRedactions;
+      const ct = upstream.headers['content-type'];
+      const source =
+        t.mcp?.body(upstream.body, Array.isArray(ct) ? ct[0] : ct, scrubber.coded) ?? upstream.body;
       try {
         res.writeHead(status, scrubber.headers);
       } catch (err) {
@@ -477,7 +495,7 @@ export function createPipeline(deps: PipelineDeps) {
           },
         });
         try {
-          await pipeline(upstream.body, scrub, counter, res);
+          await pipeline(source, scrub, counter, res);
         } catch (err) {
           throw upstreamFailure(bodyError ?? err, 'body');
         } finally {
@@ -486,7 +504,7 @@ export function createPipeline(deps: PipelineDeps) {
       } else {
         const redactor = scrubber.redactor();
         try {
-          await relayRedacted(upstream.body, redactor, res, (n) => (bytesOut += n));
+          await relayRedacted(source, redactor, res, (n) => (bytesOut += n));
         } catch (err) {
           throw upstreamFailure(bodyError ?? err, 'body');
         } finally {
@@ -505,7 +523,8 @@ export function createPipeline(deps: PipelineDeps) {
       errorDetail = safeDetail(failure);
       t.code = failure.code;
       if (!res.headersSent) {
-        sendProblem(res, failure, t.requestId, false);
+        if (!t.mcp?.refuse(res, failure, t.requestId, false, true))
+          sendProblem(res, failure, t.requestId, false);
       } else {
         // Headers are gone: the only honest signal left is an aborted response.
         res.destroy();
@@ -534,6 +553,7 @@ export function createPipeline(deps: PipelineDeps) {
             error_code: errorCode,
             error_detail: errorDetail,
             signature: undefined,
+            mcp: t.mcp?.outcome(),
           })
           .catch((err: unknown) =>
             logger.error(
