@@ -97,7 +97,11 @@ export function buildProgram(
       .description('create nexus.yaml, keys, the master key and the first operator token')
       .option('-d, --dir <dir>', 'directory to initialise', '.')
       .option('--force', 'overwrite an existing nexus.yaml')
-      .action(async (opts: { dir: string; force?: boolean }) => {
+      .option(
+        '--store <url>',
+        'the store to create: sqlite:<path> (default sqlite:.nexus/nexus.db) or postgres://user@host/db (an existing database; its tables are created)',
+      )
+      .action(async (opts: { dir: string; force?: boolean; store?: string }) => {
         const dir = resolve(opts.dir);
         await mkdir(dir, { recursive: true });
         const configPath = join(dir, 'nexus.yaml');
@@ -107,7 +111,11 @@ export function buildProgram(
         );
         if (exists && !opts.force)
           throw new CliError(`${configPath} exists (use --force to overwrite)`);
-        await writeFile(configPath, renderExampleConfig(), { mode: 0o644 });
+        await writeFile(
+          configPath,
+          renderExampleConfig(opts.store === undefined ? {} : { store: opts.store }),
+          { mode: 0o644 },
+        );
         const config = await configFrom(configPath, env);
         const { operatorToken } = await initNode(config);
         const tokenPath = operatorTokenPath(config);
@@ -129,7 +137,7 @@ export function buildProgram(
           ].join('\n'),
         );
       }),
-    'nexus init --dir ./my-nexus',
+    'nexus init --dir ./my-nexus\nnexus init --dir ./node --store postgres://nexus@db.internal/nexus',
   );
 
   example(
@@ -806,12 +814,16 @@ export function buildProgram(
               r.against === undefined
                 ? ''
                 : `; holds the external checkpoint at seq ${r.against.seq} (${new Date(r.against.time).toISOString()})`;
-            out(`OK: ${r.count} records, ${cps} verified${anchor}\n`);
+            const chains = r.chains === undefined ? '' : ` in ${r.chains} node chains`;
+            out(`OK: ${r.count} records${chains}, ${cps} verified${anchor}\n`);
           } else if (r.reason === 'truncated') {
             out(
-              `TAMPERED: the chain ends before a signed checkpoint, record seq ${r.seq} is missing (truncated)\n`,
+              `TAMPERED: the chain${r.chain === undefined ? '' : ` ${r.chain}`} ends before a signed checkpoint, record seq ${r.seq} is missing (truncated)\n`,
             );
-          } else out(`TAMPERED: first bad record seq ${r.seq} (${r.reason})\n`);
+          } else
+            out(
+              `TAMPERED: first bad record${r.chain === undefined ? '' : ` of chain ${r.chain}`} seq ${r.seq} (${r.reason})\n`,
+            );
         });
         if (!r.ok) process.exitCode = 1;
       }),

@@ -141,7 +141,7 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
   store_unavailable: row(
     503,
     'Store unavailable',
-    "the node's database file was deleted or replaced under it; nothing changed",
+    "the node's database is unreachable, or its file was deleted or replaced; retry later",
   ),
   upstream_timeout: row(504, 'Upstream timeout', 'upstream too slow'),
 });

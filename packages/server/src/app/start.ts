@@ -142,7 +142,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       'store file deleted or replaced under the running node: nothing more is written or forwarded; stop the node, restore the file and start it again',
     );
   };
-  const { store, lock } = await openNodeStore(config, onStoreFault);
+  const { store, sqlite, postgres, lock } = await openNodeStore(config, onStoreFault, (err) =>
+    logger.warn({ err: errorSummary(err) }, 'an idle database connection failed; it is replaced'),
+  );
+  if (postgres !== undefined) {
+    logger.info({ audit_chain: postgres.chain }, 'audit chain of this node');
+  }
   let appender: SqliteAuditAppender | undefined;
   try {
     const vault = createVault({ store, keyring: keyringFor(config), clock });
@@ -176,17 +181,17 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // A file database gets its audit appends from a worker thread (its own connection), so
     // group commits and their fsync do not block the event loop; `:memory:` cannot be
     // shared between connections and keeps appending on this thread.
-    if (config.store.driver === 'sqlite' && config.store.path !== ':memory:') {
+    if (sqlite !== undefined && sqlite.path !== ':memory:') {
       // The path the store was opened at (symbolic links resolved): the worker's connection
       // MUST name the same file, or SQLite would give it a WAL of its own.
-      appender = await openSqliteAuditAppender(store.path, {
-        expectFiles: store.files,
+      appender = await openSqliteAuditAppender(sqlite.path, {
+        expectFiles: sqlite.files,
         lock: lock === undefined ? undefined : { path: lock.path, identity: lock.identity },
       });
     }
     const checkpointFile =
-      config.store.driver === 'sqlite' && config.store.path !== ':memory:'
-        ? checkpointFilePath(store.path)
+      sqlite !== undefined && sqlite.path !== ':memory:'
+        ? checkpointFilePath(sqlite.path)
         : undefined;
     const workerAppend = appender?.append;
     const audit = createAuditWriter({

@@ -21,6 +21,8 @@ export interface ExampleConfigOptions {
   readonly role?: string;
   /** Trust domain. Default `nexus.local`. */
   readonly trustDomain?: string;
+  /** The `store` setting. Default `sqlite:.nexus/nexus.db`. */
+  readonly store?: string;
 }
 
 const q = (s: string): string => JSON.stringify(s);
@@ -77,7 +79,8 @@ admin:
 
 # sqlite:<path>, sqlite::memory: (tests) or postgres://user@host/db (password via PGPASSWORD).
 # One running node per SQLite store (it holds <store>.lock); \`nexus init\` creates the store.
-store: ${q(d.store)}
+# Any number of nodes share one PostgreSQL database (docs/deployment.md, "Cluster").
+store: ${q(options.store ?? d.store)}
 
 # Vault master key; NEXUS_MASTER_KEY in the environment takes precedence.
 master_key_file: ${q(d.master_key_file)}
