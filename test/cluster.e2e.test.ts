@@ -1,18 +1,67 @@
 /**
  * Issue 13 end to end: real `nexus up` nodes on one PostgreSQL database (a fresh database
  * per suite, dropped afterwards). One node serves end to end; two nodes behind one public
- * URL share replay protection, revocation and agent changes; each audits into its own
- * chain and `nexus audit verify` checks them all.
+ * URL share replay protection (through PostgreSQL, or through Redis when configured) and
+ * fail closed, then recover by themselves, when the dependency goes away; each audits into
+ * its own chain and `nexus audit verify` checks them all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNode, type TestNode } from './helpers/node.js';
+import { signRequest } from '@nexus/protocol';
+import { rawAgent, type RawAgent } from './helpers/agents.js';
+import {
+  startRelay,
+  startTestRedis,
+  type CuttableRelay,
+  type TestRedis,
+} from './helpers/faults.js';
+import { freePort, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 import {
   createTestDatabase,
+  TEST_PG_SERVER,
   type TestDatabase,
 } from '../packages/server/src/store/test/pg-database.js';
 
 const SECRET = 'cluster-e2e-secret-value-0123456789';
+
+/** Signs a GET for `publicUrl + path` (what the agent sees: the load balancer). */
+function signed(publicUrl: string, agent: RawAgent, path: string): Promise<Record<string, string>> {
+  return signRequest({
+    method: 'GET',
+    url: publicUrl + path,
+    headers: {},
+    lease: agent.lease,
+    key: agent.key,
+    intent: 'cluster e2e',
+  });
+}
+
+/** Sends already-signed headers to one node's own address. */
+async function sendTo(node: TestNode, path: string, headers: Record<string, string>) {
+  const res = await fetch(node.proxyUrl + path, { headers });
+  const text = await res.text();
+  let code: string | undefined;
+  if ((res.headers.get('content-type') ?? '').includes('problem+json')) {
+    code = (JSON.parse(text) as { code?: string }).code;
+  }
+  return { status: res.status, text, code };
+}
+
+/** Retries a freshly signed request until it is forwarded; fails the test past 20 s. */
+async function untilForwarded(
+  node: TestNode,
+  publicUrl: string,
+  agent: RawAgent,
+  path: string,
+): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const r = await sendTo(node, path, await signed(publicUrl, agent, path));
+    if (r.status === 200) return;
+    if (Date.now() > deadline) throw new Error(`still refused: ${r.status} ${r.code}`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
 
 const services = (upstream: TestUpstream) => ({
   echo: { upstream: upstream.url, auth: { type: 'bearer', credential: 'echo-token' } },
@@ -76,3 +125,96 @@ describe('a node on PostgreSQL', () => {
     expect(JSON.parse(verify.stdout)).toMatchObject({ ok: true, chains: 2 });
   });
 });
+
+/**
+ * Two nodes behind one public URL (the load balancer's: requests are signed for it and
+ * sent to either node), on one database reached through a relay the test can cut.
+ */
+function twoNodeSuite(name: string, withRedis: boolean) {
+  describe(name, () => {
+    let db: TestDatabase;
+    let relay: CuttableRelay;
+    let redis: TestRedis | undefined;
+    let upstream: TestUpstream;
+    let publicUrl: string;
+    let a: TestNode;
+    let b: TestNode;
+    let agent: RawAgent;
+
+    beforeAll(async () => {
+      db = await createTestDatabase(withRedis ? 'redis' : 'pg');
+      relay = await startRelay(Number(new URL(TEST_PG_SERVER).port || 5432));
+      if (withRedis) redis = await startTestRedis();
+      upstream = await startUpstream();
+      publicUrl = `http://127.0.0.1:${await freePort()}`;
+      const store = `postgres://postgres@127.0.0.1:${relay.port}/${db.name}`;
+      const overrides = {
+        proxy: { public_url: publicUrl },
+        ...(redis === undefined ? {} : { redis: { url: redis.url, key_prefix: 'e2e:' } }),
+      };
+      a = await startNode({ store, services: services(upstream), agents, policies, overrides });
+      b = await startNode({ join: a, services: services(upstream), agents, policies, overrides });
+      await a.setCredential('echo-token', { value: SECRET });
+      agent = await rawAgent(a, 'bot');
+    });
+
+    afterAll(async () => {
+      await a?.stop();
+      await b?.stop();
+      await redis?.kill();
+      await upstream?.close();
+      await relay?.close();
+      await db?.drop();
+    });
+
+    it('a request accepted by one node is a replay at the other', async () => {
+      const headers = await signed(publicUrl, agent, '/echo/once');
+      expect((await sendTo(a, '/echo/once', headers)).status).toBe(200);
+      const again = await sendTo(b, '/echo/once', headers);
+      expect(again).toMatchObject({ status: 401, code: 'replay_detected' });
+      expect(await sendTo(a, '/echo/once', headers)).toMatchObject({ code: 'replay_detected' });
+      // Sent to both at once: exactly one is forwarded.
+      upstream.reset();
+      const race = await signed(publicUrl, agent, '/echo/race');
+      const both = await Promise.all([
+        sendTo(a, '/echo/race', race),
+        sendTo(b, '/echo/race', race),
+      ]);
+      expect(both.map((r) => r.status).sort()).toEqual([200, 401]);
+      expect(upstream.requests).toHaveLength(1);
+    });
+
+    it('fails closed while its shared dependency is down, then recovers by itself', async () => {
+      upstream.reset();
+      if (withRedis) await redis?.kill();
+      else relay.cut();
+      try {
+        for (const node of [a, b]) {
+          const r = await sendTo(node, '/echo/down', await signed(publicUrl, agent, '/echo/down'));
+          expect(r.status).toBe(503);
+          expect(
+            withRedis ? ['replay_unavailable'] : ['replay_unavailable', 'audit_unavailable'],
+          ).toContain(r.code);
+          expect(r.text).not.toContain(SECRET);
+        }
+        expect(upstream.requests).toHaveLength(0);
+      } finally {
+        if (withRedis) await redis?.start();
+        else relay.restore();
+      }
+      await untilForwarded(a, publicUrl, agent, '/echo/back');
+      await untilForwarded(b, publicUrl, agent, '/echo/back');
+      // Replay protection is whole again across the nodes.
+      const headers = await signed(publicUrl, agent, '/echo/after');
+      expect((await sendTo(b, '/echo/after', headers)).status).toBe(200);
+      expect(await sendTo(a, '/echo/after', headers)).toMatchObject({ code: 'replay_detected' });
+      // Every record either node reported durable is in a chain that verifies.
+      const verify = await a.cli(['audit', 'verify', '--json']);
+      expect(verify.code).toBe(0);
+      expect(JSON.parse(verify.stdout)).toMatchObject({ ok: true, chains: 2 });
+    });
+  });
+}
+
+twoNodeSuite('two nodes sharing replay through PostgreSQL', false);
+twoNodeSuite('two nodes sharing replay through Redis', true);

@@ -35,6 +35,7 @@ import { verifyAuditLog } from './verify-audit.js';
 import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipeline.js';
 import { createReplayCache } from '../proxy/replay-cache.js';
 import { restoreReplayState, saveReplayState } from './replay-state.js';
+import { openSharedState, type SharedState } from './shared-state.js';
 import { sendProblem } from '../proxy/problem.js';
 import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
@@ -149,6 +150,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     logger.info({ audit_chain: postgres.chain }, 'audit chain of this node');
   }
   let appender: SqliteAuditAppender | undefined;
+  let shared: SharedState | undefined;
   try {
     const vault = createVault({ store, keyring: keyringFor(config), clock });
     await vault.init();
@@ -317,12 +319,17 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     };
     await warnMissingCredentials(config);
 
-    const replay = createReplayCache({
+    // Replay records: shared by the cluster (Redis, else PostgreSQL) or this node's own.
+    shared = await openSharedState({ config, postgres, clock, logger });
+    const memoryReplay = createReplayCache({
       maxEntries: config.proxy.replay_cache_size,
       skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
       clock,
     });
-    const notBefore = await restoreReplayState(store, replay, startedAt);
+    const replay = shared.replay ?? memoryReplay;
+    // A shared cache outlives this node's restarts: no restart barrier is needed (spec §9).
+    const notBefore =
+      shared.replay === undefined ? await restoreReplayState(store, memoryReplay, startedAt) : 0;
     const pipeline = createPipeline({
       publicUrl,
       audience: publicUrl,
@@ -525,11 +532,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           try {
             await audit.close();
             await appender?.close();
-            await saveReplayState(store, replay);
+            if (shared?.replay === undefined) await saveReplayState(store, memoryReplay);
           } finally {
             // Even when the store failed (e.g. its file was replaced): release it and the
             // node lock, so the next node can start.
             await appender?.close();
+            await shared?.close();
             await store.close();
             lock?.release();
           }
@@ -540,6 +548,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     };
   } catch (err) {
     await appender?.close();
+    await shared?.close();
     await store.close();
     lock?.release();
     throw err;

@@ -81,6 +81,9 @@ admin:
 # One running node per SQLite store (it holds <store>.lock); \`nexus init\` creates the store.
 # Any number of nodes share one PostgreSQL database (docs/deployment.md, "Cluster").
 store: ${q(options.store ?? d.store)}
+# A cluster may also share a Redis for replay records and change notices (faster than the
+# database, which serves both without it); no password in the URL:
+# redis: { url: redis://10.0.0.5:6379/0, key_prefix: "nexus:" }
 
 # Vault master key; NEXUS_MASTER_KEY in the environment takes precedence.
 master_key_file: ${q(d.master_key_file)}

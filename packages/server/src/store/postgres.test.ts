@@ -68,6 +68,7 @@ describe('PostgreSQL backend', () => {
     expect(applied.rows).toEqual([
       { version: 1, name: 'initial' },
       { version: 2, name: 'lease_revocation_indexes' },
+      { version: 3, name: 'replay_nonces' },
     ]);
   });
 

@@ -163,6 +163,8 @@ async function schemaVersionOf(db: Queryable): Promise<number> {
  */
 async function migrate(pool: pg.Pool, clock: () => number): Promise<number> {
   const client = await pool.connect();
+  const onError = () => undefined; // see #tx: the next statement fails instead
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     await client.query("SELECT pg_advisory_xact_lock(hashtext('nexus.schema_migrations'))");
@@ -188,6 +190,7 @@ async function migrate(pool: pg.Pool, clock: () => number): Promise<number> {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   } finally {
+    client.off('error', onError);
     client.release();
   }
 }
@@ -381,6 +384,13 @@ class PostgresStoreImpl implements PostgresStore {
       throw mapError(error, what);
     }
     let broken = false;
+    // A checked-out connection that dies between two statements emits 'error' with no
+    // pool listener attached: without this one it would crash the process. The failure
+    // reaches the transaction through its next statement instead.
+    const onError = () => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const q: TxQuery = {
@@ -397,6 +407,7 @@ class PostgresStoreImpl implements PostgresStore {
       });
       throw mapError(error, what);
     } finally {
+      client.off('error', onError);
       // A connection whose rollback failed is in an unknown state: drop it from the pool.
       client.release(broken);
     }

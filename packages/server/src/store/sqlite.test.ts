@@ -63,6 +63,7 @@ describe('SQLite backend', () => {
     expect(migrations).toEqual([
       { version: 1, name: 'initial' },
       { version: 2, name: 'lease_revocation_indexes' },
+      { version: 3, name: 'replay_nonces' },
     ]);
   });
 
@@ -72,7 +73,7 @@ describe('SQLite backend', () => {
     // Back to what version 1 wrote.
     const raw = new Database(path);
     raw.exec(
-      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DELETE FROM schema_migrations WHERE version = 2;',
+      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DROP TABLE replay_nonces; DELETE FROM schema_migrations WHERE version >= 2;',
     );
     raw.close();
     const store = openSqliteStore(path);
