@@ -63,6 +63,53 @@ async function untilForwarded(
   }
 }
 
+/** The lease id (`jti`) of an agent's lease. */
+function leaseId(agent: RawAgent): string {
+  const payload = agent.lease.split('.')[1] ?? '';
+  return (JSON.parse(Buffer.from(payload, 'base64url').toString()) as { jti: string }).jti;
+}
+
+/** Retries `check` until it passes; fails the test with its last error past 10 s. */
+async function eventually(check: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/**
+ * Sends freshly signed requests to `node` until one is refused with `code`; returns when.
+ * The time it took is reported (issue 13 asks for one second), not asserted: the
+ * machine running the suite may be loaded.
+ */
+async function until(
+  node: TestNode,
+  publicUrl: string,
+  agent: RawAgent,
+  code: string | string[],
+): Promise<number> {
+  const codes = Array.isArray(code) ? code : [code];
+  let at = 0;
+  await eventually(async () => {
+    const r = await sendTo(node, '/echo/poll', await signed(publicUrl, agent, '/echo/poll'));
+    expect(codes).toContain(r.code);
+    at = Date.now();
+  });
+  return at;
+}
+
+/** Measured propagation times, printed once at the end. */
+const propagation: { what: string; ms: number }[] = [];
+afterAll(() => {
+  if (propagation.length > 0) console.log('cluster propagation (ms):', JSON.stringify(propagation));
+});
+
 const services = (upstream: TestUpstream) => ({
   echo: { upstream: upstream.url, auth: { type: 'bearer', credential: 'echo-token' } },
 });
@@ -182,6 +229,49 @@ function twoNodeSuite(name: string, withRedis: boolean) {
       ]);
       expect(both.map((r) => r.status).sort()).toEqual([200, 401]);
       expect(upstream.requests).toHaveLength(1);
+    });
+
+    it('a lease revoked on one node is refused by the other; a disabled agent is disabled on all', async () => {
+      const held = await rawAgent(a, 'bot');
+      expect((await sendTo(b, '/echo/r1', await signed(publicUrl, held, '/echo/r1'))).status).toBe(
+        200,
+      );
+      const jti = leaseId(held);
+      const revokedAt = Date.now();
+      expect((await a.admin('POST', `/v1/leases/${jti}/revoke`)).status).toBe(200);
+      const took = await until(b, publicUrl, held, 'lease_revoked');
+      propagation.push({ what: 'lease revoke', ms: took - revokedAt });
+
+      const other = await rawAgent(b, 'bot');
+      expect((await sendTo(a, '/echo/d1', await signed(publicUrl, other, '/echo/d1'))).status).toBe(
+        200,
+      );
+      const disabledAt = Date.now();
+      expect((await b.admin('POST', '/v1/agents/bot/disable')).status).toBe(200);
+      const tookDisable = await until(a, publicUrl, other, ['agent_disabled', 'lease_revoked']);
+      propagation.push({ what: 'agent disable', ms: tookDisable - disabledAt });
+      // No node enrolls it any more; enabled again on one node, it enrolls on the other.
+      expect((await a.admin('POST', '/v1/agents/bot/enrollment-tokens', {})).status).toBe(403);
+      expect((await a.admin('POST', '/v1/agents/bot/enable')).status).toBe(200);
+      // The disable's revocation epoch covers its whole second (leases carry whole-second
+      // iat): a lease issued in that second stays revoked by design.
+      await new Promise((r) => setTimeout(r, 1005 - (Date.now() % 1000)));
+      await eventually(async () => {
+        expect((await b.admin('POST', '/v1/agents/bot/enrollment-tokens', {})).status).toBe(201);
+      });
+      agent = await rawAgent(b, 'bot');
+    });
+
+    it('a signing key rotated on one node verifies on the other', async () => {
+      expect((await a.admin('POST', '/v1/authority/rotate-key')).status).toBe(200);
+      // A lease signed with the new key (issued by a) is accepted by b.
+      const fresh = await rawAgent(a, 'bot');
+      await eventually(async () => {
+        const r = await sendTo(b, '/echo/k1', await signed(publicUrl, fresh, '/echo/k1'));
+        expect(r.code).toBeUndefined();
+        expect(r.status).toBe(200);
+      });
+      agent = fresh;
     });
 
     it('fails closed while its shared dependency is down, then recovers by itself', async () => {

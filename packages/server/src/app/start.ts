@@ -36,6 +36,7 @@ import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipe
 import { createReplayCache } from '../proxy/replay-cache.js';
 import { restoreReplayState, saveReplayState } from './replay-state.js';
 import { openSharedState, type SharedState } from './shared-state.js';
+import { startClusterSync, type ClusterSync } from './cluster-sync.js';
 import { sendProblem } from '../proxy/problem.js';
 import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
@@ -151,6 +152,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   }
   let appender: SqliteAuditAppender | undefined;
   let shared: SharedState | undefined;
+  let sync: ClusterSync | undefined;
   try {
     const vault = createVault({ store, keyring: keyringFor(config), clock });
     await vault.init();
@@ -158,6 +160,24 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const publicUrl = config.proxy.public_url;
     const authority = new Authority(authoritySettings(config), store, vault, clock);
     await authority.init();
+    // A cluster (PostgreSQL): replay records shared (Redis, else the database), and every
+    // change to agents, revocations and keys sent to the other nodes (issue 13).
+    shared = await openSharedState({ config, postgres, clock, logger });
+    if (postgres !== undefined && config.store.driver === 'postgres') {
+      const s = await startClusterSync({
+        store,
+        pool: postgres.pool,
+        postgresUrl: config.store.url,
+        redis:
+          shared.redis === undefined || config.redis === undefined
+            ? undefined
+            : { client: shared.redis, prefix: config.redis.key_prefix },
+        refresh: () => authority.refresh(),
+        logger,
+      });
+      sync = s;
+      authority.onChange = () => s.publish();
+    }
     // Scheduled signing-key rotation (authority.key_rotation); retired keys keep verifying
     // until the last lease they signed has expired.
     const rotationPeriod = config.authority.key_rotation;
@@ -168,7 +188,10 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         rotationPeriod,
         config.authority.lease_ttl,
       );
-      if (key !== undefined) logger.info({ kid: key.kid }, 'authority signing key rotated');
+      if (key !== undefined) {
+        logger.info({ kid: key.kid }, 'authority signing key rotated');
+        await authority.keysChanged();
+      }
     };
     await rotateIfDue();
     const rotationTimer = setInterval(() => {
@@ -320,7 +343,6 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     await warnMissingCredentials(config);
 
     // Replay records: shared by the cluster (Redis, else PostgreSQL) or this node's own.
-    shared = await openSharedState({ config, postgres, clock, logger });
     const memoryReplay = createReplayCache({
       maxEntries: config.proxy.replay_cache_size,
       skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
@@ -421,6 +443,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           config.authority.signing_alg,
           config.authority.lease_ttl,
         );
+        await authority.keysChanged();
         return { kid: key.kid };
       },
       clock,
@@ -537,6 +560,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
             // Even when the store failed (e.g. its file was replaced): release it and the
             // node lock, so the next node can start.
             await appender?.close();
+            await sync?.close();
             await shared?.close();
             await store.close();
             lock?.release();
@@ -548,6 +572,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     };
   } catch (err) {
     await appender?.close();
+    await sync?.close();
     await shared?.close();
     await store.close();
     lock?.release();
