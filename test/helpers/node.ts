@@ -4,7 +4,7 @@
  * CLI, the admin API and to enroll agents with the real SDK.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -73,6 +73,13 @@ export interface NodeOptions {
   /** Shallow overrides of top-level config sections (authority, proxy, scrub...). */
   overrides?: Record<string, unknown>;
   env?: Record<string, string | undefined>;
+  /** The `store` URL (e.g. a test PostgreSQL database); `nexus init --store` creates it. */
+  store?: string;
+  /**
+   * Joins the cluster of this node: same store, master key and operator token, no
+   * `nexus init` (issue 13). Its `store` is used unless `store` is given.
+   */
+  join?: TestNode;
 }
 
 export interface TestNode {
@@ -81,6 +88,8 @@ export interface TestNode {
   readonly proxyUrl: string;
   readonly adminUrl: string;
   readonly operatorToken: string;
+  /** The `store` URL, when one was given. */
+  readonly store: string | undefined;
   readonly process: ChildProcess;
   /** Everything `nexus up` printed so far (stdout and stderr). */
   output(): string;
@@ -138,9 +147,26 @@ async function waitForListening(child: ChildProcess, log: () => string): Promise
 
 export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
   const dir = await mkdtemp(join(tmpdir(), 'nexus-e2e-'));
-  const init = await runCli(['init', '--dir', dir]);
-  if (init.code !== 0) throw new Error(`nexus init failed: ${init.stderr}`);
-  const operatorToken = (await readFile(join(dir, '.nexus', 'operator.token'), 'utf8')).trim();
+  const store = options.store ?? options.join?.store;
+  let operatorToken: string;
+  if (options.join === undefined) {
+    const init = await runCli([
+      'init',
+      '--dir',
+      dir,
+      ...(store === undefined ? [] : ['--store', store]),
+    ]);
+    if (init.code !== 0) throw new Error(`nexus init failed: ${init.stderr}`);
+    operatorToken = (await readFile(join(dir, '.nexus', 'operator.token'), 'utf8')).trim();
+  } else {
+    // Every node of a cluster unseals the same vault: it needs the same master key.
+    await mkdir(join(dir, '.nexus'), { mode: 0o700 });
+    await copyFile(
+      join(options.join.dir, '.nexus', 'master.key'),
+      join(dir, '.nexus', 'master.key'),
+    );
+    operatorToken = options.join.operatorToken;
+  }
   const proxyPort = await freePort();
   const adminPort = await freePort();
   const config: Record<string, unknown> = {
@@ -151,6 +177,7 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     services: options.services ?? {},
     agents: options.agents ?? {},
     policies: options.policies ?? [],
+    ...(store === undefined ? {} : { store }),
   };
   for (const [k, v] of Object.entries(options.overrides ?? {})) {
     config[k] =
@@ -187,6 +214,7 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     proxyUrl,
     adminUrl,
     operatorToken,
+    store,
     get process() {
       return child;
     },

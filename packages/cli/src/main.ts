@@ -109,6 +109,10 @@ export function buildProgram(
         '--admin-listen <host:port>',
         "admin API listen address (admin.listen; default: the proxy's host, its port + 1)",
       )
+      .option(
+        '--store <url>',
+        'the store to create: sqlite:<path> (default sqlite:.nexus/nexus.db) or postgres://user@host/db (an existing database; its tables are created)',
+      )
       .option('--json', 'JSON output')
       .action(async (opts: InitOptions) => {
         const listeners = initListeners(opts);
@@ -121,7 +125,10 @@ export function buildProgram(
         );
         if (exists && !opts.force)
           throw new CliError(`${configPath} exists (use --force to overwrite)`);
-        const text = renderExampleConfig(listeners);
+        const text = renderExampleConfig({
+          ...listeners,
+          ...(opts.store === undefined ? {} : { store: opts.store }),
+        });
         // The file MUST validate before it is written (a bad --listen is said now, once).
         parseConfigText(text, { baseDir: dir, env, file: configPath });
         await writeFile(configPath, text, { mode: 0o644 });
@@ -160,7 +167,7 @@ export function buildProgram(
           ].join('\n'),
         );
       }),
-    'nexus init --dir ./my-nexus\nnexus init --dir ./staging --port 9070   # proxy 127.0.0.1:9070, admin 127.0.0.1:9071',
+    'nexus init --dir ./my-nexus\nnexus init --dir ./staging --port 9070   # proxy 127.0.0.1:9070, admin 127.0.0.1:9071\nnexus init --dir ./node --store postgres://nexus@db.internal/nexus',
   );
 
   example(
@@ -880,12 +887,16 @@ export function buildProgram(
               r.against === undefined
                 ? ''
                 : `; holds the external checkpoint at seq ${r.against.seq} (${new Date(r.against.time).toISOString()})`;
-            out(`OK: ${r.count} records, ${cps} verified${anchor}\n`);
+            const chains = r.chains === undefined ? '' : ` in ${r.chains} node chains`;
+            out(`OK: ${r.count} records${chains}, ${cps} verified${anchor}\n`);
           } else if (r.reason === 'truncated') {
             out(
-              `TAMPERED: the chain ends before a signed checkpoint, record seq ${r.seq} is missing (truncated)\n`,
+              `TAMPERED: the chain${r.chain === undefined ? '' : ` ${r.chain}`} ends before a signed checkpoint, record seq ${r.seq} is missing (truncated)\n`,
             );
-          } else out(`TAMPERED: first bad record seq ${r.seq} (${r.reason})\n`);
+          } else
+            out(
+              `TAMPERED: first bad record${r.chain === undefined ? '' : ` of chain ${r.chain}`} seq ${r.seq} (${r.reason})\n`,
+            );
         });
         if (!r.ok) process.exitCode = 1;
       }),
@@ -1182,6 +1193,7 @@ export function buildProgram(
 interface InitOptions {
   dir: string;
   force?: boolean;
+  store?: string;
   listen?: string;
   port?: string;
   adminListen?: string;

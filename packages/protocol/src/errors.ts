@@ -48,6 +48,7 @@ export type ErrorCode =
   | 'audit_unavailable'
   | 'store_busy'
   | 'store_unavailable'
+  | 'replay_unavailable'
   | 'upstream_timeout';
 
 /** One row of the error table. */
@@ -157,7 +158,12 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
   store_unavailable: row(
     503,
     'Store unavailable',
-    "the node's database file was deleted or replaced under it; nothing changed",
+    "the node's database is unreachable, or its file was deleted or replaced; retry later",
+  ),
+  replay_unavailable: row(
+    503,
+    'Replay protection unavailable',
+    'the shared replay cache (Redis or the database) could not record the nonce; nothing forwarded, retry re-signed',
   ),
   upstream_timeout: row(504, 'Upstream timeout', 'upstream too slow'),
 });

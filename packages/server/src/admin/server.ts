@@ -154,7 +154,13 @@ function iso(ms: number | undefined): string | undefined {
 }
 
 function auditView(row: AuditRow): Record<string, unknown> {
-  return { seq: row.seq, hash: row.hash, ...(JSON.parse(row.record) as Record<string, unknown>) };
+  return {
+    seq: row.seq,
+    hash: row.hash,
+    // A cluster store keeps one chain per node: seq is a position in that chain.
+    ...(row.chain === undefined ? {} : { chain: row.chain }),
+    ...(JSON.parse(row.record) as Record<string, unknown>),
+  };
 }
 
 /** Builds the admin request handler. */

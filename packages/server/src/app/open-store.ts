@@ -1,11 +1,12 @@
 /** Opens the store a validated config names. */
 import { realpathSync, statSync } from 'node:fs';
-import { NexusError } from '@nexus/protocol';
 import type { Config } from '../config/schema.js';
 import { StoreError } from '../store/errors.js';
 import { fileIdentity } from '../store/file-guard.js';
 import { acquireNodeLock, type NodeLock } from '../store/node-lock.js';
+import { openPostgresStore, type PostgresStore } from '../store/postgres.js';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite.js';
+import type { Store } from '../store/store.js';
 
 /**
  * Opens the configured store for a command (`nexus init` with `create`, `nexus audit
@@ -15,9 +16,10 @@ import { openSqliteStore, type SqliteStore } from '../store/sqlite.js';
 export async function openConfiguredStore(
   config: Config,
   options: { readonly?: boolean; create?: boolean } = {},
-): Promise<SqliteStore> {
-  if (config.store.driver !== 'sqlite') {
-    throw new NexusError('internal_error', 'only sqlite stores are supported by this version');
+): Promise<SqliteStore | PostgresStore> {
+  if (config.store.driver === 'postgres') {
+    // A PostgreSQL database is made by its operator; Nexus creates (migrates) its tables.
+    return openPostgresStore(config.store.url, { readonly: options.readonly === true });
   }
   return openSqliteStore(config.store.path, {
     readonly: options.readonly === true,
@@ -35,8 +37,12 @@ function linkCount(path: string): number | undefined {
 
 /** The store a running node serves, with the node lock it holds. */
 export interface NodeStore {
-  readonly store: SqliteStore;
-  /** Undefined for an in-memory store (nothing to share). */
+  readonly store: Store;
+  /** The same store when it is SQLite (its files, the audit worker). */
+  readonly sqlite: SqliteStore | undefined;
+  /** The same store when it is PostgreSQL (its pool, its audit chain). */
+  readonly postgres: PostgresStore | undefined;
+  /** Undefined for an in-memory or PostgreSQL store (nothing to lock). */
   readonly lock: NodeLock | undefined;
 }
 
@@ -50,12 +56,19 @@ export interface NodeStore {
 export async function openNodeStore(
   config: Config,
   onFault?: (error: Error) => void,
+  onIdleError?: (error: Error) => void,
 ): Promise<NodeStore> {
-  if (config.store.driver !== 'sqlite') {
-    throw new NexusError('internal_error', 'only sqlite stores are supported by this version');
+  if (config.store.driver === 'postgres') {
+    // Any number of nodes share one database; each appends to an audit chain of its own
+    // (a fresh random id per process, see store/postgres.ts).
+    const store = await openPostgresStore(config.store.url, {
+      ...(onIdleError === undefined ? {} : { onIdleError }),
+    });
+    return { store, sqlite: undefined, postgres: store, lock: undefined };
   }
   if (config.store.path === ':memory:') {
-    return { store: openSqliteStore(config.store.path), lock: undefined };
+    const store = openSqliteStore(config.store.path);
+    return { store, sqlite: store, postgres: undefined, lock: undefined };
   }
   // One file, one name: a symbolic link is followed to the file itself, so every name a
   // node could be given for the store meets the same lock and the same WAL; a second hard
@@ -89,7 +102,7 @@ export async function openNodeStore(
       lock: { path: lock.path, identity: lock.identity },
       ...(onFault === undefined ? {} : { onFault }),
     });
-    return { store, lock };
+    return { store, sqlite: store, postgres: undefined, lock };
   } catch (error) {
     lock.release();
     throw error;

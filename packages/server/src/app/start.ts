@@ -36,6 +36,8 @@ import { verifyAuditLog } from './verify-audit.js';
 import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipeline.js';
 import { createReplayCache } from '../proxy/replay-cache.js';
 import { restoreReplayState, saveReplayState } from './replay-state.js';
+import { openSharedState, type SharedState } from './shared-state.js';
+import { startClusterSync, type ClusterSync } from './cluster-sync.js';
 import { sendProblem } from '../proxy/problem.js';
 import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
@@ -160,8 +162,15 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       'store file deleted or replaced under the running node: nothing more is written or forwarded; stop the node, restore the file and start it again',
     );
   };
-  const { store, lock } = await openNodeStore(config, onStoreFault);
+  const { store, sqlite, postgres, lock } = await openNodeStore(config, onStoreFault, (err) =>
+    logger.warn({ err: errorSummary(err) }, 'an idle database connection failed; it is replaced'),
+  );
+  if (postgres !== undefined) {
+    logger.info({ audit_chain: postgres.chain }, 'audit chain of this node');
+  }
   let appender: SqliteAuditAppender | undefined;
+  let shared: SharedState | undefined;
+  let sync: ClusterSync | undefined;
   try {
     const vault = createVault({ store, keyring: keyringFor(config), clock });
     await vault.init();
@@ -169,6 +178,24 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const publicUrl = config.proxy.public_url;
     const authority = new Authority(authoritySettings(config), store, vault, clock);
     await authority.init();
+    // A cluster (PostgreSQL): replay records shared (Redis, else the database), and every
+    // change to agents, revocations and keys sent to the other nodes (issue 13).
+    shared = await openSharedState({ config, postgres, clock, logger });
+    if (postgres !== undefined && config.store.driver === 'postgres') {
+      const s = await startClusterSync({
+        store,
+        pool: postgres.pool,
+        postgresUrl: config.store.url,
+        redis:
+          shared.redis === undefined || config.redis === undefined
+            ? undefined
+            : { client: shared.redis, prefix: config.redis.key_prefix },
+        refresh: () => authority.refresh(),
+        logger,
+      });
+      sync = s;
+      authority.onChange = () => s.publish();
+    }
     // Scheduled signing-key rotation (authority.key_rotation); retired keys keep verifying
     // until the last lease they signed has expired.
     const rotationPeriod = config.authority.key_rotation;
@@ -179,7 +206,10 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         rotationPeriod,
         config.authority.lease_ttl,
       );
-      if (key !== undefined) logger.info({ kid: key.kid }, 'authority signing key rotated');
+      if (key !== undefined) {
+        logger.info({ kid: key.kid }, 'authority signing key rotated');
+        await authority.keysChanged();
+      }
     };
     await rotateIfDue();
     const rotationTimer = setInterval(() => {
@@ -194,17 +224,17 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // A file database gets its audit appends from a worker thread (its own connection), so
     // group commits and their fsync do not block the event loop; `:memory:` cannot be
     // shared between connections and keeps appending on this thread.
-    if (config.store.driver === 'sqlite' && config.store.path !== ':memory:') {
+    if (sqlite !== undefined && sqlite.path !== ':memory:') {
       // The path the store was opened at (symbolic links resolved): the worker's connection
       // MUST name the same file, or SQLite would give it a WAL of its own.
-      appender = await openSqliteAuditAppender(store.path, {
-        expectFiles: store.files,
+      appender = await openSqliteAuditAppender(sqlite.path, {
+        expectFiles: sqlite.files,
         lock: lock === undefined ? undefined : { path: lock.path, identity: lock.identity },
       });
     }
     const checkpointFile =
-      config.store.driver === 'sqlite' && config.store.path !== ':memory:'
-        ? checkpointFilePath(store.path)
+      sqlite !== undefined && sqlite.path !== ':memory:'
+        ? checkpointFilePath(sqlite.path)
         : undefined;
     const workerAppend = appender?.append;
     const audit = createAuditWriter({
@@ -333,12 +363,16 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     };
     await warnMissingCredentials(config);
 
-    const replay = createReplayCache({
+    // Replay records: shared by the cluster (Redis, else PostgreSQL) or this node's own.
+    const memoryReplay = createReplayCache({
       maxEntries: config.proxy.replay_cache_size,
       skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
       clock,
     });
-    const notBefore = await restoreReplayState(store, replay, startedAt);
+    const replay = shared.replay ?? memoryReplay;
+    // A shared cache outlives this node's restarts: no restart barrier is needed (spec §9).
+    const notBefore =
+      shared.replay === undefined ? await restoreReplayState(store, memoryReplay, startedAt) : 0;
     const pipeline = createPipeline({
       publicUrl,
       audience: publicUrl,
@@ -444,6 +478,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           config.authority.signing_alg,
           config.authority.lease_ttl,
         );
+        await authority.keysChanged();
         return { kid: key.kid };
       },
       clock,
@@ -596,11 +631,13 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           try {
             await audit.close();
             await appender?.close();
-            await saveReplayState(store, replay);
+            if (shared?.replay === undefined) await saveReplayState(store, memoryReplay);
           } finally {
             // Even when the store failed (e.g. its file was replaced): release it and the
             // node lock, so the next node can start.
             await appender?.close();
+            await sync?.close();
+            await shared?.close();
             await store.close();
             lock?.release();
           }
@@ -611,6 +648,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     };
   } catch (err) {
     await appender?.close();
+    await sync?.close();
+    await shared?.close();
     await store.close();
     lock?.release();
     throw err;

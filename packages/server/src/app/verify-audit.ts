@@ -8,6 +8,7 @@
  */
 import { createPublicKey } from 'node:crypto';
 import { compactVerify } from 'jose';
+import { NexusError } from '@nexus/protocol';
 import type { Config } from '../config/schema.js';
 import type { Store } from '../store/store.js';
 import { verifySink, type AuditCheckpoint, type ChainFailureReason } from '../audit/chain.js';
@@ -21,9 +22,20 @@ export interface VerifiedAnchor {
   time: number;
 }
 
+/**
+ * The verdict. On a store with one chain per node (PostgreSQL), `chains` is how many
+ * chains were verified (`count` and `checkpoints` are their sums) and a failure names
+ * its `chain`.
+ */
 export type AuditVerifyReport =
-  | { ok: true; count: number; checkpoints: number; against?: VerifiedAnchor }
-  | { ok: false; seq: number; reason: ChainFailureReason; checkpoints: number };
+  | { ok: true; count: number; checkpoints: number; against?: VerifiedAnchor; chains?: number }
+  | {
+      ok: false;
+      seq: number;
+      reason: ChainFailureReason;
+      checkpoints: number;
+      chain?: string;
+    };
 
 /** Options of {@link verifyAuditLog}. */
 export interface AuditVerifyOptions {
@@ -34,10 +46,45 @@ export interface AuditVerifyOptions {
   against?: readonly AuditCheckpoint[];
 }
 
+/** A store with one audit chain per node (`store/postgres.ts`). */
+interface ChainedStore extends Store {
+  listAuditChains(): Promise<{ chain: string }[]>;
+  auditChain(chain: string): Store;
+}
+
+function isChained(store: Store): store is ChainedStore {
+  return 'listAuditChains' in store && 'auditChain' in store;
+}
+
+/**
+ * Verifies the audit log of a store: its one chain (SQLite), or every node's chain in
+ * turn (PostgreSQL), each from its genesis with its own checkpoints.
+ */
 export async function verifyAuditLog(
   store: Store,
   options: AuditVerifyOptions = {},
 ): Promise<AuditVerifyReport> {
+  if (!isChained(store)) return verifyChain(store, options);
+  if ((options.against ?? []).length > 0) {
+    // An external checkpoint does not say which chain it vouches for.
+    throw new NexusError(
+      'request_invalid',
+      '--against checks one chain (a SQLite store); a PostgreSQL store has one chain per node',
+    );
+  }
+  let count = 0;
+  let checkpoints = 0;
+  const chains = await store.listAuditChains();
+  for (const { chain } of chains) {
+    const r = await verifyChain(store.auditChain(chain), {});
+    if (!r.ok) return { ...r, checkpoints: checkpoints + r.checkpoints, chain };
+    count += r.count;
+    checkpoints += r.checkpoints;
+  }
+  return { ok: true, count, checkpoints, chains: chains.length };
+}
+
+async function verifyChain(store: Store, options: AuditVerifyOptions): Promise<AuditVerifyReport> {
   const keys = new Map(
     (await store.listSigningKeys()).map((k) => [
       k.kid,

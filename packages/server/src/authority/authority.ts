@@ -83,6 +83,15 @@ export class Authority {
   #revokedJtis = new Set<string>();
   #epochAll = 0;
   #epochByAgent = new Map<string, number>();
+  /** Counts this node's own changes, so a refresh never applies a read older than one. */
+  #localChanges = 0;
+  #refreshing: Promise<void> | undefined;
+  #refreshAgain = false;
+  /**
+   * Told after every change other nodes of a cluster must see (revocations, agents,
+   * signing keys); `app/cluster-sync.ts` publishes it. MUST NOT throw.
+   */
+  onChange: (() => Promise<void>) | undefined;
 
   constructor(
     private readonly settings: AuthoritySettings,
@@ -119,6 +128,64 @@ export class Authority {
     }
   }
 
+  /** Tells the cluster that this node rotated the signing keys. */
+  async keysChanged(): Promise<void> {
+    await this.#changed();
+  }
+
+  /** Records a change of this node's own and tells the cluster (see `onChange`). */
+  async #changed(): Promise<void> {
+    this.#localChanges++;
+    await this.onChange?.();
+  }
+
+  /**
+   * Re-reads what another node of a cluster may have changed: agents (roles, disabled),
+   * revocations (leases, epochs) and signing keys. Calls made while one runs are coalesced
+   * into one more. Revocations only ever grow here; an agent read is applied only when
+   * no change of this node's own committed during the read (else it is read again).
+   */
+  refresh(): Promise<void> {
+    if (this.#refreshing !== undefined) {
+      this.#refreshAgain = true;
+      return this.#refreshing;
+    }
+    const run = (async () => {
+      try {
+        do {
+          this.#refreshAgain = false;
+          await this.#refreshOnce();
+        } while (this.#refreshAgain);
+      } finally {
+        this.#refreshing = undefined;
+      }
+    })();
+    this.#refreshing = run;
+    return run;
+  }
+
+  async #refreshOnce(): Promise<void> {
+    const now = this.clock();
+    const margin = Math.max(86_400_000, this.settings.clockSkewMs ?? 0);
+    for (;;) {
+      const before = this.#localChanges;
+      const [agents, epochs, revoked] = await Promise.all([
+        this.store.listAgents(),
+        this.store.getRevocationEpochs(),
+        this.store.listRevokedLeaseIds(now - margin),
+      ]);
+      this.#epochAll = Math.max(this.#epochAll, epochs.all ?? 0);
+      for (const [agent, at] of Object.entries(epochs.agents)) {
+        this.#epochByAgent.set(agent, Math.max(this.#epochByAgent.get(agent) ?? 0, at));
+      }
+      for (const jti of revoked) this.#revokedJtis.add(jti);
+      if (this.#localChanges !== before) continue;
+      this.#agents = new Map(agents.map((a) => [a.name, a]));
+      break;
+    }
+    await this.keys.refresh();
+  }
+
   // ---- agents -------------------------------------------------------------------------
 
   /**
@@ -139,12 +206,14 @@ export class Authority {
         createdAt: existing?.createdAt ?? now,
       });
       this.#agents.set(name, row);
+      this.#localChanges++;
     }
     for (const row of [...this.#agents.values()]) {
       if (row.source === 'config' && !(row.name in agents) && !row.disabled) {
         await this.setAgentDisabled(row.name, true);
       }
     }
+    await this.#changed();
   }
 
   agent(name: string): AgentRow | undefined {
@@ -172,6 +241,8 @@ export class Authority {
     };
     await this.store.upsertAgent(row);
     this.#agents.set(name, row);
+    this.#localChanges++;
+    await this.#changed();
     return row;
   }
 
@@ -186,7 +257,9 @@ export class Authority {
     await this.store.setAgentDisabled(name, disabled);
     const updated = { ...row, disabled };
     this.#agents.set(name, updated);
+    this.#localChanges++;
     if (disabled) await this.revokeAgent(name);
+    else await this.#changed();
     return updated;
   }
 
@@ -254,6 +327,7 @@ export class Authority {
     ) {
       await this.store.revokeLease(issued.claims.jti, this.clock());
       this.#revokedJtis.add(issued.claims.jti);
+      await this.#changed();
       throw new NexusError('lease_revoked');
     }
     return issued;
@@ -338,6 +412,7 @@ export class Authority {
     for (const id of await this.store.revokeLeaseChain(jti, this.clock())) {
       this.#revokedJtis.add(id);
     }
+    await this.#changed();
   }
 
   async revokeAgent(name: string): Promise<void> {
@@ -346,13 +421,15 @@ export class Authority {
     // (a lease issued later in that same second is revoked too: safe, and brief).
     const at = Math.floor(this.clock() / 1000) * 1000;
     await this.store.setRevocationEpoch({ agent: name }, at);
-    this.#epochByAgent.set(name, at);
+    this.#epochByAgent.set(name, Math.max(this.#epochByAgent.get(name) ?? 0, at));
+    await this.#changed();
   }
 
   async revokeAll(): Promise<void> {
     const at = Math.floor(this.clock() / 1000) * 1000;
     await this.store.setRevocationEpoch('all', at);
-    this.#epochAll = at;
+    this.#epochAll = Math.max(this.#epochAll, at);
+    await this.#changed();
   }
 
   async listLeases(filter: {

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { NexusError, isNexusError, verifyRequestBody } from '@nexus/protocol';
 import { agentFromSub, type Authority, type IssuedLease } from './authority.js';
-import type { ReplayCache } from '../proxy/replay-cache.js';
+import type { ReplayGuard } from '../proxy/replay-cache.js';
 import { discardBody, readBody } from '../proxy/read-body.js';
 import { createRequestVerifier } from '../proxy/verify-request.js';
 import { sendProblem } from '../proxy/problem.js';
@@ -17,7 +17,7 @@ import type { AgentReachService } from '../config/reach.js';
 
 export interface AuthorityHttpDeps {
   readonly authority: Authority;
-  readonly replay: ReplayCache;
+  readonly replay: ReplayGuard;
   readonly publicUrl: string;
   readonly issuer: string;
   readonly signatureSkewSeconds: number;
@@ -93,7 +93,7 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         const verified = await verifyHeaders(req);
         const body = await readBody(req, MAX_AUTHORITY_BODY);
         await verifyRequestBody(verified, req.headers, body, serverDigest);
-        deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+        await deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
         const issued = await authority.renew(verified);
         json(res, 201, leaseResponse(issued, agentName(issued), deps.publicUrl));
         return;
@@ -106,7 +106,7 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         const verified = await verifyHeaders(req);
         const body = await readBody(req, MAX_AUTHORITY_BODY);
         await verifyRequestBody(verified, req.headers, body, serverDigest);
-        deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+        await deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
         await authority.revokeLease(verified.leaseId);
         deps.logger.info(
           {

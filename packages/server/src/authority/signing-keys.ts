@@ -59,6 +59,37 @@ export class SigningKeys {
     if (this.#active === undefined) await this.rotate(alg, 0);
   }
 
+  /**
+   * Re-reads the keys another node of a cluster may have rotated (issue 13): new keys are
+   * loaded, retired ones lose their private key, and the newest active key signs from
+   * now on. Never rotates.
+   */
+  async refresh(): Promise<void> {
+    const rows = await this.store.listSigningKeys();
+    const keys = new Map<string, LoadedKey>();
+    let active: LoadedKey | undefined;
+    for (const row of rows) {
+      const known = this.#keys.get(row.kid);
+      const key =
+        known !== undefined && known.status === row.status && known.verifyUntil === row.verifyUntil
+          ? known
+          : row.status === 'retired' && known !== undefined
+            ? { ...known, status: row.status, privateKey: undefined, verifyUntil: row.verifyUntil }
+            : await this.#load(row);
+      keys.set(key.kid, key);
+      if (key.status === 'active') active = key;
+    }
+    // A rotation of this node's own that raced the read wins.
+    for (const [kid, key] of this.#keys) if (!keys.has(kid)) keys.set(kid, key);
+    this.#keys = keys;
+    if (
+      active !== undefined &&
+      (this.#active === undefined || active.createdAt >= this.#active.createdAt)
+    ) {
+      this.#active = active;
+    }
+  }
+
   async #load(row: SigningKeyRow): Promise<LoadedKey> {
     const publicKey = createPublicKey({ key: row.publicJwk as never, format: 'jwk' });
     let privateKey: KeyObject | undefined;

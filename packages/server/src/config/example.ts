@@ -21,6 +21,8 @@ export interface ExampleConfigOptions {
   readonly role?: string;
   /** Trust domain. Default `nexus.local`. */
   readonly trustDomain?: string;
+  /** The `store` setting. Default `sqlite:.nexus/nexus.db`. */
+  readonly store?: string;
 }
 
 const q = (s: string): string => JSON.stringify(s);
@@ -77,7 +79,11 @@ admin:
 
 # sqlite:<path>, sqlite::memory: (tests) or postgres://user@host/db (password via PGPASSWORD).
 # One running node per SQLite store (it holds <store>.lock); \`nexus init\` creates the store.
-store: ${q(d.store)}
+# Any number of nodes share one PostgreSQL database (docs/deployment.md, "Cluster").
+store: ${q(options.store ?? d.store)}
+# A cluster may also share a Redis for replay records and change notices (faster than the
+# database, which serves both without it); no password in the URL:
+# redis: { url: redis://10.0.0.5:6379/0, key_prefix: "nexus:" }
 
 # Vault master key; NEXUS_MASTER_KEY in the environment takes precedence.
 master_key_file: ${q(d.master_key_file)}

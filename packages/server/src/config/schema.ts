@@ -2,6 +2,7 @@
 // Every default lives in DEFAULTS below, written as it would be in YAML. The parsed
 // Config keeps the YAML's snake_case keys; durations are numbers in milliseconds, sizes
 // numbers in bytes, listen addresses `{ host, port }`, paths absolute.
+import { redisSchema, type RedisConfig } from './redis-schema.js';
 import { isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import { z } from 'zod';
@@ -165,6 +166,8 @@ export interface Config {
   };
   readonly admin: { readonly listen: ListenAddress; readonly metrics: MetricsConfig };
   readonly store: StoreConfig;
+  /** The Redis a cluster shares (replay, change notices); undefined: none. */
+  readonly redis: RedisConfig | undefined;
   /** Absolute path of the master key file (`master_key_file`, resolved). */
   readonly master_key_file: string;
   /** Where the vault master key comes from: NEXUS_MASTER_KEY if set, else the file. */
@@ -434,6 +437,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         .string()
         .prefault(d.store)
         .transform((s, ctx) => storeFrom(s, baseDir, ctx) ?? z.NEVER),
+      redis: redisSchema.optional(),
       master_key_file: z
         .string()
         .min(1)
@@ -517,6 +521,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         proxy: { ...c.proxy, public_url },
         admin: c.admin,
         store: c.store,
+        redis: c.redis,
         master_key_file: c.master_key_file,
         master_key:
           masterKeyFromEnv === undefined

@@ -33,7 +33,7 @@ import type {
 import type { AuditRecord } from '../audit/record.js';
 import { parseRoute, type Route } from './route.js';
 import { forwardableRequestHeaders } from './strip-headers.js';
-import type { ReplayCache } from './replay-cache.js';
+import type { ReplayGuard } from './replay-cache.js';
 import { discardBody, readBody } from './read-body.js';
 import { checkBody, checkQuery } from './param-names.js';
 import { createRequestVerifier } from './verify-request.js';
@@ -108,7 +108,7 @@ export interface PipelineDeps {
   readonly services: ReadonlyMap<string, ServiceRuntime>;
   readonly authority: Authority;
   readonly policy: () => PolicyEngine;
-  readonly replay: ReplayCache;
+  readonly replay: ReplayGuard;
   readonly audit: AuditAppender;
   readonly vault: CredentialResolver;
   readonly logger: Logger;
@@ -289,7 +289,7 @@ export function createPipeline(deps: PipelineDeps) {
       bodyConsumed = true;
       t.bytesIn = body.length;
       await verifyRequestBody(verified, req.headers, body, serverDigest);
-      deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+      await deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
       // Signed parts an upstream could read otherwise than policy and the mechanic did:
       // refused, never rewritten (the signature and digest cover them).
       checkQuery(route.query, service.mechanic.injectedQueryParams);

@@ -22,7 +22,22 @@ export interface ReplayCacheOptions {
   readonly clock: () => number;
 }
 
-export interface ReplayCache {
+/**
+ * What the pipeline needs of replay protection: this in-memory cache on one node, or a
+ * cache every node shares (`replay-shared.ts`: Redis, PostgreSQL), which answers
+ * asynchronously.
+ */
+export interface ReplayGuard {
+  /**
+   * Records the nonce, or throws `replay_detected` if it was seen for this lease (by any
+   * node sharing the guard). A shared guard that cannot record throws
+   * `replay_unavailable`: the request MUST NOT proceed.
+   * @param expires the signature's `expires`, seconds since the epoch
+   */
+  checkAndRecord(leaseId: string, nonce: string, expires: number): void | Promise<void>;
+}
+
+export interface ReplayCache extends ReplayGuard {
   /**
    * Records the nonce, or throws `replay_detected` if it was seen for this lease.
    * @param expires the signature's `expires`, seconds since the epoch

@@ -6,7 +6,7 @@
 export type StoreErrorCode =
   /** The database schema is newer (or in read-only mode, older) than this code. */
   | 'store_version_unsupported'
-  /** The `store` URL names a backend this build does not support yet (e.g. postgres). */
+  /** The `store` URL names a backend this build does not support. */
   | 'store_unsupported'
   /** The `store` URL is malformed. */
   | 'store_url_invalid'

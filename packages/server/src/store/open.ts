@@ -1,11 +1,12 @@
 // Opens the store named by the `store` setting of nexus.yaml (a URL-like string).
 import { isAbsolute, resolve } from 'node:path';
 import { StoreError } from './errors.js';
+import { openPostgresStore } from './postgres.js';
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite.js';
 import type { Store } from './store.js';
 
 /** A parsed `store` setting. */
-export type StoreLocation = { kind: 'sqlite'; path: string };
+export type StoreLocation = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
 
 /**
  * Parses a `store` URL.
@@ -13,7 +14,7 @@ export type StoreLocation = { kind: 'sqlite'; path: string };
  * - `sqlite::memory:` -> an in-memory database;
  * - `sqlite:<path>` -> a file, relative paths resolved against `baseDir` (the directory
  *   of nexus.yaml); `sqlite:///abs/path` is accepted too;
- * - `postgres://...` / `postgresql://...` -> `store_unsupported` (not yet);
+ * - `postgres://...` / `postgresql://...` -> a PostgreSQL database (`store/postgres.ts`);
  * - anything else -> `store_url_invalid`.
  *
  * @example
@@ -21,10 +22,12 @@ export type StoreLocation = { kind: 'sqlite'; path: string };
  */
 export function parseStoreUrl(url: string, baseDir: string): StoreLocation {
   if (/^postgres(ql)?:\/\//i.test(url)) {
-    throw new StoreError(
-      'store_unsupported',
-      'PostgreSQL stores are not yet supported by this version; use sqlite:<path>',
-    );
+    try {
+      new URL(url);
+    } catch {
+      throw new StoreError('store_url_invalid', 'store must be a valid postgres:// URL');
+    }
+    return { kind: 'postgres', url };
   }
   if (!url.startsWith('sqlite:')) {
     throw new StoreError('store_url_invalid', 'store must be sqlite:<path> or sqlite::memory:');
@@ -61,6 +64,9 @@ export interface OpenStoreOptions extends SqliteStoreOptions {
  */
 export async function openStore(url: string, options: OpenStoreOptions): Promise<Store> {
   const location = parseStoreUrl(url, options.baseDir);
+  if (location.kind === 'postgres') {
+    return openPostgresStore(location.url, { readonly: options.readonly === true });
+  }
   const { baseDir: _baseDir, ...sqliteOptions } = options;
   return openSqliteStore(location.path, sqliteOptions);
 }

@@ -63,6 +63,7 @@ describe('SQLite backend', () => {
     expect(migrations).toEqual([
       { version: 1, name: 'initial' },
       { version: 2, name: 'lease_revocation_indexes' },
+      { version: 3, name: 'replay_nonces' },
     ]);
   });
 
@@ -72,7 +73,7 @@ describe('SQLite backend', () => {
     // Back to what version 1 wrote.
     const raw = new Database(path);
     raw.exec(
-      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DELETE FROM schema_migrations WHERE version = 2;',
+      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DROP TABLE replay_nonces; DELETE FROM schema_migrations WHERE version >= 2;',
     );
     raw.close();
     const store = openSqliteStore(path);
@@ -208,9 +209,12 @@ describe('store URLs', () => {
     expect(parseStoreUrl(url, base)).toEqual({ kind: 'sqlite', path });
   });
 
+  it.each(['postgres://u@h/db', 'postgresql://h:5433/db'])('%s -> postgres', (url) => {
+    expect(parseStoreUrl(url, '/base')).toEqual({ kind: 'postgres', url });
+  });
+
   it.each([
-    ['postgres://u@h/db', 'store_unsupported'],
-    ['postgresql://h/db', 'store_unsupported'],
+    ['postgres://u@h:port/db', 'store_url_invalid'],
     ['mysql://h/db', 'store_url_invalid'],
     ['sqlite:', 'store_url_invalid'],
     ['sqlite://host/x.db', 'store_url_invalid'],
@@ -224,9 +228,6 @@ describe('store URLs', () => {
     const store = await openStore('sqlite:.nexus/nexus.db', { baseDir: base });
     expect(statSync(join(base, '.nexus', 'nexus.db')).isFile()).toBe(true);
     await store.close();
-    await expect(openStore('postgres://h/db', { baseDir: base })).rejects.toMatchObject({
-      code: 'store_unsupported',
-    });
   });
 });
 

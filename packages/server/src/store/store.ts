@@ -1,6 +1,6 @@
 // The async persistence interface every Nexus component talks to. SQLite (embedded,
-// default) implements it today; PostgreSQL will implement it against the same
-// conformance suite (`conformance.ts`). Rows are plain typed objects; every time is a
+// default) and PostgreSQL (clusters) implement it against the same conformance suite
+// (`conformance.ts`). Rows are plain typed objects; every time is a
 // number of milliseconds since the epoch; absent optional values are `undefined`.
 //
 // Conventions shared by every method:
@@ -215,6 +215,11 @@ export interface AuditRow {
   agent?: string;
   service?: string;
   decision?: string;
+  /**
+   * The audit chain of the record, in `queryAudit` results of a backend that keeps one
+   * chain per node (PostgreSQL); undefined with a single chain (SQLite).
+   */
+  chain?: string;
 }
 
 /** Filter of `queryAudit`. `since` is inclusive, `until` exclusive (ms). */

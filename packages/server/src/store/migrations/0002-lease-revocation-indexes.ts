@@ -11,4 +11,8 @@ export const migration0002: Migration = {
 CREATE INDEX leases_parent ON leases (parent_jti);
 CREATE INDEX leases_revoked_expiry ON leases (expires_at) WHERE revoked_at IS NOT NULL;
 `,
+  postgres: `
+CREATE INDEX leases_parent ON leases (parent_jti);
+CREATE INDEX leases_revoked_expiry ON leases (expires_at) WHERE revoked_at IS NOT NULL;
+`,
 };

@@ -1,5 +1,5 @@
 // The shape of one schema migration. One numbered set serves every backend; each
-// migration carries the SQL of each dialect (PostgreSQL is added with its backend).
+// migration carries the SQL of each dialect, so both stores stay at the same version.
 
 /** One schema step. Versions start at 1 and increase by 1. */
 export interface Migration {
@@ -7,4 +7,6 @@ export interface Migration {
   name: string;
   /** SQLite statements, run in one transaction with the bookkeeping row. */
   sqlite: string;
+  /** PostgreSQL statements, run in one transaction with the bookkeeping row. */
+  postgres: string;
 }

@@ -1,0 +1,188 @@
+/**
+ * Change fan-out between the nodes of a cluster (issue 13): a revocation, an agent
+ * disabled, enabled or created, or a signing key rotated on one node reaches every other
+ * node within a second.
+ *
+ * - The changing node commits the change, writes a new random change token to the
+ *   store's meta table (`cluster.change`), then sends a notice: Redis pub/sub when
+ *   `redis:` is configured, else PostgreSQL `NOTIFY`. Every other node re-reads agents,
+ *   revocations and keys from the store (`Authority.refresh`) when the notice arrives.
+ * - Fallback: each node also reads the token every `pollMs` (default 1 s) and re-reads
+ *   when it changed, so a notice lost to a dropped connection is caught up; after a
+ *   reconnect of the listener a node re-reads at once.
+ *
+ * Revocations are read into memory, so a node keeps refusing a revoked lease while the
+ * store or Redis is down; what it cannot learn meanwhile it learns on recovery.
+ */
+import type { Redis } from 'ioredis';
+import pg from 'pg';
+import type { Store } from '../store/store.js';
+import { errorSummary } from '../proxy/pipeline.js';
+import type { Logger } from '../util/logger.js';
+import { randomId } from '../util/ids.js';
+
+/** The meta key holding the newest change token. */
+export const CHANGE_TOKEN_KEY = 'cluster.change';
+/** The PostgreSQL NOTIFY channel (one database per cluster). */
+export const PG_CHANNEL = 'nexus_changes';
+
+/** Options of {@link startClusterSync}. */
+export interface ClusterSyncOptions {
+  readonly store: Store;
+  /** The PostgreSQL URL, for the LISTEN connection when there is no Redis. */
+  readonly postgresUrl: string;
+  /** The store's pool, for NOTIFY. */
+  readonly pool: pg.Pool;
+  /** The shared Redis client and key prefix, when configured. */
+  readonly redis?: { readonly client: Redis; readonly prefix: string } | undefined;
+  /** Re-reads the shared state (`Authority.refresh`). */
+  readonly refresh: () => Promise<void>;
+  readonly logger: Logger;
+  /** How often the change token is read (the fallback). Default 1000 ms. */
+  readonly pollMs?: number;
+}
+
+/** A running fan-out; see {@link startClusterSync}. */
+export interface ClusterSync {
+  /** This node's id in notices (its own notices are ignored). */
+  readonly nodeId: string;
+  /** Tells every other node that the shared state changed. Never throws. */
+  publish(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts listening for other nodes' changes and returns the publisher of this node's.
+ *
+ * @example
+ * const sync = await startClusterSync({ store, postgresUrl, refresh: () => authority.refresh(), logger });
+ * authority.onChange = () => sync.publish();
+ */
+export async function startClusterSync(options: ClusterSyncOptions): Promise<ClusterSync> {
+  const { store, logger } = options;
+  const nodeId = randomId(9);
+  const pollMs = options.pollMs ?? 1000;
+  let closed = false;
+  let lastToken = await store.getMeta(CHANGE_TOKEN_KEY).catch(() => undefined);
+
+  const refresh = () => {
+    if (closed) return;
+    options.refresh().catch((err: unknown) => {
+      logger.warn({ err: errorSummary(err) }, 'cluster refresh failed; retried on the next change');
+      // The next poll tries again: forget the token so it differs.
+      lastToken = undefined;
+    });
+  };
+
+  // --- the fallback: poll the change token ---
+  let pollFailed = false;
+  const poll = setInterval(() => {
+    store.getMeta(CHANGE_TOKEN_KEY).then(
+      (token) => {
+        if (pollFailed) logger.info('cluster change token readable again');
+        pollFailed = false;
+        if (token !== lastToken) {
+          lastToken = token;
+          refresh();
+        }
+      },
+      (err: unknown) => {
+        if (!pollFailed) {
+          logger.warn({ err: errorSummary(err) }, 'cluster change token unreadable; retrying');
+        }
+        pollFailed = true;
+      },
+    );
+  }, pollMs);
+  poll.unref();
+
+  // --- notices ---
+  let stopListening: () => Promise<void>;
+  let notify: () => Promise<unknown>;
+  const onNotice = (payload: string | undefined) => {
+    if (payload !== nodeId) refresh();
+  };
+  if (options.redis !== undefined) {
+    const { client, prefix } = options.redis;
+    const channel = `${prefix}changes`;
+    // A subscriber connection of its own; its commands may wait for a connection (it
+    // only ever subscribes), and it re-subscribes by itself after a reconnect.
+    const sub = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+    sub.on('error', () => undefined); // logged by the main client
+    let ready = false;
+    sub.on('ready', () => {
+      // Notices sent while disconnected are lost: catch up on every (re)connect.
+      if (ready) refresh();
+      ready = true;
+    });
+    sub.on('message', (_channel: string, message: string) => onNotice(message));
+    await sub.subscribe(channel).catch((err: unknown) => {
+      logger.warn({ err: errorSummary(err) }, 'redis subscribe failed; polling until it works');
+    });
+    notify = () => client.publish(channel, nodeId);
+    stopListening = async () => {
+      await sub.quit().catch(() => sub.disconnect());
+    };
+  } else {
+    let listener: pg.Client | undefined;
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    const listen = async (): Promise<void> => {
+      const client = new pg.Client({
+        connectionString: options.postgresUrl,
+        connectionTimeoutMillis: 3000,
+        keepAlive: true,
+      });
+      const again = () => {
+        if (closed || listener !== client) return;
+        listener = undefined;
+        void client.end().catch(() => undefined);
+        retry = setTimeout(() => void listen(), 500);
+        retry.unref();
+      };
+      listener = client;
+      client.on('error', again);
+      client.on('end', again);
+      client.on('notification', (msg) => onNotice(msg.payload));
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${PG_CHANNEL}`);
+        // Changes made while this node was not listening are caught up now.
+        refresh();
+      } catch {
+        again();
+      }
+    };
+    await listen();
+    // NOTIFY through the store's pool: a connection of the shared pool, no new one.
+    const pool = options.pool;
+    notify = () => pool.query('SELECT pg_notify($1, $2)', [PG_CHANNEL, nodeId]);
+    stopListening = async () => {
+      if (retry !== undefined) clearTimeout(retry);
+      const client = listener;
+      listener = undefined;
+      await client?.end().catch(() => undefined);
+    };
+  }
+
+  return {
+    nodeId,
+    async publish() {
+      if (closed) return;
+      try {
+        // The token first: a node that misses the notice still sees the token change.
+        await store.setMeta(CHANGE_TOKEN_KEY, `${nodeId}.${randomId(9)}`);
+        await notify();
+      } catch (err) {
+        logger.warn(
+          { err: errorSummary(err) },
+          'cluster change notice failed; other nodes catch up by polling',
+        );
+      }
+    },
+    async close() {
+      closed = true;
+      clearInterval(poll);
+      await stopListening();
+    },
+  };
+}
