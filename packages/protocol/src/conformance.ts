@@ -19,7 +19,7 @@ import {
   verifyMessage,
 } from './http-signatures/signatures.js';
 import type { LeaseClaims } from './lease.js';
-import { verifyRequest } from './profile.js';
+import { verifyRequest, type SignatureProfile } from './profile.js';
 import { serializeByteSequence } from './structured-fields.js';
 
 /** A vector's expected outcome. */
@@ -188,6 +188,8 @@ interface NexusVector {
     audience: string;
     authority_jwks: { keys: Array<Record<string, unknown>> };
     revoked_jtis?: string[];
+    /** Signature profiles the verifier accepts; default both (nexus/1.1, nexus/1). */
+    profiles?: SignatureProfile[];
   };
   expected: VectorExpectation;
 }
@@ -211,6 +213,7 @@ async function runNexus(v: NexusVector): Promise<string> {
       getAuthorityKey,
       isRevoked: (claims: LeaseClaims) => revoked.has(claims.jti),
       now: () => v.now * 1000,
+      ...(v.verifier.profiles ? { profiles: v.verifier.profiles } : {}),
     });
     base = verified.signatureBase;
   });

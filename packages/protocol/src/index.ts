@@ -96,6 +96,7 @@ export {
   LEASE_ALGORITHMS,
   LEASE_TYP,
   agentNameFromSub,
+  isLeaseTyp,
   agentSub,
   signLease,
   signatureAlgorithmForJwk,
@@ -114,10 +115,12 @@ export type {
 } from './lease.js';
 
 export {
+  DEFAULT_SIGNATURE_PROFILE,
   MAX_INTENT_LENGTH,
   MAX_SIGNATURE_WINDOW,
   MIN_NONCE_LENGTH,
   SIGNATURE_LABEL,
+  SIGNATURE_PROFILES,
   SIGNATURE_TAG,
   generateAgentKey,
   jwkThumbprint,
@@ -131,6 +134,7 @@ export type {
   AgentKeyPair,
   AgentSignatureAlgorithm,
   SignRequestOptions,
+  SignatureProfile,
   VerifiedRequest,
   VerifyRequestOptions,
   VerifyRequestSignatureOptions,

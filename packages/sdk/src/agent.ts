@@ -5,7 +5,13 @@
  * MUST: the private key is generated non-extractable and never leaves this object. The
  * lease is sent only in `Workload-Identity-Token`, never in `Authorization`.
  */
-import { generateAgentKey, signRequest, type CryptoKey, type LeaseClaims } from '@nexus/protocol';
+import {
+  generateAgentKey,
+  signRequest,
+  type CryptoKey,
+  type LeaseClaims,
+  type SignatureProfile,
+} from '@nexus/protocol';
 import { NexusAgentError, errorFromResponse, nexusRefusalCode } from './errors.js';
 import { checkedTarget } from './target.js';
 
@@ -18,6 +24,11 @@ export interface EnrollOptions {
   readonly enrollmentToken: string;
   /** Agent key algorithm (default `ed25519`). */
   readonly keyAlgorithm?: AgentKeyAlgorithm;
+  /**
+   * Request-signature profile. Default: `nexus/1.1` (the current WIMSE draft), or
+   * `nexus/1` when the node's discovery document lists only that (an older node).
+   */
+  readonly signatureProfile?: SignatureProfile;
   /** Renew automatically before expiry (default true). */
   readonly autoRenew?: boolean;
   /** Injected for tests. */
@@ -58,6 +69,8 @@ export class NexusAgent {
    * `body_too_large`, before anything is sent.
    */
   readonly maxBodyBytes: number | undefined;
+  /** The profile this agent signs with (spec §4.7). */
+  readonly signatureProfile: SignatureProfile;
 
   /** @internal */
   constructor(
@@ -65,12 +78,14 @@ export class NexusAgent {
     lease: string,
     proxyUrl: string,
     private readonly options: EnrollOptions,
-    maxBodyBytes?: number,
+    discovered: Discovered = {},
   ) {
     this.#lease = lease;
     this.#claims = decodeClaims(lease);
     this.proxyUrl = proxyUrl.replace(/\/$/, '');
-    this.maxBodyBytes = maxBodyBytes;
+    this.maxBodyBytes = discovered.maxBodyBytes;
+    this.signatureProfile =
+      options.signatureProfile ?? discovered.signatureProfile ?? DEFAULT_PROFILE;
     this.#schedule();
   }
 
@@ -155,6 +170,7 @@ export class NexusAgent {
       key: this.key,
       intent: init.intent ?? '',
       now: this.options.now,
+      profile: this.signatureProfile,
     });
     try {
       return await this.#fetch()(url, {
@@ -282,25 +298,41 @@ export async function enroll(options: EnrollOptions): Promise<NexusAgent> {
     body.lease,
     body.proxy_url,
     options,
-    await advertisedMaxBody(f, options.authority),
+    await discover(f, options.authority),
   );
 }
 
+const DEFAULT_PROFILE: SignatureProfile = 'nexus/1.1';
+
+/** What the agent takes from the node's discovery document. */
+interface Discovered {
+  readonly maxBodyBytes?: number;
+  readonly signatureProfile?: SignatureProfile;
+}
+
 /**
- * The node's request body limit from its discovery document (`max_body_bytes`), or
- * undefined when it cannot be read (older node, network): the proxy still enforces it.
+ * From the node's discovery document: its request body limit (`max_body_bytes`) and the
+ * signature profile to use: `nexus/1.1` when `signature_profiles` lists it, `nexus/1`
+ * when the document has no `signature_profiles` (a node older than nexus/1.1 verifies
+ * nexus/1 only) or lists only that. Nothing when it cannot be read (network): the proxy
+ * still enforces its limit, and the agent signs nexus/1.1.
  */
-async function advertisedMaxBody(f: typeof fetch, authority: string): Promise<number | undefined> {
+async function discover(f: typeof fetch, authority: string): Promise<Discovered> {
   try {
     const res = await f(`${authority.replace(/\/$/, '')}/.well-known/nexus-configuration`);
     if (!res.ok) {
       await res.body?.cancel();
-      return undefined;
+      return {};
     }
-    const doc = (await res.json()) as { max_body_bytes?: unknown };
+    const doc = (await res.json()) as { max_body_bytes?: unknown; signature_profiles?: unknown };
     const n = doc.max_body_bytes;
-    return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+    const profiles = Array.isArray(doc.signature_profiles) ? doc.signature_profiles : undefined;
+    const onlyV1 = profiles === undefined || !profiles.includes('nexus/1.1');
+    return {
+      ...(typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? { maxBodyBytes: n } : {}),
+      ...(onlyV1 ? { signatureProfile: 'nexus/1' as const } : {}),
+    };
   } catch {
-    return undefined;
+    return {};
   }
 }

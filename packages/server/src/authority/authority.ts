@@ -16,7 +16,12 @@ import {
   decodeProtectedHeader,
   type JWK,
 } from 'jose';
-import { NexusError, type LeaseClaims, type VerifiedRequest } from '@nexus/protocol';
+import {
+  NexusError,
+  SIGNATURE_PROFILES,
+  type LeaseClaims,
+  type VerifiedRequest,
+} from '@nexus/protocol';
 import type { AgentRow, LeaseRow, Store } from '../store/store.js';
 import type { Vault } from '../vault/vault.js';
 import { randomId, sha256Hex } from '../util/ids.js';
@@ -412,6 +417,8 @@ export class Authority {
       signature_algorithms: ['ed25519', 'ecdsa-p256-sha256'],
       digest_algorithms: ['sha-256', 'sha-512'],
       max_signature_window: 60,
+      // Accepted request-signature profiles, newest first (spec §4.7: nexus/1 deprecated).
+      signature_profiles: [...SIGNATURE_PROFILES],
     };
   }
 }

@@ -1,0 +1,166 @@
+/**
+ * Issue 16 end to end: the nexus/1.1 signature profile (current WIMSE draft: `@path` and
+ * `@query`, signature selected by `tag`) on a real node, next to the deprecated nexus/1;
+ * the interop matrix (nexus/1 and nexus/1.1 signers against the node's verifier), tampered
+ * components on the wire, and what discovery says.
+ */
+import { request as httpRequest } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signRequest, type SignatureProfile } from '@nexus/protocol';
+import { rawAgent, type RawAgent } from './helpers/agents.js';
+import { startNode, type TestNode } from './helpers/node.js';
+import { startUpstream, type TestUpstream } from './helpers/upstream.js';
+
+interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** Sends a request exactly as given (no URL normalisation), over a fresh connection. */
+function send(
+  base: string,
+  path: string,
+  init: { method?: string; headers?: Record<string, string> | string[]; body?: string } = {},
+): Promise<RawResponse> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: u.hostname,
+        port: u.port,
+        path,
+        method: init.method ?? 'GET',
+        headers: init.headers,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks),
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+const problemCode = (r: RawResponse): string | undefined => {
+  try {
+    return (JSON.parse(r.body.toString()) as { code?: string }).code;
+  } catch {
+    return undefined;
+  }
+};
+
+let node: TestNode;
+let upstream: TestUpstream;
+let agent: RawAgent;
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  node = await startNode({
+    services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+    agents: { bot: { roles: ['reader'] } },
+    policies: [{ id: 'all', allow: { roles: ['reader'], services: ['echo'] } }],
+  });
+  agent = await rawAgent(node, 'bot');
+}, 60_000);
+
+afterAll(async () => {
+  await node?.stop();
+  await upstream?.close();
+});
+
+async function signed(
+  profile: SignatureProfile,
+  path: string,
+  init: { method?: string; body?: string } = {},
+): Promise<Record<string, string>> {
+  const headers: Record<string, string> = {};
+  if (init.body !== undefined) headers['content-type'] = 'application/json';
+  const added = await signRequest({
+    method: init.method ?? 'GET',
+    url: node.proxyUrl + path,
+    headers,
+    body: init.body,
+    lease: agent.lease,
+    key: agent.key,
+    intent: 'issue 16 interop',
+    profile,
+  });
+  return { ...headers, ...added };
+}
+
+describe('discovery (issue 16)', () => {
+  it('lists the accepted signature profiles and the skews', async () => {
+    const doc = (await (
+      await fetch(`${node.proxyUrl}/.well-known/nexus-configuration`)
+    ).json()) as Record<string, unknown>;
+    expect(doc).toMatchObject({
+      spec_version: 'nexus/1',
+      signature_profiles: ['nexus/1.1', 'nexus/1'],
+      lease_skew: 30,
+      signature_skew: 5,
+    });
+  });
+});
+
+describe('interop matrix: nexus/1 and nexus/1.1 signers against the node (issue 16)', () => {
+  for (const profile of ['nexus/1', 'nexus/1.1'] as const) {
+    it(`${profile}: GET with a query, POST with a body, GET without a query`, async () => {
+      upstream.reset();
+      const get = await send(node.proxyUrl, '/echo/items?state=open&x=%20y', {
+        headers: await signed(profile, '/echo/items?state=open&x=%20y'),
+      });
+      expect(get.status).toBe(200);
+      const post = await send(node.proxyUrl, '/echo/items', {
+        method: 'POST',
+        body: '{"a":1}',
+        headers: await signed(profile, '/echo/items', { method: 'POST', body: '{"a":1}' }),
+      });
+      expect(post.status).toBe(200);
+      const bare = await send(node.proxyUrl, '/echo', { headers: await signed(profile, '/echo') });
+      expect(bare.status).toBe(200);
+      expect(upstream.requests.map((r) => r.url)).toEqual([
+        '/items?state=open&x=%20y',
+        '/items',
+        '/',
+      ]);
+    });
+
+    it(`${profile}: a covered component changed on the wire is refused`, async () => {
+      upstream.reset();
+      const cases: Array<[string, string, { method?: string; body?: string }, string, string?]> = [
+        // [what, signed path, signed init, sent path, sent method]
+        ['query changed', '/echo/items?state=open', {}, '/echo/items?state=all'],
+        ['query added', '/echo/items', {}, '/echo/items?admin=1'],
+        ['query removed', '/echo/items?state=open', {}, '/echo/items'],
+        ['method changed', '/echo/items', {}, '/echo/items', 'DELETE'],
+      ];
+      for (const [what, signedPath, init, sentPath, sentMethod] of cases) {
+        const r = await send(node.proxyUrl, sentPath, {
+          method: sentMethod ?? 'GET',
+          headers: await signed(profile, signedPath, init),
+        });
+        expect([what, r.status, problemCode(r)]).toEqual([what, 401, 'signature_invalid']);
+      }
+      expect(upstream.requests).toHaveLength(0);
+    });
+  }
+
+  it('the SDK signs nexus/1.1 by default', async () => {
+    const sdkAgent = await node.enroll('bot');
+    expect(sdkAgent.signatureProfile).toBe('nexus/1.1');
+    upstream.reset();
+    const res = await sdkAgent.fetch('echo', '/items?x=1');
+    expect(res.status).toBe(200);
+    sdkAgent.close();
+  });
+});
