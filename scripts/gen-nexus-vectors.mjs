@@ -865,6 +865,24 @@ async function suite(PROFILE) {
     'intent_invalid',
   );
 
+  // Repeated field lines: one code for every field the profile reads (spec §8 step 2).
+  for (const [id, name, extra] of [
+    ['repeated-lease-field', 'workload-identity-token', null],
+    ['repeated-intent-field', 'nexus-intent', '"a second purpose"'],
+  ]) {
+    add(
+      id,
+      'FIELD-SINGLE',
+      `${name} sent as two field lines`,
+      mutate(await build(id), (i) => {
+        const pairs = Object.entries(i.headers);
+        pairs.push([name, extra ?? i.headers[name]]);
+        i.headers = pairs;
+      }),
+      'request_invalid',
+    );
+  }
+
   // Window.
   add(
     'created-in-future',

@@ -6,7 +6,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signRequest, type SignatureProfile } from '@nexus/protocol';
+import { generateAgentKey, signRequest, type SignatureProfile } from '@nexus/protocol';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 import { startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
@@ -162,5 +162,84 @@ describe('interop matrix: nexus/1 and nexus/1.1 signers against the node (issue 
     const res = await sdkAgent.fetch('echo', '/items?x=1');
     expect(res.status).toBe(200);
     sdkAgent.close();
+  });
+});
+
+describe("the spec's loose ends on the wire (issue 16)", () => {
+  it('a 401 carries a WWW-Authenticate Nexus challenge; a 400 does not', async () => {
+    const missing = await send(node.proxyUrl, '/echo/x');
+    expect(missing.status).toBe(401);
+    expect(missing.headers['www-authenticate']).toBe('Nexus error="lease_missing"');
+    expect(missing.headers['nexus-error']).toBe('lease_missing');
+    const headers = await signed('nexus/1.1', '/echo/x');
+    const tampered = await send(node.proxyUrl, '/echo/y', { headers });
+    expect(tampered.headers['www-authenticate']).toBe('Nexus error="signature_invalid"');
+    const bad = await send(node.proxyUrl, '/echo/a%2Fb', { headers });
+    expect([bad.status, problemCode(bad)]).toEqual([400, 'path_invalid']);
+    expect(bad.headers['www-authenticate']).toBeUndefined();
+    // The Authority's 401s too.
+    const enroll = await fetch(`${node.proxyUrl}/v1/leases`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        enrollment_token: 'no-such-token',
+        jwk: (await generateAgentKey('ed25519')).publicJwk,
+      }),
+    });
+    expect(enroll.status).toBe(401);
+    expect(enroll.headers.get('www-authenticate')).toBe('Nexus error="enrollment_invalid"');
+    await enroll.body?.cancel();
+  });
+
+  it('a repeated Workload-Identity-Token or Nexus-Intent field line is request_invalid', async () => {
+    upstream.reset();
+    const headers = await signed('nexus/1.1', '/echo/x');
+    for (const name of ['workload-identity-token', 'nexus-intent']) {
+      // A raw header list: Node's client then adds no Host of its own.
+      const flat: string[] = ['host', new URL(node.proxyUrl).host];
+      for (const [k, v] of Object.entries(headers)) flat.push(k, v);
+      flat.push(name, headers[name]!);
+      const r = await send(node.proxyUrl, '/echo/x', { headers: flat });
+      expect([name, r.status, problemCode(r)]).toEqual([name, 400, 'request_invalid']);
+    }
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('raw control or non-ASCII bytes in the request target are request_invalid (§7.2)', async () => {
+    const { connect } = await import('node:net');
+    const u = new URL(node.proxyUrl);
+    for (const target of ['/echo/caf\u00c3\u00a9', '/echo/a\u0001b', '/echo/x?q=\u00c3\u00a9']) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(u.port), u.hostname, () =>
+          socket.write(
+            Buffer.from(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 'latin1'),
+          ),
+        );
+        let data = '';
+        socket.on('data', (d: Buffer) => (data += d.toString('latin1')));
+        socket.on('end', () => resolve(data));
+        socket.on('error', reject);
+      });
+      expect(answer.startsWith('HTTP/1.1 400')).toBe(true);
+      expect(answer).toMatch(/nexus-error: request_invalid/i);
+    }
+    // The same characters percent-encoded reach routing: a control is path_invalid.
+    const r = await send(node.proxyUrl, '/echo/a%01b', {
+      headers: await signed('nexus/1.1', '/echo/x'),
+    });
+    expect(problemCode(r)).toBe('path_invalid');
+  });
+
+  it('enrolling in the same second as a revocation by agent gives a live lease', async () => {
+    const before = await node.enroll('bot');
+    expect((await node.cli(['lease', 'revoke', '--agent', 'bot'])).code).toBe(0);
+    const fresh = await node.enroll('bot');
+    expect(fresh.claims.iat).toBeGreaterThan(before.claims.iat - 1);
+    const res = await fresh.fetch('echo', '/after-revoke');
+    expect(res.status).toBe(200);
+    before.close();
+    fresh.close();
+    // The raw agent of the other tests was revoked too: enroll it again.
+    agent = await rawAgent(node, 'bot');
   });
 });

@@ -276,7 +276,7 @@ describe('verification', () => {
       ),
     ).toBe('lease_revoked');
   });
-  it('a duplicated lease field is invalid, an absent one missing', async () => {
+  it('a repeated lease or intent field line is request_invalid (issue 16), an absent lease missing', async () => {
     const { agent, lease } = await setup();
     const added = await signRequest({
       method: 'POST',
@@ -291,7 +291,13 @@ describe('verification', () => {
       [string, string]
     >;
     expect(await code(verifyRequestSignature({ ...verifier({}), headers: dup }))).toBe(
-      'lease_invalid',
+      'request_invalid',
+    );
+    const dupIntent = Object.entries(added).concat([['nexus-intent', '"x"']]) as Array<
+      [string, string]
+    >;
+    expect(await code(verifyRequestSignature({ ...verifier({}), headers: dupIntent }))).toBe(
+      'request_invalid',
     );
   });
   it('the wimse-aud is bound to the verifier URL', async () => {

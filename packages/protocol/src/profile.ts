@@ -68,6 +68,15 @@ const REQUIRED_COMPONENTS: Readonly<Record<SignatureProfile, readonly string[]>>
   'nexus/1': ['@method', '@request-target', 'workload-identity-token', 'nexus-intent'],
 };
 const BODY_COMPONENTS = ['content-type', 'content-digest'];
+/** Fields that MUST arrive as one field line: a repeat is `request_invalid` (spec §8 step 2). */
+const SINGLE_FIELDS = [
+  'workload-identity-token',
+  'nexus-intent',
+  'signature',
+  'signature-input',
+  'content-digest',
+  'content-type',
+];
 const FETCH_NORMALISED = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT']);
 
 /** An agent signature algorithm of the profile. */
@@ -383,10 +392,17 @@ export async function verifyRequestSignature(
     throw new NexusError('signature_invalid');
   };
   const clock = options.now ?? Date.now;
+  // 0. One field line each for the fields the profile reads [FIELD-SINGLE] (spec §8 step
+  // 2): a signer and a verifier that combined repeated lines differently would read
+  // different values. One code for all of them, as the proxy answers before this runs.
+  for (const name of SINGLE_FIELDS) {
+    if ((fieldLines(options.headers, name)?.length ?? 0) > 1) {
+      throw new NexusError('request_invalid');
+    }
+  }
   // 1. Lease [LEASE-HEADER] and its checks [LEASE-*].
   const leaseLines = fieldLines(options.headers, 'workload-identity-token');
   if (!leaseLines) throw new NexusError('lease_missing');
-  if (leaseLines.length !== 1) throw new NexusError('lease_invalid');
   const lease = trimOWS(leaseLines[0]!);
   if (lease === '') throw new NexusError('lease_missing');
   const entry = await verifyLeaseCached(lease, options, clock);
@@ -443,7 +459,7 @@ export async function verifyRequestSignature(
   }
   // [INTENT-REQUIRED] [INTENT-FORMAT]
   const intentLines = fieldLines(options.headers, 'nexus-intent');
-  if (!intentLines || intentLines.length !== 1) throw new NexusError('intent_invalid');
+  if (!intentLines) throw new NexusError('intent_invalid');
   const intent = parseSfString(trimOWS(intentLines[0]!), { code: 'intent_invalid' });
   checkIntent(intent);
   let ownAudience: string;

@@ -154,14 +154,16 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // Scheduled signing-key rotation (authority.key_rotation); retired keys keep verifying
     // until the last lease they signed has expired.
     const rotationPeriod = config.authority.key_rotation;
+    // Also when the active key is not of `authority.signing_alg` (issue 16): the configured
+    // algorithm takes effect at start, without waiting for a scheduled rotation.
     const rotateIfDue = async () => {
-      if (rotationPeriod === undefined) return;
       const key = await authority.keys.rotateIfDue(
         config.authority.signing_alg,
-        rotationPeriod,
+        rotationPeriod ?? Number.POSITIVE_INFINITY,
         config.authority.lease_ttl,
       );
-      if (key !== undefined) logger.info({ kid: key.kid }, 'authority signing key rotated');
+      if (key !== undefined)
+        logger.info({ kid: key.kid, alg: key.alg }, 'authority signing key rotated');
     };
     await rotateIfDue();
     const rotationTimer = setInterval(() => {

@@ -279,8 +279,14 @@ export class Authority {
     if (agent === undefined) throw new NexusError('enrollment_invalid');
     if (agent.disabled) throw new NexusError('agent_disabled');
     const now = this.clock();
-    const iat = Math.floor(now / 1000);
+    let iat = Math.floor(now / 1000);
+    // A revocation by agent or of all covers the whole second it ran in (leases carry
+    // second-resolution iat): a lease issued later in that second would be born revoked
+    // (issue 16, the re-enrollment trap). It starts at the next second instead, well
+    // within every verifier's lease skew (spec §12.3).
+    if (this.#coveredByEpoch(agentName, iat * 1000)) iat += 1;
     const exp = Math.floor((now + (chain.ttlMs ?? this.settings.leaseTtlMs)) / 1000);
+    if (exp <= iat) throw new NexusError(chain.parentJti ? 'renewal_denied' : 'internal_error');
     const jti = randomId(16);
     const claims: LeaseClaims = {
       iss: this.settings.issuer,
