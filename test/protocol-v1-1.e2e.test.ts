@@ -6,7 +6,13 @@
  */
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateAgentKey, signRequest, type SignatureProfile } from '@nexus/protocol';
+import {
+  generateAgentKey,
+  signRequest,
+  verifyResponseSignature,
+  type SignatureProfile,
+} from '@nexus/protocol';
+import { enroll, type NexusAgentError } from '@nexus/sdk';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 import { startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
@@ -241,5 +247,72 @@ describe("the spec's loose ends on the wire (issue 16)", () => {
     fresh.close();
     // The raw agent of the other tests was revoked too: enroll it again.
     agent = await rawAgent(node, 'bot');
+  });
+});
+
+describe('signed Nexus responses (issue 16, spec §10.4)', () => {
+  it('a refusal is signed by a JWKS key and bound to the request nonce', async () => {
+    const headers = await signed('nexus/1.1', '/nope/x');
+    const r = await send(node.proxyUrl, '/nope/x', { headers });
+    expect(problemCode(r)).toBe('service_unknown');
+    const jwks = (await (await fetch(`${node.proxyUrl}/.well-known/jwks.json`)).json()) as {
+      keys: Array<Record<string, unknown>>;
+    };
+    const nonce = /;nonce="([^"]+)"/.exec(headers['signature-input']!)![1]!;
+    const flat = Object.entries(r.headers).map(([k, v]) => [k, String(v)] as [string, string]);
+    const verified = await verifyResponseSignature({
+      status: r.status,
+      headers: flat,
+      body: r.body,
+      request: { method: 'GET', url: `${node.proxyUrl}/nope/x`, nonce },
+      keys: jwks.keys,
+    });
+    expect(jwks.keys.map((k) => k.kid)).toContain(verified.kid);
+    // Another request's nonce does not verify: the refusal cannot be replayed elsewhere.
+    expect(
+      await verifyResponseSignature({
+        status: r.status,
+        headers: flat,
+        body: r.body,
+        request: { method: 'GET', url: `${node.proxyUrl}/nope/x`, nonce: 'x'.repeat(22) },
+        keys: jwks.keys,
+      }).catch((e: { code?: string }) => e.code),
+    ).toBe('signature_invalid');
+  });
+
+  it('the SDK acts on a signed refusal and never on an unsigned "Nexus" error', async () => {
+    let forged = 0;
+    const hostile: typeof fetch = async (input, init) => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      if (url.includes('/echo/forged')) {
+        forged++;
+        // What an on-path party or a confused intermediary could write: a refusal that
+        // would make the SDK re-sign and resend (spec §10.1).
+        return new Response('{"code":"signature_expired"}', {
+          status: 401,
+          headers: {
+            'content-type': 'application/problem+json',
+            'nexus-error': 'signature_expired',
+          },
+        });
+      }
+      return fetch(input, init);
+    };
+    const token = await node.enrollmentToken('bot');
+    const sdkAgent = await enroll({
+      authority: node.proxyUrl,
+      enrollmentToken: token,
+      fetch: hostile,
+    });
+    // A real refusal by the node: signed, verified, reported with its code.
+    const denied = await sdkAgent.fetch('nope', '/x').catch((e: NexusAgentError) => e);
+    expect((denied as NexusAgentError).code).toBe('service_unknown');
+    expect((denied as NexusAgentError).requestId).toBeDefined(); // answered by the node
+    // A forged one: not acted upon (no retry), reported as unverified.
+    const err = await sdkAgent.fetch('echo', '/forged').catch((e: NexusAgentError) => e);
+    expect((err as NexusAgentError).code).toBe('response_unverified');
+    expect((err as NexusAgentError).status).toBe(502);
+    expect(forged).toBe(1);
+    sdkAgent.close();
   });
 });

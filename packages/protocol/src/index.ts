@@ -140,6 +140,17 @@ export type {
   VerifyRequestSignatureOptions,
 } from './profile.js';
 
+export {
+  RESPONSE_SIGNATURE_LABEL,
+  RESPONSE_SIGNATURE_TAG,
+  RESPONSE_SIGNATURE_WINDOW,
+  responseSignatureBase,
+  responseSignatureComponents,
+  responseSignatureParams,
+  verifyResponseSignature,
+} from './response-signature.js';
+export type { VerifyResponseSignatureOptions } from './response-signature.js';
+
 export { RESERVED_SERVICE_NAMES, SERVICE_NAME, parseRoute, serviceTarget } from './route.js';
 export type { Route } from './route.js';
 

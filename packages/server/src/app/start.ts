@@ -36,6 +36,7 @@ import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipe
 import { createReplayCache } from '../proxy/replay-cache.js';
 import { restoreReplayState, saveReplayState } from './replay-state.js';
 import { sendProblem } from '../proxy/problem.js';
+import { installResponseSigner } from '../proxy/sign-response.js';
 import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
@@ -151,6 +152,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const publicUrl = config.proxy.public_url;
     const authority = new Authority(authoritySettings(config), store, vault, clock);
     await authority.init();
+    // Problems this node generates are signed with the Authority's active key (spec §10.4).
+    installResponseSigner({ key: () => authority.keys.active(), clock });
     // Scheduled signing-key rotation (authority.key_rotation); retired keys keep verifying
     // until the last lease they signed has expired.
     const rotationPeriod = config.authority.key_rotation;

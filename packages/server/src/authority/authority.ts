@@ -18,6 +18,7 @@ import {
 } from 'jose';
 import {
   NexusError,
+  RESPONSE_SIGNATURE_TAG,
   SIGNATURE_PROFILES,
   type LeaseClaims,
   type VerifiedRequest,
@@ -425,6 +426,8 @@ export class Authority {
       max_signature_window: 60,
       // Accepted request-signature profiles, newest first (spec §4.7: nexus/1 deprecated).
       signature_profiles: [...SIGNATURE_PROFILES],
+      // Problems are signed by a JWKS key under this tag, bound to the request (spec §10.4).
+      response_signature_tag: RESPONSE_SIGNATURE_TAG,
     };
   }
 }

@@ -8,6 +8,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { problemDetails, type NexusError } from '@nexus/protocol';
+import { signProblemHeaders } from './sign-response.js';
 
 /**
  * @param closeConnection set when the request body was not read: the connection cannot
@@ -32,6 +33,8 @@ export function sendProblem(
     // Marks the response as Nexus's own, so a client never confuses it with an upstream's.
     'nexus-error': err.code,
   };
+  // Signed by the Authority key, bound to the request's nonce (spec §10.4).
+  signProblemHeaders(res.req, err.status, headers, body);
   const challenge = authenticateChallenge(err);
   if (challenge !== undefined) headers['www-authenticate'] = challenge;
   if (closeConnection) headers.connection = 'close';
