@@ -15,6 +15,8 @@ import {
   signMessage,
   signRequest,
   runConformanceVector,
+  responseSignatureBase,
+  responseSignatureParams,
 } from '../packages/protocol/dist/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -864,6 +866,113 @@ async function suite(PROFILE) {
     await build('intent-token', { intentHeader: 'triage' }),
     'intent_invalid',
   );
+
+  // Signed Nexus responses (spec §10.4), nexus/1.1 suite: verified as an agent does.
+  if (!V1) {
+    const REQ = { method: 'POST', url: URL_GET, nonce: fixed('nonce:response-request') };
+    const problem = JSON.stringify({
+      type: 'urn:nexus:problem:policy_denied',
+      title: 'Policy denied',
+      status: 403,
+      code: 'policy_denied',
+      detail: 'no rule allows this request',
+      request_id: 'pq3Vd0h7Jc2Lr9Xa',
+    });
+    const response = (status = 403, requestNonce = REQ.nonce) => {
+      const headers = {
+        'content-type': 'application/problem+json',
+        'nexus-request-id': 'pq3Vd0h7Jc2Lr9Xa',
+        'nexus-error': 'policy_denied',
+        'content-digest': `sha-256=:${createHash('sha256').update(problem).digest('base64')}:`,
+      };
+      const params = responseSignatureParams({
+        created: NOW,
+        nonce: fixed('nonce:response'),
+        kid: KEYS.authority.kid,
+        requestNonce,
+      });
+      const { base, signatureParams } = responseSignatureBase({ status, headers }, REQ, params);
+      headers['signature-input'] = `nexus=${signatureParams}`;
+      headers['signature'] = `nexus=:${ed(KEYS.authority)(Buffer.from(base)).toString('base64')}:`;
+      return { status, headers, body_base64: Buffer.from(problem).toString('base64') };
+    };
+    const addResponse = (id, requirement, description, message, expected, request = REQ) =>
+      vectors.push({
+        id,
+        kind: 'nexus-response',
+        description,
+        requirement,
+        now: NOW,
+        message,
+        request,
+        authority_jwks: AUTHORITY_JWKS,
+        expected:
+          expected === 'accept' ? { verdict: 'accept' } : { verdict: 'reject', code: expected },
+      });
+    addResponse('response-signed', 'RESP-SIGNED', 'a signed policy_denied', response(), 'accept');
+    {
+      const m = response();
+      delete m.headers.signature;
+      delete m.headers['signature-input'];
+      addResponse(
+        'response-unsigned',
+        'RESP-SIGNED',
+        'Nexus-Error without a signature',
+        m,
+        'signature_missing',
+      );
+    }
+    addResponse(
+      'response-other-request',
+      'RESP-SIGNED',
+      'signed for another request (wimse-req-nonce of another nonce)',
+      response(403, fixed('nonce:another-request')),
+      'signature_invalid',
+    );
+    {
+      const m = response();
+      m.headers['nexus-error'] = 'signature_expired';
+      addResponse(
+        'response-error-changed',
+        'RESP-SIGNED',
+        'Nexus-Error changed after signing',
+        m,
+        'signature_invalid',
+      );
+    }
+    {
+      const m = response();
+      m.status = 401;
+      addResponse(
+        'response-status-changed',
+        'RESP-SIGNED',
+        'status changed after signing',
+        m,
+        'signature_invalid',
+      );
+    }
+    {
+      const m = response();
+      m.body_base64 = Buffer.from(problem.replace('policy_denied', 'lease_revoked')).toString(
+        'base64',
+      );
+      addResponse(
+        'response-body-changed',
+        'RESP-SIGNED',
+        'body changed after signing',
+        m,
+        'digest_mismatch',
+      );
+    }
+    addResponse(
+      'response-path-changed',
+      'RESP-SIGNED',
+      'verified against another request path',
+      response(),
+      'signature_invalid',
+      { ...REQ, url: URL_POST },
+    );
+  }
 
   // Repeated field lines: one code for every field the profile reads (spec §8 step 2).
   for (const [id, name, extra] of [
