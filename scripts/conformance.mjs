@@ -1,4 +1,4 @@
-// Runs every conformance vector under vectors/{rfc9421,rfc9530,wimse,nexus} against the
+// Runs every conformance vector under vectors/{rfc9421,rfc9530,wimse,nexus,nexus-1.1} against the
 // built @nexus/protocol (packages/protocol/dist). Prints one line per failure and a last
 // line "N passed, N failed"; exits 1 if any failed. Run via `npm run conformance`.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { isConformanceVector, runConformanceVector } from '../packages/protocol/dist/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const FOLDERS = ['rfc9421', 'rfc9530', 'wimse', 'nexus'];
+const FOLDERS = ['rfc9421', 'rfc9530', 'wimse', 'nexus', 'nexus-1.1'];
 
 let passed = 0;
 let failed = 0;

@@ -323,4 +323,114 @@ function write(folder, name, value) {
     expected: { verdict: 'reject', code: 'signature_invalid' },
   });
 }
+
+// --- WIMSE, current draft form ----------------------------------------------------------
+// draft-ietf-wimse-http-signature -07 on signs @method @path @query (no @request-target,
+// no @authority) and binds a response to the request with @path;req @query;req and
+// wimse-req-nonce. The regenerated examples of those drafts are not in the shared folder,
+// so the same example request and response are signed again here, with the draft's own
+// published keys (sigs-svca-jwk.txt, sigs-svcb-jwk.txt) and parameters. Ed25519 is
+// deterministic: `resign: true` makes a runner reproduce each Signature byte for byte.
+{
+  const { importJwk, signMessage } = await import('../packages/protocol/dist/index.js');
+  const read = (f) => readFileSync(join(shared, 'wimse', f), 'utf8');
+  const jwkOf = (f) => JSON.parse(read(f));
+  const publicOf = (jwk) => Object.fromEntries(Object.entries(jwk).filter(([k]) => k !== 'd'));
+  const svca = jwkOf('sigs-svca-jwk.txt');
+  const svcb = jwkOf('sigs-svcb-jwk.txt');
+  const SOURCE =
+    WIMSE_SOURCE +
+    '; re-signed in the draft-ietf-wimse-http-signature-07/-08 form (@path, @query) with the published sigs-svca/sigs-svcb keys';
+  const strip = (msg) => {
+    const m = JSON.parse(JSON.stringify(msg));
+    m.headers = m.headers.filter(([n]) => !/^signature(-input)?$/i.test(n));
+    return m;
+  };
+  const request = strip(parseHttp(read('sigs-request.txt').replace(/\n+$/, '\n')));
+  const reqSigned = await signMessage(request, {
+    label: 'wimse',
+    components: ['@method', '@path', '@query', 'workload-identity-token'],
+    params: {
+      created: 1785155797,
+      expires: 1785156097,
+      nonce: 'abcd1111',
+      tag: 'wimse-workload-to-workload',
+      'wimse-aud': 'https://svcb.example.com/gimme-ice-cream',
+      'wimse-sign-response': true,
+    },
+    key: await importJwk(svca, 'ed25519', 'sign'),
+    algorithm: 'ed25519',
+  });
+  request.headers.push(['Signature', reqSigned.signature]);
+  request.headers.push(['Signature-Input', reqSigned.signatureInput]);
+  write('wimse', 'sigs-request-path-query', {
+    id: 'wimse-sigs-request-path-query',
+    kind: 'http-signature',
+    description:
+      'the WIMSE example request signed over @method @path @query (draft -07/-08 form); verified with the WIT cnf.jwk and re-signed byte-exact',
+    source: SOURCE,
+    now: 1785155797,
+    message: request,
+    label: 'wimse',
+    algorithm: 'ed25519',
+    key: publicOf(svca),
+    private_key: svca,
+    expected: { verdict: 'accept', signature_base: reqSigned.signatureBase, resign: true },
+  });
+  const noQuery = JSON.parse(JSON.stringify(request));
+  noQuery.url = noQuery.url.split('?')[0];
+  write('wimse', 'sigs-request-path-query-removed', {
+    id: 'wimse-sigs-request-path-query-removed',
+    kind: 'http-signature',
+    description: 'the -07/-08 form request with its query removed after signing (@query is "?")',
+    source: SOURCE,
+    now: 1785155797,
+    message: noQuery,
+    label: 'wimse',
+    algorithm: 'ed25519',
+    key: publicOf(svca),
+    expected: { verdict: 'reject', code: 'signature_invalid' },
+  });
+  const response = strip(parseHttp(read('sigs-response.txt')));
+  delete response.body_base64;
+  const resSigned = await signMessage(response, {
+    label: 'wimse',
+    request,
+    components: [
+      '@status',
+      'workload-identity-token',
+      'content-type',
+      'content-digest',
+      { name: '@method', params: { req: true } },
+      { name: '@path', params: { req: true } },
+      { name: '@query', params: { req: true } },
+    ],
+    params: {
+      created: 1785155797,
+      expires: 1785156099,
+      nonce: 'abcd2222',
+      tag: 'wimse-workload-to-workload',
+      'wimse-req-nonce': 'abcd1111',
+    },
+    key: await importJwk(svcb, 'ed25519', 'sign'),
+    algorithm: 'ed25519',
+  });
+  response.headers.push(['Signature', resSigned.signature]);
+  response.headers.push(['Signature-Input', resSigned.signatureInput]);
+  write('wimse', 'sigs-response-path-query', {
+    id: 'wimse-sigs-response-path-query',
+    kind: 'http-signature',
+    description:
+      'the WIMSE example response bound to the -07/-08 form request (@method;req @path;req @query;req, wimse-req-nonce)',
+    source: SOURCE,
+    now: 1785155797,
+    message: response,
+    request,
+    label: 'wimse',
+    algorithm: 'ed25519',
+    key: publicOf(svcb),
+    private_key: svcb,
+    expected: { verdict: 'accept', signature_base: resSigned.signatureBase, resign: true },
+  });
+}
 console.log('vectors written to', out);

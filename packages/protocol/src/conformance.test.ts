@@ -1,4 +1,4 @@
-// Runs every conformance vector under vectors/{rfc9421,rfc9530,wimse,nexus}, one test each,
+// Runs every conformance vector under vectors/{rfc9421,rfc9530,wimse,nexus,nexus-1.1}, one test each,
 // so `npm test` covers what `npm run conformance` checks against the built package.
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -6,7 +6,7 @@ import { isConformanceVector, runConformanceVector } from './conformance.js';
 
 const root = new URL('../../../vectors/', import.meta.url);
 
-describe.each(['rfc9421', 'rfc9530', 'wimse', 'nexus'])('vectors/%s', (folder) => {
+describe.each(['rfc9421', 'rfc9530', 'wimse', 'nexus', 'nexus-1.1'])('vectors/%s', (folder) => {
   const dir = new URL(`${folder}/`, root);
   const vectors = readdirSync(dir)
     .filter((f) => f.endsWith('.json'))

@@ -19,7 +19,8 @@ import {
   verifyMessage,
 } from './http-signatures/signatures.js';
 import type { LeaseClaims } from './lease.js';
-import { verifyRequest } from './profile.js';
+import { verifyRequest, type SignatureProfile } from './profile.js';
+import { verifyResponseSignature } from './response-signature.js';
 import { serializeByteSequence } from './structured-fields.js';
 
 /** A vector's expected outcome. */
@@ -85,6 +86,7 @@ export async function runConformanceVector(vector: unknown): Promise<VectorResul
     if (kind === 'http-signature') detail = await runHttpSignature(vector as HttpSignatureVector);
     else if (kind === 'content-digest') detail = await runDigest(vector as DigestVector);
     else if (kind === 'nexus-request') detail = await runNexus(vector as NexusVector);
+    else if (kind === 'nexus-response') detail = await runResponse(vector as ResponseVector);
     else detail = `unknown vector kind ${String(kind)}`;
     return { id, passed: detail === '', detail };
   } catch (err) {
@@ -188,6 +190,8 @@ interface NexusVector {
     audience: string;
     authority_jwks: { keys: Array<Record<string, unknown>> };
     revoked_jtis?: string[];
+    /** Signature profiles the verifier accepts; default both (nexus/1.1, nexus/1). */
+    profiles?: SignatureProfile[];
   };
   expected: VectorExpectation;
 }
@@ -211,6 +215,7 @@ async function runNexus(v: NexusVector): Promise<string> {
       getAuthorityKey,
       isRevoked: (claims: LeaseClaims) => revoked.has(claims.jti),
       now: () => v.now * 1000,
+      ...(v.verifier.profiles ? { profiles: v.verifier.profiles } : {}),
     });
     base = verified.signatureBase;
   });
@@ -220,4 +225,29 @@ async function runNexus(v: NexusVector): Promise<string> {
     return 'signature base differs';
   }
   return '';
+}
+
+interface ResponseVector {
+  now: number;
+  message: VectorMessage;
+  request: { method: string; url: string; nonce: string };
+  authority_jwks: { keys: Array<Record<string, unknown>> };
+  expected: VectorExpectation;
+}
+
+/** A signed Nexus response (spec §10.4), verified as an agent does. */
+async function runResponse(v: ResponseVector): Promise<string> {
+  return judge(
+    v.expected,
+    await outcome(() =>
+      verifyResponseSignature({
+        status: v.message.status ?? 0,
+        headers: v.message.headers,
+        body: bodyOf(v.message.body_base64),
+        request: v.request,
+        keys: v.authority_jwks.keys,
+        now: () => v.now * 1000,
+      }),
+    ),
+  );
 }

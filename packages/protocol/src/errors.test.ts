@@ -85,3 +85,16 @@ describe('problemDetails', () => {
     expect(safeDetail(new NexusError('policy_denied'))).toBe(ERROR_CODES.policy_denied.description);
   });
 });
+
+describe('docs/spec/nexus-v1.md Appendix D (issue 16)', () => {
+  it('shows an example response for every code, with its status and challenge', () => {
+    const spec = readFileSync(new URL('../../../docs/spec/nexus-v1.md', import.meta.url), 'utf8');
+    for (const [code, info] of Object.entries(ERROR_CODES)) {
+      // Regenerate with scripts/gen-problem-examples.mjs when a code is added.
+      const block = new RegExp(
+        `\`${code}\`:\\n\\n\`\`\`\\nHTTP/1\\.1 ${info.status} [^\\n]*\\n[\\s\\S]*?Nexus-Error: ${code}\\n${info.status === 401 ? 'WWW-Authenticate: [^\\n]+\\n' : ''}\\n\\{[^\\n]*"code": "${code}"`,
+      );
+      expect([code, block.test(spec)]).toEqual([code, true]);
+    }
+  });
+});

@@ -96,6 +96,7 @@ export {
   LEASE_ALGORITHMS,
   LEASE_TYP,
   agentNameFromSub,
+  isLeaseTyp,
   agentSub,
   signLease,
   signatureAlgorithmForJwk,
@@ -114,10 +115,12 @@ export type {
 } from './lease.js';
 
 export {
+  DEFAULT_SIGNATURE_PROFILE,
   MAX_INTENT_LENGTH,
   MAX_SIGNATURE_WINDOW,
   MIN_NONCE_LENGTH,
   SIGNATURE_LABEL,
+  SIGNATURE_PROFILES,
   SIGNATURE_TAG,
   generateAgentKey,
   jwkThumbprint,
@@ -131,10 +134,22 @@ export type {
   AgentKeyPair,
   AgentSignatureAlgorithm,
   SignRequestOptions,
+  SignatureProfile,
   VerifiedRequest,
   VerifyRequestOptions,
   VerifyRequestSignatureOptions,
 } from './profile.js';
+
+export {
+  RESPONSE_SIGNATURE_LABEL,
+  RESPONSE_SIGNATURE_TAG,
+  RESPONSE_SIGNATURE_WINDOW,
+  responseSignatureBase,
+  responseSignatureComponents,
+  responseSignatureParams,
+  verifyResponseSignature,
+} from './response-signature.js';
+export type { VerifyResponseSignatureOptions } from './response-signature.js';
 
 export { RESERVED_SERVICE_NAMES, SERVICE_NAME, parseRoute, serviceTarget } from './route.js';
 export type { Route } from './route.js';

@@ -62,6 +62,16 @@ describe('verifyLease', () => {
 
   it.each<[string, () => Promise<string>, string | undefined, number?]>([
     ['typ JWT', () => jwt({ ...H, typ: 'JWT' }, claims()), 'lease_invalid'],
+    // RFC 7515 §4.1.9: `application/` may be omitted, media types ignore case (issue 16).
+    [
+      'typ application/wit+jwt',
+      () => jwt({ ...H, typ: 'application/wit+jwt' }, claims()),
+      undefined,
+    ],
+    ['typ WIT+JWT', () => jwt({ ...H, typ: 'WIT+JWT' }, claims()), undefined],
+    ['typ application/jwt', () => jwt({ ...H, typ: 'application/jwt' }, claims()), 'lease_invalid'],
+    ['typ text/wit+jwt', () => jwt({ ...H, typ: 'text/wit+jwt' }, claims()), 'lease_invalid'],
+    ['typ absent', () => jwt({ alg: 'EdDSA', kid: 'k1' }, claims()), 'lease_invalid'],
     [
       'alg none',
       async () => raw({ alg: 'none', kid: 'k1', typ: 'wit+jwt' }, claims(), ''),

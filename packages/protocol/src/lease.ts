@@ -14,6 +14,17 @@ import { isNexusError, NexusError } from './errors.js';
 
 /** The JOSE `typ` of a lease. */
 export const LEASE_TYP = 'wit+jwt';
+
+/**
+ * True when a JOSE `typ` names the WIT media type: `wit+jwt` or `application/wit+jwt`,
+ * compared without regard to case (RFC 7515 §4.1.9: the `application/` prefix may be
+ * omitted; media type names are case-insensitive, RFC 6838 §4.2).
+ */
+export function isLeaseTyp(typ: unknown): boolean {
+  if (typeof typ !== 'string') return false;
+  const t = typ.toLowerCase();
+  return t === LEASE_TYP || t === `application/${LEASE_TYP}`;
+}
 /** Lease signing algorithms the profile allows (never `none`, never HMAC). */
 export const LEASE_ALGORITHMS = Object.freeze(['EdDSA', 'ES256'] as const);
 /** A lease signing algorithm. */
@@ -60,7 +71,7 @@ export interface LeaseClaims {
 export type LeaseProtectedHeader = ProtectedHeaderParameters & {
   alg: LeaseAlgorithm;
   kid: string;
-  typ: typeof LEASE_TYP;
+  typ: string;
 };
 
 /** A key the Authority signs or verifies leases with (CryptoKey, KeyObject or JWK). */
@@ -195,7 +206,7 @@ export async function verifyLease(
   } catch (cause) {
     return invalid(cause);
   }
-  if (header.typ !== LEASE_TYP) invalid(); // [LEASE-TYP]
+  if (!isLeaseTyp(header.typ)) invalid(); // [LEASE-TYP]
   if (!LEASE_ALGORITHMS.includes(header.alg as LeaseAlgorithm)) invalid(); // [LEASE-ALG]
   if (typeof header.kid !== 'string' || header.kid === '') invalid(); // [LEASE-KID]
   let key: LeaseKey | undefined;

@@ -89,9 +89,12 @@ describe.each(['ed25519', 'ecdsa-p256'] as const)('%s agent', (alg) => {
       algorithm: alg === 'ed25519' ? 'ed25519' : 'ecdsa-p256-sha256',
       signature: added.signature,
       signatureInput: added['signature-input'],
+      profile: 'nexus/1.1',
+      label: 'wimse',
       covered: [
         '@method',
-        '@request-target',
+        '@path',
+        '@query',
         'workload-identity-token',
         'nexus-intent',
         'content-type',
@@ -100,7 +103,7 @@ describe.each(['ed25519', 'ecdsa-p256'] as const)('%s agent', (alg) => {
     });
     expect(v.nonce.length).toBeGreaterThanOrEqual(16);
     expect(v.signatureBase).toContain(
-      '"@request-target": /github/repos/acme/widgets/issues?state=open',
+      '"@path": /github/repos/acme/widgets/issues\n"@query": ?state=open\n',
     );
     expect(added['signature-input']).toContain(
       ';tag="wimse-workload-to-workload";wimse-aud="https://nexus.example/github/repos/acme/widgets/issues"',
@@ -122,6 +125,105 @@ describe.each(['ed25519', 'ecdsa-p256'] as const)('%s agent', (alg) => {
     expect(added['content-digest']).toBeUndefined();
     expect(added['nexus-intent']).toBe('""');
     expect(await code(verifyRequest({ ...verifier(added), method: 'GET' }))).toBeUndefined();
+  });
+});
+
+describe('interop: nexus/1 and nexus/1.1 signers against the nexus/1.1 verifier (issue 16)', () => {
+  const sign = async (profile: 'nexus/1' | 'nexus/1.1', url = URL_) => {
+    const { agent, lease } = await setup();
+    return signRequest({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/json' },
+      body: '{"a":1}',
+      lease,
+      key: agent.privateKey,
+      intent: 'interop',
+      now: () => NOW_MS,
+      profile,
+    });
+  };
+  const check = (headers: Record<string, string>, extra: Partial<VerifyRequestOptions> = {}) =>
+    code(
+      verifyRequest({
+        ...verifier({ 'content-type': 'application/json', ...headers }, extra),
+        body: '{"a":1}',
+      }),
+    );
+  it.each(['nexus/1', 'nexus/1.1'] as const)('a %s signature verifies by default', async (p) => {
+    const added = await sign(p);
+    expect(await check(added)).toBeUndefined();
+    const v = await verifyRequest({
+      ...verifier({ 'content-type': 'application/json', ...added }),
+      body: '{"a":1}',
+    });
+    expect(v.profile).toBe(p);
+    expect(added['signature-input']).toContain(
+      p === 'nexus/1' ? '"@request-target"' : '"@path" "@query"',
+    );
+  });
+  it('a verifier that accepts nexus/1.1 only refuses a nexus/1 signature', async () => {
+    expect(await check(await sign('nexus/1'), { profiles: ['nexus/1.1'] })).toBe(
+      'signature_invalid',
+    );
+    expect(await check(await sign('nexus/1.1'), { profiles: ['nexus/1.1'] })).toBeUndefined();
+  });
+  it.each(['nexus/1', 'nexus/1.1'] as const)(
+    '%s: every covered component mutated after signing is refused',
+    async (p) => {
+      const added = await sign(p);
+      const mutations: Array<[string, Partial<VerifyRequestOptions>, Record<string, string>]> = [
+        ['method', { method: 'PUT' }, {}],
+        ['path', { url: URL_.replace('widgets', 'gadgets') }, {}],
+        ['query changed', { url: URL_.replace('open', 'all') }, {}],
+        ['query removed', { url: URL_.split('?')[0]! }, {}],
+        ['query emptied', { url: URL_.split('?')[0]! + '?' }, {}],
+        ['query added', { url: URL_ + '&x=1' }, {}],
+        ['intent', {}, { 'nexus-intent': '"other"' }],
+        ['content-type', {}, { 'content-type': 'text/plain' }],
+      ];
+      for (const [what, extra, headers] of mutations) {
+        const got = await check({ ...added, ...headers }, extra);
+        // A changed path also changes the wimse-aud the verifier expects: still refused.
+        expect([what, got]).toEqual([what, 'signature_invalid']);
+      }
+    },
+  );
+  it('nexus/1.1: an empty query is "?", so /x and /x? sign the same (RFC 9421 §2.2.7)', async () => {
+    const url = URL_.split('?')[0]!;
+    const added = await sign('nexus/1.1', url);
+    expect(await check(added, { url })).toBeUndefined();
+    expect(await check(added, { url: `${url}?` })).toBeUndefined();
+    const v1 = await sign('nexus/1', url);
+    expect(await check(v1, { url: `${url}?` })).toBe('signature_invalid');
+  });
+  it('nexus/1.1 selects the signature by tag, not label; two tagged ones are refused', async () => {
+    const added = await sign('nexus/1.1');
+    const relabelled = {
+      ...added,
+      'signature-input': added['signature-input']!.replace(/^wimse=/, 'sig7='),
+      signature: added.signature!.replace(/^wimse=/, 'sig7='),
+    };
+    expect(await check(relabelled)).toBeUndefined();
+    const foreign = {
+      'signature-input': `${added['signature-input']!.replace(/^wimse=/, 'gw=').replace('tag="wimse-workload-to-workload"', 'tag="gateway"')}, ${added['signature-input']}`,
+      signature: `${added.signature!.replace(/^wimse=/, 'gw=')}, ${added.signature}`,
+    };
+    expect(await check({ ...added, ...foreign })).toBeUndefined();
+    const twice = {
+      'signature-input': `${added['signature-input']}, ${added['signature-input']!.replace(/^wimse=/, 'again=')}`,
+      signature: `${added.signature}, ${added.signature!.replace(/^wimse=/, 'again=')}`,
+    };
+    expect(await check({ ...added, ...twice })).toBe('signature_invalid');
+    // nexus/1 keeps its own rule: one member, labelled wimse.
+    const v1 = await sign('nexus/1');
+    expect(
+      await check({
+        ...v1,
+        'signature-input': v1['signature-input']!.replace(/^wimse=/, 'sig7='),
+        signature: v1.signature!.replace(/^wimse=/, 'sig7='),
+      }),
+    ).toBe('signature_invalid');
   });
 });
 
@@ -174,7 +276,7 @@ describe('verification', () => {
       ),
     ).toBe('lease_revoked');
   });
-  it('a duplicated lease field is invalid, an absent one missing', async () => {
+  it('a repeated lease or intent field line is request_invalid (issue 16), an absent lease missing', async () => {
     const { agent, lease } = await setup();
     const added = await signRequest({
       method: 'POST',
@@ -189,7 +291,13 @@ describe('verification', () => {
       [string, string]
     >;
     expect(await code(verifyRequestSignature({ ...verifier({}), headers: dup }))).toBe(
-      'lease_invalid',
+      'request_invalid',
+    );
+    const dupIntent = Object.entries(added).concat([['nexus-intent', '"x"']]) as Array<
+      [string, string]
+    >;
+    expect(await code(verifyRequestSignature({ ...verifier({}), headers: dupIntent }))).toBe(
+      'request_invalid',
     );
   });
   it('the wimse-aud is bound to the verifier URL', async () => {

@@ -1,5 +1,8 @@
-// The Nexus v1 request profile (WIMSE HTTP signatures): signing a request with a lease key
-// and verifying it at the proxy, every rule of docs/dev/profile-decisions.md in its order.
+// The Nexus request profile (WIMSE HTTP signatures): signing a request with a lease key
+// and verifying it at the proxy, every rule of docs/spec/nexus-v1.md §4-§6 in its order.
+// Two editions of the signature are understood: nexus/1.1 (the current WIMSE draft:
+// `@path` and `@query`, selected by `tag`) and nexus/1 (`@request-target`, one `wimse`
+// member), which verifiers keep accepting for a deprecation period (spec §4.7).
 
 import type { CryptoKey, CryptoKeyPair, JsonWebKey } from './webcrypto.js';
 import { decodeJwt } from 'jose';
@@ -21,7 +24,12 @@ import {
   type HeaderInput,
   type HttpMessage,
 } from './http-signatures/message.js';
-import { createSignatureBase, parseSignatures, signMessage } from './http-signatures/signatures.js';
+import {
+  createSignatureBase,
+  parseSignatures,
+  signMessage,
+  type ParsedSignature,
+} from './http-signatures/signatures.js';
 import {
   agentNameFromSub,
   signatureAlgorithmForJwk,
@@ -45,13 +53,30 @@ export const MAX_INTENT_LENGTH = 512;
 /** Minimum nonce length, characters (>= 96 bits). */
 export const MIN_NONCE_LENGTH = 16;
 
-const REQUIRED_COMPONENTS = [
-  '@method',
-  '@request-target',
+/** A signature profile: nexus/1.1 (current WIMSE draft) or the deprecated nexus/1. */
+export type SignatureProfile = 'nexus/1.1' | 'nexus/1';
+/** Profiles this implementation verifies, newest first (discovery `signature_profiles`). */
+export const SIGNATURE_PROFILES: readonly SignatureProfile[] = ['nexus/1.1', 'nexus/1'];
+/** The profile a signer uses unless told otherwise. */
+export const DEFAULT_SIGNATURE_PROFILE: SignatureProfile = 'nexus/1.1';
+
+const REQUIRED_COMPONENTS: Readonly<Record<SignatureProfile, readonly string[]>> = {
+  // draft-ietf-wimse-http-signature (-07 on): @path and @query instead of @request-target,
+  // @query present (as `?`) even without a query; no @authority (wimse-aud binds the
+  // recipient).
+  'nexus/1.1': ['@method', '@path', '@query', 'workload-identity-token', 'nexus-intent'],
+  'nexus/1': ['@method', '@request-target', 'workload-identity-token', 'nexus-intent'],
+};
+const BODY_COMPONENTS = ['content-type', 'content-digest'];
+/** Fields that MUST arrive as one field line: a repeat is `request_invalid` (spec §8 step 2). */
+const SINGLE_FIELDS = [
   'workload-identity-token',
   'nexus-intent',
+  'signature',
+  'signature-input',
+  'content-digest',
+  'content-type',
 ];
-const BODY_COMPONENTS = ['content-type', 'content-digest'];
 const FETCH_NORMALISED = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT']);
 
 /** An agent signature algorithm of the profile. */
@@ -90,10 +115,12 @@ export interface SignRequestOptions {
   nonce?: string;
   /** `expires - created` (1..60, default 30); capped at the lease `exp`. */
   ttlSeconds?: number;
+  /** Signature profile (default nexus/1.1; nexus/1 is deprecated, spec §4.7). */
+  profile?: SignatureProfile;
 }
 
 /**
- * Signs a request per the Nexus v1 profile. Returns the header fields to add (lower-case
+ * Signs a request per the Nexus profile (nexus/1.1 unless `profile` says otherwise). Returns the header fields to add (lower-case
  * names); they replace any same-named header of the request.
  *
  * @example
@@ -134,7 +161,10 @@ export async function signRequest(options: SignRequestOptions): Promise<Record<s
     'workload-identity-token': options.lease,
     'nexus-intent': serializeSfString(intent),
   };
-  const components: ComponentInput[] = [...REQUIRED_COMPONENTS];
+  const profile = options.profile ?? DEFAULT_SIGNATURE_PROFILE;
+  const required = REQUIRED_COMPONENTS[profile];
+  if (required === undefined) throw new NexusError('request_invalid', 'unknown profile');
+  const components: ComponentInput[] = [...required];
   const replaced = new Set([
     'workload-identity-token',
     'nexus-intent',
@@ -210,6 +240,8 @@ export interface VerifyRequestSignatureOptions {
   skewSeconds?: number;
   /** Lease clock skew, seconds (default 30). */
   leaseSkewSeconds?: number;
+  /** Signature profiles accepted (default {@link SIGNATURE_PROFILES}: nexus/1.1 and nexus/1). */
+  profiles?: readonly SignatureProfile[];
 }
 
 /** A request whose lease and signature verified. */
@@ -228,6 +260,10 @@ export interface VerifiedRequest {
   signature: string;
   /** The raw Signature-Input field value. */
   signatureInput: string;
+  /** The profile the signature followed (by its covered components). */
+  profile: SignatureProfile;
+  /** The label of the WIMSE signature (selected by its `tag`). */
+  label: string;
   /** Covered component identifiers, in received order (`content-digest`, `"@query-param";name="x"` for parameterised ones). */
   covered: string[];
   signatureBase: string;
@@ -356,10 +392,17 @@ export async function verifyRequestSignature(
     throw new NexusError('signature_invalid');
   };
   const clock = options.now ?? Date.now;
+  // 0. One field line each for the fields the profile reads [FIELD-SINGLE] (spec §8 step
+  // 2): a signer and a verifier that combined repeated lines differently would read
+  // different values. One code for all of them, as the proxy answers before this runs.
+  for (const name of SINGLE_FIELDS) {
+    if ((fieldLines(options.headers, name)?.length ?? 0) > 1) {
+      throw new NexusError('request_invalid');
+    }
+  }
   // 1. Lease [LEASE-HEADER] and its checks [LEASE-*].
   const leaseLines = fieldLines(options.headers, 'workload-identity-token');
   if (!leaseLines) throw new NexusError('lease_missing');
-  if (leaseLines.length !== 1) throw new NexusError('lease_invalid');
   const lease = trimOWS(leaseLines[0]!);
   if (lease === '') throw new NexusError('lease_missing');
   const entry = await verifyLeaseCached(lease, options, clock);
@@ -376,10 +419,17 @@ export async function verifyRequestSignature(
     headers: options.headers,
   };
   const signatures = parseSignatures(message, { rejectDuplicateKeys: true });
-  if (signatures.size !== 1) bad(); // [SIG-SINGLE]
-  const sig = signatures.get(SIGNATURE_LABEL) ?? bad();
+  // The WIMSE signature is the one whose tag is wimse-workload-to-workload, never chosen
+  // by label (draft-ietf-wimse-http-signature; RFC 9421 §7.2.5): none is [SIG-TAG], two
+  // are ambiguous [SIG-SELECT]. Other signatures (an intermediary's) are ignored.
+  let sig: ParsedSignature | undefined;
+  for (const candidate of signatures.values()) {
+    if (candidate.params.get('tag') !== SIGNATURE_TAG) continue;
+    if (sig !== undefined) bad(); // [SIG-SELECT]
+    sig = candidate;
+  }
+  if (sig === undefined) return bad(); // [SIG-TAG]
   const p = sig.params;
-  if (p.get('tag') !== SIGNATURE_TAG) bad(); // [SIG-TAG]
   if (p.has('keyid') || p.has('alg')) bad(); // [SIG-NO-KEYID]
   const created = p.get('created');
   const expires = p.get('expires');
@@ -391,13 +441,25 @@ export async function verifyRequestSignature(
   const covered = sig.components.map((c) =>
     c.params.size === 0 ? c.name : serializeComponentId(c),
   );
-  for (const name of REQUIRED_COMPONENTS) if (!covered.includes(name)) bad(); // [SIG-COVERED]
+  // The profile follows from what is covered: @path with @query is nexus/1.1,
+  // @request-target alone is the deprecated nexus/1 (and keeps its own rules).
+  const profile: SignatureProfile =
+    covered.includes('@path') && covered.includes('@query')
+      ? 'nexus/1.1'
+      : covered.includes('@request-target')
+        ? 'nexus/1'
+        : bad(); // [SIG-COVERED]
+  if (!(options.profiles ?? SIGNATURE_PROFILES).includes(profile)) bad(); // [SIG-PROFILE]
+  if (profile === 'nexus/1' && (signatures.size !== 1 || sig.label !== SIGNATURE_LABEL)) {
+    bad(); // [SIG-SINGLE] (nexus/1 only)
+  }
+  for (const name of REQUIRED_COMPONENTS[profile]) if (!covered.includes(name)) bad(); // [SIG-COVERED]
   if (fieldLines(options.headers, 'content-digest') !== undefined) {
     for (const name of BODY_COMPONENTS) if (!covered.includes(name)) bad(); // [SIG-BODY-COVERED]
   }
   // [INTENT-REQUIRED] [INTENT-FORMAT]
   const intentLines = fieldLines(options.headers, 'nexus-intent');
-  if (!intentLines || intentLines.length !== 1) throw new NexusError('intent_invalid');
+  if (!intentLines) throw new NexusError('intent_invalid');
   const intent = parseSfString(trimOWS(intentLines[0]!), { code: 'intent_invalid' });
   checkIntent(intent);
   let ownAudience: string;
@@ -430,6 +492,8 @@ export async function verifyRequestSignature(
     expires,
     intent,
     algorithm,
+    profile,
+    label: sig.label,
     signature: fieldValue(options.headers, 'signature')!,
     signatureInput: fieldValue(options.headers, 'signature-input')!,
     covered,

@@ -5,7 +5,15 @@
  * MUST: the private key is generated non-extractable and never leaves this object. The
  * lease is sent only in `Workload-Identity-Token`, never in `Authorization`.
  */
-import { generateAgentKey, signRequest, type CryptoKey, type LeaseClaims } from '@nexus/protocol';
+import {
+  generateAgentKey,
+  isNexusError,
+  signRequest,
+  verifyResponseSignature,
+  type CryptoKey,
+  type LeaseClaims,
+  type SignatureProfile,
+} from '@nexus/protocol';
 import { NexusAgentError, errorFromResponse, nexusRefusalCode } from './errors.js';
 import { checkedTarget } from './target.js';
 
@@ -18,6 +26,11 @@ export interface EnrollOptions {
   readonly enrollmentToken: string;
   /** Agent key algorithm (default `ed25519`). */
   readonly keyAlgorithm?: AgentKeyAlgorithm;
+  /**
+   * Request-signature profile. Default: `nexus/1.1` (the current WIMSE draft), or
+   * `nexus/1` when the node's discovery document lists only that (an older node).
+   */
+  readonly signatureProfile?: SignatureProfile;
   /** Renew automatically before expiry (default true). */
   readonly autoRenew?: boolean;
   /** Injected for tests. */
@@ -83,6 +96,8 @@ export class NexusAgent {
    * `body_too_large`, before anything is sent.
    */
   readonly maxBodyBytes: number | undefined;
+  /** The profile this agent signs with (spec §4.7). */
+  readonly signatureProfile: SignatureProfile;
 
   /** @internal */
   constructor(
@@ -90,13 +105,64 @@ export class NexusAgent {
     lease: string,
     proxyUrl: string,
     private readonly options: EnrollOptions,
-    maxBodyBytes?: number,
+    discovered: Discovered = {},
   ) {
     this.#lease = lease;
     this.#claims = decodeClaims(lease);
     this.proxyUrl = proxyUrl.replace(/\/$/, '');
-    this.maxBodyBytes = maxBodyBytes;
+    this.maxBodyBytes = discovered.maxBodyBytes;
+    this.signatureProfile =
+      options.signatureProfile ?? discovered.signatureProfile ?? DEFAULT_PROFILE;
+    this.#jwksUri = discovered.responseSigning ? discovered.jwksUri : undefined;
+    this.#jwks = discovered.jwks ?? [];
     this.#schedule();
+  }
+
+  /** The Authority JWKS URL when the node signs its refusals (spec §10.4), else undefined. */
+  readonly #jwksUri: string | undefined;
+  #jwks: ReadonlyArray<Record<string, unknown>>;
+
+  /**
+   * The refusal a response carries, as an error to throw, or undefined for any other
+   * response (left unread). When the node signs its refusals (its discovery document
+   * names `response_signature_tag`), a `Nexus-Error` response MUST carry a valid signature
+   * bound to this request's nonce (spec §10.4); otherwise it is not Nexus's word, and the
+   * agent MUST NOT act on it: `response_unverified`, never the code it claims (so no
+   * re-signing on a forged `signature_expired`, no stopped renewal on a forged
+   * `renewal_denied`).
+   */
+  async #refusal(sent: SentRequest): Promise<NexusAgentError | undefined> {
+    const { res } = sent;
+    if (nexusRefusalCode(res) === undefined) return undefined;
+    if (this.#jwksUri === undefined) return errorFromResponse(res);
+    const body = new Uint8Array(await res.arrayBuffer());
+    const verify = () =>
+      verifyResponseSignature({
+        status: res.status,
+        headers: [...res.headers],
+        body,
+        request: { method: sent.method, url: sent.url, nonce: sent.nonce },
+        keys: this.#jwks,
+        now: this.options.now,
+      });
+    try {
+      try {
+        await verify();
+      } catch (err) {
+        // Possibly a key rotated in since enrollment: fetch the JWKS once more.
+        if (!isNexusError(err) || err.code !== 'signature_invalid') throw err;
+        this.#jwks = (await fetchJwks(this.#fetch(), this.#jwksUri)) ?? this.#jwks;
+        await verify();
+      }
+    } catch (err) {
+      return new NexusAgentError(
+        'response_unverified',
+        'response_unverified: a refusal without a valid Nexus signature was ignored',
+        // Not Nexus's answer, whatever it claims: a bad gateway, not a refusal.
+        { status: 502, cause: err },
+      );
+    }
+    return errorFromResponse(new Response(body, { status: res.status, headers: res.headers }));
   }
 
   /** The current lease token (not a secret on its own: useless without the key). */
@@ -155,15 +221,16 @@ export class NexusAgent {
   /** Proves possession of the key and obtains a fresh lease (same key, new id). */
   async renew(): Promise<void> {
     const url = `${this.options.authority.replace(/\/$/, '')}/v1/leases/renew`;
-    const res = await this.#signedFetch(url, { method: 'POST', intent: 'lease renewal' });
-    if (!res.ok) throw await errorFromResponse(res);
+    const sent = await this.#signedFetch(url, { method: 'POST', intent: 'lease renewal' });
+    const res = sent.res;
+    if (!res.ok) throw (await this.#refusal(sent)) ?? (await errorFromResponse(res));
     const body = (await res.json()) as { lease: string };
     this.#lease = body.lease;
     this.#claims = decodeClaims(body.lease);
     this.#schedule();
   }
 
-  async #signedFetch(url: string, init: AgentFetchInit): Promise<Response> {
+  async #signedFetch(url: string, init: AgentFetchInit): Promise<SentRequest> {
     const method = (init.method ?? 'GET').toUpperCase();
     const body = typeof init.body === 'string' ? new TextEncoder().encode(init.body) : init.body;
     const headers: Record<string, string> = {};
@@ -171,6 +238,8 @@ export class NexusAgent {
     if (body !== undefined && body.length > 0 && headers['content-type'] === undefined) {
       headers['content-type'] = 'application/octet-stream';
     }
+    // The nonce is kept: a signed refusal must name it (wimse-req-nonce, spec §10.4).
+    const nonce = base64Url(globalThis.crypto.getRandomValues(new Uint8Array(16)));
     const signed = await signRequest({
       method,
       url,
@@ -180,15 +249,18 @@ export class NexusAgent {
       key: this.key,
       intent: init.intent ?? '',
       now: this.options.now,
+      profile: this.signatureProfile,
+      nonce,
     });
     try {
-      return await this.#fetch()(url, {
+      const res = await this.#fetch()(url, {
         method,
         headers: { ...headers, ...signed },
         body: body !== undefined && body.length > 0 ? body : undefined,
         redirect: 'manual',
         signal: init.signal,
       });
+      return { res, method, url, nonce };
     } catch (err) {
       throw new NexusAgentError('proxy_unreachable', 'could not reach the Nexus proxy', {
         cause: err,
@@ -230,21 +302,20 @@ export class NexusAgent {
         detail: `the body is ${size} bytes; the node accepts at most ${max}`,
       });
     }
-    let res = await this.#signedFetch(url, init);
-    // A proxy that has just restarted refuses signatures that could predate it (its replay
-    // cache is new); a fresh signature a moment later is accepted. Nexus decides this before
-    // forwarding, so the upstream has seen nothing yet.
-    for (
-      let retry = 0;
-      retry < 8 && res.status === 401 && nexusRefusalCode(res) === 'signature_expired';
-      retry++
-    ) {
-      await res.body?.cancel();
+    let sent = await this.#signedFetch(url, init);
+    for (let retry = 0; ; retry++) {
+      const refusal = await this.#refusal(sent);
+      if (refusal === undefined) return sent.res;
+      // A proxy that has just restarted refuses signatures that could predate it (its
+      // replay cache is new); a fresh signature a moment later is accepted. Nexus decides
+      // this before forwarding, so the upstream has seen nothing yet. Only a verified
+      // refusal counts (#refusal).
+      if (refusal.code !== 'signature_expired' || refusal.status !== 401 || retry >= 8) {
+        throw refusal;
+      }
       await new Promise((r) => setTimeout(r, 1000));
-      res = await this.#signedFetch(url, init);
+      sent = await this.#signedFetch(url, init);
     }
-    if (nexusRefusalCode(res) !== undefined) throw await errorFromResponse(res);
-    return res;
   }
 
   /**
@@ -255,8 +326,9 @@ export class NexusAgent {
    */
   async services(): Promise<AgentService[]> {
     const url = `${this.options.authority.replace(/\/$/, '')}/v1/agent/services`;
-    const res = await this.#signedFetch(url, { method: 'GET', intent: 'service discovery' });
-    if (!res.ok) throw await errorFromResponse(res);
+    const sent = await this.#signedFetch(url, { method: 'GET', intent: 'service discovery' });
+    const res = sent.res;
+    if (!res.ok) throw (await this.#refusal(sent)) ?? (await errorFromResponse(res));
     const body = (await res.json()) as { services?: unknown };
     if (!Array.isArray(body.services)) {
       throw new NexusAgentError('invalid_response', 'the node sent no service list');
@@ -277,12 +349,13 @@ export class NexusAgent {
   async revoke(): Promise<void> {
     this.close();
     const url = `${this.options.authority.replace(/\/$/, '')}/v1/leases/revoke`;
-    const res = await this.#signedFetch(url, { method: 'POST', intent: 'lease revocation' });
+    const sent = await this.#signedFetch(url, { method: 'POST', intent: 'lease revocation' });
+    const res = sent.res;
     if (res.ok) {
       await res.body?.cancel();
       return;
     }
-    const err = await errorFromResponse(res);
+    const err = (await this.#refusal(sent)) ?? (await errorFromResponse(res));
     if (err.code === 'lease_revoked' || err.code === 'lease_expired') return;
     throw err;
   }
@@ -324,25 +397,89 @@ export async function enroll(options: EnrollOptions): Promise<NexusAgent> {
     body.lease,
     body.proxy_url,
     options,
-    await advertisedMaxBody(f, options.authority),
+    await discover(f, options.authority),
   );
 }
 
-/**
- * The node's request body limit from its discovery document (`max_body_bytes`), or
- * undefined when it cannot be read (older node, network): the proxy still enforces it.
- */
-async function advertisedMaxBody(f: typeof fetch, authority: string): Promise<number | undefined> {
+const DEFAULT_PROFILE: SignatureProfile = 'nexus/1.1';
+
+/** What the agent takes from the node's discovery document. */
+interface Discovered {
+  readonly maxBodyBytes?: number;
+  readonly signatureProfile?: SignatureProfile;
+  /** The node signs its refusals (`response_signature_tag`, spec §10.4). */
+  readonly responseSigning?: boolean;
+  readonly jwksUri?: string;
+  readonly jwks?: ReadonlyArray<Record<string, unknown>>;
+}
+
+/** A request as sent: what a signed refusal must be bound to. */
+interface SentRequest {
+  readonly res: Response;
+  readonly method: string;
+  readonly url: string;
+  readonly nonce: string;
+}
+
+function base64Url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, '-')
+    .replace(/\//g, '_')
+    .replace(/=+$/, '');
+}
+
+/** The Authority's JWKS keys, or undefined when they cannot be read. */
+async function fetchJwks(
+  f: typeof fetch,
+  uri: string,
+): Promise<ReadonlyArray<Record<string, unknown>> | undefined> {
   try {
-    const res = await f(`${authority.replace(/\/$/, '')}/.well-known/nexus-configuration`);
+    const res = await f(uri);
     if (!res.ok) {
       await res.body?.cancel();
       return undefined;
     }
-    const doc = (await res.json()) as { max_body_bytes?: unknown };
-    const n = doc.max_body_bytes;
-    return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+    const doc = (await res.json()) as { keys?: unknown };
+    return Array.isArray(doc.keys) ? (doc.keys as Array<Record<string, unknown>>) : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * From the node's discovery document: its request body limit (`max_body_bytes`) and the
+ * signature profile to use: `nexus/1.1` when `signature_profiles` lists it, `nexus/1`
+ * when the document has no `signature_profiles` (a node older than nexus/1.1 verifies
+ * nexus/1 only) or lists only that. Nothing when it cannot be read (network): the proxy
+ * still enforces its limit, and the agent signs nexus/1.1.
+ */
+async function discover(f: typeof fetch, authority: string): Promise<Discovered> {
+  try {
+    const res = await f(`${authority.replace(/\/$/, '')}/.well-known/nexus-configuration`);
+    if (!res.ok) {
+      await res.body?.cancel();
+      return {};
+    }
+    const doc = (await res.json()) as {
+      max_body_bytes?: unknown;
+      signature_profiles?: unknown;
+      response_signature_tag?: unknown;
+      jwks_uri?: unknown;
+    };
+    // A node that signs its refusals: from now on an unsigned "refusal" is not its word.
+    const responseSigning =
+      doc.response_signature_tag === 'nexus-response' && typeof doc.jwks_uri === 'string';
+    const jwks = responseSigning ? await fetchJwks(f, doc.jwks_uri as string) : undefined;
+    const n = doc.max_body_bytes;
+    const profiles = Array.isArray(doc.signature_profiles) ? doc.signature_profiles : undefined;
+    const onlyV1 = profiles === undefined || !profiles.includes('nexus/1.1');
+    return {
+      ...(typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? { maxBodyBytes: n } : {}),
+      ...(onlyV1 ? { signatureProfile: 'nexus/1' as const } : {}),
+      ...(responseSigning ? { responseSigning, jwksUri: doc.jwks_uri as string } : {}),
+      ...(jwks ? { jwks } : {}),
+    };
+  } catch {
+    return {};
   }
 }

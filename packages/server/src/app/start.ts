@@ -39,6 +39,7 @@ import { restoreReplayState, saveReplayState } from './replay-state.js';
 import { openSharedState, type SharedState } from './shared-state.js';
 import { startClusterSync, type ClusterSync } from './cluster-sync.js';
 import { sendProblem } from '../proxy/problem.js';
+import { installResponseSigner } from '../proxy/sign-response.js';
 import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
 import { createLogger, type Logger } from '../util/logger.js';
@@ -196,18 +197,21 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       sync = s;
       authority.onChange = () => s.publish();
     }
+    // Problems this node generates are signed with the Authority's active key (spec §10.4).
+    installResponseSigner({ key: () => authority.keys.active(), clock });
     // Scheduled signing-key rotation (authority.key_rotation); retired keys keep verifying
     // until the last lease they signed has expired.
     const rotationPeriod = config.authority.key_rotation;
+    // Also when the active key is not of `authority.signing_alg` (issue 16): the configured
+    // algorithm takes effect at start, without waiting for a scheduled rotation.
     const rotateIfDue = async () => {
-      if (rotationPeriod === undefined) return;
       const key = await authority.keys.rotateIfDue(
         config.authority.signing_alg,
-        rotationPeriod,
+        rotationPeriod ?? Number.POSITIVE_INFINITY,
         config.authority.lease_ttl,
       );
       if (key !== undefined) {
-        logger.info({ kid: key.kid }, 'authority signing key rotated');
+        logger.info({ kid: key.kid, alg: key.alg }, 'authority signing key rotated');
         await authority.keysChanged();
       }
     };

@@ -16,7 +16,13 @@ import {
   decodeProtectedHeader,
   type JWK,
 } from 'jose';
-import { NexusError, type LeaseClaims, type VerifiedRequest } from '@nexus/protocol';
+import {
+  NexusError,
+  RESPONSE_SIGNATURE_TAG,
+  SIGNATURE_PROFILES,
+  type LeaseClaims,
+  type VerifiedRequest,
+} from '@nexus/protocol';
 import type { AgentRow, LeaseRow, Store } from '../store/store.js';
 import type { Vault } from '../vault/vault.js';
 import { randomId, sha256Hex } from '../util/ids.js';
@@ -348,8 +354,14 @@ export class Authority {
     if (agent === undefined) throw new NexusError('enrollment_invalid');
     if (agent.disabled) throw new NexusError('agent_disabled');
     const now = this.clock();
-    const iat = Math.floor(now / 1000);
+    let iat = Math.floor(now / 1000);
+    // A revocation by agent or of all covers the whole second it ran in (leases carry
+    // second-resolution iat): a lease issued later in that second would be born revoked
+    // (issue 16, the re-enrollment trap). It starts at the next second instead, well
+    // within every verifier's lease skew (spec §12.3).
+    if (this.#coveredByEpoch(agentName, iat * 1000)) iat += 1;
     const exp = Math.floor((now + (chain.ttlMs ?? this.settings.leaseTtlMs)) / 1000);
+    if (exp <= iat) throw new NexusError(chain.parentJti ? 'renewal_denied' : 'internal_error');
     const jti = randomId(16);
     const claims: LeaseClaims = {
       iss: this.settings.issuer,
@@ -489,6 +501,10 @@ export class Authority {
       signature_algorithms: ['ed25519', 'ecdsa-p256-sha256'],
       digest_algorithms: ['sha-256', 'sha-512'],
       max_signature_window: 60,
+      // Accepted request-signature profiles, newest first (spec §4.7: nexus/1 deprecated).
+      signature_profiles: [...SIGNATURE_PROFILES],
+      // Problems are signed by a JWKS key under this tag, bound to the request (spec §10.4).
+      response_signature_tag: RESPONSE_SIGNATURE_TAG,
     };
   }
 }

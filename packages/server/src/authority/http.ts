@@ -68,6 +68,10 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
             ? authority.keys.jwks()
             : {
                 ...authority.discovery(),
+                // The tolerances this node verifies with (spec §1.2, §11.1), so a client
+                // can tell how far its clock may drift.
+                lease_skew: deps.leaseSkewSeconds,
+                signature_skew: deps.signatureSkewSeconds,
                 ...(deps.maxBodyBytes === undefined ? {} : { max_body_bytes: deps.maxBodyBytes }),
               };
         json(res, 200, doc, 'max-age=60');

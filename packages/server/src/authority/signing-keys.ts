@@ -125,7 +125,9 @@ export class SigningKeys {
   async #rotate(alg: AuthorityAlg, maxLeaseTtlMs: number): Promise<LoadedKey> {
     const now = this.clock();
     const { publicKey, privateKey } = generate(alg);
-    const kid = randomBytes(8).toString('hex');
+    // 96 random bits, lower-case hex (spec §11.2): an opaque name, unique in the JWKS
+    // (lower case: it also names the key's sealed vault entry).
+    const kid = randomBytes(12).toString('hex');
     const publicJwk = { ...publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' } as JWK;
     const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
     const privateKeyEnc = await this.vault.seal(`authority-key:${kid}`, Buffer.from(pem, 'utf8'));
@@ -163,7 +165,10 @@ export class SigningKeys {
   }
 
   /**
-   * Rotates when the active key is older than `periodMs` (config `authority.key_rotation`).
+   * Rotates when the active key is older than `periodMs` (config `authority.key_rotation`;
+   * `Infinity`: never by age), or when it is not of the configured algorithm
+   * (`authority.signing_alg` changed on an existing node, issue 16): the new key signs from
+   * now on, the old one keeps verifying the leases it signed until they expire.
    * @returns the new key, or undefined when no rotation was due.
    */
   async rotateIfDue(
@@ -172,7 +177,9 @@ export class SigningKeys {
     maxLeaseTtlMs: number,
   ): Promise<LoadedKey | undefined> {
     const active = this.#active;
-    if (active !== undefined && this.clock() - active.createdAt < periodMs) return undefined;
+    if (active !== undefined && active.alg === alg && this.clock() - active.createdAt < periodMs) {
+      return undefined;
+    }
     return this.rotate(alg, maxLeaseTtlMs);
   }
 

@@ -1,0 +1,318 @@
+/**
+ * Issue 16 end to end: the nexus/1.1 signature profile (current WIMSE draft: `@path` and
+ * `@query`, signature selected by `tag`) on a real node, next to the deprecated nexus/1;
+ * the interop matrix (nexus/1 and nexus/1.1 signers against the node's verifier), tampered
+ * components on the wire, and what discovery says.
+ */
+import { request as httpRequest } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  generateAgentKey,
+  signRequest,
+  verifyResponseSignature,
+  type SignatureProfile,
+} from '@nexus/protocol';
+import { enroll, type NexusAgentError } from '@nexus/sdk';
+import { rawAgent, type RawAgent } from './helpers/agents.js';
+import { startNode, type TestNode } from './helpers/node.js';
+import { startUpstream, type TestUpstream } from './helpers/upstream.js';
+
+interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** Sends a request exactly as given (no URL normalisation), over a fresh connection. */
+function send(
+  base: string,
+  path: string,
+  init: { method?: string; headers?: Record<string, string> | string[]; body?: string } = {},
+): Promise<RawResponse> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: u.hostname,
+        port: u.port,
+        path,
+        method: init.method ?? 'GET',
+        headers: init.headers,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks),
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+const problemCode = (r: RawResponse): string | undefined => {
+  try {
+    return (JSON.parse(r.body.toString()) as { code?: string }).code;
+  } catch {
+    return undefined;
+  }
+};
+
+let node: TestNode;
+let upstream: TestUpstream;
+let agent: RawAgent;
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  node = await startNode({
+    services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+    agents: { bot: { roles: ['reader'] } },
+    policies: [{ id: 'all', allow: { roles: ['reader'], services: ['echo'] } }],
+  });
+  agent = await rawAgent(node, 'bot');
+}, 60_000);
+
+afterAll(async () => {
+  await node?.stop();
+  await upstream?.close();
+});
+
+async function signed(
+  profile: SignatureProfile,
+  path: string,
+  init: { method?: string; body?: string } = {},
+): Promise<Record<string, string>> {
+  const headers: Record<string, string> = {};
+  if (init.body !== undefined) headers['content-type'] = 'application/json';
+  const added = await signRequest({
+    method: init.method ?? 'GET',
+    url: node.proxyUrl + path,
+    headers,
+    body: init.body,
+    lease: agent.lease,
+    key: agent.key,
+    intent: 'issue 16 interop',
+    profile,
+  });
+  return { ...headers, ...added };
+}
+
+describe('discovery (issue 16)', () => {
+  it('lists the accepted signature profiles and the skews', async () => {
+    const doc = (await (
+      await fetch(`${node.proxyUrl}/.well-known/nexus-configuration`)
+    ).json()) as Record<string, unknown>;
+    expect(doc).toMatchObject({
+      spec_version: 'nexus/1',
+      signature_profiles: ['nexus/1.1', 'nexus/1'],
+      lease_skew: 30,
+      signature_skew: 5,
+    });
+  });
+});
+
+describe('interop matrix: nexus/1 and nexus/1.1 signers against the node (issue 16)', () => {
+  for (const profile of ['nexus/1', 'nexus/1.1'] as const) {
+    it(`${profile}: GET with a query, POST with a body, GET without a query`, async () => {
+      upstream.reset();
+      const get = await send(node.proxyUrl, '/echo/items?state=open&x=%20y', {
+        headers: await signed(profile, '/echo/items?state=open&x=%20y'),
+      });
+      expect(get.status).toBe(200);
+      const post = await send(node.proxyUrl, '/echo/items', {
+        method: 'POST',
+        body: '{"a":1}',
+        headers: await signed(profile, '/echo/items', { method: 'POST', body: '{"a":1}' }),
+      });
+      expect(post.status).toBe(200);
+      const bare = await send(node.proxyUrl, '/echo', { headers: await signed(profile, '/echo') });
+      expect(bare.status).toBe(200);
+      expect(upstream.requests.map((r) => r.url)).toEqual([
+        '/items?state=open&x=%20y',
+        '/items',
+        '/',
+      ]);
+    });
+
+    it(`${profile}: a covered component changed on the wire is refused`, async () => {
+      upstream.reset();
+      const cases: Array<[string, string, { method?: string; body?: string }, string, string?]> = [
+        // [what, signed path, signed init, sent path, sent method]
+        ['query changed', '/echo/items?state=open', {}, '/echo/items?state=all'],
+        ['query added', '/echo/items', {}, '/echo/items?admin=1'],
+        ['query removed', '/echo/items?state=open', {}, '/echo/items'],
+        ['method changed', '/echo/items', {}, '/echo/items', 'DELETE'],
+      ];
+      for (const [what, signedPath, init, sentPath, sentMethod] of cases) {
+        const r = await send(node.proxyUrl, sentPath, {
+          method: sentMethod ?? 'GET',
+          headers: await signed(profile, signedPath, init),
+        });
+        expect([what, r.status, problemCode(r)]).toEqual([what, 401, 'signature_invalid']);
+      }
+      expect(upstream.requests).toHaveLength(0);
+    });
+  }
+
+  it('the SDK signs nexus/1.1 by default', async () => {
+    const sdkAgent = await node.enroll('bot');
+    expect(sdkAgent.signatureProfile).toBe('nexus/1.1');
+    upstream.reset();
+    const res = await sdkAgent.fetch('echo', '/items?x=1');
+    expect(res.status).toBe(200);
+    sdkAgent.close();
+  });
+});
+
+describe("the spec's loose ends on the wire (issue 16)", () => {
+  it('a 401 carries a WWW-Authenticate Nexus challenge; a 400 does not', async () => {
+    const missing = await send(node.proxyUrl, '/echo/x');
+    expect(missing.status).toBe(401);
+    expect(missing.headers['www-authenticate']).toBe('Nexus error="lease_missing"');
+    expect(missing.headers['nexus-error']).toBe('lease_missing');
+    const headers = await signed('nexus/1.1', '/echo/x');
+    const tampered = await send(node.proxyUrl, '/echo/y', { headers });
+    expect(tampered.headers['www-authenticate']).toBe('Nexus error="signature_invalid"');
+    const bad = await send(node.proxyUrl, '/echo/a%2Fb', { headers });
+    expect([bad.status, problemCode(bad)]).toEqual([400, 'path_invalid']);
+    expect(bad.headers['www-authenticate']).toBeUndefined();
+    // The Authority's 401s too.
+    const enroll = await fetch(`${node.proxyUrl}/v1/leases`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        enrollment_token: 'no-such-token',
+        jwk: (await generateAgentKey('ed25519')).publicJwk,
+      }),
+    });
+    expect(enroll.status).toBe(401);
+    expect(enroll.headers.get('www-authenticate')).toBe('Nexus error="enrollment_invalid"');
+    await enroll.body?.cancel();
+  });
+
+  it('a repeated Workload-Identity-Token or Nexus-Intent field line is request_invalid', async () => {
+    upstream.reset();
+    const headers = await signed('nexus/1.1', '/echo/x');
+    for (const name of ['workload-identity-token', 'nexus-intent']) {
+      // A raw header list: Node's client then adds no Host of its own.
+      const flat: string[] = ['host', new URL(node.proxyUrl).host];
+      for (const [k, v] of Object.entries(headers)) flat.push(k, v);
+      flat.push(name, headers[name]!);
+      const r = await send(node.proxyUrl, '/echo/x', { headers: flat });
+      expect([name, r.status, problemCode(r)]).toEqual([name, 400, 'request_invalid']);
+    }
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('raw control or non-ASCII bytes in the request target are request_invalid (§7.2)', async () => {
+    const { connect } = await import('node:net');
+    const u = new URL(node.proxyUrl);
+    for (const target of ['/echo/caf\u00c3\u00a9', '/echo/a\u0001b', '/echo/x?q=\u00c3\u00a9']) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(u.port), u.hostname, () =>
+          socket.write(
+            Buffer.from(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 'latin1'),
+          ),
+        );
+        let data = '';
+        socket.on('data', (d: Buffer) => (data += d.toString('latin1')));
+        socket.on('end', () => resolve(data));
+        socket.on('error', reject);
+      });
+      expect(answer.startsWith('HTTP/1.1 400')).toBe(true);
+      expect(answer).toMatch(/nexus-error: request_invalid/i);
+    }
+    // The same characters percent-encoded reach routing: a control is path_invalid.
+    const r = await send(node.proxyUrl, '/echo/a%01b', {
+      headers: await signed('nexus/1.1', '/echo/x'),
+    });
+    expect(problemCode(r)).toBe('path_invalid');
+  });
+
+  it('enrolling in the same second as a revocation by agent gives a live lease', async () => {
+    const before = await node.enroll('bot');
+    expect((await node.cli(['lease', 'revoke', '--agent', 'bot'])).code).toBe(0);
+    const fresh = await node.enroll('bot');
+    expect(fresh.claims.iat).toBeGreaterThan(before.claims.iat - 1);
+    const res = await fresh.fetch('echo', '/after-revoke');
+    expect(res.status).toBe(200);
+    before.close();
+    fresh.close();
+    // The raw agent of the other tests was revoked too: enroll it again.
+    agent = await rawAgent(node, 'bot');
+  });
+});
+
+describe('signed Nexus responses (issue 16, spec §10.4)', () => {
+  it('a refusal is signed by a JWKS key and bound to the request nonce', async () => {
+    const headers = await signed('nexus/1.1', '/nope/x');
+    const r = await send(node.proxyUrl, '/nope/x', { headers });
+    expect(problemCode(r)).toBe('service_unknown');
+    const jwks = (await (await fetch(`${node.proxyUrl}/.well-known/jwks.json`)).json()) as {
+      keys: Array<Record<string, unknown>>;
+    };
+    const nonce = /;nonce="([^"]+)"/.exec(headers['signature-input']!)![1]!;
+    const flat = Object.entries(r.headers).map(([k, v]) => [k, String(v)] as [string, string]);
+    const verified = await verifyResponseSignature({
+      status: r.status,
+      headers: flat,
+      body: r.body,
+      request: { method: 'GET', url: `${node.proxyUrl}/nope/x`, nonce },
+      keys: jwks.keys,
+    });
+    expect(jwks.keys.map((k) => k.kid)).toContain(verified.kid);
+    // Another request's nonce does not verify: the refusal cannot be replayed elsewhere.
+    expect(
+      await verifyResponseSignature({
+        status: r.status,
+        headers: flat,
+        body: r.body,
+        request: { method: 'GET', url: `${node.proxyUrl}/nope/x`, nonce: 'x'.repeat(22) },
+        keys: jwks.keys,
+      }).catch((e: { code?: string }) => e.code),
+    ).toBe('signature_invalid');
+  });
+
+  it('the SDK acts on a signed refusal and never on an unsigned "Nexus" error', async () => {
+    let forged = 0;
+    const hostile: typeof fetch = async (input, init) => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      if (url.includes('/echo/forged')) {
+        forged++;
+        // What an on-path party or a confused intermediary could write: a refusal that
+        // would make the SDK re-sign and resend (spec §10.1).
+        return new Response('{"code":"signature_expired"}', {
+          status: 401,
+          headers: {
+            'content-type': 'application/problem+json',
+            'nexus-error': 'signature_expired',
+          },
+        });
+      }
+      return fetch(input, init);
+    };
+    const token = await node.enrollmentToken('bot');
+    const sdkAgent = await enroll({
+      authority: node.proxyUrl,
+      enrollmentToken: token,
+      fetch: hostile,
+    });
+    // A real refusal by the node: signed, verified, reported with its code.
+    const denied = await sdkAgent.fetch('nope', '/x').catch((e: NexusAgentError) => e);
+    expect((denied as NexusAgentError).code).toBe('service_unknown');
+    expect((denied as NexusAgentError).requestId).toBeDefined(); // answered by the node
+    // A forged one: not acted upon (no retry), reported as unverified.
+    const err = await sdkAgent.fetch('echo', '/forged').catch((e: NexusAgentError) => e);
+    expect((err as NexusAgentError).code).toBe('response_unverified');
+    expect((err as NexusAgentError).status).toBe(502);
+    expect(forged).toBe(1);
+    sdkAgent.close();
+  });
+});
