@@ -131,7 +131,7 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         const verified = await verifyHeaders(req);
         const body = await readBody(req, MAX_AUTHORITY_BODY);
         await verifyRequestBody(verified, req.headers, body, serverDigest);
-        deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+        await deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
         const roles = verified.claims.scope.split(' ').filter((r) => r !== '');
         const agent = agentFromSub(verified.claims.sub);
         if (agent === undefined) throw new NexusError('lease_invalid');
