@@ -87,6 +87,9 @@ function piecesFor(secrets: readonly string[]): fc.Arbitrary<string> {
     s.map((x) => hexSep(x, ':')),
     s.map((x) => hexSep(x, '%3A')),
     s.map(percentAll),
+    // one escaped byte at either end: the escapes view must step the whole plain rest
+    s.map((x) => `&#${x.charCodeAt(0)};${x.slice(1)}`),
+    s.map((x) => `${x.slice(0, -1)}%${x.charCodeAt(x.length - 1).toString(16)}`),
     s.map(percentSome),
     s.map(unicode),
     s.map(entities),
@@ -112,6 +115,10 @@ function piecesFor(secrets: readonly string[]): fc.Arbitrary<string> {
     fc.stringMatching(/^[0-9a-fA-F]{0,24}$/),
     fc.stringMatching(/^[A-Za-z0-9+/_-]{0,40}$/),
     fc.string({ maxLength: 12 }),
+    // long stretches with no hex or base64 run, and runs of base64 digits that are no hex:
+    // what the strides over runs too short for any pattern jump over
+    fc.nat(60).map((n) => '"'.repeat(n)),
+    fc.nat(60).map((n) => 'Z'.repeat(n)),
   );
 }
 
@@ -198,6 +205,24 @@ describe('redactor fast paths: byte-identical to the reference, same release bou
         `${plain(L + d)}${unicode(secret.slice(0, 2))}${secret.slice(2)}${plain(L + d)}`,
       ]);
     }
+    // The longest pattern, escaped at one end after or before a plain span of about its
+    // length: the escapes view's steps and ring must reach exactly maxLength back.
+    const long = 'Long-one_12b';
+    const pct = (c: string) => `%${c.charCodeAt(0).toString(16)}`;
+    for (const d of [-1, 0, 1, 2]) {
+      cases.push([
+        `longest, escaped head, span ${L + d}`,
+        `${plain(L + d)}${pct(long[0]!)}${long.slice(1)}${plain(d + 1)}`,
+      ]);
+      cases.push([
+        `longest, escaped tail, span ${L + d}`,
+        `${plain(L + d)}${long.slice(0, -1)}${pct(long.at(-1)!)}`,
+      ]);
+      cases.push([
+        `longest, two escaped tail bytes, span ${L + d}`,
+        `&amp;${plain(L + d)}${long.slice(0, -2)}${percentAll(long.slice(-2))}`,
+      ]);
+    }
     const b64 = Buffer.from(secret).toString('base64'); // 12 digits
     const hex = Buffer.from(secret).toString('hex');
     cases.push(['base64 run one digit short', `"${b64.slice(0, -2)}" ${b64}`]);
@@ -230,6 +255,21 @@ describe('redactor fast paths: byte-identical to the reference, same release bou
         );
       });
     }
+
+    it('hex and base64 runs of every length around the shortest encoding, at every offset', () => {
+      const minHex = 2 * m.minLength;
+      const minB64 = Math.ceil((8 * m.minLength) / 6);
+      for (let off = 0; off < minHex + 2; off++) {
+        for (const gap of ['"', '""', ' ', 'x']) {
+          const shortHex = hex.repeat(2).slice(0, minHex - 1);
+          const shortB64 = 'Zq'.repeat(minB64).slice(0, minB64 - 1);
+          const text = `${'"'.repeat(off)}${shortHex}${gap}${hex}${gap}${shortB64}${gap}${b64}${'"'.repeat(off)}`;
+          const input = Buffer.from(text, 'latin1');
+          expectSame(m, input, []);
+          expectSame(m, input, [off, off + minHex, input.length - off]);
+        }
+      }
+    });
 
     it('an introducer as the last byte of a chunk, the escape completed by the next', () => {
       for (const esc of [percentAll(secret), unicode(secret), entities(secret)]) {

@@ -73,7 +73,10 @@
 //   last maxLength bytes (all a later match can reach back to).
 // - Hex and base64 runs too short for the shortest pattern's encoding (decided at the raw
 //   run's first byte, as before) are jumped over in one step rather than byte by byte:
-//   every byte of such a run resets the view, so the state after it is the same.
+//   every byte of such a run resets the view, so the state after it is the same. With no
+//   run open, a byte that is in no run, L - 1 bytes ahead (L: the shortest encoding in
+//   digits), ends every run that starts before it at fewer than L bytes, inside the span:
+//   all of them would be skipped, so the view jumps L bytes at once.
 import type { Matcher } from './matcher.js';
 import { HEX, INCOMPLETE, LITERAL, MAX_ESCAPE, parseEscape } from './escapes.js';
 
@@ -489,29 +492,31 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
    * span in its own tight loop (see "Fast paths" in the header for what each may skip).
    */
   const plainSpan = (chunk: Uint8Array, base: number, i: number, e: number): void => {
-    const { next, out, rawClassOf, width: w, maxLength } = m;
+    const { next, out, classOf, rawClassOf, width: w, maxLength } = m;
     const mask = ringMask;
     const n = chunk.length;
-    // raw view
+    // Raw and escapes views together while the escapes view may still differ from the raw
+    // view (fewer than maxLength plain bytes in a row behind it), then the raw view alone:
+    // the escapes view takes its state at the end.
     let rs = rawState;
-    for (let k = i; k < e; k++) {
-      rs = next[rs * w + rawClassOf[chunk[k]!]!]!;
-      const len = out[rs]!;
-      if (len !== 0) addMatch(base + k + 1 - len, base + k + 1);
-    }
-    rawState = rs;
-
-    // escapes view: steps while it may still differ from the raw view (fewer than
-    // maxLength plain bytes in a row behind it), then takes the raw view's state.
     let es = escState;
     let ec = escCount;
     const stepEnd = Math.min(e, i + Math.max(0, maxLength - synced));
     for (let k = i; k < stepEnd; k++) {
+      const c = rawClassOf[chunk[k]!]!;
+      rs = next[rs * w + c]!;
+      es = next[es * w + c]!;
       const idx = ec++;
       escRing[idx & mask] = base + k;
-      es = next[es * w + rawClassOf[chunk[k]!]!]!;
+      const len = out[rs]!;
+      if (len !== 0) addMatch(base + k + 1 - len, base + k + 1);
       const el = out[es]!;
       if (el !== 0) addMatch(escRing[(idx - el + 1) & mask]!, base + k + 1);
+    }
+    for (let k = stepEnd; k < e; k++) {
+      rs = next[rs * w + rawClassOf[chunk[k]!]!]!;
+      const len = out[rs]!;
+      if (len !== 0) addMatch(base + k + 1 - len, base + k + 1);
     }
     if (stepEnd < e) {
       // Only the last maxLength logical bytes can start a later match: their raw starts.
@@ -520,23 +525,36 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       for (let k = fillFrom; k < e; k++) escRing[ec++ & mask] = base + k;
       es = rs;
     }
+    rawState = rs;
     escState = es;
     escCount = ec;
     synced = Math.min(maxLength, synced + (e - i));
 
-    // hex views
+    // hex views (as `logical` and `hexStep`, on locals)
     let hd = hexDigits;
+    let hsep = hexSeparators;
+    let hprev = hexPrev;
+    let h0 = hex0;
+    let h1 = hex1;
     let hInRun = hexInRawRun;
     let hSkip = hexSkipUntil;
     for (let k = i; k < e;) {
+      if (!hInRun && hd === 0) {
+        // No run open: when the byte minHexDigits - 1 ahead is in no run, every run that
+        // starts before it is too short and ends in the span; skip them all at once.
+        while (k + minHexDigits - 1 < e && HEX_RAW[chunk[k + minHexDigits - 1]!] === 0) {
+          k += minHexDigits;
+        }
+        if (k >= e) break;
+      }
       const b = chunk[k]!;
       if (HEX_RAW[b] === 0) {
         // no digit and no separator: the run (if any) ends
         hInRun = false;
         if (hd !== 0) {
           hd = 0;
-          hexSeparators = 0;
-          hex0 = hex1 = 0;
+          hsep = 0;
+          h0 = h1 = 0;
         }
         k++;
         while (k < e && HEX_RAW[chunk[k]!] === 0) k++;
@@ -553,40 +571,66 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
         // a run too short for any pattern: every byte up to hSkip is in it
         if (hd !== 0) {
           hd = 0;
-          hex0 = hex1 = 0;
+          h0 = h1 = 0;
         }
         k = Math.min(hSkip - base, e);
         continue;
       }
       const h = HEX[b]!;
       if (h >= 0) {
-        hexSeparators = 0;
-        hexDigits = ++hd;
-        hexStep(h, base + k, base + k + 1);
-      } else if (hd > 0 && HEX_SEPARATOR[b] === 1 && hexSeparators < MAX_HEX_SEPARATORS) {
-        hexSeparators++;
+        hsep = 0;
+        hd++;
+        hexRing[hd & mask] = base + k;
+        if (hd >= 2) {
+          // Alignment hd & 1 completes the byte of the previous digit and this one.
+          const byte = (hprev << 4) | h;
+          let st: number;
+          if ((hd & 1) === 0) st = h0 = next[h0 * w + classOf[byte]!]!;
+          else st = h1 = next[h1 * w + classOf[byte]!]!;
+          const hl = out[st]!;
+          if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & mask]!, base + k + 1);
+        }
+        hprev = h;
+      } else if (hd > 0 && HEX_SEPARATOR[b] === 1 && hsep < MAX_HEX_SEPARATORS) {
+        hsep++;
       } else if (hd !== 0) {
         hd = 0;
-        hexSeparators = 0;
-        hex0 = hex1 = 0;
+        hsep = 0;
+        h0 = h1 = 0;
       }
       k++;
     }
     hexDigits = hd;
+    hexSeparators = hsep;
+    hexPrev = hprev;
+    hex0 = h0;
+    hex1 = h1;
     hexInRawRun = hInRun;
     hexSkipUntil = hSkip;
 
-    // base64 views
+    // base64 views (as `logical` and `b64Step`, on locals)
     let bd = b64Digits;
+    let acc = b64Acc;
+    let s0 = b64s0;
+    let s1 = b64s1;
+    let s2 = b64s2;
+    let s3 = b64s3;
     let bInRun = b64InRawRun;
     let bSkip = b64SkipUntil;
     for (let k = i; k < e;) {
+      if (!bInRun && bd === 0) {
+        // As for hex: skip every run that ends before a byte minBase64Digits - 1 ahead.
+        while (k + minBase64Digits - 1 < e && B64_RAW[chunk[k + minBase64Digits - 1]!] === 0) {
+          k += minBase64Digits;
+        }
+        if (k >= e) break;
+      }
       const b = chunk[k]!;
       if (B64_RAW[b] === 0) {
         bInRun = false;
         if (bd !== 0) {
           bd = 0;
-          b64s0 = b64s1 = b64s2 = b64s3 = 0;
+          s0 = s1 = s2 = s3 = 0;
         }
         k++;
         while (k < e && B64_RAW[chunk[k]!] === 0) k++;
@@ -602,16 +646,52 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       if (d < 0 || base + k < bSkip) {
         if (bd !== 0) {
           bd = 0;
-          b64s0 = b64s1 = b64s2 = b64s3 = 0;
+          s0 = s1 = s2 = s3 = 0;
         }
         k = base + k < bSkip ? Math.min(bSkip - base, e) : k + 1;
         continue;
       }
-      b64Digits = ++bd;
-      b64Step(d, base + k, base + k + 1);
+      bd++;
+      b64Ring[bd & mask] = base + k;
+      acc = ((acc << 6) | d) & 0x3ffff;
+      const q = bd & 3;
+      // Alignment k has read bd - k digits; it completes a byte unless that is 1 (mod 4),
+      // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4).
+      if (q === 0) {
+        s0 = next[s0 * w + classOf[acc & 0xff]!]!;
+        s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
+        s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
+      } else if (q === 1) {
+        if (bd >= 5) {
+          s1 = next[s1 * w + classOf[acc & 0xff]!]!;
+          s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
+          s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
+        }
+      } else if (q === 2) {
+        s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
+        if (bd >= 6) {
+          s2 = next[s2 * w + classOf[acc & 0xff]!]!;
+          s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
+        }
+      } else {
+        s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
+        s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
+        if (bd >= 7) s3 = next[s3 * w + classOf[acc & 0xff]!]!;
+      }
+      // A state only changes when its alignment stepped, so a match shows once.
+      const end = base + k + 1;
+      if (out[s0]! !== 0 && q !== 1) base64Match(0, bd, out[s0]!, end);
+      if (out[s1]! !== 0 && q !== 2) base64Match(1, bd, out[s1]!, end);
+      if (out[s2]! !== 0 && q !== 3) base64Match(2, bd, out[s2]!, end);
+      if (out[s3]! !== 0 && q !== 0) base64Match(3, bd, out[s3]!, end);
       k++;
     }
     b64Digits = bd;
+    b64Acc = acc;
+    b64s0 = s0;
+    b64s1 = s1;
+    b64s2 = s2;
+    b64s3 = s3;
     b64InRawRun = bInRun;
     b64SkipUntil = bSkip;
   };
