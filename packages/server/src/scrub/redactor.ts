@@ -487,23 +487,28 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
   };
 
   /**
-   * A plain span `chunk[i, e)`: no escape is pending and no byte is an escape introducer,
-   * so every raw byte is one logical byte, itself, on the wire. Each view runs over the
+   * The plain span from `chunk[i]` to the next escape introducer or the chunk's end,
+   * returned: no escape is pending and no byte of it is an escape introducer, so every raw
+   * byte is one logical byte, itself, on the wire. Each view runs over the
    * span in its own tight loop (see "Fast paths" in the header for what each may skip).
    */
-  const plainSpan = (chunk: Uint8Array, base: number, i: number, e: number): void => {
+  const plainSpan = (chunk: Uint8Array, base: number, i: number): number => {
     const { next, out, classOf, rawClassOf, width: w, maxLength } = m;
     const mask = ringMask;
     const n = chunk.length;
     // Raw and escapes views together while the escapes view may still differ from the raw
-    // view (fewer than maxLength plain bytes in a row behind it), then the raw view alone:
-    // the escapes view takes its state at the end.
+    // view (fewer than maxLength plain bytes in a row behind it), then the raw view alone
+    // up to the next escape introducer (the span's end, found on the way): the escapes
+    // view takes its state at the end.
     let rs = rawState;
     let es = escState;
     let ec = escCount;
-    const stepEnd = Math.min(e, i + Math.max(0, maxLength - synced));
-    for (let k = i; k < stepEnd; k++) {
-      const c = rawClassOf[chunk[k]!]!;
+    const stepLimit = Math.min(n, i + Math.max(0, maxLength - synced));
+    let k = i;
+    for (; k < stepLimit; k++) {
+      const b = chunk[k]!;
+      if (INTRODUCER[b] === 1) break;
+      const c = rawClassOf[b]!;
       rs = next[rs * w + c]!;
       es = next[es * w + c]!;
       const idx = ec++;
@@ -513,11 +518,17 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       const el = out[es]!;
       if (el !== 0) addMatch(escRing[(idx - el + 1) & mask]!, base + k + 1);
     }
-    for (let k = stepEnd; k < e; k++) {
-      rs = next[rs * w + rawClassOf[chunk[k]!]!]!;
-      const len = out[rs]!;
-      if (len !== 0) addMatch(base + k + 1 - len, base + k + 1);
+    const stepEnd = k;
+    if (k === stepLimit) {
+      for (; k < n; k++) {
+        const b = chunk[k]!;
+        if (INTRODUCER[b] === 1) break;
+        rs = next[rs * w + rawClassOf[b]!]!;
+        const len = out[rs]!;
+        if (len !== 0) addMatch(base + k + 1 - len, base + k + 1);
+      }
     }
+    const e = k;
     if (stepEnd < e) {
       // Only the last maxLength logical bytes can start a later match: their raw starts.
       const fillFrom = Math.max(stepEnd, e - maxLength);
@@ -694,6 +705,7 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
     b64s3 = s3;
     b64InRawRun = bInRun;
     b64SkipUntil = bSkip;
+    return e;
   };
 
   /**
@@ -704,13 +716,8 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
     const n = chunk.length;
     let i = 0;
     for (;;) {
-      if (pendLen === 0) {
-        // The plain span up to the next escape introducer (a function of the input).
-        let e = i;
-        while (e < n && INTRODUCER[chunk[e]!] === 0) e++;
-        if (e > i) plainSpan(chunk, base, i, e);
-        i = e;
-      }
+      // The plain span up to the next escape introducer (a function of the input).
+      if (pendLen === 0 && i < n && INTRODUCER[chunk[i]!] === 0) i = plainSpan(chunk, base, i);
       if (i >= n) break;
       slowByte(chunk, base, i);
       i++;
