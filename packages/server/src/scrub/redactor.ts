@@ -317,7 +317,8 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
         used = (r >> 1) & 15;
         emitValue(Math.floor(r / 32), (r & 1) === 1, pendStart, pendStart + used);
       }
-      pend.copyWithin(0, used, pendLen);
+      // (a loop: at most 15 bytes move, cheaper than a call to copyWithin)
+      for (let k = used; k < pendLen; k++) pend[k - used] = pend[k]!;
       pendLen -= used;
       pendStart += used;
     }
@@ -667,34 +668,45 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       acc = ((acc << 6) | d) & 0x3ffff;
       const q = bd & 3;
       // Alignment k has read bd - k digits; it completes a byte unless that is 1 (mod 4),
-      // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4).
+      // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4). Each alignment that
+      // stepped is checked for a match (as `b64Step` does; one that has not stepped yet in
+      // this run is at the root, which ends no pattern).
+      const end = base + k + 1;
       if (q === 0) {
         s0 = next[s0 * w + classOf[acc & 0xff]!]!;
         s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
         s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
+        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
+        if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+        if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
       } else if (q === 1) {
         if (bd >= 5) {
           s1 = next[s1 * w + classOf[acc & 0xff]!]!;
           s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
           s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
+          if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+          if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
+          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
         }
       } else if (q === 2) {
         s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
+        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
         if (bd >= 6) {
           s2 = next[s2 * w + classOf[acc & 0xff]!]!;
           s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
+          if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
+          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
         }
       } else {
         s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
         s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
-        if (bd >= 7) s3 = next[s3 * w + classOf[acc & 0xff]!]!;
+        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
+        if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+        if (bd >= 7) {
+          s3 = next[s3 * w + classOf[acc & 0xff]!]!;
+          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+        }
       }
-      // A state only changes when its alignment stepped, so a match shows once.
-      const end = base + k + 1;
-      if (out[s0]! !== 0 && q !== 1) base64Match(0, bd, out[s0]!, end);
-      if (out[s1]! !== 0 && q !== 2) base64Match(1, bd, out[s1]!, end);
-      if (out[s2]! !== 0 && q !== 3) base64Match(2, bd, out[s2]!, end);
-      if (out[s3]! !== 0 && q !== 0) base64Match(3, bd, out[s3]!, end);
       k++;
     }
     b64Digits = bd;
