@@ -62,7 +62,10 @@
 // bytes and release boundaries (`redactor.equivalence.test.ts`).
 // - Plain spans. With no escape pending, a byte that is no escape introducer (`%`, `\`,
 //   `&`) is one logical byte, itself, read with the same class map as the raw view reads
-//   it. Such a span runs view by view, each in its own loop.
+//   it. Such a span runs in tight loops: raw and escapes views together (the raw view's
+//   loop also finds the span's end), then the hex views, then the base64 views. The views
+//   are independent and `addMatch` merges regions whatever the order matches come in, so
+//   the order of the loops changes nothing.
 // - Escapes view in a plain span. An Aho-Corasick state is a function of the last
 //   maxLength symbols read (the longest suffix that is a prefix of a pattern). Once the
 //   raw and escapes views have read the same maxLength plain bytes in a row (`synced`),
