@@ -4,6 +4,10 @@
 // costs against one of the same length that matches nothing (the oracle argument: the work
 // per byte must not depend on how far the input matches). CPU time of this process, median
 // of interleaved rounds. Writes bench/results/redactor.json and redactor.md.
+//
+// A/B in one process: BENCH_REDACTOR_BASELINE=DIR, where DIR holds another build's
+// `scrub/*.js` (for example `packages/server/dist/scrub` of an earlier commit, copied aside),
+// adds that build's MB/s, measured in the same interleaved rounds, and the ratio.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -27,8 +31,17 @@ function cpuMs(fn) {
   return (d.user + d.system) / 1000;
 }
 
-function redact(matcher, body) {
-  const r = createRedactor(matcher);
+const BASELINE = process.env.BENCH_REDACTOR_BASELINE;
+const baseline =
+  BASELINE === undefined
+    ? undefined
+    : {
+        compileMatcher: (await import(`${BASELINE}/matcher.js`)).compileMatcher,
+        createRedactor: (await import(`${BASELINE}/redactor.js`)).createRedactor,
+      };
+
+function redact(matcher, body, create = createRedactor) {
+  const r = create(matcher);
   for (let i = 0; i < body.length; i += CHUNK) r.push(body.subarray(i, i + CHUNK));
   r.end();
 }
@@ -45,6 +58,7 @@ export async function run() {
   // A union as a busy node holds it: 64 tokens of 40 bytes.
   const secrets = Array.from({ length: 64 }, () => `tok_${randomBytes(27).toString('base64url')}`);
   const matcher = compileMatcher(secretPatterns(secrets));
+  const baseMatcher = baseline?.compileMatcher(secretPatterns(secrets));
   const target = secrets[0];
   const json = Buffer.from(
     JSON.stringify(
@@ -83,8 +97,11 @@ export async function run() {
   const rows = [];
   for (const [label, body] of Object.entries(bodies)) {
     const redactorMs = [];
+    const baselineMs = [];
     const floorMs = [];
     for (let i = 0; i < ROUNDS; i++) {
+      if (baseline)
+        baselineMs.push(cpuMs(() => redact(baseMatcher, body, baseline.createRedactor)));
       redactorMs.push(cpuMs(() => redact(matcher, body)));
       floorMs.push(cpuMs(() => indexOfAll(Buffer.from(target), body)));
     }
@@ -92,6 +109,7 @@ export async function run() {
     rows.push({
       body: label,
       mib: mb,
+      ...(baseline ? { baseline_mb_s: mb / (median(baselineMs) / 1000) } : {}),
       redactor_mb_s: mb / (median(redactorMs) / 1000),
       index_of_mb_s: mb / (median(floorMs) / 1000),
     });
@@ -124,6 +142,7 @@ export async function run() {
     cpu: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown'}`,
     secrets: secrets.length,
     rounds: ROUNDS,
+    ...(BASELINE ? { baseline: BASELINE } : {}),
   };
   writeFileSync(join(dir, 'redactor.json'), JSON.stringify({ ...meta, rows, oracle }, null, 2));
   const md = [
@@ -131,11 +150,22 @@ export async function run() {
     '',
     `${meta.date}, Node ${meta.node}, ${meta.cpu}; ${meta.secrets} secrets of 40 bytes in the matcher; CPU time, median of ${ROUNDS} interleaved rounds, 64 KiB chunks.`,
     '',
-    '| body | MB/s, redactor | MB/s, Buffer.indexOf of one secret (floor) |',
-    '| --- | ---: | ---: |',
-    ...rows.map(
-      (r) => `| ${r.body} | ${r.redactor_mb_s.toFixed(1)} | ${r.index_of_mb_s.toFixed(0)} |`,
-    ),
+    ...(baseline
+      ? [
+          '| body | MB/s, baseline | MB/s, redactor | ratio | MB/s, Buffer.indexOf of one secret (floor) |',
+          '| --- | ---: | ---: | ---: | ---: |',
+          ...rows.map(
+            (r) =>
+              `| ${r.body} | ${r.baseline_mb_s.toFixed(1)} | ${r.redactor_mb_s.toFixed(1)} | ${(r.redactor_mb_s / r.baseline_mb_s).toFixed(2)}x | ${r.index_of_mb_s.toFixed(0)} |`,
+          ),
+        ]
+      : [
+          '| body | MB/s, redactor | MB/s, Buffer.indexOf of one secret (floor) |',
+          '| --- | ---: | ---: |',
+          ...rows.map(
+            (r) => `| ${r.body} | ${r.redactor_mb_s.toFixed(1)} | ${r.index_of_mb_s.toFixed(0)} |`,
+          ),
+        ]),
     '',
     'The oracle argument (issue 10): the work per byte must not depend on how far the input matches a secret.',
     '',

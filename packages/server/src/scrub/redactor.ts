@@ -50,6 +50,36 @@
 //   one read of a dense table (`matcher.ts`); decoding work depends on the input only.
 // - MUST NOT release a byte that a later match covers: a match that would start before
 //   the released boundary (impossible by the argument above) fails the stream closed.
+//
+// ## Fast paths (issue 14): skipping a view where it provably equals another
+// A skip only drops work whose result another view already computes; it never changes
+// which matches are found, so the content released is the same, and the release boundary
+// (positions and line breaks) does not look at matches at all. Every skip decision reads
+// the input bytes and two constants of the compiled set (its longest and shortest pattern
+// lengths), never an automaton state or a partial match; a complete match still costs its
+// `addMatch`, as before (the agent sees it as `[REDACTED]` anyway). Each skip is tested
+// against the unoptimised redactor, kept as `test/reference-redactor.ts`, for identical
+// bytes and release boundaries (`redactor.equivalence.test.ts`).
+// - Plain spans. With no escape pending, a byte that is no escape introducer (`%`, `\`,
+//   `&`) is one logical byte, itself, read with the same class map as the raw view reads
+//   it. Such a span runs in tight loops: raw and escapes views together (the raw view's
+//   loop also finds the span's end), then the hex views, then the base64 views. The views
+//   are independent and `addMatch` merges regions whatever the order matches come in, so
+//   the order of the loops changes nothing.
+// - Escapes view in a plain span. An Aho-Corasick state is a function of the last
+//   maxLength symbols read (the longest suffix that is a prefix of a pattern). Once the
+//   raw and escapes views have read the same maxLength plain bytes in a row (`synced`),
+//   they are in the same state and stay so while the span lasts: every escapes-view match
+//   there is the raw view's match, same start and end. So the escapes view steps only its
+//   first maxLength - synced bytes (a match that starts in an escape before the span ends
+//   there), then takes the raw view's state at the span's end and the raw starts of its
+//   last maxLength bytes (all a later match can reach back to).
+// - Hex and base64 runs too short for the shortest pattern's encoding (decided at the raw
+//   run's first byte, as before) are jumped over in one step rather than byte by byte:
+//   every byte of such a run resets the view, so the state after it is the same. With no
+//   run open, a byte that is in no run, L - 1 bytes ahead (L: the shortest encoding in
+//   digits), ends every run that starts before it at fewer than L bytes, inside the span:
+//   all of them would be skipped, so the view jumps L bytes at once.
 import type { Matcher } from './matcher.js';
 import { HEX, INCOMPLETE, LITERAL, MAX_ESCAPE, parseEscape } from './escapes.js';
 
@@ -111,6 +141,9 @@ for (const c of '%\\&#;{}') B64_RAW[c.charCodeAt(0)] = 1;
 const HEX_RAW = new Uint8Array(256);
 for (let i = 0; i < 256; i++) if (HEX[i]! >= 0 || HEX_SEPARATOR[i] === 1) HEX_RAW[i] = 1;
 HEX_RAW[0x25] = 1; // '%': a percent-escaped separator (`67%3A68`)
+/** Bytes that start an escape: any other byte, with no escape pending, is itself. */
+const INTRODUCER = new Uint8Array(256);
+for (const c of '%\\&') INTRODUCER[c.charCodeAt(0)] = 1;
 
 interface Region {
   start: number;
@@ -135,12 +168,13 @@ export interface RedactorOptions {
  * most `holdbackFor(matcher.maxLength)` bytes, released at the end or as soon as a line
  * ends; which bytes are released when never depends on a partial match.
  *
- * One loop over the input runs every view. The raw view reads each byte as it is. The
- * escapes decoder turns each raw byte into zero or more logical bytes (one, for a byte that
- * is no part of an escape), which go through the escapes view, the base64 views and the hex
- * views. Views over hex or base64 digits skip a run too short to hold the shortest pattern:
- * what is skipped depends on the input and that length only. Matches arrive out of order
- * across views; `addMatch` keeps the regions sorted and merged.
+ * The input splits into plain spans (no escape introducer, nothing pending), where each
+ * view runs in its own loop over the raw bytes (see "Fast paths" above), and the bytes in
+ * between, one at a time: the escapes decoder turns each into zero or more logical bytes,
+ * which go through the escapes view, the base64 views and the hex views. Views over hex or
+ * base64 digits skip a run too short to hold the shortest pattern: what is skipped depends
+ * on the input and that length only. Matches arrive out of order across views; `addMatch`
+ * keeps the regions sorted and merged.
  *
  * @example
  * const r = createRedactor(compileMatcher(secretPatterns([token])));
@@ -185,6 +219,9 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
   let b64Acc = 0;
   let b64InRawRun = false; // the last raw byte was in B64_RAW
   let b64SkipUntil = 0; // logical bytes starting before this raw position are not decoded
+  // Plain bytes in a row (up to maxLength) that the raw and escapes views both read as the
+  // same logical bytes: from maxLength on, the two views are in the same state.
+  let synced = 0;
   // Escape decoder: pending raw bytes of an unfinished escape, and the logical bytes the
   // current raw byte produced (at most 16: a failed surrogate pair and its re-scan).
   const pend = new Uint8Array(16);
@@ -283,10 +320,407 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
         used = (r >> 1) & 15;
         emitValue(Math.floor(r / 32), (r & 1) === 1, pendStart, pendStart + used);
       }
-      pend.copyWithin(0, used, pendLen);
+      // (a loop: at most 15 bytes move, cheaper than a call to copyWithin)
+      for (let k = used; k < pendLen; k++) pend[k - used] = pend[k]!;
       pendLen -= used;
       pendStart += used;
     }
+  };
+
+  /**
+   * The escapes, hex and base64 views over one logical byte of the slow path (a byte of an
+   * escape, or the bytes a pending escape resolved to): `literal` when it was a byte on
+   * the wire (span 1).
+   */
+  const logical = (lb: number, start: number, end: number): void => {
+    const { next, out, classOf, rawClassOf, width: w } = m;
+    const mask = ringMask;
+    // A byte that was a byte on the wire (span 1) reads as the raw view reads it: a raw
+    // line break ends every match; one an escape wrote is a byte of the secret.
+    const literal = end - start === 1;
+    // escapes view
+    const idx = escCount++;
+    escRing[idx & mask] = start;
+    escState = next[escState * w + (literal ? rawClassOf[lb]! : classOf[lb]!)]!;
+    const el = out[escState]!;
+    if (el !== 0) addMatch(escRing[(idx - el + 1) & mask]!, end);
+    // hex views: digits as they are on the wire, separators also percent-escaped
+    const h = literal ? HEX[lb]! : -1;
+    if (start < hexSkipUntil) {
+      if (hexDigits !== 0) {
+        hexDigits = 0;
+        hex0 = hex1 = 0;
+      }
+    } else if (h >= 0) {
+      hexSeparators = 0;
+      hexDigits++;
+      hexStep(h, start, end);
+    } else if (
+      hexDigits > 0 &&
+      HEX_SEPARATOR[lb] === 1 &&
+      end - start <= MAX_SEPARATOR_SPAN &&
+      hexSeparators < MAX_HEX_SEPARATORS
+    ) {
+      hexSeparators++;
+    } else if (hexDigits !== 0) {
+      hexDigits = 0;
+      hexSeparators = 0;
+      hex0 = hex1 = 0;
+    }
+    // base64 views (see base64Match for the alignments)
+    const d = B64[lb]!;
+    if (d < 0 || start < b64SkipUntil) {
+      if (b64Digits !== 0) {
+        b64Digits = 0;
+        b64s0 = b64s1 = b64s2 = b64s3 = 0;
+      }
+      return;
+    }
+    b64Digits++;
+    b64Step(d, start, end);
+  };
+
+  /** Hex digit `h` (digit `hexDigits` of the run, already counted) at raw [start, end). */
+  const hexStep = (h: number, start: number, end: number): void => {
+    const { next, out, classOf, width: w } = m;
+    const hd = hexDigits;
+    hexRing[hd & ringMask] = start;
+    if (hd >= 2) {
+      // Alignment hd & 1 completes the byte of the previous digit and this one.
+      const byte = (hexPrev << 4) | h;
+      let st: number;
+      if ((hd & 1) === 0) st = hex0 = next[hex0 * w + classOf[byte]!]!;
+      else st = hex1 = next[hex1 * w + classOf[byte]!]!;
+      const hl = out[st]!;
+      if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & ringMask]!, end);
+    }
+    hexPrev = h;
+  };
+
+  /** Base64 digit `d` (digit `b64Digits` of the run, already counted) at raw [start, end). */
+  const b64Step = (d: number, start: number, end: number): void => {
+    const { next, out, classOf, width: w } = m;
+    const bd = b64Digits;
+    b64Ring[bd & ringMask] = start;
+    const acc = (b64Acc = ((b64Acc << 6) | d) & 0x3ffff);
+    const q = bd & 3;
+    let s0 = b64s0;
+    let s1 = b64s1;
+    let s2 = b64s2;
+    let s3 = b64s3;
+    // Alignment k has read bd - k digits; it completes a byte unless that is 1 (mod 4),
+    // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4).
+    if (q === 0) {
+      s0 = next[s0 * w + classOf[acc & 0xff]!]!;
+      s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
+      s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
+    } else if (q === 1) {
+      if (bd >= 5) {
+        s1 = next[s1 * w + classOf[acc & 0xff]!]!;
+        s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
+        s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
+      }
+    } else if (q === 2) {
+      s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
+      if (bd >= 6) {
+        s2 = next[s2 * w + classOf[acc & 0xff]!]!;
+        s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
+      }
+    } else {
+      s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
+      s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
+      if (bd >= 7) s3 = next[s3 * w + classOf[acc & 0xff]!]!;
+    }
+    b64s0 = s0;
+    b64s1 = s1;
+    b64s2 = s2;
+    b64s3 = s3;
+    // A state only changes when its alignment stepped, so a match shows once.
+    if (out[s0]! !== 0 && q !== 1) base64Match(0, bd, out[s0]!, end);
+    if (out[s1]! !== 0 && q !== 2) base64Match(1, bd, out[s1]!, end);
+    if (out[s2]! !== 0 && q !== 3) base64Match(2, bd, out[s2]!, end);
+    if (out[s3]! !== 0 && q !== 0) base64Match(3, bd, out[s3]!, end);
+  };
+
+  /** Raw-run bookkeeping of the hex and base64 views for raw byte `chunk[i]`. */
+  const runStart = (chunk: Uint8Array, base: number, i: number): void => {
+    const b = chunk[i]!;
+    const n = chunk.length;
+    if (B64_RAW[b] === 1) {
+      if (!b64InRawRun) {
+        b64InRawRun = true;
+        let e = i + 1;
+        while (e < n && B64_RAW[chunk[e]!] === 1) e++;
+        if (e < n && e - i < minBase64Digits) b64SkipUntil = base + e;
+      }
+    } else {
+      b64InRawRun = false;
+    }
+    if (HEX_RAW[b] === 1) {
+      if (!hexInRawRun) {
+        hexInRawRun = true;
+        let e = i;
+        let digits = 0;
+        for (; e < n && HEX_RAW[chunk[e]!] === 1; e++) if (HEX[chunk[e]!]! >= 0) digits++;
+        if (e < n && digits < minHexDigits) hexSkipUntil = base + e;
+      }
+    } else {
+      hexInRawRun = false;
+    }
+  };
+
+  /**
+   * The slow path, one raw byte at a time: an escape introducer, or any byte while an
+   * escape is pending. Every view, as the header describes.
+   */
+  const slowByte = (chunk: Uint8Array, base: number, i: number): void => {
+    const b = chunk[i]!;
+    const p = base + i;
+    // raw view (a raw CR or LF takes it back to the root: no match spans one)
+    rawState = m.next[rawState * m.width + m.rawClassOf[b]!]!;
+    const len = m.out[rawState]!;
+    if (len !== 0) addMatch(p + 1 - len, p + 1);
+    runStart(chunk, base, i);
+    synced = 0;
+    // escapes decoder
+    outLen = 0;
+    if (pendLen === 0) pendStart = p;
+    pend[pendLen++] = b;
+    resolvePending(false);
+    for (let t = 0; t < outLen; t++) logical(outByte[t]!, outStart[t]!, outEnd[t]!);
+  };
+
+  /**
+   * The plain span from `chunk[i]` to the next escape introducer or the chunk's end,
+   * returned: no escape is pending and no byte of it is an escape introducer, so every raw
+   * byte is one logical byte, itself, on the wire. Each view runs over the
+   * span in its own tight loop (see "Fast paths" in the header for what each may skip).
+   */
+  const plainSpan = (chunk: Uint8Array, base: number, i: number): number => {
+    const { next, out, classOf, rawClassOf, width: w, maxLength } = m;
+    const mask = ringMask;
+    const n = chunk.length;
+    // Raw and escapes views together while the escapes view may still differ from the raw
+    // view (fewer than maxLength plain bytes in a row behind it), then the raw view alone
+    // up to the next escape introducer (the span's end, found on the way): the escapes
+    // view takes its state at the end.
+    let rs = rawState;
+    let es = escState;
+    let ec = escCount;
+    const stepLimit = Math.min(n, i + Math.max(0, maxLength - synced));
+    let k = i;
+    for (; k < stepLimit; k++) {
+      const b = chunk[k]!;
+      if (INTRODUCER[b] === 1) break;
+      const c = rawClassOf[b]!;
+      rs = next[rs * w + c]!;
+      es = next[es * w + c]!;
+      const idx = ec++;
+      escRing[idx & mask] = base + k;
+      const len = out[rs]!;
+      if (len !== 0) addMatch(base + k + 1 - len, base + k + 1);
+      const el = out[es]!;
+      if (el !== 0) addMatch(escRing[(idx - el + 1) & mask]!, base + k + 1);
+    }
+    const stepEnd = k;
+    if (k === stepLimit) {
+      for (; k < n; k++) {
+        const b = chunk[k]!;
+        if (INTRODUCER[b] === 1) break;
+        rs = next[rs * w + rawClassOf[b]!]!;
+        const len = out[rs]!;
+        if (len !== 0) addMatch(base + k + 1 - len, base + k + 1);
+      }
+    }
+    const e = k;
+    if (stepEnd < e) {
+      // Only the last maxLength logical bytes can start a later match: their raw starts.
+      const fillFrom = Math.max(stepEnd, e - maxLength);
+      ec += fillFrom - stepEnd;
+      for (let k = fillFrom; k < e; k++) escRing[ec++ & mask] = base + k;
+      es = rs;
+    }
+    rawState = rs;
+    escState = es;
+    escCount = ec;
+    synced = Math.min(maxLength, synced + (e - i));
+
+    // hex views (as `logical` and `hexStep`, on locals)
+    let hd = hexDigits;
+    let hsep = hexSeparators;
+    let hprev = hexPrev;
+    let h0 = hex0;
+    let h1 = hex1;
+    let hInRun = hexInRawRun;
+    let hSkip = hexSkipUntil;
+    for (let k = i; k < e;) {
+      if (!hInRun && hd === 0) {
+        // No run open: when the byte minHexDigits - 1 ahead is in no run, every run that
+        // starts before it is too short and ends in the span; skip them all at once.
+        while (k + minHexDigits - 1 < e && HEX_RAW[chunk[k + minHexDigits - 1]!] === 0) {
+          k += minHexDigits;
+        }
+        if (k >= e) break;
+      }
+      const b = chunk[k]!;
+      if (HEX_RAW[b] === 0) {
+        // no digit and no separator: the run (if any) ends
+        hInRun = false;
+        if (hd !== 0) {
+          hd = 0;
+          hsep = 0;
+          h0 = h1 = 0;
+        }
+        k++;
+        while (k < e && HEX_RAW[chunk[k]!] === 0) k++;
+        continue;
+      }
+      if (!hInRun) {
+        hInRun = true;
+        let r = k;
+        let digits = 0;
+        for (; r < n && HEX_RAW[chunk[r]!] === 1; r++) if (HEX[chunk[r]!]! >= 0) digits++;
+        if (r < n && digits < minHexDigits) hSkip = base + r;
+      }
+      if (base + k < hSkip) {
+        // a run too short for any pattern: every byte up to hSkip is in it
+        if (hd !== 0) {
+          hd = 0;
+          h0 = h1 = 0;
+        }
+        k = Math.min(hSkip - base, e);
+        continue;
+      }
+      const h = HEX[b]!;
+      if (h >= 0) {
+        hsep = 0;
+        hd++;
+        hexRing[hd & mask] = base + k;
+        if (hd >= 2) {
+          // Alignment hd & 1 completes the byte of the previous digit and this one.
+          const byte = (hprev << 4) | h;
+          let st: number;
+          if ((hd & 1) === 0) st = h0 = next[h0 * w + classOf[byte]!]!;
+          else st = h1 = next[h1 * w + classOf[byte]!]!;
+          const hl = out[st]!;
+          if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & mask]!, base + k + 1);
+        }
+        hprev = h;
+      } else if (hd > 0 && HEX_SEPARATOR[b] === 1 && hsep < MAX_HEX_SEPARATORS) {
+        hsep++;
+      } else if (hd !== 0) {
+        hd = 0;
+        hsep = 0;
+        h0 = h1 = 0;
+      }
+      k++;
+    }
+    hexDigits = hd;
+    hexSeparators = hsep;
+    hexPrev = hprev;
+    hex0 = h0;
+    hex1 = h1;
+    hexInRawRun = hInRun;
+    hexSkipUntil = hSkip;
+
+    // base64 views (as `logical` and `b64Step`, on locals)
+    let bd = b64Digits;
+    let acc = b64Acc;
+    let s0 = b64s0;
+    let s1 = b64s1;
+    let s2 = b64s2;
+    let s3 = b64s3;
+    let bInRun = b64InRawRun;
+    let bSkip = b64SkipUntil;
+    for (let k = i; k < e;) {
+      if (!bInRun && bd === 0) {
+        // As for hex: skip every run that ends before a byte minBase64Digits - 1 ahead.
+        while (k + minBase64Digits - 1 < e && B64_RAW[chunk[k + minBase64Digits - 1]!] === 0) {
+          k += minBase64Digits;
+        }
+        if (k >= e) break;
+      }
+      const b = chunk[k]!;
+      if (B64_RAW[b] === 0) {
+        bInRun = false;
+        if (bd !== 0) {
+          bd = 0;
+          s0 = s1 = s2 = s3 = 0;
+        }
+        k++;
+        while (k < e && B64_RAW[chunk[k]!] === 0) k++;
+        continue;
+      }
+      if (!bInRun) {
+        bInRun = true;
+        let r = k + 1;
+        while (r < n && B64_RAW[chunk[r]!] === 1) r++;
+        if (r < n && r - k < minBase64Digits) bSkip = base + r;
+      }
+      const d = B64[b]!;
+      if (d < 0 || base + k < bSkip) {
+        if (bd !== 0) {
+          bd = 0;
+          s0 = s1 = s2 = s3 = 0;
+        }
+        k = base + k < bSkip ? Math.min(bSkip - base, e) : k + 1;
+        continue;
+      }
+      bd++;
+      b64Ring[bd & mask] = base + k;
+      acc = ((acc << 6) | d) & 0x3ffff;
+      const q = bd & 3;
+      // Alignment k has read bd - k digits; it completes a byte unless that is 1 (mod 4),
+      // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4). Each alignment that
+      // stepped is checked for a match (as `b64Step` does; one that has not stepped yet in
+      // this run is at the root, which ends no pattern).
+      const end = base + k + 1;
+      if (q === 0) {
+        s0 = next[s0 * w + classOf[acc & 0xff]!]!;
+        s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
+        s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
+        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
+        if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+        if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
+      } else if (q === 1) {
+        if (bd >= 5) {
+          s1 = next[s1 * w + classOf[acc & 0xff]!]!;
+          s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
+          s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
+          if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+          if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
+          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+        }
+      } else if (q === 2) {
+        s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
+        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
+        if (bd >= 6) {
+          s2 = next[s2 * w + classOf[acc & 0xff]!]!;
+          s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
+          if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
+          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+        }
+      } else {
+        s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
+        s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
+        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
+        if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+        if (bd >= 7) {
+          s3 = next[s3 * w + classOf[acc & 0xff]!]!;
+          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+        }
+      }
+      k++;
+    }
+    b64Digits = bd;
+    b64Acc = acc;
+    b64s0 = s0;
+    b64s1 = s1;
+    b64s2 = s2;
+    b64s3 = s3;
+    b64InRawRun = bInRun;
+    b64SkipUntil = bSkip;
+    return e;
   };
 
   /**
@@ -294,175 +728,21 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
    * escape still pending at the end of the body.
    */
   const scan = (chunk: Uint8Array, base: number, final: boolean): void => {
-    // Everything the loop touches per byte is a local: V8 keeps locals in registers, and
-    // the views' dependency chains (one table read each) can then overlap.
-    const { next, out, classOf, rawClassOf, width: w } = m;
-    const mask = ringMask;
-    let rs = rawState;
-    let es = escState;
-    let ec = escCount;
-    let h0 = hex0;
-    let h1 = hex1;
-    let hd = hexDigits;
-    let hsep = hexSeparators;
-    let hprev = hexPrev;
-    let s0 = b64s0;
-    let s1 = b64s1;
-    let s2 = b64s2;
-    let s3 = b64s3;
-    let bd = b64Digits;
-    let acc = b64Acc;
     const n = chunk.length;
-    for (let i = 0; i <= n; i++) {
-      let plain = -1; // the logical byte when the raw byte is no part of an escape
-      if (i === n) {
-        // Past the last byte: only the pending escape of a finished body is left.
-        if (!final) break;
-        outLen = 0;
-        resolvePending(true);
-      } else {
-        const b = chunk[i]!;
-        const p = base + i;
-        // raw view (a raw CR or LF takes it back to the root: no match spans one)
-        rs = next[rs * w + rawClassOf[b]!]!;
-        const len = out[rs]!;
-        if (len !== 0) addMatch(p + 1 - len, p + 1);
-        // base64 and hex views: skip a raw run that cannot hold a pattern's encoded form
-        if (B64_RAW[b] === 1) {
-          if (!b64InRawRun) {
-            b64InRawRun = true;
-            let e = i + 1;
-            while (e < n && B64_RAW[chunk[e]!] === 1) e++;
-            if (e < n && e - i < minBase64Digits) b64SkipUntil = base + e;
-          }
-        } else {
-          b64InRawRun = false;
-        }
-        if (HEX_RAW[b] === 1) {
-          if (!hexInRawRun) {
-            hexInRawRun = true;
-            let e = i;
-            let digits = 0;
-            for (; e < n && HEX_RAW[chunk[e]!] === 1; e++) if (HEX[chunk[e]!]! >= 0) digits++;
-            if (e < n && digits < minHexDigits) hexSkipUntil = base + e;
-          }
-        } else {
-          hexInRawRun = false;
-        }
-        // escapes decoder: a byte that is no part of an escape is itself
-        if (pendLen === 0 && b !== 0x25 && b !== 0x5c && b !== 0x26) {
-          plain = b;
-          outLen = 1;
-        } else {
-          outLen = 0;
-          if (pendLen === 0) pendStart = p;
-          pend[pendLen++] = b;
-          resolvePending(false);
-        }
-      }
-      for (let t = 0; t < outLen; t++) {
-        const lb = plain >= 0 ? plain : outByte[t]!;
-        const start = plain >= 0 ? base + i : outStart[t]!;
-        const end = plain >= 0 ? start + 1 : outEnd[t]!;
-        // A byte that was a byte on the wire (span 1) reads as the raw view reads it: a raw
-        // line break ends every match; one an escape wrote is a byte of the secret.
-        const literal = end - start === 1;
-        // escapes view
-        const idx = ec++;
-        escRing[idx & mask] = start;
-        es = next[es * w + (literal ? rawClassOf[lb]! : classOf[lb]!)]!;
-        const el = out[es]!;
-        if (el !== 0) addMatch(escRing[(idx - el + 1) & mask]!, end);
-        // hex views: digits as they are on the wire, separators also percent-escaped
-        const h = literal ? HEX[lb]! : -1;
-        if (start < hexSkipUntil) {
-          if (hd !== 0) {
-            hd = 0;
-            h0 = h1 = 0;
-          }
-        } else if (h >= 0) {
-          hsep = 0;
-          hd++;
-          hexRing[hd & mask] = start;
-          if (hd >= 2) {
-            // Alignment hd & 1 completes the byte of the previous digit and this one.
-            const byte = (hprev << 4) | h;
-            let st: number;
-            if ((hd & 1) === 0) st = h0 = next[h0 * w + classOf[byte]!]!;
-            else st = h1 = next[h1 * w + classOf[byte]!]!;
-            const hl = out[st]!;
-            if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & mask]!, end);
-          }
-          hprev = h;
-        } else if (
-          hd > 0 &&
-          HEX_SEPARATOR[lb] === 1 &&
-          end - start <= MAX_SEPARATOR_SPAN &&
-          hsep < MAX_HEX_SEPARATORS
-        ) {
-          hsep++;
-        } else if (hd !== 0) {
-          hd = 0;
-          hsep = 0;
-          h0 = h1 = 0;
-        }
-        // base64 views (see base64Match for the alignments)
-        const d = B64[lb]!;
-        if (d < 0 || start < b64SkipUntil) {
-          if (bd !== 0) {
-            bd = 0;
-            s0 = s1 = s2 = s3 = 0;
-          }
-          continue;
-        }
-        bd++;
-        b64Ring[bd & mask] = start;
-        acc = ((acc << 6) | d) & 0x3ffff;
-        const q = bd & 3;
-        // Alignment k has read bd - k digits; it completes a byte unless that is 1 (mod 4),
-        // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4).
-        if (q === 0) {
-          s0 = next[s0 * w + classOf[acc & 0xff]!]!;
-          s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
-          s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
-        } else if (q === 1) {
-          if (bd >= 5) {
-            s1 = next[s1 * w + classOf[acc & 0xff]!]!;
-            s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
-            s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
-          }
-        } else if (q === 2) {
-          s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
-          if (bd >= 6) {
-            s2 = next[s2 * w + classOf[acc & 0xff]!]!;
-            s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
-          }
-        } else {
-          s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
-          s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
-          if (bd >= 7) s3 = next[s3 * w + classOf[acc & 0xff]!]!;
-        }
-        // A state only changes when its alignment stepped, so a match shows once.
-        if (out[s0]! !== 0 && q !== 1) base64Match(0, bd, out[s0]!, end);
-        if (out[s1]! !== 0 && q !== 2) base64Match(1, bd, out[s1]!, end);
-        if (out[s2]! !== 0 && q !== 3) base64Match(2, bd, out[s2]!, end);
-        if (out[s3]! !== 0 && q !== 0) base64Match(3, bd, out[s3]!, end);
-      }
+    let i = 0;
+    for (;;) {
+      // The plain span up to the next escape introducer (a function of the input).
+      if (pendLen === 0 && i < n && INTRODUCER[chunk[i]!] === 0) i = plainSpan(chunk, base, i);
+      if (i >= n) break;
+      slowByte(chunk, base, i);
+      i++;
     }
-    rawState = rs;
-    escState = es;
-    escCount = ec;
-    hex0 = h0;
-    hex1 = h1;
-    hexDigits = hd;
-    hexSeparators = hsep;
-    hexPrev = hprev;
-    b64s0 = s0;
-    b64s1 = s1;
-    b64s2 = s2;
-    b64s3 = s3;
-    b64Digits = bd;
-    b64Acc = acc;
+    if (final) {
+      // Past the last byte: only the pending escape of a finished body is left.
+      outLen = 0;
+      resolvePending(true);
+      for (let t = 0; t < outLen; t++) logical(outByte[t]!, outStart[t]!, outEnd[t]!);
+    }
     const lf = chunk.lastIndexOf(0x0a);
     const cr = chunk.lastIndexOf(0x0d);
     if (lf >= 0 || cr >= 0) lastBreak = base + Math.max(lf, cr) + 1;
