@@ -111,6 +111,7 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
       'echo; echo "--- dots-http"; curl -sS --path-as-is -w "\\n%{http_code}" "http://api.example.test/../v1/leases/renew"',
       'echo; echo "--- dots-tunnel"; curl -sS --path-as-is -w "\\n%{http_code}" "https://app.prefixed.test/api/1.0/../../prefixed/x"',
       'echo; echo "--- dots-encoded"; curl -sS -w "\\n%{http_code}" "https://api.example.test/%2e%2e/v1/agent/services"',
+      'echo; echo "--- absolute-in-tunnel"; curl -sS -w "\\n%{http_code}" --request-target "http://unowned.test/x" "https://api.example.test/"',
       // A client that offers only h2 fails the handshake: ALPN http/1.1 only.
       'echo; echo "--- h2"; openssl s_client -proxy "${HTTPS_PROXY#http://}" -connect api.example.test:443 -servername api.example.test -alpn h2 </dev/null 2>&1; echo "exit=$?"',
       'echo "--- env"; env',
@@ -143,6 +144,7 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
     // One tunnel serves one host: another service's name in Host is refused.
     expect(s.hop).toMatch(/"code":"host_mismatch"[\s\S]*\n421$/);
 
+    expect(s['absolute-in-tunnel']).toMatch(/"code":"request_invalid"[\s\S]*\n400$/);
     for (const k of ['dots-http', 'dots-tunnel', 'dots-encoded']) {
       expect(s[k]).toMatch(/"code":"path_invalid"[\s\S]*\n400$/);
     }
