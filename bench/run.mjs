@@ -9,6 +9,7 @@ const SCENARIOS = [
   './audit.mjs',
   './threads.mjs',
   './profile.mjs',
+  './reach.mjs',
 ];
 
 const args = process.argv.slice(2);

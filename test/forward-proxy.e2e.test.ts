@@ -12,8 +12,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
+import { startGitServer, type GitServer } from './helpers/git-server.js';
 
 const SECRET = 'fwd-proxy-upstream-secret-0123456789abcdefXYZ';
+const GIT_PASSWORD = 'fwd-proxy-git-password-0123456789abcdef';
 const PREFIXED_SECRET = 'fwd-proxy-prefixed-secret-0123456789abcdef';
 const NODE_CLIENT = join(REPO, 'test/fixtures/reach-undici-client.mjs');
 const OPENAI_CLIENT = join(REPO, 'test/fixtures/reach-openai-proxy-client.mjs');
@@ -52,10 +54,12 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
   let node: TestNode;
   let up: TestUpstream;
   let prefixed: TestUpstream;
+  let gitServer: GitServer;
 
   beforeAll(async () => {
     up = await startUpstream();
     prefixed = await startUpstream();
+    gitServer = await startGitServer({ user: 'nexus-bot', password: GIT_PASSWORD });
     node = await startNode({
       services: {
         example: {
@@ -69,6 +73,12 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
           auth: { type: 'bearer', credential: 'example-key' },
           hosts: ['api.openai.com'],
         },
+        // A Git smart-HTTP server behind HTTP Basic: git clone/push through HTTPS_PROXY.
+        git: {
+          upstream: gitServer.url,
+          auth: { type: 'basic', credential: 'git-cred' },
+          hosts: ['git.example.test'],
+        },
         // An upstream with a path: requests must lie under it, and it is removed.
         prefixed: {
           upstream: `${prefixed.url}/api/1.0`,
@@ -81,16 +91,19 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
         { id: 'dev-reads', allow: { roles: ['dev'], services: ['example'], methods: ['GET'] } },
         { id: 'dev-prefixed', allow: { roles: ['dev'], services: ['prefixed'] } },
         { id: 'dev-openai', allow: { roles: ['dev'], services: ['openai'] } },
+        { id: 'dev-git', allow: { roles: ['dev'], services: ['git'] } },
       ],
     });
     await node.setCredential('example-key', { value: SECRET });
     await node.setCredential('prefixed-key', { value: PREFIXED_SECRET });
+    await node.setCredential('git-cred', { username: 'nexus-bot', password: GIT_PASSWORD });
   });
 
   afterAll(async () => {
     await node?.stop();
     await up?.close();
     await prefixed?.close();
+    await gitServer?.close();
   });
 
   it('curl over https (CONNECT, the run CA) and plain http: signed, injected, scrubbed; unowned hosts refused', async () => {
@@ -111,6 +124,7 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
       'echo; echo "--- dots-http"; curl -sS --path-as-is -w "\\n%{http_code}" "http://api.example.test/../v1/leases/renew"',
       'echo; echo "--- dots-tunnel"; curl -sS --path-as-is -w "\\n%{http_code}" "https://app.prefixed.test/api/1.0/../../prefixed/x"',
       'echo; echo "--- dots-encoded"; curl -sS -w "\\n%{http_code}" "https://api.example.test/%2e%2e/v1/agent/services"',
+      'echo; echo "--- absolute-in-tunnel"; curl -sS -w "\\n%{http_code}" --request-target "http://unowned.test/x" "https://api.example.test/"',
       // A client that offers only h2 fails the handshake: ALPN http/1.1 only.
       'echo; echo "--- h2"; openssl s_client -proxy "${HTTPS_PROXY#http://}" -connect api.example.test:443 -servername api.example.test -alpn h2 </dev/null 2>&1; echo "exit=$?"',
       'echo "--- env"; env',
@@ -143,6 +157,7 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
     // One tunnel serves one host: another service's name in Host is refused.
     expect(s.hop).toMatch(/"code":"host_mismatch"[\s\S]*\n421$/);
 
+    expect(s['absolute-in-tunnel']).toMatch(/"code":"request_invalid"[\s\S]*\n400$/);
     for (const k of ['dots-http', 'dots-tunnel', 'dots-encoded']) {
       expect(s[k]).toMatch(/"code":"path_invalid"[\s\S]*\n400$/);
     }
@@ -190,6 +205,7 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
       'DNS:api.example.test',
       'DNS:api.openai.com',
       'DNS:app.prefixed.test',
+      'DNS:git.example.test',
     ]);
     expect(s).toMatch(/CA:TRUE, pathlen:0/);
     const path = sections(s).dir ?? '';
@@ -273,6 +289,33 @@ describe('nexus run, forward-proxy mode (issue 11)', () => {
     expect(up.requests[0]?.headers.authorization).toBe(`Bearer ${SECRET}`);
     expect(up.requests[0]?.rawHeaders.join('\n')).not.toContain('sk-agent-held-placeholder');
     expect(r.stdout).not.toContain(SECRET);
+  });
+
+  it('git clone and git push over HTTPS work unchanged (Basic injected by Nexus)', async () => {
+    const script = [
+      'set -e',
+      'git clone -q https://git.example.test/repo.git r',
+      'cd r',
+      'echo change > f && git add f',
+      'git -c user.name=a -c user.email=a@a commit -q -m pushed-through-nexus',
+      'git push -q origin main',
+      'echo "--- config"; cat .git/config',
+    ].join('\n');
+    const r = await node.runAgent('bot', ['sh', '-c', script], {
+      env: { GIT_TERMINAL_PROMPT: '0' },
+    });
+    expect(r.stderr).not.toMatch(/fatal|error/);
+    expect(r.code).toBe(0);
+    expect(gitServer.log()).toEqual(['pushed-through-nexus', 'seed']);
+    const want = `Basic ${Buffer.from(`nexus-bot:${GIT_PASSWORD}`).toString('base64')}`;
+    expect(gitServer.authorizations.length).toBeGreaterThanOrEqual(4);
+    for (const a of gitServer.authorizations) expect(a).toBe(want);
+    // The clone holds no credential; the agent saw neither the password nor its encoding.
+    expect(sections(r.stdout).config).toContain('url = https://git.example.test/repo.git');
+    for (const secret of [GIT_PASSWORD, want.slice('Basic '.length)]) {
+      expect(r.stdout).not.toContain(secret);
+      expect(r.stderr).not.toContain(secret);
+    }
   });
 
   it.skipIf(!HAS_BWRAP)(

@@ -21,7 +21,12 @@ const extraServices = Math.max(0, (spec.services ?? 1) - 1);
 const extraRules = Math.max(0, (spec.rules ?? 1) - 1);
 
 const services = {
-  bench: { upstream, auth: { type: 'bearer', credential: 'bench-token' } },
+  bench: {
+    upstream,
+    auth: { type: 'bearer', credential: 'bench-token' },
+    // bench/reach.mjs: the host `nexus run`'s forward proxy routes to this service.
+    ...(spec.benchHosts === undefined ? {} : { hosts: spec.benchHosts }),
+  },
 };
 for (let i = 0; i < extraServices; i++) {
   services[`svc-${i}`] = { upstream, auth: { type: 'bearer', credential: 'bench-token' } };
@@ -120,6 +125,14 @@ for (const a of spec.agents) {
   }
 }
 writeFileSync(spec.leasesOut, JSON.stringify(leases));
+// bench/reach.mjs enrolls through the SDK (as `nexus run` does): one-time tokens only.
+if (spec.tokensOut !== undefined) {
+  const tokens = [];
+  for (const name of spec.enrollFor ?? []) {
+    tokens.push({ agent: name, token: (await node.authority.createEnrollmentToken(name)).token });
+  }
+  writeFileSync(spec.tokensOut, JSON.stringify(tokens));
+}
 leases.length = 0;
 globalThis.gc?.();
 console.log(`nexus bench ready ${node.proxyUrl}`);

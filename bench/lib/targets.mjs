@@ -53,6 +53,10 @@ export async function startNexusNode(upstream, options) {
     rulesOnBench: options.rulesOnBench ?? false,
     agents: options.agents,
     leasesOut: join(dir, 'leases.json'),
+    ...(options.benchHosts === undefined ? {} : { benchHosts: options.benchHosts }),
+    ...(options.enrollFor === undefined
+      ? {}
+      : { enrollFor: options.enrollFor, tokensOut: join(dir, 'tokens.json') }),
   };
   const specPath = join(dir, 'spec.json');
   writeFileSync(specPath, JSON.stringify(spec));
@@ -65,7 +69,10 @@ export async function startNexusNode(upstream, options) {
     timeoutMs: options.startTimeoutMs ?? 120_000,
   });
   const leases = JSON.parse(readFileSync(spec.leasesOut, 'utf8'));
+  const tokens =
+    spec.tokensOut === undefined ? [] : JSON.parse(readFileSync(spec.tokensOut, 'utf8'));
   return {
+    tokens,
     port: spec.proxyPort,
     proc,
     dir,

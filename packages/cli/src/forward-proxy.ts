@@ -84,6 +84,11 @@ export function createForwardProxy(options: ForwardProxyOptions, relay: Relay): 
       problem(res, 403, 'host_unowned', UNOWNED_TITLE);
       return;
     }
+    // Inside a tunnel only origin-form targets: an absolute URL there could name another host.
+    if (!(req.url ?? '').startsWith('/')) {
+      problem(res, 400, 'request_invalid', 'a request inside a tunnel must be origin-form');
+      return;
+    }
     const named = hostOf(req.headers.host ?? '');
     if (named !== host) {
       problem(res, 421, 'host_mismatch', 'the Host field does not name the tunnel host');

@@ -739,6 +739,14 @@ export function buildProgram(
           'command. It never reads the operator token or the master key, and revokes its own',
           'lease at exit. It warns when the command could read the node key files or operator',
           'secrets (run agents as another OS user than the node, or use --sandbox).',
+          '',
+          'Three ways in, all signed, policed, audited and scrubbed alike (docs/agents.md):',
+          '  path mode      $NEXUS_PROXY/<service>/<path>',
+          '  base-URL mode  the variables a service declares (env:), e.g. OPENAI_BASE_URL and',
+          '                 OPENAI_API_KEY=<a dummy key the sidecar strips>, for the services',
+          '                 the node lists for this agent (--env all, the default)',
+          '  forward proxy  HTTP_PROXY/HTTPS_PROXY for the hosts services own (hosts:); https',
+          '                 through a per-run CA whose key never leaves this process',
         ].join('\n'),
       )
       .action(
@@ -766,6 +774,8 @@ export function buildProgram(
       '  nexus run --authority http://127.0.0.1:7070 --intent "triage new issues" -- \\',
       "  sh -c 'curl -s $NEXUS_PROXY/github/repos/acme/app/issues'",
       'nexus run --enrollment-file ~/triage.enroll --sandbox -- python agent.py',
+      'nexus run --enrollment-file ~/llm.enroll --env openai -- python uses_openai_sdk.py',
+      "nexus run --enrollment-file ~/gh.enroll -- sh -c 'curl -s https://api.github.com/user'",
     ].join('\n'),
   );
 

@@ -117,6 +117,8 @@ services:
       # field: value                       # which field of the credential to send
     # scrub: { remove_headers: [x-internal-token] }   # added to the global list
     # timeouts: { headers: 60s }                       # overrides proxy.timeouts
+    # hosts: [api.example.com]      # nexus run's forward proxy routes this host here
+    # env: { EXAMPLE_BASE_URL: "{base_url}", EXAMPLE_API_KEY: "{dummy_key}" }  # for SDKs
   # github:
   #   upstream: https://api.github.com
   #   auth: { type: header, credential: github-token, name: authorization, template: "token {{value}}" }
