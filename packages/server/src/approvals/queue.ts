@@ -63,17 +63,24 @@ export interface ApprovalQueueOptions {
   readonly clock: () => number;
   /** Requests held at once at most (default 1000); more are refused with `rate_limited`. */
   readonly maxPending?: number;
+  /**
+   * Requests of one agent held at once at most (default 20): each holds its body in memory
+   * (up to `proxy.max_body`), so one agent MUST NOT fill the node with held requests.
+   */
+  readonly maxPendingPerAgent?: number;
 }
 
 /** The node's held requests. */
 export class ApprovalQueue {
   readonly #clock: () => number;
   readonly #max: number;
+  readonly #maxPerAgent: number;
   readonly #pending = new Map<string, Entry>();
 
   constructor(options: ApprovalQueueOptions) {
     this.#clock = options.clock;
     this.#max = options.maxPending ?? 1000;
+    this.#maxPerAgent = options.maxPendingPerAgent ?? 20;
   }
 
   /**
@@ -88,6 +95,13 @@ export class ApprovalQueue {
     if (this.#pending.size >= this.#max) {
       throw new NexusError('rate_limited', undefined, {
         detail: `${this.#max} requests are waiting for approval already`,
+      });
+    }
+    let ofAgent = 0;
+    for (const e of this.#pending.values()) if (e.view.agent === request.agent) ofAgent++;
+    if (ofAgent >= this.#maxPerAgent) {
+      throw new NexusError('rate_limited', undefined, {
+        detail: `${this.#maxPerAgent} requests of this agent are waiting for approval already`,
       });
     }
     const id = `apr_${randomId(12)}`;

@@ -117,7 +117,7 @@ export interface PipelineDeps {
   readonly notBefore: number;
   /** Stage timings and one summary per request (metrics; proxy/observe.ts). */
   readonly observer?: PipelineObserver;
-  /** Rate limits and budgets, checked after policy allowed and before anything is sent. */
+  /** Rate limits and budgets, checked after verification, before policy and forwarding. */
   readonly limits?: Limiter;
   /** Requests held for approval (`approve` rules); without it they are denied. */
   readonly approvals?: ApprovalQueue;
