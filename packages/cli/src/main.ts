@@ -1163,6 +1163,72 @@ export function buildProgram(
     'vi nexus.yaml && nexus reload',
   );
 
+  // ---- approval ------------------------------------------------------------------------------
+  const approval = program
+    .command('approval')
+    .description('requests held for a human by `approve` policy rules: list, approve, deny')
+    .addHelpText('after', '\nExample:\n  nexus approval list && nexus approval approve apr_...\n');
+  example(
+    approval
+      .command('list')
+      .description('list the requests waiting for approval (agent, service, method, path, intent)')
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const client = await adminClient(opts.config, env);
+        const r = await client.request<{
+          approvals: {
+            id: string;
+            agent: string;
+            service: string;
+            method: string;
+            path: string;
+            intent: string;
+            rule_id: string;
+            expires_at: string;
+          }[];
+        }>('GET', '/v1/approvals');
+        print(r.approvals, !!opts.json, () =>
+          printTable(
+            out,
+            ['ID', 'AGENT', 'SERVICE', 'METHOD', 'PATH', 'INTENT', 'RULE', 'EXPIRES'],
+            r.approvals.map((a) => [
+              a.id,
+              a.agent,
+              a.service,
+              a.method,
+              a.path,
+              a.intent,
+              a.rule_id,
+              a.expires_at,
+            ]),
+          ),
+        );
+      }),
+    'nexus approval list --json',
+  );
+  for (const [verb, desc] of [
+    ['approve', 'approve a held request: it is forwarded exactly as the agent signed it'],
+    ['deny', 'deny a held request: the agent gets approval_denied'],
+  ] as const) {
+    example(
+      approval
+        .command(`${verb} <id>`)
+        .description(desc)
+        .addOption(configOption())
+        .option('--json', 'JSON output')
+        .action(async (id: string, opts: { config: string; json?: boolean }) => {
+          const client = await adminClient(opts.config, env);
+          const r = await client.request<{ state: string; approver: { name: string } }>(
+            'POST',
+            `/v1/approvals/${encodeURIComponent(id)}/${verb}`,
+          );
+          print(r, !!opts.json, () => out(`${id} ${r.state} by ${r.approver.name}\n`));
+        }),
+      `nexus approval ${verb} apr_3q2Xyz...`,
+    );
+  }
+
   example(
     program
       .command('status')

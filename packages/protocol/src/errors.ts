@@ -29,6 +29,8 @@ export type ErrorCode =
   | 'agent_disabled'
   | 'renewal_denied'
   | 'policy_denied'
+  | 'approval_denied'
+  | 'approval_timeout'
   | 'forbidden'
   | 'host_unowned'
   | 'host_mismatch'
@@ -121,6 +123,12 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
   agent_disabled: row(403, 'Agent disabled', 'the agent is disabled'),
   renewal_denied: row(403, 'Renewal denied', 'renewal past the maximum lifetime'),
   policy_denied: row(403, 'Policy denied', 'no rule allows, or a rule denies'),
+  approval_denied: row(403, 'Approval denied', 'an operator denied the request held for approval'),
+  approval_timeout: row(
+    408,
+    'Approval timeout',
+    'the request held for approval was not approved in time',
+  ),
   forbidden: row(403, 'Forbidden', 'admin: not allowed'),
   host_unowned: row(403, 'Host unowned', 'forward proxy: no service owns this host'),
   host_mismatch: row(421, 'Host mismatch', 'forward proxy: Host is not the tunnel host'),

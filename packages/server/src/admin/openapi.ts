@@ -147,6 +147,17 @@ export const OPENAPI_DOCUMENT = {
       }),
     },
     '/v1/connections': { get: op('List OAuth authorization-code connections (no tokens)') },
+    '/v1/approvals': { get: op('List requests held for approval (approve policy rules)') },
+    '/v1/approvals/{id}/approve': {
+      post: op('Approve a held request: it is forwarded as it was signed', {
+        parameters: [nameParam('id')],
+      }),
+    },
+    '/v1/approvals/{id}/deny': {
+      post: op('Deny a held request: the agent gets approval_denied', {
+        parameters: [nameParam('id')],
+      }),
+    },
     '/v1/status': {
       get: op(
         'Node status: listeners, uptime, agents, live leases, credential health per service, audit head and lag',

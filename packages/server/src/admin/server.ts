@@ -20,6 +20,8 @@ import { sendProblem } from '../proxy/problem.js';
 import { discardBody, readBody } from '../proxy/read-body.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { connectionRoutes, type ConnectionRegistry } from './connections.js';
+import { approvalRoutes, type OperatorIdentity } from './approvals.js';
+import type { ApprovalQueue } from '../approvals/queue.js';
 import {
   createMetricsEndpoint,
   METRICS_PATH,
@@ -76,6 +78,8 @@ export interface AdminDeps {
   readonly metrics?: Omit<MetricsEndpointOptions, 'isOperator'>;
   /** `GET /v1/status` (app/status.ts). */
   readonly status?: () => Promise<unknown>;
+  /** Requests held for approval (`/v1/approvals`). */
+  readonly approvals?: ApprovalQueue;
 }
 
 type Handler = (ctx: {
@@ -83,6 +87,8 @@ type Handler = (ctx: {
   query: URLSearchParams;
   body: unknown;
   res: ServerResponse;
+  /** The operator token's identity (undefined on public routes). */
+  operator: OperatorIdentity | undefined;
 }) => Promise<unknown>;
 
 interface RouteDef {
@@ -341,14 +347,16 @@ export function createAdminHandler(deps: AdminDeps) {
     ...connectionRoutes(deps.connections ?? new Map()).map((r) =>
       route(r.method, r.path, r.handler, r.public),
     ),
+    ...approvalRoutes(deps.approvals).map((r) => route(r.method, r.path, r.handler)),
   ];
 
-  async function authenticate(req: IncomingMessage): Promise<void> {
+  async function authenticate(req: IncomingMessage): Promise<OperatorIdentity> {
     const header = req.headers.authorization;
     const m = header === undefined ? null : /^Bearer (nxo_[A-Za-z0-9_-]{20,100})$/.exec(header);
     if (m === null) throw new NexusError('unauthorized');
     const row = await store.findOperatorTokenByHash(sha256Hex(m[1] as string));
     if (row === undefined) throw new NexusError('unauthorized');
+    return { id: row.id, name: row.name };
   }
 
   const metricsEndpoint =
@@ -386,7 +394,7 @@ export function createAdminHandler(deps: AdminDeps) {
       if (candidates.length === 0) throw new NexusError('not_found');
       const match = candidates.find((r) => r.method === req.method);
       if (match === undefined) throw new NexusError('method_not_allowed');
-      if (!match.public) await authenticate(req);
+      const operator = match.public ? undefined : await authenticate(req);
       const values = match.pattern.exec(url.pathname)?.slice(1) ?? [];
       const params: Record<string, string> = {};
       match.keys.forEach((k, i) => {
@@ -398,7 +406,7 @@ export function createAdminHandler(deps: AdminDeps) {
       });
       const body =
         req.method === 'GET' || req.method === 'DELETE' ? undefined : await readJson(req);
-      const result = await match.handler({ params, query: url.searchParams, body, res });
+      const result = await match.handler({ params, query: url.searchParams, body, res, operator });
       if (res.writableEnded || res.headersSent) return;
       if (result === undefined) {
         res.end();

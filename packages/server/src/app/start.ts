@@ -52,6 +52,7 @@ import { listenError } from './listen-error.js';
 import { accessLog } from '../proxy/access-log.js';
 import { combineObservers } from '../proxy/observe.js';
 import { nodeStatus } from './status.js';
+import { ApprovalQueue } from '../approvals/queue.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
 
 export interface StartOptions {
@@ -377,6 +378,9 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // A shared cache outlives this node's restarts: no restart barrier is needed (spec §9).
     const notBefore =
       shared.replay === undefined ? await restoreReplayState(store, memoryReplay, startedAt) : 0;
+    // Requests held by `approve` rules; in memory: a node that stops ends them.
+    const approvals = new ApprovalQueue({ clock });
+    metrics.approvalsPending(() => approvals.list().length);
     const pipeline = createPipeline({
       publicUrl,
       audience: publicUrl,
@@ -404,6 +408,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         clock,
         onRefused: (limit, kind) => metrics.limitRefused(limit, kind),
       }),
+      approvals,
     });
     const authorityHandler = createAuthorityHandler({
       authority,
@@ -487,6 +492,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       },
       clock,
       logger,
+      approvals,
       status: () =>
         nodeStatus({
           config: () => current,
@@ -499,6 +505,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           vault,
           store,
           auditBacklog: () => metrics.auditBacklog(),
+          approvalsPending: () => approvals.list().length,
         }),
       metrics: config.admin.metrics.enabled
         ? { metrics, auth: config.admin.metrics.auth, scrapeToken }
@@ -606,6 +613,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       reload,
       close() {
         closing ??= (async () => {
+          // Held requests end now (approval_timeout), so the drain does not wait for them.
+          approvals.close();
           const drained = Promise.all([
             new Promise<void>((r) => proxyServer.close(() => r())),
             new Promise<void>((r) => adminServer.close(() => r())),

@@ -22,6 +22,7 @@ export interface StatusInput {
   readonly vault: Vault;
   readonly store: Store;
   readonly auditBacklog: () => { pending: number; lagSeconds: number };
+  readonly approvalsPending: () => number;
 }
 
 /** The status document (snake_case, as the admin API answers it). */
@@ -73,5 +74,6 @@ export async function nodeStatus(s: StatusInput) {
           : { seq: checkpoint.seq, time: new Date(checkpoint.time).toISOString() },
     },
     limits: config.limits.length,
+    approvals_pending: s.approvalsPending(),
   };
 }

@@ -8,8 +8,11 @@
 import type { ChainRecord } from './chain.js';
 import type { McpAuditFields } from '../mcp/gateway.js';
 
-/** Record kinds: the request decision, its outcome, and Authority actions. */
-export type AuditKind = 'request' | 'outcome' | 'authority';
+/**
+ * Record kinds: the request decision, its outcome, Authority actions, and the steps of a
+ * request held for approval (pending, then approved, denied, timeout, abandoned, stopped).
+ */
+export type AuditKind = 'request' | 'outcome' | 'authority' | 'approval';
 
 /**
  * One audit record. A proxied request leaves a `request` record (written, durably, before
@@ -83,6 +86,18 @@ export interface AuditRecord extends ChainRecord {
   mcp?: McpAuditFields;
   /** `authority`: what happened, e.g. `lease.issue`, `lease.renew`, `lease.revoke`, `agent.disable`. */
   action?: string;
+  /**
+   * `approval`: one step of a request held by an `approve` rule: its approval id, the state
+   * (`pending`, `approved`, `denied`, `timeout`, `abandoned`, `stopped`), the rule, the
+   * hold's timeout (pending) and who decided (the operator token's name and id).
+   */
+  approval?: {
+    id: string;
+    state: string;
+    rule_id: string;
+    timeout_ms?: number;
+    approver?: { name: string; token_id: string };
+  };
 }
 
 /**

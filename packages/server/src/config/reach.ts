@@ -87,14 +87,14 @@ export function duplicateHosts(
 }
 
 /**
- * The services an allow rule could open to this agent (by name or role; methods, paths,
+ * The services an allow (or approve) rule could open to this agent (by name or role; methods, paths,
  * intent and time are left to the proxy, which decides each request). A service a deny
  * rule closes for good is still listed: listing grants nothing.
  */
 export function reachableServices(
   services: Readonly<Record<string, Parameters<typeof reachOf>[0]>>,
   rulesFor: (service: string) => readonly {
-    readonly effect: 'allow' | 'deny';
+    readonly effect: 'allow' | 'deny' | 'approve';
     readonly match: { readonly agents?: readonly string[]; readonly roles?: readonly string[] };
   }[],
   agent: string,
@@ -104,7 +104,8 @@ export function reachableServices(
     .filter((s) =>
       rulesFor(s.name).some(
         (r) =>
-          r.effect === 'allow' &&
+          // An approve rule opens the service too (each request waits for an operator).
+          r.effect !== 'deny' &&
           (r.match.agents === undefined || r.match.agents.includes(agent)) &&
           (r.match.roles === undefined || r.match.roles.some((x) => roles.includes(x))),
       ),

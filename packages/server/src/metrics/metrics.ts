@@ -30,6 +30,8 @@ export interface NexusMetrics {
   limitRefused(limit: string, kind: 'requests' | 'concurrent' | 'bytes'): void;
   /** The pipeline's audit appender, with append latency and the oldest pending append measured. */
   instrumentAudit(audit: AuditAppender): AuditAppender;
+  /** Where `nexus_approvals_pending` reads the number of held requests. */
+  approvalsPending(count: () => number): void;
   /** Audit records not yet durable, and the age of the oldest (for `nexus status`). */
   auditBacklog(): { pending: number; lagSeconds: number };
   /** The Prometheus text exposition of every metric. */
@@ -131,6 +133,16 @@ export function createMetrics(): NexusMetrics {
     },
   });
 
+  let approvals: () => number = () => 0;
+  new Gauge({
+    name: 'nexus_approvals_pending',
+    help: 'Requests held for an operator to approve (approve policy rules)',
+    registers,
+    collect() {
+      this.set(approvals());
+    },
+  });
+
   const observer: PipelineObserver = {
     stage(service: string, stage: PipelineStage, seconds: number) {
       stages.observe({ service, stage }, seconds);
@@ -174,6 +186,9 @@ export function createMetrics(): NexusMetrics {
           }
         },
       };
+    },
+    approvalsPending(count) {
+      approvals = count;
     },
     auditBacklog() {
       return { pending: pending.size, lagSeconds: lagSeconds() };

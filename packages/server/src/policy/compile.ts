@@ -7,7 +7,7 @@ import { sha256Hex } from '../util/ids.js';
 import { compileGlob, globProblem } from './glob.js';
 import { compileMcpMatch } from './mcp-match.js';
 import type { McpTarget } from '../mcp/message.js';
-import { compileIntent, type PolicyRule } from './rule-schema.js';
+import { compileIntent, type ApprovalSettings, type PolicyRule } from './rule-schema.js';
 import { compileTimeWindow, isValidTimeZone, parseHhMm, type TimeMatcher } from './time.js';
 
 /** What the engine needs from the config: the rules and the names they may refer to. */
@@ -45,6 +45,11 @@ export interface PolicyDecision {
   readonly ruleIds: readonly string[];
   /** Human-readable reasons naming rule ids only (no request input). */
   readonly reasons: readonly string[];
+  /**
+   * Set when the request is allowed only once an operator approves it (an `approve` rule
+   * matched and no deny rule did): the first matching approve rule's settings.
+   */
+  readonly approval?: { readonly ruleId: string } & ApprovalSettings;
 }
 
 /** Matcher fields, in the order they are tested. */
@@ -54,7 +59,7 @@ export type MatchField =
 /** Why one rule did or did not match. */
 export interface RuleExplanation {
   readonly id: string;
-  readonly effect: 'allow' | 'deny';
+  readonly effect: 'allow' | 'deny' | 'approve';
   readonly matched: boolean;
   /** The first field that did not match. */
   readonly failed?: MatchField;
@@ -181,7 +186,12 @@ export function canonicalPolicy(source: PolicySource): string {
   const agents: Record<string, string[]> = {};
   for (const [name, a] of Object.entries(source.agents))
     agents[name] = [...new Set(a.roles)].sort();
-  const rules = source.policies.map((r) => ({ id: r.id, effect: r.effect, match: r.match }));
+  // `approval` only where set: the hash of a policy without approve rules is unchanged.
+  const rules = source.policies.map((r) =>
+    r.approval === undefined
+      ? { id: r.id, effect: r.effect, match: r.match }
+      : { id: r.id, effect: r.effect, match: r.match, approval: r.approval },
+  );
   return canonicalize({ nexus_policy: 1, rules, agents });
 }
 
@@ -214,12 +224,25 @@ export function compilePolicy(source: PolicySource): CompiledPolicy {
   const candidates = (service: string): readonly CompiledRule[] =>
     (Object.hasOwn(source.services, service) ? byService.get(service) : undefined) ?? global;
 
-  const decide = (allowIds: string[], denyIds: string[]): PolicyDecision => {
+  const approvalOf = new Map(
+    source.policies.flatMap((r) => (r.approval === undefined ? [] : [[r.id, r.approval] as const])),
+  );
+  // deny > approve > allow: an approve rule makes an otherwise allowed request wait.
+  const decide = (allowIds: string[], denyIds: string[], approveIds: string[]): PolicyDecision => {
     if (denyIds.length > 0) {
       return {
         decision: 'deny',
         ruleIds: denyIds,
         reasons: denyIds.map((id) => `denied by rule ${id}`),
+      };
+    }
+    const first = approveIds[0];
+    if (first !== undefined) {
+      return {
+        decision: 'allow',
+        ruleIds: approveIds,
+        reasons: approveIds.map((id) => `allowed once approved, by rule ${id}`),
+        approval: { ruleId: first, ...(approvalOf.get(first) as ApprovalSettings) },
       };
     }
     if (allowIds.length > 0) {
@@ -239,27 +262,25 @@ export function compilePolicy(source: PolicySource): CompiledPolicy {
   const policy: CompiledPolicy = {
     hash: sha256Hex(canonicalPolicy(source)),
     evaluate(input) {
-      const allowIds: string[] = [];
-      const denyIds: string[] = [];
+      const ids = { allow: [] as string[], deny: [] as string[], approve: [] as string[] };
       for (const c of candidates(input.service)) {
         if (c.test(input) !== undefined) continue;
-        (c.rule.effect === 'deny' ? denyIds : allowIds).push(c.rule.id);
+        ids[c.rule.effect].push(c.rule.id);
       }
-      return decide(allowIds, denyIds);
+      return decide(ids.allow, ids.deny, ids.approve);
     },
     explain(input) {
-      const allowIds: string[] = [];
-      const denyIds: string[] = [];
+      const ids = { allow: [] as string[], deny: [] as string[], approve: [] as string[] };
       const rules: RuleExplanation[] = compiled.map((c) => {
         const failed = c.test(input);
         const { id, effect } = c.rule;
         if (failed === undefined) {
-          (effect === 'deny' ? denyIds : allowIds).push(id);
+          ids[effect].push(id);
           return { id, effect, matched: true, reason: 'every condition matches' };
         }
         return { id, effect, matched: false, failed, reason: FAIL_REASON[failed] };
       });
-      return { ...decide(allowIds, denyIds), rules };
+      return { ...decide(ids.allow, ids.deny, ids.approve), rules };
     },
     rulesFor(service) {
       return candidates(service).map((c) => c.rule);

@@ -61,7 +61,7 @@ export function compileMcpGlob(glob: string): RegExp {
  */
 export function compileMcpMatch(
   match: McpMatch | undefined,
-  effect: 'allow' | 'deny',
+  effect: 'allow' | 'deny' | 'approve',
 ): (target: McpTarget | undefined) => boolean {
   if (match === undefined) {
     if (effect === 'deny') return () => true;

@@ -399,3 +399,71 @@ describe('regression: a misspelt method in a rule is an error (newcomer check)',
     expect(issues.map((i) => i.path)).toContain('policies[0].deny.methods[0]');
   });
 });
+
+describe('approve rules (issue 15)', () => {
+  const rules = [
+    { id: 'reads', allow: { services: ['github'] } },
+    {
+      id: 'writes-need-a-human',
+      approve: { services: ['github'], methods: ['POST'] },
+      approvers: ['ops', 'alice'],
+      timeout: '90s',
+    },
+    { id: 'no-admin', deny: { paths: ['/admin/**'] } },
+  ];
+  const p = compilePolicy(source(rules));
+
+  it.each([
+    ['an allow rule alone', req(), 'allow', ['reads'], undefined],
+    [
+      'an approve rule over an allow rule',
+      req({ method: 'POST' }),
+      'allow',
+      ['writes-need-a-human'],
+      { ruleId: 'writes-need-a-human', approvers: ['alice', 'ops'], timeoutMs: 90_000 },
+    ],
+    [
+      'a deny rule over an approve rule',
+      req({ method: 'POST', path: '/admin/x' }),
+      'deny',
+      ['no-admin'],
+      undefined,
+    ],
+  ])('%s', (_name, input, decision, ruleIds, approval) => {
+    const d = p.evaluate(input);
+    expect(d.decision).toBe(decision);
+    expect(d.ruleIds).toEqual(ruleIds);
+    expect(d.approval).toEqual(approval);
+    expect(p.explain(input).approval).toEqual(approval);
+  });
+
+  it('takes a default timeout and any approver when they are not given', () => {
+    const q = compilePolicy(source([{ id: 'a', approve: { services: ['slack'] } }]));
+    expect(q.evaluate(req({ service: 'slack' })).approval).toEqual({
+      ruleId: 'a',
+      timeoutMs: 120_000,
+    });
+  });
+
+  it('keeps the hash of a policy without approve rules, and hashes the approval settings', () => {
+    const plain = [{ id: 'reads', allow: { services: ['github'] } }];
+    expect(compilePolicy(source(plain)).hash).toBe(compilePolicy(source(plain)).hash);
+    const a = compilePolicy(source([{ id: 'a', approve: { services: ['slack'] }, timeout: '1m' }]));
+    const b = compilePolicy(source([{ id: 'a', approve: { services: ['slack'] }, timeout: '2m' }]));
+    expect(a.hash).not.toBe(b.hash);
+  });
+
+  it.each([
+    [{ id: 'x', allow: {}, approve: {} }, 'policies[0].approve'],
+    [{ id: 'x', allow: {}, approvers: ['ops'] }, 'policies[0].approvers'],
+    [{ id: 'x', approve: {}, timeout: '10m' }, 'policies[0].timeout'],
+    [{ id: 'x', approve: {}, approvers: [] }, 'policies[0].approvers'],
+  ])('config load rejects %j', (rule, path) => {
+    try {
+      source([rule]);
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ConfigError).issues.map((i) => i.path)).toContain(path);
+    }
+  });
+});

@@ -6,6 +6,12 @@ import { AGENT_NAME_RE, ROLE_NAME_RE, RULE_ID_RE, SERVICE_NAME_RE } from '../con
 import { globProblem } from './glob.js';
 import { mcpMatchSchema, type McpMatch } from './mcp-match.js';
 import { DAY_NAMES, isValidTimeZone, parseHhMm, type DayName, type TimeWindow } from './time.js';
+import { parseDuration } from '../config/units.js';
+
+/** Default and longest time a request waits for approval (`timeout` of an `approve` rule). */
+export const APPROVAL_TIMEOUT_DEFAULT_MS = 120_000;
+/** Held requests must end before HTTP clients give up waiting for headers (undici: 300 s). */
+export const APPROVAL_TIMEOUT_MAX_MS = 240_000;
 
 /** Most characters in an intent pattern. */
 export const MAX_INTENT_PATTERN = 1024;
@@ -39,8 +45,19 @@ export interface PolicyMatch {
 export interface PolicyRule {
   readonly id: string;
   readonly description?: string;
-  readonly effect: 'allow' | 'deny';
+  /** `approve`: allowed once an operator approves the request (issue 15). */
+  readonly effect: 'allow' | 'deny' | 'approve';
   readonly match: PolicyMatch;
+  /** `approve` rules only: who may approve, and how long the request waits. */
+  readonly approval?: ApprovalSettings;
+}
+
+/** How an `approve` rule's requests are approved. */
+export interface ApprovalSettings {
+  /** Operator token names that may approve; absent: any operator. */
+  readonly approvers?: readonly string[];
+  /** How long the request is held before it fails with `approval_timeout`, in ms. */
+  readonly timeoutMs: number;
 }
 
 function nonEmptySet<T extends z.ZodType<string>>(item: T) {
@@ -141,24 +158,58 @@ export const policyRuleSchema = z
     description: z.string().max(1024).optional(),
     allow: policyMatchSchema.optional(),
     deny: policyMatchSchema.optional(),
+    approve: policyMatchSchema.optional(),
+    approvers: z
+      .array(
+        z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/, 'must be an operator token name'),
+      )
+      .min(1, 'must not be empty; omit the field to let any operator approve')
+      .transform((a) => [...new Set(a)].sort())
+      .optional(),
+    timeout: z
+      .string()
+      .refine(
+        (s) => {
+          const ms = parseDuration(s);
+          return ms !== undefined && ms >= 1000 && ms <= APPROVAL_TIMEOUT_MAX_MS;
+        },
+        `must be a duration from 1s to ${APPROVAL_TIMEOUT_MAX_MS / 1000}s, e.g. 2m`,
+      )
+      .optional(),
   })
   .superRefine((r, ctx) => {
-    if (r.allow !== undefined && r.deny !== undefined) {
+    const effects = [r.allow, r.deny, r.approve].filter((m) => m !== undefined).length;
+    if (effects > 1) {
       ctx.addIssue({
         code: 'custom',
-        path: ['deny'],
-        message: 'a rule has either allow or deny, not both',
+        path: [r.deny !== undefined ? 'deny' : 'approve'],
+        message: 'a rule has one of allow, deny or approve',
       });
-    } else if (r.allow === undefined && r.deny === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'a rule needs allow or deny' });
+    } else if (effects === 0) {
+      ctx.addIssue({ code: 'custom', message: 'a rule needs allow, deny or approve' });
+    }
+    if (r.approve === undefined) {
+      for (const k of ['approvers', 'timeout'] as const) {
+        if (r[k] !== undefined)
+          ctx.addIssue({ code: 'custom', path: [k], message: 'only an approve rule has it' });
+      }
     }
   })
   .transform((r): PolicyRule => {
     const rule: { -readonly [K in keyof PolicyRule]: PolicyRule[K] } = {
       id: r.id,
-      effect: r.deny !== undefined ? 'deny' : 'allow',
-      match: stripUndefined((r.deny ?? r.allow ?? {}) as PolicyMatch),
+      effect: r.deny !== undefined ? 'deny' : r.approve !== undefined ? 'approve' : 'allow',
+      match: stripUndefined((r.deny ?? r.approve ?? r.allow ?? {}) as PolicyMatch),
     };
+    if (r.approve !== undefined) {
+      rule.approval = {
+        ...(r.approvers === undefined ? {} : { approvers: r.approvers }),
+        timeoutMs:
+          r.timeout === undefined
+            ? APPROVAL_TIMEOUT_DEFAULT_MS
+            : (parseDuration(r.timeout) as number),
+      };
+    }
     if (r.description !== undefined) rule.description = r.description;
     return rule;
   });

@@ -15,6 +15,7 @@ export type PipelineStage =
   | 'verify' // route, lease, signature, body and digest, replay
   | 'policy'
   | 'limits'
+  | 'approval' // held until an operator decided
   | 'inject' // the mechanic builds the outbound request (credential, derived token)
   | 'audit' // the request record made durable
   | 'upstream' // until the upstream's response head

@@ -47,6 +47,9 @@ import { StageClock, type PipelineObserver, type PipelineStage } from './observe
 import { isLimitRefusal, type Limiter, type LimitRelease } from '../limits/limiter.js';
 import { McpExchange } from '../mcp/gateway.js';
 import type { McpTarget } from '../mcp/message.js';
+import { awaitApproval } from '../approvals/hold.js';
+import type { ApprovalQueue } from '../approvals/queue.js';
+import type { ApprovalSettings } from '../policy/rule-schema.js';
 
 /** One configured service as the pipeline uses it. */
 export interface ServiceRuntime {
@@ -72,6 +75,8 @@ export interface PolicyDecision {
   readonly decision: 'allow' | 'deny';
   readonly ruleIds: readonly string[];
   readonly reasons: readonly string[];
+  /** Allowed once an operator approves (an `approve` rule matched). */
+  readonly approval?: { readonly ruleId: string } & ApprovalSettings;
 }
 
 export interface PolicyEngine {
@@ -117,8 +122,10 @@ export interface PipelineDeps {
   readonly notBefore: number;
   /** Stage timings and one summary per request (metrics; proxy/observe.ts). */
   readonly observer?: PipelineObserver;
-  /** Rate limits and budgets, checked after policy allowed and before anything is sent. */
+  /** Rate limits and budgets, checked after verification, before policy and forwarding. */
   readonly limits?: Limiter;
+  /** Requests held for approval (`approve` rules); without it they are denied. */
+  readonly approvals?: ApprovalQueue;
 }
 
 /** Fields known about a request as it goes through the pipeline, for its audit record. */
@@ -338,6 +345,35 @@ export function createPipeline(deps: PipelineDeps) {
       lap(t, 'policy');
       t.mcp?.bindPolicy((mcp) => policy.evaluate({ ...input, mcp }).decision === 'allow');
       if (t.decision.decision !== 'allow') throw new NexusError('policy_denied');
+      if (t.decision.approval !== undefined) {
+        const refusal = await awaitApproval({
+          queue: deps.approvals,
+          approval: t.decision.approval,
+          view: {
+            request_id: t.requestId,
+            agent: verified.agent,
+            lease_id: verified.leaseId,
+            ...(verified.claims.act?.sub === undefined ? {} : { act: verified.claims.act.sub }),
+            service: service.name,
+            method: t.method,
+            path: route.path,
+            intent: verified.intent,
+          },
+          record: (approval) =>
+            deps.audit.append({ ...baseRecord(t, 'approval', clock()), approval }),
+          onClose: (abandon) => res.once('close', abandon),
+          recheck: () => {
+            if (deps.authority.isRevoked(verified.claims)) throw new NexusError('lease_revoked');
+            if (deps.authority.agent(verified.agent)?.disabled !== false)
+              throw new NexusError('agent_disabled');
+          },
+        });
+        lap(t, 'approval');
+        if (refusal !== undefined) {
+          t.decision = { ...t.decision, decision: 'deny' };
+          throw refusal;
+        }
+      }
     } catch (err) {
       await reject(req, res, t, err, bodyConsumed);
       return;

@@ -1,0 +1,50 @@
+/**
+ * Admin API for requests held by `approve` policy rules: list them, approve or deny one.
+ * The deciding operator is the operator token of the call (its name and id go into the
+ * audit chain); a rule's `approvers` limits which token names may decide.
+ */
+import { NexusError } from '@nexus/protocol';
+import type { ApprovalQueue } from '../approvals/queue.js';
+
+/** The caller of an admin route, from its operator token. */
+export interface OperatorIdentity {
+  readonly id: string;
+  readonly name: string;
+}
+
+export interface ApprovalRoute {
+  readonly method: string;
+  readonly path: string;
+  readonly handler: (ctx: {
+    params: Record<string, string>;
+    operator: OperatorIdentity | undefined;
+  }) => Promise<unknown>;
+}
+
+/** The routes over `queue`; every one needs an operator token. */
+export function approvalRoutes(queue: ApprovalQueue | undefined): ApprovalRoute[] {
+  const decide =
+    (approve: boolean) =>
+    async (ctx: { params: Record<string, string>; operator: OperatorIdentity | undefined }) => {
+      if (queue === undefined || ctx.operator === undefined) throw new NexusError('not_found');
+      const view = queue.decide(
+        ctx.params.id as string,
+        { name: ctx.operator.name, token_id: ctx.operator.id },
+        approve,
+      );
+      return {
+        approval: view,
+        state: approve ? 'approved' : 'denied',
+        approver: { name: ctx.operator.name, token_id: ctx.operator.id },
+      };
+    };
+  return [
+    {
+      method: 'GET',
+      path: '/v1/approvals',
+      handler: async () => ({ approvals: queue?.list() ?? [] }),
+    },
+    { method: 'POST', path: '/v1/approvals/{id}/approve', handler: decide(true) },
+    { method: 'POST', path: '/v1/approvals/{id}/deny', handler: decide(false) },
+  ];
+}

@@ -1,0 +1,159 @@
+/**
+ * Requests held for a human's approval (`approve:` policy rules, issue 15). The pipeline
+ * holds a verified, policy-matched request here and waits; an operator approves or denies
+ * it through the admin API (`nexus approval approve|deny`), or its timeout ends it.
+ *
+ * The held request is the one that was verified: on approval the pipeline forwards exactly
+ * those bytes (no re-signing, and its nonce was recorded on arrival, so a copy cannot be
+ * replayed). Pending approvals live in this process's memory: a node that stops ends them
+ * (`approval_timeout`, detail: the node stopped), and the agent retries with a new request.
+ *
+ * MUST: a pending approval's view holds the request's identity, route and intent (what an
+ * approver needs to decide), never a header value, the query, the body or a credential.
+ */
+import { NexusError } from '@nexus/protocol';
+import { randomId } from '../util/ids.js';
+
+/** Who decided: the operator token's name and id. */
+export interface Approver {
+  readonly name: string;
+  readonly token_id: string;
+}
+
+/** A held request as operators see it (`GET /v1/approvals`). */
+export interface PendingApproval {
+  readonly id: string;
+  readonly request_id: string;
+  readonly agent: string;
+  readonly lease_id: string;
+  readonly act?: string;
+  readonly service: string;
+  readonly method: string;
+  readonly path: string;
+  readonly intent: string;
+  readonly rule_id: string;
+  /** Operator token names that may decide; absent: any operator. */
+  readonly approvers?: readonly string[];
+  readonly created_at: string;
+  readonly expires_at: string;
+}
+
+/** How a held request ended. */
+export type ApprovalOutcome =
+  | { readonly state: 'approved'; readonly approver: Approver }
+  | { readonly state: 'denied'; readonly approver: Approver }
+  | { readonly state: 'timeout' }
+  | { readonly state: 'abandoned' }
+  | { readonly state: 'stopped' };
+
+/** One held request: its id, how it ends, and a way to give it up (the agent left). */
+export interface Hold {
+  readonly id: string;
+  readonly outcome: Promise<ApprovalOutcome>;
+  abandon(): void;
+}
+
+interface Entry {
+  view: PendingApproval;
+  settle: (o: ApprovalOutcome) => void;
+  timer: NodeJS.Timeout;
+}
+
+export interface ApprovalQueueOptions {
+  readonly clock: () => number;
+  /** Requests held at once at most (default 1000); more are refused with `rate_limited`. */
+  readonly maxPending?: number;
+  /**
+   * Requests of one agent held at once at most (default 20): each holds its body in memory
+   * (up to `proxy.max_body`), so one agent MUST NOT fill the node with held requests.
+   */
+  readonly maxPendingPerAgent?: number;
+}
+
+/** The node's held requests. */
+export class ApprovalQueue {
+  readonly #clock: () => number;
+  readonly #max: number;
+  readonly #maxPerAgent: number;
+  readonly #pending = new Map<string, Entry>();
+
+  constructor(options: ApprovalQueueOptions) {
+    this.#clock = options.clock;
+    this.#max = options.maxPending ?? 1000;
+    this.#maxPerAgent = options.maxPendingPerAgent ?? 20;
+  }
+
+  /**
+   * Holds a request until it is decided, times out or is abandoned.
+   *
+   * @throws NexusError `rate_limited` when the queue is full.
+   */
+  hold(
+    request: Omit<PendingApproval, 'id' | 'created_at' | 'expires_at'>,
+    timeoutMs: number,
+  ): Hold {
+    if (this.#pending.size >= this.#max) {
+      throw new NexusError('rate_limited', undefined, {
+        detail: `${this.#max} requests are waiting for approval already`,
+      });
+    }
+    let ofAgent = 0;
+    for (const e of this.#pending.values()) if (e.view.agent === request.agent) ofAgent++;
+    if (ofAgent >= this.#maxPerAgent) {
+      throw new NexusError('rate_limited', undefined, {
+        detail: `${this.#maxPerAgent} requests of this agent are waiting for approval already`,
+      });
+    }
+    const id = `apr_${randomId(12)}`;
+    const now = this.#clock();
+    let settle!: (o: ApprovalOutcome) => void;
+    const outcome = new Promise<ApprovalOutcome>((resolve) => {
+      settle = (o) => {
+        const entry = this.#pending.get(id);
+        if (entry === undefined) return;
+        clearTimeout(entry.timer);
+        this.#pending.delete(id);
+        resolve(o);
+      };
+    });
+    const view: PendingApproval = {
+      ...request,
+      id,
+      created_at: new Date(now).toISOString(),
+      expires_at: new Date(now + timeoutMs).toISOString(),
+    };
+    const timer = setTimeout(() => settle({ state: 'timeout' }), timeoutMs);
+    timer.unref();
+    this.#pending.set(id, { view, settle, timer });
+    return { id, outcome, abandon: () => settle({ state: 'abandoned' }) };
+  }
+
+  /** The held requests, oldest first. */
+  list(): PendingApproval[] {
+    return [...this.#pending.values()].map((e) => e.view);
+  }
+
+  /**
+   * Approves or denies a held request.
+   *
+   * @throws NexusError `not_found` (unknown, decided or ended), `forbidden` (this operator
+   *   is not one of the rule's approvers).
+   */
+  decide(id: string, approver: Approver, approve: boolean): PendingApproval {
+    const entry = this.#pending.get(id);
+    if (entry === undefined) {
+      throw new NexusError('not_found', 'no pending approval with this id (decided or ended)');
+    }
+    const allowed = entry.view.approvers;
+    if (allowed !== undefined && !allowed.includes(approver.name)) {
+      throw new NexusError('forbidden', 'this operator is not an approver of the rule');
+    }
+    entry.settle(approve ? { state: 'approved', approver } : { state: 'denied', approver });
+    return entry.view;
+  }
+
+  /** Ends every held request (the node is stopping). */
+  close(): void {
+    for (const e of [...this.#pending.values()]) e.settle({ state: 'stopped' });
+  }
+}
