@@ -88,9 +88,51 @@ export class NexusAgent {
     this.maxBodyBytes = discovered.maxBodyBytes;
     this.signatureProfile =
       options.signatureProfile ?? discovered.signatureProfile ?? DEFAULT_PROFILE;
+    this.#discovered = discovered;
     this.#jwksUri = discovered.responseSigning ? discovered.jwksUri : undefined;
     this.#jwks = discovered.jwks ?? [];
     this.#schedule();
+  }
+
+  readonly #discovered: Discovered;
+
+  /**
+   * Mints a sub-lease for a sub-agent (spec §12.4) and returns that sub-agent: a new key
+   * generated here (non-extractable), a lease never wider than this one (`roles` a subset
+   * of this lease's roles, default all of them; lifetime `ttlSeconds`, default the node's
+   * lease TTL, never past this lease's `exp`), `act` naming this agent as the delegator.
+   * Revoking this lease revokes the sub-lease. A sub-lease is not renewed.
+   *
+   * @example
+   * const reader = await agent.delegate({ roles: ['reader'], ttlSeconds: 120 });
+   * await reader.fetch('github', '/repos/acme/app/issues', { intent: 'read for triage' });
+   */
+  async delegate(
+    options: { roles?: string[]; ttlSeconds?: number; keyAlgorithm?: AgentKeyAlgorithm } = {},
+  ): Promise<NexusAgent> {
+    if (this.#closed) throw new NexusAgentError('agent_closed', 'the agent was closed');
+    const { privateKey, publicJwk } = await generateAgentKey(options.keyAlgorithm ?? 'ed25519');
+    const url = `${this.options.authority.replace(/\/$/, '')}/v1/leases/delegate`;
+    const sent = await this.#signedFetch(url, {
+      method: 'POST',
+      intent: 'lease delegation',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        jwk: publicJwk,
+        ...(options.roles !== undefined ? { roles: options.roles } : {}),
+        ...(options.ttlSeconds !== undefined ? { ttl_seconds: options.ttlSeconds } : {}),
+      }),
+    });
+    const res = sent.res;
+    if (!res.ok) throw (await this.#refusal(sent)) ?? (await errorFromResponse(res));
+    const body = (await res.json()) as { lease: string; proxy_url: string };
+    return new NexusAgent(
+      privateKey,
+      body.lease,
+      body.proxy_url,
+      { ...this.options, autoRenew: false },
+      this.#discovered,
+    );
   }
 
   /** The Authority JWKS URL when the node signs its refusals (spec §10.4), else undefined. */
