@@ -14,7 +14,7 @@ import {
 } from '@nexus/protocol';
 import { enroll, type NexusAgentError } from '@nexus/sdk';
 import { codeOf, rawAgent, type RawAgent } from './helpers/agents.js';
-import { startNode, type TestNode } from './helpers/node.js';
+import { NEXUS_BIN, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 interface RawResponse {
@@ -367,4 +367,26 @@ describe('delegation (issue 16, spec §12.4)', () => {
     child.close();
     parent.close();
   });
+});
+
+describe('nexus run inside nexus run delegates (issue 16, spec §12.4)', () => {
+  it('the inner run gets a sub-lease from the outer sidecar instead of enrolling', async () => {
+    upstream.reset();
+    const started = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
+    const inner = `${JSON.stringify(process.execPath)} ${JSON.stringify(NEXUS_BIN)} run -- sh -c 'curl -s "$NEXUS_PROXY/echo/nested?x=1"'`;
+    const r = await node.runAgent('bot', ['sh', '-c', inner]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout) as { url: string }).toMatchObject({ url: '/nested?x=1' });
+    expect(upstream.requests.map((q) => q.url)).toEqual(['/nested?x=1']);
+    // The inner run used a sub-lease whose delegator is the outer agent; both runs revoked
+    // their leases at exit.
+    const listed = await node.admin<{
+      leases: Array<{ id: string; act?: string; revoked: boolean; issued_at: string }>;
+    }>('GET', '/v1/leases?agent=bot&all=true&limit=500');
+    const delegated = listed.body.leases.filter(
+      (l) => l.act?.endsWith('/agent/bot') && l.issued_at >= started,
+    );
+    expect(delegated.length).toBeGreaterThan(0);
+    expect(delegated.every((l) => l.revoked)).toBe(true);
+  }, 60_000);
 });

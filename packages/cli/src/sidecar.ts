@@ -82,6 +82,43 @@ function problem(res: ServerResponse, status: number, code: string, title: strin
   res.end(body);
 }
 
+/**
+ * Where a `nexus run` started by the child asks for a sub-lease (spec §12.4) instead of
+ * enrolling: `POST` with `{ jwk, roles?, ttl_seconds? }`, the public key of a key the
+ * inner process generated. The answer is a lease for that key only, never wider than this
+ * agent's own; the child could use this sidecar as this agent anyway, so it gains nothing.
+ */
+export const DELEGATE_PATH = '/.well-known/nexus-delegate';
+
+async function delegateFor(req: IncomingMessage, res: ServerResponse, agent: NexusAgent) {
+  if (req.method !== 'POST') {
+    problem(res, 405, 'method_not_allowed', 'POST a public key to delegate to');
+    return;
+  }
+  let parsed: { jwk?: unknown; roles?: unknown; ttl_seconds?: unknown };
+  try {
+    parsed = JSON.parse((await readAll(req, 16 * 1024)).toString('utf8')) as typeof parsed;
+  } catch {
+    problem(res, 400, 'validation_failed', 'the body is not a JSON object');
+    return;
+  }
+  if (typeof parsed !== 'object' || parsed === null || typeof parsed.jwk !== 'object') {
+    problem(res, 400, 'validation_failed', 'jwk is required');
+    return;
+  }
+  const granted = await agent.delegateKey(parsed.jwk as Record<string, unknown>, {
+    ...(Array.isArray(parsed.roles) ? { roles: parsed.roles as string[] } : {}),
+    ...(typeof parsed.ttl_seconds === 'number' ? { ttlSeconds: parsed.ttl_seconds } : {}),
+  });
+  const body = JSON.stringify({
+    lease: granted.lease,
+    proxy_url: granted.proxyUrl,
+    authority: granted.authority,
+  });
+  res.writeHead(201, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(body);
+}
+
 export async function startSidecar(
   agent: NexusAgent,
   options: { intent?: string; maxBodyBytes?: number } = {},
@@ -113,6 +150,10 @@ export async function startSidecar(
         // request line, before anything is signed. A valid service name and a path that
         // cannot escape it, or a problem: `/../v1/...`, `/%2e%2e/...` and the Authority's
         // prefixes (lease renewal, discovery: the sidecar's own business) never get signed.
+        if (req.url === DELEGATE_PATH) {
+          await delegateFor(req, res, agent);
+          return;
+        }
         const route = parseRoute(req.url ?? '');
         const target = route.rawPath + (route.query === '' ? '' : `?${route.query}`);
         const headers: Record<string, string> = {};

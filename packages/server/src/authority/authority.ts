@@ -397,7 +397,8 @@ export class Authority {
       expiresAt: exp * 1000,
       chainStartedAt: chain.chainStartedAt,
       parentJti: chain.parentJti,
-      act: chain.act,
+      // A sub-lease records its delegator (the listing shows who delegated).
+      act: chain.delegation?.actor.sub ?? chain.act,
       task: chain.task,
     };
     await this.store.insertLease(row);
