@@ -13,8 +13,8 @@ import {
   type SignatureProfile,
 } from '@nexus/protocol';
 import { enroll, type NexusAgentError } from '@nexus/sdk';
-import { rawAgent, type RawAgent } from './helpers/agents.js';
-import { startNode, type TestNode } from './helpers/node.js';
+import { codeOf, rawAgent, type RawAgent } from './helpers/agents.js';
+import { NEXUS_BIN, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 interface RawResponse {
@@ -73,8 +73,11 @@ beforeAll(async () => {
   upstream = await startUpstream();
   node = await startNode({
     services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
-    agents: { bot: { roles: ['reader'] } },
-    policies: [{ id: 'all', allow: { roles: ['reader'], services: ['echo'] } }],
+    agents: { bot: { roles: ['reader', 'writer'] } },
+    policies: [
+      { id: 'read', allow: { roles: ['reader'], services: ['echo'], methods: ['GET'] } },
+      { id: 'write', allow: { roles: ['writer'], services: ['echo'], methods: ['POST'] } },
+    ],
   });
   agent = await rawAgent(node, 'bot');
 }, 60_000);
@@ -315,4 +318,75 @@ describe('signed Nexus responses (issue 16, spec §10.4)', () => {
     expect(forged).toBe(1);
     sdkAgent.close();
   });
+});
+
+describe('delegation (issue 16, spec §12.4)', () => {
+  it('agent.delegate(): a narrower sub-lease on its own key, revoked with its parent', async () => {
+    const parent = await node.enroll('bot');
+    const child = await parent.delegate({ roles: ['reader'], ttlSeconds: 120 });
+    expect(child.claims).toMatchObject({
+      sub: parent.claims.sub,
+      scope: 'reader',
+      act: { sub: parent.claims.sub },
+      nexus_delegation: [parent.claims.jti],
+    });
+    expect(child.claims.exp).toBeLessThanOrEqual(parent.claims.exp);
+    expect(child.claims.cnf.jwk.x).not.toBe(parent.claims.cnf.jwk.x);
+    // Policy sees the narrowed roles: the parent may POST, the reader sub-agent may not.
+    expect((await child.fetch('echo', '/read')).status).toBe(200);
+    const post = { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } };
+    expect((await parent.fetch('echo', '/write', post)).status).toBe(200);
+    expect(await codeOf(child.fetch('echo', '/write', post))).toBe('policy_denied');
+    // Never wider than the delegator; a sub-lease may delegate what it has.
+    expect(await codeOf(parent.delegate({ roles: ['admin'] }))).toBe('validation_failed');
+    expect(await codeOf(child.delegate({ roles: ['writer'] }))).toBe('validation_failed');
+    const grandchild = await child.delegate({ roles: ['reader'] });
+    expect(grandchild.claims.nexus_delegation).toEqual([parent.claims.jti, child.claims.jti]);
+    expect(grandchild.claims.exp).toBeLessThanOrEqual(child.claims.exp);
+    expect(grandchild.claims.act).toEqual({
+      sub: parent.claims.sub,
+      act: { sub: parent.claims.sub },
+    });
+    // A sub-lease is not renewed (a renewal would re-grant the agent's full roles).
+    expect(await codeOf(child.renew())).toBe('renewal_denied');
+    // Revoking the delegating lease revokes every sub-lease under it.
+    expect((await node.cli(['lease', 'revoke', parent.claims.jti])).code).toBe(0);
+    for (const a of [parent, child, grandchild]) {
+      expect(await codeOf(a.fetch('echo', '/after'))).toBe('lease_revoked');
+    }
+    for (const a of [parent, child, grandchild]) a.close();
+  });
+
+  it('revoking a sub-lease leaves its delegator alive', async () => {
+    const parent = await node.enroll('bot');
+    const child = await parent.delegate({ ttlSeconds: 60 });
+    expect(child.claims.scope).toBe(parent.claims.scope);
+    expect((await node.cli(['lease', 'revoke', child.claims.jti])).code).toBe(0);
+    expect(await codeOf(child.fetch('echo', '/x'))).toBe('lease_revoked');
+    expect((await parent.fetch('echo', '/x')).status).toBe(200);
+    child.close();
+    parent.close();
+  });
+});
+
+describe('nexus run inside nexus run delegates (issue 16, spec §12.4)', () => {
+  it('the inner run gets a sub-lease from the outer sidecar instead of enrolling', async () => {
+    upstream.reset();
+    const started = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
+    const inner = `${JSON.stringify(process.execPath)} ${JSON.stringify(NEXUS_BIN)} run -- sh -c 'curl -s "$NEXUS_PROXY/echo/nested?x=1"'`;
+    const r = await node.runAgent('bot', ['sh', '-c', inner]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout) as { url: string }).toMatchObject({ url: '/nested?x=1' });
+    expect(upstream.requests.map((q) => q.url)).toEqual(['/nested?x=1']);
+    // The inner run used a sub-lease whose delegator is the outer agent; both runs revoked
+    // their leases at exit.
+    const listed = await node.admin<{
+      leases: Array<{ id: string; act?: string; revoked: boolean; issued_at: string }>;
+    }>('GET', '/v1/leases?agent=bot&all=true&limit=500');
+    const delegated = listed.body.leases.filter(
+      (l) => l.act?.endsWith('/agent/bot') && l.issued_at >= started,
+    );
+    expect(delegated.length).toBeGreaterThan(0);
+    expect(delegated.every((l) => l.revoked)).toBe(true);
+  }, 60_000);
 });

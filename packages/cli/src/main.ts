@@ -691,7 +691,7 @@ export function buildProgram(
       )
       .option(
         '--enrollment-file <file>',
-        'read the enrollment token from this file (`nexus agent enroll NAME -o FILE`); default: $NEXUS_ENROLLMENT_TOKEN',
+        'read the enrollment token from this file (`nexus agent enroll NAME -o FILE`); default: $NEXUS_ENROLLMENT_TOKEN; without a token, inside another `nexus run` ($NEXUS_PROXY), a sub-lease is delegated by it instead',
       )
       .option('-a, --agent <name>', 'refuse to run unless the token is for this agent')
       .option('-i, --intent <text>', 'default intent for requests that do not send Nexus-Intent')

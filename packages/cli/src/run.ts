@@ -16,9 +16,10 @@ import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { resolve, sep } from 'node:path';
 import { loadConfig, nodeStateFiles, type Config } from '@nexus/server';
-import { enroll, type AgentService, type NexusAgent } from '@nexus/sdk';
+import { generateAgentKey } from '@nexus/protocol';
+import { enroll, fromLease, type AgentService, type NexusAgent } from '@nexus/sdk';
 import { CliError } from './admin-client.js';
-import { startSidecar } from './sidecar.js';
+import { DELEGATE_PATH, startSidecar } from './sidecar.js';
 import {
   baseUrlEnvironment,
   forwardProxyEnvironment,
@@ -162,7 +163,10 @@ export async function runAsAgent(
   const file =
     opts.enrollmentFile === undefined ? undefined : readEnrollmentFile(opts.enrollmentFile);
   const token = file?.enrollment_token ?? env.NEXUS_ENROLLMENT_TOKEN?.trim();
-  if (token === undefined || token === '') {
+  // Inside another `nexus run` (its sidecar in NEXUS_PROXY) and without a token of its
+  // own: the agent delegates a sub-lease to this one instead of enrolling (spec §12.4).
+  const enclosing = token === undefined || token === '' ? env.NEXUS_PROXY?.trim() : undefined;
+  if ((token === undefined || token === '') && (enclosing === undefined || enclosing === '')) {
     throw new CliError(
       'no enrollment token: set NEXUS_ENROLLMENT_TOKEN or pass --enrollment-file FILE (the operator makes one with `nexus agent enroll NAME`) (enrollment_missing)',
       'enrollment_missing',
@@ -196,13 +200,16 @@ export async function runAsAgent(
     }
   }
 
-  const agent = await enroll({
-    authority,
-    enrollmentToken: token,
-    keyAlgorithm: opts.key,
-    onRenewalError: (e) =>
-      io.warn(`nexus: warning: lease renewal failed for good: ${e.code} (renewal_failed)`),
-  });
+  const agent =
+    enclosing !== undefined && enclosing !== ''
+      ? await delegatedAgent(enclosing, opts)
+      : await enroll({
+          authority,
+          enrollmentToken: token!,
+          keyAlgorithm: opts.key,
+          onRenewalError: (e) =>
+            io.warn(`nexus: warning: lease renewal failed for good: ${e.code} (renewal_failed)`),
+        });
   let sidecar: Awaited<ReturnType<typeof startSidecar>> | undefined;
   let caFiles: CaFiles | undefined;
   try {
@@ -283,6 +290,52 @@ async function listServices(agent: NexusAgent, spec: string, io: RunIo): Promise
     );
     return [];
   }
+}
+
+/**
+ * A sub-lease from the enclosing `nexus run`'s sidecar for a key generated here: the key
+ * never leaves this process, the lease is never wider than the enclosing agent's.
+ */
+async function delegatedAgent(sidecarUrl: string, opts: RunOptions): Promise<NexusAgent> {
+  // MUST: only a loopback sidecar; the public key is all that is sent.
+  if (!/^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):\d+\/?$/.test(sidecarUrl)) {
+    throw new CliError(
+      'NEXUS_PROXY is not the loopback sidecar of an enclosing nexus run, and there is no enrollment token (enrollment_missing)',
+      'enrollment_missing',
+    );
+  }
+  const { privateKey, publicJwk } = await generateAgentKey(opts.key);
+  let res: Response;
+  try {
+    res = await fetch(`${sidecarUrl.replace(/\/$/, '')}${DELEGATE_PATH}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jwk: publicJwk }),
+    });
+  } catch {
+    throw new CliError(
+      'cannot reach the enclosing nexus run (delegation_failed)',
+      'delegation_failed',
+    );
+  }
+  const body = (await res.json().catch(() => ({}))) as {
+    lease?: string;
+    proxy_url?: string;
+    authority?: string;
+    code?: string;
+  };
+  if (res.status !== 201 || !body.lease || !body.proxy_url || !body.authority) {
+    throw new CliError(
+      `the enclosing nexus run did not delegate: ${body.code ?? res.status} (delegation_failed)`,
+      'delegation_failed',
+    );
+  }
+  return fromLease({
+    authority: body.authority,
+    key: privateKey,
+    lease: body.lease,
+    proxyUrl: body.proxy_url,
+  });
 }
 
 /**

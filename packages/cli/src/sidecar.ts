@@ -96,6 +96,43 @@ export interface SidecarOptions {
   forward?: ForwardProxyOptions;
 }
 
+/**
+ * Where a `nexus run` started by the child asks for a sub-lease (spec §12.4) instead of
+ * enrolling: `POST` with `{ jwk, roles?, ttl_seconds? }`, the public key of a key the
+ * inner process generated. The answer is a lease for that key only, never wider than this
+ * agent's own; the child could use this sidecar as this agent anyway, so it gains nothing.
+ */
+export const DELEGATE_PATH = '/.well-known/nexus-delegate';
+
+async function delegateFor(req: IncomingMessage, res: ServerResponse, agent: NexusAgent) {
+  if (req.method !== 'POST') {
+    problem(res, 405, 'method_not_allowed', 'POST a public key to delegate to');
+    return;
+  }
+  let parsed: { jwk?: unknown; roles?: unknown; ttl_seconds?: unknown };
+  try {
+    parsed = JSON.parse((await readAll(req, 16 * 1024)).toString('utf8')) as typeof parsed;
+  } catch {
+    problem(res, 400, 'validation_failed', 'the body is not a JSON object');
+    return;
+  }
+  if (typeof parsed !== 'object' || parsed === null || typeof parsed.jwk !== 'object') {
+    problem(res, 400, 'validation_failed', 'jwk is required');
+    return;
+  }
+  const granted = await agent.delegateKey(parsed.jwk as Record<string, unknown>, {
+    ...(Array.isArray(parsed.roles) ? { roles: parsed.roles as string[] } : {}),
+    ...(typeof parsed.ttl_seconds === 'number' ? { ttlSeconds: parsed.ttl_seconds } : {}),
+  });
+  const body = JSON.stringify({
+    lease: granted.lease,
+    proxy_url: granted.proxyUrl,
+    authority: granted.authority,
+  });
+  res.writeHead(201, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(body);
+}
+
 export async function startSidecar(
   agent: NexusAgent,
   options: SidecarOptions = {},
@@ -119,6 +156,11 @@ export async function startSidecar(
       const site = req.headers['sec-fetch-site'];
       if (req.headers.origin !== undefined || (site !== undefined && site !== 'none')) {
         problem(res, 403, 'forbidden', 'the sidecar does not answer browser requests');
+        return;
+      }
+      // A `nexus run` started by the child asks here for a sub-lease (direct requests only).
+      if (target === DELEGATE_PATH && req.url === DELEGATE_PATH) {
+        await delegateFor(req, res, agent);
         return;
       }
       // MUST: the target is checked with the proxy's own routing rules on the raw

@@ -113,9 +113,64 @@ export class NexusAgent {
     this.maxBodyBytes = discovered.maxBodyBytes;
     this.signatureProfile =
       options.signatureProfile ?? discovered.signatureProfile ?? DEFAULT_PROFILE;
+    this.#discovered = discovered;
     this.#jwksUri = discovered.responseSigning ? discovered.jwksUri : undefined;
     this.#jwks = discovered.jwks ?? [];
     this.#schedule();
+  }
+
+  readonly #discovered: Discovered;
+
+  /**
+   * Mints a sub-lease for a sub-agent (spec §12.4) and returns that sub-agent: a new key
+   * generated here (non-extractable), a lease never wider than this one (`roles` a subset
+   * of this lease's roles, default all of them; lifetime `ttlSeconds`, default the node's
+   * lease TTL, never past this lease's `exp`), `act` naming this agent as the delegator.
+   * Revoking this lease revokes the sub-lease. A sub-lease is not renewed.
+   *
+   * @example
+   * const reader = await agent.delegate({ roles: ['reader'], ttlSeconds: 120 });
+   * await reader.fetch('github', '/repos/acme/app/issues', { intent: 'read for triage' });
+   */
+  async delegate(
+    options: { roles?: string[]; ttlSeconds?: number; keyAlgorithm?: AgentKeyAlgorithm } = {},
+  ): Promise<NexusAgent> {
+    const { privateKey, publicJwk } = await generateAgentKey(options.keyAlgorithm ?? 'ed25519');
+    const { lease, proxyUrl } = await this.delegateKey(publicJwk, options);
+    return new NexusAgent(
+      privateKey,
+      lease,
+      proxyUrl,
+      { ...this.options, autoRenew: false },
+      this.#discovered,
+    );
+  }
+
+  /**
+   * {@link delegate} for a key held elsewhere (a sub-agent in another process, e.g. a
+   * `nexus run` inside `nexus run`): mints the sub-lease for `publicJwk` and returns it.
+   * Pass it with the private key to {@link fromLease} in the sub-agent's process.
+   */
+  async delegateKey(
+    publicJwk: Record<string, unknown>,
+    options: { roles?: string[]; ttlSeconds?: number } = {},
+  ): Promise<{ lease: string; proxyUrl: string; authority: string }> {
+    if (this.#closed) throw new NexusAgentError('agent_closed', 'the agent was closed');
+    const url = `${this.options.authority.replace(/\/$/, '')}/v1/leases/delegate`;
+    const sent = await this.#signedFetch(url, {
+      method: 'POST',
+      intent: 'lease delegation',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        jwk: publicJwk,
+        ...(options.roles !== undefined ? { roles: options.roles } : {}),
+        ...(options.ttlSeconds !== undefined ? { ttl_seconds: options.ttlSeconds } : {}),
+      }),
+    });
+    const res = sent.res;
+    if (!res.ok) throw (await this.#refusal(sent)) ?? (await errorFromResponse(res));
+    const body = (await res.json()) as { lease: string; proxy_url: string };
+    return { lease: body.lease, proxyUrl: body.proxy_url, authority: this.options.authority };
   }
 
   /** The Authority JWKS URL when the node signs its refusals (spec §10.4), else undefined. */
@@ -397,6 +452,28 @@ export async function enroll(options: EnrollOptions): Promise<NexusAgent> {
     body.lease,
     body.proxy_url,
     options,
+    await discover(f, options.authority),
+  );
+}
+
+/**
+ * The agent for a lease obtained by delegation (`delegateKey` in another process) and the
+ * private key it was minted for. Reads the node's discovery document like {@link enroll};
+ * the lease is not renewed (a sub-lease never is).
+ */
+export async function fromLease(
+  options: Omit<EnrollOptions, 'enrollmentToken'> & {
+    readonly key: CryptoKey;
+    readonly lease: string;
+    readonly proxyUrl: string;
+  },
+): Promise<NexusAgent> {
+  const f = options.fetch ?? fetch;
+  return new NexusAgent(
+    options.key,
+    options.lease,
+    options.proxyUrl,
+    { ...options, enrollmentToken: '', autoRenew: false },
     await discover(f, options.authority),
   );
 }

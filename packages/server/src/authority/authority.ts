@@ -306,8 +306,82 @@ export class Authority {
     return this.#issue(row.agent, publicJwk, { act: row.act, task: row.task, chainStartedAt: now });
   }
 
+  /**
+   * `POST /v1/leases/delegate` (spec §12.4): the holder of a verified lease obtains a
+   * sub-lease for a sub-agent's own key, never wider than its own: roles a subset of its
+   * scope, `exp` no later than its own, the same agent and task. `act` records who
+   * delegated (the parent lease's `sub`, with the parent's own `act` nested), and
+   * `nexus_delegation` lists the lease ids above it, so revoking any of them revokes the
+   * sub-lease ({@link isRevoked}).
+   */
+  async delegate(verified: VerifiedRequest, request: unknown): Promise<IssuedLease> {
+    if (typeof request !== 'object' || request === null || Array.isArray(request)) {
+      throw new NexusError('validation_failed', 'body is not a JSON object');
+    }
+    const r = request as { jwk?: unknown; roles?: unknown; ttl_seconds?: unknown };
+    const publicJwk = checkAgentJwk(r.jwk);
+    const parent = verified.claims;
+    const parentRoles = parent.scope.split(' ').filter((x) => x !== '');
+    let roles = parentRoles;
+    if (r.roles !== undefined) {
+      if (!Array.isArray(r.roles) || !r.roles.every((x) => typeof x === 'string')) {
+        throw new NexusError('validation_failed', 'roles must be an array of role names');
+      }
+      // MUST: never wider than the delegating lease.
+      if (!r.roles.every((x) => parentRoles.includes(x as string))) {
+        throw new NexusError(
+          'validation_failed',
+          'a sub-lease cannot have a role its parent lacks',
+        );
+      }
+      roles = [...new Set(r.roles as string[])];
+    }
+    if (
+      r.ttl_seconds !== undefined &&
+      (typeof r.ttl_seconds !== 'number' ||
+        !Number.isSafeInteger(r.ttl_seconds) ||
+        r.ttl_seconds < 1)
+    ) {
+      throw new NexusError('validation_failed', 'ttl_seconds must be a positive integer');
+    }
+    const ancestors = [...delegationOf(parent), parent.jti];
+    if (ancestors.length > MAX_DELEGATION_DEPTH) {
+      throw new NexusError('validation_failed', 'delegation chain too deep');
+    }
+    const now = this.clock();
+    const ttlMs = Math.min(
+      r.ttl_seconds === undefined ? this.settings.leaseTtlMs : (r.ttl_seconds as number) * 1000,
+      parent.exp * 1000 - now,
+    );
+    if (ttlMs < 2000) throw new NexusError('renewal_denied', 'the delegating lease ends too soon');
+    const agentName = agentFromSub(parent.sub);
+    if (agentName === undefined) throw new NexusError('lease_invalid');
+    const issued = await this.#issue(agentName, publicJwk, {
+      task: parent.nexus_task,
+      chainStartedAt: now,
+      ttlMs,
+      delegation: {
+        ancestors,
+        roles,
+        actor: { sub: parent.sub, ...(parent.act !== undefined ? { act: parent.act } : {}) },
+      },
+    });
+    // A revocation that ran while this was issued may not have seen it: check again.
+    if (this.isRevoked(issued.claims)) {
+      await this.store.revokeLease(issued.claims.jti, this.clock());
+      this.#revokedJtis.add(issued.claims.jti);
+      throw new NexusError('lease_revoked');
+    }
+    return issued;
+  }
+
   /** `POST /v1/leases/renew`: the request was verified against the current lease. */
   async renew(verified: VerifiedRequest): Promise<IssuedLease> {
+    // A sub-lease is not renewed: a renewal would re-issue the agent's full roles without
+    // its delegation (spec §12.4). The delegator delegates again.
+    if (delegationOf(verified.claims).length > 0) {
+      throw new NexusError('renewal_denied', 'a delegated lease is not renewed');
+    }
     const now = this.clock();
     const current = await this.store.getLease(verified.leaseId);
     if (current === undefined) throw new NexusError('lease_invalid');
@@ -348,6 +422,11 @@ export class Authority {
       chainStartedAt: number;
       parentJti?: string;
       ttlMs?: number;
+      delegation?: {
+        ancestors: string[];
+        roles: string[];
+        actor: { sub: string; act?: unknown };
+      };
     },
   ): Promise<IssuedLease> {
     const agent = this.#agents.get(agentName);
@@ -372,8 +451,11 @@ export class Authority {
       exp,
       jti,
       cnf: { jwk: publicJwk as LeaseClaims['cnf']['jwk'] },
-      scope: agent.roles.join(' '),
+      scope: (chain.delegation?.roles ?? agent.roles).join(' '),
       ...(chain.act !== undefined ? { act: { sub: chain.act } } : {}),
+      ...(chain.delegation !== undefined
+        ? { act: chain.delegation.actor, nexus_delegation: chain.delegation.ancestors }
+        : {}),
       ...(chain.task !== undefined ? { nexus_task: chain.task } : {}),
     };
     const key = this.keys.active();
@@ -389,7 +471,8 @@ export class Authority {
       expiresAt: exp * 1000,
       chainStartedAt: chain.chainStartedAt,
       parentJti: chain.parentJti,
-      act: chain.act,
+      // A sub-lease records its delegator (the listing shows who delegated).
+      act: chain.delegation?.actor.sub ?? chain.act,
       task: chain.task,
     };
     await this.store.insertLease(row);
@@ -402,7 +485,9 @@ export class Authority {
   isRevoked(claims: LeaseClaims): boolean {
     return (
       this.#revokedJtis.has(claims.jti) ||
-      this.#coveredByEpoch(agentFromSub(claims.sub), claims.iat * 1000)
+      this.#coveredByEpoch(agentFromSub(claims.sub), claims.iat * 1000) ||
+      // A sub-lease falls with any lease it was delegated from (spec §12.4).
+      delegationOf(claims).some((jti) => this.#revokedJtis.has(jti))
     );
   }
 
@@ -497,6 +582,7 @@ export class Authority {
       lease_endpoint: `${issuer}/v1/leases`,
       renewal_endpoint: `${issuer}/v1/leases/renew`,
       revocation_endpoint: `${issuer}/v1/leases/revoke`,
+      delegation_endpoint: `${issuer}/v1/leases/delegate`,
       lease_algorithms: ['EdDSA', 'ES256'],
       signature_algorithms: ['ed25519', 'ecdsa-p256-sha256'],
       digest_algorithms: ['sha-256', 'sha-512'],
@@ -507,6 +593,15 @@ export class Authority {
       response_signature_tag: RESPONSE_SIGNATURE_TAG,
     };
   }
+}
+
+/** The most a delegation chain may nest (sub-lease of a sub-lease ...). */
+const MAX_DELEGATION_DEPTH = 8;
+
+/** The lease ids a lease was delegated from, root first (`nexus_delegation`), or none. */
+export function delegationOf(claims: LeaseClaims): string[] {
+  const d = claims.nexus_delegation;
+  return Array.isArray(d) && d.every((x) => typeof x === 'string') ? (d as string[]) : [];
 }
 
 /** `nexus://<trust-domain>/agent/<name>` -> name. */

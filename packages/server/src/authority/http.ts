@@ -102,6 +102,24 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         json(res, 201, leaseResponse(issued, agentName(issued), deps.publicUrl));
         return;
       }
+      if (path === '/v1/leases/delegate') {
+        // Delegation (spec §12.4): proof of possession of the delegating lease, as for
+        // renewal; the body names the sub-agent's public key and the narrowed grant.
+        if (req.method !== 'POST') throw new NexusError('method_not_allowed');
+        const verified = await verifyHeaders(req);
+        const body = await readBody(req, MAX_AUTHORITY_BODY);
+        await verifyRequestBody(verified, req.headers, body, serverDigest);
+        deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(body.toString('utf8'));
+        } catch {
+          throw new NexusError('validation_failed', 'body is not JSON');
+        }
+        const issued = await authority.delegate(verified, parsed);
+        json(res, 201, leaseResponse(issued, agentName(issued), deps.publicUrl));
+        return;
+      }
       if (path === '/v1/leases/revoke') {
         // Self-revocation (spec §12.3): proof of possession exactly as for renewal, so an
         // agent (`nexus run` at exit) ends its own lease without operator rights, and
