@@ -233,8 +233,10 @@ def check_lease(token_lines: list[str], verifier: dict, now: int) -> dict:
     """§3 in the order of §8 step 3; returns the claims."""
     if not token_lines or token_lines == [""]:
         raise Refused("lease_missing", "no Workload-Identity-Token")
-    if len(token_lines) > 1 or not re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token_lines[0]):
-        raise Refused("lease_invalid", "not one compact JWT")
+    if len(token_lines) > 1:
+        raise Refused("request_invalid", "not one Workload-Identity-Token line")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token_lines[0]):
+        raise Refused("lease_invalid", "not a compact JWT")
     h64, p64, s64 = token_lines[0].split(".")
     try:
         header, claims = json.loads(b64url_decode(h64)), json.loads(b64url_decode(p64))
@@ -339,8 +341,10 @@ def run_nexus(v: dict) -> str:
     if msg.field("content-digest") and not body_covered:
         raise Refused("signature_invalid", "body components not covered")
     intents = msg.field("nexus-intent")
-    if len(intents) != 1:
-        raise Refused("intent_invalid", "not one Nexus-Intent line")
+    if not intents:
+        raise Refused("intent_invalid", "no Nexus-Intent")
+    if len(intents) > 1:
+        raise Refused("request_invalid", "not one Nexus-Intent line")
     try:
         intent, intent_params = sfv.parse_item(intents[0])
     except sfv.SFError:

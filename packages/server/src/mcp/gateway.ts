@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { mcpRefusal, safeDetail, type JsonRpcId, type NexusError } from '@nexus/protocol';
 import { checkMcpTransport, parseMcpMessage, type McpMessage, type McpTarget } from './message.js';
+import { signProblemHeaders } from '../proxy/sign-response.js';
 import { createMcpResponseFilter, isFilteredList, type McpInspection } from './response.js';
 
 /** Most bytes of one upstream JSON body or SSE event held to filter or inspect it. */
@@ -169,6 +170,9 @@ export class McpExchange {
       'nexus-request-id': requestId,
       'nexus-error': err.code,
     };
+    // Signed like every answer Nexus makes itself (spec §10.4): the SDK acts only on a
+    // refusal it can verify.
+    signProblemHeaders(res.req, err.status, headers, body);
     if (closeConnection) headers.connection = 'close';
     res.writeHead(err.status, headers);
     res.end(body);
