@@ -164,7 +164,7 @@ export async function runAsAgent(
     opts.enrollmentFile === undefined ? undefined : readEnrollmentFile(opts.enrollmentFile);
   const token = file?.enrollment_token ?? env.NEXUS_ENROLLMENT_TOKEN?.trim();
   // Inside another `nexus run` (its sidecar in NEXUS_PROXY) and without a token of its
-  // own: the agent delegates a sub-lease to this one instead of enrolling (spec §12.4).
+  // own: the agent delegates a sub-lease to this one instead of enrolling (spec §12.5).
   const enclosing = token === undefined || token === '' ? env.NEXUS_PROXY?.trim() : undefined;
   if ((token === undefined || token === '') && (enclosing === undefined || enclosing === '')) {
     throw new CliError(

@@ -97,7 +97,7 @@ export interface SidecarOptions {
 }
 
 /**
- * Where a `nexus run` started by the child asks for a sub-lease (spec §12.4) instead of
+ * Where a `nexus run` started by the child asks for a sub-lease (spec §12.5) instead of
  * enrolling: `POST` with `{ jwk, roles?, ttl_seconds? }`, the public key of a key the
  * inner process generated. The answer is a lease for that key only, never wider than this
  * agent's own; the child could use this sidecar as this agent anyway, so it gains nothing.

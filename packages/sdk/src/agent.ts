@@ -122,7 +122,7 @@ export class NexusAgent {
   readonly #discovered: Discovered;
 
   /**
-   * Mints a sub-lease for a sub-agent (spec §12.4) and returns that sub-agent: a new key
+   * Mints a sub-lease for a sub-agent (spec §12.5) and returns that sub-agent: a new key
    * generated here (non-extractable), a lease never wider than this one (`roles` a subset
    * of this lease's roles, default all of them; lifetime `ttlSeconds`, default the node's
    * lease TTL, never past this lease's `exp`), `act` naming this agent as the delegator.

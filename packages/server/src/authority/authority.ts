@@ -307,7 +307,7 @@ export class Authority {
   }
 
   /**
-   * `POST /v1/leases/delegate` (spec §12.4): the holder of a verified lease obtains a
+   * `POST /v1/leases/delegate` (spec §12.5): the holder of a verified lease obtains a
    * sub-lease for a sub-agent's own key, never wider than its own: roles a subset of its
    * scope, `exp` no later than its own, the same agent and task. `act` records who
    * delegated (the parent lease's `sub`, with the parent's own `act` nested), and
@@ -378,7 +378,7 @@ export class Authority {
   /** `POST /v1/leases/renew`: the request was verified against the current lease. */
   async renew(verified: VerifiedRequest): Promise<IssuedLease> {
     // A sub-lease is not renewed: a renewal would re-issue the agent's full roles without
-    // its delegation (spec §12.4). The delegator delegates again.
+    // its delegation (spec §12.5). The delegator delegates again.
     if (delegationOf(verified.claims).length > 0) {
       throw new NexusError('renewal_denied', 'a delegated lease is not renewed');
     }
@@ -486,7 +486,7 @@ export class Authority {
     return (
       this.#revokedJtis.has(claims.jti) ||
       this.#coveredByEpoch(agentFromSub(claims.sub), claims.iat * 1000) ||
-      // A sub-lease falls with any lease it was delegated from (spec §12.4).
+      // A sub-lease falls with any lease it was delegated from (spec §12.5).
       delegationOf(claims).some((jti) => this.#revokedJtis.has(jti))
     );
   }

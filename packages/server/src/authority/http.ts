@@ -103,13 +103,13 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         return;
       }
       if (path === '/v1/leases/delegate') {
-        // Delegation (spec §12.4): proof of possession of the delegating lease, as for
+        // Delegation (spec §12.5): proof of possession of the delegating lease, as for
         // renewal; the body names the sub-agent's public key and the narrowed grant.
         if (req.method !== 'POST') throw new NexusError('method_not_allowed');
         const verified = await verifyHeaders(req);
         const body = await readBody(req, MAX_AUTHORITY_BODY);
         await verifyRequestBody(verified, req.headers, body, serverDigest);
-        deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+        await deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
         let parsed: unknown;
         try {
           parsed = JSON.parse(body.toString('utf8'));
