@@ -152,7 +152,9 @@ export function buildProgram(
         [
           '',
           'The store must exist (`nexus init` creates it; `up` never does). One node per',
-          'store: a second `up` on a store a live node serves exits with store_in_use.',
+          'SQLite store: a second `up` on a store a live node serves exits with store_in_use.',
+          'Any number of nodes share one PostgreSQL store (store: postgres://...; see',
+          'docs/deploy.md), each writing an audit chain of its own.',
           'Every signed audit checkpoint is logged and appended to <store>.checkpoints.jsonl',
           '(ship it elsewhere; see `nexus audit verify --help`).',
         ].join('\n'),
