@@ -9,6 +9,7 @@ const SCENARIOS = [
   './audit.mjs',
   './threads.mjs',
   './profile.mjs',
+  './cluster.mjs',
 ];
 
 const args = process.argv.slice(2);
