@@ -303,6 +303,44 @@ function twoNodeSuite(name: string, withRedis: boolean) {
       expect(verify.code).toBe(0);
       expect(JSON.parse(verify.stdout)).toMatchObject({ ok: true, chains: 2 });
     });
+
+    // The audit path does not depend on where replay records live: run once.
+    it.skipIf(withRedis)(
+      'kill -9 of a node under load loses no audit record of a forwarded request',
+      async () => {
+        upstream.reset();
+        const load = await rawAgent(b, 'bot');
+        let i = 0;
+        let stop = false;
+        const worker = async () => {
+          while (!stop && i < 2000) {
+            const path = `/echo/load/${i++}`;
+            await sendTo(a, path, await signed(publicUrl, load, path)).catch(() => undefined);
+          }
+        };
+        const workers = Array.from({ length: 8 }, worker);
+        // Killed mid-stream, once it has forwarded some.
+        await eventually(async () => {
+          expect(upstream.requests.length).toBeGreaterThan(40);
+        });
+        a.process.kill('SIGKILL');
+        stop = true;
+        await Promise.all(workers);
+        const forwarded = upstream.requests.map((r) => r.url);
+        expect(forwarded.length).toBeGreaterThan(40);
+        // Every request the upstream received has its request record in the store.
+        const audit = await b.admin<{ records: { kind?: string; path?: string }[] }>(
+          'GET',
+          '/v1/audit?service=echo&kind=request&limit=10000',
+        );
+        const audited = new Set(audit.body.records.map((r) => r.path));
+        for (const path of forwarded) expect(audited).toContain(path);
+        await a.restart();
+        const verify = await b.cli(['audit', 'verify', '--json']);
+        expect(verify.code).toBe(0);
+        expect(JSON.parse(verify.stdout)).toMatchObject({ ok: true });
+      },
+    );
   });
 }
 
