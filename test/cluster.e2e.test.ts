@@ -129,9 +129,16 @@ describe('a node on PostgreSQL', () => {
   });
 
   afterAll(async () => {
-    await node?.stop();
-    await upstream?.close();
-    await db?.drop();
+    const steps: (() => Promise<unknown> | undefined)[] = [
+      () => node?.stop(),
+      () => upstream?.close(),
+      () => db?.drop(),
+    ];
+    for (const step of steps) {
+      await Promise.resolve()
+        .then(step)
+        .catch(() => undefined);
+    }
   });
 
   it('enrolls, forwards a signed request with the credential, and audit verify passes', async () => {
@@ -206,12 +213,20 @@ function twoNodeSuite(name: string, withRedis: boolean) {
     });
 
     afterAll(async () => {
-      await a?.stop();
-      await b?.stop();
-      await redis?.kill();
-      await upstream?.close();
-      await relay?.close();
-      await db?.drop();
+      // Each step alone: a failing one must not leave the database behind.
+      const steps: (() => Promise<unknown> | undefined)[] = [
+        () => a?.stop(),
+        () => b?.stop(),
+        () => redis?.kill(),
+        () => upstream?.close(),
+        () => relay?.close(),
+        () => db?.drop(),
+      ];
+      for (const step of steps) {
+        await Promise.resolve()
+          .then(step)
+          .catch(() => undefined);
+      }
     });
 
     it('a request accepted by one node is a replay at the other', async () => {
