@@ -5,6 +5,9 @@
  * fail closed, then recover by themselves, when the dependency goes away; each audits into
  * its own chain and `nexus audit verify` checks them all.
  */
+import { mkdtemp, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signRequest } from '@nexus/protocol';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
@@ -14,7 +17,7 @@ import {
   type CuttableRelay,
   type TestRedis,
 } from './helpers/faults.js';
-import { freePort, startNode, type TestNode } from './helpers/node.js';
+import { freePort, runCli, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 import {
   createTestDatabase,
@@ -164,6 +167,14 @@ describe('a node on PostgreSQL', () => {
     const report = JSON.parse(verify.stdout) as { ok: boolean; count: number; chains: number };
     expect(report).toMatchObject({ ok: true, chains: 1 });
     expect(report.count).toBeGreaterThan(0);
+  });
+
+  it('nexus init --store refuses a URL with a password before writing anything', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nexus-init-'));
+    const r = await runCli(['init', '--dir', dir, '--store', 'postgres://nexus:hunter2@db/nexus']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).not.toContain('hunter2');
+    expect(await readdir(dir)).toEqual([]);
   });
 
   it('keeps serving after a restart, on a new audit chain, and verify checks both', async () => {

@@ -111,11 +111,11 @@ export function buildProgram(
         );
         if (exists && !opts.force)
           throw new CliError(`${configPath} exists (use --force to overwrite)`);
-        await writeFile(
-          configPath,
-          renderExampleConfig(opts.store === undefined ? {} : { store: opts.store }),
-          { mode: 0o644 },
-        );
+        const text = renderExampleConfig(opts.store === undefined ? {} : { store: opts.store });
+        // Validated before anything is written: a --store URL holding a password MUST NOT
+        // reach the (world-readable) nexus.yaml.
+        parseConfigText(text, { baseDir: dir, file: configPath });
+        await writeFile(configPath, text, { mode: 0o644 });
         const config = await configFrom(configPath, env);
         const { operatorToken } = await initNode(config);
         const tokenPath = operatorTokenPath(config);
