@@ -10,6 +10,7 @@ const SCENARIOS = [
   './threads.mjs',
   './profile.mjs',
   './reach.mjs',
+  './cluster.mjs',
 ];
 
 const args = process.argv.slice(2);

@@ -129,7 +129,8 @@ export function buildProgram(
           ...listeners,
           ...(opts.store === undefined ? {} : { store: opts.store }),
         });
-        // The file MUST validate before it is written (a bad --listen is said now, once).
+        // The file MUST validate before it is written: a bad --listen is said now, once, and
+        // a --store URL holding a password never reaches the (world-readable) nexus.yaml.
         parseConfigText(text, { baseDir: dir, env, file: configPath });
         await writeFile(configPath, text, { mode: 0o644 });
         const config = await configFrom(configPath, env);
@@ -182,7 +183,9 @@ export function buildProgram(
         [
           '',
           'The store must exist (`nexus init` creates it; `up` never does). One node per',
-          'store: a second `up` on a store a live node serves exits with store_in_use.',
+          'SQLite store: a second `up` on a store a live node serves exits with store_in_use.',
+          'Any number of nodes share one PostgreSQL store (store: postgres://...; see',
+          'docs/deploy.md), each writing an audit chain of its own.',
           'Every signed audit checkpoint is logged and appended to <store>.checkpoints.jsonl',
           '(ship it elsewhere; see `nexus audit verify --help`).',
         ].join('\n'),

@@ -24,8 +24,9 @@ export interface SharedState {
 }
 
 /**
- * Opens the shared state a config names. Never waits for Redis: a node starts while
- * Redis is down and refuses, with 503 `replay_unavailable`, what needs it until it is back.
+ * Opens the shared state a config names. Waits up to 2 s for Redis, never longer: a node
+ * starts while Redis is down and refuses, with 503 `replay_unavailable`, what needs it
+ * until it is back.
  */
 export async function openSharedState(options: {
   readonly config: Config;
@@ -56,6 +57,19 @@ export async function openSharedState(options: {
     redis.on('ready', () => {
       if (down) logger.info('redis reachable again');
       down = false;
+    });
+    // Give Redis a moment to answer before the node listens, so its first requests are
+    // not refused for a connection still being made; a Redis that is down stays a 503.
+    const client = redis;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, 2000);
+      function done() {
+        clearTimeout(timer);
+        client.off('ready', done);
+        resolve();
+      }
+      if (client.status === 'ready') done();
+      else client.once('ready', done);
     });
     replay = createRedisReplayGuard(redis, config.redis.key_prefix, { skewSeconds, clock });
   } else if (postgres !== undefined) {

@@ -1,8 +1,8 @@
 // The PostgreSQL backend of `Store` (`store: postgres://...`), for clusters: any number of
 // identical nodes share one database. It runs the same conformance suite as SQLite
 // (`conformance.ts`) and the same numbered migrations (`migrations/`), with the SQL of its
-// own dialect, through `pg` directly (see docs/deployment.md, "PostgreSQL" for why not a
-// query builder).
+// own dialect, through `pg` directly (docs/architecture.md, "Cluster mode", says why not
+// a query builder yet).
 //
 // What differs from SQLite, on purpose:
 // - Every read-modify-write is one statement or a transaction that locks the rows it
