@@ -321,6 +321,28 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
     );
     expect(dup.status).toBe(400);
     expect(rpc(dup).error?.data?.code).toBe('mcp_invalid');
+    // A denied tool sent as a notification, or under a method spelling a lenient server
+    // might still route, is refused too.
+    const note = await post(node, raw, 'tools-json', {
+      jsonrpc: '2.0',
+      method: 'tools/call',
+      params: { name: 'delete_repo', arguments: { repo: 'x' } },
+    });
+    expect(note.status).toBe(403);
+    expect(note.headers['nexus-error']).toBe('policy_denied');
+    const spelled = await post(node, raw, 'tools-json', {
+      jsonrpc: '2.0',
+      id: 5,
+      method: 'Tools/Call',
+      params: { name: 'delete_repo' },
+    });
+    expect(rpc(spelled)).toMatchObject({ id: 5, error: { data: { code: 'policy_denied' } } });
+    const tasks = await post(node, raw, 'tools-json', {
+      jsonrpc: '2.0',
+      id: 6,
+      method: 'tasks/list',
+    });
+    expect(tasks.headers['nexus-error']).toBe('policy_denied');
     const notRpc = await post(node, raw, 'tools-json', { id: 4, method: 'tools/list' });
     expect(rpc(notRpc).error?.data?.code).toBe('mcp_invalid');
     expect(mcp.seen.length).toBe(before);

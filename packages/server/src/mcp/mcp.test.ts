@@ -97,9 +97,20 @@ describe('parseMcpMessage', () => {
     expect(codeOf(() => parse(body))).toBe('mcp_invalid');
   });
 
-  it('refuses a wrong content type', () => {
-    const h = { 'content-type': 'text/plain' };
-    expect(codeOf(() => parseMcpMessage(h, Object.keys(h), Buffer.from('{}')))).toBe('mcp_invalid');
+  it('refuses a wrong content type or charset', () => {
+    const ping = Buffer.from('{"jsonrpc":"2.0","id":1,"method":"ping"}');
+    for (const ct of ['text/plain', 'application/json; charset=utf-16', 'application/jsonx']) {
+      const h = { 'content-type': ct };
+      expect(codeOf(() => parseMcpMessage(h, Object.keys(h), ping))).toBe('mcp_invalid');
+    }
+    const ok = { 'content-type': 'Application/JSON; charset="UTF-8"' };
+    expect(parseMcpMessage(ok, Object.keys(ok), ping).method).toBe('ping');
+  });
+
+  it("leaves tasks/* to explicit rules (the server may hold other agents' tasks)", () => {
+    expect(
+      parse({ jsonrpc: '2.0', id: 1, method: 'tasks/result', params: { taskId: 't' } }).protocol,
+    ).toBe(false);
   });
 
   const modern = (params: Record<string, unknown>, v = '2026-07-28') => ({
