@@ -693,7 +693,7 @@ export function buildProgram(
     ].join('\n'),
   );
 
-  registerMcp(program, env, (l) => err(l + '\n'));
+  registerMcp(program, env, (l) => err(l + '\n'), out);
 
   // ---- policy -------------------------------------------------------------------------------------
   const policy = program

@@ -55,6 +55,8 @@ export type {
   ResolvedCredential,
 } from './mechanics/mechanic.js';
 
+export { discoverMcpAuthorization } from './mcp/discovery.js';
+export type { McpAuthDiscovery } from './mcp/discovery.js';
 export { PRESETS, getPreset } from './presets/presets.js';
 export type { ServicePreset, PresetField, PresetVariable } from './presets/presets.js';
 export {
