@@ -3,6 +3,8 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { compileMcpMatch } from '../policy/mcp-match.js';
+import { compilePolicy } from '../policy/compile.js';
+import { policyRuleSchema } from '../policy/rule-schema.js';
 import { hasDuplicateKey } from './json.js';
 import { parseMcpMessage, type McpTarget } from './message.js';
 import { createMcpResponseFilter } from './response.js';
@@ -284,5 +286,67 @@ describe('the list filter', () => {
     expect((await run([toolErr], 'application/json', 'tools/call')).outcome).toBe('tool_error');
     const rpcErr = JSON.stringify({ jsonrpc: '2.0', id: 7, error: { code: -32602, message: 'x' } });
     expect((await run([rpcErr], 'application/json', 'tools/call')).outcome).toBe('error');
+  });
+});
+
+describe('policy with MCP rules', () => {
+  const source = (policies: unknown[]) => ({
+    services: { tools: { kind: 'mcp' }, api: { kind: 'http' } },
+    agents: { bot: { roles: ['r'] } },
+    policies: policies.map((p) => policyRuleSchema.parse(p)),
+  });
+  const input = (mcp?: McpTarget, service = 'tools') => ({
+    agent: 'bot',
+    roles: ['r'],
+    service,
+    method: 'POST',
+    path: '/',
+    intent: 'x',
+    now: 0,
+    ...(mcp === undefined ? {} : { mcp }),
+  });
+
+  it('refuses an mcp matcher on a service that is not kind: mcp', () => {
+    expect(() =>
+      compilePolicy(source([{ id: 'a', allow: { services: ['api'], mcp: { tools: ['x'] } } }])),
+    ).toThrow();
+  });
+
+  it('denies a tool by default, allows it by name, lets deny override', () => {
+    const policy = compilePolicy(
+      source([
+        { id: 'speak', allow: { services: ['tools'] } },
+        { id: 'tools', allow: { mcp: { tools: ['get_*'] } } },
+        { id: 'no', deny: { mcp: { tools: ['get_secret'] } } },
+        { id: 'api', allow: { services: ['api'] } },
+      ]),
+    );
+    const call = (name: string): McpTarget => ({
+      method: 'tools/call',
+      kind: 'tool',
+      name,
+      protocol: false,
+    });
+    expect(policy.evaluate(input({ method: 'tools/list', protocol: true })).ruleIds).toEqual([
+      'speak',
+    ]);
+    expect(policy.evaluate(input(call('get_ticket')))).toMatchObject({
+      decision: 'allow',
+      ruleIds: ['tools'],
+    });
+    expect(policy.evaluate(input(call('delete_ticket')))).toMatchObject({
+      decision: 'deny',
+      ruleIds: [],
+    });
+    expect(policy.evaluate(input(call('get_secret')))).toMatchObject({
+      decision: 'deny',
+      ruleIds: ['no'],
+    });
+    expect(policy.explain(input(call('delete_ticket'))).rules[1]).toMatchObject({ failed: 'mcp' });
+    // A non-MCP request to an HTTP service is unchanged by MCP rules.
+    expect(policy.evaluate(input(undefined, 'api'))).toMatchObject({
+      decision: 'allow',
+      ruleIds: ['api'],
+    });
   });
 });
