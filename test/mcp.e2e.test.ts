@@ -143,6 +143,7 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
       services: {
         'tools-sse': { kind: 'mcp', upstream: `${mcp.url}/sse`, auth },
         'tools-json': { kind: 'mcp', upstream: `${mcp.url}/json`, auth },
+        'tools-session': { kind: 'mcp', upstream: `${mcp.url}/session`, auth },
         modern: { kind: 'mcp', upstream: `${modern.url}/mcp`, auth },
       },
       agents: { bot: { roles: ['tools'] } },
@@ -150,7 +151,10 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
         // Lets the agent speak MCP to the services (initialize, lists, ping): no tool.
         {
           id: 'mcp-session',
-          allow: { roles: ['tools'], services: ['tools-sse', 'tools-json', 'modern'] },
+          allow: {
+            roles: ['tools'],
+            services: ['tools-sse', 'tools-json', 'tools-session', 'modern'],
+          },
         },
         {
           id: 'mcp-tools',
@@ -254,6 +258,34 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
       });
     });
   }
+
+  it('keeps a 2025-11-25 session: Mcp-Session-Id both ways, the GET stream, DELETE at the end', async () => {
+    const client = new Client({ name: 'session-client', version: '1.0.0' });
+    const transport = new StreamableHTTPClientTransport(
+      new URL(`${node.proxyUrl}/tools-session/`),
+      {
+        fetch: mcpFetch(agent, 'tools-session'),
+      },
+    );
+    await client.connect(transport);
+    expect(transport.sessionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(mcp.sessions?.()).toBe(1);
+    expect((await client.listTools()).tools.map((t) => t.name)).not.toContain('delete_repo');
+    const r = await client.callTool({ name: 'add', arguments: { a: 1, b: 1 } });
+    expect(r.content).toEqual([{ type: 'text', text: '2' }]);
+    const inSession = mcp.seen.filter((s) => s.path === '/session');
+    expect(inSession.some((s) => s.httpMethod === 'GET')).toBe(true);
+    expect(
+      new Set(
+        inSession
+          .filter((s) => s.headers['mcp-session-id'])
+          .map((s) => s.headers['mcp-session-id']),
+      ).size,
+    ).toBe(1);
+    await transport.terminateSession();
+    await client.close();
+    expect(mcp.sessions?.()).toBe(0);
+  });
 
   it('refuses a header that disagrees with the body (a tools/call of a denied tool named as an allowed one)', async () => {
     const calls = mcp.calls().length;
