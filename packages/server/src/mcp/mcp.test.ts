@@ -3,6 +3,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { compileMcpMatch } from '../policy/mcp-match.js';
+import { parseConfig } from '../config/load.js';
 import { compilePolicy } from '../policy/compile.js';
 import { policyRuleSchema } from '../policy/rule-schema.js';
 import { hasDuplicateKey } from './json.js';
@@ -348,5 +349,35 @@ describe('policy with MCP rules', () => {
       decision: 'allow',
       ruleIds: ['api'],
     });
+  });
+});
+
+describe('config: services of kind mcp', () => {
+  const config = (kind: unknown, policies: unknown[] = []) => ({
+    version: 1,
+    services: {
+      tools: { kind, upstream: 'http://127.0.0.1:9/mcp', auth: { type: 'none' } },
+    },
+    agents: { bot: { roles: ['r'] } },
+    policies,
+  });
+
+  it('takes kind: mcp, defaults to http, refuses anything else', () => {
+    expect(parseConfig(config('mcp')).services.tools?.kind).toBe('mcp');
+    const { kind: _k, ...plain } = config('x').services.tools;
+    expect(parseConfig({ ...config('x'), services: { tools: plain } }).services.tools?.kind).toBe(
+      'http',
+    );
+    expect(() => parseConfig(config('grpc'))).toThrow();
+  });
+
+  it('validates an mcp matcher: unknown keys and empty lists are refused', () => {
+    const rule = (mcp: unknown) => [{ id: 'a', allow: { services: ['tools'], mcp } }];
+    expect(parseConfig(config('mcp', rule({ tools: ['get_*'] }))).policies[0]?.match.mcp).toEqual({
+      tools: ['get_*'],
+    });
+    expect(() => parseConfig(config('mcp', rule({ tool: ['x'] })))).toThrow();
+    expect(() => parseConfig(config('mcp', rule({ tools: [] })))).toThrow();
+    expect(() => parseConfig(config('mcp', rule({})))).toThrow();
   });
 });
