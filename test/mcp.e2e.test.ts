@@ -651,6 +651,34 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
     expect(mcp.calls().filter((c) => c === 'delete_repo').length).toBe(calls);
   });
 
+  it('nexus policy explain decides an MCP call offline, as the proxy does', async () => {
+    const explain = (tool: string) =>
+      node.cli([
+        'policy',
+        'explain',
+        '--agent',
+        'bot',
+        '--service',
+        'tools-sse',
+        '--method',
+        'POST',
+        '--path',
+        '/',
+        '--mcp',
+        'tools/call',
+        '--mcp-name',
+        tool,
+        '--json',
+      ]);
+    const allowed = await explain('search_docs');
+    expect(allowed.code).toBe(0);
+    expect(JSON.parse(allowed.stdout)).toMatchObject({ decision: 'allow', ruleIds: ['mcp-tools'] });
+    const denied = await explain('search_secrets');
+    expect(denied.code).toBe(3);
+    expect(JSON.parse(denied.stdout)).toMatchObject({ decision: 'deny', ruleIds: ['no-secrets'] });
+    expect((await explain('delete_repo')).code).toBe(3);
+  });
+
   it('audits every tool call with method, tool, argument digest, intent, decision and outcome', async () => {
     const q = await node.cli(['audit', 'query', '--json', '--limit', '1000']);
     expect(q.code).toBe(0);

@@ -16,6 +16,7 @@ import {
   verifyAuditOffline,
   loadCheckpoints,
   compilePolicy,
+  mcpTarget,
   renderExampleConfig,
   createLogger,
   PRESETS,
@@ -738,6 +739,8 @@ export function buildProgram(
       .option('--intent <text>', 'declared intent', '')
       .option('--role <role...>', "roles (default: the agent's roles in nexus.yaml)")
       .option('--at <iso-time>', 'evaluate at this time')
+      .option('--mcp <method>', 'an MCP service: the JSON-RPC method (docs/mcp.md)')
+      .option('--mcp-name <name>', 'with --mcp: the tool, prompt or resource URI it names')
       .option('--json', 'JSON output')
       .action(
         async (opts: {
@@ -749,6 +752,8 @@ export function buildProgram(
           intent: string;
           role?: string[];
           at?: string;
+          mcp?: string;
+          mcpName?: string;
           json?: boolean;
         }) => {
           const config = await configFrom(opts.config, env);
@@ -762,6 +767,7 @@ export function buildProgram(
             path: opts.path,
             intent: opts.intent,
             now: opts.at ? Date.parse(opts.at) : Date.now(),
+            ...(opts.mcp === undefined ? {} : { mcp: mcpTarget(opts.mcp, opts.mcpName) }),
           });
           print(result, !!opts.json, () => out(formatExplain(result) + '\n'));
           process.exitCode = (result as { decision: string }).decision === 'allow' ? 0 : 3;

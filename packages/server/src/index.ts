@@ -56,6 +56,7 @@ export type {
 } from './mechanics/mechanic.js';
 
 export { discoverMcpAuthorization } from './mcp/discovery.js';
+export { mcpTarget } from './mcp/message.js';
 export type { McpAuthDiscovery } from './mcp/discovery.js';
 export { PRESETS, getPreset } from './presets/presets.js';
 export type { ServicePreset, PresetField, PresetVariable } from './presets/presets.js';

@@ -179,6 +179,27 @@ function named(
 }
 
 /**
+ * The policy target of an MCP call given by method and name (for `nexus policy explain`):
+ * the same kinds as a parsed message.
+ *
+ * @example mcpTarget('tools/call', 'get_ticket') // { method, kind: 'tool', name, protocol: false }
+ */
+export function mcpTarget(method: string, name?: string): McpTarget {
+  const params =
+    method === 'completion/complete'
+      ? { ref: { type: 'ref/prompt', name } }
+      : { name, uri: name, arguments: {} };
+  const target = name === undefined ? {} : named(method, params);
+  return {
+    method,
+    ...target,
+    protocol:
+      target.kind === undefined &&
+      (PROTOCOL_METHODS.has(method) || method.startsWith('notifications/')),
+  };
+}
+
+/**
  * Parses and checks one POSTed MCP message.
  *
  * @param rawHeaderNames `req.rawHeaders` names, lower-cased: a metadata header sent twice
