@@ -143,6 +143,7 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
       services: {
         'tools-sse': { kind: 'mcp', upstream: `${mcp.url}/sse`, auth },
         'tools-json': { kind: 'mcp', upstream: `${mcp.url}/json`, auth },
+        'tools-session': { kind: 'mcp', upstream: `${mcp.url}/session`, auth },
         modern: { kind: 'mcp', upstream: `${modern.url}/mcp`, auth },
       },
       agents: { bot: { roles: ['tools'] } },
@@ -150,7 +151,10 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
         // Lets the agent speak MCP to the services (initialize, lists, ping): no tool.
         {
           id: 'mcp-session',
-          allow: { roles: ['tools'], services: ['tools-sse', 'tools-json', 'modern'] },
+          allow: {
+            roles: ['tools'],
+            services: ['tools-sse', 'tools-json', 'tools-session', 'modern'],
+          },
         },
         {
           id: 'mcp-tools',
@@ -255,6 +259,34 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
     });
   }
 
+  it('keeps a 2025-11-25 session: Mcp-Session-Id both ways, the GET stream, DELETE at the end', async () => {
+    const client = new Client({ name: 'session-client', version: '1.0.0' });
+    const transport = new StreamableHTTPClientTransport(
+      new URL(`${node.proxyUrl}/tools-session/`),
+      {
+        fetch: mcpFetch(agent, 'tools-session'),
+      },
+    );
+    await client.connect(transport);
+    expect(transport.sessionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(mcp.sessions?.()).toBe(1);
+    expect((await client.listTools()).tools.map((t) => t.name)).not.toContain('delete_repo');
+    const r = await client.callTool({ name: 'add', arguments: { a: 1, b: 1 } });
+    expect(r.content).toEqual([{ type: 'text', text: '2' }]);
+    const inSession = mcp.seen.filter((s) => s.path === '/session');
+    expect(inSession.some((s) => s.httpMethod === 'GET')).toBe(true);
+    expect(
+      new Set(
+        inSession
+          .filter((s) => s.headers['mcp-session-id'])
+          .map((s) => s.headers['mcp-session-id']),
+      ).size,
+    ).toBe(1);
+    await transport.terminateSession();
+    await client.close();
+    expect(mcp.sessions?.()).toBe(0);
+  });
+
   it('refuses a header that disagrees with the body (a tools/call of a denied tool named as an allowed one)', async () => {
     const calls = mcp.calls().length;
     const call = {
@@ -321,6 +353,28 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
     );
     expect(dup.status).toBe(400);
     expect(rpc(dup).error?.data?.code).toBe('mcp_invalid');
+    // A denied tool sent as a notification, or under a method spelling a lenient server
+    // might still route, is refused too.
+    const note = await post(node, raw, 'tools-json', {
+      jsonrpc: '2.0',
+      method: 'tools/call',
+      params: { name: 'delete_repo', arguments: { repo: 'x' } },
+    });
+    expect(note.status).toBe(403);
+    expect(note.headers['nexus-error']).toBe('policy_denied');
+    const spelled = await post(node, raw, 'tools-json', {
+      jsonrpc: '2.0',
+      id: 5,
+      method: 'Tools/Call',
+      params: { name: 'delete_repo' },
+    });
+    expect(rpc(spelled)).toMatchObject({ id: 5, error: { data: { code: 'policy_denied' } } });
+    const tasks = await post(node, raw, 'tools-json', {
+      jsonrpc: '2.0',
+      id: 6,
+      method: 'tasks/list',
+    });
+    expect(tasks.headers['nexus-error']).toBe('policy_denied');
     const notRpc = await post(node, raw, 'tools-json', { id: 4, method: 'tools/list' });
     expect(rpc(notRpc).error?.data?.code).toBe('mcp_invalid');
     expect(mcp.seen.length).toBe(before);
@@ -595,6 +649,34 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
     expect(out.env).toEqual(['NEXUS_PROXY']);
     expect(r.stdout + r.stderr).not.toContain(SECRET);
     expect(mcp.calls().filter((c) => c === 'delete_repo').length).toBe(calls);
+  });
+
+  it('nexus policy explain decides an MCP call offline, as the proxy does', async () => {
+    const explain = (tool: string) =>
+      node.cli([
+        'policy',
+        'explain',
+        '--agent',
+        'bot',
+        '--service',
+        'tools-sse',
+        '--method',
+        'POST',
+        '--path',
+        '/',
+        '--mcp',
+        'tools/call',
+        '--mcp-name',
+        tool,
+        '--json',
+      ]);
+    const allowed = await explain('search_docs');
+    expect(allowed.code).toBe(0);
+    expect(JSON.parse(allowed.stdout)).toMatchObject({ decision: 'allow', ruleIds: ['mcp-tools'] });
+    const denied = await explain('search_secrets');
+    expect(denied.code).toBe(3);
+    expect(JSON.parse(denied.stdout)).toMatchObject({ decision: 'deny', ruleIds: ['no-secrets'] });
+    expect((await explain('delete_repo')).code).toBe(3);
   });
 
   it('audits every tool call with method, tool, argument digest, intent, decision and outcome', async () => {

@@ -8,6 +8,7 @@
  * `startModernMcpServer` answers the 2026-07-28 revision (stateless, request metadata in
  * `_meta`) for the few methods the tests use; the SDK speaks 2025-11-25 at most.
  */
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -27,6 +28,8 @@ export interface TestMcpServer {
   readonly seen: McpSeen[];
   /** Tool calls received, by tool name. */
   calls(): string[];
+  /** Open sessions (`/session`, stateful mode). */
+  sessions?(): number;
   close(): Promise<void>;
 }
 
@@ -102,9 +105,11 @@ function callsOf(seen: McpSeen[]) {
 
 export async function startMcpServer(): Promise<TestMcpServer> {
   const seen: McpSeen[] = [];
+  // `/session`: the 2025 revisions' stateful mode (Mcp-Session-Id, the GET stream, DELETE).
+  const sessions = new Map<string, StreamableHTTPServerTransport>();
   const http = createServer((req, res) => {
     void (async () => {
-      const body = await readJson(req);
+      const body = req.method === 'POST' ? await readJson(req) : undefined;
       seen.push({
         path: req.url ?? '',
         httpMethod: req.method ?? '',
@@ -112,6 +117,27 @@ export async function startMcpServer(): Promise<TestMcpServer> {
         headers: req.headers,
         message: body as McpSeen['message'],
       });
+      if (req.url?.startsWith('/session') === true) {
+        const id = req.headers['mcp-session-id'];
+        let transport = typeof id === 'string' ? sessions.get(id) : undefined;
+        if (transport === undefined) {
+          if (typeof id === 'string') {
+            res.writeHead(404).end();
+            return;
+          }
+          const t = new StreamableHTTPServerTransport({
+            sessionIdGenerator: () => randomUUID(),
+            onsessioninitialized: (sid) => void sessions.set(sid, t),
+          });
+          t.onclose = () => {
+            if (t.sessionId !== undefined) sessions.delete(t.sessionId);
+          };
+          await buildServer().connect(t);
+          transport = t;
+        }
+        await transport.handleRequest(req, res, body);
+        return;
+      }
       const server = buildServer();
       const transport = new StreamableHTTPServerTransport({
         sessionIdGenerator: undefined,
@@ -126,7 +152,13 @@ export async function startMcpServer(): Promise<TestMcpServer> {
     })().catch(() => res.destroy());
   });
   const url = await listen(http);
-  return { url, seen, calls: callsOf(seen), close: closer(http) };
+  return {
+    url,
+    seen,
+    calls: callsOf(seen),
+    sessions: () => sessions.size,
+    close: closer(http),
+  };
 }
 
 /** Tools of the 2026-07-28 server. */

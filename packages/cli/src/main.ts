@@ -17,6 +17,7 @@ import {
   loadCheckpoints,
   compilePolicy,
   explanationJson,
+  mcpTarget,
   renderExampleConfig,
   createLogger,
   PRESETS,
@@ -782,7 +783,7 @@ export function buildProgram(
     ].join('\n'),
   );
 
-  registerMcp(program, env, (l) => err(l + '\n'));
+  registerMcp(program, env, (l) => err(l + '\n'), out);
 
   // ---- policy -------------------------------------------------------------------------------------
   const policy = program
@@ -827,6 +828,8 @@ export function buildProgram(
       .option('--intent <text>', 'declared intent', '')
       .option('--role <role...>', "roles (default: the agent's roles in nexus.yaml)")
       .option('--at <iso-time>', 'evaluate at this time')
+      .option('--mcp <method>', 'an MCP service: the JSON-RPC method (docs/mcp.md)')
+      .option('--mcp-name <name>', 'with --mcp: the tool, prompt or resource URI it names')
       .option('--json', 'JSON output')
       .action(
         async (opts: {
@@ -838,6 +841,8 @@ export function buildProgram(
           intent: string;
           role?: string[];
           at?: string;
+          mcp?: string;
+          mcpName?: string;
           json?: boolean;
         }) => {
           const config = await configFrom(opts.config, env);
@@ -852,6 +857,7 @@ export function buildProgram(
               path: opts.path,
               intent: opts.intent,
               now: opts.at ? Date.parse(opts.at) : Date.now(),
+              ...(opts.mcp === undefined ? {} : { mcp: mcpTarget(opts.mcp, opts.mcpName) }),
             }),
           );
           print(result, !!opts.json, () => out(formatExplain(result) + '\n'));

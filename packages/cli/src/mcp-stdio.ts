@@ -180,6 +180,8 @@ async function relay(agent: NexusAgent, service: string, opts: McpOptions): Prom
   await http.start();
   await stdio.start();
   await done;
+  // Ends a 2025 session at the server (DELETE); a stateless server answers 405, ignored.
+  await http.terminateSession().catch(() => undefined);
   await http.close().catch(() => undefined);
 }
 

@@ -66,7 +66,8 @@ export function mcpOutgoing(body: string | undefined): {
     const id = typeof m.id === 'string' || typeof m.id === 'number' ? m.id : undefined;
     return {
       msg: {
-        ...(typeof m.method === 'string' ? { method: m.method } : {}),
+        // Only a JSON-RPC 2.0 message has a method here (a REST body's `method` field is not one).
+        ...(typeof m.method === 'string' && m.jsonrpc === '2.0' ? { method: m.method } : {}),
         ...(name === undefined ? {} : { name }),
         ...(args === undefined ? {} : { arguments: args }),
         ...(typeof intent === 'string' ? { intent } : {}),

@@ -58,6 +58,9 @@ export type {
   ResolvedCredential,
 } from './mechanics/mechanic.js';
 
+export { discoverMcpAuthorization } from './mcp/discovery.js';
+export { mcpTarget } from './mcp/message.js';
+export type { McpAuthDiscovery } from './mcp/discovery.js';
 export { PRESETS, getPreset } from './presets/presets.js';
 export type { ServicePreset, PresetField, PresetVariable } from './presets/presets.js';
 export {

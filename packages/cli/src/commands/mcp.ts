@@ -1,18 +1,26 @@
 // `nexus mcp`: the command's options and help; the work is in ../mcp-stdio.ts.
 import { Option, type Command } from 'commander';
+import { isNexusError, safeDetail } from '@nexus/protocol';
+import { discoverMcpAuthorization } from '@nexus/server';
+import { CliError } from '../admin-client.js';
 import { serveMcpStdio, type McpOptions } from '../mcp-stdio.js';
 import { DEFAULT_AUTHORITY } from '../run.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
 /** Adds `nexus mcp` to the program. */
-export function registerMcp(program: Command, env: Env, warn: (line: string) => void): void {
-  program
+export function registerMcp(
+  program: Command,
+  env: Env,
+  warn: (line: string) => void,
+  out: (text: string) => void,
+): void {
+  const mcp = program
     .command('mcp')
     .description(
       'serve MCP on stdio for a client that launches MCP servers, reaching MCP services through Nexus with agent rights only',
     )
-    .requiredOption(
+    .option(
       '-s, --service <name>',
       'an MCP service (kind: mcp) to reach (repeatable: several are offered as {service}__{tool})',
       (v: string, acc: string[]) => [...acc, v],
@@ -51,5 +59,65 @@ export function registerMcp(program: Command, env: Env, warn: (line: string) => 
     )
     .action(async (opts: McpOptions) => {
       await serveMcpStdio(opts, env, warn);
+    });
+
+  mcp
+    .command('discover <url>')
+    .description(
+      'find how an OAuth-protected MCP server wants tokens (RFC 9728, RFC 8414) and print its service entry for nexus.yaml',
+    )
+    .option('--name <service>', 'the service name in the printed entry', 'mcp')
+    .option('--json', 'JSON output')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Registration is not automatic yet: register a client at the reported registration',
+        'endpoint (or with the provider), store it with `nexus credential set`, then connect an',
+        'account as for any oauth2_authorization_code service (docs/mcp.md).',
+        '',
+        'Example:',
+        '  nexus mcp discover https://mcp.example.com/mcp --name tickets >> snippet.yaml',
+      ].join('\n'),
+    )
+    .action(async (url: string, opts: { name: string; json?: boolean }) => {
+      const d = await discoverMcpAuthorization(url).catch((e: unknown) => {
+        if (!isNexusError(e)) throw e;
+        // The safe detail says what failed (no fetched content).
+        throw new CliError(`${e.code}: ${safeDetail(e)}`, e.code);
+      });
+      if (opts.json === true) {
+        out(JSON.stringify(d, null, 2) + '\n');
+        return;
+      }
+      // JSON strings are YAML strings: every value is quoted, whatever it holds.
+      const q = (v: string) => JSON.stringify(v);
+      const lines = [
+        `${opts.name}:`,
+        '  kind: mcp',
+        `  upstream: ${q(url)}`,
+        '  auth:',
+        '    type: oauth2_authorization_code',
+        `    credential: ${q(`${opts.name}-oauth-client`)}`,
+        `    authorize_url: ${q(d.authorizationEndpoint)}`,
+        `    token_url: ${q(d.tokenEndpoint)}`,
+        `    resource: ${q(d.resource)}`,
+        ...(d.scopes === undefined ? [] : [`    scope: ${q(d.scopes.join(' '))}`]),
+      ];
+      out(
+        [
+          `# ${url}: protected resource metadata ${d.resourceMetadataUrl}`,
+          `# authorization server ${d.issuer}`,
+          d.registrationEndpoint === undefined
+            ? '# no dynamic client registration: register a client with the provider'
+            : `# dynamic client registration: ${d.registrationEndpoint}`,
+          ...(d.clientIdMetadataDocuments
+            ? ['# the server accepts client ID metadata documents']
+            : []),
+          '# under services:',
+          ...lines,
+          '',
+        ].join('\n'),
+      );
     });
 }

@@ -122,6 +122,10 @@ services:
   # github:
   #   upstream: https://api.github.com
   #   auth: { type: header, credential: github-token, name: authorization, template: "token {{value}}" }
+  # tools:                               # an MCP server: tool policy, filtered lists (docs/mcp.md)
+  #   kind: mcp
+  #   upstream: https://tools.internal/mcp
+  #   auth: { type: bearer, credential: tools-key }
 
 # Agents and their roles (the lease scope). Enrol one with: nexus agent enroll ${agent}
 agents:

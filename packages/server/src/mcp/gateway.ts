@@ -72,7 +72,8 @@ export class McpExchange {
     return {
       rpc: m.type,
       method: m.method,
-      name: m.name,
+      // A resource URI's query and fragment may carry data: audited without them.
+      name: m.kind === 'resource' ? m.name?.replace(/[?#][\s\S]*$/, '') : m.name,
       args_digest: m.argsDigest,
       protocol_version: m.protocolVersion,
     };

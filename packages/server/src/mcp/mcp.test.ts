@@ -3,6 +3,9 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { compileMcpMatch } from '../policy/mcp-match.js';
+import { parseConfig } from '../config/load.js';
+import { compilePolicy } from '../policy/compile.js';
+import { policyRuleSchema } from '../policy/rule-schema.js';
 import { hasDuplicateKey } from './json.js';
 import { parseMcpMessage, type McpTarget } from './message.js';
 import { createMcpResponseFilter } from './response.js';
@@ -97,9 +100,20 @@ describe('parseMcpMessage', () => {
     expect(codeOf(() => parse(body))).toBe('mcp_invalid');
   });
 
-  it('refuses a wrong content type', () => {
-    const h = { 'content-type': 'text/plain' };
-    expect(codeOf(() => parseMcpMessage(h, Object.keys(h), Buffer.from('{}')))).toBe('mcp_invalid');
+  it('refuses a wrong content type or charset', () => {
+    const ping = Buffer.from('{"jsonrpc":"2.0","id":1,"method":"ping"}');
+    for (const ct of ['text/plain', 'application/json; charset=utf-16', 'application/jsonx']) {
+      const h = { 'content-type': ct };
+      expect(codeOf(() => parseMcpMessage(h, Object.keys(h), ping))).toBe('mcp_invalid');
+    }
+    const ok = { 'content-type': 'Application/JSON; charset="UTF-8"' };
+    expect(parseMcpMessage(ok, Object.keys(ok), ping).method).toBe('ping');
+  });
+
+  it("leaves tasks/* to explicit rules (the server may hold other agents' tasks)", () => {
+    expect(
+      parse({ jsonrpc: '2.0', id: 1, method: 'tasks/result', params: { taskId: 't' } }).protocol,
+    ).toBe(false);
   });
 
   const modern = (params: Record<string, unknown>, v = '2026-07-28') => ({
@@ -273,5 +287,97 @@ describe('the list filter', () => {
     expect((await run([toolErr], 'application/json', 'tools/call')).outcome).toBe('tool_error');
     const rpcErr = JSON.stringify({ jsonrpc: '2.0', id: 7, error: { code: -32602, message: 'x' } });
     expect((await run([rpcErr], 'application/json', 'tools/call')).outcome).toBe('error');
+  });
+});
+
+describe('policy with MCP rules', () => {
+  const source = (policies: unknown[]) => ({
+    services: { tools: { kind: 'mcp' }, api: { kind: 'http' } },
+    agents: { bot: { roles: ['r'] } },
+    policies: policies.map((p) => policyRuleSchema.parse(p)),
+  });
+  const input = (mcp?: McpTarget, service = 'tools') => ({
+    agent: 'bot',
+    roles: ['r'],
+    service,
+    method: 'POST',
+    path: '/',
+    intent: 'x',
+    now: 0,
+    ...(mcp === undefined ? {} : { mcp }),
+  });
+
+  it('refuses an mcp matcher on a service that is not kind: mcp', () => {
+    expect(() =>
+      compilePolicy(source([{ id: 'a', allow: { services: ['api'], mcp: { tools: ['x'] } } }])),
+    ).toThrow();
+  });
+
+  it('denies a tool by default, allows it by name, lets deny override', () => {
+    const policy = compilePolicy(
+      source([
+        { id: 'speak', allow: { services: ['tools'] } },
+        { id: 'tools', allow: { mcp: { tools: ['get_*'] } } },
+        { id: 'no', deny: { mcp: { tools: ['get_secret'] } } },
+        { id: 'api', allow: { services: ['api'] } },
+      ]),
+    );
+    const call = (name: string): McpTarget => ({
+      method: 'tools/call',
+      kind: 'tool',
+      name,
+      protocol: false,
+    });
+    expect(policy.evaluate(input({ method: 'tools/list', protocol: true })).ruleIds).toEqual([
+      'speak',
+    ]);
+    expect(policy.evaluate(input(call('get_ticket')))).toMatchObject({
+      decision: 'allow',
+      ruleIds: ['tools'],
+    });
+    expect(policy.evaluate(input(call('delete_ticket')))).toMatchObject({
+      decision: 'deny',
+      ruleIds: [],
+    });
+    expect(policy.evaluate(input(call('get_secret')))).toMatchObject({
+      decision: 'deny',
+      ruleIds: ['no'],
+    });
+    expect(policy.explain(input(call('delete_ticket'))).rules[1]).toMatchObject({ failed: 'mcp' });
+    // A non-MCP request to an HTTP service is unchanged by MCP rules.
+    expect(policy.evaluate(input(undefined, 'api'))).toMatchObject({
+      decision: 'allow',
+      ruleIds: ['api'],
+    });
+  });
+});
+
+describe('config: services of kind mcp', () => {
+  const config = (kind: unknown, policies: unknown[] = []) => ({
+    version: 1,
+    services: {
+      tools: { kind, upstream: 'http://127.0.0.1:9/mcp', auth: { type: 'none' } },
+    },
+    agents: { bot: { roles: ['r'] } },
+    policies,
+  });
+
+  it('takes kind: mcp, defaults to http, refuses anything else', () => {
+    expect(parseConfig(config('mcp')).services.tools?.kind).toBe('mcp');
+    const { kind: _k, ...plain } = config('x').services.tools;
+    expect(parseConfig({ ...config('x'), services: { tools: plain } }).services.tools?.kind).toBe(
+      'http',
+    );
+    expect(() => parseConfig(config('grpc'))).toThrow();
+  });
+
+  it('validates an mcp matcher: unknown keys and empty lists are refused', () => {
+    const rule = (mcp: unknown) => [{ id: 'a', allow: { services: ['tools'], mcp } }];
+    expect(parseConfig(config('mcp', rule({ tools: ['get_*'] }))).policies[0]?.match.mcp).toEqual({
+      tools: ['get_*'],
+    });
+    expect(() => parseConfig(config('mcp', rule({ tool: ['x'] })))).toThrow();
+    expect(() => parseConfig(config('mcp', rule({ tools: [] })))).toThrow();
+    expect(() => parseConfig(config('mcp', rule({})))).toThrow();
   });
 });

@@ -58,10 +58,9 @@ export const PROTOCOL_METHODS: ReadonlySet<string> = new Set([
   'prompts/list',
   'logging/setLevel',
   'subscriptions/listen',
-  'tasks/get',
-  'tasks/list',
-  'tasks/result',
-  'tasks/cancel',
+  // Not `tasks/*`: every agent reaches the upstream under the one injected credential, so
+  // the server's task list and results may hold other agents' calls. They need a rule's
+  // `mcp.methods`.
 ]);
 
 /** The first revision whose request metadata headers are required (SEP-2243). */
@@ -180,6 +179,27 @@ function named(
 }
 
 /**
+ * The policy target of an MCP call given by method and name (for `nexus policy explain`):
+ * the same kinds as a parsed message.
+ *
+ * @example mcpTarget('tools/call', 'get_ticket') // { method, kind: 'tool', name, protocol: false }
+ */
+export function mcpTarget(method: string, name?: string): McpTarget {
+  const params =
+    method === 'completion/complete'
+      ? { ref: { type: 'ref/prompt', name } }
+      : { name, uri: name, arguments: {} };
+  const target = name === undefined ? {} : named(method, params);
+  return {
+    method,
+    ...target,
+    protocol:
+      target.kind === undefined &&
+      (PROTOCOL_METHODS.has(method) || method.startsWith('notifications/')),
+  };
+}
+
+/**
  * Parses and checks one POSTed MCP message.
  *
  * @param rawHeaderNames `req.rawHeaders` names, lower-cased: a metadata header sent twice
@@ -193,8 +213,20 @@ export function parseMcpMessage(
   rawHeaderNames: readonly string[],
   body: Buffer,
 ): McpMessage {
-  const type = (single(headers, 'content-type') ?? '').split(';')[0]?.trim().toLowerCase();
-  if (type !== 'application/json') throw invalid('an MCP message is sent as application/json');
+  const [media = '', ...params] = (single(headers, 'content-type') ?? '').split(';');
+  if (media.trim().toLowerCase() !== 'application/json') {
+    throw invalid('an MCP message is sent as application/json');
+  }
+  // Another charset would let the upstream read other characters than Nexus did.
+  for (const p of params) {
+    const [k = '', v = ''] = p.split('=');
+    if (
+      k.trim().toLowerCase() === 'charset' &&
+      v.trim().replace(/"/g, '').toLowerCase() !== 'utf-8'
+    ) {
+      throw invalid('an MCP message is UTF-8 (charset=utf-8 or none)');
+    }
+  }
   for (const h of ['mcp-protocol-version', 'mcp-method', 'mcp-name']) {
     if (rawHeaderNames.filter((n) => n === h).length > 1)
       throw mismatch(`${h} is sent more than once`);
