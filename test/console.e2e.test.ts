@@ -19,6 +19,7 @@ import { REPO, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
 const SECRET = 'ghp_consoleE2EsecretValue0123456789abcdef';
+const SECRET2 = 'oauth-client-secret-console-0123456789';
 const CHROMIUM = process.env.NEXUS_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.NEXUS_CONSOLE_SCREENSHOTS === '1';
 
@@ -86,6 +87,18 @@ describe('the web console', () => {
       services: {
         echo: { upstream: upstream.url, auth: { type: 'bearer', credential: 'echo-token' } },
         unset: { upstream: upstream.url, auth: { type: 'bearer', credential: 'never-set' } },
+        // The recording upstream stands in for the provider: the connect button's popup
+        // lands on its /authorize.
+        mail: {
+          upstream: upstream.url,
+          auth: {
+            type: 'oauth2_authorization_code',
+            credential: 'mail-client',
+            authorize_url: `${upstream.url}/authorize`,
+            token_url: `${upstream.url}/token`,
+            scope: 'mail.read',
+          },
+        },
       },
       agents: { bot: { roles: ['reader'] }, other: { roles: [] } },
       policies: [
@@ -94,6 +107,7 @@ describe('the web console', () => {
       ],
     });
     await node.setCredential('echo-token', { value: SECRET });
+    await node.setCredential('mail-client', { client_id: 'console-app', client_secret: SECRET2 });
     agent = await node.enroll('bot');
   });
 
@@ -383,10 +397,37 @@ describe('the web console', () => {
       expect(await page.textContent('#explain-verdict')).toBe('Decision: deny');
       expect(await page.textContent('#explain-result')).toContain('no-admin');
       await shot('policies');
+    });
 
+    it('starts an OAuth connection with the connect button', async () => {
       await page.goto(`${node.adminUrl}/console/#connections`);
-      await page.waitForSelector('[data-page="connections"] h2');
+      await page.waitForSelector('#connect');
+      await page.selectOption('#connect select[name=service]', 'mail');
+      await page.fill('#connect input[name=principal]', 'alice@example.com');
       await shot('connections');
+      const popup = page.context().waitForEvent('page');
+      await page.click('#connect button[type=submit]');
+      const provider = await popup;
+      await provider.waitForLoadState();
+      const u = new URL(provider.url());
+      expect(u.origin + u.pathname).toBe(`${upstream.url}/authorize`);
+      expect(u.searchParams.get('client_id')).toBe('console-app');
+      expect(u.searchParams.get('redirect_uri')).toBe(`${node.adminUrl}/v1/connections/callback`);
+      expect(u.searchParams.get('code_challenge_method')).toBe('S256');
+      await provider.close();
+    });
+
+    it('disables and enables an agent', async () => {
+      await page.goto(`${node.adminUrl}/console/#agents`);
+      const row = page.locator('tr[data-agent="other"]');
+      await row.getByRole('button', { name: 'Disable' }).click();
+      await row.getByText('disabled').waitFor();
+      const off = await node.admin<{ disabled: boolean }>('GET', '/v1/agents/other');
+      expect(off.body.disabled).toBe(true);
+      await row.getByRole('button', { name: 'Enable' }).click();
+      await row.getByRole('button', { name: 'Disable' }).waitFor();
+      const on = await node.admin<{ disabled: boolean }>('GET', '/v1/agents/other');
+      expect(on.body.disabled).toBe(false);
     });
 
     it("revokes the agent's lease and the agent's next call fails", async () => {
@@ -401,12 +442,31 @@ describe('the web console', () => {
       });
     });
 
+    it('pulls the kill switch: every lease is revoked', async () => {
+      const other = await node.enroll('other');
+      try {
+        await page.goto(`${node.adminUrl}/console/#agents`);
+        // Already on #agents: the same-document navigation does not redraw.
+        await page.reload();
+        await page.waitForSelector(`tr[data-lease="${other.claims.jti}"]`);
+        page.once('dialog', (d) => void d.accept());
+        await page.getByRole('button', { name: 'Revoke all leases' }).click();
+        await page.waitForSelector(`tr[data-lease="${other.claims.jti}"]`, { state: 'detached' });
+        await expect(other.fetch('echo', '/after-kill')).rejects.toMatchObject({
+          code: 'lease_revoked',
+        });
+      } finally {
+        other.close();
+      }
+    });
+
     it('ran with no script error and no CSP violation, and sent no secret', () => {
       expect(errors).toEqual([]);
       expect(seen.length).toBeGreaterThan(20);
       for (const s of seen) {
         const text = s.body + JSON.stringify(s.headers);
         expect(text, s.url).not.toContain(SECRET);
+        expect(text, s.url).not.toContain(SECRET2);
         expect(text, s.url).not.toContain(node.operatorToken);
         expect(text, s.url).not.toContain(agent.lease);
         expect(text, s.url).not.toMatch(/nxe_[A-Za-z0-9_-]{10}/);

@@ -299,6 +299,7 @@ const pages = {
       'form',
       {
         class: 'inline',
+        id: 'connect',
         onsubmit: async (ev) => {
           ev.preventDefault();
           const f = new window.FormData(form);
