@@ -317,6 +317,8 @@ describe('the web console', () => {
         if (m.type() === 'error') errors.push(m.text());
       });
       page.on('pageerror', (e) => errors.push(String(e)));
+      // The kill switch asks first: the operator says yes.
+      page.on('dialog', (d) => void d.accept());
       page.on('response', async (res) => {
         if (!res.url().startsWith(node.adminUrl)) return;
         const body = await res.text().catch(() => '');
@@ -449,7 +451,6 @@ describe('the web console', () => {
         // Already on #agents: the same-document navigation does not redraw.
         await page.reload();
         await page.waitForSelector(`tr[data-lease="${other.claims.jti}"]`);
-        page.once('dialog', (d) => void d.accept());
         await page.getByRole('button', { name: 'Revoke all leases' }).click();
         await page.waitForSelector(`tr[data-lease="${other.claims.jti}"]`, { state: 'detached' });
         await expect(other.fetch('echo', '/after-kill')).rejects.toMatchObject({

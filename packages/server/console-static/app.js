@@ -70,6 +70,7 @@ function action(label, fn, { danger = false, confirmText } = {}) {
   );
 }
 
+/** A table; `rows` is an array of rows, or a tbody the caller refills. */
 function table(headers, rows) {
   return el(
     'table',
@@ -83,7 +84,7 @@ function table(headers, rows) {
         headers.map((h) => el('th', {}, h)),
       ),
     ),
-    el('tbody', {}, rows),
+    Array.isArray(rows) ? el('tbody', {}, rows) : rows,
   );
 }
 
