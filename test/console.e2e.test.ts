@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NexusAgent } from '@nexus/sdk';
@@ -445,20 +446,41 @@ describe('the web console', () => {
     });
 
     it('pulls the kill switch: every lease is revoked', async () => {
-      const other = await node.enroll('other');
+      // Not `other`: disabling an agent revokes its leases issued up to the end of that
+      // second (lease times are in seconds), and `other` was disabled a moment ago.
+      const other = await node.enroll('demo-agent');
       try {
-        await page.goto(`${node.adminUrl}/console/#agents`);
-        // Already on #agents: the same-document navigation does not redraw.
-        await page.reload();
-        await page.waitForSelector(`tr[data-lease="${other.claims.jti}"]`);
+        // The lease works before the switch.
+        expect((await other.fetch('echo', '/before-kill')).status).toBe(200);
+        // A new document (the page may already be on #agents, where a hash change does nothing).
+        await page.goto(`${node.adminUrl}/console/?kill-switch#agents`);
         await page.getByRole('button', { name: 'Revoke all leases' }).click();
-        await page.waitForSelector(`tr[data-lease="${other.claims.jti}"]`, { state: 'detached' });
+        await page.getByText('Live leases (0)').waitFor();
         await expect(other.fetch('echo', '/after-kill')).rejects.toMatchObject({
           code: 'lease_revoked',
         });
       } finally {
         other.close();
       }
+    });
+
+    it('shows a broken chain', async () => {
+      const db = new Database(join(node.dir, '.nexus', 'nexus.db'));
+      try {
+        const row = db.prepare('SELECT record FROM audit WHERE seq = 1').get() as {
+          record: string;
+        };
+        db.exec('DROP TRIGGER audit_no_update');
+        db.prepare('UPDATE audit SET record = ? WHERE seq = 1').run(
+          row.record.replace(/"path":"[^"]*"/, '"path":"/tampered"'),
+        );
+      } finally {
+        db.close();
+      }
+      await page.goto(`${node.adminUrl}/console/#audit`);
+      await page.waitForSelector('#chain .bad');
+      expect(await page.textContent('#chain .bad')).toBe('Chain BROKEN at seq 1: edited');
+      await shot('audit-broken');
     });
 
     it('ran with no script error and no CSP violation, and sent no secret', () => {

@@ -467,8 +467,16 @@ const pages = {
       verify.replaceChildren(
         v.ok
           ? el('span', { class: 'ok' }, `Chain verified: ${v.count} records intact`)
-          : el('span', { class: 'bad' }, `Chain BROKEN at seq ${v.seq}: ${v.reason}`),
-        v.checkpoints === undefined ? '' : ` (${v.checkpoints} signed checkpoints)`,
+          : el(
+              'span',
+              { class: 'bad' },
+              // A cluster store has one chain per node: the failure names it.
+              `Chain BROKEN at seq ${v.seq}${v.chain ? ` of ${v.chain}` : ''}: ${v.reason}`,
+            ),
+        v.checkpoints === undefined ? '' : ` (${v.checkpoints} signed checkpoints`,
+        v.chains === undefined ? '' : `, ${v.chains} node chains`,
+        v.checkpoints === undefined ? '' : ')',
+        el('span', { class: 'muted' }, ` at ${when(new Date().toISOString())}`),
       );
     };
     await Promise.all([load(), check()]);

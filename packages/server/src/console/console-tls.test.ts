@@ -73,6 +73,14 @@ describe('the console over TLS', () => {
     expect(attrs).toEqual(expect.arrayContaining(['Secure', 'HttpOnly', 'SameSite=Strict']));
   });
 
+  it('refuses a revoked operator token', async () => {
+    const other = await createOperatorToken(store, 'gone', Date.now());
+    await store.revokeOperatorToken(other.id, Date.now());
+    const r = await post('/console/login', base, `token=${other.token}`);
+    expect(r.status).toBe(401);
+    expect(r.headers['set-cookie']).toBeUndefined();
+  });
+
   it('refuses the http:// origin of the same host', async () => {
     const r = await post('/console/login', base.replace('https:', 'http:'), `token=${token}`);
     expect(r.status).toBe(403);
