@@ -42,6 +42,7 @@ import { sendProblem } from '../proxy/problem.js';
 import { installResponseSigner } from '../proxy/sign-response.js';
 import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
+import { createConsoleHandler, isConsolePath } from '../console/handler.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { randomId } from '../util/ids.js';
 import { createMetrics, type NexusMetrics } from '../metrics/metrics.js';
@@ -511,8 +512,11 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         ? { metrics, auth: config.admin.metrics.auth, scrapeToken }
         : undefined,
     });
+    // The web console shares the admin listener and calls the admin API back through it.
+    const webConsole = createConsoleHandler({ store, adminUrl: () => adminBase, clock, logger });
     const adminServer = createServer((req, res) => {
-      admin(req, res).catch((err: unknown) => {
+      const handler = isConsolePath((req.url ?? '/').split('?')[0] ?? '/') ? webConsole : admin;
+      handler(req, res).catch((err: unknown) => {
         logger.error({ err: errorSummary(err) }, 'unhandled admin error');
         sendProblem(res, new NexusError('internal_error'), randomId(12), true);
       });

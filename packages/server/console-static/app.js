@@ -1,0 +1,528 @@
+// The Nexus console page: vanilla JS, no build step. It calls the admin API through the
+// console's session (`/console/api/v1/...`) and renders with textContent only, never
+// innerHTML: audit records hold agent-chosen text (intent, path).
+/* global document, window, location, confirm, setInterval, clearInterval, URLSearchParams */
+
+const API = '/console/api';
+let csrf = '';
+let csrfHeader = 'x-nexus-csrf';
+let timer;
+
+/** Creates an element; children are nodes or text. */
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (k === 'class') e.className = v;
+    else e.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null) continue;
+    e.append(typeof c === 'string' || typeof c === 'number' ? String(c) : c);
+  }
+  return e;
+}
+
+function status(text) {
+  document.getElementById('status').textContent = text ?? '';
+}
+
+async function call(method, path, body) {
+  const headers = {};
+  if (method !== 'GET') headers[csrfHeader] = csrf;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(API + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: 'same-origin',
+  });
+  if (res.status === 401) {
+    location.href = '/console/login';
+    throw new Error('logged out');
+  }
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : undefined;
+  if (!res.ok) throw new Error(`${data?.code ?? res.status}: ${data?.detail ?? data?.title ?? ''}`);
+  return data;
+}
+
+/** Runs an action from a button, then redraws the page. */
+function action(label, fn, { danger = false, confirmText } = {}) {
+  return el(
+    'button',
+    {
+      type: 'button',
+      class: danger ? 'danger' : 'secondary',
+      onclick: async () => {
+        if (confirmText !== undefined && !confirm(confirmText)) return;
+        try {
+          await fn();
+          status('');
+          await show();
+        } catch (e) {
+          status(String(e.message ?? e));
+        }
+      },
+    },
+    label,
+  );
+}
+
+/** A table; `rows` is an array of rows, or a tbody the caller refills. */
+function table(headers, rows) {
+  return el(
+    'table',
+    {},
+    el(
+      'thead',
+      {},
+      el(
+        'tr',
+        {},
+        headers.map((h) => el('th', {}, h)),
+      ),
+    ),
+    Array.isArray(rows) ? el('tbody', {}, rows) : rows,
+  );
+}
+
+const when = (iso) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '');
+const enc = encodeURIComponent;
+
+const pages = {
+  async agents(view) {
+    const [{ agents }, { leases }] = await Promise.all([
+      call('GET', '/v1/agents'),
+      call('GET', '/v1/leases'),
+    ]);
+    view.append(
+      el('h2', {}, 'Agents'),
+      table(
+        ['Name', 'Roles', 'State', 'Source', 'Created', ''],
+        agents.map((a) =>
+          el(
+            'tr',
+            { 'data-agent': a.name },
+            el('td', {}, a.name),
+            el('td', {}, a.roles.join(', ')),
+            el('td', {}, a.disabled ? el('span', { class: 'bad' }, 'disabled') : 'enabled'),
+            el('td', {}, a.source ?? ''),
+            el('td', {}, when(a.created_at)),
+            el(
+              'td',
+              {},
+              a.disabled
+                ? action('Enable', () => call('POST', `/v1/agents/${enc(a.name)}/enable`))
+                : action('Disable', () => call('POST', `/v1/agents/${enc(a.name)}/disable`)),
+              ' ',
+              action('Revoke leases', () =>
+                call('POST', `/v1/agents/${enc(a.name)}/revoke-leases`),
+              ),
+            ),
+          ),
+        ),
+      ),
+      el('h3', {}, `Live leases (${leases.length})`),
+      table(
+        ['Lease', 'Agent', 'Issued', 'Expires', 'On behalf of', 'Task', 'Key', ''],
+        leases.map((l) =>
+          el(
+            'tr',
+            { 'data-lease': l.id },
+            el('td', {}, el('code', {}, l.id)),
+            el('td', {}, l.agent),
+            el('td', {}, when(l.issued_at)),
+            el('td', {}, when(l.expires_at)),
+            el('td', {}, l.act ?? ''),
+            el('td', {}, l.task ?? ''),
+            el('td', {}, el('code', {}, (l.key_thumbprint ?? '').slice(0, 12))),
+            el(
+              'td',
+              {},
+              action('Revoke', () => call('POST', `/v1/leases/${enc(l.id)}/revoke`), {
+                danger: true,
+              }),
+            ),
+          ),
+        ),
+      ),
+      el('h3', {}, 'Kill switch'),
+      el(
+        'p',
+        { class: 'muted' },
+        'Revokes every live lease of every agent at once. Agents must enroll again.',
+      ),
+      action('Revoke all leases', () => call('POST', '/v1/leases/revoke-all'), {
+        danger: true,
+        confirmText: 'Revoke every live lease of every agent?',
+      }),
+    );
+  },
+
+  async services(view) {
+    const [{ services }, { credentials }] = await Promise.all([
+      call('GET', '/v1/services'),
+      call('GET', '/v1/credentials'),
+    ]);
+    const byName = new Map(credentials.map((c) => [c.name, c]));
+    const health = (name) => {
+      if (name === undefined) return el('span', { class: 'muted' }, 'none needed');
+      const c = byName.get(name);
+      return c === undefined
+        ? el('span', { class: 'bad' }, 'not set')
+        : el('span', { class: 'ok' }, `set (v${c.version}; fields ${c.fields.join(', ')})`);
+    };
+    view.append(
+      el('h2', {}, 'Services'),
+      table(
+        ['Service', 'Upstream', 'Mechanic', 'Credential', 'Health'],
+        services.map((s) =>
+          el(
+            'tr',
+            { 'data-service': s.name },
+            el('td', {}, s.name),
+            el('td', {}, el('code', {}, s.upstream)),
+            el('td', {}, s.auth_type),
+            el('td', {}, s.credential ?? ''),
+            el('td', {}, health(s.credential)),
+          ),
+        ),
+      ),
+      el('h3', {}, 'Credentials in the vault'),
+      el('p', { class: 'muted' }, 'Names and field names only: values are never shown.'),
+      table(
+        ['Name', 'Version', 'Fields', 'Updated'],
+        credentials.map((c) =>
+          el(
+            'tr',
+            {},
+            el('td', {}, c.name),
+            el('td', {}, c.version),
+            el('td', {}, c.fields.join(', ')),
+            el('td', {}, when(c.updated_at)),
+          ),
+        ),
+      ),
+    );
+  },
+
+  async policies(view) {
+    const [{ agents }, { services }] = await Promise.all([
+      call('GET', '/v1/agents'),
+      call('GET', '/v1/services'),
+    ]);
+    const out = el('pre', { id: 'explain-result' }, 'Fill in a request and press Explain.');
+    const verdict = el('p', { id: 'explain-verdict' });
+    const form = el(
+      'form',
+      {
+        class: 'inline',
+        id: 'explain',
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const f = new window.FormData(form);
+          try {
+            const r = await call('POST', '/v1/policy/explain', {
+              agent: f.get('agent'),
+              service: f.get('service'),
+              method: f.get('method'),
+              path: f.get('path'),
+              intent: f.get('intent'),
+            });
+            const d = r?.decision ?? '?';
+            verdict.replaceChildren(
+              'Decision: ',
+              el('span', { class: d === 'allow' ? 'ok' : 'bad' }, d),
+            );
+            out.textContent = JSON.stringify(r, null, 2);
+            status('');
+          } catch (e) {
+            status(String(e.message ?? e));
+          }
+        },
+      },
+      el(
+        'label',
+        {},
+        'Agent',
+        el(
+          'select',
+          { name: 'agent' },
+          agents.map((a) => el('option', {}, a.name)),
+        ),
+      ),
+      el(
+        'label',
+        {},
+        'Service',
+        el(
+          'select',
+          { name: 'service' },
+          services.map((s) => el('option', {}, s.name)),
+        ),
+      ),
+      el(
+        'label',
+        {},
+        'Method',
+        el(
+          'select',
+          { name: 'method' },
+          ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].map((m) => el('option', {}, m)),
+        ),
+      ),
+      el('label', {}, 'Path', el('input', { name: 'path', value: '/', size: 30 })),
+      el('label', {}, 'Intent', el('input', { name: 'intent', value: '', size: 24 })),
+      el('button', { type: 'submit' }, 'Explain'),
+    );
+    view.append(
+      el('h2', {}, 'Policies'),
+      el(
+        'p',
+        { class: 'muted' },
+        'The explain simulator evaluates the policies in force for a request without sending it.',
+      ),
+      form,
+      verdict,
+      out,
+    );
+  },
+
+  async connections(view) {
+    const [{ connections }, { services }] = await Promise.all([
+      call('GET', '/v1/connections'),
+      call('GET', '/v1/services'),
+    ]);
+    const oauth = services.filter((s) => s.auth_type === 'oauth2_authorization_code');
+    const form = el(
+      'form',
+      {
+        class: 'inline',
+        id: 'connect',
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const f = new window.FormData(form);
+          try {
+            const r = await call('POST', `/v1/connections/${enc(f.get('service'))}`, {
+              principal: f.get('principal'),
+            });
+            // The provider's consent page; it redirects back to the admin callback.
+            window.open(r.authorize_url, '_blank', 'noopener');
+            status('');
+          } catch (e) {
+            status(String(e.message ?? e));
+          }
+        },
+      },
+      el(
+        'label',
+        {},
+        'Service',
+        el(
+          'select',
+          { name: 'service' },
+          oauth.map((s) => el('option', {}, s.name)),
+        ),
+      ),
+      el('label', {}, 'Principal', el('input', { name: 'principal', required: true })),
+      el('button', { type: 'submit', disabled: oauth.length === 0 }, 'Connect'),
+    );
+    view.append(
+      el('h2', {}, 'OAuth connections'),
+      oauth.length === 0
+        ? el('p', { class: 'muted' }, 'No oauth2_authorization_code service is configured.')
+        : form,
+      table(
+        ['Service', 'Principal', 'Connected', 'Refreshed', ''],
+        connections.map((c) =>
+          el(
+            'tr',
+            {},
+            el('td', {}, c.service),
+            el('td', {}, c.principal),
+            el('td', {}, when(c.created_at)),
+            el('td', {}, when(c.refreshed_at)),
+            el(
+              'td',
+              {},
+              action(
+                'Remove',
+                () => call('DELETE', `/v1/connections/${enc(c.service)}/${enc(c.principal)}`),
+                { danger: true, confirmText: `Remove ${c.principal} from ${c.service}?` },
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  },
+
+  async audit(view) {
+    const params = new URLSearchParams(location.hash.split('?')[1] ?? '');
+    const verify = el('p', { id: 'chain' }, 'Verifying the chain...');
+    const detail = el('pre', { id: 'record' }, 'Select a record to see it whole.');
+    const body = el('tbody', {});
+    const form = el(
+      'form',
+      {
+        class: 'inline',
+        id: 'audit-filters',
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          const f = new window.FormData(form);
+          const q = new URLSearchParams();
+          for (const k of ['agent', 'service', 'decision', 'kind']) {
+            const v = String(f.get(k) ?? '').trim();
+            if (v !== '') q.set(k, v);
+          }
+          location.hash = `audit?${q}`;
+        },
+      },
+      el('label', {}, 'Agent', el('input', { name: 'agent', value: params.get('agent') ?? '' })),
+      el(
+        'label',
+        {},
+        'Service',
+        el('input', { name: 'service', value: params.get('service') ?? '' }),
+      ),
+      el(
+        'label',
+        {},
+        'Decision',
+        el(
+          'select',
+          { name: 'decision' },
+          ['', 'allow', 'deny'].map((d) =>
+            el('option', { value: d, selected: params.get('decision') === d }, d || 'any'),
+          ),
+        ),
+      ),
+      el(
+        'label',
+        {},
+        'Kind',
+        el(
+          'select',
+          { name: 'kind' },
+          ['', 'request', 'outcome', 'authority'].map((d) =>
+            el('option', { value: d, selected: params.get('kind') === d }, d || 'any'),
+          ),
+        ),
+      ),
+      el('button', { type: 'submit' }, 'Filter'),
+    );
+    view.append(
+      el('h2', {}, 'Audit'),
+      verify,
+      form,
+      el(
+        'div',
+        { class: 'split' },
+        table(
+          ['Seq', 'Time', 'Kind', 'Agent', 'Service', 'Request', 'Intent', 'Decision', 'Status'],
+          body,
+        ),
+        detail,
+      ),
+    );
+    let selected;
+    const load = async () => {
+      const q = new URLSearchParams(params);
+      q.set('limit', '100');
+      const { records } = await call('GET', `/v1/audit?${q}`);
+      body.replaceChildren(
+        ...records.map((r) => {
+          const row = el(
+            'tr',
+            {
+              class: r.seq === selected ? 'clickable selected' : 'clickable',
+              'data-seq': r.seq,
+              'data-decision': r.decision ?? '',
+              'data-kind': r.kind,
+              onclick: () => {
+                selected = r.seq;
+                for (const t of body.children) t.classList.remove('selected');
+                row.classList.add('selected');
+                detail.textContent = JSON.stringify(r, null, 2);
+              },
+            },
+            el('td', {}, r.seq),
+            el('td', {}, when(r.time)),
+            el('td', {}, r.kind),
+            el('td', {}, (r.agent ?? '').replace(/^nexus:\/\/[^/]+\/agent\//, '')),
+            el('td', {}, r.service ?? ''),
+            el('td', {}, r.method ? `${r.method} ${r.path}` : (r.action ?? '')),
+            el('td', {}, r.intent ?? ''),
+            el('td', { class: r.decision === 'deny' ? 'bad' : '' }, r.decision ?? ''),
+            el('td', {}, r.upstream_status ?? r.error_code ?? ''),
+          );
+          return row;
+        }),
+      );
+    };
+    const check = async () => {
+      const v = await call('GET', '/v1/audit/verify');
+      verify.replaceChildren(
+        v.ok
+          ? el('span', { class: 'ok' }, `Chain verified: ${v.count} records intact`)
+          : el(
+              'span',
+              { class: 'bad' },
+              // A cluster store has one chain per node: the failure names it.
+              `Chain BROKEN at seq ${v.seq}${v.chain ? ` of ${v.chain}` : ''}: ${v.reason}`,
+            ),
+        v.checkpoints === undefined ? '' : ` (${v.checkpoints} signed checkpoints`,
+        v.chains === undefined ? '' : `, ${v.chains} node chains`,
+        v.checkpoints === undefined ? '' : ')',
+        el('span', { class: 'muted' }, ` at ${when(new Date().toISOString())}`),
+      );
+    };
+    await Promise.all([load(), check()]);
+    // Live: new records appear without a reload while this page is open.
+    timer = setInterval(() => {
+      load().catch((e) => status(String(e.message ?? e)));
+    }, 2000);
+  },
+};
+
+async function show() {
+  clearInterval(timer);
+  const name = (location.hash.slice(1).split('?')[0] || 'agents').toLowerCase();
+  const page = Object.hasOwn(pages, name) ? name : 'agents';
+  for (const a of document.querySelectorAll('header nav a'))
+    a.classList.toggle('active', a.dataset.page === page);
+  const view = el('div', { 'data-page': page });
+  try {
+    await pages[page](view);
+    document.getElementById('view').replaceChildren(view);
+  } catch (e) {
+    status(String(e.message ?? e));
+  }
+}
+
+async function start() {
+  const res = await fetch('/console/session', { credentials: 'same-origin' });
+  if (!res.ok) {
+    location.href = '/console/login';
+    return;
+  }
+  const s = await res.json();
+  csrf = s.csrf_token;
+  csrfHeader = s.csrf_header;
+  document.getElementById('logout').addEventListener('click', async () => {
+    await fetch('/console/logout', {
+      method: 'POST',
+      headers: { [csrfHeader]: csrf },
+      credentials: 'same-origin',
+    });
+    location.href = '/console/login';
+  });
+  window.addEventListener('hashchange', () => {
+    show().catch((e) => status(String(e.message ?? e)));
+  });
+  await show();
+}
+
+start().catch((e) => status(String(e.message ?? e)));

@@ -1,0 +1,99 @@
+// The console's session table and admin allow-list, table-driven (issue 15).
+import { describe, expect, it } from 'vitest';
+import { consoleApiAllowed, redactAuditRecords } from './api.js';
+import { ConsoleSessions } from './sessions.js';
+
+describe('ConsoleSessions', () => {
+  it('expires a session after its idle time and after its absolute time', () => {
+    let now = 0;
+    const s = new ConsoleSessions(() => now, { idleMs: 100, absoluteMs: 250 });
+    const { id, session } = s.create('nxo_x');
+    expect(session.csrf).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(id).not.toBe(session.csrf);
+    now = 99;
+    expect(s.get(id)).toBe(session);
+    now = 198;
+    expect(s.get(id)).toBe(session); // used at 99: still live
+    now = 249;
+    expect(s.get(id)).toBe(session);
+    now = 250;
+    expect(s.get(id)).toBeUndefined(); // absolute expiry, however active
+    const b = s.create('nxo_y');
+    now = 350;
+    expect(s.get(b.id)).toBeUndefined(); // idle expiry
+    expect(s.size).toBe(0);
+  });
+
+  it('forgets a deleted session, refuses unknown ids and keeps at most `max`', () => {
+    const s = new ConsoleSessions(() => 0, { max: 2 });
+    const a = s.create('nxo_a');
+    const b = s.create('nxo_b');
+    const c = s.create('nxo_c');
+    expect(s.get(a.id)).toBeUndefined(); // the oldest went first
+    expect(s.get(b.id)?.operatorToken).toBe('nxo_b');
+    s.delete(b.id);
+    expect(s.get(b.id)).toBeUndefined();
+    expect(s.get(c.id)?.operatorToken).toBe('nxo_c');
+    expect(s.get(undefined)).toBeUndefined();
+    expect(s.get('')).toBeUndefined();
+    expect(s.get('x'.repeat(1000))).toBeUndefined();
+  });
+});
+
+describe('consoleApiAllowed', () => {
+  it.each([
+    ['GET', '/v1/agents', true],
+    ['POST', '/v1/agents/bot/disable', true],
+    ['POST', '/v1/agents/bot/enable', true],
+    ['POST', '/v1/agents/bot/revoke-leases', true],
+    ['POST', '/v1/leases/abc/revoke', true],
+    ['POST', '/v1/leases/revoke-all', true],
+    ['GET', '/v1/audit', true],
+    ['POST', '/v1/policy/explain', true],
+    ['POST', '/v1/connections/mail', true],
+    ['DELETE', '/v1/connections/mail/alice', true],
+    // Answers that hold a secret, or writes of one:
+    ['POST', '/v1/agents/bot/enrollment-tokens', false],
+    ['PUT', '/v1/credentials/github', false],
+    ['POST', '/v1/credentials/github/rotate', false],
+    ['DELETE', '/v1/credentials/github', false],
+    ['POST', '/v1/vault/rotate-master-key', false],
+    ['POST', '/v1/authority/rotate-key', false],
+    ['POST', '/v1/config/reload', false],
+    ['GET', '/v1/audit/export', false],
+    ['POST', '/v1/agents', false],
+    // Method mismatch, dot segments and encoded slashes:
+    ['GET', '/v1/leases/revoke-all', false],
+    ['POST', '/v1/leases/../revoke', false],
+    ['POST', '/v1/leases/%2e%2E/revoke', false],
+    ['POST', '/v1/agents/a%2fb/disable', false],
+    ['POST', '/v1/agents/%E0%A4%A/disable', false],
+  ])('%s %s -> %s', (method, path, allowed) => {
+    expect(consoleApiAllowed(method, path)).toBe(allowed);
+  });
+});
+
+describe('redactAuditRecords', () => {
+  it('replaces the lease JWT with its claims and leaves the rest', () => {
+    const claims = { sub: 'nexus://x/agent/bot', jti: 'j1', cnf: { jkt: 't' } };
+    const jwt = `eyJhbGciOiJFUzI1NiJ9.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.sig`;
+    const out = JSON.parse(
+      redactAuditRecords(
+        JSON.stringify({
+          records: [
+            { seq: 1, intent: 'i', signature: { input: 'in', value: 'v', lease: jwt } },
+            { seq: 2, kind: 'authority' },
+            { seq: 3, signature: { input: 'in', value: 'v', lease: 'not-a-jwt' } },
+          ],
+        }),
+      ),
+    ) as { records: Record<string, unknown>[] };
+    expect(out.records[0]).toEqual({
+      seq: 1,
+      intent: 'i',
+      signature: { input: 'in', value: 'v', lease_claims: claims },
+    });
+    expect(out.records[1]).toEqual({ seq: 2, kind: 'authority' });
+    expect(out.records[2]?.['signature']).toEqual({ input: 'in', value: 'v', lease_claims: null });
+  });
+});

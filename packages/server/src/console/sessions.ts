@@ -1,0 +1,109 @@
+/**
+ * The web console's login sessions: in memory only (a restart logs every operator out),
+ * each with an idle and an absolute expiry and its own CSRF token.
+ *
+ * MUST: the session id and the CSRF token come from the CSPRNG; the id is looked up by its
+ * SHA-256 hash, so the map never holds the cookie value itself. MUST NOT: a session or its
+ * operator token ever reaches a log line or a response other than the Set-Cookie that
+ * creates it.
+ */
+import { randomId, sha256Hex } from '../util/ids.js';
+
+/** One logged-in operator. */
+export interface ConsoleSession {
+  /** Sent by the page in `x-nexus-csrf` on every state-changing request. */
+  readonly csrf: string;
+  /**
+   * The operator token the operator logged in with. The console calls the admin API with
+   * it, so a revoked operator token ends the session at its next call. Server memory only.
+   */
+  readonly operatorToken: string;
+  readonly createdAt: number;
+  lastSeen: number;
+}
+
+/** Limits of {@link ConsoleSessions}. */
+export interface SessionLimits {
+  /** A session unused this long expires (default 30 minutes). */
+  readonly idleMs?: number;
+  /** A session expires this long after login whatever its use (default 12 hours). */
+  readonly absoluteMs?: number;
+  /** At most this many live sessions; the oldest is dropped first (default 1000). */
+  readonly max?: number;
+}
+
+/** The in-memory session table. */
+export class ConsoleSessions {
+  readonly #byHash = new Map<string, ConsoleSession>();
+  readonly #idleMs: number;
+  readonly #absoluteMs: number;
+  readonly #max: number;
+  readonly #clock: () => number;
+
+  constructor(clock: () => number, limits: SessionLimits = {}) {
+    this.#clock = clock;
+    this.#idleMs = limits.idleMs ?? 30 * 60_000;
+    this.#absoluteMs = limits.absoluteMs ?? 12 * 3_600_000;
+    this.#max = limits.max ?? 1000;
+  }
+
+  /** Seconds a fresh session cookie lives (its Max-Age): the absolute expiry. */
+  get maxAgeSeconds(): number {
+    return Math.floor(this.#absoluteMs / 1000);
+  }
+
+  /** Creates a session; returns the cookie value (shown once, stored hashed). */
+  create(operatorToken: string): { id: string; session: ConsoleSession } {
+    const now = this.#clock();
+    this.#sweep(now);
+    while (this.#byHash.size >= this.#max) {
+      // Map iteration is insertion order: the first key is the oldest session.
+      const oldest = this.#byHash.keys().next().value;
+      if (oldest === undefined) break;
+      this.#byHash.delete(oldest);
+    }
+    const id = randomId(32);
+    const session: ConsoleSession = {
+      csrf: randomId(32),
+      operatorToken,
+      createdAt: now,
+      lastSeen: now,
+    };
+    this.#byHash.set(sha256Hex(id), session);
+    return { id, session };
+  }
+
+  /** The live session of a cookie value, refreshed; undefined if unknown or expired. */
+  get(id: string | undefined): ConsoleSession | undefined {
+    if (id === undefined || id.length === 0 || id.length > 128) return undefined;
+    const key = sha256Hex(id);
+    const s = this.#byHash.get(key);
+    if (s === undefined) return undefined;
+    const now = this.#clock();
+    if (this.#expired(s, now)) {
+      this.#byHash.delete(key);
+      return undefined;
+    }
+    s.lastSeen = now;
+    return s;
+  }
+
+  /** Ends a session (logout, or its operator token was refused). */
+  delete(id: string | undefined): void {
+    if (id !== undefined) this.#byHash.delete(sha256Hex(id));
+  }
+
+  /** Live sessions (tests and status). */
+  get size(): number {
+    this.#sweep(this.#clock());
+    return this.#byHash.size;
+  }
+
+  #expired(s: ConsoleSession, now: number): boolean {
+    return now - s.lastSeen >= this.#idleMs || now - s.createdAt >= this.#absoluteMs;
+  }
+
+  #sweep(now: number): void {
+    for (const [k, s] of this.#byHash) if (this.#expired(s, now)) this.#byHash.delete(k);
+  }
+}
