@@ -672,7 +672,10 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
       ]);
     const allowed = await explain('search_docs');
     expect(allowed.code).toBe(0);
-    expect(JSON.parse(allowed.stdout)).toMatchObject({ decision: 'allow', ruleIds: ['mcp-tools'] });
+    expect(JSON.parse(allowed.stdout)).toMatchObject({
+      decision: 'allow',
+      rule_ids: ['mcp-tools'],
+    });
     const denied = await explain('search_secrets');
     expect(denied.code).toBe(3);
     expect(JSON.parse(denied.stdout)).toMatchObject({ decision: 'deny', ruleIds: ['no-secrets'] });
