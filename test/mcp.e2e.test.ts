@@ -678,7 +678,7 @@ describe('MCP through the Nexus gateway (issue 12)', () => {
     });
     const denied = await explain('search_secrets');
     expect(denied.code).toBe(3);
-    expect(JSON.parse(denied.stdout)).toMatchObject({ decision: 'deny', ruleIds: ['no-secrets'] });
+    expect(JSON.parse(denied.stdout)).toMatchObject({ decision: 'deny', rule_ids: ['no-secrets'] });
     expect((await explain('delete_repo')).code).toBe(3);
   });
 

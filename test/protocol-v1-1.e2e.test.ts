@@ -372,7 +372,11 @@ describe('delegation (issue 16, spec §12.4)', () => {
 describe('nexus run inside nexus run delegates (issue 16, spec §12.5)', () => {
   it('the inner run gets a sub-lease from the outer sidecar instead of enrolling', async () => {
     upstream.reset();
-    const started = new Date(Math.floor(Date.now() / 1000) * 1000).toISOString();
+    // The leases that exist before the run (earlier tests' sub-leases among them) are left
+    // out by id, not by time: a lease issued in the same second would otherwise count.
+    type Listed = { leases: Array<{ id: string; act?: string; revoked: boolean }> };
+    const path = '/v1/leases?agent=bot&all=true&limit=500';
+    const before = new Set((await node.admin<Listed>('GET', path)).body.leases.map((l) => l.id));
     const inner = `${JSON.stringify(process.execPath)} ${JSON.stringify(NEXUS_BIN)} run -- sh -c 'curl -s "$NEXUS_PROXY/echo/nested?x=1"'`;
     const r = await node.runAgent('bot', ['sh', '-c', inner]);
     expect(r.code, r.stderr).toBe(0);
@@ -380,11 +384,9 @@ describe('nexus run inside nexus run delegates (issue 16, spec §12.5)', () => {
     expect(upstream.requests.map((q) => q.url)).toEqual(['/nested?x=1']);
     // The inner run used a sub-lease whose delegator is the outer agent; both runs revoked
     // their leases at exit.
-    const listed = await node.admin<{
-      leases: Array<{ id: string; act?: string; revoked: boolean; issued_at: string }>;
-    }>('GET', '/v1/leases?agent=bot&all=true&limit=500');
+    const listed = await node.admin<Listed>('GET', path);
     const delegated = listed.body.leases.filter(
-      (l) => l.act?.endsWith('/agent/bot') && l.issued_at >= started,
+      (l) => l.act?.endsWith('/agent/bot') && !before.has(l.id),
     );
     expect(delegated.length).toBeGreaterThan(0);
     // The runs' stderr says why a lease was left unrevoked (lease_not_revoked), if one was.
