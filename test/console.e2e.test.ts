@@ -3,7 +3,8 @@
  * Chromium driven by playwright-core. The security properties are checked over plain HTTP
  * first (session, CSRF, origin, CSP, allow-list, no secret in any answer), then an operator
  * uses the console in the browser: logs in, watches an agent's request appear in the
- * audit, filters it, revokes the agent's lease and the agent's next call fails.
+ * audit, filters it, approves and denies requests held by an `approve` rule, revokes the
+ * agent's lease and the agent's next call fails.
  *
  * NEXUS_CONSOLE_SCREENSHOTS=1 (`npm run console:screenshots`) also writes a screenshot of
  * each page to docs/console/.
@@ -16,6 +17,7 @@ import Database from 'better-sqlite3';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NexusAgent } from '@nexus/sdk';
+import { codeOf as agentCode } from './helpers/agents.js';
 import { REPO, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -23,6 +25,17 @@ const SECRET = 'ghp_consoleE2EsecretValue0123456789abcdef';
 const SECRET2 = 'oauth-client-secret-console-0123456789';
 const CHROMIUM = process.env.NEXUS_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.NEXUS_CONSOLE_SCREENSHOTS === '1';
+/** The body of held requests: the console must never show it. */
+const HELD_BODY = '{"notes":"held-body-never-shown-4711"}';
+
+interface Pending {
+  id: string;
+  agent: string;
+  service: string;
+  method: string;
+  path: string;
+  intent: string;
+}
 
 interface Seen {
   status: number;
@@ -82,6 +95,29 @@ describe('the web console', () => {
     return { cookie, csrf: (JSON.parse(s.body) as { csrf_token: string }).csrf_token, setCookie };
   }
 
+  /** Waits until the admin API lists a held request with `intent`, and returns it. */
+  async function heldWith(intent: string): Promise<Pending> {
+    for (let i = 0; i < 250; i++) {
+      const r = await node.admin<{ approvals: Pending[] }>('GET', '/v1/approvals');
+      const found = r.body.approvals.find((a) => a.intent === intent);
+      if (found !== undefined) return found;
+      await new Promise((res) => setTimeout(res, 40));
+    }
+    throw new Error(`no held request "${intent}"`);
+  }
+
+  /** How many requests for `path` reached the upstream. */
+  const received = (path: string) => upstream.requests.filter((r) => r.url === path).length;
+
+  /** A POST the `releases-need-a-human` rule holds. */
+  const release = (a: NexusAgent, path: string, intent: string) =>
+    a.fetch('echo', path, {
+      method: 'POST',
+      body: HELD_BODY,
+      headers: { 'content-type': 'application/json' },
+      intent,
+    });
+
   beforeAll(async () => {
     upstream = await startUpstream();
     node = await startNode({
@@ -105,6 +141,16 @@ describe('the web console', () => {
       policies: [
         { id: 'read-echo', allow: { roles: ['reader'], services: ['echo'], methods: ['GET'] } },
         { id: 'no-admin', deny: { services: ['echo'], paths: ['/admin/**'] } },
+        {
+          id: 'releases-need-a-human',
+          approve: {
+            roles: ['reader'],
+            services: ['echo'],
+            methods: ['POST'],
+            paths: ['/releases/**'],
+          },
+          timeout: '30s',
+        },
       ],
     });
     await node.setCredential('echo-token', { value: SECRET });
@@ -284,6 +330,47 @@ describe('the web console', () => {
       expect(r.body).not.toContain(agent.lease);
     });
 
+    it('approves a held request only with the CSRF token', async () => {
+      const call = release(agent, '/releases/csrf', 'csrf hold');
+      const held = await heldWith('csrf hold');
+      const { cookie, csrf } = await login();
+      const listed = await con('/console/api/v1/approvals', { cookie });
+      expect(listed.status).toBe(200);
+      const view = (JSON.parse(listed.body) as { approvals: Pending[] }).approvals;
+      expect(view.find((a) => a.id === held.id)).toMatchObject({
+        agent: 'bot',
+        service: 'echo',
+        method: 'POST',
+        path: '/releases/csrf',
+      });
+      expect(listed.body).not.toContain('held-body-never-shown');
+
+      const path = `/console/api/v1/approvals/${held.id}/approve`;
+      const noToken = await con(path, { method: 'POST', cookie });
+      expect(noToken.status).toBe(403);
+      expect(codeOf(noToken)).toBe('forbidden');
+      const otherOrigin = await con(path, {
+        method: 'POST',
+        cookie,
+        csrf,
+        origin: 'http://evil.example',
+      });
+      expect(otherOrigin.status).toBe(403);
+      // Nothing changed: still held, nothing forwarded.
+      const still = await node.admin<{ approvals: Pending[] }>('GET', '/v1/approvals');
+      expect(still.body.approvals.map((a) => a.id)).toContain(held.id);
+      expect(received('/releases/csrf')).toBe(0);
+
+      const ok = await con(path, { method: 'POST', cookie, csrf });
+      expect(ok.status).toBe(200);
+      expect(JSON.parse(ok.body)).toMatchObject({
+        state: 'approved',
+        approver: { name: 'initial' },
+      });
+      expect((await call).status).toBe(200);
+      expect(received('/releases/csrf')).toBe(1);
+    });
+
     it('ends the session at logout', async () => {
       const { cookie, csrf } = await login();
       expect((await con('/console/logout', { method: 'POST', cookie })).status).toBe(403);
@@ -420,6 +507,38 @@ describe('the web console', () => {
       await provider.close();
     });
 
+    it("approves a held request from the page and the agent's call completes", async () => {
+      await page.goto(`${node.adminUrl}/console/#approvals`);
+      await page.getByText('Pending approvals (0)').waitFor();
+      // Held while the page is open: it appears without a reload.
+      const call = release(agent, '/releases/v2', 'console release v2');
+      const row = page.locator('tr[data-approval]', { hasText: 'console release v2' });
+      await row.waitFor({ timeout: 15_000 });
+      const text = (await row.textContent()) ?? '';
+      for (const part of ['bot', 'echo', 'POST /releases/v2', 'releases-need-a-human'])
+        expect(text).toContain(part);
+      await shot('approvals');
+      expect(received('/releases/v2')).toBe(0);
+      await row.getByRole('button', { name: 'Approve' }).click();
+      const res = await call;
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { body: string }).body).toBe(HELD_BODY);
+      await row.waitFor({ state: 'detached' });
+      expect(received('/releases/v2')).toBe(1);
+    });
+
+    it('denies a second held request from the page: the agent gets approval_denied', async () => {
+      await page.goto(`${node.adminUrl}/console/?deny#approvals`);
+      await page.getByText('Pending approvals (0)').waitFor();
+      const call = agentCode(release(agent, '/releases/v3', 'console release v3'));
+      const row = page.locator('tr[data-approval]', { hasText: 'console release v3' });
+      await row.waitFor({ timeout: 15_000 });
+      await row.getByRole('button', { name: 'Deny' }).click();
+      expect(await call).toBe('approval_denied');
+      await row.waitFor({ state: 'detached' });
+      expect(received('/releases/v3')).toBe(0);
+    });
+
     it('disables and enables an agent', async () => {
       await page.goto(`${node.adminUrl}/console/#agents`);
       const row = page.locator('tr[data-agent="other"]');
@@ -493,6 +612,7 @@ describe('the web console', () => {
         expect(text, s.url).not.toContain(node.operatorToken);
         expect(text, s.url).not.toContain(agent.lease);
         expect(text, s.url).not.toMatch(/nxe_[A-Za-z0-9_-]{10}/);
+        expect(text, s.url).not.toContain('held-body-never-shown');
       }
     });
   });

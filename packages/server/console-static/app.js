@@ -290,6 +290,64 @@ const pages = {
     );
   },
 
+  async approvals(view) {
+    const body = el('tbody', {});
+    const count = el('h2', {}, 'Pending approvals');
+    view.append(
+      count,
+      el(
+        'p',
+        { class: 'muted' },
+        'Requests held by an approve rule, waiting for a person. Approve forwards exactly the ' +
+          'request the agent signed; deny answers it approval_denied. Headers, query and body ' +
+          'are never shown.',
+      ),
+      table(
+        ['Held since', 'Agent', 'Service', 'Request', 'Intent', 'Rule', 'Approvers', 'Expires', ''],
+        body,
+      ),
+    );
+    let shown;
+    const load = async () => {
+      const { approvals } = await call('GET', '/v1/approvals');
+      // Redraw only when the set changes: a row must not move under the operator's click.
+      const key = approvals.map((a) => a.id).join(' ');
+      if (key === shown) return;
+      shown = key;
+      count.textContent = `Pending approvals (${approvals.length})`;
+      body.replaceChildren(
+        ...approvals.map((a) =>
+          el(
+            'tr',
+            { 'data-approval': a.id },
+            el('td', {}, when(a.created_at)),
+            el('td', {}, a.act ? `${a.agent} for ${a.act}` : a.agent),
+            el('td', {}, a.service),
+            el('td', {}, el('code', {}, `${a.method} ${a.path}`)),
+            el('td', {}, a.intent),
+            el('td', {}, a.rule_id),
+            el('td', {}, a.approvers ? a.approvers.join(', ') : 'any operator'),
+            el('td', {}, when(a.expires_at)),
+            el(
+              'td',
+              {},
+              action('Approve', () => call('POST', `/v1/approvals/${enc(a.id)}/approve`)),
+              ' ',
+              action('Deny', () => call('POST', `/v1/approvals/${enc(a.id)}/deny`), {
+                danger: true,
+              }),
+            ),
+          ),
+        ),
+      );
+    };
+    await load();
+    // Live: held requests appear (and timed-out ones go) without a reload.
+    timer = setInterval(() => {
+      load().catch((e) => status(String(e.message ?? e)));
+    }, 2000);
+  },
+
   async connections(view) {
     const [{ connections }, { services }] = await Promise.all([
       call('GET', '/v1/connections'),

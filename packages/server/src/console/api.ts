@@ -22,6 +22,9 @@ const ALLOWED: readonly (readonly [string, RegExp])[] = [
   ['GET', /^\/v1\/connections$/],
   ['POST', /^\/v1\/connections\/[^/]+$/],
   ['DELETE', /^\/v1\/connections\/[^/]+\/[^/]+$/],
+  // A held request's view is its identity, route and intent: no header, query or body.
+  ['GET', /^\/v1\/approvals$/],
+  ['POST', /^\/v1\/approvals\/[^/]+\/(?:approve|deny)$/],
 ];
 
 /** True when the console may pass `method path` to the admin API. */

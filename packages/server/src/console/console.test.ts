@@ -52,6 +52,12 @@ describe('consoleApiAllowed', () => {
     ['POST', '/v1/policy/explain', true],
     ['POST', '/v1/connections/mail', true],
     ['DELETE', '/v1/connections/mail/alice', true],
+    ['GET', '/v1/approvals', true],
+    ['POST', '/v1/approvals/apr_1/approve', true],
+    ['POST', '/v1/approvals/apr_1/deny', true],
+    ['GET', '/v1/approvals/apr_1/approve', false],
+    ['POST', '/v1/approvals/apr_1/forward', false],
+    ['POST', '/v1/approvals/%2e%2e/approve', false],
     // Answers that hold a secret, or writes of one:
     ['POST', '/v1/agents/bot/enrollment-tokens', false],
     ['PUT', '/v1/credentials/github', false],
