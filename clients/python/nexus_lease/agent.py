@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from .errors import NexusError, ProtocolError
 from .keys import LeaseKey, b64url_decode
-from .response import RESPONSE_TAG, verify_response
+from .response import RESPONSE_TAG, UnknownKey, verify_response
 from .signing import check_target, sign_request
 
 DISCOVERY_PATH = "/.well-known/nexus-configuration"
@@ -123,7 +123,7 @@ class Jwks:
     """The Authority's public keys (§11.2), for verifying signed Nexus responses (§10.4).
 
     Fetched at enrollment; fetched once more when a response names an unknown `kid` (a key
-    rotated in since), and no more often than that per response.
+    rotated in since), at most once per response.
     """
 
     def __init__(self, uri: str | None, timeout: float, keys: list[dict] | None = None):
@@ -166,10 +166,8 @@ def verified_refusal(
     try:
         try:
             verify()
-        except NexusError as err:
-            if err.code != "signature_invalid":
-                raise
-            jwks.refetch()  # possibly a key rotated in since enrollment
+        except UnknownKey:
+            jwks.refetch()  # a key rotated in since enrollment: one fetch per response
             verify()
     except NexusError as err:
         return NexusError(

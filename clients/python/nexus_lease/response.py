@@ -26,6 +26,11 @@ RESPONSE_WINDOW = 60  # §10.4: expires = created + 60
 SIG_SKEW = 5  # §1.2 default signature skew
 
 
+class UnknownKey(NexusError):
+    """`signature_invalid` because `keyid` names no key of the JWKS held: worth one refetch
+    (a key rotated in since it was fetched, §11.2)."""
+
+
 def _bad(code: str, detail: str) -> NexusError:
     return NexusError(code, detail=detail, local=True)
 
@@ -143,7 +148,7 @@ def verify_response(
     jwk = next((k for k in keys if isinstance(k, dict) and k.get("kid") == kid), None)
     key = _public_key(jwk) if jwk is not None else None
     if key is None:
-        raise _bad("signature_invalid", "keyid names no usable Authority key")
+        raise UnknownKey("signature_invalid", detail="keyid names no usable Authority key", local=True)
     base = _signature_base(status, headers, method, url, items, params)
     if not _verifies(key, base.encode("ascii", "replace"), sig):
         raise _bad("signature_invalid", "the response signature does not verify")

@@ -2,9 +2,11 @@
 
 For every vector: the verdict and code a verifier must give (RFC 9421 signatures, RFC 9530
 digests, the Nexus profile of §3-§8 without replay), each `signature_base` rebuilt byte
-for byte, and `resign` vectors signed again. For the Nexus `accept` vectors the library's
-own signer (`nexus_lease.sign_request`) is run with the vector's inputs and must reproduce
-the signature base (and, for Ed25519, the signature itself): the Agent class of §14.1.
+for byte, and `resign` vectors signed again. For the Nexus `accept` vectors (both
+signature profiles, §4.7) the library's own signer (`nexus_lease.sign_request`) is run with
+the vector's inputs and must reproduce the signature base (and, for Ed25519, the signature
+itself): the Agent class of §14.1. The `nexus-response` vectors (§10.4) are judged by the
+library's own response verifier (`nexus_lease.response.verify_response`).
 
 Usage: python run_vectors.py [VECTORS_DIR]. Prints `FAIL ...` per failure and, last, one
 JSON line with the counts; exits 1 if any vector failed.

@@ -197,9 +197,12 @@ class SignedRefusals(unittest.TestCase):
         self.unverified(self.response(**{"nexus-error": "signature_expired"}))
         # A genuine refusal replayed against another request.
         self.unverified(self.response(), nonce="AAAAAAAAAAAAAAAAAAAAAA")
-        # Signed by a key that is not the Authority's.
-        other = [{**k, "kid": "other"} for k in self.keys]
-        self.unverified(self.response(), jwks=StaticJwks(other))
+        # Checked against a key that is not the one that signed (same kid, other material):
+        # a signature that does not verify, and no refetch for a kid already known.
+        impostor = [{**LeaseKey.generate().public_jwk(), "kid": k["kid"]} for k in self.keys]
+        jwks = StaticJwks(impostor, later=self.keys)
+        self.unverified(self.response(), jwks=jwks)
+        self.assertEqual(jwks.fetches, 0)
 
     def test_an_unknown_kid_refetches_the_jwks_once(self):
         jwks = StaticJwks([], later=self.keys)
