@@ -159,8 +159,14 @@ def verified_refusal(
 
     def verify() -> None:
         verify_response(
-            res.status, list(res.headers.items()), res.body,
-            method=method, url=url, nonce=nonce, keys=jwks.keys, now=now,
+            res.status,
+            list(res.headers.items()),
+            res.body,
+            method=method,
+            url=url,
+            nonce=nonce,
+            keys=jwks.keys,
+            now=now,
         )
 
     try:
@@ -169,11 +175,12 @@ def verified_refusal(
         except UnknownKey:
             jwks.refetch()  # a key rotated in since enrollment: one fetch per response
             verify()
-    except NexusError as err:
+    except (NexusError, ValueError) as err:  # ValueError: a signature field it cannot read
+        why = err.code if isinstance(err, NexusError) else "signature_invalid"
         return NexusError(
             "response_unverified",
             502,
-            f"a refusal without a valid Nexus signature was ignored ({err.code})",
+            f"a refusal without a valid Nexus signature was ignored ({why})",
             res.request_id,
         )
     return refusal
@@ -204,7 +211,8 @@ def discover(authority: str, timeout: float = 10.0, allow_http: bool = False) ->
     config = _json_object(res, 200)
     if config is None or config.get("spec_version") != "nexus/1":
         raise ProtocolError("not a nexus/1 discovery document")
-    for member in ("issuer", "proxy_url", "lease_endpoint", "renewal_endpoint", "revocation_endpoint", "jwks_uri"):
+    endpoints = ("lease_endpoint", "renewal_endpoint", "revocation_endpoint", "jwks_uri")
+    for member in ("issuer", "proxy_url", *endpoints):
         if member in ("revocation_endpoint", "jwks_uri") and member not in config:
             continue  # optional for this client: only revoke() and response checks need them
         if not isinstance(config.get(member), str):

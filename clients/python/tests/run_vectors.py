@@ -413,7 +413,8 @@ def run_nexus(v: dict) -> str:
 def sign_again(msg, profile, items, params, intent, base, sig, jwk, label) -> str:
     """Signer side (§14.1 Agent class): the library reproduces what a signer emits."""
     names = [name for name, _ in items]
-    signer_list = list(REQUIRED_COMPONENTS[profile]) + (["content-type", "content-digest"] if msg.body else [])
+    body_components = ["content-type", "content-digest"] if msg.body else []
+    signer_list = list(REQUIRED_COMPONENTS[profile]) + body_components
     if label != "wimse" or len(msg.field("signature")) != 1:
         return ""  # another signer's layout (a second signature, another label)
     if names != signer_list or (msg.body and msg.combined("content-digest") != content_digest(msg.body)):

@@ -218,7 +218,8 @@ class SignedRefusals(unittest.TestCase):
         self.assertIsNone(self.refusal(self.response(**{"nexus-error": None}), StaticJwks(self.keys)))
 
     def test_signing_is_announced_by_discovery(self):
-        self.assertTrue(signs_responses({"response_signature_tag": "nexus-response", "jwks_uri": "https://n/j"}))
+        announced = {"response_signature_tag": "nexus-response", "jwks_uri": "https://n/j"}
+        self.assertTrue(signs_responses(announced))
         self.assertFalse(signs_responses({"jwks_uri": "https://n/j"}))
 
 
