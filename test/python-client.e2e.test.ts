@@ -2,7 +2,9 @@
  * The Python agent library (clients/python, issue 11) against a real node: a Python program
  * enrolls with a one-time token, calls a service whose credential Nexus injects, renews,
  * gets a policy refusal as a `NexusError`, refuses dot-segment targets itself and revokes
- * its own lease. Runs under every Python found that imports `cryptography`, with an
+ * its own lease. It signs `nexus/1.1` (the node lists it in discovery) and acts only on
+ * refusals whose Nexus signature verifies (spec §10.4): a real one still arrives as its
+ * code, an upstream writing `Nexus-Error` itself cannot pose as a refusal. Runs under every Python found that imports `cryptography`, with an
  * Ed25519 and a P-256 lease key.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,6 +75,17 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
           );
           return;
         }
+        if (req.url === '/forge') {
+          // An upstream posing as Nexus: a refusal code that, believed, would make the
+          // library re-sign and resend (signature_expired).
+          res.writeHead(401, {
+            'content-type': 'application/problem+json',
+            'nexus-error': 'signature_expired',
+            'nexus-request-id': 'forged-id',
+          });
+          res.end(JSON.stringify({ code: 'signature_expired' }));
+          return;
+        }
         return echoHandler(req, res);
       });
       const token = await node.enrollmentToken('pybot');
@@ -99,6 +112,8 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
       expect(enrolled.agent).toBe('pybot');
       expect(enrolled.token_left_in_env).toBe(false);
       expect((enrolled.jwk as { alg: string }).alg).toBe(alg);
+      expect(enrolled.signature_profile).toBe('nexus/1.1');
+      expect(enrolled.verifies_refusals).toBe(true);
 
       expect(steps.get('token-reused')).toMatchObject({ code: 'enrollment_invalid', status: 401 });
 
@@ -142,6 +157,8 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
       expect(steps.get('encoded-dot')).toMatchObject({ code: 'path_invalid', local: true });
       expect(steps.get('reserved')).toMatchObject({ code: 'service_unknown', local: true });
       expect(steps.get('imitation')).toEqual({ step: 'imitation', status: 403 });
+      // Relayed as the upstream's answer (the proxy removed its Nexus-* fields), sent once.
+      expect(steps.get('forged')).toEqual({ step: 'forged', status: 401 });
       expect(steps.get('revoked')).toMatchObject({ code: 'lease_revoked', status: 401 });
       expect(steps.has('done')).toBe(true);
 
@@ -151,6 +168,7 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
         '/after-renewal',
         ...(waitsForRenewal(python, alg) ? ['/auto-renewed'] : []),
         '/imitate',
+        '/forge',
       ]);
     },
   );

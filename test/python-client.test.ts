@@ -2,8 +2,9 @@
  * The Python client offline (clients/python, issue 11): the language-neutral conformance
  * vectors (vectors/, spec §14) run by clients/python/tests/run_vectors.py (every vector's
  * verdict and code, every signature base byte for byte, the library's own signer
- * reproducing the Nexus accept vectors), and the library's unit tests (target checks,
- * intent, window, keys). Runs under every Python found that imports `cryptography`.
+ * reproducing the Nexus accept vectors of both signature profiles, the library's verifier
+ * of signed Nexus responses on every `nexus-response` vector), and the library's unit
+ * tests (target checks, intent, profiles, window, keys, forged refusals). Runs under every Python found that imports `cryptography`.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { REPO } from './helpers/node.js';
 import { findPythons, runPython } from './helpers/python.js';
 
-const SUITES = ['rfc9421', 'rfc9530', 'wimse', 'nexus'];
+const SUITES = ['rfc9421', 'rfc9530', 'wimse', 'nexus', 'nexus-1.1'];
 const { found: pythons, skipped } = findPythons();
 // Skipped locally without one, never in CI (.ci/run installs python3-cryptography).
 const RUN = pythons.length > 0 || process.env.CI === 'true';
@@ -31,6 +32,18 @@ function vectorCounts(): Record<string, number> {
   return counts;
 }
 
+/** How many `kind: "nexus-response"` vectors nexus-1.1 holds (spec §10.4). */
+function responseVectors(): number {
+  const dir = join(REPO, 'vectors', 'nexus-1.1');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .filter(
+      (f) =>
+        (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { kind?: string }).kind ===
+        'nexus-response',
+    ).length;
+}
+
 describe.skipIf(!RUN)('the Python client offline', () => {
   it('has a Python with cryptography', () => {
     expect(pythons, skipped.join('; ')).not.toEqual([]);
@@ -45,11 +58,14 @@ describe.skipIf(!RUN)('the Python client offline', () => {
         passed: number;
         failed: number;
         signer_reproduced: number;
+        responses_verified: number;
         by_suite: Record<string, { passed: number; failed: number }>;
       };
       console.log(
         `python conformance (${python.version}): ${result.passed} passed, ${result.failed} failed, ` +
-          `${result.signer_reproduced} Nexus accept vectors re-signed by nexus_lease`,
+          `${result.signer_reproduced} Nexus accept vectors re-signed by nexus_lease, ` +
+          `${result.responses_verified} nexus-response vectors judged by its verifier; by suite ` +
+          SUITES.map((s) => `${s} ${result.by_suite[s]?.passed}`).join(', '),
       );
       expect(lines.filter((l) => l.startsWith('FAIL'))).toEqual([]);
       expect(run.stderr).toBe('');
@@ -60,7 +76,11 @@ describe.skipIf(!RUN)('the Python client offline', () => {
       }
       // Every Nexus accept vector this signer could have emitted (the exact component list
       // of §4.2 and a sha-256 digest) was reproduced by the library.
-      expect(result.signer_reproduced).toBeGreaterThanOrEqual(8);
+      expect(result.signer_reproduced).toBeGreaterThanOrEqual(16);
+      // Every signed-response vector (a signed refusal and the forms that must be refused)
+      // was judged by nexus_lease.response.verify_response.
+      expect(result.responses_verified).toBe(responseVectors());
+      expect(result.responses_verified).toBeGreaterThanOrEqual(7);
     },
   );
 
@@ -72,7 +92,7 @@ describe.skipIf(!RUN)('the Python client offline', () => {
       console.log(`python unit tests (${python.version}): ${ran?.[1] ?? 0} ran`);
       expect(run.stderr).toMatch(/\nOK\n?$/);
       expect(run.code).toBe(0);
-      expect(Number(ran?.[1])).toBeGreaterThanOrEqual(12);
+      expect(Number(ran?.[1])).toBeGreaterThanOrEqual(19);
     },
   );
 });

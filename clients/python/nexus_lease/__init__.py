@@ -8,6 +8,7 @@
 from .agent import Agent, Response, discover
 from .errors import NexusError, ProtocolError
 from .keys import LeaseKey
+from .response import verify_response
 from .signing import check_target, content_digest, sign_request
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "content_digest",
     "discover",
     "sign_request",
+    "verify_response",
 ]
 __version__ = "0.1.0"

@@ -11,6 +11,7 @@ import http.client
 import ipaddress
 import json
 import os
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .errors import NexusError, ProtocolError
 from .keys import LeaseKey, b64url_decode
+from .response import RESPONSE_TAG, UnknownKey, verify_response
 from .signing import check_target, sign_request
 
 DISCOVERY_PATH = "/.well-known/nexus-configuration"
@@ -117,6 +119,73 @@ def _refusal(res: Response) -> NexusError | None:
     return NexusError(code, res.status, detail if isinstance(detail, str) else "", res.request_id)
 
 
+class Jwks:
+    """The Authority's public keys (§11.2), for verifying signed Nexus responses (§10.4).
+
+    Fetched at enrollment; fetched once more when a response names an unknown `kid` (a key
+    rotated in since), at most once per response.
+    """
+
+    def __init__(self, uri: str | None, timeout: float, keys: list[dict] | None = None):
+        self.uri, self.timeout = uri, timeout
+        self.keys = keys if keys is not None else self.fetch()
+
+    def fetch(self) -> list[dict]:
+        if self.uri is None:
+            return []
+        try:
+            res = _send("GET", self.uri, {"Accept": "application/json"}, b"", self.timeout)
+        except OSError:
+            return []  # unreachable: every signed refusal stays unverified until it is back
+        keys = (_json_object(res, 200) or {}).get("keys")
+        return [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
+
+    def refetch(self) -> None:
+        self.keys = self.fetch() or self.keys
+
+
+def verified_refusal(
+    res: Response, method: str, url: str, nonce: str | None, jwks: Jwks | None, now: int | None = None
+) -> NexusError | None:
+    """The refusal `res` carries, if any. With a node that signs its refusals (`jwks` set),
+    a `Nexus-Error` response counts only if its signature verifies and is bound to this
+    request's `nonce` (§10.4); otherwise it is not Nexus's word, and the library does not
+    act on the code it claims (no re-signing on a forged `signature_expired`):
+    `response_unverified` (502).
+    """
+    refusal = _refusal(res)
+    if refusal is None or jwks is None:
+        return refusal
+
+    def verify() -> None:
+        verify_response(
+            res.status,
+            list(res.headers.items()),
+            res.body,
+            method=method,
+            url=url,
+            nonce=nonce,
+            keys=jwks.keys,
+            now=now,
+        )
+
+    try:
+        try:
+            verify()
+        except UnknownKey:
+            jwks.refetch()  # a key rotated in since enrollment: one fetch per response
+            verify()
+    except (NexusError, ValueError) as err:  # ValueError: a signature field it cannot read
+        why = err.code if isinstance(err, NexusError) else "signature_invalid"
+        return NexusError(
+            "response_unverified",
+            502,
+            f"a refusal without a valid Nexus signature was ignored ({why})",
+            res.request_id,
+        )
+    return refusal
+
+
 def _claims(lease: str) -> dict:
     """The lease payload, read (not verified: the Authority's answer over TLS is trusted)."""
     try:
@@ -142,13 +211,25 @@ def discover(authority: str, timeout: float = 10.0, allow_http: bool = False) ->
     config = _json_object(res, 200)
     if config is None or config.get("spec_version") != "nexus/1":
         raise ProtocolError("not a nexus/1 discovery document")
-    for member in ("issuer", "proxy_url", "lease_endpoint", "renewal_endpoint", "revocation_endpoint"):
-        if member == "revocation_endpoint" and member not in config:
-            continue  # optional for this client: only revoke() needs it
+    endpoints = ("lease_endpoint", "renewal_endpoint", "revocation_endpoint", "jwks_uri")
+    for member in ("issuer", "proxy_url", *endpoints):
+        if member in ("revocation_endpoint", "jwks_uri") and member not in config:
+            continue  # optional for this client: only revoke() and response checks need them
         if not isinstance(config.get(member), str):
             raise ProtocolError(f"the discovery document lacks {member}")
         _check_transport(config[member], allow_http)
     return config
+
+
+def signature_profile(config: dict) -> str:
+    """`nexus/1.1` when discovery lists it; `nexus/1` for an older node (§4.5 step 1, §4.7)."""
+    profiles = config.get("signature_profiles")
+    return "nexus/1.1" if isinstance(profiles, list) and "nexus/1.1" in profiles else "nexus/1"
+
+
+def signs_responses(config: dict) -> bool:
+    """The node signs its problem responses (§10.4, §11.1 `response_signature_tag`)."""
+    return config.get("response_signature_tag") == RESPONSE_TAG and isinstance(config.get("jwks_uri"), str)
 
 
 class Agent:
@@ -158,11 +239,22 @@ class Agent:
     remains (§12.2). Used as a context manager, it revokes its lease on exit (§12.3).
     """
 
-    def __init__(self, config: dict, key: LeaseKey, lease: str, agent: str | None, timeout: float):
+    def __init__(
+        self,
+        config: dict,
+        key: LeaseKey,
+        lease: str,
+        agent: str | None,
+        timeout: float,
+        jwks: Jwks | None = None,
+    ):
         self.config = config
         self.proxy_url = config["proxy_url"].rstrip("/")
         self.name = agent
         self.timeout = timeout
+        self.signature_profile = signature_profile(config)
+        # Set when the node signs its refusals: then an unsigned one is never acted on.
+        self._jwks = jwks if signs_responses(config) else None
         self._key = key
         self._lock = threading.Lock()
         self._set_lease(lease)
@@ -182,6 +274,7 @@ class Agent:
         if algorithm not in config.get("lease_algorithms", [algorithm]):
             raise ProtocolError(f"the Authority does not accept {algorithm} keys")
         key = LeaseKey.generate(algorithm)
+        jwks = Jwks(config["jwks_uri"], timeout) if signs_responses(config) else None
         body = json.dumps({"enrollment_token": enrollment_token, "jwk": key.public_jwk()}).encode()
         res = _send(
             "POST",
@@ -190,7 +283,8 @@ class Agent:
             body,
             timeout,
         )
-        refusal = _refusal(res)
+        # The enrollment request is not signed: its refusal carries no wimse-req-nonce.
+        refusal = verified_refusal(res, "POST", config["lease_endpoint"], None, jwks)
         if refusal:
             raise refusal
         granted = _json_object(res, 201)
@@ -199,7 +293,7 @@ class Agent:
         if isinstance(granted.get("proxy_url"), str):
             _check_transport(granted["proxy_url"], allow_http)
             config = {**config, "proxy_url": granted["proxy_url"]}
-        return cls(config, key, granted["lease"], granted.get("agent"), timeout)
+        return cls(config, key, granted["lease"], granted.get("agent"), timeout, jwks)
 
     @classmethod
     def from_env(cls, **options) -> "Agent":
@@ -265,6 +359,7 @@ class Agent:
         # A refusal made before forwarding may be re-signed and sent again (§10.1): a proxy
         # that has just restarted refuses signatures created before its start.
         for attempt in range(2):
+            nonce = secrets.token_urlsafe(16)  # 128 bits (§4.3); kept to check the answer's binding
             signed, _ = sign_request(
                 method,
                 url,
@@ -274,11 +369,13 @@ class Agent:
                 body=body,
                 content_type=content_type,
                 lease_exp=self.expires_at,
+                nonce=nonce,
+                profile=self.signature_profile,
             )
             # Our profile fields replace any same-named field the caller set (§4.5 step 3).
             merged = {k: v for k, v in headers.items() if k.lower() not in PROFILE_FIELDS}
             res = _send(method.upper(), url, {**merged, **signed}, body, self.timeout)
-            refusal = _refusal(res)
+            refusal = verified_refusal(res, method, url, nonce, self._jwks)
             if refusal is None:
                 return res
             if refusal.code != "signature_expired" or attempt == 1:

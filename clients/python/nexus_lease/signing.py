@@ -18,6 +18,8 @@ from .errors import NexusError
 from .keys import LeaseKey
 
 TAG = "wimse-workload-to-workload"
+# §4.7: nexus/1.1 covers `@path` `@query`; nexus/1 (deprecated) covers `@request-target`.
+PROFILES = ("nexus/1.1", "nexus/1")
 MAX_WINDOW = 60  # §4.3: expires - created <= 60
 DEFAULT_WINDOW = 30  # the reference signer's window (§4.5 step 5)
 MAX_INTENT = 512
@@ -108,23 +110,31 @@ def sign_request(
     expires: int | None = None,
     nonce: str | None = None,
     window: int = DEFAULT_WINDOW,
+    profile: str = "nexus/1.1",
 ) -> tuple[dict[str, str], str]:
     """Signs one request (§4.5); returns the header fields to send and the signature base.
 
     `url` is the absolute target at the proxy or Authority, exactly as it will be sent;
-    `@request-target` is its path and query, `wimse-aud` the URL without the query.
+    `@path` and `@query` (or, for the deprecated `nexus/1` profile, `@request-target`) are
+    its path and query, `wimse-aud` the URL without the query.
     """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown signature profile {profile!r} (nexus/1.1 or nexus/1)")
     parts = urlsplit(url)
     if parts.fragment:
         raise _local("request_invalid", "a request target has no fragment")
-    target = parts.path + (f"?{parts.query}" if "?" in url else "")
+    query = url.split("?", 1)[1] if "?" in url else None
+    target = parts.path + (f"?{query}" if query is not None else "")
     aud = url.split("?", 1)[0]
     method = method.upper()
 
     headers = {"Workload-Identity-Token": lease, "Nexus-Intent": intent_field(intent)}
-    lines = [
-        ("@method", method),
-        ("@request-target", target),
+    if profile == "nexus/1.1":
+        # RFC 9421 §2.2.7: `@query` is `?` alone without a query, and is covered even then.
+        lines = [("@method", method), ("@path", parts.path or "/"), ("@query", f"?{query or ''}")]
+    else:
+        lines = [("@method", method), ("@request-target", target)]
+    lines += [
         ("workload-identity-token", lease),
         ("nexus-intent", headers["Nexus-Intent"]),
     ]

@@ -32,6 +32,8 @@ step(
     jwk=claims["cnf"]["jwk"],
     jti=agent.lease_id,
     token_left_in_env="NEXUS_ENROLLMENT_TOKEN" in os.environ,
+    signature_profile=agent.signature_profile,
+    verifies_refusals=agent._jwks is not None and len(agent._jwks.keys) > 0,
     python=sys.version,
 )
 # The token is single use (§12.1): the Authority's refusal surfaces as a NexusError too.
@@ -63,6 +65,10 @@ step("encoded-dot", **refusal(lambda: agent.get("echo", "/%2e%2e/v1/leases/renew
 step("reserved", **refusal(lambda: agent.get("v1", "/leases/renew")))
 # An upstream's error that imitates a Nexus problem is relayed data, not a refusal (§10.1).
 step("imitation", **refusal(lambda: agent.get("echo", "/imitate")))
+# An upstream that writes Nexus-Error itself: the proxy removes the field (§13.2), and were
+# it to get through unsigned, the library would not act on it (§10.4, test_library.py).
+res_or_err = refusal(lambda: agent.get("echo", "/forge"))
+step("forged", **res_or_err)
 
 agent.revoke()
 step("revoked", **refusal(lambda: agent.get("echo", "/after-revoke")))

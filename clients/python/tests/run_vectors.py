@@ -2,9 +2,11 @@
 
 For every vector: the verdict and code a verifier must give (RFC 9421 signatures, RFC 9530
 digests, the Nexus profile of §3-§8 without replay), each `signature_base` rebuilt byte
-for byte, and `resign` vectors signed again. For the Nexus `accept` vectors the library's
-own signer (`nexus_lease.sign_request`) is run with the vector's inputs and must reproduce
-the signature base (and, for Ed25519, the signature itself): the Agent class of §14.1.
+for byte, and `resign` vectors signed again. For the Nexus `accept` vectors (both
+signature profiles, §4.7) the library's own signer (`nexus_lease.sign_request`) is run with
+the vector's inputs and must reproduce the signature base (and, for Ed25519, the signature
+itself): the Agent class of §14.1. The `nexus-response` vectors (§10.4) are judged by the
+library's own response verifier (`nexus_lease.response.verify_response`).
 
 Usage: python run_vectors.py [VECTORS_DIR]. Prints `FAIL ...` per failure and, last, one
 JSON line with the counts; exits 1 if any vector failed.
@@ -26,13 +28,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-import sfv
-from nexus_lease import LeaseKey, content_digest, sign_request
+from nexus_lease import sfv
+from nexus_lease import LeaseKey, NexusError, content_digest, sign_request
+from nexus_lease.response import verify_response
 
-SUITES = ("rfc9421", "rfc9530", "wimse", "nexus")
+SUITES = ("rfc9421", "rfc9530", "wimse", "nexus", "nexus-1.1")
 LEASE_SKEW, SIG_SKEW = 30, 5
 TAG = "wimse-workload-to-workload"
-REQUIRED_COMPONENTS = ("@method", "@request-target", "workload-identity-token", "nexus-intent")
+# The covered set of each signature profile (§4.2), without the body components.
+REQUIRED_COMPONENTS = {
+    "nexus/1.1": ("@method", "@path", "@query", "workload-identity-token", "nexus-intent"),
+    "nexus/1": ("@method", "@request-target", "workload-identity-token", "nexus-intent"),
+}
 
 
 class Refused(Exception):
@@ -245,7 +252,8 @@ def check_lease(token_lines: list[str], verifier: dict, now: int) -> dict:
         raise Refused("lease_invalid", "undecodable")
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise Refused("lease_invalid", "not JSON objects")
-    if header.get("typ") != "wit+jwt":
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in ("wit+jwt", "application/wit+jwt"):
         raise Refused("lease_invalid", "typ")
     if header.get("alg") not in ("EdDSA", "ES256"):
         raise Refused("lease_invalid", "alg")
@@ -314,14 +322,20 @@ def run_nexus(v: dict) -> str:
         sigs = sfv.parse_dictionary(msg.combined("signature"))
     except sfv.SFError:
         raise Refused("signature_invalid", "not a dictionary")
-    if list(inputs) != ["wimse"] or list(sigs) != ["wimse"]:
-        raise Refused("signature_invalid", "not exactly one wimse member")
-    items, params = inputs["wimse"]
-    sig = sigs["wimse"][0]
+    if set(inputs) != set(sigs):
+        raise Refused("signature_invalid", "a label in one field and not the other")
+    # Selection by tag, never by label (§4.1 SIG-SELECT); other members are ignored.
+    tagged = [
+        label
+        for label, (_, p) in inputs.items()
+        if p.get("tag") == TAG and not isinstance(p.get("tag"), sfv.Token)
+    ]
+    if len(tagged) != 1:
+        raise Refused("signature_invalid", "not exactly one member tagged " + TAG)
+    items, params = inputs[tagged[0]]
+    sig = sigs[tagged[0]][0]
     if not isinstance(items, list) or not isinstance(sig, bytes):
         raise Refused("signature_invalid", "wrong member types")
-    if params.get("tag") != TAG or isinstance(params.get("tag"), sfv.Token):
-        raise Refused("signature_invalid", "tag")
     if "keyid" in params or "alg" in params:
         raise Refused("signature_invalid", "keyid/alg present")
     created, expires, nonce, aud = (params.get(k) for k in ("created", "expires", "nonce", "wimse-aud"))
@@ -335,7 +349,18 @@ def run_nexus(v: dict) -> str:
     if len(nonce) < 16:
         raise Refused("signature_invalid", "nonce")
     plain = {name for name, p in items if type(name) is str and not p}
-    if not set(REQUIRED_COMPONENTS) <= plain:
+    # The profile follows from the covered set (§4.2 SIG-COVERED), then must be accepted.
+    if {"@path", "@query"} <= plain:
+        profile = "nexus/1.1"
+    elif "@request-target" in plain:
+        profile = "nexus/1"
+    else:
+        raise Refused("signature_invalid", "no covered target")
+    if profile not in verifier.get("profiles", ["nexus/1.1", "nexus/1"]):
+        raise Refused("signature_invalid", "profile not accepted")
+    if profile == "nexus/1" and (list(inputs) != ["wimse"] or list(sigs) != ["wimse"]):
+        raise Refused("signature_invalid", "nexus/1: not exactly one wimse member")
+    if not set(REQUIRED_COMPONENTS[profile]) <= plain:
         raise Refused("signature_invalid", "covered set")
     body_covered = {"content-type", "content-digest"} <= plain
     if msg.field("content-digest") and not body_covered:
@@ -382,13 +407,16 @@ def run_nexus(v: dict) -> str:
     expected = v["expected"]
     if "signature_base" in expected and base != expected["signature_base"]:
         raise AssertionError("signature base differs")
-    return "verified" + sign_again(v, msg, items, params, intent, base, sig, jwk)
+    return "verified" + sign_again(msg, profile, items, params, intent, base, sig, jwk, tagged[0])
 
 
-def sign_again(v, msg, items, params, intent, base, sig, jwk) -> str:
+def sign_again(msg, profile, items, params, intent, base, sig, jwk, label) -> str:
     """Signer side (§14.1 Agent class): the library reproduces what a signer emits."""
     names = [name for name, _ in items]
-    signer_list = list(REQUIRED_COMPONENTS) + (["content-type", "content-digest"] if msg.body else [])
+    body_components = ["content-type", "content-digest"] if msg.body else []
+    signer_list = list(REQUIRED_COMPONENTS[profile]) + body_components
+    if label != "wimse" or len(msg.field("signature")) != 1:
+        return ""  # another signer's layout (a second signature, another label)
     if names != signer_list or (msg.body and msg.combined("content-digest") != content_digest(msg.body)):
         return ""  # not what this signer emits (extra components, a sha-512 digest)
     headers, own_base = sign_request(
@@ -402,6 +430,7 @@ def sign_again(v, msg, items, params, intent, base, sig, jwk) -> str:
         created=params["created"],
         expires=params["expires"],
         nonce=params["nonce"],
+        profile=profile,
     )
     if own_base != base or headers["Signature-Input"] != msg.combined("signature-input"):
         raise AssertionError("the library's signer built another signature base")
@@ -425,15 +454,38 @@ def load_keys(folder: Path) -> None:
             KEYS[json.dumps(key.public_jwk(), sort_keys=True)] = key
 
 
+def run_response(v: dict) -> str:
+    """A signed Nexus response (§10.4), verified by the library's own verifier."""
+    msg, req = Message(v["message"]), v["request"]
+    try:
+        kid = verify_response(
+            msg.status,
+            msg.lines,
+            msg.body,
+            method=req["method"],
+            url=req["url"],
+            nonce=req.get("nonce"),
+            keys=v["authority_jwks"]["keys"],
+            now=v["now"],
+        )
+    except NexusError as err:
+        raise Refused(err.code, str(err))
+    return f"verified by nexus_lease (kid {kid})"
+
+
 def run(v: dict) -> str:
     kind = v.get("kind", "nexus-request")
-    return {"http-signature": run_http_signature, "content-digest": run_content_digest}.get(kind, run_nexus)(v)
+    return {
+        "http-signature": run_http_signature,
+        "content-digest": run_content_digest,
+        "nexus-response": run_response,
+    }.get(kind, run_nexus)(v)
 
 
 def main() -> int:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[3] / "vectors"
     load_keys(root / "nexus")
-    counts = {"passed": 0, "failed": 0, "signer_reproduced": 0, "by_suite": {}}
+    counts = {"passed": 0, "failed": 0, "signer_reproduced": 0, "responses_verified": 0, "by_suite": {}}
     for suite in SUITES:
         for path in sorted((root / suite).glob("*.json")):
             v = json.loads(path.read_text())
@@ -453,6 +505,7 @@ def main() -> int:
             tally["passed" if ok else "failed"] += 1
             counts["passed" if ok else "failed"] += 1
             counts["signer_reproduced"] += "re-signed by nexus_lease" in outcome
+            counts["responses_verified"] += ok and v.get("kind") == "nexus-response"
             if not ok:
                 print(f"FAIL {suite}/{path.name} {v['id']}: expected {expected.get('code') or 'accept'}, got {outcome}")
     print(json.dumps(counts))

@@ -1,17 +1,21 @@
 """Offline tests of nexus_lease: the local target checks (§7.1, §7.2), the intent (§6), the
-signature window and nonce (§4.3, §4.5), the keys (§4.4, §12.1) and what is never shown.
+signature profiles, window and nonce (§4.2-§4.5, §4.7), the keys (§4.4, §12.1), the
+verification of signed Nexus refusals against forged ones (§10.4) and what is never shown.
 Run: PYTHONPATH=clients/python python3 -m unittest discover -s clients/python/tests
 """
 
 import base64
+import json
 import unittest
+from email.message import Message
+from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from nexus_lease import LeaseKey, NexusError, ProtocolError, check_target, discover, sign_request
-from nexus_lease.agent import Agent
+from nexus_lease.agent import Agent, Jwks, Response, signature_profile, signs_responses, verified_refusal
 from nexus_lease.keys import b64url
 
 LEASE = "eyJhbGciOiJFZERTQSJ9." + b64url(b'{"iat":1,"exp":901,"jti":"j"}') + ".c2ln"
@@ -92,8 +96,23 @@ class Signing(unittest.TestCase):
         self.assertEqual(refusal(lambda: self.sign(intent="caf\u00e9")), "intent_invalid")
         self.assertEqual(refusal(lambda: self.sign(intent="a\nb")), "intent_invalid")
 
+    def test_profiles(self):
+        _, base = self.sign()
+        self.assertTrue(base.startswith('"@method": GET\n"@path": /echo/a\n"@query": ?b=1\n"workload'))
+        _, base = sign_request("GET", "https://nexus.example/echo/a", lease=LEASE, key=LeaseKey.generate())
+        self.assertIn('\n"@query": ?\n', base)  # covered even without a query (RFC 9421 §2.2.7)
+        _, base = self.sign(profile="nexus/1")
+        self.assertTrue(base.startswith('"@method": GET\n"@request-target": /echo/a?b=1\n"workload'))
+        with self.assertRaises(ValueError):
+            self.sign(profile="nexus/2")
+
+    def test_profile_from_discovery(self):
+        self.assertEqual(signature_profile({"signature_profiles": ["nexus/1.1", "nexus/1"]}), "nexus/1.1")
+        self.assertEqual(signature_profile({"signature_profiles": ["nexus/1"]}), "nexus/1")
+        self.assertEqual(signature_profile({}), "nexus/1")  # a node older than edition 1.1
+
     def test_components_and_params(self):
-        headers, base = self.sign()
+        headers, base = self.sign(profile="nexus/1")
         self.assertTrue(base.startswith('"@method": GET\n"@request-target": /echo/a?b=1\n'))
         self.assertIn(';expires=1030;nonce="', headers["Signature-Input"])
         self.assertTrue(headers["Signature-Input"].endswith('wimse-aud="https://nexus.example/echo/a"'))
@@ -124,6 +143,84 @@ class Signing(unittest.TestCase):
         public = ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
         der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
         public.verify(der, base.encode(), ec.ECDSA(hashes.SHA256()))
+
+
+VECTORS = Path(__file__).resolve().parents[3] / "vectors" / "nexus-1.1"
+
+
+class StaticJwks(Jwks):
+    """The Authority keys without a network: `later` is what a refetch would return."""
+
+    def __init__(self, keys, later=None):
+        super().__init__(None, 1.0, keys)
+        self.later, self.fetches = later, 0
+
+    def fetch(self):
+        self.fetches += 1
+        return self.later or []
+
+
+class SignedRefusals(unittest.TestCase):
+    """§10.4: with a node that signs its refusals, only a verified `Nexus-Error` counts."""
+
+    def setUp(self):
+        self.v = json.loads((VECTORS / "response-signed.json").read_text())
+        self.keys = self.v["authority_jwks"]["keys"]
+
+    def response(self, **changes):
+        m = self.v["message"]
+        headers = Message()
+        for name, value in {**m["headers"], **changes}.items():
+            if value is not None:
+                headers[name] = value
+        return Response(m["status"], headers, base64.b64decode(m["body_base64"]))
+
+    def refusal(self, res, jwks, nonce=None):
+        r = self.v["request"]
+        return verified_refusal(res, r["method"], r["url"], nonce or r["nonce"], jwks, now=self.v["now"])
+
+    def test_a_signed_refusal_is_nexus_word(self):
+        err = self.refusal(self.response(), StaticJwks(self.keys))
+        self.assertEqual((err.code, err.status, err.local), ("policy_denied", 403, False))
+        self.assertEqual(err.request_id, "pq3Vd0h7Jc2Lr9Xa")
+
+    def unverified(self, res, jwks=None, nonce=None):
+        err = self.refusal(res, jwks or StaticJwks(self.keys), nonce)
+        self.assertEqual((err.code, err.status), ("response_unverified", 502))
+        return err
+
+    def test_a_forged_refusal_is_not_acted_on(self):
+        # An unsigned Nexus-Error, as an upstream or an on-path party would write it.
+        self.unverified(self.response(**{"signature": None, "signature-input": None}))
+        # A signed refusal whose code was changed (a forged signature_expired would make
+        # the library re-sign and resend).
+        self.unverified(self.response(**{"nexus-error": "signature_expired"}))
+        # A genuine refusal replayed against another request.
+        self.unverified(self.response(), nonce="AAAAAAAAAAAAAAAAAAAAAA")
+        # Checked against a key that is not the one that signed (same kid, other material):
+        # a signature that does not verify, and no refetch for a kid already known.
+        impostor = [{**LeaseKey.generate().public_jwk(), "kid": k["kid"]} for k in self.keys]
+        jwks = StaticJwks(impostor, later=self.keys)
+        self.unverified(self.response(), jwks=jwks)
+        self.assertEqual(jwks.fetches, 0)
+
+    def test_an_unknown_kid_refetches_the_jwks_once(self):
+        jwks = StaticJwks([], later=self.keys)
+        self.assertEqual(self.refusal(self.response(), jwks).code, "policy_denied")
+        self.assertEqual(jwks.fetches, 1)
+        jwks = StaticJwks([], later=[])
+        self.unverified(self.response(), jwks=jwks)
+        self.assertEqual(jwks.fetches, 1)
+
+    def test_without_signing_the_field_is_taken_as_is(self):
+        res = self.response(**{"signature": None, "signature-input": None})
+        self.assertEqual(self.refusal(res, None).code, "policy_denied")  # a node older than 1.1
+        self.assertIsNone(self.refusal(self.response(**{"nexus-error": None}), StaticJwks(self.keys)))
+
+    def test_signing_is_announced_by_discovery(self):
+        announced = {"response_signature_tag": "nexus-response", "jwks_uri": "https://n/j"}
+        self.assertTrue(signs_responses(announced))
+        self.assertFalse(signs_responses({"jwks_uri": "https://n/j"}))
 
 
 class Secrets(unittest.TestCase):

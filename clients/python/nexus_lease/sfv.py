@@ -1,6 +1,7 @@
-"""Just enough RFC 8941 (Structured Field Values) to verify the conformance vectors:
-parse dictionaries, inner lists and items with parameters; serialize an inner list again
-for `@signature-params` (RFC 9421 §2.3 takes the serialized value, not the raw text).
+"""Just enough RFC 8941 (Structured Field Values) to verify signatures (Nexus responses,
+§10.4, and the conformance vectors): parse dictionaries, inner lists and items with
+parameters; serialize an inner list again for `@signature-params` (RFC 9421 §2.3 takes the
+serialized value, not the raw text).
 """
 
 from __future__ import annotations
