@@ -211,7 +211,8 @@ const duration = z
       return z.NEVER;
     }
     return ms;
-  });
+  })
+  .describe('A duration with a unit: 500ms, 30s, 15m, 24h, 7d, combinable (1h30m).');
 
 const positiveDuration = duration.refine((ms) => ms > 0, 'must be greater than zero');
 
@@ -227,7 +228,8 @@ const size = z
       return z.NEVER;
     }
     return bytes;
-  });
+  })
+  .describe('A size: bytes (a number) or 16KiB, 10MiB, 1GB.');
 
 const listen = z.string().transform((s, ctx) => {
   const addr = parseListen(s);
