@@ -94,8 +94,12 @@ describe('docs/nexus.schema.json', () => {
         agent: 'triage-bot',
         role: 'triage',
       }),
+      // Every unit form the loader accepts passes the duration and size patterns.
+      'version: 1\nauthority: { lease_ttl: 1h30m, clock_skew: 500ms, key_rotation: "off" }\n' +
+        'proxy: { max_body: 1048576, max_header_size: " 16 KiB ", timeouts: { body: 7d } }\n',
     ]) {
       expect(errorsOf(parse(text))).toEqual([]);
+      expect(() => parseConfig(parse(text), { baseDir: '/srv' })).not.toThrow();
     }
   });
 
@@ -134,6 +138,8 @@ describe('docs/nexus.schema.json', () => {
       'oneOf',
     ],
     ['a bad enum value', { log: { level: 'loud' } }, 'enum'],
+    ['a duration without a unit', { authority: { lease_ttl: '15 min' } }, 'pattern'],
+    ['a size with an unknown unit', { proxy: { max_body: '10mb' } }, 'pattern'],
     ['a wrong type', { proxy: { replay_cache_size: 'many' } }, 'type'],
     [
       'an unknown auth type',

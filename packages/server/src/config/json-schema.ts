@@ -17,8 +17,8 @@ type JsonObject = Record<string, unknown>;
 const OPTIONS = { target: 'draft-07', io: 'input', unrepresentable: 'any' } as const;
 
 const LIMITS_NOTE =
-  'Checked as text here and by `nexus` at start-up only: duration, size and host:port ' +
-  'formats, URL rules (http(s) only, no user info, query or fragment; plain http only to ' +
+  'Checked as text here and by `nexus` at start-up only: host:port syntax, zero or ' +
+  'overflowing durations and sizes, URL rules (http(s) only, no user info, query or fragment; plain http only to ' +
   'loopback unless allow_insecure_upstream), the store URL, reserved service names, header ' +
   'templates, cross-field rules (admin.listen differs from proxy.listen, policy references).';
 
