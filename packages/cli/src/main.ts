@@ -19,6 +19,8 @@ import {
   explanationJson,
   mcpTarget,
   renderExampleConfig,
+  configJsonSchemaText,
+  CONFIG_SCHEMA_FILE,
   createLogger,
   PRESETS,
   getPreset,
@@ -134,6 +136,8 @@ export function buildProgram(
         // a --store URL holding a password never reaches the (world-readable) nexus.yaml.
         parseConfigText(text, { baseDir: dir, env, file: configPath });
         await writeFile(configPath, text, { mode: 0o644 });
+        // The schema its first line points editors at (generated here: offline, this version).
+        await writeFile(join(dir, CONFIG_SCHEMA_FILE), configJsonSchemaText(), { mode: 0o644 });
         const config = await configFrom(configPath, env);
         const { operatorToken } = await initNode(config);
         const tokenPath = operatorTokenPath(config);

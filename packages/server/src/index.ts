@@ -31,6 +31,11 @@ export type {
 } from './config/schema.js';
 export { registerMechanicSchema } from './config/auth-schemas.js';
 export { renderExampleConfig } from './config/example.js';
+export {
+  CONFIG_SCHEMA_FILE,
+  configJsonSchema,
+  configJsonSchemaText,
+} from './config/json-schema.js';
 
 export { compilePolicy } from './policy/compile.js';
 export type {

@@ -1,6 +1,7 @@
 // The commented nexus.yaml that `nexus init` writes: a worked example (one loopback echo
 // service with a bearer credential, one agent, one allow rule) with every section
 // explained. Tests parse it with the real schema, so it cannot drift from it.
+import { CONFIG_SCHEMA_FILE } from './json-schema.js';
 import { DEFAULTS } from './schema.js';
 
 /** Options for {@link renderExampleConfig}; every field has a working default. */
@@ -23,6 +24,12 @@ export interface ExampleConfigOptions {
   readonly trustDomain?: string;
   /** The `store` setting. Default `sqlite:.nexus/nexus.db`. */
   readonly store?: string;
+  /**
+   * The JSON Schema the editor modeline points at, relative to the file. Default
+   * `./nexus.schema.json` (`nexus init` writes it next to nexus.yaml: works offline and
+   * matches the installed version).
+   */
+  readonly schema?: string;
 }
 
 const q = (s: string): string => JSON.stringify(s);
@@ -42,11 +49,14 @@ export function renderExampleConfig(options: ExampleConfigOptions = {}): string 
   const agent = options.agent ?? 'demo-agent';
   const role = options.role ?? 'reader';
   const trustDomain = options.trustDomain ?? d.authority.trust_domain;
-  return `# nexus.yaml: the Nexus server configuration.
+  const schema = options.schema ?? `./${CONFIG_SCHEMA_FILE}`;
+  return `# yaml-language-server: $schema=${schema}
+# nexus.yaml: the Nexus server configuration.
 # Validated at start-up: unknown keys are errors and every problem is reported at once.
 # Secrets never go here: credentials live in the vault (\`nexus credential set NAME\`)
 # and are referenced by name. Relative paths resolve against this file's directory.
 # Durations: 500ms, 30s, 15m, 24h, 7d (combinable: 1h30m). Sizes: bytes, 16KiB, 10MiB.
+# The first line points editors at ${schema} (key completion, typos flagged).
 version: 1
 
 # The Authority issues leases (short-lived agent identities) and publishes its keys.

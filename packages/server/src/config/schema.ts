@@ -9,10 +9,12 @@ import { z } from 'zod';
 import { getMechanicSchema, registeredMechanicTypes } from './auth-schemas.js';
 import { AGENT_NAME_RE, RESERVED_SERVICE_NAMES, ROLE_NAME_RE, SERVICE_NAME_RE } from './names.js';
 import {
+  DURATION_PATTERN,
   formatListen,
   parseDuration,
   parseListen,
   parseSize,
+  SIZE_PATTERN,
   type ListenAddress,
 } from './units.js';
 import type { RedactedString } from './redacted.js';
@@ -211,6 +213,10 @@ const duration = z
       return z.NEVER;
     }
     return ms;
+  })
+  .meta({
+    description: 'A duration with a unit: 500ms, 30s, 15m, 24h, 7d, combinable (1h30m).',
+    pattern: DURATION_PATTERN, // for the JSON Schema (json-schema.ts); parsing is above
   });
 
 const positiveDuration = duration.refine((ms) => ms > 0, 'must be greater than zero');
@@ -227,7 +233,8 @@ const size = z
       return z.NEVER;
     }
     return bytes;
-  });
+  })
+  .meta({ description: 'A size: bytes (a number) or 16KiB, 10MiB, 1GB.', pattern: SIZE_PATTERN });
 
 const listen = z.string().transform((s, ctx) => {
   const addr = parseListen(s);

@@ -10,6 +10,8 @@ const DURATION_UNITS: Readonly<Record<string, number>> = {
 };
 
 const DURATION_RE = /^(?:\d+(?:ms|s|m|h|d))+$/;
+/** {@link parseDuration}'s syntax as a JSON Schema `pattern` (surrounding spaces allowed). */
+export const DURATION_PATTERN = '^\\s*(?:\\d+(?:ms|s|m|h|d))+\\s*$';
 const DURATION_PART_RE = /(\d+)(ms|s|m|h|d)/g;
 
 /**
@@ -50,6 +52,8 @@ const SIZE_UNITS: Readonly<Record<string, number>> = {
 };
 
 const SIZE_RE = /^(\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)?$/;
+/** {@link parseSize}'s text syntax as a JSON Schema `pattern` (surrounding spaces allowed). */
+export const SIZE_PATTERN = '^\\s*\\d+\\s*(?:B|KB|MB|GB|KiB|MiB|GiB)?\\s*$';
 
 /**
  * Parses a size to bytes: a non-negative integer (bytes) or a number with a unit
