@@ -347,6 +347,21 @@ describe('delegation (issue 16, spec §12.4)', () => {
       sub: parent.claims.sub,
       act: { sub: parent.claims.sub },
     });
+    // The audit sees the whole chain, root first; a lease not delegated has none.
+    type Audited = { records: Array<{ lease_id?: string; act?: string; delegation?: string[] }> };
+    const auditOf = async (r: Response) => {
+      const id = r.headers.get('nexus-request-id') ?? '';
+      const q = `/v1/audit?request_id=${id}&kind=request`;
+      return (await node.admin<Audited>('GET', q)).body.records[0];
+    };
+    expect(await auditOf(await grandchild.fetch('echo', '/chain'))).toMatchObject({
+      lease_id: grandchild.claims.jti,
+      act: parent.claims.sub,
+      delegation: [parent.claims.jti, child.claims.jti],
+    });
+    const rootRecord = await auditOf(await parent.fetch('echo', '/root'));
+    expect(rootRecord?.lease_id).toBe(parent.claims.jti);
+    expect(rootRecord).not.toHaveProperty('delegation');
     // A sub-lease is not renewed (a renewal would re-grant the agent's full roles).
     expect(await codeOf(child.renew())).toBe('renewal_denied');
     // Revoking the delegating lease revokes every sub-lease under it.
@@ -354,6 +369,17 @@ describe('delegation (issue 16, spec §12.4)', () => {
     for (const a of [parent, child, grandchild]) {
       expect(await codeOf(a.fetch('echo', '/after'))).toBe('lease_revoked');
     }
+    // The operator's listing says what the proxy decides: revoked through the ancestor,
+    // and gone from the active listing.
+    type Listed = { leases: Array<{ id: string; revoked: boolean }> };
+    const ids = [parent, child, grandchild].map((a) => a.claims.jti);
+    const all = await node.admin<Listed>('GET', '/v1/leases?agent=bot&all=true&limit=500');
+    expect(all.body.leases.filter((l) => ids.includes(l.id))).toEqual(
+      expect.arrayContaining(ids.map((id) => expect.objectContaining({ id, revoked: true }))),
+    );
+    expect(all.body.leases.filter((l) => ids.includes(l.id))).toHaveLength(3);
+    const active = await node.admin<Listed>('GET', '/v1/leases?agent=bot&limit=500');
+    expect(active.body.leases.filter((l) => ids.includes(l.id))).toEqual([]);
     for (const a of [parent, child, grandchild]) a.close();
   });
 

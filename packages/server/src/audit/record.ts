@@ -33,6 +33,11 @@ export interface AuditRecord extends ChainRecord {
   lease_id: string;
   /** On whose behalf the agent acts (the lease `act.sub`, RFC 8693), when set. */
   act?: string;
+  /**
+   * A sub-lease's delegation chain: the lease ids it was delegated from (its
+   * `nexus_delegation`), root first; `act` names the immediate delegator (spec §12.5).
+   */
+  delegation?: string[];
   /** The task id (the lease `nexus_task`), when set. */
   task?: string;
   /** The service name from the route. */

@@ -474,6 +474,8 @@ export class Authority {
       // A sub-lease records its delegator (the listing shows who delegated).
       act: chain.delegation?.actor.sub ?? chain.act,
       task: chain.task,
+      // So the listing can apply the proxy's rule: revoked with any lease above it.
+      ...(chain.delegation !== undefined ? { delegation: chain.delegation.ancestors } : {}),
     };
     await this.store.insertLease(row);
     return { lease, claims, expiresAt: exp * 1000 };
@@ -535,15 +537,40 @@ export class Authority {
     limit?: number;
   }): Promise<(LeaseRow & { revoked: boolean })[]> {
     const now = this.clock();
+    const active = filter.active !== false;
     const rows = await this.store.listLeases({
       agent: filter.agent,
-      activeAt: filter.active === false ? undefined : now,
+      activeAt: active ? now : undefined,
       limit: filter.limit ?? 100,
     });
-    return rows.map((r) => ({
-      ...r,
-      revoked: r.revokedAt !== undefined || this.#coveredByEpoch(r.agent, r.issuedAt),
-    }));
+    const listed = [];
+    for (const r of rows) {
+      listed.push({
+        ...r,
+        revoked:
+          r.revokedAt !== undefined ||
+          this.#coveredByEpoch(r.agent, r.issuedAt) ||
+          (await this.#ancestorRevoked(r, now)),
+      });
+    }
+    // The store's active filter knows revocations by id and epoch only.
+    return active ? listed.filter((r) => !r.revoked) : listed;
+  }
+
+  /**
+   * The proxy's rule (isRevoked) for a listed row: a sub-lease falls with any lease above
+   * it. Those end no earlier than the sub-lease, so while it is live the revoked set holds
+   * them; an expired row's ancestors may predate the set (loaded with a margin at start)
+   * and are read from the store.
+   */
+  async #ancestorRevoked(row: LeaseRow, now: number): Promise<boolean> {
+    const ancestors = row.delegation ?? [];
+    if (ancestors.some((jti) => this.#revokedJtis.has(jti))) return true;
+    if (row.expiresAt > now) return false;
+    for (const jti of ancestors) {
+      if ((await this.store.getLease(jti))?.revokedAt !== undefined) return true;
+    }
+    return false;
   }
 
   // ---- audit checkpoints ---------------------------------------------------------------------
@@ -602,6 +629,12 @@ const MAX_DELEGATION_DEPTH = 8;
 export function delegationOf(claims: LeaseClaims): string[] {
   const d = claims.nexus_delegation;
   return Array.isArray(d) && d.every((x) => typeof x === 'string') ? (d as string[]) : [];
+}
+
+/** The audit record's `delegation`: a sub-lease's chain, or undefined (left out) for a lease. */
+export function auditDelegation(claims: LeaseClaims | undefined): string[] | undefined {
+  const chain = claims === undefined ? [] : delegationOf(claims);
+  return chain.length > 0 ? [...chain] : undefined;
 }
 
 /** `nexus://<trust-domain>/agent/<name>` -> name. */

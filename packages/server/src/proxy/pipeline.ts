@@ -23,7 +23,7 @@ import {
   verifyRequestBody,
   type VerifiedRequest,
 } from '@nexus/protocol';
-import type { Authority } from '../authority/authority.js';
+import { auditDelegation, type Authority } from '../authority/authority.js';
 import type {
   AppliedAuth,
   Mechanic,
@@ -169,6 +169,7 @@ function baseRecord(t: Trace, kind: AuditRecord['kind'], now: number): AuditReco
     agent: v?.agent,
     lease_id: v?.leaseId,
     act: v?.claims.act?.sub,
+    delegation: auditDelegation(v?.claims),
     task: v?.claims.nexus_task,
     service: t.service,
     method: t.method,

@@ -283,6 +283,7 @@ export function runStoreConformance(
           act: 'user:alice',
           task: 'T-1',
           chainStartedAt: T0 - 1000,
+          delegation: ['root', 'mid'],
         });
         await store.insertLease(full);
         expect(await store.getLease('j1')).toEqual(full);
@@ -290,6 +291,7 @@ export function runStoreConformance(
         const minimal = await store.getLease('j2');
         expect(minimal?.parentJti).toBeUndefined();
         expect(minimal?.revokedAt).toBeUndefined();
+        expect(minimal?.delegation).toBeUndefined();
         expect(minimal?.publicJwk).toEqual(jwk);
         expect(await store.getLease('nope')).toBeUndefined();
       });

@@ -69,6 +69,7 @@ describe('PostgreSQL backend', () => {
       { version: 1, name: 'initial' },
       { version: 2, name: 'lease_revocation_indexes' },
       { version: 3, name: 'replay_nonces' },
+      { version: 4, name: 'lease_delegation' },
     ]);
   });
 

@@ -281,6 +281,7 @@ const toLease = (r: Row): LeaseRow => ({
   parentJti: optStr(r.parent_jti),
   act: optStr(r.act),
   task: optStr(r.task),
+  ...(typeof r.delegation === 'string' ? { delegation: JSON.parse(r.delegation) as string[] } : {}),
   revokedAt: optNum(r.revoked_at),
 });
 
@@ -530,8 +531,8 @@ class PostgresStoreImpl implements PostgresStore {
       }
       await q.count(
         `INSERT INTO leases (jti, agent, public_jwk, jkt, issued_at, expires_at,
-           chain_started_at, parent_jti, act, task)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+           chain_started_at, parent_jti, act, task, delegation)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
         [
           row.jti,
           row.agent,
@@ -543,6 +544,7 @@ class PostgresStoreImpl implements PostgresStore {
           nul(row.parentJti),
           nul(row.act),
           nul(row.task),
+          row.delegation === undefined ? null : JSON.stringify(row.delegation),
         ],
       );
     }, 'lease');

@@ -64,6 +64,7 @@ describe('SQLite backend', () => {
       { version: 1, name: 'initial' },
       { version: 2, name: 'lease_revocation_indexes' },
       { version: 3, name: 'replay_nonces' },
+      { version: 4, name: 'lease_delegation' },
     ]);
   });
 
@@ -73,7 +74,7 @@ describe('SQLite backend', () => {
     // Back to what version 1 wrote.
     const raw = new Database(path);
     raw.exec(
-      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DROP TABLE replay_nonces; DELETE FROM schema_migrations WHERE version >= 2;',
+      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DROP TABLE replay_nonces; ALTER TABLE leases DROP COLUMN delegation; DELETE FROM schema_migrations WHERE version >= 2;',
     );
     raw.close();
     const store = openSqliteStore(path);
@@ -87,6 +88,8 @@ describe('SQLite backend', () => {
       )
       .all();
     expect(indexes).toEqual([{ name: 'leases_parent' }, { name: 'leases_revoked_expiry' }]);
+    const columns = check.prepare("SELECT name FROM pragma_table_info('leases')").all();
+    expect(columns).toContainEqual({ name: 'delegation' });
   });
 
   it('re-opens an existing database without re-running migrations', async () => {

@@ -322,6 +322,7 @@ const toLease = (r: Row): LeaseRow => ({
   parentJti: optStr(r.parent_jti),
   act: optStr(r.act),
   task: optStr(r.task),
+  ...(typeof r.delegation === 'string' ? { delegation: JSON.parse(r.delegation) as string[] } : {}),
   revokedAt: optNum(r.revoked_at),
 });
 
@@ -609,8 +610,8 @@ class SqliteStoreImpl implements SqliteStore {
         try {
           this.#run(
             `INSERT INTO leases (jti, agent, public_jwk, jkt, issued_at, expires_at,
-               chain_started_at, parent_jti, act, task)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+               chain_started_at, parent_jti, act, task, delegation)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
             row.jti,
             row.agent,
             JSON.stringify(row.publicJwk),
@@ -621,6 +622,7 @@ class SqliteStoreImpl implements SqliteStore {
             nul(row.parentJti),
             nul(row.act),
             nul(row.task),
+            row.delegation === undefined ? null : JSON.stringify(row.delegation),
           );
         } catch (error) {
           throw mapError(error, 'lease');

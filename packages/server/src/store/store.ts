@@ -67,6 +67,11 @@ export interface LeaseRow {
   parentJti?: string;
   act?: string;
   task?: string;
+  /**
+   * A sub-lease's `nexus_delegation`: the lease ids it was delegated from, root first
+   * (spec §12.5). Revoking any of them revokes it.
+   */
+  delegation?: string[];
   revokedAt?: number;
 }
 

@@ -2,10 +2,16 @@
 import { migration0001 } from './0001-initial.js';
 import { migration0002 } from './0002-lease-revocation-indexes.js';
 import { migration0003 } from './0003-replay-nonces.js';
+import { migration0004 } from './0004-lease-delegation.js';
 import type { Migration } from './migration.js';
 
 /** Every migration, ascending version. */
-export const MIGRATIONS: readonly Migration[] = [migration0001, migration0002, migration0003];
+export const MIGRATIONS: readonly Migration[] = [
+  migration0001,
+  migration0002,
+  migration0003,
+  migration0004,
+];
 
 /** The schema version this code writes and understands. */
 export const LATEST_SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
