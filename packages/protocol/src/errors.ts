@@ -51,6 +51,7 @@ export type ErrorCode =
   | 'store_busy'
   | 'store_unavailable'
   | 'replay_unavailable'
+  | 'limits_unavailable'
   | 'upstream_timeout';
 
 /** One row of the error table. */
@@ -172,6 +173,11 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
     503,
     'Replay protection unavailable',
     'the shared replay cache (Redis or the database) could not record the nonce; nothing forwarded, retry re-signed',
+  ),
+  limits_unavailable: row(
+    503,
+    'Limits unavailable',
+    'the shared limit counters (Redis) could not be reached; nothing forwarded, retry later',
   ),
   upstream_timeout: row(504, 'Upstream timeout', 'upstream too slow'),
 });

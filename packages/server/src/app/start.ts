@@ -55,6 +55,7 @@ import { combineObservers } from '../proxy/observe.js';
 import { nodeStatus } from './status.js';
 import { ApprovalQueue } from '../approvals/queue.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
+import { RedisLimitCounterStore } from '../limits/redis-counter-store.js';
 
 export interface StartOptions {
   readonly config: Config;
@@ -402,10 +403,14 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       observer: config.log.access
         ? combineObservers(metrics.observer, accessLog(logger))
         : metrics.observer,
-      // Counters in this process; a cluster passes a shared LimitCounterStore instead.
+      // Counters shared by the cluster through Redis when `redis:` is configured, else
+      // in this process.
       limits: createLimiter({
         rules: () => current.limits,
-        store: new MemoryLimitCounterStore(),
+        store:
+          shared.redis !== undefined && config.redis !== undefined
+            ? new RedisLimitCounterStore(shared.redis, config.redis.key_prefix)
+            : new MemoryLimitCounterStore(),
         clock,
         onRefused: (limit, kind) => metrics.limitRefused(limit, kind),
       }),

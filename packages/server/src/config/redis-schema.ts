@@ -1,5 +1,5 @@
 // The `redis` section of nexus.yaml (issue 13): the Redis a cluster's nodes share for
-// replay records and change notices. Optional: without it a PostgreSQL cluster uses the
+// replay records, change notices and limit counters. Optional: without it a PostgreSQL cluster uses the
 // database for both, and a single SQLite node needs neither.
 import { z } from 'zod';
 

@@ -1,7 +1,7 @@
 /**
  * Where limit counters live. `LimitCounterStore` is the seam for cluster mode: one node
  * keeps them in memory (`MemoryLimitCounterStore`); several nodes share them through a
- * store every node reaches (Redis: `INCRBY` + `PEXPIREAT` on a key per window, `INCR`/`DECR`
+ * store every node reaches (Redis: `INCRBY` + `PEXPIRE` on a key per window, `INCR`/`DECR`
  * for concurrency). The limiter (limiter.ts) only talks to this interface.
  */
 

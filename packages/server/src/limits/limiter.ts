@@ -137,12 +137,13 @@ export function createLimiter(options: LimiterOptions): Limiter {
             slots.push(`c\u0000${key}`);
           }
         }
+        // Inside the try: a shared store that fails here must give back the slots taken.
+        for (const b of budgets)
+          if (input.bytesIn > 0) await store.add(b.key, input.bytesIn, b.window, now);
       } catch (err) {
         for (const s of slots) store.release(s).catch(() => undefined);
         throw err;
       }
-      for (const b of budgets)
-        if (input.bytesIn > 0) await store.add(b.key, input.bytesIn, b.window, now);
       let released = false;
       return (bytesOut: number) => {
         if (released) return;
