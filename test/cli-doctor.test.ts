@@ -12,6 +12,10 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, runCli, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
+import {
+  createTestDatabase,
+  type TestDatabase,
+} from '../packages/server/src/store/test/pg-database.js';
 
 interface Check {
   name: string;
@@ -22,8 +26,9 @@ interface Check {
 
 async function doctor(
   configPath: string,
+  env: Record<string, string> = {},
 ): Promise<{ code: number; checks: Check[]; byName: Map<string, Check>; output: string }> {
-  const r = await runCli(['doctor', '--config', configPath, '--json']);
+  const r = await runCli(['doctor', '--config', configPath, '--json'], { env });
   const { checks } = JSON.parse(r.stdout) as { checks: Check[] };
   return {
     code: r.code,
@@ -187,6 +192,45 @@ describe('nexus doctor (issue 15)', () => {
       }
       // A TCP connect only: the upstream never saw a request.
       expect(upstream.requests).toHaveLength(0);
+    });
+  });
+
+  describe('on a PostgreSQL store', () => {
+    let db: TestDatabase;
+    let configPath: string;
+
+    beforeAll(async () => {
+      db = await createTestDatabase('doctor');
+      const dir = await mkdtemp(join(tmpdir(), 'nexus-doctor-pg-'));
+      const init = await runCli(['init', '--dir', dir, '--store', db.url]);
+      expect(init.code).toBe(0);
+      configPath = join(dir, 'nexus.yaml');
+      const config = parse(await readFile(configPath, 'utf8')) as Record<string, unknown>;
+      config.proxy = { listen: `127.0.0.1:${await freePort()}` };
+      config.admin = { listen: `127.0.0.1:${await freePort()}` };
+      config.services = {};
+      config.policies = [];
+      await writeFile(configPath, stringify(config));
+    });
+
+    afterAll(async () => {
+      await db?.drop();
+    });
+
+    it('connects and reads the schema version; a database that is gone fails', async () => {
+      const pgSecret = 'doctor-pg-password-7d1e';
+      const r = await doctor(configPath, { PGPASSWORD: pgSecret });
+      expect(r.code).toBe(0);
+      expect(r.byName.get('store')?.status).toBe('ok');
+      expect(r.byName.get('store')?.detail).toMatch(
+        /PostgreSQL store .* schema version \d+ is current/,
+      );
+      await db.drop();
+      const gone = await doctor(configPath, { PGPASSWORD: pgSecret });
+      expect(gone.code).toBe(1);
+      expect(gone.byName.get('store')?.status).toBe('fail');
+      expect(gone.byName.get('store')?.fix).toMatch(/PostgreSQL/);
+      expect(r.output + gone.output).not.toContain(pgSecret);
     });
   });
 });

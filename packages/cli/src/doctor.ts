@@ -17,7 +17,6 @@ import {
   type Config,
 } from '@nexus/server';
 import { adminBaseUrl, configFrom, readOperatorToken } from './admin-client.js';
-import { printTable } from './output.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -469,11 +468,16 @@ async function upstreamChecks(config: Config, configPath: string): Promise<Docto
   );
 }
 
-/** The human report: one line per check, its fix under it, and a summary. */
+/** The human report: one line per check (a long detail's further lines indented under it), each fix, and a summary. */
 export function formatDoctor(checks: readonly DoctorCheck[]): string {
-  let text = '';
-  const rows = checks.map((c) => [c.status.toUpperCase(), c.name, c.detail]);
-  printTable((t) => (text += t), ['STATUS', 'CHECK', 'DETAIL'], rows);
+  const nameWidth = Math.max(5, ...checks.map((c) => c.name.length));
+  const indent = ' '.repeat(6 + nameWidth + 2);
+  let text = `${'STATUS'}  ${'CHECK'.padEnd(nameWidth)}  DETAIL\n`;
+  for (const c of checks) {
+    const [first, ...rest] = c.detail.split('\n');
+    text += `${c.status.toUpperCase().padEnd(6)}  ${c.name.padEnd(nameWidth)}  ${first ?? ''}\n`;
+    for (const line of rest) text += `${indent}${line}\n`;
+  }
   const fixes = checks.filter((c) => c.fix !== null);
   if (fixes.length > 0) {
     text += '\nTo fix:\n';
