@@ -38,6 +38,7 @@ import { registerMcp } from './commands/mcp.js';
 import { startEchoServer } from './echo-server.js';
 import { readStdin, parseFields } from './input.js';
 import { printTable } from './output.js';
+import { formatDoctor, runDoctor } from './doctor.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -1256,6 +1257,35 @@ export function buildProgram(
         print(r, !!opts.json, () => out(formatStatus(r)));
       }),
     'nexus status\nNEXUS_ADDR=http://10.0.0.5:7071 nexus status --json',
+  );
+
+  example(
+    program
+      .command('doctor')
+      .description(
+        'check the setup: config, key file modes, ports, store and schema, clock, credentials, upstream reachability; says the fix for each problem',
+      )
+      .addOption(configOption())
+      .option('--json', 'JSON output: {checks: [{name, status, detail, fix}]}')
+      .addHelpText(
+        'after',
+        [
+          '',
+          'Each check is ok, warn or fail. fail: `nexus up` (or the running node) cannot work',
+          '(invalid config, key files or store readable by others, a port another process holds,',
+          'a store that does not open); warn: some requests will fail (an unset credential, an',
+          'unreachable upstream) or a check could not be made. Exits 1 when a check fails.',
+          'Upstreams get a TCP connect only: no request, no credential. Works with or without a',
+          'running node; with one, it also reads /v1/status (operator token) and compares clocks.',
+          'Never prints a secret: names, paths and addresses only.',
+        ].join('\n'),
+      )
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const checks = await runDoctor(opts.config, env);
+        print({ checks }, !!opts.json, () => out(formatDoctor(checks)));
+        if (checks.some((c) => c.status === 'fail')) process.exitCode = 1;
+      }),
+    'nexus doctor\nnexus doctor --config /srv/nexus/nexus.yaml --json',
   );
 
   example(

@@ -53,7 +53,13 @@ export class StateFileError extends Error {
   readonly status = 500;
   readonly expose = false;
 
-  constructor(message: string) {
+  /**
+   * @param fix the one command that fixes it (`chmod ...`), for `nexus doctor`.
+   */
+  constructor(
+    message: string,
+    readonly fix = '',
+  ) {
     super(message);
     this.name = 'StateFileError';
   }
@@ -92,5 +98,6 @@ export function checkStateFileModes(config: Config): void {
   ].join(' && ');
   throw new StateFileError(
     `refusing to start: ${open.map((e) => e.path).join(', ')} ${open.length === 1 ? 'is' : 'are'} accessible to other users (group or others), and ${open.length === 1 ? 'holds' : 'hold'} the node's keys or state; run: ${fix}`,
+    fix,
   );
 }
