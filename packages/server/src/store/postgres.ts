@@ -18,6 +18,21 @@ import { hostname } from 'node:os';
 import { NexusError } from '@nexus/protocol';
 import pg from 'pg';
 import { StoreError } from './errors.js';
+import {
+  type Row,
+  num,
+  optNum,
+  str,
+  nul,
+  toAgent,
+  toEnrollment,
+  toLease,
+  toSigningKey,
+  toOperatorToken,
+  toCredentialMeta,
+  toAudit,
+  toCheckpoint,
+} from './rows.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations/all.js';
 import {
   auditAgentKey,
@@ -47,7 +62,6 @@ import {
   type SigningKeyInsert,
   type SigningKeyRow,
   type Store,
-  type StoredJwk,
 } from './store.js';
 import { randomId } from '../util/ids.js';
 
@@ -98,16 +112,7 @@ export interface PostgresStore extends Store {
   readonly pool: pg.Pool;
 }
 
-type Row = Record<string, unknown>;
 type Queryable = pg.Pool | pg.PoolClient;
-
-const num = (value: unknown): number => Number(value);
-const optNum = (value: unknown): number | undefined =>
-  value === null || value === undefined ? undefined : Number(value);
-const str = (value: unknown): string => String(value);
-const optStr = (value: unknown): string | undefined =>
-  value === null || value === undefined ? undefined : String(value);
-const nul = <T>(value: T | undefined): T | null => (value === undefined ? null : value);
 
 /** SQLSTATE classes that mean "the database is not there" rather than "the query is wrong". */
 function isUnreachable(error: unknown): boolean {
@@ -250,88 +255,6 @@ export async function openPostgresStore(
 }
 
 // --- row mapping ---
-
-const toAgent = (r: Row): AgentRow => ({
-  name: str(r.name),
-  roles: JSON.parse(str(r.roles)) as string[],
-  disabled: r.disabled === true,
-  source: str(r.source) as AgentRow['source'],
-  createdAt: num(r.created_at),
-});
-
-const toEnrollment = (r: Row): EnrollmentTokenRow => ({
-  id: str(r.id),
-  agent: str(r.agent),
-  tokenHash: str(r.token_hash),
-  act: optStr(r.act),
-  task: optStr(r.task),
-  expiresAt: num(r.expires_at),
-  usedAt: optNum(r.used_at),
-  createdAt: num(r.created_at),
-});
-
-const toLease = (r: Row): LeaseRow => ({
-  jti: str(r.jti),
-  agent: str(r.agent),
-  publicJwk: JSON.parse(str(r.public_jwk)) as StoredJwk,
-  jkt: str(r.jkt),
-  issuedAt: num(r.issued_at),
-  expiresAt: num(r.expires_at),
-  chainStartedAt: num(r.chain_started_at),
-  parentJti: optStr(r.parent_jti),
-  act: optStr(r.act),
-  task: optStr(r.task),
-  ...(typeof r.delegation === 'string' ? { delegation: JSON.parse(r.delegation) as string[] } : {}),
-  revokedAt: optNum(r.revoked_at),
-});
-
-const toSigningKey = (r: Row): SigningKeyRow => ({
-  kid: str(r.kid),
-  alg: str(r.alg) as SigningKeyRow['alg'],
-  publicJwk: JSON.parse(str(r.public_jwk)) as StoredJwk,
-  privateKeyEnc: str(r.private_key_enc),
-  status: str(r.status) as SigningKeyRow['status'],
-  createdAt: num(r.created_at),
-  retiredAt: optNum(r.retired_at),
-  verifyUntil: optNum(r.verify_until),
-});
-
-const toOperatorToken = (r: Row): OperatorTokenRow => ({
-  id: str(r.id),
-  name: str(r.name),
-  tokenHash: str(r.token_hash),
-  createdAt: num(r.created_at),
-  revokedAt: optNum(r.revoked_at),
-});
-
-const toCredentialMeta = (r: Row): CredentialMeta => ({
-  name: str(r.name),
-  version: num(r.version),
-  fieldNames: JSON.parse(str(r.field_names)) as string[],
-  createdAt: num(r.created_at),
-  updatedAt: num(r.updated_at),
-});
-
-const toAudit = (r: Row): AuditRow => ({
-  seq: num(r.seq),
-  time: num(r.time),
-  kind: str(r.kind),
-  requestId: str(r.request_id),
-  record: str(r.record),
-  prevHash: str(r.prev_hash),
-  hash: str(r.hash),
-  agent: optStr(r.agent),
-  service: optStr(r.service),
-  decision: optStr(r.decision),
-});
-
-const toCheckpoint = (r: Row): CheckpointRow => ({
-  seq: num(r.seq),
-  hash: str(r.hash),
-  time: num(r.time),
-  kid: str(r.kid),
-  jws: str(r.jws),
-});
 
 interface ImplOptions {
   readonly chain: string;

@@ -9,6 +9,21 @@ import { dirname } from 'node:path';
 import { NexusError } from '@nexus/protocol';
 import Database from 'better-sqlite3';
 import { StoreError } from './errors.js';
+import {
+  type Row,
+  num,
+  optNum,
+  str,
+  nul,
+  toAgent,
+  toEnrollment,
+  toLease,
+  toSigningKey,
+  toOperatorToken,
+  toCredentialMeta,
+  toAudit,
+  toCheckpoint,
+} from './rows.js';
 import { FileGuard, fileIdentity, type FileIdentity, type GuardedFile } from './file-guard.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations/all.js';
 import {
@@ -39,7 +54,6 @@ import {
   type SigningKeyInsert,
   type SigningKeyRow,
   type Store,
-  type StoredJwk,
 } from './store.js';
 
 /** Options of `openSqliteStore`. */
@@ -100,15 +114,6 @@ export interface SqliteStore extends Store {
 }
 
 type Db = Database.Database;
-type Row = Record<string, unknown>;
-
-const num = (value: unknown): number => Number(value);
-const optNum = (value: unknown): number | undefined =>
-  value === null || value === undefined ? undefined : Number(value);
-const str = (value: unknown): string => String(value);
-const optStr = (value: unknown): string | undefined =>
-  value === null || value === undefined ? undefined : String(value);
-const nul = <T>(value: T | undefined): T | null => (value === undefined ? null : value);
 
 /** Maps SQLite constraint failures to store codes; anything else passes through. */
 function mapError(error: unknown, what: string): unknown {
@@ -291,88 +296,6 @@ function isBusy(error: unknown): boolean {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // --- row mapping ---
-
-const toAgent = (r: Row): AgentRow => ({
-  name: str(r.name),
-  roles: JSON.parse(str(r.roles)) as string[],
-  disabled: num(r.disabled) === 1,
-  source: str(r.source) as AgentRow['source'],
-  createdAt: num(r.created_at),
-});
-
-const toEnrollment = (r: Row): EnrollmentTokenRow => ({
-  id: str(r.id),
-  agent: str(r.agent),
-  tokenHash: str(r.token_hash),
-  act: optStr(r.act),
-  task: optStr(r.task),
-  expiresAt: num(r.expires_at),
-  usedAt: optNum(r.used_at),
-  createdAt: num(r.created_at),
-});
-
-const toLease = (r: Row): LeaseRow => ({
-  jti: str(r.jti),
-  agent: str(r.agent),
-  publicJwk: JSON.parse(str(r.public_jwk)) as StoredJwk,
-  jkt: str(r.jkt),
-  issuedAt: num(r.issued_at),
-  expiresAt: num(r.expires_at),
-  chainStartedAt: num(r.chain_started_at),
-  parentJti: optStr(r.parent_jti),
-  act: optStr(r.act),
-  task: optStr(r.task),
-  ...(typeof r.delegation === 'string' ? { delegation: JSON.parse(r.delegation) as string[] } : {}),
-  revokedAt: optNum(r.revoked_at),
-});
-
-const toSigningKey = (r: Row): SigningKeyRow => ({
-  kid: str(r.kid),
-  alg: str(r.alg) as SigningKeyRow['alg'],
-  publicJwk: JSON.parse(str(r.public_jwk)) as StoredJwk,
-  privateKeyEnc: str(r.private_key_enc),
-  status: str(r.status) as SigningKeyRow['status'],
-  createdAt: num(r.created_at),
-  retiredAt: optNum(r.retired_at),
-  verifyUntil: optNum(r.verify_until),
-});
-
-const toOperatorToken = (r: Row): OperatorTokenRow => ({
-  id: str(r.id),
-  name: str(r.name),
-  tokenHash: str(r.token_hash),
-  createdAt: num(r.created_at),
-  revokedAt: optNum(r.revoked_at),
-});
-
-const toCredentialMeta = (r: Row): CredentialMeta => ({
-  name: str(r.name),
-  version: num(r.version),
-  fieldNames: JSON.parse(str(r.field_names)) as string[],
-  createdAt: num(r.created_at),
-  updatedAt: num(r.updated_at),
-});
-
-const toAudit = (r: Row): AuditRow => ({
-  seq: num(r.seq),
-  time: num(r.time),
-  kind: str(r.kind),
-  requestId: str(r.request_id),
-  record: str(r.record),
-  prevHash: str(r.prev_hash),
-  hash: str(r.hash),
-  agent: optStr(r.agent),
-  service: optStr(r.service),
-  decision: optStr(r.decision),
-});
-
-const toCheckpoint = (r: Row): CheckpointRow => ({
-  seq: num(r.seq),
-  hash: str(r.hash),
-  time: num(r.time),
-  kid: str(r.kid),
-  jws: str(r.jws),
-});
 
 interface ImplOptions {
   readonly files: StoreFiles | undefined;
