@@ -70,6 +70,8 @@ export interface LimiterOptions {
 
 /** The limiter the pipeline calls. */
 export interface Limiter {
+  /** True when any limit is configured: without one the pipeline skips `admit` (no await). */
+  active(): boolean;
   /**
    * Checks and counts `input` against every matching limit.
    *
@@ -108,6 +110,7 @@ const secondsUntil = (until: number, now: number) => Math.max(1, Math.ceil((unti
 export function createLimiter(options: LimiterOptions): Limiter {
   const { store, clock } = options;
   return {
+    active: () => options.rules().length > 0,
     async admit(input) {
       const matching = options.rules().filter((l) => matches(l, input));
       if (matching.length === 0) return NOTHING;

@@ -315,7 +315,7 @@ export function createPipeline(deps: PipelineDeps) {
         .filter((r) => r !== '' && agent.roles.includes(r));
       // Limits come before policy (spec §8 step 10): requests policy denies count too, so
       // an agent probing the policy is throttled like any other.
-      if (deps.limits !== undefined) {
+      if (deps.limits?.active() === true) {
         try {
           held.limits = await deps.limits.admit({
             agent: verified.agent,
