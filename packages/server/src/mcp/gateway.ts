@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { mcpRefusal, safeDetail, type JsonRpcId, type NexusError } from '@nexus/protocol';
 import { checkMcpTransport, parseMcpMessage, type McpMessage, type McpTarget } from './message.js';
-import { signProblemHeaders } from '../proxy/sign-response.js';
+import { sendRefusal } from '../proxy/problem.js';
 import { createMcpResponseFilter, isFilteredList, type McpInspection } from './response.js';
 
 /** Most bytes of one upstream JSON body or SSE event held to filter or inspect it. */
@@ -164,19 +164,8 @@ export class McpExchange {
         parseError,
       ),
     );
-    const headers: Record<string, string | number> = {
-      'content-type': 'application/json',
-      'content-length': Buffer.byteLength(body),
-      'cache-control': 'no-store',
-      'nexus-request-id': requestId,
-      'nexus-error': err.code,
-    };
-    // Signed like every answer Nexus makes itself (spec §10.4): the SDK acts only on a
-    // refusal it can verify.
-    signProblemHeaders(res.req, err.status, headers, body);
-    if (closeConnection) headers.connection = 'close';
-    res.writeHead(err.status, headers);
-    res.end(body);
+    // A refusal by Nexus like any other (signed, spec §10.4): only the body is JSON-RPC.
+    sendRefusal(res, err, requestId, closeConnection, 'application/json', body);
     return true;
   }
 }

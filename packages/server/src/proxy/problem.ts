@@ -25,8 +25,25 @@ export function sendProblem(
     return;
   }
   const body = JSON.stringify(problemDetails(err, requestId));
+  sendRefusal(res, err, requestId, closeConnection, 'application/problem+json', body);
+}
+
+/**
+ * Writes a refusal by Nexus with `body` of `contentType` (a problem, or the JSON-RPC error
+ * an MCP client reads): `Nexus-Error`, `Nexus-Request-Id`, the signature bound to the
+ * request's nonce (spec §10.4) and, on a 401, the challenge. Every answer Nexus makes
+ * itself goes through here, so none of them goes out unsigned.
+ */
+export function sendRefusal(
+  res: ServerResponse,
+  err: NexusError,
+  requestId: string,
+  closeConnection: boolean,
+  contentType: string,
+  body: string,
+): void {
   const headers: Record<string, string | number> = {
-    'content-type': 'application/problem+json',
+    'content-type': contentType,
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
     'nexus-request-id': requestId,
