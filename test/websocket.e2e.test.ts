@@ -394,3 +394,56 @@ describe('WebSocket upgrades (issue 11)', () => {
     for (const c of viaRun) expect(c.headers.authorization).toBe(`Bearer ${SECRET}`);
   });
 });
+
+describe('WebSocket upgrades: lease expiry and the message bound (issue 11)', () => {
+  let node: TestNode;
+  let up: WsUpstream;
+
+  beforeAll(async () => {
+    up = await startWsUpstream();
+    node = await startNode({
+      services: {
+        chat: {
+          upstream: up.url,
+          auth: { type: 'bearer', credential: 'chat-key' },
+          websocket: true,
+        },
+      },
+      agents: { bot: { roles: ['dev'] } },
+      policies: [{ id: 'dev-chat', allow: { roles: ['dev'], services: ['chat'] } }],
+      overrides: { authority: { lease_ttl: '3s' }, proxy: { max_body: '4KiB' } },
+    });
+    await node.setCredential('chat-key', { value: SECRET });
+  });
+
+  afterAll(async () => {
+    await node?.stop();
+    await up?.close();
+  });
+
+  it('closes an open stream when its lease expires', async () => {
+    const agent = await rawAgent(node, 'bot');
+    const headers = await signedHandshake(node, agent, '/chat/hold');
+    const o = await connect(`${node.proxyUrl}/chat/hold`, headers);
+    expect(await o.closed).toEqual({ code: 1008, reason: 'lease_expired' });
+    await until(async () => (await auditFor(node, '/hold')).some((r) => r.kind === 'outcome'));
+    const outcome = (await auditFor(node, '/hold')).find((r) => r.kind === 'outcome');
+    expect(outcome).toMatchObject({
+      error_code: 'lease_expired',
+      websocket: { closed_by: 'nexus' },
+    });
+  });
+
+  it('an agent message over the bound closes the stream (1009) and never reaches the upstream', async () => {
+    const agent = await rawAgent(node, 'bot');
+    const headers = await signedHandshake(node, agent, '/chat/whoami');
+    const o = await connect(`${node.proxyUrl}/chat/whoami`, headers);
+    o.ws.send('small');
+    await until(() => o.messages.length === 2);
+    o.ws.send('x'.repeat(8 * 1024));
+    expect((await o.closed).code).toBe(1009);
+    const conn = up.connections.filter((c) => c.path === '/whoami').at(-1);
+    expect(conn?.received).toEqual([{ data: 'small', binary: false }]);
+    await until(() => conn?.closed === true);
+  });
+});

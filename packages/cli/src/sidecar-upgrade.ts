@@ -34,7 +34,10 @@ export function adoptUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer)
   res.shouldKeepAlive = false;
   res.assignSocket(socket as never);
   res.once('finish', () => socket.end());
-  pending.set(req, { socket, head });
+  // Another protocol (`Upgrade: h2c`...) goes on as a plain request.
+  if (/(^|,)\s*websocket\s*(,|$)/i.test(req.headers.upgrade ?? '')) {
+    pending.set(req, { socket, head });
+  }
   return res;
 }
 

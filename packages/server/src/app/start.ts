@@ -40,7 +40,7 @@ import { restoreReplayState, saveReplayState } from './replay-state.js';
 import { openSharedState, type SharedState } from './shared-state.js';
 import { startClusterSync, type ClusterSync } from './cluster-sync.js';
 import { sendProblem } from '../proxy/problem.js';
-import { createWebSocketRelays, upgradeResponse } from '../proxy/websocket.js';
+import { createWebSocketRelays, isWebSocketUpgrade, upgradeResponse } from '../proxy/websocket.js';
 import { installResponseSigner } from '../proxy/sign-response.js';
 import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
@@ -471,7 +471,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       const handled =
         path.startsWith('/.well-known/') || path === '/v1' || path.startsWith('/v1/')
           ? authorityHandler(req, res)
-          : pipeline(req, res, websockets.relay(socket, head));
+          : // Another protocol (`Upgrade: h2c`...) is served as a plain request, as before.
+            pipeline(
+              req,
+              res,
+              isWebSocketUpgrade(req) ? websockets.relay(socket, head) : undefined,
+            );
       handled.catch((err: unknown) => {
         logger.error({ err: errorSummary(err) }, 'unhandled proxy error');
         sendProblem(res, new NexusError('internal_error'), randomId(12), true);

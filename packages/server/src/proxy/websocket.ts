@@ -97,13 +97,20 @@ export function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerRes
   return res;
 }
 
+/** True when the request asks to switch to WebSocket (`Upgrade: websocket`, any case). */
+export function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  return (req.headers.upgrade ?? '')
+    .toLowerCase()
+    .split(',')
+    .some((u) => u.trim() === 'websocket');
+}
+
 const KEY_RE = /^[A-Za-z0-9+/]{22}==$/;
 
 /** What is wrong with the agent's handshake (RFC 6455 §4.2.1), or undefined. */
 function handshakeProblem(req: IncomingMessage): string | undefined {
   if (req.method !== 'GET') return 'a WebSocket handshake must be a GET';
-  const upgrade = (req.headers.upgrade ?? '').toLowerCase().split(',');
-  if (!upgrade.some((u) => u.trim() === 'websocket')) return 'only "Upgrade: websocket" is relayed';
+  if (!isWebSocketUpgrade(req)) return 'only "Upgrade: websocket" is relayed';
   if (!KEY_RE.test(req.headers['sec-websocket-key'] ?? ''))
     return 'Sec-WebSocket-Key is missing or invalid';
   if (req.headers['sec-websocket-version'] !== '13') return 'Sec-WebSocket-Version must be 13';
