@@ -362,7 +362,10 @@ describe('WebSocket upgrades (issue 11)', () => {
       `echo "--- connect"; timeout 10 node ${AGENT} connect wss://ws.chat.test/whoami`,
       `echo "--- absolute"; timeout 10 node ${AGENT} absolute ws://ws.chat.test/whoami`,
       `echo "--- unowned"; timeout 10 node ${AGENT} absolute ws://unowned.test/whoami`,
+      // Cross-site WebSocket hijacking: a page the user opens cannot use the sidecar.
+      `echo "--- browser"; timeout 10 node ${AGENT} browser "$(echo "$NEXUS_PROXY" | sed s/^http/ws/)/chat/whoami"`,
     ].join('\n');
+    const before = up.connections.length;
     const r = await node.runAgent('bot', ['sh', '-c', script]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const parts: Record<
@@ -388,9 +391,12 @@ describe('WebSocket upgrades (issue 11)', () => {
     }
     expect(parts.absolute).toMatchObject({ status: 101, messages: ['auth:Bearer [REDACTED]'] });
     expect(parts.unowned).toMatchObject({ status: 403, code: 'host_unowned' });
+    expect(parts.browser).toMatchObject({ status: 403, messages: [] });
     expect(r.stdout).not.toContain(SECRET);
     expect(r.stderr).not.toContain(SECRET);
-    const viaRun = up.connections.filter((c) => c.path === '/whoami').slice(-3);
+    // Three handshakes reached the upstream; the unowned host and the browser's none.
+    expect(up.connections.length).toBe(before + 3);
+    const viaRun = up.connections.slice(-3);
     for (const c of viaRun) expect(c.headers.authorization).toBe(`Bearer ${SECRET}`);
   });
 });

@@ -172,7 +172,12 @@ async function relayUpgrade(
     });
     return;
   }
-  const bad = handshakeProblem(req);
+  // An MCP endpoint's messages are read and filtered one by one over HTTP (mcp/gateway.ts);
+  // a stream would pass them unread.
+  const bad =
+    service.kind === 'mcp'
+      ? `service "${service.name}" is an MCP endpoint: WebSocket upgrades are not relayed to it`
+      : handshakeProblem(req);
   if (bad !== undefined) {
     await x.refuse(new NexusError('request_invalid', undefined, { detail: bad }));
     return;
