@@ -6,12 +6,14 @@
  * it got, the agent through a raw signed handshake, `nexus run`'s sidecar (path mode) and
  * its forward proxy (`ws://` absolute-form and `wss://` in an intercepted CONNECT).
  */
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { decodeJwt } from 'jose';
+import { parse, stringify } from 'yaml';
 import { signRequest } from '@nexus/protocol';
 import { REPO, startNode, type TestNode } from './helpers/node.js';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
@@ -398,6 +400,25 @@ describe('WebSocket upgrades (issue 11)', () => {
     expect(up.connections.length).toBe(before + 3);
     const viaRun = up.connections.slice(-3);
     for (const c of viaRun) expect(c.headers.authorization).toBe(`Bearer ${SECRET}`);
+  });
+
+  it('closes an open stream when a reload takes away the rule that allowed it', async () => {
+    const agent = await rawAgent(node, 'bot');
+    const headers = await signedHandshake(node, agent, '/chat/hold');
+    const o = await connect(`${node.proxyUrl}/chat/hold`, headers);
+    const original = await readFile(node.configPath, 'utf8');
+    const config = parse(original) as { policies: unknown[] };
+    config.policies = [
+      { id: 'dev-plain', allow: { roles: ['dev'], services: ['plain'], methods: ['GET'] } },
+    ];
+    await writeFile(node.configPath, stringify(config));
+    try {
+      expect((await node.cli(['reload'])).code).toBe(0);
+      expect(await o.closed).toEqual({ code: 1008, reason: 'policy_denied' });
+    } finally {
+      await writeFile(node.configPath, original);
+      expect((await node.cli(['reload'])).code).toBe(0);
+    }
   });
 });
 

@@ -456,13 +456,26 @@ export function createPipeline(deps: PipelineDeps) {
             ),
           );
       },
-      // The lease and the agent, checked again while the stream is open.
+      // The lease, the agent and the policy in force, checked again while the stream is
+      // open: a role taken away or a rule removed ends it as it would refuse a request.
       recheck: () => {
         if (deps.authority.isRevoked(verified.claims)) return new NexusError('lease_revoked');
         if (verified.claims.exp * 1000 <= clock()) return new NexusError('lease_expired');
-        if (deps.authority.agent(verified.agent)?.disabled !== false)
-          return new NexusError('agent_disabled');
-        return undefined;
+        const agent = deps.authority.agent(verified.agent);
+        if (agent === undefined || agent.disabled) return new NexusError('agent_disabled');
+        const decision = deps.policy().evaluate({
+          agent: verified.agent,
+          roles: verified.claims.scope
+            .split(' ')
+            .filter((r) => r !== '' && agent.roles.includes(r)),
+          act: verified.claims.act?.sub,
+          service: service.name,
+          method: t.method,
+          path: route.path,
+          intent: verified.intent,
+          now: clock(),
+        });
+        return decision.decision === 'allow' ? undefined : new NexusError('policy_denied');
       },
     };
   }
