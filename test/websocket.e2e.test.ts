@@ -8,7 +8,8 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createHash } from 'node:crypto';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -106,6 +107,35 @@ async function leak(ws: WebSocket): Promise<void> {
   ws.close(4001, `bye ${SECRET}`);
 }
 
+/**
+ * An upstream that answers every handshake with a valid 101 that selects
+ * permessage-deflate although nobody offered it (it would then send compressed frames).
+ */
+async function startForcingUpstream(): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createNetServer((socket) => {
+    let buf = '';
+    socket.on('data', (c: Buffer) => {
+      buf += c.toString('latin1');
+      if (!buf.includes('\r\n\r\n')) return;
+      const key = /sec-websocket-key:\s*(\S+)/i.exec(buf)?.[1] ?? '';
+      const accept = createHash('sha1')
+        .update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+        .digest('base64');
+      socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          `Sec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n`,
+      );
+    });
+    socket.on('error', () => socket.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
 interface AuditRow {
   kind: string;
   request_id: string;
@@ -196,9 +226,11 @@ async function refusal(p: Promise<Opened>): Promise<{ status?: number; code?: st
 describe('WebSocket upgrades (issue 11)', () => {
   let node: TestNode;
   let up: WsUpstream;
+  let forcing: { url: string; close(): Promise<void> };
 
   beforeAll(async () => {
     up = await startWsUpstream();
+    forcing = await startForcingUpstream();
     node = await startNode({
       services: {
         chat: {
@@ -207,6 +239,12 @@ describe('WebSocket upgrades (issue 11)', () => {
           websocket: true,
           hosts: ['ws.chat.test'],
         },
+        // Answers every handshake by selecting compression nobody offered.
+        compress: {
+          upstream: forcing.url,
+          auth: { type: 'bearer', credential: 'chat-key' },
+          websocket: true,
+        },
         // Same upstream, not opted in to WebSockets.
         plain: { upstream: up.url, auth: { type: 'bearer', credential: 'chat-key' } },
       },
@@ -214,7 +252,7 @@ describe('WebSocket upgrades (issue 11)', () => {
       policies: [
         {
           id: 'dev-chat',
-          allow: { roles: ['dev'], services: ['chat', 'plain'], methods: ['GET'] },
+          allow: { roles: ['dev'], services: ['chat', 'plain', 'compress'], methods: ['GET'] },
         },
         { id: 'no-admin', deny: { services: ['chat'], paths: ['/admin/**'] } },
       ],
@@ -225,6 +263,19 @@ describe('WebSocket upgrades (issue 11)', () => {
   afterAll(async () => {
     await node?.stop();
     await up?.close();
+    await forcing?.close();
+  });
+
+  it('an upstream that selects permessage-deflate nobody offered fails the handshake (502)', async () => {
+    const agent = await rawAgent(node, 'bot');
+    const headers = await signedHandshake(node, agent, '/compress/x');
+    expect(await refusal(connect(`${node.proxyUrl}/compress/x`, headers))).toMatchObject({
+      status: 502,
+      code: 'upstream_invalid',
+    });
+    await until(async () => (await auditFor(node, '/x')).some((r) => r.kind === 'outcome'));
+    const outcome = (await auditFor(node, '/x')).find((r) => r.kind === 'outcome');
+    expect(outcome).toMatchObject({ service: 'compress', error_code: 'upstream_invalid' });
   });
 
   it('a hostile upstream cannot leak the credential: one frame, binary, fragments, TCP segments, ping, close reason', async () => {

@@ -244,10 +244,9 @@ async function relayUpgrade(
     followRedirects: false,
     ...(service.websocket.ca === undefined ? {} : { ca: service.websocket.ca }),
   });
-  // Until the agent's side is open, the upstream's messages (and its close) wait here; its
-  // reading is paused from the moment it opens (before any frame is read: 'open' is emitted
-  // synchronously with the 101), so the wait is bounded.
-  // Set once the agent's side is open.
+  // Until the agent's side is open (`side.agent`), the upstream's messages (and its close)
+  // wait here; its reading is paused from the moment it opens (before any frame is read:
+  // 'open' is emitted synchronously with the 101), so the wait is bounded.
   const side: { agent?: WebSocket } = {};
   const early: { data: RawData; binary: boolean }[] = [];
   let earlyClose: { code: number; reason: Buffer } | undefined;
@@ -282,7 +281,7 @@ async function relayUpgrade(
     // HTTP response (a 401 or 404 of the upstream is its answer, not Nexus's).
     upstream.on('error', () => undefined);
     try {
-      if (answer.kind === 'error') throw upstreamFailure(answer.err, 'request');
+      if (answer.kind === 'error') throw handshakeFailure(answer.err);
       const { cres } = answer;
       upstreamStatus = cres.statusCode ?? 0;
       if (upstreamStatus < 200 || upstreamStatus > 599) {
@@ -485,6 +484,29 @@ async function relayUpgrade(
       ...(closeCode === undefined ? {} : { close_code: closeCode }),
       ...(closedBy === undefined ? {} : { closed_by: closedBy }),
     },
+  });
+}
+
+/**
+ * A failed upstream handshake: a network failure as for any request, else the `ws` client's
+ * refusal of the answer (an extension or a subprotocol it did not offer, a wrong
+ * `Sec-WebSocket-Accept`) or its handshake timeout.
+ */
+function handshakeFailure(err: unknown): NexusError {
+  const failure = upstreamFailure(err, 'request');
+  if (failure.code !== 'internal_error') return failure;
+  // ws's handshake errors carry no code; their messages are its own fixed text.
+  const message = err instanceof Error ? err.message : '';
+  if (/handshake has timed out/i.test(message)) {
+    return new NexusError('upstream_timeout', undefined, {
+      detail: 'the upstream did not answer the WebSocket handshake in time',
+      cause: err,
+    });
+  }
+  return new NexusError('upstream_invalid', undefined, {
+    detail:
+      "the upstream's answer to the WebSocket handshake was refused (an extension or a subprotocol not offered, or a wrong Sec-WebSocket-Accept)",
+    cause: err,
   });
 }
 
