@@ -47,7 +47,19 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function startWsUpstream(): Promise<WsUpstream> {
   const connections: Connection[] = [];
   const server: Server = createServer((_req, res) => res.writeHead(426).end());
-  const wss = new WebSocketServer({ server, perMessageDeflate: true });
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: true });
+  server.on('upgrade', (req, socket, head) => {
+    // `/refuse`: a 401 that echoes the credential in a header and in the body.
+    if (req.url === '/refuse') {
+      const body = JSON.stringify({ got: req.headers.authorization });
+      socket.end(
+        `HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n` +
+          `x-echo: ${req.headers.authorization}\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      );
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
   wss.on('connection', (ws, req) => {
     const c: Connection = {
       path: req.url ?? '',
@@ -276,6 +288,22 @@ describe('WebSocket upgrades (issue 11)', () => {
     await until(async () => (await auditFor(node, '/x')).some((r) => r.kind === 'outcome'));
     const outcome = (await auditFor(node, '/x')).find((r) => r.kind === 'outcome');
     expect(outcome).toMatchObject({ service: 'compress', error_code: 'upstream_invalid' });
+  });
+
+  it("the upstream's refusal of the handshake reaches the agent scrubbed", async () => {
+    const agent = await rawAgent(node, 'bot');
+    const headers = await signedHandshake(node, agent, '/chat/refuse');
+    const refused = (await refusal(connect(`${node.proxyUrl}/chat/refuse`, headers))) as {
+      status?: number;
+      code?: string;
+      body?: string;
+    };
+    // The upstream's answer, not a refusal by Nexus: no Nexus-Error, the body scrubbed.
+    expect(refused).toMatchObject({ status: 401, code: undefined });
+    expect(JSON.parse(refused.body ?? '{}')).toEqual({ got: 'Bearer [REDACTED]' });
+    await until(async () => (await auditFor(node, '/refuse')).some((r) => r.kind === 'outcome'));
+    const outcome = (await auditFor(node, '/refuse')).find((r) => r.kind === 'outcome');
+    expect(outcome).toMatchObject({ upstream_status: 401, redactions: 2 });
   });
 
   it('a hostile upstream cannot leak the credential: one frame, binary, fragments, TCP segments, ping, close reason', async () => {

@@ -123,8 +123,11 @@ function toBuffer(data: RawData): Buffer {
   return Buffer.from(data);
 }
 
-/** Close codes an endpoint may send (RFC 6455 §7.4): others close without a code. */
-function sendableCode(code: number | undefined): number | undefined {
+/**
+ * The close code to send on, or undefined when it is one an endpoint may not send (RFC 6455
+ * §7.4: 1004-1006, 1015, unassigned): the side is then closed without a code.
+ */
+export function sendableCode(code: number | undefined): number | undefined {
   if (code === undefined) return undefined;
   if (code >= 3000 && code <= 4999) return code;
   if (code >= 1000 && code <= 1014 && ![1004, 1005, 1006].includes(code)) return code;
@@ -132,7 +135,7 @@ function sendableCode(code: number | undefined): number | undefined {
 }
 
 /** A close reason within the frame's 123 bytes, cut at a character boundary. */
-function reasonText(text: string): string {
+export function reasonText(text: string): string {
   let s = text;
   while (Buffer.byteLength(s) > 123) s = s.slice(0, -1);
   return s;
