@@ -517,7 +517,7 @@ describe('WebSocket upgrades: lease expiry and the message bound (issue 11)', ()
       },
       agents: { bot: { roles: ['dev'] } },
       policies: [{ id: 'dev-chat', allow: { roles: ['dev'], services: ['chat'] } }],
-      overrides: { authority: { lease_ttl: '3s' }, proxy: { max_body: '4KiB' } },
+      overrides: { authority: { lease_ttl: '5s' }, proxy: { max_body: '4KiB' } },
     });
     await node.setCredential('chat-key', { value: SECRET });
   });
