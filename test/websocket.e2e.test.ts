@@ -540,6 +540,21 @@ describe('WebSocket upgrades: lease expiry and the message bound (issue 11)', ()
     });
   });
 
+  it('a node that stops closes its open streams (1001) and keeps their outcome records', async () => {
+    const agent = await rawAgent(node, 'bot');
+    const headers = await signedHandshake(node, agent, '/chat/hold');
+    const o = await connect(`${node.proxyUrl}/chat/hold`, headers);
+    const conn = up.connections.filter((c) => c.path === '/hold').at(-1);
+    const stopped = node.restart();
+    expect(await o.closed).toEqual({ code: 1001, reason: 'Nexus is stopping' });
+    await stopped;
+    expect(conn?.closed).toBe(true);
+    const outcome = (await auditFor(node, '/hold')).find(
+      (r) => r.kind === 'outcome' && r.websocket?.close_code === 1001,
+    );
+    expect(outcome).toMatchObject({ upstream_status: 101, websocket: { closed_by: 'nexus' } });
+  });
+
   it('an agent message over the bound closes the stream (1009) and never reaches the upstream', async () => {
     const agent = await rawAgent(node, 'bot');
     const headers = await signedHandshake(node, agent, '/chat/whoami');

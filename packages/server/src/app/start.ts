@@ -655,8 +655,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         closing ??= (async () => {
           // Held requests end now (approval_timeout), so the drain does not wait for them.
           approvals.close();
-          // Open WebSocket streams end (1001) and write their outcome records.
-          websockets.closeAll();
+          // Open WebSocket streams end (1001) and hand over their outcome records.
+          const streamsClosed = websockets.closeAll();
           const drained = Promise.all([
             new Promise<void>((r) => proxyServer.close(() => r())),
             new Promise<void>((r) => adminServer.close(() => r())),
@@ -674,6 +674,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
             adminServer.closeAllConnections();
           }, 10_000);
           await drained;
+          await streamsClosed;
           clearTimeout(timer);
           clearInterval(idle);
           clearInterval(rotationTimer);

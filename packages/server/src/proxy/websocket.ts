@@ -145,16 +145,32 @@ export function reasonText(text: string): string {
 export interface WebSocketRelays {
   /** The pipeline's hand-over for the upgrade request that came with `socket` and `head`. */
   relay(socket: Duplex, head: Buffer): UpgradeRelay;
-  /** Ends every open stream (1001, Nexus going away); their outcome records are written. */
-  closeAll(): void;
+  /**
+   * Ends every open stream (1001, Nexus going away); resolves once each has closed and
+   * handed its outcome record to the audit log, or after the close grace.
+   */
+  closeAll(): Promise<void>;
 }
 
 export function createWebSocketRelays(): WebSocketRelays {
   const open = new Set<(code: number, reason: string) => void>();
+  const running = new Set<Promise<void>>();
   return {
-    relay: (socket, head) => (x) => relayUpgrade(x, socket, head, open),
-    closeAll() {
+    relay: (socket, head) => (x) => {
+      const p = relayUpgrade(x, socket, head, open);
+      running.add(p);
+      void p.finally(() => running.delete(p)).catch(() => undefined);
+      return p;
+    },
+    async closeAll() {
       for (const stop of open) stop(1001, 'Nexus is stopping');
+      // A handshake still in progress is not waited for past the close grace.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...running]),
+        new Promise((r) => (timer = setTimeout(r, CLOSE_GRACE_MS + 500))),
+      ]);
+      clearTimeout(timer);
     },
   };
 }
