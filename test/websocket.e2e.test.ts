@@ -443,6 +443,8 @@ describe('WebSocket upgrades (issue 11)', () => {
       `echo "--- connect"; timeout 10 node ${AGENT} connect wss://ws.chat.test/whoami`,
       `echo "--- absolute"; timeout 10 node ${AGENT} absolute ws://ws.chat.test/whoami`,
       `echo "--- unowned"; timeout 10 node ${AGENT} absolute ws://unowned.test/whoami`,
+      // Refused by the node (policy): the child gets the node's problem.
+      `echo "--- denied"; timeout 10 node ${AGENT} direct "$(echo "$NEXUS_PROXY" | sed s/^http/ws/)/chat/admin/x"`,
       // Cross-site WebSocket hijacking: a page the user opens cannot use the sidecar.
       `echo "--- browser"; timeout 10 node ${AGENT} browser "$(echo "$NEXUS_PROXY" | sed s/^http/ws/)/chat/whoami"`,
     ].join('\n');
@@ -473,9 +475,11 @@ describe('WebSocket upgrades (issue 11)', () => {
     expect(parts.absolute).toMatchObject({ status: 101, messages: ['auth:Bearer [REDACTED]'] });
     expect(parts.unowned).toMatchObject({ status: 403, code: 'host_unowned' });
     expect(parts.browser).toMatchObject({ status: 403, messages: [] });
+    expect(parts.denied).toMatchObject({ status: 403, code: 'policy_denied', messages: [] });
     expect(r.stdout).not.toContain(SECRET);
     expect(r.stderr).not.toContain(SECRET);
-    // Three handshakes reached the upstream; the unowned host and the browser's none.
+    // Three handshakes reached the upstream; the unowned host, the denied path and the
+    // browser's none.
     expect(up.connections.length).toBe(before + 3);
     const viaRun = up.connections.slice(-3);
     for (const c of viaRun) expect(c.headers.authorization).toBe(`Bearer ${SECRET}`);
