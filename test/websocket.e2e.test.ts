@@ -557,6 +557,9 @@ describe('WebSocket upgrades: lease expiry and the message bound (issue 11)', ()
       (r) => r.kind === 'outcome' && r.websocket?.close_code === 1001,
     );
     expect(outcome).toMatchObject({ upstream_status: 101, websocket: { closed_by: 'nexus' } });
+    // The records with their `websocket` member keep the audit chain verifiable.
+    const verify = await node.cli(['audit', 'verify']);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 
   it('an agent message over the bound closes the stream (1009) and never reaches the upstream', async () => {
