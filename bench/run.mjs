@@ -10,6 +10,7 @@ const SCENARIOS = [
   './threads.mjs',
   './profile.mjs',
   './reach.mjs',
+  './websocket.mjs',
   './cluster.mjs',
 ];
 

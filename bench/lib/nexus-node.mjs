@@ -26,6 +26,8 @@ const services = {
     auth: { type: 'bearer', credential: 'bench-token' },
     // bench/reach.mjs: the host `nexus run`'s forward proxy routes to this service.
     ...(spec.benchHosts === undefined ? {} : { hosts: spec.benchHosts }),
+    // bench/websocket.mjs: WebSocket upgrades accepted.
+    ...(spec.benchWebSocket === true ? { websocket: true } : {}),
   },
 };
 for (let i = 0; i < extraServices; i++) {

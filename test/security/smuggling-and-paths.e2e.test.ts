@@ -528,7 +528,7 @@ describe('smuggling, header tricks, path and host confusion', () => {
     expect(upstream.requests[0]!.headers.host).toBe(new URL(upstream.url).host);
   });
 
-  it('Upgrade: websocket is not passed upstream', async () => {
+  it('Upgrade: websocket to a service not opted in is denied; nothing reaches the upstream', async () => {
     const pairs = await signedPairs('/echo/public/ws');
     const out = await raw(
       rawRequest('GET /echo/public/ws HTTP/1.1', [
@@ -539,11 +539,27 @@ describe('smuggling, header tricks, path and host confusion', () => {
         ['Sec-WebSocket-Version', '13'],
       ]),
     );
-    // Served as a plain GET: no switch, no Upgrade or Connection upstream.
+    // services.<name>.websocket is off by default (test/websocket.e2e.test.ts: opted in).
+    expect(statuses(out)).toEqual([403]);
+    expect(out).toContain('policy_denied');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('Upgrade: h2c is served as a plain GET, no Upgrade or Connection upstream', async () => {
+    const pairs = await signedPairs('/echo/public/h2c');
+    const out = await raw(
+      rawRequest('GET /echo/public/h2c HTTP/1.1', [
+        ...pairs,
+        ['Connection', 'Upgrade, HTTP2-Settings'],
+        ['Upgrade', 'h2c'],
+        ['HTTP2-Settings', 'AAMAAABkAARAAAAAAAIAAAAA'],
+      ]),
+    );
     expect(statuses(out)).toEqual([200]);
     expect(upstream.requests).toHaveLength(1);
     expect(upstream.requests[0]!.headers.upgrade).toBeUndefined();
     expect(upstream.requests[0]!.headers.connection).not.toMatch(/upgrade/i);
+    expect(upstream.requests[0]!.headers['http2-settings']).toBeUndefined();
   });
 
   it('CONNECT is never forwarded', async () => {

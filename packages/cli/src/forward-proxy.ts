@@ -17,6 +17,7 @@ import type { Duplex } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import type { RunCa } from './run-ca.js';
 import { problem } from './sidecar-problem.js';
+import { adoptUpgrade } from './sidecar-upgrade.js';
 
 /** One service's claim, as the node lists it. */
 export interface OwnedHost {
@@ -77,7 +78,7 @@ export function createForwardProxy(options: ForwardProxyOptions, relay: Relay): 
   };
 
   // The decrypted side of every tunnel: origin-form requests for the tunnel's host.
-  const inner: Server = createServer((req, res) => {
+  const onInner = (req: IncomingMessage, res: ServerResponse): void => {
     const host = tunnelHost.get(req.socket);
     const owner = host === undefined ? undefined : options.hosts.get(host);
     if (host === undefined || owner === undefined) {
@@ -100,7 +101,12 @@ export function createForwardProxy(options: ForwardProxyOptions, relay: Relay): 
       return;
     }
     void relay(req, res, target);
-  });
+  };
+  const inner: Server = createServer(onInner);
+  // `wss://` inside a tunnel: the handshake takes the same way (sidecar-upgrade.ts).
+  inner.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    onInner(req, adoptUpgrade(req, socket, head)),
+  );
 
   return {
     async absolute(req, res) {

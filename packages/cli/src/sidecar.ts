@@ -8,7 +8,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { NexusError, mcpRefusal, parseRoute } from '@nexus/protocol';
 import type { NexusAgent } from '@nexus/sdk';
@@ -16,6 +16,7 @@ import { NexusAgentError, defaultMcpIntent, intentText, mcpOutgoing } from '@nex
 import { holdsDummyKey, queryWithoutDummyKey } from './reach.js';
 import { createForwardProxy, type ForwardProxyOptions } from './forward-proxy.js';
 import { problem } from './sidecar-problem.js';
+import { adoptUpgrade, isUpgrade, relayUpgrade } from './sidecar-upgrade.js';
 
 /** The JSON-RPC message a JSON body carries (an MCP client's), if it is one. */
 function mcpMessage(
@@ -178,6 +179,22 @@ export async function startSidecar(
         if (holdsDummyKey(value)) continue;
         headers[k] = value;
       }
+      // A WebSocket handshake: signed as a GET and tunnelled (sidecar-upgrade.ts).
+      if (isUpgrade(req)) {
+        const intentField = req.headers['nexus-intent'];
+        await relayUpgrade(
+          agent,
+          req,
+          res,
+          {
+            service: route.service,
+            path,
+            intent: typeof intentField === 'string' ? intentField : (options.intent ?? ''),
+          },
+          headers,
+        );
+        return;
+      }
       // The node's own limit when it advertises one: a larger body is refused here.
       const body = await readAll(
         req,
@@ -255,7 +272,7 @@ export async function startSidecar(
   const forward =
     options.forward === undefined ? undefined : createForwardProxy(options.forward, relay);
 
-  const server: Server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     // Forward-proxy mode: an absolute-form target (`GET http://host/path`).
     if (forward !== undefined && /^[a-z][a-z0-9+.-]*:\/\//i.test(req.url ?? '')) {
       void forward.absolute(req, res);
@@ -274,7 +291,12 @@ export async function startSidecar(
       return;
     }
     void relay(req, res, req.url ?? '');
-  });
+  };
+  const server: Server = createServer(onRequest);
+  // A WebSocket handshake takes the same way as a request (path or forward-proxy mode).
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    onRequest(req, adoptUpgrade(req, socket, head)),
+  );
   if (forward !== undefined) server.on('connect', forward.connect);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

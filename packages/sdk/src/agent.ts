@@ -374,6 +374,39 @@ export class NexusAgent {
   }
 
   /**
+   * Signs a body-less request to `service` at `path` without sending it, for a request
+   * `fetch` cannot make: a WebSocket handshake (`nexus run` relays its child's). Returns the
+   * proxy URL and the headers to send: `init.headers` plus the lease, intent and signature.
+   * Hop-by-hop fields (`Connection`, `Upgrade`) and `Sec-WebSocket-*` are the caller's to
+   * add; they are not signed (spec §8, WebSocket upgrades).
+   *
+   * @example
+   * const { url, headers } = await agent.signedRequest('chat', '/stream', { intent: 'chat' });
+   */
+  async signedRequest(
+    service: string,
+    path: string,
+    init: { method?: string; headers?: Record<string, string>; intent?: string } = {},
+  ): Promise<{ url: string; headers: Record<string, string> }> {
+    if (this.#closed) throw new NexusAgentError('agent_closed', 'the agent was closed');
+    // MUST: checked before signing; nothing outside `/{service}/...` is ever signed here.
+    const url = this.proxyUrl + checkedTarget(service, path);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(init.headers ?? {})) headers[k.toLowerCase()] = v;
+    const signed = await signRequest({
+      method: (init.method ?? 'GET').toUpperCase(),
+      url,
+      headers,
+      lease: this.#lease,
+      key: this.key,
+      intent: init.intent ?? '',
+      now: this.options.now,
+      profile: this.signatureProfile,
+    });
+    return { url, headers: { ...headers, ...signed } };
+  }
+
+  /**
    * The services this agent's policy can allow, with the environment variables their SDKs
    * read and the host names they own (`GET /v1/agent/services`, signed like a renewal).
    * `nexus run` builds base-URL and forward-proxy mode from it. Listing grants nothing: the

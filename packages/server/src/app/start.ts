@@ -4,8 +4,9 @@
  * store -> vault -> authority -> policy -> mechanics -> audit -> proxy and admin listeners.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { NexusError } from '@nexus/protocol';
 import type { Config } from '../config/schema.js';
@@ -39,6 +40,7 @@ import { restoreReplayState, saveReplayState } from './replay-state.js';
 import { openSharedState, type SharedState } from './shared-state.js';
 import { startClusterSync, type ClusterSync } from './cluster-sync.js';
 import { sendProblem } from '../proxy/problem.js';
+import { createWebSocketRelays, isWebSocketUpgrade, upgradeResponse } from '../proxy/websocket.js';
 import { installResponseSigner } from '../proxy/sign-response.js';
 import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
@@ -336,6 +338,14 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           },
           headersTimeoutMs: svc.timeouts.headers,
           bodyTimeoutMs: svc.timeouts.body,
+          ...(svc.websocket
+            ? {
+                websocket: {
+                  ...(ca === undefined ? {} : { ca }),
+                  connectTimeoutMs: svc.timeouts.connect,
+                },
+              }
+            : {}),
           acquire: () => {
             holders++;
             let released = false;
@@ -451,6 +461,27 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     );
     proxyServer.keepAliveTimeout = 65_000;
     proxyServer.on('clientError', answerClientError);
+    // WebSocket upgrades (proxy/websocket.ts): the handshake goes through the same pipeline;
+    // a refusal is a problem+json on the socket. The Authority's routes answer as usual.
+    const websockets = createWebSocketRelays();
+    proxyServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', () => socket.destroy());
+      const res = upgradeResponse(req, socket);
+      const path = req.url ?? '';
+      const handled =
+        path.startsWith('/.well-known/') || path === '/v1' || path.startsWith('/v1/')
+          ? authorityHandler(req, res)
+          : // Another protocol (`Upgrade: h2c`...) is served as a plain request, as before.
+            pipeline(
+              req,
+              res,
+              isWebSocketUpgrade(req) ? websockets.relay(socket, head) : undefined,
+            );
+      handled.catch((err: unknown) => {
+        logger.error({ err: errorSummary(err) }, 'unhandled proxy error');
+        sendProblem(res, new NexusError('internal_error'), randomId(12), true);
+      });
+    });
 
     const connections = new Map<string, OAuthConnections>();
     for (const s of services.values()) {
@@ -624,6 +655,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         closing ??= (async () => {
           // Held requests end now (approval_timeout), so the drain does not wait for them.
           approvals.close();
+          // Open WebSocket streams end (1001) and hand over their outcome records.
+          const streamsClosed = websockets.closeAll();
           const drained = Promise.all([
             new Promise<void>((r) => proxyServer.close(() => r())),
             new Promise<void>((r) => adminServer.close(() => r())),
@@ -641,6 +674,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
             adminServer.closeAllConnections();
           }, 10_000);
           await drained;
+          await streamsClosed;
           clearTimeout(timer);
           clearInterval(idle);
           clearInterval(rotationTimer);

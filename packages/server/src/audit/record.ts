@@ -89,6 +89,19 @@ export interface AuditRecord extends ChainRecord {
    * arguments), and in the outcome record what the response was (docs/mcp.md, "Audit").
    */
   mcp?: McpAuditFields;
+  /**
+   * A WebSocket upgrade (docs/agents.md, "WebSockets"): `{}` in the request record; in the
+   * outcome record, the messages relayed each way (`messages_in`: agent to upstream), the
+   * close code the stream ended with (absent: none was received) and who ended it
+   * (`agent`, `upstream`, or `nexus`: a revoked or expired lease, a message over the bound,
+   * the node stopping). Byte counts are `bytes_in` and `bytes_out` (message payloads).
+   */
+  websocket?: {
+    messages_in?: number;
+    messages_out?: number;
+    close_code?: number;
+    closed_by?: 'agent' | 'upstream' | 'nexus';
+  };
   /** `authority`: what happened, e.g. `lease.issue`, `lease.renew`, `lease.revoke`, `agent.disable`. */
   action?: string;
   /**

@@ -129,6 +129,7 @@ services:
     # timeouts: { headers: 60s }                       # overrides proxy.timeouts
     # hosts: [api.example.com]      # nexus run's forward proxy routes this host here
     # env: { EXAMPLE_BASE_URL: "{base_url}", EXAMPLE_API_KEY: "{dummy_key}" }  # for SDKs
+    # websocket: true               # accept WebSocket upgrades (default off; docs/agents.md)
   # github:
   #   upstream: https://api.github.com
   #   auth: { type: header, credential: github-token, name: authorization, template: "token {{value}}" }

@@ -118,6 +118,8 @@ export interface ServiceConfig {
   readonly env?: Readonly<Record<string, string>>;
   /** Host names the forward proxy of `nexus run` routes to this service. */
   readonly hosts?: readonly string[];
+  /** Accepts WebSocket upgrades (default false: an upgrade is denied, proxy/websocket.ts). */
+  readonly websocket: boolean;
 }
 
 /** One agent. */
@@ -348,6 +350,11 @@ const serviceSchema = z.strictObject({
   /** How unmodified agents reach it under `nexus run` (issue 11, `config/reach.ts`). */
   env: serviceEnvSchema,
   hosts: serviceHostsSchema,
+  /**
+   * WebSocket upgrades to this service (issue 11). Off by default: a stream's messages are
+   * not decided one by one by policy, so an operator opts each service in.
+   */
+  websocket: z.boolean().default(false),
 });
 
 const agentSchema = z.strictObject({
@@ -498,6 +505,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
           upstream: s.upstream,
           kind: s.kind,
           allow_insecure_upstream: s.allow_insecure_upstream,
+          websocket: s.websocket,
           auth: s.auth,
           scrub: {
             remove_headers: [...new Set([...c.scrub.remove_headers, ...s.scrub.remove_headers])],

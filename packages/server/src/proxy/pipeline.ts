@@ -50,6 +50,7 @@ import type { McpTarget } from '../mcp/message.js';
 import { awaitApproval } from '../approvals/hold.js';
 import type { ApprovalQueue } from '../approvals/queue.js';
 import type { ApprovalSettings } from '../policy/rule-schema.js';
+import type { UpgradeExchange, UpgradeRelay } from './websocket.js';
 
 /** One configured service as the pipeline uses it. */
 export interface ServiceRuntime {
@@ -69,6 +70,11 @@ export interface ServiceRuntime {
    * closes a replaced runtime's pool and mechanic only once no request holds it.
    */
   readonly acquire?: () => () => void;
+  /**
+   * Set when the service accepts WebSocket upgrades (`services.<name>.websocket`);
+   * without it an upgrade is denied (proxy/websocket.ts).
+   */
+  readonly websocket?: { readonly ca?: string | Buffer; readonly connectTimeoutMs: number };
 }
 
 export interface PolicyDecision {
@@ -234,7 +240,15 @@ export function createPipeline(deps: PipelineDeps) {
     sendProblem(res, nexusErr, t.requestId, close);
   }
 
-  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * `upgrade`: the request asks for a WebSocket upgrade (the listener's `upgrade` event);
+   * once every check passed it is handed to the relay instead of being forwarded.
+   */
+  return async function handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    upgrade?: UpgradeRelay,
+  ): Promise<void> {
     // The service runtime this request uses stays open until the request is done.
     const held: { release?: () => void; limits?: LimitRelease } = {};
     const t: Trace = {
@@ -245,7 +259,7 @@ export function createPipeline(deps: PipelineDeps) {
       laps: new StageClock(),
     };
     try {
-      await handleRequest(req, res, held, t);
+      await handleRequest(req, res, held, t, upgrade);
     } finally {
       held.release?.();
       held.limits?.(t.bytesOut ?? 0);
@@ -272,6 +286,7 @@ export function createPipeline(deps: PipelineDeps) {
     res: ServerResponse,
     held: { release?: () => void; limits?: LimitRelease },
     t: Trace,
+    upgrade?: UpgradeRelay,
   ): Promise<void> {
     res.setHeader('nexus-request-id', t.requestId);
     let bodyConsumed = false;
@@ -379,19 +394,95 @@ export function createPipeline(deps: PipelineDeps) {
       await reject(req, res, t, err, bodyConsumed);
       return;
     }
+    if (upgrade !== undefined) {
+      await upgrade(upgradeExchange(req, res, t, service, route));
+      return;
+    }
     await forward(req, res, t, service, route, body);
   }
 
-  async function forward(
+  /** What the WebSocket relay needs of this request: its context and its audit records. */
+  function upgradeExchange(
     req: IncomingMessage,
     res: ServerResponse,
     t: Trace,
     service: ServiceRuntime,
     route: Route,
-    body: Buffer,
-  ): Promise<void> {
+  ): UpgradeExchange {
     const verified = t.verified as VerifiedRequest;
-    const ctx: MechanicContext = {
+    return {
+      req,
+      res,
+      requestId: t.requestId,
+      service,
+      route,
+      context: mechanicContext(t, service),
+      minSecretLength: deps.minSecretLength,
+      maxMessageBytes: deps.maxBodyBytes,
+      logger,
+      clock,
+      deny: async (err) => {
+        t.decision = { decision: 'deny', ruleIds: [err.rule], reasons: [] };
+        await reject(req, res, t, err.error, true);
+      },
+      refuse: (err) => reject(req, res, t, err, true),
+      recordRequest: async (credential) => {
+        t.credential = credential ? { ...credential } : undefined;
+        await deps.audit.append({ ...baseRecord(t, 'request', clock()), websocket: {} });
+      },
+      recordOutcome: (o) => {
+        const now = clock();
+        t.upstreamStatus = o.upstreamStatus;
+        t.redactions = o.redactions;
+        t.bytesOut = o.bytesOut;
+        t.code = o.error?.code;
+        deps.audit
+          .append({
+            ...baseRecord(t, 'outcome', now),
+            upstream_status: o.upstreamStatus,
+            bytes_in: o.bytesIn,
+            bytes_out: o.bytesOut,
+            duration_ms: now - t.started,
+            redactions: o.redactions,
+            error_code: o.error?.code,
+            error_detail: o.error === undefined ? undefined : safeDetail(o.error),
+            signature: undefined,
+            websocket: o.websocket,
+          })
+          .catch((err: unknown) =>
+            logger.error(
+              { request_id: t.requestId, err: errorSummary(err) },
+              'audit outcome write failed',
+            ),
+          );
+      },
+      // The lease, the agent and the policy in force, checked again while the stream is
+      // open: a role taken away or a rule removed ends it as it would refuse a request.
+      recheck: () => {
+        if (deps.authority.isRevoked(verified.claims)) return new NexusError('lease_revoked');
+        if (verified.claims.exp * 1000 <= clock()) return new NexusError('lease_expired');
+        const agent = deps.authority.agent(verified.agent);
+        if (agent === undefined || agent.disabled) return new NexusError('agent_disabled');
+        const decision = deps.policy().evaluate({
+          agent: verified.agent,
+          roles: verified.claims.scope
+            .split(' ')
+            .filter((r) => r !== '' && agent.roles.includes(r)),
+          act: verified.claims.act?.sub,
+          service: service.name,
+          method: t.method,
+          path: route.path,
+          intent: verified.intent,
+          now: clock(),
+        });
+        return decision.decision === 'allow' ? undefined : new NexusError('policy_denied');
+      },
+    };
+  }
+
+  function mechanicContext(t: Trace, service: ServiceRuntime): MechanicContext {
+    const verified = t.verified as VerifiedRequest;
+    return {
       service: service.name,
       agent: verified.agent,
       act: verified.claims.act?.sub,
@@ -408,6 +499,17 @@ export function createPipeline(deps: PipelineDeps) {
         return deps.vault.resolve(credentialName);
       },
     };
+  }
+
+  async function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    t: Trace,
+    service: ServiceRuntime,
+    route: Route,
+    body: Buffer,
+  ): Promise<void> {
+    const ctx = mechanicContext(t, service);
     const basePath = service.upstream.pathname.replace(/\/$/, '');
     const target = t.mcp?.upstreamPath(basePath) ?? (`${basePath}${route.rawPath}` || '/');
     let status = 0;
