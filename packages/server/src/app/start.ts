@@ -56,6 +56,7 @@ import { nodeStatus } from './status.js';
 import { ApprovalQueue } from '../approvals/queue.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
 import { RedisLimitCounterStore } from '../limits/redis-counter-store.js';
+import { createTracing } from '../telemetry/tracing.js';
 
 export interface StartOptions {
   readonly config: Config;
@@ -383,6 +384,24 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // Requests held by `approve` rules; in memory: a node that stops ends them.
     const approvals = new ApprovalQueue({ clock });
     metrics.approvalsPending(() => approvals.list().length);
+    // OpenTelemetry traces, only when `telemetry.traces` is configured (read at start).
+    let exportErrorLogged = 0;
+    const tracesConfig = config.telemetry.traces;
+    const tracing =
+      tracesConfig === undefined
+        ? undefined
+        : createTracing(tracesConfig, {
+            // At most one line a minute while the collector is unreachable.
+            onExportError: (err) => {
+              const now = clock();
+              if (now - exportErrorLogged < 60_000) return;
+              exportErrorLogged = now;
+              logger.warn(
+                { err: errorSummary(err) },
+                'exporting traces to telemetry.traces.otlp_endpoint failed; spans are dropped',
+              );
+            },
+          });
     const pipeline = createPipeline({
       publicUrl,
       audience: publicUrl,
@@ -415,6 +434,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         onRefused: (limit, kind) => metrics.limitRefused(limit, kind),
       }),
       approvals,
+      tracing,
     });
     const authorityHandler = createAuthorityHandler({
       authority,
@@ -645,6 +665,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           clearInterval(idle);
           clearInterval(rotationTimer);
           await Promise.all(pools.map((p) => p.close()));
+          // The last requests' spans go to the collector (bounded by the export timeout).
+          await tracing?.shutdown().catch(() => undefined);
           await Promise.all(
             [...services.values()].map((s) => s.mechanic.close?.().catch(() => undefined)),
           );

@@ -22,6 +22,7 @@ import { policyRuleSchema, type PolicyRule } from '../policy/rule-schema.js';
 import { serviceEnvSchema, serviceHostsSchema } from './reach.js';
 import { metricsSchema, type MetricsConfig } from './operator-schema.js';
 import { limitsSchema, type LimitRule } from '../limits/schema.js';
+import { telemetrySchema, type TelemetryConfig } from '../telemetry/schema.js';
 
 /**
  * Every default of nexus.yaml, in YAML form. The schema parses these like user input.
@@ -189,6 +190,8 @@ export interface Config {
   readonly policies: readonly PolicyRule[];
   /** Rate limits and budgets (limits/schema.ts). */
   readonly limits: readonly LimitRule[];
+  /** OpenTelemetry traces (telemetry/schema.ts); off unless `telemetry.traces` is set. */
+  readonly telemetry: TelemetryConfig;
 }
 
 /** Options for {@link buildConfigSchema}. */
@@ -488,6 +491,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         .prefault({}),
       policies: z.array(policyRuleSchema).prefault([]),
       limits: limitsSchema,
+      telemetry: telemetrySchema,
     })
     .transform((c): Config => {
       const public_url = c.proxy.public_url ?? `http://${formatListen(c.proxy.listen)}`;
@@ -541,6 +545,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         agents,
         policies: c.policies,
         limits: c.limits,
+        telemetry: c.telemetry,
       };
     });
 }

@@ -43,13 +43,19 @@ import { relayRedacted } from './relay.js';
 import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { serverDigest } from '../util/digest.js';
-import { StageClock, type PipelineObserver, type PipelineStage } from './observe.js';
+import {
+  StageClock,
+  type PipelineObserver,
+  type PipelineStage,
+  type RequestSummary,
+} from './observe.js';
 import { isLimitRefusal, type Limiter, type LimitRelease } from '../limits/limiter.js';
 import { McpExchange } from '../mcp/gateway.js';
 import type { McpTarget } from '../mcp/message.js';
 import { awaitApproval } from '../approvals/hold.js';
 import type { ApprovalQueue } from '../approvals/queue.js';
 import type { ApprovalSettings } from '../policy/rule-schema.js';
+import type { RequestSpan, Tracing } from '../telemetry/tracing.js';
 
 /** One configured service as the pipeline uses it. */
 export interface ServiceRuntime {
@@ -126,6 +132,8 @@ export interface PipelineDeps {
   readonly limits?: Limiter;
   /** Requests held for approval (`approve` rules); without it they are denied. */
   readonly approvals?: ApprovalQueue;
+  /** OpenTelemetry traces (telemetry/tracing.ts); undefined: off, nothing is done. */
+  readonly tracing?: Tracing;
 }
 
 /** Fields known about a request as it goes through the pipeline, for its audit record. */
@@ -149,6 +157,8 @@ interface Trace {
   bytesOut?: number;
   /** Set for a service of kind `mcp`. */
   mcp?: McpExchange;
+  /** The request's spans, when tracing is on. */
+  span?: RequestSpan;
 }
 
 function signatureOf(t: Trace): AuditRecord['signature'] {
@@ -189,8 +199,11 @@ export function createPipeline(deps: PipelineDeps) {
   const { clock, logger } = deps;
   const verifyHeaders = createRequestVerifier({ ...deps, clock });
   const lap = (t: Trace, stage: PipelineStage) => {
+    if (deps.observer === undefined && t.span === undefined) return;
+    const seconds = t.laps.lap();
+    t.span?.stage(stage, seconds);
     if (deps.observer !== undefined && t.service !== undefined)
-      deps.observer.stage(t.service, stage, t.laps.lap());
+      deps.observer.stage(t.service, stage, seconds);
   };
 
   async function reject(
@@ -243,13 +256,14 @@ export function createPipeline(deps: PipelineDeps) {
       method: req.method ?? 'GET',
       bytesIn: 0,
       laps: new StageClock(),
+      span: deps.tracing?.start(req.method ?? 'GET', req.headers),
     };
     try {
       await handleRequest(req, res, held, t);
     } finally {
       held.release?.();
       held.limits?.(t.bytesOut ?? 0);
-      deps.observer?.finished({
+      const summary: RequestSummary = {
         requestId: t.requestId,
         method: t.method,
         agent: t.verified?.agent,
@@ -263,7 +277,9 @@ export function createPipeline(deps: PipelineDeps) {
         upstreamStatus: t.upstreamStatus,
         redactions: t.redactions ?? 0,
         seconds: t.laps.total(),
-      });
+      };
+      deps.observer?.finished(summary);
+      t.span?.end(summary);
     }
   };
 
@@ -430,6 +446,8 @@ export function createPipeline(deps: PipelineDeps) {
           body: body.length > 0 ? body : undefined,
         };
         t.mcp?.prepare(out.headers);
+        // Nexus's own trace context, never the agent's (telemetry/tracing.ts).
+        t.span?.propagate(out.headers);
         // No agent parameter can be read as one the mechanic injects: such a request was
         // refused before (checkQuery), so the query goes on byte for byte.
         let applied: AppliedAuth;
