@@ -57,6 +57,7 @@ import { ApprovalQueue } from '../approvals/queue.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
 import { RedisLimitCounterStore } from '../limits/redis-counter-store.js';
 import { createTracing } from '../telemetry/tracing.js';
+import { createApprovalWebhooks } from '../approvals/webhook.js';
 
 export interface StartOptions {
   readonly config: Config;
@@ -382,7 +383,18 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const notBefore =
       shared.replay === undefined ? await restoreReplayState(store, memoryReplay, startedAt) : 0;
     // Requests held by `approve` rules; in memory: a node that stops ends them.
-    const approvals = new ApprovalQueue({ clock });
+    // A rule's webhook approver hears of each of its held requests (approvals/webhook.ts).
+    const approvals = new ApprovalQueue({
+      clock,
+      onHeld: (view, webhook) => webhooks.notify(view, webhook),
+    });
+    const webhooks = createApprovalWebhooks({
+      queue: approvals,
+      resolveSecret: async (name) => (await vault.resolve(name)).fields.value,
+      clock,
+      logger,
+      adminUrl: () => adminBase,
+    });
     metrics.approvalsPending(() => approvals.list().length);
     // OpenTelemetry traces, only when `telemetry.traces` is configured (read at start).
     let exportErrorLogged = 0;
@@ -519,6 +531,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       clock,
       logger,
       approvals,
+      approvalWebhook: (req, res, id) => webhooks.callback(req, res, id),
       status: () =>
         nodeStatus({
           config: () => current,

@@ -51,6 +51,7 @@ export async function awaitApproval(h: HoldRequest): Promise<NexusError | undefi
       ...(h.approval.approvers === undefined ? {} : { approvers: h.approval.approvers }),
     },
     h.approval.timeoutMs,
+    h.approval.webhook,
   );
   try {
     await h.record({
@@ -64,6 +65,8 @@ export async function awaitApproval(h: HoldRequest): Promise<NexusError | undefi
     throw new NexusError('audit_unavailable', undefined, { cause: err });
   }
   h.onClose(hold.abandon);
+  // Durable as pending: now the rule's webhook (if any) may hear of it.
+  h.queue.announce(hold.id);
   const outcome = await hold.outcome;
   const approver = 'approver' in outcome ? { approver: outcome.approver } : {};
   try {
