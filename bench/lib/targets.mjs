@@ -54,6 +54,7 @@ export async function startNexusNode(upstream, options) {
     agents: options.agents,
     leasesOut: join(dir, 'leases.json'),
     ...(options.benchHosts === undefined ? {} : { benchHosts: options.benchHosts }),
+    ...(options.extraConfig === undefined ? {} : { extraConfig: options.extraConfig }),
     ...(options.enrollFor === undefined
       ? {}
       : { enrollFor: options.enrollFor, tokensOut: join(dir, 'tokens.json') }),
