@@ -332,6 +332,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           mechanic,
           credential: svc.auth.credential,
           kind: svc.kind,
+          ...(svc.cost === undefined ? {} : { cost: svc.cost }),
           removeHeaders: svc.scrub.remove_headers,
           get dispatcher() {
             return dispatcher();

@@ -23,6 +23,7 @@ import { serviceEnvSchema, serviceHostsSchema } from './reach.js';
 import { metricsSchema, type MetricsConfig } from './operator-schema.js';
 import { limitsSchema, type LimitRule } from '../limits/schema.js';
 import { telemetrySchema, type TelemetryConfig } from '../telemetry/schema.js';
+import { costSourceSchema, type CostSource } from '../limits/cost.js';
 
 /**
  * Every default of nexus.yaml, in YAML form. The schema parses these like user input.
@@ -119,6 +120,8 @@ export interface ServiceConfig {
   readonly env?: Readonly<Record<string, string>>;
   /** Host names the forward proxy of `nexus run` routes to this service. */
   readonly hosts?: readonly string[];
+  /** How a response's cost is read, for `cost` budgets (limits/cost.ts). */
+  readonly cost?: CostSource;
 }
 
 /** One agent. */
@@ -351,6 +354,8 @@ const serviceSchema = z.strictObject({
   /** How unmodified agents reach it under `nexus run` (issue 11, `config/reach.ts`). */
   env: serviceEnvSchema,
   hosts: serviceHostsSchema,
+  /** Where a response says what it cost (LLM token usage), for `cost` limits. */
+  cost: costSourceSchema.optional(),
 });
 
 const agentSchema = z.strictObject({
@@ -516,6 +521,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
             : { tls: { ca_file: resolve(baseDir, s.tls.ca_file) } }),
           ...(s.env === undefined ? {} : { env: s.env }),
           ...(s.hosts === undefined ? {} : { hosts: s.hosts }),
+          ...(s.cost === undefined ? {} : { cost: s.cost }),
         };
       }
       const agents: Record<string, AgentConfig> = {};

@@ -27,7 +27,7 @@ export interface NexusMetrics {
   /** A token fetch of a mechanic (OAuth2, JWT bearer, GitHub App, token exchange). */
   tokenRefresh(service: string, ok: boolean): void;
   /** A request refused by a configured limit. */
-  limitRefused(limit: string, kind: 'requests' | 'concurrent' | 'bytes'): void;
+  limitRefused(limit: string, kind: 'requests' | 'concurrent' | 'bytes' | 'cost'): void;
   /** The pipeline's audit appender, with append latency and the oldest pending append measured. */
   instrumentAudit(audit: AuditAppender): AuditAppender;
   /** Where `nexus_approvals_pending` reads the number of held requests. */

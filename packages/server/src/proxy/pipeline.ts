@@ -56,6 +56,7 @@ import { awaitApproval } from '../approvals/hold.js';
 import type { ApprovalQueue } from '../approvals/queue.js';
 import type { ApprovalSettings } from '../policy/rule-schema.js';
 import type { RequestSpan, Tracing } from '../telemetry/tracing.js';
+import { createCostReader, type CostReader, type CostSource } from '../limits/cost.js';
 
 /** One configured service as the pipeline uses it. */
 export interface ServiceRuntime {
@@ -70,6 +71,8 @@ export interface ServiceRuntime {
   readonly bodyTimeoutMs: number;
   /** `mcp`: an MCP server's endpoint; its JSON-RPC messages are read (mcp/gateway.ts). */
   readonly kind?: 'http' | 'mcp';
+  /** Where a response says what it cost, for `cost` limits (limits/cost.ts). */
+  readonly cost?: CostSource;
   /**
    * Marks the runtime in use by one request; the returned function releases it. A reload
    * closes a replaced runtime's pool and mechanic only once no request holds it.
@@ -159,6 +162,8 @@ interface Trace {
   mcp?: McpExchange;
   /** The request's spans, when tracing is on. */
   span?: RequestSpan;
+  /** What the response cost (a service's `cost:`), once read. */
+  cost?: number;
 }
 
 function signatureOf(t: Trace): AuditRecord['signature'] {
@@ -262,7 +267,7 @@ export function createPipeline(deps: PipelineDeps) {
       await handleRequest(req, res, held, t);
     } finally {
       held.release?.();
-      held.limits?.(t.bytesOut ?? 0);
+      held.limits?.(t.bytesOut ?? 0, t.cost);
       const summary: RequestSummary = {
         requestId: t.requestId,
         method: t.method,
@@ -337,6 +342,7 @@ export function createPipeline(deps: PipelineDeps) {
             agent: verified.agent,
             roles,
             service: service.name,
+            ...(service.credential === undefined ? {} : { credential: service.credential }),
             bytesIn: body.length,
           });
         } catch (err) {
@@ -435,6 +441,7 @@ export function createPipeline(deps: PipelineDeps) {
     let audited = false;
     let upstream: Dispatcher.ResponseData | undefined;
     let piped = false;
+    let cost: CostReader | undefined;
     try {
       for (let attempt = 0; attempt < 2; attempt++) {
         const out: OutboundRequest = {
@@ -446,6 +453,8 @@ export function createPipeline(deps: PipelineDeps) {
           body: body.length > 0 ? body : undefined,
         };
         t.mcp?.prepare(out.headers);
+        // The cost is read from the body as relayed: ask for it uncompressed.
+        if (service.cost !== undefined) out.headers['accept-encoding'] = 'identity';
         // Nexus's own trace context, never the agent's (telemetry/tracing.ts).
         t.span?.propagate(out.headers);
         // No agent parameter can be read as one the mechanic injects: such a request was
@@ -541,11 +550,16 @@ export function createPipeline(deps: PipelineDeps) {
       // socket, its framing, an undecodable body) or the agent (a premature close).
       let bodyError: unknown;
       upstream.body.once('error', (e: unknown) => (bodyError ??= e));
+      cost =
+        service.cost === undefined
+          ? undefined
+          : createCostReader(service.cost, Array.isArray(ct) ? ct[0] : ct);
       if (scrubber.coded) {
         const scrub = scrubber.stream();
         const counter = new Transform({
           transform(chunk: Buffer, _enc, cb) {
             bytesOut += chunk.length;
+            cost?.push(chunk);
             cb(null, chunk);
           },
         });
@@ -558,8 +572,19 @@ export function createPipeline(deps: PipelineDeps) {
         }
       } else {
         const redactor = scrubber.redactor();
+        const reader = cost;
         try {
-          await relayRedacted(source, redactor, res, (n) => (bytesOut += n));
+          await relayRedacted(
+            source,
+            redactor,
+            res,
+            reader === undefined
+              ? (n) => (bytesOut += n)
+              : (n, chunk) => {
+                  bytesOut += n;
+                  reader.push(chunk);
+                },
+          );
         } catch (err) {
           throw upstreamFailure(bodyError ?? err, 'body');
         } finally {
@@ -592,6 +617,7 @@ export function createPipeline(deps: PipelineDeps) {
       }
     } finally {
       if (piped) lap(t, 'relay');
+      t.cost = cost?.end();
       t.upstreamStatus = status || undefined;
       t.redactions = redactions;
       t.bytesOut = bytesOut;
