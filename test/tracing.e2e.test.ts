@@ -238,3 +238,35 @@ describe('OpenTelemetry traces (issue 15)', () => {
     expect(text).toContain('"nexus-e2e"');
   });
 });
+
+describe('OpenTelemetry traces: the agent cannot force sampling (issue 15)', () => {
+  it('with sample_ratio 0, an agent traceparent flagged sampled is neither continued nor exported', async () => {
+    const collector = await startCollector();
+    const upstream = await startUpstream();
+    const node = await startNode({
+      services: { api: { upstream: upstream.url, auth: { type: 'none' } } },
+      agents: { bot: { roles: ['caller'] } },
+      policies: [{ id: 'reads', allow: { roles: ['caller'], services: ['api'] } }],
+      overrides: { telemetry: { traces: { otlp_endpoint: collector.url, sample_ratio: 0 } } },
+    });
+    try {
+      const bot = await node.enroll('bot');
+      for (let i = 0; i < 5; i++) {
+        const res = await bot.fetch('api', `/x/${i}`, { headers: { traceparent: AGENT_PARENT } });
+        expect(res.status).toBe(200);
+      }
+      for (const r of upstream.requests) {
+        const tp = traceIdOf(r.headers.traceparent);
+        expect(tp.traceId).not.toBe(AGENT_TRACE);
+        expect(tp.flags).toBe('00'); // Nexus's decision: not sampled
+      }
+      expect(upstream.requests).toHaveLength(5);
+    } finally {
+      // Stopping flushes what the exporter holds: nothing was recorded.
+      await node.stop();
+      await upstream.close();
+      await collector.close();
+    }
+    expect(collector.spans).toEqual([]);
+  });
+});
