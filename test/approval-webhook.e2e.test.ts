@@ -40,7 +40,7 @@ describe('webhook approvers (issue 15)', () => {
   /** What the webhook answers, by the held request's path prefix. */
   const answer = (path: string, res: ServerResponse) => {
     res.setHeader('content-type', 'application/json');
-    if (path.startsWith('/sync-approve')) {
+    if (path.startsWith('/sync-approve') || path.startsWith('/with-body')) {
       res.end(JSON.stringify({ decision: 'approve', approver: 'alice' }));
     } else if (path.startsWith('/sync-deny')) {
       res.end(JSON.stringify({ decision: 'deny', approver: 'bob' }));
@@ -82,6 +82,12 @@ describe('webhook approvers (issue 15)', () => {
           timeout: '30s',
         },
         {
+          id: 'hooked-with-body',
+          approve: { roles: ['deployer'], paths: ['/with-body/**'] },
+          webhook: { ...webhook, include_body: true },
+          timeout: '30s',
+        },
+        {
           id: 'hook-down',
           approve: { roles: ['deployer'], paths: ['/down/**'] },
           webhook: { ...webhook, url: downUrl },
@@ -103,12 +109,16 @@ describe('webhook approvers (issue 15)', () => {
     });
   });
 
-  async function auditOf(requestId: string) {
-    const r = await node.admin<{ records: Record<string, unknown>[] }>(
-      'GET',
-      `/v1/audit?request_id=${requestId}&order=asc`,
-    );
-    return r.body.records;
+  /** The request's audit records, once there are `count` (the outcome is appended last). */
+  async function auditOf(requestId: string, count = 4) {
+    for (let i = 0; ; i++) {
+      const r = await node.admin<{ records: Record<string, unknown>[] }>(
+        'GET',
+        `/v1/audit?request_id=${requestId}&order=asc`,
+      );
+      if (r.body.records.length >= count || i === 100) return r.body.records;
+      await new Promise((res) => setTimeout(res, 30));
+    }
   }
 
   async function deliveryFor(path: string): Promise<Delivery> {
@@ -155,6 +165,25 @@ describe('webhook approvers (issue 15)', () => {
     expect(records[1]?.approval).toMatchObject({
       approver: { name: 'alice', token_id: 'webhook:hooked' },
     });
+  });
+
+  it('sends the body only to a webhook with include_body, as base64 with its type', async () => {
+    const body = JSON.stringify({ change: 'rotate the prod database' });
+    const res = await bot.fetch('deploy', '/with-body/1', {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(res.status).toBe(200);
+    const d = await deliveryFor('/with-body/1');
+    const described = (d.doc as unknown as { body: Record<string, unknown> }).body;
+    expect(described).toEqual({
+      bytes: body.length,
+      content_type: 'application/json',
+      base64: Buffer.from(body).toString('base64'),
+    });
+    expect(d.body).not.toContain(SECRET);
+    expect((await deliveryFor('/sync-approve/1')).body).not.toContain('"body"');
   });
 
   it('a synchronous deny answers approval_denied and forwards nothing', async () => {

@@ -387,7 +387,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // A rule's webhook approver hears of each of its held requests (approvals/webhook.ts).
     const approvals = new ApprovalQueue({
       clock,
-      onHeld: (view, webhook) => webhooks.notify(view, webhook),
+      onHeld: (view, webhook, body) => webhooks.notify(view, webhook, body),
     });
     const webhooks = createApprovalWebhooks({
       queue: approvals,

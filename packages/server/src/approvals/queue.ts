@@ -13,7 +13,7 @@
  */
 import { NexusError } from '@nexus/protocol';
 import { randomId } from '../util/ids.js';
-import type { WebhookSettings } from './webhook.js';
+import type { HeldBody, WebhookSettings } from './webhook.js';
 
 /** Who decided: the operator token's name and id. */
 export interface Approver {
@@ -60,6 +60,8 @@ interface Entry {
   timer: NodeJS.Timeout;
   /** The rule's webhook approver, if it has one (approvals/webhook.ts). */
   webhook?: WebhookSettings;
+  /** The request body, kept only for a webhook with `include_body`. */
+  body?: HeldBody;
 }
 
 export interface ApprovalQueueOptions {
@@ -72,7 +74,7 @@ export interface ApprovalQueueOptions {
    */
   readonly maxPendingPerAgent?: number;
   /** Told when a held request's pending record is durable (`announce`): the webhook. */
-  readonly onHeld?: (view: PendingApproval, webhook: WebhookSettings) => void;
+  readonly onHeld?: (view: PendingApproval, webhook: WebhookSettings, body?: HeldBody) => void;
 }
 
 /** The node's held requests. */
@@ -99,6 +101,7 @@ export class ApprovalQueue {
     request: Omit<PendingApproval, 'id' | 'created_at' | 'expires_at'>,
     timeoutMs: number,
     webhook?: WebhookSettings,
+    body?: HeldBody,
   ): Hold {
     if (this.#pending.size >= this.#max) {
       throw new NexusError('rate_limited', undefined, {
@@ -132,14 +135,20 @@ export class ApprovalQueue {
     };
     const timer = setTimeout(() => settle({ state: 'timeout' }), timeoutMs);
     timer.unref();
-    this.#pending.set(id, { view, settle, timer, ...(webhook === undefined ? {} : { webhook }) });
+    this.#pending.set(id, {
+      view,
+      settle,
+      timer,
+      ...(webhook === undefined ? {} : { webhook }),
+      ...(webhook?.includeBody === true && body !== undefined ? { body } : {}),
+    });
     return { id, outcome, abandon: () => settle({ state: 'abandoned' }) };
   }
 
   /** The request is durably audited as pending: its rule's webhook (if any) is told. */
   announce(id: string): void {
     const entry = this.#pending.get(id);
-    if (entry?.webhook !== undefined) this.#onHeld?.(entry.view, entry.webhook);
+    if (entry?.webhook !== undefined) this.#onHeld?.(entry.view, entry.webhook, entry.body);
   }
 
   /** The webhook of a held request's rule, for verifying its callback. */

@@ -11,7 +11,8 @@
  * held request cannot decide another).
  *
  * MUST: the description holds what an operator sees in `nexus approval list` (identity,
- * route, intent, rule, times): never a header value, the query, the body or a credential.
+ * route, intent, rule, times): never a header value, the query or a credential; the body
+ * (as the agent sent it: it never holds a credential) only with `include_body: true`.
  * MUST: a webhook that is down, slow or answers garbage never approves: the request stays
  * held until someone decides or its timeout ends it (`approval_timeout`).
  */
@@ -33,7 +34,18 @@ export interface WebhookSettings {
   readonly secret: string;
   /** How long the POST may take, in ms. */
   readonly timeoutMs: number;
+  /** Send the request body (base64, up to 64 KiB) with the description (default false). */
+  readonly includeBody: boolean;
 }
+
+/** The held request's body, for a webhook with `include_body: true`. */
+export interface HeldBody {
+  readonly bytes: Buffer;
+  readonly contentType: string | undefined;
+}
+
+/** The most body bytes put in a description; a larger body is described by its size only. */
+export const MAX_DESCRIBED_BODY = 64 * 1024;
 
 export const WEBHOOK_TIMESTAMP_HEADER = 'nexus-webhook-timestamp';
 export const WEBHOOK_SIGNATURE_HEADER = 'nexus-webhook-signature';
@@ -75,12 +87,29 @@ export const webhookSchema = z
         return ms !== undefined && ms >= 1000 && ms <= 60_000;
       }, 'must be a duration from 1s to 60s, e.g. 10s')
       .default('10s'),
+    include_body: z.boolean().default(false),
   })
   .transform((w): WebhookSettings => ({
     url: w.url,
     secret: w.secret,
     timeoutMs: parseDuration(w.timeout) as number,
+    includeBody: w.include_body,
   }));
+
+/** The description's `body` member (only for `include_body: true`). */
+function describeBody(body: HeldBody | undefined) {
+  if (body === undefined) return {};
+  const base = {
+    bytes: body.bytes.length,
+    ...(body.contentType === undefined ? {} : { content_type: body.contentType }),
+  };
+  return {
+    body:
+      body.bytes.length > MAX_DESCRIBED_BODY
+        ? { ...base, omitted: 'too_large' }
+        : { ...base, base64: body.bytes.toString('base64') },
+  };
+}
 
 /** `sha256=<hex>` of `<timestamp>.<body>` under `key`. */
 export function webhookSignature(key: string, timestamp: string, body: Buffer | string): string {
@@ -109,7 +138,7 @@ export interface ApprovalWebhooksOptions {
 /** The node's webhook approvers: notify on hold, and verify callbacks. */
 export interface ApprovalWebhooks {
   /** Describes a held request to its rule's webhook; an answer decides it. Never throws. */
-  notify(view: PendingApproval, webhook: WebhookSettings): void;
+  notify(view: PendingApproval, webhook: WebhookSettings, body?: HeldBody): void;
   /** `POST /v1/approvals/{id}/webhook`: a signed decision from the rule's webhook. */
   callback(req: IncomingMessage, res: ServerResponse, id: string): Promise<void>;
 }
@@ -132,12 +161,17 @@ async function keyOf(o: ApprovalWebhooksOptions, webhook: WebhookSettings): Prom
 
 /** Creates the webhook approvers over `queue`. */
 export function createApprovalWebhooks(o: ApprovalWebhooksOptions): ApprovalWebhooks {
-  async function send(view: PendingApproval, webhook: WebhookSettings): Promise<void> {
+  async function send(
+    view: PendingApproval,
+    webhook: WebhookSettings,
+    held: HeldBody | undefined,
+  ): Promise<void> {
     const key = await keyOf(o, webhook);
     const admin = o.adminUrl();
     const body = JSON.stringify({
       type: 'approval.pending',
       approval: view,
+      ...(webhook.includeBody ? describeBody(held) : {}),
       ...(admin === undefined
         ? {}
         : { callback_url: `${admin}/v1/approvals/${encodeURIComponent(view.id)}/webhook` }),
@@ -174,8 +208,8 @@ export function createApprovalWebhooks(o: ApprovalWebhooksOptions): ApprovalWebh
   }
 
   return {
-    notify(view, webhook) {
-      send(view, webhook).catch((err: unknown) => {
+    notify(view, webhook, body) {
+      send(view, webhook, body).catch((err: unknown) => {
         // The request stays held: only a person or the timeout ends it now.
         const code = err instanceof NexusError ? err.code : (err as { name?: unknown }).name;
         o.logger.warn(

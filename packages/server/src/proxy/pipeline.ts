@@ -385,6 +385,7 @@ export function createPipeline(deps: PipelineDeps) {
           record: (approval) =>
             deps.audit.append({ ...baseRecord(t, 'approval', clock()), approval }),
           onClose: (abandon) => res.once('close', abandon),
+          body: { bytes: body, contentType: req.headers['content-type'] },
           recheck: () => {
             if (deps.authority.isRevoked(verified.claims)) throw new NexusError('lease_revoked');
             if (deps.authority.agent(verified.agent)?.disabled !== false)
