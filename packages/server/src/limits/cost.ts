@@ -7,7 +7,8 @@
  *
  * Bounded: at most {@link MAX_JSON_BYTES} of a JSON body and {@link MAX_EVENT_BYTES} of one
  * event are kept; past that the cost is unreadable. An unreadable cost (not JSON, no such
- * path, too large, a compressed body) counts as 0: documented in docs/operations.md.
+ * path, too large) counts as 0: documented in docs/operations.md. The pipeline pushes the
+ * body as relayed to the agent: decoded and scrubbed.
  * MUST: the reader only keeps numbers; nothing read here is logged or audited.
  */
 import { z } from 'zod';

@@ -454,8 +454,6 @@ export function createPipeline(deps: PipelineDeps) {
           body: body.length > 0 ? body : undefined,
         };
         t.mcp?.prepare(out.headers);
-        // The cost is read from the body as relayed: ask for it uncompressed.
-        if (service.cost !== undefined) out.headers['accept-encoding'] = 'identity';
         // Nexus's own trace context, never the agent's (telemetry/tracing.ts).
         t.span?.propagate(out.headers);
         // No agent parameter can be read as one the mechanic injects: such a request was
@@ -551,6 +549,7 @@ export function createPipeline(deps: PipelineDeps) {
       // socket, its framing, an undecodable body) or the agent (a premature close).
       let bodyError: unknown;
       upstream.body.once('error', (e: unknown) => (bodyError ??= e));
+      // Read from the body as relayed: decoded (scrub/body.ts) and scrubbed.
       cost =
         service.cost === undefined
           ? undefined
