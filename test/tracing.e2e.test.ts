@@ -38,7 +38,7 @@ interface OtlpExport {
 }
 
 /** A loopback OTLP/HTTP collector: records every raw export and the spans in it. */
-async function startCollector() {
+async function startCollector(status = 200) {
   const raw: Buffer[] = [];
   const spans: OtlpSpan[] = [];
   const contentTypes: string[] = [];
@@ -54,6 +54,7 @@ async function startCollector() {
         for (const rs of doc.resourceSpans)
           for (const ss of rs.scopeSpans) for (const s of ss.spans) spans.push(s);
       }
+      res.statusCode = status;
       res.setHeader('content-type', 'application/json');
       res.end('{}');
     });
@@ -268,5 +269,33 @@ describe('OpenTelemetry traces: the agent cannot force sampling (issue 15)', () 
       await collector.close();
     }
     expect(collector.spans).toEqual([]);
+  });
+});
+
+describe('OpenTelemetry traces: a failing collector (issue 15)', () => {
+  it('never holds up a request: the spans are dropped and the node says so', async () => {
+    const collector = await startCollector(400); // refuses every export
+    const upstream = await startUpstream();
+    const node = await startNode({
+      services: { api: { upstream: upstream.url, auth: { type: 'none' } } },
+      agents: { bot: { roles: ['caller'] } },
+      policies: [{ id: 'reads', allow: { roles: ['caller'], services: ['api'] } }],
+      overrides: { telemetry: { traces: { otlp_endpoint: collector.url } } },
+    });
+    try {
+      const bot = await node.enroll('bot');
+      for (let i = 0; i < 3; i++) expect((await bot.fetch('api', `/x/${i}`)).status).toBe(200);
+      for (let i = 0; i < 200 && !node.output().includes('exporting traces'); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(node.output()).toContain(
+        'exporting traces to telemetry.traces.otlp_endpoint failed; spans are dropped',
+      );
+      expect(collector.raw.length).toBeGreaterThan(0);
+      expect((await bot.fetch('api', '/after')).status).toBe(200);
+    } finally {
+      await node.stop();
+      await upstream.close();
+      await collector.close();
+    }
   });
 });

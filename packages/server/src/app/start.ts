@@ -679,8 +679,16 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           clearInterval(idle);
           clearInterval(rotationTimer);
           await Promise.all(pools.map((p) => p.close()));
-          // The last requests' spans go to the collector (bounded by the export timeout).
-          await tracing?.shutdown().catch(() => undefined);
+          // The last requests' spans go to the collector; a collector that is down does not
+          // hold the stop up for more than 2 s.
+          if (tracing !== undefined) {
+            let timer: NodeJS.Timeout | undefined;
+            await Promise.race([
+              tracing.shutdown().catch(() => undefined),
+              new Promise<void>((r) => (timer = setTimeout(r, 2000))),
+            ]);
+            clearTimeout(timer);
+          }
           await Promise.all(
             [...services.values()].map((s) => s.mechanic.close?.().catch(() => undefined)),
           );

@@ -81,19 +81,17 @@ const propagator = new W3CTraceContextPropagator();
 const nowMs = () => performance.timeOrigin + performance.now();
 
 /** The agent's `traceparent` as a link, when it is one valid header. */
-function agentLink(headers: IncomingHttpHeaders): Link[] | undefined {
+function agentLink(headers: IncomingHttpHeaders): Link | undefined {
   const value = headers.traceparent;
   if (typeof value !== 'string') return undefined;
   const ctx = propagator.extract(ROOT_CONTEXT, { traceparent: value }, defaultTextMapGetter);
   const linked = trace.getSpanContext(ctx);
   if (linked === undefined) return undefined;
   // The link carries ids only: the agent's tracestate is not read.
-  return [
-    {
-      context: { traceId: linked.traceId, spanId: linked.spanId, traceFlags: linked.traceFlags },
-      attributes: { 'nexus.link': 'agent_traceparent' },
-    },
-  ];
+  return {
+    context: { traceId: linked.traceId, spanId: linked.spanId, traceFlags: linked.traceFlags },
+    attributes: { 'nexus.link': 'agent_traceparent' },
+  };
 }
 
 class PipelineSpan implements RequestSpan {
@@ -103,17 +101,20 @@ class PipelineSpan implements RequestSpan {
 
   constructor(tracer: Tracer, method: string, headers: IncomingHttpHeaders) {
     this.#tracer = tracer;
-    const links = agentLink(headers);
     this.#root = tracer.startSpan(
       'nexus.request',
       {
         kind: SpanKind.SERVER,
         startTime: nowMs(),
         attributes: { 'http.request.method': method },
-        ...(links === undefined ? {} : { links }),
       },
       ROOT_CONTEXT,
     );
+    // Read only for a span that is recorded: an unsampled request does not parse it.
+    if (this.#root.isRecording()) {
+      const link = agentLink(headers);
+      if (link !== undefined) this.#root.addLink(link);
+    }
     this.#ctx = trace.setSpan(ROOT_CONTEXT, this.#root);
   }
 
