@@ -149,9 +149,11 @@ describe('cost budgets and per-credential limits (issue 15)', () => {
     const metrics = await fetch(`${node.adminUrl}/metrics`, {
       headers: { authorization: `Bearer ${node.operatorToken}` },
     });
-    expect(await metrics.text()).toContain(
-      'nexus_limit_refusals_total{limit="tokens",kind="cost"} 1',
-    );
+    const text = await metrics.text();
+    expect(text).toContain('nexus_limit_refusals_total{limit="tokens",kind="cost"} 1');
+    expect(text).toContain('nexus_cost_total{service="llm"} 120');
+    // The access log line of a costed request says what it cost.
+    expect(node.output()).toMatch(/"service":"llm"[^\n]*"cost":60/);
   });
 
   it('reads the cost of a gzip-coded response (as decoded for scrubbing)', async () => {

@@ -89,6 +89,12 @@ export function createMetrics(): NexusMetrics {
     labelNames: ['service'] as const,
     registers,
   });
+  const costs = new Counter({
+    name: 'nexus_cost_total',
+    help: "Cost read from upstream responses (a service's cost:, e.g. LLM tokens)",
+    labelNames: ['service'] as const,
+    registers,
+  });
   const tokenRefreshes = new Counter({
     name: 'nexus_token_refreshes_total',
     help: 'Token fetches by mechanics that derive tokens, by service and result (ok, error)',
@@ -157,6 +163,7 @@ export function createMetrics(): NexusMetrics {
         upstreamResponses.inc({ service, class: `${Math.floor(s.upstreamStatus / 100)}xx` });
       }
       if (s.redactions > 0) redactions.inc({ service }, s.redactions);
+      if (s.cost !== undefined && s.cost > 0) costs.inc({ service }, s.cost);
     },
   };
 

@@ -282,6 +282,7 @@ export function createPipeline(deps: PipelineDeps) {
         upstreamStatus: t.upstreamStatus,
         redactions: t.redactions ?? 0,
         seconds: t.laps.total(),
+        ...(t.cost === undefined ? {} : { cost: t.cost }),
       };
       deps.observer?.finished(summary);
       t.span?.end(summary);
