@@ -76,6 +76,8 @@ const config = parseConfig(
     services,
     agents,
     policies,
+    // Extra top-level sections (bench/tracing.mjs: `telemetry`).
+    ...(spec.extraConfig ?? {}),
   },
   { baseDir: spec.dir },
 );

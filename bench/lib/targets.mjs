@@ -55,6 +55,7 @@ export async function startNexusNode(upstream, options) {
     leasesOut: join(dir, 'leases.json'),
     ...(options.benchHosts === undefined ? {} : { benchHosts: options.benchHosts }),
     ...(options.benchWebSocket === true ? { benchWebSocket: true } : {}),
+    ...(options.extraConfig === undefined ? {} : { extraConfig: options.extraConfig }),
     ...(options.enrollFor === undefined
       ? {}
       : { enrollFor: options.enrollFor, tokensOut: join(dir, 'tokens.json') }),

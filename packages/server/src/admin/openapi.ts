@@ -158,6 +158,12 @@ export const OPENAPI_DOCUMENT = {
         parameters: [nameParam('id')],
       }),
     },
+    '/v1/approvals/{id}/webhook': {
+      post: op(
+        "A webhook approver's decision ({id, decision: approve|deny, approver}), signed with Nexus-Webhook-Timestamp and Nexus-Webhook-Signature (HMAC-SHA256 with the rule's webhook secret) instead of an operator token",
+        { parameters: [nameParam('id')], security: [] },
+      ),
+    },
     '/v1/status': {
       get: op(
         'Node status: listeners, uptime, agents, live leases, credential health per service, audit head and lag',

@@ -80,6 +80,15 @@ export interface AdminDeps {
   readonly status?: () => Promise<unknown>;
   /** Requests held for approval (`/v1/approvals`). */
   readonly approvals?: ApprovalQueue;
+  /**
+   * `POST /v1/approvals/{id}/webhook`: a webhook approver's signed decision
+   * (approvals/webhook.ts). Authenticated by its HMAC signature, not an operator token.
+   */
+  readonly approvalWebhook?: (
+    req: IncomingMessage,
+    res: ServerResponse,
+    id: string,
+  ) => Promise<void>;
 }
 
 type Handler = (ctx: {
@@ -388,6 +397,12 @@ export function createAdminHandler(deps: AdminDeps) {
       const url = new URL(req.url ?? '/', 'http://admin.invalid');
       if (url.pathname === METRICS_PATH && metricsEndpoint !== undefined) {
         await metricsEndpoint(req, res, requestId);
+        return;
+      }
+      const callback = /^\/v1\/approvals\/(apr_[A-Za-z0-9_-]{1,64})\/webhook$/.exec(url.pathname);
+      if (callback !== null && deps.approvalWebhook !== undefined) {
+        if (req.method !== 'POST') throw new NexusError('method_not_allowed');
+        await deps.approvalWebhook(req, res, callback[1] as string);
         return;
       }
       const candidates = routes.filter((r) => r.pattern.test(url.pathname));

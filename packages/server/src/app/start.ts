@@ -58,6 +58,8 @@ import { nodeStatus } from './status.js';
 import { ApprovalQueue } from '../approvals/queue.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
 import { RedisLimitCounterStore } from '../limits/redis-counter-store.js';
+import { createTracing } from '../telemetry/tracing.js';
+import { createApprovalWebhooks } from '../approvals/webhook.js';
 
 export interface StartOptions {
   readonly config: Config;
@@ -332,6 +334,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           mechanic,
           credential: svc.auth.credential,
           kind: svc.kind,
+          ...(svc.cost === undefined ? {} : { cost: svc.cost }),
           removeHeaders: svc.scrub.remove_headers,
           get dispatcher() {
             return dispatcher();
@@ -391,8 +394,37 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const notBefore =
       shared.replay === undefined ? await restoreReplayState(store, memoryReplay, startedAt) : 0;
     // Requests held by `approve` rules; in memory: a node that stops ends them.
-    const approvals = new ApprovalQueue({ clock });
+    // A rule's webhook approver hears of each of its held requests (approvals/webhook.ts).
+    const approvals = new ApprovalQueue({
+      clock,
+      onHeld: (view, webhook, body) => webhooks.notify(view, webhook, body),
+    });
+    const webhooks = createApprovalWebhooks({
+      queue: approvals,
+      resolveSecret: async (name) => (await vault.resolve(name)).fields.value,
+      clock,
+      logger,
+      adminUrl: () => adminBase,
+    });
     metrics.approvalsPending(() => approvals.list().length);
+    // OpenTelemetry traces, only when `telemetry.traces` is configured (read at start).
+    let exportErrorLogged = 0;
+    const tracesConfig = config.telemetry.traces;
+    const tracing =
+      tracesConfig === undefined
+        ? undefined
+        : createTracing(tracesConfig, {
+            // At most one line a minute while the collector is unreachable.
+            onExportError: (err) => {
+              const now = clock();
+              if (now - exportErrorLogged < 60_000) return;
+              exportErrorLogged = now;
+              logger.warn(
+                { err: errorSummary(err) },
+                'exporting traces to telemetry.traces.otlp_endpoint failed; spans are dropped',
+              );
+            },
+          });
     const pipeline = createPipeline({
       publicUrl,
       audience: publicUrl,
@@ -425,6 +457,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         onRefused: (limit, kind) => metrics.limitRefused(limit, kind),
       }),
       approvals,
+      tracing,
     });
     const authorityHandler = createAuthorityHandler({
       authority,
@@ -530,6 +563,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       clock,
       logger,
       approvals,
+      approvalWebhook: (req, res, id) => webhooks.callback(req, res, id),
       status: () =>
         nodeStatus({
           config: () => current,
@@ -679,6 +713,16 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           clearInterval(idle);
           clearInterval(rotationTimer);
           await Promise.all(pools.map((p) => p.close()));
+          // The last requests' spans go to the collector; a collector that is down does not
+          // hold the stop up for more than 2 s.
+          if (tracing !== undefined) {
+            let timer: NodeJS.Timeout | undefined;
+            await Promise.race([
+              tracing.shutdown().catch(() => undefined),
+              new Promise<void>((r) => (timer = setTimeout(r, 2000))),
+            ]);
+            clearTimeout(timer);
+          }
           await Promise.all(
             [...services.values()].map((s) => s.mechanic.close?.().catch(() => undefined)),
           );

@@ -8,6 +8,7 @@ import { NexusError, type ErrorCode } from '@nexus/protocol';
 import type { ApprovalSettings } from '../policy/rule-schema.js';
 import type { AuditRecord } from '../audit/record.js';
 import type { ApprovalOutcome, ApprovalQueue, PendingApproval } from './queue.js';
+import type { HeldBody } from './webhook.js';
 
 export interface HoldRequest {
   readonly queue: ApprovalQueue | undefined;
@@ -22,6 +23,8 @@ export interface HoldRequest {
   readonly onClose: (abandon: () => void) => void;
   /** Throws when the request may no longer be forwarded (lease revoked, agent disabled). */
   readonly recheck: () => void;
+  /** The verified body, for a webhook that asks for it (`include_body`). */
+  readonly body?: HeldBody;
 }
 
 const REFUSALS: Record<Exclude<ApprovalOutcome['state'], 'approved'>, [ErrorCode, string]> = {
@@ -51,6 +54,8 @@ export async function awaitApproval(h: HoldRequest): Promise<NexusError | undefi
       ...(h.approval.approvers === undefined ? {} : { approvers: h.approval.approvers }),
     },
     h.approval.timeoutMs,
+    h.approval.webhook,
+    h.body,
   );
   try {
     await h.record({
@@ -64,6 +69,8 @@ export async function awaitApproval(h: HoldRequest): Promise<NexusError | undefi
     throw new NexusError('audit_unavailable', undefined, { cause: err });
   }
   h.onClose(hold.abandon);
+  // Durable as pending: now the rule's webhook (if any) may hear of it.
+  h.queue.announce(hold.id);
   const outcome = await hold.outcome;
   const approver = 'approver' in outcome ? { approver: outcome.approver } : {};
   try {

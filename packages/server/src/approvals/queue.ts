@@ -13,6 +13,7 @@
  */
 import { NexusError } from '@nexus/protocol';
 import { randomId } from '../util/ids.js';
+import type { HeldBody, WebhookSettings } from './webhook.js';
 
 /** Who decided: the operator token's name and id. */
 export interface Approver {
@@ -57,6 +58,10 @@ interface Entry {
   view: PendingApproval;
   settle: (o: ApprovalOutcome) => void;
   timer: NodeJS.Timeout;
+  /** The rule's webhook approver, if it has one (approvals/webhook.ts). */
+  webhook?: WebhookSettings;
+  /** The request body, kept only for a webhook with `include_body`. */
+  body?: HeldBody;
 }
 
 export interface ApprovalQueueOptions {
@@ -68,6 +73,8 @@ export interface ApprovalQueueOptions {
    * (up to `proxy.max_body`), so one agent MUST NOT fill the node with held requests.
    */
   readonly maxPendingPerAgent?: number;
+  /** Told when a held request's pending record is durable (`announce`): the webhook. */
+  readonly onHeld?: (view: PendingApproval, webhook: WebhookSettings, body?: HeldBody) => void;
 }
 
 /** The node's held requests. */
@@ -75,12 +82,14 @@ export class ApprovalQueue {
   readonly #clock: () => number;
   readonly #max: number;
   readonly #maxPerAgent: number;
+  readonly #onHeld: ApprovalQueueOptions['onHeld'];
   readonly #pending = new Map<string, Entry>();
 
   constructor(options: ApprovalQueueOptions) {
     this.#clock = options.clock;
     this.#max = options.maxPending ?? 1000;
     this.#maxPerAgent = options.maxPendingPerAgent ?? 20;
+    this.#onHeld = options.onHeld;
   }
 
   /**
@@ -91,6 +100,8 @@ export class ApprovalQueue {
   hold(
     request: Omit<PendingApproval, 'id' | 'created_at' | 'expires_at'>,
     timeoutMs: number,
+    webhook?: WebhookSettings,
+    body?: HeldBody,
   ): Hold {
     if (this.#pending.size >= this.#max) {
       throw new NexusError('rate_limited', undefined, {
@@ -124,8 +135,43 @@ export class ApprovalQueue {
     };
     const timer = setTimeout(() => settle({ state: 'timeout' }), timeoutMs);
     timer.unref();
-    this.#pending.set(id, { view, settle, timer });
+    this.#pending.set(id, {
+      view,
+      settle,
+      timer,
+      ...(webhook === undefined ? {} : { webhook }),
+      ...(webhook?.includeBody === true && body !== undefined ? { body } : {}),
+    });
     return { id, outcome, abandon: () => settle({ state: 'abandoned' }) };
+  }
+
+  /** The request is durably audited as pending: its rule's webhook (if any) is told. */
+  announce(id: string): void {
+    const entry = this.#pending.get(id);
+    if (entry?.webhook !== undefined) this.#onHeld?.(entry.view, entry.webhook, entry.body);
+  }
+
+  /** The webhook of a held request's rule, for verifying its callback. */
+  webhookOf(id: string): { settings: WebhookSettings; ruleId: string } | undefined {
+    const entry = this.#pending.get(id);
+    return entry?.webhook === undefined
+      ? undefined
+      : { settings: entry.webhook, ruleId: entry.view.rule_id };
+  }
+
+  /**
+   * Approves or denies a held request on its rule's webhook's word (the caller verified
+   * the webhook's answer or signature); the rule's `approvers` list operators, not webhooks.
+   *
+   * @throws NexusError `not_found` (unknown, decided or ended, or its rule has no webhook)
+   */
+  decideByWebhook(id: string, approver: Approver, approve: boolean): PendingApproval {
+    const entry = this.#pending.get(id);
+    if (entry?.webhook === undefined) {
+      throw new NexusError('not_found', 'no pending approval with this id (decided or ended)');
+    }
+    entry.settle(approve ? { state: 'approved', approver } : { state: 'denied', approver });
+    return entry.view;
   }
 
   /** The held requests, oldest first. */

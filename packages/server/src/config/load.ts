@@ -191,6 +191,40 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  * policies name known services and agents, rule ids are unique, lease_ttl <=
  * lease_max_lifetime, the proxy and admin listeners differ.
  */
+/**
+ * A `cost` limit counts what services' responses cost (`services.<name>.cost`): one that
+ * could never count anything is a mistake, said at load rather than found out later.
+ */
+function costLimitsCheck(raw: Record<string, unknown>): RawIssue[] {
+  if (!Array.isArray(raw.limits)) return [];
+  const services = isRecord(raw.services) ? raw.services : {};
+  const costed = (name: string) => {
+    const svc = services[name];
+    return isRecord(svc) && svc.cost !== undefined;
+  };
+  const issues: RawIssue[] = [];
+  raw.limits.forEach((limit: unknown, i) => {
+    if (!isRecord(limit) || limit.cost === undefined) return;
+    const match = isRecord(limit.match) ? limit.match : {};
+    if (Array.isArray(match.services)) {
+      match.services.forEach((name: unknown, j) => {
+        if (typeof name === 'string' && !costed(name))
+          issues.push({
+            path: ['limits', i, 'match', 'services', j],
+            message: `service "${name}" has no cost: to read (services.${name}.cost)`,
+          });
+      });
+    } else if (!Object.keys(services).some(costed)) {
+      issues.push({
+        path: ['limits', i, 'cost'],
+        message:
+          'no service has a cost: to read (services.<name>.cost); this budget would never count',
+      });
+    }
+  });
+  return issues;
+}
+
 function crossCheck(raw: Record<string, unknown>): RawIssue[] {
   const issues: RawIssue[] = [];
   const services = isRecord(raw.services) ? new Set(Object.keys(raw.services)) : undefined;
@@ -254,6 +288,7 @@ function crossCheck(raw: Record<string, unknown>): RawIssue[] {
   }
 
   issues.push(...hostClaims(raw.services));
+  issues.push(...costLimitsCheck(raw));
 
   const authority = isRecord(raw.authority) ? raw.authority : {};
   const ttl = durationOr(authority.lease_ttl, DEFAULTS.authority.lease_ttl);

@@ -22,6 +22,8 @@ import { policyRuleSchema, type PolicyRule } from '../policy/rule-schema.js';
 import { serviceEnvSchema, serviceHostsSchema } from './reach.js';
 import { metricsSchema, type MetricsConfig } from './operator-schema.js';
 import { limitsSchema, type LimitRule } from '../limits/schema.js';
+import { telemetrySchema, type TelemetryConfig } from '../telemetry/schema.js';
+import { costSourceSchema, type CostSource } from '../limits/cost.js';
 
 /**
  * Every default of nexus.yaml, in YAML form. The schema parses these like user input.
@@ -120,6 +122,8 @@ export interface ServiceConfig {
   readonly hosts?: readonly string[];
   /** Accepts WebSocket upgrades (default false: an upgrade is denied, proxy/websocket.ts). */
   readonly websocket: boolean;
+  /** How a response's cost is read, for `cost` budgets (limits/cost.ts). */
+  readonly cost?: CostSource;
 }
 
 /** One agent. */
@@ -191,6 +195,8 @@ export interface Config {
   readonly policies: readonly PolicyRule[];
   /** Rate limits and budgets (limits/schema.ts). */
   readonly limits: readonly LimitRule[];
+  /** OpenTelemetry traces (telemetry/schema.ts); off unless `telemetry.traces` is set. */
+  readonly telemetry: TelemetryConfig;
 }
 
 /** Options for {@link buildConfigSchema}. */
@@ -355,6 +361,8 @@ const serviceSchema = z.strictObject({
    * not decided one by one by policy, so an operator opts each service in.
    */
   websocket: z.boolean().default(false),
+  /** Where a response says what it cost (LLM token usage), for `cost` limits. */
+  cost: costSourceSchema.optional(),
 });
 
 const agentSchema = z.strictObject({
@@ -495,6 +503,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         .prefault({}),
       policies: z.array(policyRuleSchema).prefault([]),
       limits: limitsSchema,
+      telemetry: telemetrySchema,
     })
     .transform((c): Config => {
       const public_url = c.proxy.public_url ?? `http://${formatListen(c.proxy.listen)}`;
@@ -520,6 +529,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
             : { tls: { ca_file: resolve(baseDir, s.tls.ca_file) } }),
           ...(s.env === undefined ? {} : { env: s.env }),
           ...(s.hosts === undefined ? {} : { hosts: s.hosts }),
+          ...(s.cost === undefined ? {} : { cost: s.cost }),
         };
       }
       const agents: Record<string, AgentConfig> = {};
@@ -549,6 +559,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         agents,
         policies: c.policies,
         limits: c.limits,
+        telemetry: c.telemetry,
       };
     });
 }

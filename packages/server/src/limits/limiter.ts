@@ -15,7 +15,7 @@ import type { LimitCounterStore } from './counter-store.js';
 import type { LimitRule } from './schema.js';
 
 /** Which cap refused a request. */
-export type LimitKind = 'requests' | 'concurrent' | 'bytes';
+export type LimitKind = 'requests' | 'concurrent' | 'bytes' | 'cost';
 
 /** The request as limits see it (verified, before policy). */
 export interface LimitInput {
@@ -23,12 +23,17 @@ export interface LimitInput {
   /** The lease's roles the agent still has (as policy saw them). */
   readonly roles: readonly string[];
   readonly service: string;
+  /** The vault credential the service uses (`auth.credential`), if any. */
+  readonly credential?: string;
   /** Request body bytes. */
   readonly bytesIn: number;
 }
 
-/** An admitted request: call `done` once, when its response has ended. */
-export type LimitRelease = (bytesOut: number) => void;
+/**
+ * An admitted request: call it once, when its response has ended, with the response bytes
+ * and the response's cost (limits/cost.ts; undefined: none read).
+ */
+export type LimitRelease = (bytesOut: number, cost?: number) => void;
 
 /** A limit refused the request: `rate_limited`, with the limit and the wait. */
 export class LimitRefusal extends NexusError {
@@ -51,6 +56,8 @@ function describe(l: LimitRule, kind: LimitKind): string {
     return `more than ${l.requests.max} requests per ${formatDuration(l.requests.window)}`;
   if (kind === 'bytes' && l.bytes !== undefined)
     return `more than ${l.bytes.max} bytes per ${formatDuration(l.bytes.window)}`;
+  if (kind === 'cost' && l.cost !== undefined)
+    return `a cost of ${l.cost.max} per ${formatDuration(l.cost.window)} is spent`;
   return `more than ${l.concurrent ?? 0} concurrent requests`;
 }
 
@@ -87,6 +94,11 @@ function matches(l: LimitRule, r: LimitInput): boolean {
   if (m.agents !== undefined && !m.agents.includes(r.agent)) return false;
   if (m.services !== undefined && !m.services.includes(r.service)) return false;
   if (m.roles !== undefined && !m.roles.some((role) => r.roles.includes(role))) return false;
+  if (
+    m.credentials !== undefined &&
+    (r.credential === undefined || !m.credentials.includes(r.credential))
+  )
+    return false;
   return true;
 }
 
@@ -98,6 +110,9 @@ function subject(l: LimitRule, r: LimitInput): string {
       return `s:${r.service}`;
     case 'agent_service':
       return `as:${r.agent}/${r.service}`;
+    case 'credential':
+      // A service without a credential counts under its own name.
+      return r.credential === undefined ? `s:${r.service}` : `c:${r.credential}`;
     case 'all':
       return '*';
   }
@@ -117,6 +132,7 @@ export function createLimiter(options: LimiterOptions): Limiter {
       const now = clock();
       const slots: string[] = [];
       const budgets: { key: string; window: number }[] = [];
+      const costs: { key: string; window: number }[] = [];
       const refuse = (l: LimitRule, kind: LimitKind, until: number): never => {
         options.onRefused?.(l.id, kind);
         throw new LimitRefusal(l, kind, secondsUntil(until, now));
@@ -128,6 +144,12 @@ export function createLimiter(options: LimiterOptions): Limiter {
             const c = await store.peek(`b\u0000${key}`, l.bytes.window, now);
             if (c.total + input.bytesIn > l.bytes.max) refuse(l, 'bytes', c.resetAt);
             budgets.push({ key: `b\u0000${key}`, window: l.bytes.window });
+          }
+          if (l.cost !== undefined) {
+            // On admission: a request that starts under the budget may take it over.
+            const c = await store.peek(`$\u0000${key}`, l.cost.window, now);
+            if (c.total >= l.cost.max) refuse(l, 'cost', c.resetAt);
+            costs.push({ key: `$\u0000${key}`, window: l.cost.window });
           }
           if (l.requests !== undefined) {
             const c = await store.add(`r\u0000${key}`, 1, l.requests.window, now);
@@ -148,14 +170,17 @@ export function createLimiter(options: LimiterOptions): Limiter {
         throw err;
       }
       let released = false;
-      return (bytesOut: number) => {
+      return (bytesOut: number, cost?: number) => {
         if (released) return;
         released = true;
         for (const s of slots) store.release(s).catch(() => undefined);
-        if (bytesOut > 0) {
-          const end = clock();
+        const end = clock();
+        if (bytesOut > 0)
           for (const b of budgets) store.add(b.key, bytesOut, b.window, end).catch(() => undefined);
-        }
+        if (cost !== undefined && cost > 0)
+          // Whole units (a Redis counter is an integer), never rounded down.
+          for (const c of costs)
+            store.add(c.key, Math.ceil(cost), c.window, end).catch(() => undefined);
       };
     },
   };

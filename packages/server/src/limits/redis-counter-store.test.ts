@@ -119,6 +119,59 @@ describe('RedisLimitCounterStore', () => {
     expect(isLimitRefusal(refused)).toBe(true);
   });
 
+  it('a cost budget spent through one node refuses on the other; a credential counts its services together', async () => {
+    const p = prefix();
+    const rules = limitsSchema.parse([
+      { id: 'tokens', match: {}, cost: { max: 100, window: '1h' } },
+      {
+        id: 'key',
+        match: { credentials: ['shared'] },
+        per: 'credential',
+        requests: { max: 2, window: '1h' },
+      },
+    ]) as readonly LimitRule[];
+    const limiter = (redis: Redis) =>
+      createLimiter({
+        rules: () => rules,
+        store: new RedisLimitCounterStore(redis, p),
+        clock: () => 5_000,
+      });
+    const a = limiter(one);
+    const b = limiter(two);
+    const input = { agent: 'bot', roles: [], service: 'llm', bytesIn: 0 };
+    // Under budget on admission; the response's cost (a fraction rounds up) takes it to 100.
+    (await a.admit(input))(0, 99.5);
+    // The add is not awaited by the release: give Redis its round trip.
+    for (let i = 0; i < 50 && (await two.keys(`${p}*`)).length === 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    const refused = await b.admit(input).catch((e: unknown) => e);
+    expect(isLimitRefusal(refused) && refused.kind).toBe('cost');
+
+    const svc = (service: string, credential?: string) => ({
+      agent: 'bot',
+      roles: [],
+      service,
+      ...(credential === undefined ? {} : { credential }),
+      bytesIn: 0,
+    });
+    const other = prefix();
+    const c = createLimiter({
+      rules: () => rules.filter((r) => r.id === 'key'),
+      store: new RedisLimitCounterStore(one, other),
+      clock: () => 5_000,
+    });
+    const d = createLimiter({
+      rules: () => rules.filter((r) => r.id === 'key'),
+      store: new RedisLimitCounterStore(two, other),
+      clock: () => 5_000,
+    });
+    await c.admit(svc('search-a', 'shared'));
+    await d.admit(svc('search-b', 'shared'));
+    await c.admit(svc('search-c', 'own')); // another credential: not matched
+    const over = await d.admit(svc('search-a', 'shared')).catch((e: unknown) => e);
+    expect(isLimitRefusal(over) && over.limit).toBe('key');
+  });
+
   it('fails closed with limits_unavailable while Redis is down', async () => {
     const p = prefix();
     const redis = new Redis(server.url, {

@@ -27,7 +27,7 @@ export interface NexusMetrics {
   /** A token fetch of a mechanic (OAuth2, JWT bearer, GitHub App, token exchange). */
   tokenRefresh(service: string, ok: boolean): void;
   /** A request refused by a configured limit. */
-  limitRefused(limit: string, kind: 'requests' | 'concurrent' | 'bytes'): void;
+  limitRefused(limit: string, kind: 'requests' | 'concurrent' | 'bytes' | 'cost'): void;
   /** The pipeline's audit appender, with append latency and the oldest pending append measured. */
   instrumentAudit(audit: AuditAppender): AuditAppender;
   /** Where `nexus_approvals_pending` reads the number of held requests. */
@@ -86,6 +86,12 @@ export function createMetrics(): NexusMetrics {
   const redactions = new Counter({
     name: 'nexus_redactions_total',
     help: 'Secret values redacted from upstream responses (headers and bodies)',
+    labelNames: ['service'] as const,
+    registers,
+  });
+  const costs = new Counter({
+    name: 'nexus_cost_total',
+    help: "Cost read from upstream responses (a service's cost:, e.g. LLM tokens)",
     labelNames: ['service'] as const,
     registers,
   });
@@ -157,6 +163,7 @@ export function createMetrics(): NexusMetrics {
         upstreamResponses.inc({ service, class: `${Math.floor(s.upstreamStatus / 100)}xx` });
       }
       if (s.redactions > 0) redactions.inc({ service }, s.redactions);
+      if (s.cost !== undefined && s.cost > 0) costs.inc({ service }, s.cost);
     },
   };
 

@@ -7,6 +7,7 @@ import { globProblem } from './glob.js';
 import { mcpMatchSchema, type McpMatch } from './mcp-match.js';
 import { DAY_NAMES, isValidTimeZone, parseHhMm, type DayName, type TimeWindow } from './time.js';
 import { parseDuration } from '../config/units.js';
+import { webhookSchema, type WebhookSettings } from '../approvals/webhook.js';
 
 /** Default and longest time a request waits for approval (`timeout` of an `approve` rule). */
 export const APPROVAL_TIMEOUT_DEFAULT_MS = 120_000;
@@ -58,6 +59,8 @@ export interface ApprovalSettings {
   readonly approvers?: readonly string[];
   /** How long the request is held before it fails with `approval_timeout`, in ms. */
   readonly timeoutMs: number;
+  /** A webhook approver told of each held request (approvals/webhook.ts). */
+  readonly webhook?: WebhookSettings;
 }
 
 function nonEmptySet<T extends z.ZodType<string>>(item: T) {
@@ -176,6 +179,7 @@ export const policyRuleSchema = z
         `must be a duration from 1s to ${APPROVAL_TIMEOUT_MAX_MS / 1000}s, e.g. 2m`,
       )
       .optional(),
+    webhook: webhookSchema.optional(),
   })
   .superRefine((r, ctx) => {
     const effects = [r.allow, r.deny, r.approve].filter((m) => m !== undefined).length;
@@ -189,7 +193,7 @@ export const policyRuleSchema = z
       ctx.addIssue({ code: 'custom', message: 'a rule needs allow, deny or approve' });
     }
     if (r.approve === undefined) {
-      for (const k of ['approvers', 'timeout'] as const) {
+      for (const k of ['approvers', 'timeout', 'webhook'] as const) {
         if (r[k] !== undefined)
           ctx.addIssue({ code: 'custom', path: [k], message: 'only an approve rule has it' });
       }
@@ -208,6 +212,7 @@ export const policyRuleSchema = z
           r.timeout === undefined
             ? APPROVAL_TIMEOUT_DEFAULT_MS
             : (parseDuration(r.timeout) as number),
+        ...(r.webhook === undefined ? {} : { webhook: r.webhook }),
       };
     }
     if (r.description !== undefined) rule.description = r.description;

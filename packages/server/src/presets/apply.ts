@@ -28,6 +28,7 @@ export interface PresetServiceEntry {
   scrub?: { remove_headers: string[] };
   env?: Record<string, string>;
   hosts?: string[];
+  cost?: { json: string[] };
 }
 
 /** The variables a preset uses in its upstream and options, in order of appearance. */
@@ -87,6 +88,7 @@ export function renderPresetService(
   const entry: PresetServiceEntry = { upstream, auth };
   if (preset.removeHeaders.length > 0) entry.scrub = { remove_headers: [...preset.removeHeaders] };
   if (preset.env !== undefined) entry.env = { ...preset.env };
+  if (preset.cost !== undefined) entry.cost = { json: [...preset.cost.json] };
   // The host the provider's SDKs and tools call, also when --upstream sends the traffic
   // elsewhere (a test server, a gateway): the forward proxy routes that host to it.
   const host = presetHost(
@@ -131,6 +133,7 @@ export function presetToJson(preset: ServicePreset): Record<string, unknown> {
     docs: preset.docs,
     ...(preset.note === undefined ? {} : { note: preset.note }),
     ...(preset.env === undefined ? {} : { env: { ...preset.env } }),
+    ...(preset.cost === undefined ? {} : { cost: { json: [...preset.cost.json] } }),
   };
 }
 

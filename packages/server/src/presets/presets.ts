@@ -50,6 +50,11 @@ export interface ServicePreset {
    * `{base_url}[/path]` or `{dummy_key}`. The service's `hosts` is the upstream's host name.
    */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Where a response says what it cost (`cost.json` dotted paths, summed; limits/cost.ts),
+   * for `cost` budgets in `limits:`: an LLM API's token usage.
+   */
+  readonly cost?: { readonly json: readonly string[] };
 }
 
 const token = (description: string): readonly PresetField[] => [{ name: 'value', description }];
@@ -97,6 +102,8 @@ export const PRESETS: readonly ServicePreset[] = [
     auth: { type: 'header', name: 'x-api-key' },
     fields: token('API key (sk-ant-...)'),
     removeHeaders: ['anthropic-organization-id'],
+    // Tokens: a message's usage; a stream's message_delta event carries the final usage.
+    cost: { json: ['usage.input_tokens', 'usage.output_tokens'] },
     docs: 'https://docs.anthropic.com/en/api/overview#authentication',
     note: 'the agent still sends anthropic-version',
     // The Anthropic SDKs append /v1/... to ANTHROPIC_BASE_URL.
@@ -360,6 +367,8 @@ export const PRESETS: readonly ServicePreset[] = [
     fields: token('API key (sk-...)'),
     removeHeaders: ['openai-organization', 'openai-project'],
     docs: 'https://platform.openai.com/docs/api-reference/authentication',
+    // Tokens; a streamed answer has them in its last event with stream_options.include_usage.
+    cost: { json: ['usage.total_tokens'] },
     // The OpenAI SDKs' base URL includes /v1 (their default is https://api.openai.com/v1).
     env: { OPENAI_BASE_URL: '{base_url}/v1', OPENAI_API_KEY: '{dummy_key}' },
   },

@@ -29,6 +29,7 @@ export function accessLog(logger: Logger): PipelineObserver {
             bytes_in: s.bytesIn,
             bytes_out: s.bytesOut,
             redactions: s.redactions,
+            ...(s.cost === undefined ? {} : { cost: s.cost }),
             duration_ms: Math.round(s.seconds * 10_000) / 10,
           },
         },

@@ -42,6 +42,8 @@ export interface RequestSummary {
   readonly upstreamStatus: number | undefined;
   readonly redactions: number;
   readonly seconds: number;
+  /** What the response cost (a service's `cost:`, limits/cost.ts), when one was read. */
+  readonly cost?: number;
 }
 
 /** Receives per-request timings and outcomes (metrics/metrics.ts implements it). */

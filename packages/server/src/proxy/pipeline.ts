@@ -43,7 +43,12 @@ import { relayRedacted } from './relay.js';
 import { randomId } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';
 import { serverDigest } from '../util/digest.js';
-import { StageClock, type PipelineObserver, type PipelineStage } from './observe.js';
+import {
+  StageClock,
+  type PipelineObserver,
+  type PipelineStage,
+  type RequestSummary,
+} from './observe.js';
 import { isLimitRefusal, type Limiter, type LimitRelease } from '../limits/limiter.js';
 import { McpExchange } from '../mcp/gateway.js';
 import type { McpTarget } from '../mcp/message.js';
@@ -51,6 +56,8 @@ import { awaitApproval } from '../approvals/hold.js';
 import type { ApprovalQueue } from '../approvals/queue.js';
 import type { ApprovalSettings } from '../policy/rule-schema.js';
 import type { UpgradeExchange, UpgradeRelay } from './websocket.js';
+import type { RequestSpan, Tracing } from '../telemetry/tracing.js';
+import { createCostReader, type CostReader, type CostSource } from '../limits/cost.js';
 
 /** One configured service as the pipeline uses it. */
 export interface ServiceRuntime {
@@ -65,6 +72,8 @@ export interface ServiceRuntime {
   readonly bodyTimeoutMs: number;
   /** `mcp`: an MCP server's endpoint; its JSON-RPC messages are read (mcp/gateway.ts). */
   readonly kind?: 'http' | 'mcp';
+  /** Where a response says what it cost, for `cost` limits (limits/cost.ts). */
+  readonly cost?: CostSource;
   /**
    * Marks the runtime in use by one request; the returned function releases it. A reload
    * closes a replaced runtime's pool and mechanic only once no request holds it.
@@ -132,6 +141,8 @@ export interface PipelineDeps {
   readonly limits?: Limiter;
   /** Requests held for approval (`approve` rules); without it they are denied. */
   readonly approvals?: ApprovalQueue;
+  /** OpenTelemetry traces (telemetry/tracing.ts); undefined: off, nothing is done. */
+  readonly tracing?: Tracing;
 }
 
 /** Fields known about a request as it goes through the pipeline, for its audit record. */
@@ -155,6 +166,10 @@ interface Trace {
   bytesOut?: number;
   /** Set for a service of kind `mcp`. */
   mcp?: McpExchange;
+  /** The request's spans, when tracing is on. */
+  span?: RequestSpan;
+  /** What the response cost (a service's `cost:`), once read. */
+  cost?: number;
 }
 
 function signatureOf(t: Trace): AuditRecord['signature'] {
@@ -195,8 +210,11 @@ export function createPipeline(deps: PipelineDeps) {
   const { clock, logger } = deps;
   const verifyHeaders = createRequestVerifier({ ...deps, clock });
   const lap = (t: Trace, stage: PipelineStage) => {
+    if (deps.observer === undefined && t.span === undefined) return;
+    const seconds = t.laps.lap();
+    t.span?.stage(stage, seconds);
     if (deps.observer !== undefined && t.service !== undefined)
-      deps.observer.stage(t.service, stage, t.laps.lap());
+      deps.observer.stage(t.service, stage, seconds);
   };
 
   async function reject(
@@ -257,13 +275,14 @@ export function createPipeline(deps: PipelineDeps) {
       method: req.method ?? 'GET',
       bytesIn: 0,
       laps: new StageClock(),
+      span: deps.tracing?.start(req.method ?? 'GET', req.headers),
     };
     try {
       await handleRequest(req, res, held, t, upgrade);
     } finally {
       held.release?.();
-      held.limits?.(t.bytesOut ?? 0);
-      deps.observer?.finished({
+      held.limits?.(t.bytesOut ?? 0, t.cost);
+      const summary: RequestSummary = {
         requestId: t.requestId,
         method: t.method,
         agent: t.verified?.agent,
@@ -277,7 +296,10 @@ export function createPipeline(deps: PipelineDeps) {
         upstreamStatus: t.upstreamStatus,
         redactions: t.redactions ?? 0,
         seconds: t.laps.total(),
-      });
+        ...(t.cost === undefined ? {} : { cost: t.cost }),
+      };
+      deps.observer?.finished(summary);
+      t.span?.end(summary);
     }
   };
 
@@ -336,6 +358,7 @@ export function createPipeline(deps: PipelineDeps) {
             agent: verified.agent,
             roles,
             service: service.name,
+            ...(service.credential === undefined ? {} : { credential: service.credential }),
             bytesIn: body.length,
           });
         } catch (err) {
@@ -378,6 +401,7 @@ export function createPipeline(deps: PipelineDeps) {
           record: (approval) =>
             deps.audit.append({ ...baseRecord(t, 'approval', clock()), approval }),
           onClose: (abandon) => res.once('close', abandon),
+          body: { bytes: body, contentType: req.headers['content-type'] },
           recheck: () => {
             if (deps.authority.isRevoked(verified.claims)) throw new NexusError('lease_revoked');
             if (deps.authority.agent(verified.agent)?.disabled !== false)
@@ -521,6 +545,7 @@ export function createPipeline(deps: PipelineDeps) {
     let audited = false;
     let upstream: Dispatcher.ResponseData | undefined;
     let piped = false;
+    let cost: CostReader | undefined;
     try {
       for (let attempt = 0; attempt < 2; attempt++) {
         const out: OutboundRequest = {
@@ -532,6 +557,8 @@ export function createPipeline(deps: PipelineDeps) {
           body: body.length > 0 ? body : undefined,
         };
         t.mcp?.prepare(out.headers);
+        // Nexus's own trace context, never the agent's (telemetry/tracing.ts).
+        t.span?.propagate(out.headers);
         // No agent parameter can be read as one the mechanic injects: such a request was
         // refused before (checkQuery), so the query goes on byte for byte.
         let applied: AppliedAuth;
@@ -625,11 +652,17 @@ export function createPipeline(deps: PipelineDeps) {
       // socket, its framing, an undecodable body) or the agent (a premature close).
       let bodyError: unknown;
       upstream.body.once('error', (e: unknown) => (bodyError ??= e));
+      // Read from the body as relayed: decoded (scrub/body.ts) and scrubbed.
+      cost =
+        service.cost === undefined
+          ? undefined
+          : createCostReader(service.cost, Array.isArray(ct) ? ct[0] : ct);
       if (scrubber.coded) {
         const scrub = scrubber.stream();
         const counter = new Transform({
           transform(chunk: Buffer, _enc, cb) {
             bytesOut += chunk.length;
+            cost?.push(chunk);
             cb(null, chunk);
           },
         });
@@ -642,8 +675,19 @@ export function createPipeline(deps: PipelineDeps) {
         }
       } else {
         const redactor = scrubber.redactor();
+        const reader = cost;
         try {
-          await relayRedacted(source, redactor, res, (n) => (bytesOut += n));
+          await relayRedacted(
+            source,
+            redactor,
+            res,
+            reader === undefined
+              ? (n) => (bytesOut += n)
+              : (n, chunk) => {
+                  bytesOut += n;
+                  reader.push(chunk);
+                },
+          );
         } catch (err) {
           throw upstreamFailure(bodyError ?? err, 'body');
         } finally {
@@ -676,6 +720,7 @@ export function createPipeline(deps: PipelineDeps) {
       }
     } finally {
       if (piped) lap(t, 'relay');
+      t.cost = cost?.end();
       t.upstreamStatus = status || undefined;
       t.redactions = redactions;
       t.bytesOut = bytesOut;

@@ -25,7 +25,7 @@ function agentGone(): Error {
 
 /**
  * Writes the redacted body and ends the response. `onBytes` is told every write's size
- * (so a failed relay still reports what reached the agent).
+ * and bytes (so a failed relay still reports what reached the agent).
  *
  * @throws the upstream body's error, or `ERR_STREAM_PREMATURE_CLOSE` when the agent left.
  */
@@ -33,7 +33,7 @@ export async function relayRedacted(
   body: Readable,
   redactor: Redactor,
   res: Writable,
-  onBytes: (n: number) => void,
+  onBytes: (n: number, chunk: Buffer) => void,
 ): Promise<void> {
   let gone = false;
   let wake: (() => void) | undefined;
@@ -50,7 +50,7 @@ export async function relayRedacted(
   const write = async (chunk: Buffer): Promise<void> => {
     if (chunk.length === 0) return;
     if (gone) throw agentGone();
-    onBytes(chunk.length);
+    onBytes(chunk.length, chunk);
     if (res.write(chunk)) return;
     if (res.destroyed) {
       onClose();
