@@ -358,7 +358,7 @@ describe('MCP upstream OAuth: client ID metadata document', () => {
     // trusts the test CA; oidc-provider's own fetch also refuses loopback addresses.
     const trustingFetch = ((url: string | URL, init?: RequestInit) => {
       fetched.push(String(url));
-      return fetch(url, { ...init, dispatcher: trusting } as RequestInit);
+      return fetch(url, { ...init, dispatcher: trusting } as unknown as RequestInit);
     }) as typeof fetch;
     front = await startHttpsFront(pki, () => node.adminUrl);
     mcp = await startProtectedMcpServer(() => oidc.issuer);
@@ -366,7 +366,7 @@ describe('MCP upstream OAuth: client ID metadata document', () => {
       clientIdMetadataDocuments: true,
       fetch: trustingFetch,
       browserFetch: ((url: string | URL, init?: RequestInit) =>
-        fetch(url, { ...init, dispatcher: trusting } as RequestInit)) as typeof fetch,
+        fetch(url, { ...init, dispatcher: trusting } as unknown as RequestInit)) as typeof fetch,
     });
     node = await startNode({
       agents: { bot: { roles: ['support'] } },
@@ -408,7 +408,7 @@ describe('MCP upstream OAuth: client ID metadata document', () => {
 
   it('serves the document: its client_id is its own https URL, a public client, no secret', async () => {
     const url = `${front.url}/v1/mcp/clients/tickets`;
-    const res = await fetch(url, { dispatcher: trusting } as RequestInit);
+    const res = await fetch(url, { dispatcher: trusting } as unknown as RequestInit);
     expect(res.status).toBe(200);
     const doc = (await res.json()) as Record<string, unknown>;
     expect(doc).toEqual({
