@@ -95,6 +95,7 @@ describe('MCP client registration', () => {
       tokenEndpointAuthMethod: 'client_secret_basic',
     });
     expect(received.at(-1)).toMatchObject({
+      application_type: 'web',
       redirect_uris: [loopCallback],
       grant_types: ['authorization_code', 'refresh_token'],
       token_endpoint_auth_method: 'client_secret_basic',

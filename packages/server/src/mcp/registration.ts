@@ -125,6 +125,8 @@ export async function registerMcpClient(input: RegisterInput): Promise<McpClient
     throw fail('the registration endpoint is neither https nor loopback http');
   const asked = {
     client_name: CLIENT_NAME,
+    // A server-side (confidential) client; some servers require the field.
+    application_type: 'web',
     redirect_uris: [redirectUri],
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
