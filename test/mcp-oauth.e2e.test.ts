@@ -92,7 +92,30 @@ describe('MCP upstream OAuth: discover, dynamic client registration, connect, ca
   beforeAll(async () => {
     mcp = await startProtectedMcpServer(() => oidc.issuer);
     oidc = await startOidc(mcp.url, { registration: true, otherResources: [OTHER_RESOURCE] });
-    node = await startNode({ agents: { bot: { roles: ['support'] } }, policies });
+    // Two services a registration must refuse: one sends principals to another server
+    // than the one the MCP server names, one would ask for tokens without its resource.
+    const svc = (auth: Record<string, unknown>) => ({
+      kind: 'mcp',
+      upstream: mcp.url,
+      auth: {
+        type: 'oauth2_authorization_code',
+        authorize_url: `${oidc.issuer}/auth`,
+        token_url: `${oidc.issuer}/token`,
+        resource: mcp.url,
+        ...auth,
+      },
+    });
+    node = await startNode({
+      agents: { bot: { roles: ['support'] } },
+      policies,
+      services: {
+        'elsewhere-as': svc({
+          credential: 'elsewhere-client',
+          authorize_url: 'http://127.0.0.1:9/auth',
+        }),
+        'no-resource': svc({ credential: 'no-resource-client', resource: undefined }),
+      },
+    });
     await oidc.setup(`${node.adminUrl}/v1/connections/callback`);
   }, 60_000);
 
@@ -306,6 +329,17 @@ describe('MCP upstream OAuth: discover, dynamic client registration, connect, ca
       clientId,
       resource: mcp.url,
     });
+  });
+
+  it('registration refuses a service sending principals elsewhere, or without its resource', async () => {
+    for (const name of ['elsewhere-as', 'no-resource']) {
+      const r = await node.admin<{ code: string }>('POST', `/v1/mcp/${name}/registration`, {});
+      expect(r.status).toBe(502);
+      expect(r.body.code).toBe('upstream_invalid');
+    }
+    const creds = await node.cli(['credential', 'list', '--json']);
+    expect(creds.stdout).not.toContain('elsewhere-client');
+    expect(creds.stdout).not.toContain('no-resource-client');
   });
 
   it('registration and its routes need the operator token, and a kind: mcp OAuth service', async () => {

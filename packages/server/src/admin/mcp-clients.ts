@@ -92,6 +92,26 @@ export function mcpClientRoutes(deps: McpClientDeps): ConnectionRoute[] {
           throw new NexusError('internal_error', 'no redirect_uri for OAuth connections');
         }
         const discovery = await discoverMcpAuthorization(svc.upstream);
+        // MUST: the client is registered with the authorization server the service sends
+        // its principals to, for tokens bound to this server (RFC 8707): a registration at
+        // one server whose client_id goes to another is refused, as is a service that would
+        // ask for tokens without the resource.
+        const e = manager.endpoints;
+        if (
+          e.authorizeUrl !== discovery.authorizationEndpoint ||
+          e.tokenUrl !== discovery.tokenEndpoint
+        ) {
+          throw new NexusError('upstream_invalid', undefined, {
+            detail:
+              "the service's authorize_url and token_url are not the discovered authorization server's: run `nexus mcp discover` again",
+          });
+        }
+        const norm = (u: string) => u.replace(/\/$/, '');
+        if (!e.resources.some((r) => norm(r) === norm(discovery.resource))) {
+          throw new NexusError('upstream_invalid', undefined, {
+            detail: `auth.resource must name the MCP server (${discovery.resource}), as RFC 8707 requires`,
+          });
+        }
         const r = await registerMcpClient({
           service: svc.name,
           discovery,

@@ -162,9 +162,10 @@ export async function registerMcpClient(input: RegisterInput): Promise<McpClient
     throw fail('the registration answer is not a JSON object');
   }
   const clientId = body.client_id;
-  if (typeof clientId !== 'string' || clientId === '' || clientId.length > 2048) {
-    throw fail('the registration answer has no client_id');
-  }
+  // RFC 6749 Appendix A.1/A.2: client_id and client_secret are VSCHAR (printable ASCII).
+  const vschar = (v: unknown): v is string =>
+    typeof v === 'string' && v !== '' && v.length <= 2048 && /^[\x20-\x7e]+$/.test(v);
+  if (!vschar(clientId)) throw fail('the registration answer has no usable client_id');
   // RFC 7591 §3.2.1: the server may change metadata; Nexus only accepts what it can use.
   const redirects = body.redirect_uris;
   if (redirects !== undefined && !(Array.isArray(redirects) && redirects.includes(redirectUri))) {
@@ -180,8 +181,8 @@ export async function registerMcpClient(input: RegisterInput): Promise<McpClient
   if (method !== 'none' && method !== 'client_secret_basic' && method !== 'client_secret_post') {
     throw fail('the registration answer names a token endpoint auth method Nexus does not use');
   }
-  if (method !== 'none' && (typeof secret !== 'string' || secret === '')) {
-    throw fail('the registration answer has no client_secret');
+  if (method !== 'none' && !vschar(secret)) {
+    throw fail('the registration answer has no usable client_secret');
   }
   return {
     method: 'dcr',

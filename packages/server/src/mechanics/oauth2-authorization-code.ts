@@ -117,6 +117,12 @@ export interface OAuthConnections {
   readonly service: string;
   /** The vault credential holding the OAuth client (`auth.credential`). */
   readonly clientCredential: string;
+  /** The configured endpoints and RFC 8707 resources (registration checks them). */
+  readonly endpoints: {
+    readonly authorizeUrl: string;
+    readonly tokenUrl: string;
+    readonly resources: readonly string[];
+  };
   /** The OAuth callback the provider redirects to, once the admin listener is bound. */
   redirectUri(): string | undefined;
   /** Creates a one-time `state` and PKCE verifier and returns the provider's authorize URL. */
@@ -347,6 +353,11 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
     const connections: OAuthConnections = {
       service,
       clientCredential: options.credential,
+      endpoints: {
+        authorizeUrl: options.authorize_url,
+        tokenUrl: options.token_url,
+        resources: options.resource ?? [],
+      },
       redirectUri: redirectUriOf,
       async start(principal) {
         const p = principalSchema.safeParse(principal);
