@@ -484,9 +484,20 @@ describe('MCP upstream OAuth: client ID metadata document', () => {
     agents.push(carol);
     const client = await connectClient(node, carol, 'tickets');
     const who = textOf(await client.callTool({ name: 'whoami', arguments: {} }));
-    await client.close();
     expect(who).toContain('sub=carol');
     expect(who).toContain('[REDACTED]');
+    // The public client refreshes too (client_id in the form, no secret), with the resource.
+    const refreshes = oidc.counts.refresh_token;
+    mcp.rejectNext(1);
+    expect(textOf(await client.callTool({ name: 'add', arguments: { a: 3, b: 4 } }))).toBe('7');
+    await client.close();
+    expect(oidc.counts.refresh_token - refreshes).toBe(1);
+    expect(oidc.resources.at(-1)).toMatchObject({
+      endpoint: 'token',
+      grantType: 'refresh_token',
+      clientId,
+      resource: mcp.url,
+    });
     for (const a of mcp.authorizations) expect(a).not.toContain(AGENT_OWN_TOKEN);
   });
 });

@@ -64,7 +64,6 @@ export type {
 } from './mechanics/mechanic.js';
 
 export { discoverMcpAuthorization } from './mcp/discovery.js';
-export { clientMetadataUrl, registerMcpClient } from './mcp/registration.js';
 export { addServiceToConfigFile } from './mcp/config-write.js';
 export { mcpTarget } from './mcp/message.js';
 export type { McpAuthDiscovery } from './mcp/discovery.js';

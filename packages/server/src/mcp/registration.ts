@@ -30,8 +30,8 @@ import { isAllowedDiscoveryUrl, type McpAuthDiscovery } from './discovery.js';
 /** Path of the client ID metadata documents on the admin listener. */
 export const CLIENT_METADATA_PATH = '/v1/mcp/clients';
 
-/** How a client registration was obtained. */
-export type RegistrationMethod = 'cimd' | 'dcr' | 'preregistered';
+/** How Nexus registered (a pre-registered client is stored by the operator instead). */
+export type RegistrationMethod = 'cimd' | 'dcr';
 
 /** The registration as stored in the service's client credential (vault fields). */
 export interface McpClientRegistration {
