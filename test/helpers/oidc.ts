@@ -33,8 +33,32 @@ export interface GrantCounts {
   requests: number;
 }
 
+/** Extras for the MCP authorization tests (issue 12); all off by default. */
+export interface OidcOptions {
+  /** More resource indicators the provider issues tokens for (audience = the indicator). */
+  readonly otherResources?: readonly string[];
+  /** Open dynamic client registration (RFC 7591) at `/reg`. */
+  readonly registration?: boolean;
+  /** Client ID metadata documents (draft-ietf-oauth-client-id-metadata-document-02). */
+  readonly clientIdMetadataDocuments?: boolean;
+  /** The provider's outbound fetch (CIMD documents); default: oidc-provider's own. */
+  readonly fetch?: typeof fetch;
+  /** The scripted browser's fetch (e.g. one that trusts a test CA). */
+  readonly browserFetch?: typeof fetch;
+}
+
+/** A `resource` parameter the provider received, by endpoint. */
+export interface SeenResource {
+  readonly endpoint: 'authorization' | 'token';
+  readonly grantType?: string;
+  readonly clientId?: string;
+  readonly resource: unknown;
+}
+
 export interface TestOidc {
   readonly issuer: string;
+  /** `resource` parameters of successful authorization and token requests, in order. */
+  readonly resources: SeenResource[];
   readonly authorizeUrl: string;
   readonly tokenUrl: string;
   readonly counts: GrantCounts;
@@ -59,7 +83,8 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
 }
 
 /** Starts the authorization server's listener; call `setup` once Nexus's URL is known. */
-export async function startOidc(resource: string): Promise<TestOidc> {
+export async function startOidc(resource: string, opts: OidcOptions = {}): Promise<TestOidc> {
+  const resources: SeenResource[] = [];
   let provider: Provider | undefined;
   let accessTokenTtl = 3600;
   const counts: GrantCounts = {
@@ -138,6 +163,7 @@ export async function startOidc(resource: string): Promise<TestOidc> {
 
   const oidc: TestOidc = {
     issuer,
+    resources,
     authorizeUrl: `${issuer}/auth`,
     tokenUrl: `${issuer}/token`,
     counts,
@@ -169,6 +195,7 @@ export async function startOidc(resource: string): Promise<TestOidc> {
           },
         ],
         jwks: { keys: [jwk] },
+        ...(opts.fetch === undefined ? {} : { fetch: opts.fetch }),
         clientDefaults: { id_token_signed_response_alg: 'ES256' },
         cookies: { keys: ['oidc-test-cookie-key-0123456789'] },
         scopes: ['openid', 'offline_access', 'api:read'],
@@ -186,15 +213,20 @@ export async function startOidc(resource: string): Promise<TestOidc> {
           devInteractions: { enabled: false },
           clientCredentials: { enabled: true },
           revocation: { enabled: true },
+          registration: { enabled: opts.registration === true },
+          ...(opts.clientIdMetadataDocuments === true
+            ? { clientIdMetadataDocument: { enabled: true, ack: 'draft-02' } }
+            : {}),
           resourceIndicators: {
             enabled: true,
             defaultResource: () => resource,
             useGrantedResource: () => true,
             getResourceServerInfo: (_ctx: unknown, indicator: string) => {
-              if (indicator !== resource) throw new errors.InvalidTarget();
+              if (indicator !== resource && !(opts.otherResources ?? []).includes(indicator))
+                throw new errors.InvalidTarget();
               return {
                 scope: 'api:read',
-                audience: resource,
+                audience: indicator,
                 accessTokenTTL: accessTokenTtl,
                 accessTokenFormat: 'jwt',
                 jwt: { sign: { alg: 'ES256' } },
@@ -206,6 +238,22 @@ export async function startOidc(resource: string): Promise<TestOidc> {
       p.on('grant.success', (ctx: { oidc: { params?: Record<string, unknown> } }) => {
         const type = ctx.oidc.params?.['grant_type'] as keyof GrantCounts | undefined;
         if (type !== undefined && type in counts) counts[type]++;
+      });
+      type Ctx = { oidc: { params?: Record<string, unknown>; client?: { clientId: string } } };
+      p.on('authorization.success', (ctx: Ctx) => {
+        resources.push({
+          endpoint: 'authorization',
+          clientId: ctx.oidc.client?.clientId,
+          resource: ctx.oidc.params?.['resource'],
+        });
+      });
+      p.on('grant.success', (ctx: Ctx) => {
+        resources.push({
+          endpoint: 'token',
+          grantType: ctx.oidc.params?.['grant_type'] as string | undefined,
+          clientId: ctx.oidc.client?.clientId,
+          resource: ctx.oidc.params?.['resource'],
+        });
       });
       p.on('grant.error', () => {
         counts.errors++;
@@ -227,8 +275,9 @@ export async function startOidc(resource: string): Promise<TestOidc> {
       let url = authorizeUrl;
       let method = 'GET';
       let body: string | undefined;
+      const browserFetch = opts.browserFetch ?? fetch;
       for (let i = 0; i < 20; i++) {
-        const res = await fetch(url, {
+        const res = await browserFetch(url, {
           method,
           body,
           redirect: 'manual',

@@ -298,6 +298,7 @@ describe('resource exhaustion, admin API and offline attacks', () => {
     ['POST', '/v1/agents/mallory/enrollment-tokens'],
     ['GET', '/v1/audit/export'],
     ['POST', '/v1/vault/rotate-master-key'],
+    ['POST', '/v1/mcp/echo/registration'],
   ];
 
   it('admin API without a token: 401 unauthorized on every protected route', async () => {

@@ -64,6 +64,7 @@ export type {
 } from './mechanics/mechanic.js';
 
 export { discoverMcpAuthorization } from './mcp/discovery.js';
+export { addServiceToConfigFile } from './mcp/config-write.js';
 export { mcpTarget } from './mcp/message.js';
 export type { McpAuthDiscovery } from './mcp/discovery.js';
 export { PRESETS, getPreset } from './presets/presets.js';

@@ -1,8 +1,8 @@
 // `nexus mcp`: the command's options and help; the work is in ../mcp-stdio.ts.
 import { Option, type Command } from 'commander';
 import { isNexusError, safeDetail } from '@nexus/protocol';
-import { discoverMcpAuthorization } from '@nexus/server';
-import { CliError } from '../admin-client.js';
+import { addServiceToConfigFile, discoverMcpAuthorization } from '@nexus/server';
+import { adminClient, CliError } from '../admin-client.js';
 import { serveMcpStdio, type McpOptions } from '../mcp-stdio.js';
 import { DEFAULT_AUTHORITY } from '../run.js';
 
@@ -67,27 +67,54 @@ export function registerMcp(
       'find how an OAuth-protected MCP server wants tokens (RFC 9728, RFC 8414) and print its service entry for nexus.yaml',
     )
     .option('--name <service>', 'the service name in the printed entry', 'mcp')
+    .option(
+      '--write <file>',
+      'add the entry to this nexus.yaml under services (comments kept; an existing service is not replaced)',
+    )
     .option('--json', 'JSON output')
     .addHelpText(
       'after',
       [
         '',
-        'Registration is not automatic yet: register a client at the reported registration',
-        'endpoint (or with the provider), store it with `nexus credential set`, then connect an',
-        'account as for any oauth2_authorization_code service (docs/mcp.md).',
+        'Then, on the running node: `nexus reload`, and `nexus mcp connect NAME --principal P`',
+        'registers Nexus as a client (client ID metadata document, else dynamic client',
+        'registration, unless the client credential is already stored) and prints the',
+        'authorize link for the account (docs/mcp.md).',
         '',
         'Example:',
-        '  nexus mcp discover https://mcp.example.com/mcp --name tickets >> snippet.yaml',
+        '  nexus mcp discover https://mcp.example.com/mcp --name tickets --write nexus.yaml',
       ].join('\n'),
     )
-    .action(async (url: string, opts: { name: string; json?: boolean }) => {
+    .action(async (url: string, opts: { name: string; json?: boolean; write?: string }) => {
       const d = await discoverMcpAuthorization(url).catch((e: unknown) => {
         if (!isNexusError(e)) throw e;
         // The safe detail says what failed (no fetched content).
         throw new CliError(`${e.code}: ${safeDetail(e)}`, e.code);
       });
+      if (opts.write !== undefined) {
+        const entry = {
+          kind: 'mcp',
+          upstream: url,
+          auth: {
+            type: 'oauth2_authorization_code',
+            credential: `${opts.name}-oauth-client`,
+            authorize_url: d.authorizationEndpoint,
+            token_url: d.tokenEndpoint,
+            resource: d.resource,
+            ...(d.scopes === undefined ? {} : { scope: d.scopes.join(' ') }),
+          },
+        };
+        await addServiceToConfigFile(opts.write, opts.name, entry).catch((e: unknown) => {
+          if (!isNexusError(e)) throw e;
+          throw new CliError(`${e.code}: ${e.message}`, e.code);
+        });
+      }
       if (opts.json === true) {
         out(JSON.stringify(d, null, 2) + '\n');
+        return;
+      }
+      if (opts.write !== undefined) {
+        out(`services.${opts.name} added to ${opts.write}; apply it with \`nexus reload\`\n`);
         return;
       }
       // JSON strings are YAML strings: every value is quoted, whatever it holds.
@@ -120,4 +147,109 @@ export function registerMcp(
         ].join('\n'),
       );
     });
+
+  const configOpt = () =>
+    new Option('-c, --config <file>', 'path to nexus.yaml (env: NEXUS_CONFIG)').default(
+      env.NEXUS_CONFIG ?? 'nexus.yaml',
+    );
+  const methodOpt = () =>
+    new Option(
+      '--method <method>',
+      'registration: cimd (client ID metadata document) or dcr (dynamic client registration); default: cimd when the server accepts it, else dcr',
+    ).choices(['cimd', 'dcr']);
+
+  interface Registered {
+    method: string;
+    client_id: string;
+    issuer: string;
+    credential: string;
+  }
+  const register = (
+    client: Awaited<ReturnType<typeof adminClient>>,
+    service: string,
+    opts: { method?: string; replace?: boolean },
+  ) =>
+    client.request<Registered>('POST', `/v1/mcp/${encodeURIComponent(service)}/registration`, {
+      ...(opts.method === undefined ? {} : { method: opts.method }),
+      replace: opts.replace === true,
+    });
+
+  mcp
+    .command('register <service>')
+    .description(
+      "register Nexus as an OAuth client of a kind: mcp service's authorization server and store the client credential in the vault",
+    )
+    .addOption(configOpt())
+    .addOption(methodOpt())
+    .option('--replace', 'register again, replacing the stored client credential')
+    .option('--json', 'JSON output')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Pre-registered client instead: `nexus credential set NAME-oauth-client` with client_id and',
+        'client_secret (and token_endpoint_auth_method: none for a public client).',
+        '',
+        'Example:',
+        '  nexus mcp register tickets',
+      ].join('\n'),
+    )
+    .action(
+      async (
+        service: string,
+        opts: { config: string; method?: string; replace?: boolean; json?: boolean },
+      ) => {
+        const client = await adminClient(opts.config, env);
+        const r = await register(client, service, opts);
+        if (opts.json === true) out(JSON.stringify(r, null, 2) + '\n');
+        else
+          out(
+            `registered with ${r.issuer} (${r.method}); client_id ${r.client_id}; stored as credential ${r.credential}\n`,
+          );
+      },
+    );
+
+  mcp
+    .command('connect <service>')
+    .description(
+      "connect a principal's account to a kind: mcp OAuth service: registers Nexus as a client if no client credential is stored, then prints a one-time authorize link",
+    )
+    .addOption(configOpt())
+    .requiredOption(
+      '-p, --principal <principal>',
+      "whose account: an agent's act principal, or an agent name",
+    )
+    .addOption(methodOpt())
+    .option('--json', 'JSON output')
+    .addHelpText('after', '\nExample:\n  nexus mcp connect tickets --principal alice@example.com\n')
+    .action(
+      async (
+        service: string,
+        opts: { config: string; principal: string; method?: string; json?: boolean },
+      ) => {
+        const client = await adminClient(opts.config, env);
+        let registered: Registered | undefined;
+        try {
+          registered = await register(client, service, { method: opts.method });
+        } catch (e) {
+          // A stored client credential (an earlier registration or a pre-registered client).
+          if (!(e instanceof CliError && e.code === 'conflict')) throw e;
+        }
+        const r = await client.request<{ authorize_url: string; state_expires_at: string }>(
+          'POST',
+          `/v1/connections/${encodeURIComponent(service)}`,
+          { principal: opts.principal },
+        );
+        if (opts.json === true) {
+          out(JSON.stringify({ ...r, registration: registered ?? null }, null, 2) + '\n');
+          return;
+        }
+        out(
+          `${r.authorize_url}\n(open in a browser as ${opts.principal}; single use, expires ${r.state_expires_at})\n`,
+        );
+        if (registered !== undefined) {
+          warn(`registered with ${registered.issuer} (${registered.method})`);
+        }
+      },
+    );
 }

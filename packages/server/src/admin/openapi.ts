@@ -198,6 +198,27 @@ export const OPENAPI_DOCUMENT = {
         ],
       }),
     },
+    '/v1/mcp/{service}/registration': {
+      post: op(
+        'Register Nexus as an OAuth client of a kind: mcp service (client ID metadata document, else dynamic client registration); stores the client credential, returns no secret',
+        {
+          parameters: [nameParam('service')],
+          requestBody: jsonBody({
+            type: 'object',
+            properties: {
+              method: { type: 'string', enum: ['cimd', 'dcr'] },
+              replace: { type: 'boolean' },
+            },
+          }),
+        },
+      ),
+    },
+    '/v1/mcp/clients/{service}': {
+      get: op("A kind: mcp service's OAuth client ID metadata document (public, no secret)", {
+        security: [],
+        parameters: [nameParam('service')],
+      }),
+    },
     '/v1/audit': { get: op('Query audit records') },
     '/v1/audit/export': { get: op('Export the audit log as JSON Lines') },
     '/v1/audit/verify': { get: op('Verify the audit hash chain and checkpoints') },

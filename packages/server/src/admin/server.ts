@@ -1,8 +1,9 @@
 /**
  * The operator REST API (`/v1/...`), on its own listener, separate from the proxy.
  *
- * MUST: every endpoint but `/v1/health`, `/v1/openapi.json` and the OAuth callback
- * `/v1/connections/callback` (authorised by its one-time `state`, see `connections.ts`)
+ * MUST: every endpoint but `/v1/health`, `/v1/openapi.json`, the OAuth callback
+ * `/v1/connections/callback` (authorised by its one-time `state`, see `connections.ts`) and
+ * the client ID metadata documents `/v1/mcp/clients/{service}` (no secret, `mcp-clients.ts`)
  * requires an operator token (`Authorization: Bearer nxo_...`), looked up by its SHA-256 hash. A lease or anything
  * else in that header is refused with `unauthorized`. `/metrics` has its own access rule
  * (`admin.metrics`, see `metrics/http.ts`): a scrape token or an operator token by default. MUST: no endpoint returns a
@@ -20,6 +21,7 @@ import { sendProblem } from '../proxy/problem.js';
 import { discardBody, readBody } from '../proxy/read-body.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { connectionRoutes, type ConnectionRegistry } from './connections.js';
+import { mcpClientRoutes } from './mcp-clients.js';
 import { approvalRoutes, type OperatorIdentity } from './approvals.js';
 import type { ApprovalQueue } from '../approvals/queue.js';
 import {
@@ -49,6 +51,7 @@ export interface AdminDeps {
   readonly vault: AdminVault;
   readonly services: () => {
     name: string;
+    kind?: string;
     upstream: string;
     auth_type: string;
     credential?: string;
@@ -356,6 +359,11 @@ export function createAdminHandler(deps: AdminDeps) {
     ...connectionRoutes(deps.connections ?? new Map()).map((r) =>
       route(r.method, r.path, r.handler, r.public),
     ),
+    ...mcpClientRoutes({
+      connections: deps.connections ?? new Map(),
+      services: deps.services,
+      vault: deps.vault,
+    }).map((r) => route(r.method, r.path, r.handler, r.public)),
     ...approvalRoutes(deps.approvals).map((r) => route(r.method, r.path, r.handler)),
   ];
 

@@ -529,6 +529,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       services: () =>
         Object.values(current.services).map((s) => ({
           name: s.name,
+          kind: s.kind,
           upstream: s.upstream,
           auth_type: s.auth.type,
           credential: s.auth.credential,

@@ -5,7 +5,7 @@
  * authorization server's metadata (RFC 8414, else OpenID Connect discovery). The result
  * is what an `oauth2_authorization_code` service needs: endpoints, the RFC 8707 `resource`
  * and the scopes. Client registration (client ID metadata documents, dynamic client
- * registration) is not done here: the registration endpoint is reported.
+ * registration) is `registration.ts`'s, from what this reports.
  *
  * MUST: every URL fetched is https, or http on a loopback host; no redirect is followed;
  * answers are bounded; the protected resource's `resource` MUST be the MCP endpoint (RFC

@@ -115,6 +115,16 @@ export interface ConnectStart {
 /** The connection side of an `oauth2_authorization_code` service (admin API). */
 export interface OAuthConnections {
   readonly service: string;
+  /** The vault credential holding the OAuth client (`auth.credential`). */
+  readonly clientCredential: string;
+  /** The configured endpoints and RFC 8707 resources (registration checks them). */
+  readonly endpoints: {
+    readonly authorizeUrl: string;
+    readonly tokenUrl: string;
+    readonly resources: readonly string[];
+  };
+  /** The OAuth callback the provider redirects to, once the admin listener is bound. */
+  redirectUri(): string | undefined;
   /** Creates a one-time `state` and PKCE verifier and returns the provider's authorize URL. */
   start(principal: string): Promise<ConnectStart>;
   /** True when `stateHash` (SHA-256 hex of a `state`) was issued by this service and is pending. */
@@ -204,23 +214,44 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
     const pending = new Map<string, Pending>();
     const prefix = `oauth2.${service}.`;
 
+    /**
+     * The client's auth method: a registration Nexus made (mcp/registration.ts) records it
+     * in the credential (`token_endpoint_auth_method`), which wins over `auth_method`.
+     */
+    function authMethodOf(
+      credential: ResolvedCredential,
+    ): OAuth2AuthorizationCodeOptions['auth_method'] {
+      const recorded = credential.fields['token_endpoint_auth_method'];
+      if (recorded === undefined) return options.auth_method;
+      if (
+        recorded === 'none' ||
+        recorded === 'client_secret_basic' ||
+        recorded === 'client_secret_post'
+      )
+        return recorded;
+      throw new NexusError('credential_unavailable', undefined, {
+        detail: `credential "${credential.name}" names an unknown token_endpoint_auth_method`,
+      });
+    }
+
     function client(credential: ResolvedCredential) {
       const clientId = requireField(credential, 'client_id');
+      const method = authMethodOf(credential);
       const clientSecret =
-        options.auth_method === 'none' ? undefined : requireField(credential, 'client_secret');
-      return { clientId, clientSecret };
+        method === 'none' ? undefined : requireField(credential, 'client_secret');
+      return { clientId, clientSecret, method };
     }
 
     function tokenCall(
       credential: ResolvedCredential,
       params: Record<string, string | readonly string[] | undefined>,
     ): Promise<TokenResponse> {
-      const { clientId, clientSecret } = client(credential);
+      const { clientId, clientSecret, method } = client(credential);
       return requestToken({
         tokenUrl: options.token_url,
         clientId,
         clientSecret,
-        authMethod: options.auth_method === 'none' ? 'client_secret_post' : options.auth_method,
+        authMethod: method === 'none' ? 'client_secret_post' : method,
         params: { ...params, resource: options.resource },
         timeoutMs: options.timeout,
         dispatcher: pool.dispatcher,
@@ -321,6 +352,13 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
 
     const connections: OAuthConnections = {
       service,
+      clientCredential: options.credential,
+      endpoints: {
+        authorizeUrl: options.authorize_url,
+        tokenUrl: options.token_url,
+        resources: options.resource ?? [],
+      },
+      redirectUri: redirectUriOf,
       async start(principal) {
         const p = principalSchema.safeParse(principal);
         if (!p.success) throw new NexusError('validation_failed', 'principal: invalid');
