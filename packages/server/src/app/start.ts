@@ -37,6 +37,7 @@ import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipe
 import { createReplayCache } from '../proxy/replay-cache.js';
 import { restoreReplayState, saveReplayState } from './replay-state.js';
 import { openSharedState, type SharedState } from './shared-state.js';
+import { storeOAuthCoordination } from './oauth-coordination.js';
 import { startClusterSync, type ClusterSync } from './cluster-sync.js';
 import { sendProblem } from '../proxy/problem.js';
 import { installResponseSigner } from '../proxy/sign-response.js';
@@ -185,6 +186,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // A cluster (PostgreSQL): replay records shared (Redis, else the database), and every
     // change to agents, revocations and keys sent to the other nodes (issue 13).
     shared = await openSharedState({ config, postgres, clock, logger });
+    // OAuth connections: one refresh at a time across nodes, pending links in the store.
+    const oauthShared = storeOAuthCoordination({ store, vault, pool: postgres?.pool, clock });
     if (postgres !== undefined && config.store.driver === 'postgres') {
       const s = await startClusterSync({
         store,
@@ -315,6 +318,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           vault,
           adminUrl: () => adminBase,
           onTokenFetch: (ok) => metrics.tokenRefresh(svc.name, ok),
+          oauth: oauthShared,
         });
         // In-flight requests hold the runtime; a reload retires it and the pool and
         // mechanic close when the last of them is done.
