@@ -198,6 +198,9 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
             ? undefined
             : { client: shared.redis, prefix: config.redis.key_prefix },
         refresh: () => authority.refresh(),
+        // A reload sent by another node: this node re-reads its own config file.
+        reload:
+          options.reloadConfig === undefined ? undefined : async () => ({ ...(await reload()) }),
         logger,
       });
       sync = s;
@@ -491,7 +494,13 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         vault.rotateMasterKey(
           config.master_key.source === 'file' ? generateMasterKey() : undefined,
         ),
-      reload: () => reload(),
+      // `nexus reload` and POST /v1/config/reload reach every node of a cluster.
+      reload: async () => {
+        const local = await reload();
+        if (sync === undefined) return local;
+        const { reached, reports } = await sync.publishReload();
+        return { ...local, node: sync.nodeId, cluster: { other_nodes: reached, reports } };
+      },
       rotateSigningKey: async () => {
         const key = await authority.keys.rotate(
           config.authority.signing_alg,
