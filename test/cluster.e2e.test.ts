@@ -170,6 +170,12 @@ describe('a node on PostgreSQL', () => {
     expect(report.count).toBeGreaterThan(0);
   });
 
+  it('nexus migrate brings the schema up to date (the Helm migration Job runs it)', async () => {
+    const r = await node.cli(['migrate', '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ driver: 'postgres', schema_version: 5 });
+  });
+
   it('nexus init --store refuses a URL with a password before writing anything', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'nexus-init-'));
     const r = await runCli(['init', '--dir', dir, '--store', 'postgres://nexus:hunter2@db/nexus']);

@@ -30,6 +30,7 @@ import {
   presetToJson,
   parseConfigText,
   checkStateFileModes,
+  openConfiguredStore,
   type Config,
 } from '@nexus/server';
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
@@ -1264,6 +1265,26 @@ export function buildProgram(
       `nexus approval ${verb} apr_3q2Xyz...`,
     );
   }
+
+  example(
+    program
+      .command('migrate')
+      .description(
+        'bring the store schema up to date and exit (a deployment step before nodes start; nodes also migrate when they start)',
+      )
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const config = await configFrom(opts.config, env);
+        const store = await openConfiguredStore(config);
+        const r = { driver: config.store.driver, schema_version: store.schemaVersion };
+        await store.close();
+        print(r, !!opts.json, () =>
+          out(`Store schema is at version ${r.schema_version} (${r.driver})\n`),
+        );
+      }),
+    'nexus migrate --config /etc/nexus/nexus.yaml',
+  );
 
   example(
     program
