@@ -10,8 +10,9 @@
  * - Redis stopped: 503 `replay_unavailable`, nothing forwarded; recovery by itself;
  * - PostgreSQL stopped: 503 with a clear code, nothing forwarded; recovery by itself.
  *
- * Propagation times are printed, not asserted (the spec sets no bound; the issue asks
- * for one second): the checks poll with a 10 s deadline.
+ * Revocation and agent changes are checked against the spec's bound (§12.3, one second
+ * from the admin call to the refusal at every other node) by polling with that
+ * deadline; the times measured are printed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signRequest } from '@nexus/protocol';
@@ -41,14 +42,21 @@ async function send(base: string, path: string, headers: Record<string, string>)
 
 /** Retries `check` until it passes; fails with its last error past `ms`. */
 async function eventually(check: () => Promise<void>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
+  return until(check, Date.now() + ms);
+}
+
+/**
+ * Retries `check` until it passes; no attempt starts after `deadline` (ms since the
+ * epoch), and the last error fails the test.
+ */
+async function until(check: () => Promise<void>, deadline: number): Promise<void> {
   for (;;) {
     try {
       await check();
       return;
     } catch (error) {
       if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 20));
     }
   }
 }
@@ -57,6 +65,9 @@ function leaseId(agent: RawAgent): string {
   const payload = agent.lease.split('.')[1] ?? '';
   return (JSON.parse(Buffer.from(payload, 'base64url').toString()) as { jti: string }).jti;
 }
+
+/** The spec's bound on revocations and agent changes reaching every node (§12.3). */
+const PROPAGATION_BOUND_MS = 1000;
 
 const timings: { what: string; ms: number }[] = [];
 afterAll(() => {
@@ -154,9 +165,9 @@ describe('three nodes on PostgreSQL and Redis behind a round-robin balancer', ()
     const at = Date.now();
     expect((await nodes[0]?.admin('POST', `/v1/leases/${leaseId(held)}/revoke`))?.status).toBe(200);
     for (const node of nodes.slice(1)) {
-      await eventually(async () => {
+      await until(async () => {
         expect((await toNode(node, held, 'revoked')).code).toBe('lease_revoked');
-      });
+      }, at + PROPAGATION_BOUND_MS);
       timings.push({ what: `lease revoke seen by ${node.proxyUrl}`, ms: Date.now() - at });
     }
   });
@@ -167,13 +178,13 @@ describe('three nodes on PostgreSQL and Redis behind a round-robin balancer', ()
     const at = Date.now();
     expect((await nodes[2]?.admin('POST', '/v1/agents/bot/disable'))?.status).toBe(200);
     for (const node of nodes) {
-      await eventually(async () => {
+      await until(async () => {
         expect(['agent_disabled', 'lease_revoked']).toContain(
           (await toNode(node, other, 'disabled')).code,
         );
         // No node enrolls it any more.
         expect((await node.admin('POST', '/v1/agents/bot/enrollment-tokens', {})).status).toBe(403);
-      });
+      }, at + PROPAGATION_BOUND_MS);
       timings.push({ what: `agent disable seen by ${node.proxyUrl}`, ms: Date.now() - at });
     }
     expect((await nodes[0]?.admin('POST', '/v1/agents/bot/enable'))?.status).toBe(200);
@@ -218,7 +229,10 @@ describe('three nodes on PostgreSQL and Redis behind a round-robin balancer', ()
     const report = JSON.parse(verify?.stdout ?? '{}') as { ok: boolean; chains: number };
     expect(report.ok).toBe(true);
     expect(report.chains).toBeGreaterThanOrEqual(3);
-    timings.push({ what: 'requests forwarded during the kill test', ms: forwarded.length });
+    timings.push({
+      what: 'requests forwarded in the kill test (a count, not ms)',
+      ms: forwarded.length,
+    });
     await victim.restart();
   });
 
