@@ -5,10 +5,11 @@
  * fail closed, then recover by themselves, when the dependency goes away; each audits into
  * its own chain and `nexus audit verify` checks them all.
  */
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { signRequest } from '@nexus/protocol';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 import {
@@ -169,6 +170,12 @@ describe('a node on PostgreSQL', () => {
     expect(report.count).toBeGreaterThan(0);
   });
 
+  it('nexus migrate brings the schema up to date (the Helm migration Job runs it)', async () => {
+    const r = await node.cli(['migrate', '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ driver: 'postgres', schema_version: 5 });
+  });
+
   it('nexus init --store refuses a URL with a password before writing anything', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'nexus-init-'));
     const r = await runCli(['init', '--dir', dir, '--store', 'postgres://nexus:hunter2@db/nexus']);
@@ -298,6 +305,53 @@ function twoNodeSuite(name: string, withRedis: boolean) {
         expect(r.status).toBe(200);
       });
       agent = fresh;
+    });
+
+    it('a config reload on one node reaches the other, which re-reads its own file', async () => {
+      // Each node's own file gains a service; only node a is asked to reload.
+      const original = new Map<TestNode, string>();
+      for (const node of [a, b]) {
+        const text = await readFile(node.configPath, 'utf8');
+        original.set(node, text);
+        const cfg = parse(text) as {
+          services: Record<string, unknown>;
+          policies: unknown[];
+        };
+        cfg.services['echo2'] = cfg.services['echo'];
+        cfg.policies = [
+          { ...policies[0], allow: { roles: ['reader'], services: ['echo', 'echo2'] } },
+        ];
+        await writeFile(node.configPath, stringify(cfg));
+      }
+      const path = '/echo2/reloaded';
+      expect((await sendTo(b, path, await signed(publicUrl, agent, path))).code).toBeDefined();
+      const r = await a.cli(['reload', '--json']);
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout) as {
+        services: number;
+        cluster: { other_nodes: number; reports: unknown[] };
+      };
+      expect(out.services).toBe(2);
+      expect(out.cluster.other_nodes).toBe(1);
+      expect(out.cluster.reports).toEqual([
+        expect.objectContaining({ ok: true, result: expect.objectContaining({ services: 2 }) }),
+      ]);
+      const after = '/echo2/after';
+      expect((await sendTo(b, after, await signed(publicUrl, agent, after))).status).toBe(200);
+
+      // A file that no longer loads: that node reports the error code and keeps running.
+      await writeFile(b.configPath, 'version: 1\nservices: [not, a, map]\n');
+      const bad = await a.admin<{ cluster: { reports: { ok: boolean; code?: string }[] } }>(
+        'POST',
+        '/v1/config/reload',
+      );
+      expect(bad.status).toBe(200);
+      expect(bad.body.cluster.reports).toEqual([expect.objectContaining({ ok: false })]);
+      expect(bad.body.cluster.reports[0]?.code).toMatch(/^[a-z_]+$/);
+      const still = '/echo2/still';
+      expect((await sendTo(b, still, await signed(publicUrl, agent, still))).status).toBe(200);
+      for (const [node, text] of original) await writeFile(node.configPath, text);
+      expect((await a.admin('POST', '/v1/config/reload')).status).toBe(200);
     });
 
     it('fails closed while its shared dependency is down, then recovers by itself', async () => {

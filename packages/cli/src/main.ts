@@ -30,6 +30,7 @@ import {
   presetToJson,
   parseConfigText,
   checkStateFileModes,
+  openConfiguredStore,
   type Config,
 } from '@nexus/server';
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
@@ -1153,7 +1154,7 @@ export function buildProgram(
     program
       .command('reload')
       .description(
-        'make a running node re-read nexus.yaml (services, agents, policies); same as SIGHUP',
+        'make a running node re-read nexus.yaml (services, agents, policies); in a cluster every node re-reads its own (SIGHUP reloads one node only)',
       )
       .addOption(configOption())
       .option('--json', 'JSON output')
@@ -1164,9 +1165,31 @@ export function buildProgram(
           agents: number;
           policy_hash: string;
           restart_required: string[];
+          cluster?: {
+            other_nodes: number;
+            reports: {
+              node: string;
+              ok: boolean;
+              code?: string;
+              result?: { services?: number; policy_hash?: string };
+            }[];
+          };
         }>('POST', '/v1/config/reload');
         print(r, !!opts.json, () => {
           out(`Reloaded: ${r.services} services, ${r.agents} agents, policy ${r.policy_hash}\n`);
+          // A cluster: every other node re-read its own nexus.yaml and answered.
+          const c = r.cluster;
+          if (c !== undefined) {
+            for (const n of c.reports) {
+              out(
+                n.ok
+                  ? `  node ${n.node}: reloaded, ${n.result?.services} services, policy ${n.result?.policy_hash}\n`
+                  : `  node ${n.node}: reload FAILED (${n.code}), it keeps its running configuration\n`,
+              );
+            }
+            const silent = c.other_nodes - c.reports.length;
+            if (silent > 0) out(`  ${silent} other node(s) did not answer in time\n`);
+          }
           if (r.restart_required.length > 0) {
             out(
               `Changed sections that apply only after a restart: ${r.restart_required.join(', ')}\n`,
@@ -1242,6 +1265,26 @@ export function buildProgram(
       `nexus approval ${verb} apr_3q2Xyz...`,
     );
   }
+
+  example(
+    program
+      .command('migrate')
+      .description(
+        'bring the store schema up to date and exit (a deployment step before nodes start; nodes also migrate when they start)',
+      )
+      .addOption(configOption())
+      .option('--json', 'JSON output')
+      .action(async (opts: { config: string; json?: boolean }) => {
+        const config = await configFrom(opts.config, env);
+        const store = await openConfiguredStore(config);
+        const r = { driver: config.store.driver, schema_version: store.schemaVersion };
+        await store.close();
+        print(r, !!opts.json, () =>
+          out(`Store schema is at version ${r.schema_version} (${r.driver})\n`),
+        );
+      }),
+    'nexus migrate --config /etc/nexus/nexus.yaml',
+  );
 
   example(
     program

@@ -68,7 +68,13 @@ export function connectionRoutes(registry: ConnectionRegistry): ConnectionRoute[
           throw new NexusError('forbidden', 'missing or invalid state');
         }
         const hash = sha256Hex(state);
-        const manager = [...registry.values()].find((m) => m.owns(hash));
+        let manager: OAuthConnections | undefined;
+        for (const m of registry.values()) {
+          if (await m.owns(hash)) {
+            manager = m;
+            break;
+          }
+        }
         if (manager === undefined)
           throw new NexusError('forbidden', 'unknown, used or expired state');
         const code = query.get('code') ?? undefined;

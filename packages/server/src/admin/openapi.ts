@@ -127,7 +127,9 @@ export const OPENAPI_DOCUMENT = {
     '/v1/authority/rotate-key': { post: op('Rotate the Authority signing key') },
     '/v1/services': { get: op('List configured services') },
     '/v1/config/reload': {
-      post: op('Re-read nexus.yaml: services, agents and policies apply to the next request'),
+      post: op(
+        'Re-read nexus.yaml: services, agents and policies apply to the next request. In a cluster every other node re-reads its own file too; `cluster.reports` holds their answers',
+      ),
     },
     '/v1/policy/explain': {
       post: op('Explain the policy decision for a hypothetical request', {

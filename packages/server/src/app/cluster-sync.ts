@@ -11,6 +11,12 @@
  *   when it changed, so a notice lost to a dropped connection is caught up; after a
  *   reconnect of the listener a node re-reads at once.
  *
+ * Config reloads use the same channel (`nexus reload`, `POST /v1/config/reload`): the
+ * node that receives the reload applies it, writes `cluster.reload` and sends a reload
+ * notice; every other node re-reads its own config file and sends back a report (its
+ * policy hash, or the error code), which the first node collects for a few seconds. The
+ * poll reads `cluster.reload` too, so a node that missed the notice still reloads.
+ *
  * Revocations are read into memory, so a node keeps refusing a revoked lease while the
  * store or Redis is down; what it cannot learn meanwhile it learns on recovery.
  */
@@ -25,6 +31,28 @@ import { randomId } from '../util/ids.js';
 export const CHANGE_TOKEN_KEY = 'cluster.change';
 /** The PostgreSQL NOTIFY channel (one database per cluster). */
 export const PG_CHANNEL = 'nexus_changes';
+/** The meta key holding the newest cluster reload (`<node> <reload id>`). */
+export const RELOAD_TOKEN_KEY = 'cluster.reload';
+/** `application_name` of the LISTEN connections: counts the nodes that get a notice. */
+const LISTENER_NAME = 'nexus-sync';
+
+/** What one other node answered to a cluster reload. */
+export interface ReloadReport {
+  readonly node: string;
+  readonly ok: boolean;
+  /** The node's reload result (`ok`), e.g. its policy hash. */
+  readonly result?: Record<string, unknown>;
+  /** The error code (not `ok`); never the message, which may quote the config. */
+  readonly code?: string;
+}
+
+/** What {@link ClusterSync.publishReload} gathered. */
+export interface ClusterReloadOutcome {
+  /** Other nodes the notice reached (listeners, or Redis subscribers, but this node). */
+  readonly reached: number;
+  /** The reports that came back before the deadline. */
+  readonly reports: ReloadReport[];
+}
 
 /** Options of {@link startClusterSync}. */
 export interface ClusterSyncOptions {
@@ -40,6 +68,8 @@ export interface ClusterSyncOptions {
   readonly logger: Logger;
   /** How often the change token is read (the fallback). Default 1000 ms. */
   readonly pollMs?: number;
+  /** Reloads this node's own config file (a reload sent by another node). */
+  readonly reload?: () => Promise<Record<string, unknown>>;
 }
 
 /** A running fan-out; see {@link startClusterSync}. */
@@ -48,6 +78,11 @@ export interface ClusterSync {
   readonly nodeId: string;
   /** Tells every other node that the shared state changed. Never throws. */
   publish(): Promise<void>;
+  /**
+   * Asks every other node to reload its config file and gathers their reports, until
+   * each node the notice reached answered or `waitMs` (default 5 s) passed.
+   */
+  publishReload(waitMs?: number): Promise<ClusterReloadOutcome>;
   close(): Promise<void>;
 }
 
@@ -64,6 +99,39 @@ export async function startClusterSync(options: ClusterSyncOptions): Promise<Clu
   const pollMs = options.pollMs ?? 1000;
   let closed = false;
   let lastToken = await store.getMeta(CHANGE_TOKEN_KEY).catch(() => undefined);
+  let lastReload = await store.getMeta(RELOAD_TOKEN_KEY).catch(() => undefined);
+  /** Reloads this node already ran, by id (a notice and the poll may both bring one). */
+  const reloadsDone = new Set<string>();
+  /** Reloads this node started and is gathering reports for. */
+  const gathering = new Map<string, (report: ReloadReport) => void>();
+  let send: (payload: string) => Promise<unknown> = () => Promise.resolve();
+
+  const reloadRequested = (token: string | undefined) => {
+    const [from, id] = (token ?? '').split(' ');
+    if (from === undefined || id === undefined || from === nodeId || closed) return;
+    if (options.reload === undefined || reloadsDone.has(id)) return;
+    reloadsDone.add(id);
+    if (reloadsDone.size > 1000) reloadsDone.delete(reloadsDone.values().next().value as string);
+    void options
+      .reload()
+      .then(
+        (result) => ({ node: nodeId, ok: true, result }),
+        (err: unknown) => {
+          logger.warn({ err: errorSummary(err) }, 'cluster reload failed on this node');
+          const code = (err as { code?: unknown }).code;
+          return {
+            node: nodeId,
+            ok: false,
+            code: typeof code === 'string' ? code : 'internal_error',
+          };
+        },
+      )
+      .then((report: ReloadReport) =>
+        send(`report ${id} ${JSON.stringify(report)}`).catch((err: unknown) =>
+          logger.warn({ err: errorSummary(err) }, 'cluster reload report could not be sent'),
+        ),
+      );
+  };
 
   const refresh = () => {
     if (closed) return;
@@ -85,6 +153,12 @@ export async function startClusterSync(options: ClusterSyncOptions): Promise<Clu
           lastToken = token;
           refresh();
         }
+        return store.getMeta(RELOAD_TOKEN_KEY).then((reload) => {
+          if (reload !== lastReload) {
+            lastReload = reload;
+            reloadRequested(reload);
+          }
+        });
       },
       (err: unknown) => {
         if (!pollFailed) {
@@ -99,8 +173,23 @@ export async function startClusterSync(options: ClusterSyncOptions): Promise<Clu
   // --- notices ---
   let stopListening: () => Promise<void>;
   let notify: () => Promise<unknown>;
+  let countReceivers: (published: unknown) => Promise<number>;
   const onNotice = (payload: string | undefined) => {
-    if (payload !== nodeId) refresh();
+    if (payload?.startsWith('reload ') === true) {
+      const token = payload.slice('reload '.length);
+      lastReload = token;
+      reloadRequested(token);
+    } else if (payload?.startsWith('report ') === true) {
+      const rest = payload.slice('report '.length);
+      const space = rest.indexOf(' ');
+      const done = gathering.get(rest.slice(0, space));
+      if (done === undefined) return;
+      try {
+        done(JSON.parse(rest.slice(space + 1)) as ReloadReport);
+      } catch {
+        // A report that does not parse is not counted.
+      }
+    } else if (payload !== nodeId) refresh();
   };
   if (options.redis !== undefined) {
     const { client, prefix } = options.redis;
@@ -120,6 +209,9 @@ export async function startClusterSync(options: ClusterSyncOptions): Promise<Clu
       logger.warn({ err: errorSummary(err) }, 'redis subscribe failed; polling until it works');
     });
     notify = () => client.publish(channel, nodeId);
+    send = (payload) => client.publish(channel, payload);
+    // PUBLISH answers how many subscribers got it, this node's own among them.
+    countReceivers = (published) => Promise.resolve(Math.max(0, Number(published) - 1));
     stopListening = async () => {
       await sub.quit().catch(() => sub.disconnect());
     };
@@ -131,6 +223,7 @@ export async function startClusterSync(options: ClusterSyncOptions): Promise<Clu
         connectionString: options.postgresUrl,
         connectionTimeoutMillis: 3000,
         keepAlive: true,
+        application_name: LISTENER_NAME,
       });
       const again = () => {
         if (closed || listener !== client) return;
@@ -156,6 +249,16 @@ export async function startClusterSync(options: ClusterSyncOptions): Promise<Clu
     // NOTIFY through the store's pool: a connection of the shared pool, no new one.
     const pool = options.pool;
     notify = () => pool.query('SELECT pg_notify($1, $2)', [PG_CHANNEL, nodeId]);
+    send = (payload) => pool.query('SELECT pg_notify($1, $2)', [PG_CHANNEL, payload]);
+    // Every node's LISTEN connection is named: count the others on this database.
+    countReceivers = async () => {
+      const r = await pool.query(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = $1`,
+        [LISTENER_NAME],
+      );
+      return Math.max(0, Number((r.rows[0] as { n: number }).n) - 1);
+    };
     stopListening = async () => {
       if (retry !== undefined) clearTimeout(retry);
       const client = listener;
@@ -178,6 +281,38 @@ export async function startClusterSync(options: ClusterSyncOptions): Promise<Clu
           'cluster change notice failed; other nodes catch up by polling',
         );
       }
+    },
+    async publishReload(waitMs = 5000) {
+      const id = randomId(9);
+      const reports: ReloadReport[] = [];
+      let reached = 0;
+      let wake = () => undefined as void;
+      gathering.set(id, (report) => {
+        if (reports.some((r) => r.node === report.node)) return;
+        reports.push(report);
+        wake();
+      });
+      try {
+        // The token first: a node that misses the notice reloads on its next poll.
+        await store.setMeta(RELOAD_TOKEN_KEY, `${nodeId} ${id}`);
+        lastReload = `${nodeId} ${id}`;
+        reached = await countReceivers(await send(`reload ${nodeId} ${id}`));
+        const deadline = Date.now() + waitMs;
+        while (reports.length < reached && Date.now() < deadline) {
+          await new Promise<void>((r) => {
+            const timer = setTimeout(r, deadline - Date.now());
+            wake = () => {
+              clearTimeout(timer);
+              r();
+            };
+          });
+        }
+      } catch (err) {
+        logger.warn({ err: errorSummary(err) }, 'cluster reload notice failed');
+      } finally {
+        gathering.delete(id);
+      }
+      return { reached, reports: [...reports] };
     },
     async close() {
       closed = true;

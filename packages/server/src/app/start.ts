@@ -38,6 +38,7 @@ import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipe
 import { createReplayCache } from '../proxy/replay-cache.js';
 import { restoreReplayState, saveReplayState } from './replay-state.js';
 import { openSharedState, type SharedState } from './shared-state.js';
+import { storeOAuthCoordination } from './oauth-coordination.js';
 import { startClusterSync, type ClusterSync } from './cluster-sync.js';
 import { sendProblem } from '../proxy/problem.js';
 import { createWebSocketRelays, isWebSocketUpgrade, upgradeResponse } from '../proxy/websocket.js';
@@ -189,6 +190,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // A cluster (PostgreSQL): replay records shared (Redis, else the database), and every
     // change to agents, revocations and keys sent to the other nodes (issue 13).
     shared = await openSharedState({ config, postgres, clock, logger });
+    // OAuth connections: one refresh at a time across nodes, pending links in the store.
+    const oauthShared = storeOAuthCoordination({ store, vault, pool: postgres?.pool, clock });
     if (postgres !== undefined && config.store.driver === 'postgres') {
       const s = await startClusterSync({
         store,
@@ -199,6 +202,9 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
             ? undefined
             : { client: shared.redis, prefix: config.redis.key_prefix },
         refresh: () => authority.refresh(),
+        // A reload sent by another node: this node re-reads its own config file.
+        reload:
+          options.reloadConfig === undefined ? undefined : async () => ({ ...(await reload()) }),
         logger,
       });
       sync = s;
@@ -319,6 +325,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           vault,
           adminUrl: () => adminBase,
           onTokenFetch: (ok) => metrics.tokenRefresh(svc.name, ok),
+          oauth: oauthShared,
         });
         // In-flight requests hold the runtime; a reload retires it and the pool and
         // mechanic close when the last of them is done.
@@ -552,7 +559,13 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         vault.rotateMasterKey(
           config.master_key.source === 'file' ? generateMasterKey() : undefined,
         ),
-      reload: () => reload(),
+      // `nexus reload` and POST /v1/config/reload reach every node of a cluster.
+      reload: async () => {
+        const local = await reload();
+        if (sync === undefined) return local;
+        const { reached, reports } = await sync.publishReload();
+        return { ...local, node: sync.nodeId, cluster: { other_nodes: reached, reports } };
+      },
       rotateSigningKey: async () => {
         const key = await authority.keys.rotate(
           config.authority.signing_alg,

@@ -89,7 +89,8 @@ export interface Mechanic {
  * store refresh tokens per principal). INTERNAL: values never leave the process.
  */
 export interface MechanicVault {
-  resolve(name: string): Promise<ResolvedCredential>;
+  /** `fresh`: bypass the short decrypted-value cache (a value another node just wrote). */
+  resolve(name: string, options?: { fresh?: boolean }): Promise<ResolvedCredential>;
   set(name: string, fields: Record<string, string>): Promise<{ name: string; version: number }>;
   delete(name: string): Promise<void>;
   describe(name: string): Promise<{ name: string; version: number } | undefined>;
@@ -116,6 +117,27 @@ export interface MechanicDeps {
   readonly upstream?: { readonly ca?: string; readonly connectTimeoutMs?: number };
   /** Called after each token fetch of a token-deriving mechanic (metrics). */
   readonly onTokenFetch?: (ok: boolean) => void;
+  /**
+   * What the nodes of a cluster share for OAuth connections (issue 13): a lock so that a
+   * rotating refresh token is used by one node only, and the pending authorize links so a
+   * callback reaching any node completes a connect. Without it, one process's memory.
+   */
+  readonly oauth?: OAuthCoordination;
+}
+
+/** Cluster-wide coordination of OAuth connections (see `app/oauth-coordination.ts`). */
+export interface OAuthCoordination {
+  /**
+   * Runs `fn` while holding the lock `key`: no other holder of the same key on any node
+   * runs at the same time. Fails (`store_unavailable`) when the lock cannot be taken.
+   */
+  exclusive<T>(key: string, fn: () => Promise<T>): Promise<T>;
+  /** Stores a pending link under its state hash; `link` is a secret (sealed at rest). */
+  putPending(stateHash: string, service: string, link: string, expiresAt: number): Promise<void>;
+  /** The service of a pending, unexpired link. */
+  pendingService(stateHash: string): Promise<string | undefined>;
+  /** Consumes a pending link once across all nodes; `undefined` if unknown, used or expired. */
+  takePending(stateHash: string): Promise<{ service: string; link: string } | undefined>;
 }
 
 /** A mechanic module: its config schema (the `auth` block without `type`) and factory. */

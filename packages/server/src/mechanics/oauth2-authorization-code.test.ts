@@ -158,8 +158,8 @@ describe('oauth2_authorization_code', () => {
     );
     expect(u.searchParams.get('code_challenge_method')).toBe('S256');
     const state = u.searchParams.get('state') as string;
-    expect(m.connections.owns(sha256Hex(state))).toBe(true);
-    expect(m.connections.owns(state)).toBe(false); // only the hash is kept
+    expect(await m.connections.owns(sha256Hex(state))).toBe(true);
+    expect(await m.connections.owns(state)).toBe(false); // only the hash is kept
 
     await m.connections.complete(sha256Hex(state), { code: 'code-alice' });
     const exchange = forms.at(-1) as URLSearchParams;
@@ -186,7 +186,7 @@ describe('oauth2_authorization_code', () => {
     expect(
       await codeOf(m.connections.complete(sha256Hex(b as string), { error: 'access_denied' })),
     ).toBe('forbidden');
-    expect(m.connections.owns(sha256Hex(b as string))).toBe(false);
+    expect(await m.connections.owns(sha256Hex(b as string))).toBe(false);
   });
 
   it("uses the act principal's connection, else the agent's; never another's", async () => {

@@ -21,6 +21,7 @@ import type {
   MechanicContext,
   MechanicDefinition,
   MechanicVault,
+  OAuthCoordination,
   ResolvedCredential,
 } from './mechanic.js';
 import {
@@ -128,7 +129,7 @@ export interface OAuthConnections {
   /** Creates a one-time `state` and PKCE verifier and returns the provider's authorize URL. */
   start(principal: string): Promise<ConnectStart>;
   /** True when `stateHash` (SHA-256 hex of a `state`) was issued by this service and is pending. */
-  owns(stateHash: string): boolean;
+  owns(stateHash: string): Promise<boolean>;
   /**
    * Consumes the state (one time, even on failure) and exchanges the code. Unknown or
    * expired state, or a provider error -> `forbidden`; token endpoint failure ->
@@ -176,6 +177,46 @@ interface Pending {
 /** Bound on pending authorize links per service (oldest expired ones are swept first). */
 const MAX_PENDING = 1000;
 
+/**
+ * One process's coordination (no cluster): pending links in memory, and no lock beyond
+ * the token cache's own single-flight.
+ */
+export function localOAuthCoordination(clock: () => number): OAuthCoordination {
+  const pending = new Map<string, { service: string; link: string; expiresAt: number }>();
+  return {
+    exclusive: (_key, fn) => fn(),
+    putPending(stateHash, service, link, expiresAt) {
+      const now = clock();
+      for (const [hash, p] of pending) if (p.expiresAt <= now) pending.delete(hash);
+      while (pending.size >= MAX_PENDING) {
+        const oldest = pending.keys().next().value as string;
+        pending.delete(oldest);
+      }
+      pending.set(stateHash, { service, link, expiresAt });
+      return Promise.resolve();
+    },
+    pendingService(stateHash) {
+      const p = pending.get(stateHash);
+      return Promise.resolve(p !== undefined && p.expiresAt > clock() ? p.service : undefined);
+    },
+    takePending(stateHash) {
+      const p = pending.get(stateHash);
+      pending.delete(stateHash);
+      return Promise.resolve(
+        p !== undefined && p.expiresAt > clock() ? { service: p.service, link: p.link } : undefined,
+      );
+    },
+  };
+}
+
+/** A pending link as stored (a secret: the PKCE verifier). */
+const pendingSchema = z.strictObject({
+  principal: z.string(),
+  verifier: z.string(),
+  redirectUri: z.string(),
+  expiresAt: z.number(),
+});
+
 function connectionExpired(): NexusError {
   return new NexusError('connection_expired');
 }
@@ -211,7 +252,7 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
     /** `name@version` whose refresh token was rejected: no more calls until reconnected. */
     const dead = new Set<string>();
     const used = new WeakMap<MechanicContext, { name: string; accessToken: string }>();
-    const pending = new Map<string, Pending>();
+    const shared: OAuthCoordination = deps.oauth ?? localOAuthCoordination(clock);
     const prefix = `oauth2.${service}.`;
 
     /**
@@ -258,35 +299,69 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
       });
     }
 
-    /** Loads (and when due, refreshes) the principal's token. Runs single-flight per name. */
-    async function load(
+    /** The stored connection of `principal`; `fresh` reads past the vault's short cache. */
+    async function readStored(
       name: string,
       principal: string,
-      clientCredential: ResolvedCredential,
-    ): Promise<CachedToken> {
+      fresh: boolean,
+    ): Promise<ResolvedCredential> {
       let stored: ResolvedCredential;
       try {
-        stored = await vault.resolve(name);
+        stored = await vault.resolve(name, { fresh });
       } catch {
         throw connectionExpired();
       }
       // MUST: a connection is only ever used for the principal it was made for.
       if (stored.fields['principal'] !== principal) throw connectionExpired();
+      return stored;
+    }
+
+    /** The stored access token when it is still usable (not due, not refused), else undefined. */
+    function usable(name: string, stored: ResolvedCredential): CachedToken | undefined {
       const accessToken = stored.fields['access_token'];
       const expiresAt = Number(stored.fields['expires_at']);
-      const refreshToken = stored.fields['refresh_token'];
       // A token the upstream just refused is refreshed even if it has not expired.
-      const now = clock();
       const wasRefused = accessToken !== undefined && refused.get(name) === accessToken;
       if (
         accessToken !== undefined &&
         !wasRefused &&
         Number.isFinite(expiresAt) &&
-        expiresAt - options.refresh_before > now
+        expiresAt - options.refresh_before > clock()
       ) {
         versions.set(name, stored.version);
         return { value: accessToken, expiresAt };
       }
+      return undefined;
+    }
+
+    /**
+     * Loads (and when due, refreshes) the principal's token. Single-flight per name in this
+     * process (the token cache) and across the nodes of a cluster (`shared.exclusive`):
+     * after taking the lock the stored connection is read again, so a refresh another
+     * node made meanwhile is used instead of spending the (rotated) refresh token twice.
+     */
+    async function load(
+      name: string,
+      principal: string,
+      clientCredential: ResolvedCredential,
+    ): Promise<CachedToken> {
+      const first = usable(name, await readStored(name, principal, false));
+      if (first !== undefined) return first;
+      return shared.exclusive(`oauth2:${name}`, async () => {
+        const stored = await readStored(name, principal, true);
+        const current = usable(name, stored);
+        if (current !== undefined) return current;
+        return refresh(name, stored, clientCredential);
+      });
+    }
+
+    /** Spends the stored refresh token (the caller holds the connection's lock). */
+    async function refresh(
+      name: string,
+      stored: ResolvedCredential,
+      clientCredential: ResolvedCredential,
+    ): Promise<CachedToken> {
+      const refreshToken = stored.fields['refresh_token'];
       if (refreshToken === undefined || dead.has(`${name}@${stored.version}`)) {
         throw connectionExpired();
       }
@@ -342,14 +417,6 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
       return { name, clientCredential, accessToken: cached.value };
     }
 
-    function sweep(now: number): void {
-      for (const [hash, p] of pending) if (p.expiresAt <= now) pending.delete(hash);
-      while (pending.size >= MAX_PENDING) {
-        const oldest = pending.keys().next().value as string;
-        pending.delete(oldest);
-      }
-    }
-
     const connections: OAuthConnections = {
       service,
       clientCredential: options.credential,
@@ -372,13 +439,13 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
         });
         const clientId = requireField(clientCredential, 'client_id');
         const now = clock();
-        sweep(now);
         const state = b64url(randomBytes(32));
         const verifier = b64url(randomBytes(32));
         const challenge = b64url(createHash('sha256').update(verifier).digest());
         const expiresAt = now + options.connect_ttl;
         // Only the hash of the state is kept: the link itself is the capability.
-        pending.set(sha256Hex(state), { principal, verifier, redirectUri, expiresAt });
+        const link: Pending = { principal, verifier, redirectUri, expiresAt };
+        await shared.putPending(sha256Hex(state), service, JSON.stringify(link), expiresAt);
         const url = new URL(options.authorize_url);
         for (const [k, v] of Object.entries(options.authorize_params)) url.searchParams.set(k, v);
         return {
@@ -393,13 +460,23 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
           expiresAt,
         };
       },
-      owns(stateHash) {
-        return pending.has(stateHash);
+      async owns(stateHash) {
+        return (await shared.pendingService(stateHash)) === service;
       },
       async complete(stateHash, result) {
-        const p = pending.get(stateHash);
-        pending.delete(stateHash); // one time, whatever happens next
-        if (p === undefined || p.expiresAt <= clock()) throw new NexusError('forbidden');
+        // One time, whatever happens next, on whichever node the callback reaches.
+        const taken = await shared.takePending(stateHash);
+        if (taken === undefined || taken.service !== service) throw new NexusError('forbidden');
+        let raw: unknown;
+        try {
+          raw = JSON.parse(taken.link);
+        } catch {
+          raw = undefined;
+        }
+        const parsed = pendingSchema.safeParse(raw);
+        if (!parsed.success) throw new NexusError('forbidden');
+        const p: Pending = parsed.data;
+        if (p.expiresAt <= clock()) throw new NexusError('forbidden');
         if (result.error !== undefined || result.code === undefined || result.code === '') {
           throw new NexusError('forbidden', 'the provider did not grant access');
         }
@@ -505,7 +582,6 @@ export const oauth2AuthorizationCodeMechanic: MechanicDefinition<OAuth2Authoriza
       },
       async close() {
         cache.clear();
-        pending.clear();
         await pool.close();
       },
     };

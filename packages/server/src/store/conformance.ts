@@ -760,6 +760,36 @@ export function runStoreConformance(
       });
     });
 
+    describe('pending OAuth links', () => {
+      it('stores, peeks and consumes a link exactly once; expired links are gone', async () => {
+        const link = {
+          stateHash: 'a'.repeat(64),
+          service: 'gh',
+          sealed: 's1',
+          expiresAt: T0 + 60_000,
+        };
+        await store.putOAuthPending(link, T0);
+        await expectCode(store.putOAuthPending(link, T0), 'conflict');
+        expect(await store.peekOAuthPending(link.stateHash, T0)).toBe('gh');
+        expect(await store.peekOAuthPending('b'.repeat(64), T0)).toBeUndefined();
+        const both = await Promise.all([
+          store.takeOAuthPending(link.stateHash, T0),
+          store.takeOAuthPending(link.stateHash, T0),
+        ]);
+        expect(both.filter((r) => r !== undefined)).toEqual([link]);
+        expect(await store.peekOAuthPending(link.stateHash, T0)).toBeUndefined();
+        const old = { ...link, stateHash: 'c'.repeat(64), expiresAt: T0 + 10 };
+        await store.putOAuthPending(old, T0);
+        expect(await store.peekOAuthPending(old.stateHash, T0 + 10)).toBeUndefined();
+        expect(await store.takeOAuthPending(old.stateHash, T0 + 10)).toBeUndefined();
+        // Storing another link sweeps the expired ones.
+        const again = { ...old, expiresAt: T0 + 20 };
+        await store.putOAuthPending(again, T0);
+        await store.putOAuthPending({ ...link, stateHash: 'd'.repeat(64) }, T0 + 30);
+        expect(await store.takeOAuthPending(again.stateHash, T0)).toBeUndefined();
+      });
+    });
+
     describe('meta and lifecycle', () => {
       it('gets and sets meta values', async () => {
         expect(await store.getMeta('k')).toBeUndefined();

@@ -32,6 +32,7 @@ import {
   toCredentialMeta,
   toAudit,
   toCheckpoint,
+  pendingRow,
 } from './rows.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations/all.js';
 import {
@@ -53,6 +54,7 @@ import {
   type LeaseFilter,
   type LeaseInsert,
   type LeaseRow,
+  type OAuthPendingRow,
   type OperatorTokenInsert,
   type OperatorTokenRow,
   type RevocationEpochs,
@@ -897,6 +899,31 @@ class PostgresStoreImpl implements PostgresStore {
 
   auditChain(chain: string): PostgresStore {
     return new PostgresStoreImpl(this.pool, { ...this.#options, chain, owner: false });
+  }
+
+  // --- pending OAuth links ---
+
+  async putOAuthPending(row: OAuthPendingRow, now: number): Promise<void> {
+    await this.#rows('DELETE FROM oauth_pending WHERE expires_at <= $1', [now]);
+    await this.#rows(
+      'INSERT INTO oauth_pending (state_hash, service, sealed, expires_at) VALUES ($1, $2, $3, $4)',
+      [row.stateHash, row.service, row.sealed, row.expiresAt],
+    );
+  }
+
+  async peekOAuthPending(stateHash: string, now: number): Promise<string | undefined> {
+    const row = await this.#row(
+      'SELECT service FROM oauth_pending WHERE state_hash = $1 AND expires_at > $2',
+      [stateHash, now],
+    );
+    return row === undefined ? undefined : str(row.service);
+  }
+
+  async takeOAuthPending(stateHash: string, now: number): Promise<OAuthPendingRow | undefined> {
+    const row = await this.#row('DELETE FROM oauth_pending WHERE state_hash = $1 RETURNING *', [
+      stateHash,
+    ]);
+    return row === undefined ? undefined : pendingRow(row, now);
   }
 
   // --- meta ---

@@ -10,6 +10,7 @@ import type {
   CredentialMeta,
   AuditRow,
   CheckpointRow,
+  OAuthPendingRow,
 } from './store.js';
 
 export type Row = Record<string, unknown>;
@@ -104,3 +105,14 @@ export const toCheckpoint = (r: Row): CheckpointRow => ({
   kid: str(r.kid),
   jws: str(r.jws),
 });
+
+/** A pending OAuth link, or `undefined` once expired at `now`. */
+export const pendingRow = (r: Row, now: number): OAuthPendingRow | undefined =>
+  num(r.expires_at) <= now
+    ? undefined
+    : {
+        stateHash: str(r.state_hash),
+        service: str(r.service),
+        sealed: str(r.sealed),
+        expiresAt: num(r.expires_at),
+      };

@@ -65,6 +65,7 @@ describe('SQLite backend', () => {
       { version: 2, name: 'lease_revocation_indexes' },
       { version: 3, name: 'replay_nonces' },
       { version: 4, name: 'lease_delegation' },
+      { version: 5, name: 'oauth_pending' },
     ]);
   });
 
@@ -74,7 +75,7 @@ describe('SQLite backend', () => {
     // Back to what version 1 wrote.
     const raw = new Database(path);
     raw.exec(
-      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DROP TABLE replay_nonces; ALTER TABLE leases DROP COLUMN delegation; DELETE FROM schema_migrations WHERE version >= 2;',
+      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DROP TABLE replay_nonces; DROP TABLE oauth_pending; ALTER TABLE leases DROP COLUMN delegation; DELETE FROM schema_migrations WHERE version >= 2;',
     );
     raw.close();
     const store = openSqliteStore(path);

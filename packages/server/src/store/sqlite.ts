@@ -23,6 +23,7 @@ import {
   toCredentialMeta,
   toAudit,
   toCheckpoint,
+  pendingRow,
 } from './rows.js';
 import { FileGuard, fileIdentity, type FileIdentity, type GuardedFile } from './file-guard.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations/all.js';
@@ -45,6 +46,7 @@ import {
   type LeaseFilter,
   type LeaseInsert,
   type LeaseRow,
+  type OAuthPendingRow,
   type OperatorTokenInsert,
   type OperatorTokenRow,
   type RevocationEpochs,
@@ -1005,6 +1007,46 @@ class SqliteStoreImpl implements SqliteStore {
     return this.#read(() => {
       const row = this.#get('SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1');
       return row === undefined ? undefined : toCheckpoint(row);
+    });
+  }
+
+  // --- pending OAuth links ---
+
+  putOAuthPending(row: OAuthPendingRow, now: number): Promise<void> {
+    return this.#write(() => {
+      this.#run('DELETE FROM oauth_pending WHERE expires_at <= ?', now);
+      try {
+        this.#run(
+          'INSERT INTO oauth_pending (state_hash, service, sealed, expires_at) VALUES (?, ?, ?, ?)',
+          row.stateHash,
+          row.service,
+          row.sealed,
+          row.expiresAt,
+        );
+      } catch (error) {
+        throw mapError(error, 'pending link');
+      }
+    });
+  }
+
+  peekOAuthPending(stateHash: string, now: number): Promise<string | undefined> {
+    return this.#read(() => {
+      const row = this.#get(
+        'SELECT service FROM oauth_pending WHERE state_hash = ? AND expires_at > ?',
+        stateHash,
+        now,
+      );
+      return row === undefined ? undefined : str(row.service);
+    });
+  }
+
+  takeOAuthPending(stateHash: string, now: number): Promise<OAuthPendingRow | undefined> {
+    return this.#write(() => {
+      const row = this.#get(
+        'DELETE FROM oauth_pending WHERE state_hash = ? RETURNING *',
+        stateHash,
+      );
+      return row === undefined ? undefined : pendingRow(row, now);
     });
   }
 

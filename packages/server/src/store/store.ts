@@ -252,6 +252,16 @@ export interface CheckpointRow {
   jws: string;
 }
 
+/** A pending OAuth authorization-code link (its `state` hashed, its verifier sealed). */
+export interface OAuthPendingRow {
+  /** SHA-256 hex of the one-time `state`. */
+  readonly stateHash: string;
+  readonly service: string;
+  /** The sealed link (principal, PKCE verifier, redirect URI): opened by the vault only. */
+  readonly sealed: string;
+  readonly expiresAt: number;
+}
+
 /**
  * The persistence interface. Every method returns a Promise so that network backends
  * implement the same contract; `runStoreConformance` is the executable specification.
@@ -364,6 +374,17 @@ export interface Store {
   /** Every checkpoint, ascending seq. */
   listCheckpoints(): Promise<CheckpointRow[]>;
   lastCheckpoint(): Promise<CheckpointRow | undefined>;
+
+  // --- pending OAuth links (issue 13: any node completes a connect) ---
+  /** Stores a pending link (`conflict` if its state hash exists); deletes expired ones. */
+  putOAuthPending(row: OAuthPendingRow, now: number): Promise<void>;
+  /** The service of a pending, unexpired link, or `undefined`. Does not consume it. */
+  peekOAuthPending(stateHash: string, now: number): Promise<string | undefined>;
+  /**
+   * Consumes a link atomically: of concurrent calls, one gets the row, the others
+   * `undefined`. An expired link is consumed and `undefined` returned.
+   */
+  takeOAuthPending(stateHash: string, now: number): Promise<OAuthPendingRow | undefined>;
 
   // --- meta ---
   getMeta(key: string): Promise<string | undefined>;

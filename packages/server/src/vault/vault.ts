@@ -87,9 +87,10 @@ export interface Vault {
   describe(name: string): Promise<CredentialMeta | undefined>;
   /**
    * INTERNAL (proxy pipeline only): decrypts the current version. Missing or unreadable
-   * -> `credential_unavailable`. The result MUST NOT leave the process.
+   * -> `credential_unavailable`. The result MUST NOT leave the process. `fresh` reads
+   * the store even when a decrypted copy is cached (another node may have written it).
    */
-  resolve(name: string): Promise<ResolvedCredential>;
+  resolve(name: string, options?: { fresh?: boolean }): Promise<ResolvedCredential>;
   /** INTERNAL: seals another secret (e.g. an Authority private key) for `purpose`. */
   seal(purpose: string, plaintext: Uint8Array): Promise<string>;
   /** INTERNAL: opens what `seal(purpose, ...)` sealed (`credential_unavailable` on failure). */
@@ -373,9 +374,11 @@ export function createVault(options: VaultOptions): Vault {
       };
     },
 
-    async resolve(name) {
+    async resolve(name, resolveOptions) {
       const hit = resolved.get(name);
-      if (hit !== undefined && clock() < hit.until) return hit.value;
+      if (hit !== undefined && clock() < hit.until && resolveOptions?.fresh !== true) {
+        return hit.value;
+      }
       await init();
       const at = generation;
       const value = await decrypt(name);

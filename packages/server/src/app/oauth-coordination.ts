@@ -1,0 +1,110 @@
+/**
+ * What the nodes of a cluster share for OAuth connections (issue 13, spec §13.8):
+ *
+ * - Pending authorize links live in the store (`oauth_pending`): the `state` only as its
+ *   SHA-256, the link (principal, PKCE verifier, redirect URI) sealed by the vault, and a
+ *   callback is consumed once across all nodes by an atomic `DELETE ... RETURNING`.
+ * - A refresh of one connection runs under a PostgreSQL transaction-level advisory lock
+ *   (`pg_advisory_xact_lock`) keyed by the connection's vault name; the mechanic re-reads
+ *   the stored connection after taking it and skips the refresh another node already
+ *   made, so a rotating refresh token is spent once. The lock is held by a database
+ *   session: if that session dies (the node is killed, the database restarts) the lock
+ *   goes with it, which is what keeps a killed node from blocking the others. A session
+ *   lost in the middle of a refresh is the one window where two nodes could spend the
+ *   same refresh token; a provider that detects reuse then revokes the connection, and
+ *   the account has to be connected again (`connection_expired`), never a wrong token.
+ * - On SQLite (one process) the lock is the token cache's own single-flight.
+ */
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import { NexusError } from '@nexus/protocol';
+import type { OAuthCoordination } from '../mechanics/mechanic.js';
+import type { Store } from '../store/store.js';
+import type { Vault } from '../vault/vault.js';
+
+/** Seal purpose of pending links. */
+const SEAL_PURPOSE = 'oauth2.pending';
+
+/** Longest wait for another node's refresh of the same connection. */
+const LOCK_WAIT = '30s';
+
+/** The signed 64-bit advisory lock key of `key` (a hash: any text maps to one lock). */
+export function advisoryKey(key: string): string {
+  const hex = createHash('sha256').update(`nexus:${key}`).digest('hex').slice(0, 16);
+  return BigInt.asIntN(64, BigInt(`0x${hex}`)).toString();
+}
+
+/**
+ * Runs `fn` holding the PostgreSQL advisory lock of `key` on a connection of its own.
+ * The lock is transaction-scoped: it is released by the COMMIT or ROLLBACK, or by the
+ * server when the connection dies.
+ */
+export async function withAdvisoryLock<T>(
+  pool: pg.Pool,
+  key: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (cause) {
+    throw new NexusError('store_unavailable', 'the database is unreachable', { cause });
+  }
+  let broken = false;
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
+  try {
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL lock_timeout = '${LOCK_WAIT}'`);
+      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [advisoryKey(key)]);
+    } catch (cause) {
+      broken = true;
+      throw new NexusError('store_unavailable', 'the cluster lock could not be taken', { cause });
+    }
+    try {
+      return await fn();
+    } finally {
+      await client.query('COMMIT').catch(() => {
+        broken = true;
+      });
+    }
+  } finally {
+    if (broken) await client.query('ROLLBACK').catch(() => undefined);
+    client.off('error', onError);
+    client.release(broken);
+  }
+}
+
+/**
+ * The coordination of a node: pending links in `store` (sealed by `vault`), and the
+ * refresh lock on `pool` when the store is PostgreSQL.
+ */
+export function storeOAuthCoordination(options: {
+  readonly store: Store;
+  readonly vault: Vault;
+  readonly pool: pg.Pool | undefined;
+  readonly clock: () => number;
+}): OAuthCoordination {
+  const { store, vault, pool, clock } = options;
+  return {
+    exclusive(key, fn) {
+      return pool === undefined ? fn() : withAdvisoryLock(pool, key, fn);
+    },
+    async putPending(stateHash, service, link, expiresAt) {
+      const sealed = await vault.seal(SEAL_PURPOSE, Buffer.from(link, 'utf8'));
+      await store.putOAuthPending({ stateHash, service, sealed, expiresAt }, clock());
+    },
+    pendingService(stateHash) {
+      return store.peekOAuthPending(stateHash, clock());
+    },
+    async takePending(stateHash) {
+      const row = await store.takeOAuthPending(stateHash, clock());
+      if (row === undefined) return undefined;
+      const link = (await vault.open(SEAL_PURPOSE, row.sealed)).toString('utf8');
+      return { service: row.service, link };
+    },
+  };
+}
