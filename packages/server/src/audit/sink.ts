@@ -96,6 +96,10 @@ export interface AuditStoreLike {
       record: string;
       prevHash: string;
       hash: string;
+      agent?: string;
+      service?: string;
+      decision?: string;
+      indexed?: boolean;
     }[],
   ): Promise<number[]>;
   lastAudit(): Promise<AuditRow | undefined>;
@@ -132,6 +136,7 @@ export function auditSinkFromStore(
           record: r.record,
           prevHash: r.prevHash,
           hash: r.hash,
+          ...(r.index === undefined ? {} : { ...r.index, indexed: true }),
         })),
       ),
     last: async () => {

@@ -48,6 +48,12 @@ export interface AuditWriterOptions {
    * goes to `onError` without undoing the checkpoint.
    */
   onCheckpoint?: (checkpoint: AuditCheckpoint) => void | Promise<void>;
+  /**
+   * The newest position an earlier writer on this chain reported durable (a restarted
+   * audit thread gets it from the main thread): the sink MUST still hold it, as for the
+   * writer's own (see "No silent rollback").
+   */
+  durable?: AuditPosition;
 }
 
 /** Position of a durable record. */
@@ -99,7 +105,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
 
   let head: AuditPosition | undefined;
   /** The newest position ever reported durable (survives a head reset). */
-  let durable: AuditPosition | undefined;
+  let durable: AuditPosition | undefined = options.durable;
   /** Set when the sink lost durable records: every later append fails with it. */
   let broken: NexusError | undefined;
   let lastCheckpointSeq: number | undefined;

@@ -70,6 +70,7 @@ describe('PostgreSQL backend', () => {
       { version: 2, name: 'lease_revocation_indexes' },
       { version: 3, name: 'replay_nonces' },
       { version: 4, name: 'lease_delegation' },
+      { version: 5, name: 'audit_index_trim' },
     ]);
   });
 

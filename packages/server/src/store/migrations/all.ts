@@ -3,6 +3,7 @@ import { migration0001 } from './0001-initial.js';
 import { migration0002 } from './0002-lease-revocation-indexes.js';
 import { migration0003 } from './0003-replay-nonces.js';
 import { migration0004 } from './0004-lease-delegation.js';
+import { migration0005 } from './0005-audit-index-trim.js';
 import type { Migration } from './migration.js';
 
 /** Every migration, ascending version. */
@@ -11,6 +12,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration0002,
   migration0003,
   migration0004,
+  migration0005,
 ];
 
 /** The schema version this code writes and understands. */
