@@ -79,6 +79,23 @@ describe('threaded audit writer (worker thread)', () => {
     await store.close();
   });
 
+  it('two audit threads on one file (as the processes of a --workers node) extend one chain: none refused, no fork', async () => {
+    const path = await database();
+    const a = await openThreadedAuditWriter(path, options());
+    const b = await openThreadedAuditWriter(path, options());
+    // Interleaved: each thread's head is stale at almost every batch.
+    const all = await Promise.all(
+      Array.from({ length: 600 }, (_x, i) => (i % 2 === 0 ? a : b).append(record(i + 1))),
+    );
+    await a.close();
+    await b.close();
+    expect(new Set(all.map((p) => p.seq)).size).toBe(600);
+    const store = openSqliteStore(path, { create: false });
+    const result = await verifySink(auditSinkFromStore(store), { verifyCheckpoint: () => true });
+    expect(result).toMatchObject({ ok: true, count: 600 });
+    await store.close();
+  });
+
   it('a record without index fields gets NULL columns (the record is not re-parsed)', async () => {
     const path = await database();
     const w = await openThreadedAuditWriter(path, options());

@@ -21,7 +21,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { openSqliteStore, type SqliteStoreOptions } from '../store/sqlite.js';
 import type { AuditCheckpoint, ChainRecord } from './chain.js';
-import { auditSinkFromStore } from './sink.js';
+import { auditSinkFromStore, withLinkedAppend } from './sink.js';
 import { createAuditWriter, type AuditPosition } from './writer.js';
 
 /** What the thread is started with (`workerData`). */
@@ -105,7 +105,9 @@ function answer(id: number, value: unknown, error?: PlainError): void {
 }
 
 const writer = createAuditWriter({
-  sink: auditSinkFromStore(store),
+  // Each batch reads and extends the chain head inside its BEGIN IMMEDIATE transaction,
+  // so the processes of a `--workers` node can share one store file.
+  sink: withLinkedAppend(auditSinkFromStore(store), store),
   clock: Date.now,
   ...(init.checkpointEvery === undefined ? {} : { checkpointEvery: init.checkpointEvery }),
   ...(init.checkpointIntervalMs === undefined
