@@ -3,10 +3,11 @@
 // e.g. a `git worktree` of the commit before a change, built with `npx tsc -b`), then
 // alternates 1 KiB POST saturation runs (wrk, 64 connections, pre-signed Ed25519 requests)
 // between them, BENCH_AB_ROUNDS times (default 5) for BENCH_AB_SECONDS each (default 5),
-// and prints each round and the medians of req/s and Nexus CPU per request. Alternating
+// and prints each round and the medians of req/s and Nexus CPU per request, whole process
+// and its main (JavaScript) thread alone (from /proc/<pid>/task/<pid>/stat). Alternating
 // in one run is what makes a before/after figure meaningful on a shared machine whose
 // speed drifts between runs. Not part of `npm run bench`.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ensureDebianPackage, runWrk, stopAll } from './lib/common.mjs';
@@ -28,6 +29,13 @@ async function startNode(root, upstream) {
     agents: [{ name: 'bench-ed', alg: 'ed25519', count: 1 }],
   });
   return { ...nexus, root, keys: await importLeaseKeys(nexus.leases) };
+}
+
+/** CPU seconds (user + system) of the process's main thread so far. */
+function mainThreadCpu(pid) {
+  const f = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / 100;
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -58,6 +66,7 @@ try {
         url: `${node.origin}/bench/small`,
         body,
       });
+      const main0 = mainThreadCpu(node.proc.pid);
       const r = await runWrk({
         url: `${node.origin}/bench/small`,
         requestsFile: file,
@@ -67,17 +76,18 @@ try {
         seconds: SECONDS,
         watch: { nexus: () => [node.proc.pid] },
       });
+      const mainUs = ((mainThreadCpu(node.proc.pid) - main0) * 1e6) / Math.max(1, r.total);
       const cpuUs = (r.cpu_seconds.nexus * 1e6) / Math.max(1, r.total);
-      results[label].push({ rps: r.rps, cpuUs, non2xx: r.non2xx });
+      results[label].push({ rps: r.rps, cpuUs, mainUs, non2xx: r.non2xx });
       console.log(
-        `round ${round} ${label}: ${Math.round(r.rps)} req/s, ${Math.round(cpuUs)} us CPU/request, non-2xx ${r.non2xx}`,
+        `round ${round} ${label}: ${Math.round(r.rps)} req/s, ${Math.round(cpuUs)} us CPU/request (main thread ${Math.round(mainUs)}), non-2xx ${r.non2xx}`,
       );
     }
   }
   for (const label of ['A', 'B']) {
     const rs = results[label];
     console.log(
-      `${label} (${nodes[label].root}): median ${Math.round(median(rs.map((x) => x.rps)))} req/s, ${Math.round(median(rs.map((x) => x.cpuUs)))} us CPU/request`,
+      `${label} (${nodes[label].root}): median ${Math.round(median(rs.map((x) => x.rps)))} req/s, ${Math.round(median(rs.map((x) => x.cpuUs)))} us CPU/request, main thread ${Math.round(median(rs.map((x) => x.mainUs)))} us/request`,
     );
   }
   const ratio = median(results.B.map((x) => x.rps)) / median(results.A.map((x) => x.rps));

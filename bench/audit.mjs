@@ -22,7 +22,8 @@ const WINDOW = Math.min(20_000, Math.max(1000, Math.floor(TOTAL / 20)));
 const MARKS = [0, 0.01, 0.1, 0.25, 0.5, 0.75, 1].map((f) => Math.floor(f * TOTAL));
 
 const b64 = (n) => Buffer.alloc(n, 7).toString('base64url');
-const LEASE = `${b64(40)}.${b64(420)}.${b64(64)}`;
+// A record holds the lease's hash (base64url SHA-256, 43 characters), not the JWT (issue 14).
+const LEASE_HASH = b64(32);
 
 function record(i, kind) {
   return {
@@ -45,7 +46,7 @@ function record(i, kind) {
           signature: {
             input: `wimse=("@method" "@request-target" "workload-identity-token" "nexus-intent" "content-type" "content-digest");created=1780000000;expires=1780000030;nonce="${b64(16)}";tag="wimse-workload-to-workload";wimse-aud="http://127.0.0.1:7070/github/repos/acme/widgets/issues"`,
             value: `wimse=:${Buffer.alloc(64, i % 251).toString('base64')}:`,
-            lease: LEASE,
+            lease_hash: LEASE_HASH,
           },
         }
       : { upstream_status: 201, bytes_in: 1024, bytes_out: 1024, duration_ms: 3, redactions: 0 }),
@@ -154,7 +155,7 @@ export async function run() {
   const md = [
     '# Audit benchmark: append cost as the log grows, and `audit verify` rate',
     '',
-    `${result.meta.date}, Node ${result.meta.node}, ${result.meta.cpus}. The audit writer (group commit) over the SQLite store (WAL, synchronous=FULL), driven directly. Records like the proxy's (request records carry the signature input, signature and lease: ~1.3 KB of canonical JSON). Batched: ${CONCURRENCY} appends in flight, so each group commit holds up to ${CONCURRENCY} records; cost measured over ${WINDOW.toLocaleString('en')} records at each log size. Lone: one append at a time (one commit and fsync each), 200 samples.`,
+    `${result.meta.date}, Node ${result.meta.node}, ${result.meta.cpus}. The audit writer (group commit) over the SQLite store (WAL, synchronous=FULL), driven directly. Records like the proxy's (request records carry the signature input, signature and the lease's hash: ~0.9 KB of canonical JSON). Batched: ${CONCURRENCY} appends in flight, so each group commit holds up to ${CONCURRENCY} records; cost measured over ${WINDOW.toLocaleString('en')} records at each log size. Lone: one append at a time (one commit and fsync each), 200 samples.`,
     '',
     mdTable(
       ['log size (records)', 'batched us/record', 'lone append p50 ms', 'lone append p99 ms'],

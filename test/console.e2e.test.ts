@@ -20,6 +20,7 @@ import type { NexusAgent } from '@nexus/sdk';
 import { codeOf as agentCode } from './helpers/agents.js';
 import { REPO, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
+import { leaseHash } from '../packages/server/src/audit/record.js';
 
 const SECRET = 'ghp_consoleE2EsecretValue0123456789abcdef';
 const SECRET2 = 'oauth-client-secret-console-0123456789';
@@ -316,7 +317,7 @@ describe('the web console', () => {
       expect(page.body).not.toMatch(/\son[a-z]+=|style=/);
     });
 
-    it('shows audit records with the lease claims, never the lease JWT', async () => {
+    it('shows audit records with the lease id and hash, never the lease JWT', async () => {
       await agent.fetch('echo', '/lease-check', { intent: 'lease check' });
       const { cookie } = await login();
       const r = await con('/console/api/v1/audit?kind=request&limit=5', { cookie });
@@ -326,7 +327,9 @@ describe('the web console', () => {
       const rec = records.find((x) => x.intent === 'lease check');
       expect(rec?.signature?.['value']).toMatch(/^[a-z0-9]+=:/);
       expect(rec?.signature?.['lease']).toBeUndefined();
-      expect((rec?.signature?.['lease_claims'] as { jti?: string }).jti).toBe(agent.claims.jti);
+      // The record holds the lease's hash (issue 14); the lease is its `lease_id`.
+      expect(rec?.signature?.['lease_hash']).toBe(leaseHash(agent.lease));
+      expect((rec as { lease_id?: string } | undefined)?.lease_id).toBe(agent.claims.jti);
       expect(r.body).not.toContain(agent.lease);
     });
 
@@ -444,7 +447,7 @@ describe('the web console', () => {
       expect(detail).toContain('"intent": "console watch 42"');
       expect(detail).toContain('"signature"');
       expect(detail).toMatch(/"value": "[a-z0-9]+=:/);
-      expect(detail).toContain('"lease_claims"');
+      expect(detail).toContain('"lease_hash"');
       await shot('audit');
     });
 

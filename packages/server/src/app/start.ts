@@ -23,16 +23,14 @@ import { reachableServices } from '../config/reach.js';
 import { MECHANICS } from '../mechanics/index.js';
 import { connectionsOf, type OAuthConnections } from '../mechanics/oauth2-authorization-code.js';
 import { createAuditWriter, type AuditWriter } from '../audit/writer.js';
+import type { AuditCheckpoint } from '../audit/chain.js';
 import { auditSinkFromStore } from '../audit/sink.js';
 import {
   appendCheckpointFile,
   checkpointFilePath,
   loadCheckpoints,
 } from '../audit/checkpoint-file.js';
-import {
-  openSqliteAuditAppender,
-  type SqliteAuditAppender,
-} from '../store/sqlite-audit-appender.js';
+import { openThreadedAuditWriter, type ThreadedAuditWriter } from '../audit/threaded-writer.js';
 import { verifyAuditLog } from './verify-audit.js';
 import { createPipeline, errorSummary, type ServiceRuntime } from '../proxy/pipeline.js';
 import { createReplayCache } from '../proxy/replay-cache.js';
@@ -177,7 +175,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   if (postgres !== undefined) {
     logger.info({ audit_chain: postgres.chain }, 'audit chain of this node');
   }
-  let appender: SqliteAuditAppender | undefined;
+  let appender: ThreadedAuditWriter | undefined;
   let shared: SharedState | undefined;
   let sync: ClusterSync | undefined;
   try {
@@ -238,49 +236,51 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
 
     let policy = compilePolicy(config);
     let current = config;
-    // A file database gets its audit appends from a worker thread (its own connection), so
-    // group commits and their fsync do not block the event loop; `:memory:` cannot be
-    // shared between connections and keeps appending on this thread.
-    if (sqlite !== undefined && sqlite.path !== ':memory:') {
-      // The path the store was opened at (symbolic links resolved): the worker's connection
-      // MUST name the same file, or SQLite would give it a WAL of its own.
-      appender = await openSqliteAuditAppender(sqlite.path, {
-        expectFiles: sqlite.files,
-        lock: lock === undefined ? undefined : { path: lock.path, identity: lock.identity },
-      });
-    }
     const checkpointFile =
       sqlite !== undefined && sqlite.path !== ':memory:'
         ? checkpointFilePath(sqlite.path)
         : undefined;
-    const workerAppend = appender?.append;
-    const audit = createAuditWriter({
-      sink: auditSinkFromStore(
-        store,
-        workerAppend === undefined
-          ? undefined
-          : (rows) =>
-              workerAppend(rows).catch((err: unknown) => {
-                if ((err as { code?: unknown }).code === 'store_unavailable') onStoreFault(err);
-                throw err;
-              }),
-      ),
-      clock,
-      checkpointEvery: config.audit.checkpoint_every,
-      checkpointIntervalMs: config.audit.checkpoint_interval,
-      signCheckpoint: (_payload, payloadText) => authority.signCheckpoint(payloadText),
-      onError: (err) => logger.error({ err: errorSummary(err) }, 'audit checkpoint failed'),
-      // Every checkpoint also leaves the database: as a log line and a line in the
-      // checkpoint file, both for the operator to ship elsewhere, so that removing the
-      // newest rows and checkpoints from the database is detected (`verify --against`).
-      onCheckpoint: async (cp) => {
-        logger.info(
-          { checkpoint: { seq: cp.seq, hash: cp.hash, time: cp.time, kid: cp.kid, jws: cp.jws } },
-          'audit checkpoint',
-        );
-        if (checkpointFile !== undefined) await appendCheckpointFile(checkpointFile, cp);
-      },
-    });
+    const onCheckpointError = (err: unknown) =>
+      logger.error({ err: errorSummary(err) }, 'audit checkpoint failed');
+    // Every checkpoint also leaves the database: as a log line and a line in the
+    // checkpoint file, both for the operator to ship elsewhere, so that removing the
+    // newest rows and checkpoints from the database is detected (`verify --against`).
+    const onCheckpoint = async (cp: AuditCheckpoint) => {
+      logger.info(
+        { checkpoint: { seq: cp.seq, hash: cp.hash, time: cp.time, kid: cp.kid, jws: cp.jws } },
+        'audit checkpoint',
+      );
+      if (checkpointFile !== undefined) await appendCheckpointFile(checkpointFile, cp);
+    };
+    // A file database: the audit writer runs in a worker thread with its own connection
+    // (it owns the chain head, hashes and group-commits), so none of it runs on the event
+    // loop. `:memory:` cannot be shared between connections, and PostgreSQL (one chain per
+    // node process, asynchronous I/O) keeps the writer on this thread.
+    if (sqlite !== undefined && sqlite.path !== ':memory:') {
+      // The path the store was opened at (symbolic links resolved): the thread's connection
+      // MUST name the same file, or SQLite would give it a WAL of its own.
+      appender = await openThreadedAuditWriter(sqlite.path, {
+        expectFiles: sqlite.files,
+        lock: lock === undefined ? undefined : { path: lock.path, identity: lock.identity },
+        checkpointEvery: config.audit.checkpoint_every,
+        checkpointIntervalMs: config.audit.checkpoint_interval,
+        signCheckpoint: (payloadText) => authority.signCheckpoint(payloadText),
+        onError: onCheckpointError,
+        onCheckpoint,
+        onStoreFault,
+      });
+    }
+    const audit: AuditWriter =
+      appender ??
+      createAuditWriter({
+        sink: auditSinkFromStore(store),
+        clock,
+        checkpointEvery: config.audit.checkpoint_every,
+        checkpointIntervalMs: config.audit.checkpoint_interval,
+        signCheckpoint: (_payload, payloadText) => authority.signCheckpoint(payloadText),
+        onError: onCheckpointError,
+        onCheckpoint,
+      });
     await audit.init();
     if (checkpointFile !== undefined) await checkNotTruncated(store, checkpointFile);
 
@@ -744,12 +744,11 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           await new Promise((r) => setImmediate(r));
           try {
             await audit.close();
-            await appender?.close();
             if (shared?.replay === undefined) await saveReplayState(store, memoryReplay);
           } finally {
             // Even when the store failed (e.g. its file was replaced): release it and the
             // node lock, so the next node can start.
-            await appender?.close();
+            await appender?.terminate();
             await sync?.close();
             await shared?.close();
             await store.close();
@@ -761,7 +760,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       },
     };
   } catch (err) {
-    await appender?.close();
+    await appender?.terminate();
     await sync?.close();
     await shared?.close();
     await store.close();

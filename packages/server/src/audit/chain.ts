@@ -30,7 +30,22 @@ export interface AuditRow {
   prevHash: string;
   /** This row's hash. */
   hash: string;
+  /**
+   * The index columns, taken from the record object when the row is built (so the store
+   * does not re-parse `record` to find them); a store row read back carries them as
+   * `agent`, `service`, `decision` instead.
+   */
+  index?: AuditIndex;
 }
+
+/** The index columns of a row (what `audit query` filters on); the agent as its name. */
+export interface AuditIndex {
+  agent?: string;
+  service?: string;
+  decision?: string;
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 /** A signed checkpoint over the chain up to `seq` (the store's `CheckpointRow`). */
 export interface AuditCheckpoint {
@@ -125,6 +140,7 @@ export function buildPreparedRow(
   ].sort(byName);
   const hashInput = '{' + chained.map((m) => m[1]).join(',') + '}';
   const parsedTime = Date.parse(record.time);
+  const agent = str(record['agent']);
   return {
     seq,
     time: Number.isFinite(parsedTime) ? parsedTime : (fallbackTime ?? 0),
@@ -133,6 +149,11 @@ export function buildPreparedRow(
     record: text,
     prevHash,
     hash: createHash('sha256').update(hashInput, 'utf8').digest('hex'),
+    index: {
+      agent: agent === undefined ? undefined : auditAgentKey(agent),
+      service: str(record['service']),
+      decision: str(record['decision']),
+    },
   };
 }
 

@@ -5,6 +5,7 @@
 // Security invariant: a record MUST NOT contain a credential, a token derived from one,
 // a query string (it may carry secrets), a request or response body, or a header value
 // other than the ones named below.
+import { createHash } from 'node:crypto';
 import type { ChainRecord } from './chain.js';
 import type { McpAuditFields } from '../mcp/gateway.js';
 
@@ -78,11 +79,12 @@ export interface AuditRecord extends ChainRecord {
   error_detail?: string;
   /**
    * The request's proof, so the record can be re-verified offline: the `Signature-Input`
-   * and `Signature` header values and the lease JWT they were made under (it carries the
-   * agent's public key; it is useless without the agent's private key, and it is not a
-   * target credential).
+   * and `Signature` header values and the hash of the lease JWT they were made under
+   * ({@link leaseHash}); the lease itself is `lease_id`, whose store row holds the agent's
+   * public key (spec §8). Records written before issue 14 hold the JWT itself as `lease`
+   * (~700 bytes per record, twice per request); their hashes are unchanged.
    */
-  signature?: { input: string; value: string; lease: string };
+  signature?: { input: string; value: string; lease_hash?: string; lease?: string };
   /**
    * A request to a service of kind `mcp`: the JSON-RPC method, the tool or prompt name or
    * resource URI (agent input like `path`), a digest of the arguments (never the
@@ -127,6 +129,16 @@ export interface AuditRecord extends ChainRecord {
 export function pathWithoutQuery(path: string): string {
   const q = path.search(/[?#]/);
   return q === -1 ? path : path.slice(0, q);
+}
+
+/**
+ * The audit record's `signature.lease_hash`: base64url (no padding) of the SHA-256 of the
+ * lease JWT's compact serialisation, as received.
+ *
+ * @example leaseHash('eyJhbGciOi...') // '3q2-7w...' (43 characters)
+ */
+export function leaseHash(lease: string): string {
+  return createHash('sha256').update(lease, 'latin1').digest('base64url');
 }
 
 /** `new Date(ms).toISOString()`: the record `time` form. */

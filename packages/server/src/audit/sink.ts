@@ -12,6 +12,20 @@ import type { AuditCheckpoint, AuditRow } from './chain.js';
  */
 export interface AuditSink {
   append(rows: readonly AuditRow[]): Promise<number[]>;
+  /**
+   * Optional: appends the rows `build` makes from the sink's last row (undefined: empty),
+   * reading that row in the same transaction as the writes (SQLite: `BEGIN IMMEDIATE`),
+   * so several writers on one sink each extend the true head and none is refused for a
+   * stale one. `build` runs synchronously inside the transaction; `hashAt` reads an
+   * earlier row's hash. The link check of `append` applies. When present the audit
+   * writer uses it instead of `append`.
+   */
+  appendLinked?(
+    build: (
+      last: { seq: number; hash: string } | undefined,
+      hashAt: (seq: number) => string | undefined,
+    ) => AuditRow[],
+  ): Promise<number[]>;
   /** The last row, or undefined when empty. */
   last(): Promise<AuditRow | undefined>;
   /** Rows with `seq >= fromSeq`, ascending, at most `limit`. */
@@ -96,6 +110,10 @@ export interface AuditStoreLike {
       record: string;
       prevHash: string;
       hash: string;
+      agent?: string;
+      service?: string;
+      decision?: string;
+      indexed?: boolean;
     }[],
   ): Promise<number[]>;
   lastAudit(): Promise<AuditRow | undefined>;
@@ -132,6 +150,7 @@ export function auditSinkFromStore(
           record: r.record,
           prevHash: r.prevHash,
           hash: r.hash,
+          ...(r.index === undefined ? {} : { ...r.index, indexed: true }),
         })),
       ),
     last: async () => {
@@ -142,5 +161,35 @@ export function auditSinkFromStore(
     insertCheckpoint: (cp) => store.insertCheckpoint(cp),
     listCheckpoints: () => store.listCheckpoints(),
     lastCheckpoint: () => store.lastCheckpoint(),
+  };
+}
+
+/** The SQLite store method behind {@link withLinkedAppend}. */
+export interface LinkedAuditStore {
+  appendAuditLinked(
+    build: (
+      last: { seq: number; hash: string } | undefined,
+      hashAt: (seq: number) => string | undefined,
+    ) => (Parameters<AuditStoreLike['appendAudit']>[0][number] & { seq: number })[],
+  ): Promise<number[]>;
+}
+
+/** `sink` with `appendLinked` over the store's `appendAuditLinked` (the SQLite store). */
+export function withLinkedAppend(sink: AuditSink, store: LinkedAuditStore): AuditSink {
+  return {
+    ...sink,
+    appendLinked: (build) =>
+      store.appendAuditLinked((last, hashAt) =>
+        build(last, hashAt).map((r) => ({
+          seq: r.seq,
+          time: r.time,
+          kind: r.kind,
+          requestId: r.requestId,
+          record: r.record,
+          prevHash: r.prevHash,
+          hash: r.hash,
+          ...(r.index === undefined ? {} : { ...r.index, indexed: true }),
+        })),
+      ),
   };
 }

@@ -48,6 +48,12 @@ export interface AuditWriterOptions {
    * goes to `onError` without undoing the checkpoint.
    */
   onCheckpoint?: (checkpoint: AuditCheckpoint) => void | Promise<void>;
+  /**
+   * The newest position an earlier writer on this chain reported durable (a restarted
+   * audit thread gets it from the main thread): the sink MUST still hold it, as for the
+   * writer's own (see "No silent rollback").
+   */
+  durable?: AuditPosition;
 }
 
 /** Position of a durable record. */
@@ -99,7 +105,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
 
   let head: AuditPosition | undefined;
   /** The newest position ever reported durable (survives a head reset). */
-  let durable: AuditPosition | undefined;
+  let durable: AuditPosition | undefined = options.durable;
   /** Set when the sink lost durable records: every later append fails with it. */
   let broken: NexusError | undefined;
   let lastCheckpointSeq: number | undefined;
@@ -115,6 +121,12 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
   const unavailable = (cause?: unknown): NexusError =>
     new NexusError('audit_unavailable', 'audit record could not be written', { cause });
 
+  const lostDurable = (): NexusError =>
+    new NexusError(
+      'store_unavailable',
+      'the audit chain in the store no longer holds records this node made durable (rolled back, truncated or replaced)',
+    );
+
   async function loadHead(): Promise<AuditPosition> {
     const last = await sink.last();
     const loaded =
@@ -128,10 +140,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
             ? (await sink.read({ fromSeq: durable.seq, limit: 1 }))[0]
             : undefined;
       if (kept === undefined || kept.seq !== durable.seq || kept.hash !== durable.hash) {
-        broken = new NexusError(
-          'store_unavailable',
-          'the audit chain in the store no longer holds records this node made durable (rolled back, truncated or replaced)',
-        );
+        broken = lostDurable();
         throw broken;
       }
     }
@@ -157,19 +166,47 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
     while (queue.length > 0) {
       const batch = queue.splice(0, maxBatch);
       try {
-        head ??= await loadHead();
-        let prev = head;
-        const rows: AuditRow[] = batch.map((p) => {
-          const row = buildPreparedRow(p.record, prev.seq + 1, prev.hash, clock());
-          prev = { seq: row.seq, hash: row.hash };
-          return row;
-        });
-        const seqs = await sink.append(rows);
+        let prev: AuditPosition;
+        let rows: AuditRow[] = [];
+        const chain = (from: AuditPosition): AuditRow[] => {
+          prev = from;
+          return batch.map((p) => {
+            const row = buildPreparedRow(p.record, prev.seq + 1, prev.hash, clock());
+            prev = { seq: row.seq, hash: row.hash };
+            return row;
+          });
+        };
+        let seqs: number[];
+        if (sink.appendLinked !== undefined) {
+          // The head is read and extended inside the sink's write transaction: another
+          // writer on the same store (a `--workers` node) may have moved it.
+          seqs = await sink.appendLinked((last, hashAt) => {
+            const at = last ?? { seq: 0, hash: GENESIS_HASH };
+            if (durable !== undefined) {
+              const kept =
+                at.seq === durable.seq
+                  ? at.hash
+                  : at.seq > durable.seq
+                    ? hashAt(durable.seq)
+                    : undefined;
+              if (kept !== durable.hash) {
+                broken = lostDurable();
+                throw broken;
+              }
+            }
+            rows = chain(at);
+            return rows;
+          });
+        } else {
+          head ??= await loadHead();
+          rows = chain(head);
+          seqs = await sink.append(rows);
+        }
         if (seqs.length !== rows.length || seqs.some((s, i) => s !== rows[i]!.seq)) {
           throw new Error('audit sink assigned unexpected seqs');
         }
-        head = prev;
-        durable = prev;
+        head = prev!;
+        durable = prev!;
         rows.forEach((r, i) => batch[i]!.resolve({ seq: r.seq, hash: r.hash }));
       } catch (error) {
         // Unknown state: re-read the head before the next write. Every waiting append

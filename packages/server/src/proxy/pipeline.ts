@@ -41,6 +41,7 @@ import { sendProblem } from './problem.js';
 import { createResponseScrubber } from './response.js';
 import { relayRedacted } from './relay.js';
 import { randomId } from '../util/ids.js';
+import { leaseHash } from '../audit/record.js';
 import type { Logger } from '../util/logger.js';
 import { serverDigest } from '../util/digest.js';
 import {
@@ -175,7 +176,7 @@ interface Trace {
 function signatureOf(t: Trace): AuditRecord['signature'] {
   const v = t.verified;
   if (v === undefined || t.lease === undefined) return undefined;
-  return { input: v.signatureInput, value: v.signature, lease: t.lease };
+  return { input: v.signatureInput, value: v.signature, lease_hash: leaseHash(t.lease) };
 }
 
 function baseRecord(t: Trace, kind: AuditRecord['kind'], now: number): AuditRecord {

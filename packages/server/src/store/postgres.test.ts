@@ -71,6 +71,7 @@ describe('PostgreSQL backend', () => {
       { version: 3, name: 'replay_nonces' },
       { version: 4, name: 'lease_delegation' },
       { version: 5, name: 'oauth_pending' },
+      { version: 6, name: 'audit_index_trim' },
     ]);
   });
 

@@ -66,6 +66,7 @@ describe('SQLite backend', () => {
       { version: 3, name: 'replay_nonces' },
       { version: 4, name: 'lease_delegation' },
       { version: 5, name: 'oauth_pending' },
+      { version: 6, name: 'audit_index_trim' },
     ]);
   });
 
@@ -75,7 +76,10 @@ describe('SQLite backend', () => {
     // Back to what version 1 wrote.
     const raw = new Database(path);
     raw.exec(
-      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DROP TABLE replay_nonces; DROP TABLE oauth_pending; ALTER TABLE leases DROP COLUMN delegation; DELETE FROM schema_migrations WHERE version >= 2;',
+      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DROP TABLE replay_nonces; DROP TABLE oauth_pending; ALTER TABLE leases DROP COLUMN delegation; ' +
+        'DROP INDEX audit_agent; DROP INDEX audit_service; CREATE INDEX audit_time ON audit (time); ' +
+        'CREATE INDEX audit_agent_time ON audit (agent, time); CREATE INDEX audit_service_time ON audit (service, time); ' +
+        'DELETE FROM schema_migrations WHERE version >= 2;',
     );
     raw.close();
     const store = openSqliteStore(path);
@@ -91,6 +95,17 @@ describe('SQLite backend', () => {
     expect(indexes).toEqual([{ name: 'leases_parent' }, { name: 'leases_revoked_expiry' }]);
     const columns = check.prepare("SELECT name FROM pragma_table_info('leases')").all();
     expect(columns).toContainEqual({ name: 'delegation' });
+    // Migration 6: the audit indexes trimmed to request id, agent and service.
+    const audit = check
+      .prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' AND sql IS NOT NULL ORDER BY name",
+      )
+      .all();
+    expect(audit).toEqual([
+      { name: 'audit_agent' },
+      { name: 'audit_request_id' },
+      { name: 'audit_service' },
+    ]);
   });
 
   it('re-opens an existing database without re-running migrations', async () => {

@@ -113,6 +113,13 @@ export interface SqliteStore extends Store {
    * still name these files, and fails closed with `store_unavailable` once they do not.
    */
   readonly files: StoreFiles | undefined;
+  /** See {@link SqliteStoreImpl.appendAuditLinked} (the audit thread's append). */
+  appendAuditLinked(
+    build: (
+      last: { seq: number; hash: string } | undefined,
+      hashAt: (seq: number) => string | undefined,
+    ) => (AuditAppend & { seq: number })[],
+  ): Promise<number[]>;
 }
 
 type Db = Database.Database;
@@ -908,26 +915,71 @@ class SqliteStoreImpl implements SqliteStore {
               'audit record does not link to the last stored record',
             );
           }
-          const index = auditIndexFields(row);
-          const info = this.#run(
-            `INSERT INTO audit (time, kind, request_id, agent, service, decision, record, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-            row.time,
-            row.kind,
-            row.requestId,
-            nul(index.agent),
-            nul(index.service),
-            nul(index.decision),
-            row.record,
-            row.prevHash,
-            row.hash,
-          );
+          const info = this.#insertAudit(row);
           seqs.push(Number(info.lastInsertRowid));
           previous = row.hash;
         }
         return seqs;
       });
     });
+  }
+
+  /**
+   * Appends audit rows that `build` makes from the chain's last row (undefined: empty),
+   * inside the write transaction (`BEGIN IMMEDIATE`): the head is read and extended under
+   * the write lock, so several writers on one file (each with its own connection) never
+   * fork the chain and are never refused for a stale head. `build` runs synchronously in
+   * the transaction, MUST return rows whose seqs follow `last` and whose first `prevHash`
+   * is its hash (checked), and may read an earlier row's hash with `hashAt`.
+   * Resolves the rows' seqs.
+   */
+  appendAuditLinked(
+    build: (
+      last: { seq: number; hash: string } | undefined,
+      hashAt: (seq: number) => string | undefined,
+    ) => (AuditAppend & { seq: number })[],
+  ): Promise<number[]> {
+    return this.#write(() =>
+      this.#tx(() => {
+        const row = this.#get('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
+        const last = row === undefined ? undefined : { seq: num(row.seq), hash: str(row.hash) };
+        const rows = build(last, (seq) => {
+          const r = this.#get('SELECT hash FROM audit WHERE seq = ?', seq);
+          return r === undefined ? undefined : str(r.hash);
+        });
+        let seq = last?.seq ?? 0;
+        let previous = last?.hash;
+        for (const r of rows) {
+          if (r.seq !== ++seq || (previous !== undefined && r.prevHash !== previous)) {
+            throw new NexusError(
+              'conflict',
+              'audit record does not link to the last stored record',
+            );
+          }
+          this.#insertAudit(r, seq);
+          previous = r.hash;
+        }
+        return rows.map((r) => r.seq);
+      }),
+    );
+  }
+
+  #insertAudit(row: AuditAppend, seq?: number): Database.RunResult {
+    const index = auditIndexFields(row);
+    return this.#run(
+      `INSERT INTO audit (seq, time, kind, request_id, agent, service, decision, record, prev_hash, hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      seq ?? null,
+      row.time,
+      row.kind,
+      row.requestId,
+      nul(index.agent),
+      nul(index.service),
+      nul(index.decision),
+      row.record,
+      row.prevHash,
+      row.hash,
+    );
   }
 
   lastAudit(): Promise<AuditRow | undefined> {

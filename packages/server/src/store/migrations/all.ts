@@ -4,6 +4,7 @@ import { migration0002 } from './0002-lease-revocation-indexes.js';
 import { migration0003 } from './0003-replay-nonces.js';
 import { migration0004 } from './0004-lease-delegation.js';
 import { migration0005 } from './0005-oauth-pending.js';
+import { migration0006 } from './0006-audit-index-trim.js';
 import type { Migration } from './migration.js';
 
 /** Every migration, ascending version. */
@@ -13,6 +14,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration0003,
   migration0004,
   migration0005,
+  migration0006,
 ];
 
 /** The schema version this code writes and understands. */
