@@ -1,6 +1,7 @@
-// Micro-benchmark of request verification CPU (issue 14 step 2): verifyRequestSignature
-// on the strict path (`fastPath: false`) against the fast path for the profile's fixed
-// header shape, in one process. CPU time, not wall time: each batch is measured with
+// Micro-benchmark of request verification CPU (issue 14 step 2): the proxy's verify stage
+// (verifyRequestSignature, then verifyRequestBody with the server's digest function) on
+// the strict signature path (`fastPath: false`) against the fast path for the profile's
+// fixed header shape, in one process. CPU time, not wall time: each batch is measured with
 // process.cpuUsage() (user + system, all threads, so the threadpool's Ed25519 verify is
 // included), the two variants alternate batch by batch (order swapped every round), and
 // the medians of the rounds are reported. A third variant, `BASELINE=DIR`, loads another
@@ -12,7 +13,7 @@
 //   VERIFY_ROUNDS=15 VERIFY_BATCH=400 VERIFY_ALG=ecdsa-p256 node bench/verify-fastpath.mjs
 //
 // Not part of `npm run bench`: a developer's A/B tool, robust on a loaded machine.
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as current from '../packages/protocol/dist/index.js';
@@ -67,9 +68,17 @@ for (let i = 0; i < 64; i++) {
   requests.push({ ...BASE_HEADERS, ...added });
 }
 
+// The server's digest function (packages/server/src/util/digest.ts): node:crypto for small bodies.
+const serverDigest = (alg, body) =>
+  createHash(alg === 'sha-256' ? 'sha256' : 'sha512')
+    .update(body)
+    .digest();
+const bodyBytes = Buffer.from(BODY);
+
+/** The proxy's verify stage: lease and signature, then the body's Content-Digest. */
 function verifier(lib, fastPath) {
-  return (headers) =>
-    lib.verifyRequestSignature({
+  return async (headers) => {
+    const verified = await lib.verifyRequestSignature({
       method: 'POST',
       url: URL_,
       headers,
@@ -78,6 +87,9 @@ function verifier(lib, fastPath) {
       getAuthorityKey: async () => authority.publicKey,
       fastPath,
     });
+    await lib.verifyRequestBody(verified, headers, bodyBytes, serverDigest);
+    return verified;
+  };
 }
 
 const variants = [
@@ -101,17 +113,19 @@ async function batch(verify) {
   return (used.user + used.system) / BATCH;
 }
 
-// The floor: the agent signature check alone (WebCrypto verify of the same base), so that
-// the figures above it are the JS bookkeeping each path adds.
+// The floor: the agent signature check and the body hash alone (WebCrypto verify of the
+// same base, createHash of the body), so that the figures above it are the JS bookkeeping
+// each path adds.
 {
   const v = await variants.at(-1).verify(requests[0]);
   const key = await current.importJwk(agent.publicJwk, v.algorithm, 'verify');
   const sig = current.parseSignatures({ headers: requests[0] }).get('wimse').signature;
   const data = Buffer.from(v.signatureBase);
   variants.push({
-    name: 'floor: verifyBytes of the base only',
+    name: 'floor: verifyBytes + body hash only',
     verify: async () => {
       if (!(await current.verifyBytes(v.algorithm, key, data, sig))) throw new Error('floor');
+      serverDigest('sha-256', bodyBytes);
       return { agent: 'bench' };
     },
   });
@@ -131,7 +145,7 @@ for (let round = 0; round < ROUNDS; round++) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ref = median(variants[0].samples);
 console.log(
-  `verifyRequestSignature, ${ALG} agent, POST with body; ${ROUNDS} rounds x ${BATCH} requests,` +
+  `verify stage (signature + body digest), ${ALG} agent, POST with body; ${ROUNDS} rounds x ${BATCH} requests,` +
     ` alternating; CPU µs per request (process user+system), median of rounds`,
 );
 for (const v of variants) {

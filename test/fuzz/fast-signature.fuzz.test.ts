@@ -8,23 +8,28 @@
  * Property: both accept with the same result, or both refuse with the same error code.
  * A second property checks the parser alone: whenever the fast parser recognises a
  * Signature-Input / Signature pair, parseSignatures returns the same signature and the
- * fast base's `@signature-params` is the strict serialisation.
+ * fast base's `@signature-params` is the strict serialisation. A third does the same for
+ * the simple Content-Digest reader against the dictionary parser.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   generateAgentKey,
+  createContentDigest,
   isNexusError,
+  parseDictionary,
   parseSignatures,
   serializeInnerList,
   signLease,
   signRequest,
+  verifyContentDigest,
   verifyRequestSignature,
   type AgentKeyPair,
   type SignatureProfile,
 } from '@nexus/protocol';
 import { parseFastSignature } from '../../packages/protocol/src/fast-signature.js';
+import { parseSimpleContentDigest } from '../../packages/protocol/src/digest.js';
 import { params, TIMEOUT } from './runs.js';
 
 const PROXY = 'https://nexus.example';
@@ -379,6 +384,85 @@ describe('verification fast path (issue 14 step 2)', () => {
         params(300),
       );
       expect(recognised).toBeGreaterThan(0);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'Content-Digest: the simple reader gives the dictionary parser’s verdict and code',
+    async () => {
+      const body = Buffer.from('{"a":1}');
+      const sha256 = await createContentDigest(body, 'sha-256');
+      const sha512 = await createContentDigest(body, 'sha-512');
+      const other = await createContentDigest('{"a":2}', 'sha-256');
+      /** The reading before the simple reader existed: the dictionary parser only. */
+      const reference = async (value: string): Promise<unknown> => {
+        try {
+          const checks: Array<[string, Uint8Array]> = [];
+          for (const [key, member] of parseDictionary(value, { code: 'digest_invalid' })) {
+            if (key !== 'sha-256' && key !== 'sha-512') continue;
+            if (member.kind !== 'item' || !(member.value instanceof Uint8Array)) {
+              return 'digest_invalid';
+            }
+            checks.push([key, member.value]);
+          }
+          if (checks.length === 0) return 'digest_invalid';
+          const expected = [];
+          for (const [alg, bytes] of checks) {
+            const want = Buffer.from(
+              /:(.*):/.exec(await createContentDigest(body, alg as 'sha-256'))![1]!,
+              'base64',
+            );
+            if (!Buffer.from(bytes).equals(want)) return 'digest_mismatch';
+            expected.push(alg);
+          }
+          return expected;
+        } catch (err) {
+          if (!isNexusError(err)) throw err;
+          return err.code;
+        }
+      };
+      const actual = async (value: string): Promise<unknown> => {
+        try {
+          return await verifyContentDigest(value, body);
+        } catch (err) {
+          if (!isNexusError(err)) throw err;
+          return err.code;
+        }
+      };
+      const value = fc
+        .tuple(
+          fc.constantFrom(sha256, sha512, other, `${sha256}, ${sha512}`, `md5=:AAAA:, ${sha256}`),
+          fc.array(
+            fc.record({
+              at: fc.nat(),
+              ch: ascii(':=;, \t-+/aA0s"()?'),
+              op: fc.constantFrom('replace', 'insert', 'delete'),
+            }),
+            { maxLength: 2 },
+          ),
+        )
+        .map(([v, edits]) => {
+          for (const e of edits) {
+            const at = e.at % (v.length + 1);
+            v =
+              e.op === 'insert'
+                ? v.slice(0, at) + e.ch + v.slice(at)
+                : e.op === 'delete'
+                  ? v.slice(0, at) + v.slice(at + 1)
+                  : v.slice(0, at) + e.ch + v.slice(at + 1);
+          }
+          return v;
+        });
+      let simple = 0;
+      await fc.assert(
+        fc.asyncProperty(value, async (v) => {
+          if (parseSimpleContentDigest(v) !== undefined) simple++;
+          expect(await actual(v)).toEqual(await reference(v));
+        }),
+        params(1000),
+      );
+      expect(simple).toBeGreaterThan(0);
     },
     TIMEOUT,
   );
