@@ -1,7 +1,14 @@
 // RFC 9530 Content-Digest: create and verify with sha-256 / sha-512 only (Nexus v1,
 // [DIGEST-ALG]); any other algorithm is ignored, and a header with none allowed is invalid.
 
-import { bodyBytes, bytesEqual, subtle, toBuffer, type BodyInput } from './encoding.js';
+import {
+  base64Decode,
+  bodyBytes,
+  bytesEqual,
+  subtle,
+  toBuffer,
+  type BodyInput,
+} from './encoding.js';
 import { NexusError } from './errors.js';
 import { parseDictionary, serializeByteSequence } from './structured-fields.js';
 
@@ -55,20 +62,40 @@ export async function verifyContentDigest(
   body: BodyInput,
   digest: DigestFunction = webCryptoDigest,
 ): Promise<DigestAlgorithm[]> {
-  const dict = parseDictionary(headerValue, { code: 'digest_invalid' });
-  const checks: Array<[DigestAlgorithm, Uint8Array]> = [];
-  for (const [key, member] of dict) {
-    if (key !== 'sha-256' && key !== 'sha-512') continue;
-    if (member.kind !== 'item' || !(member.value instanceof Uint8Array)) {
-      throw new NexusError('digest_invalid');
+  const simple = parseSimpleContentDigest(headerValue);
+  const checks: Array<[DigestAlgorithm, Uint8Array]> = simple !== undefined ? [simple] : [];
+  if (simple === undefined) {
+    const dict = parseDictionary(headerValue, { code: 'digest_invalid' });
+    for (const [key, member] of dict) {
+      if (key !== 'sha-256' && key !== 'sha-512') continue;
+      if (member.kind !== 'item' || !(member.value instanceof Uint8Array)) {
+        throw new NexusError('digest_invalid');
+      }
+      checks.push([key, member.value]);
     }
-    checks.push([key, member.value]);
   }
   if (checks.length === 0) throw new NexusError('digest_invalid');
   const bytes = bodyBytes(body);
   for (const [alg, expected] of checks) {
+    // A synchronous digest function is not awaited (no microtask per request).
+    const computed = digest(alg, bytes);
+    const actual = computed instanceof Uint8Array ? computed : await computed;
     // Digests are not secret, but the comparison is constant-time anyway.
-    if (!bytesEqual(await digest(alg, bytes), expected)) throw new NexusError('digest_mismatch');
+    if (!bytesEqual(actual, expected)) throw new NexusError('digest_mismatch');
   }
   return checks.map(([alg]) => alg);
+}
+
+const SIMPLE_DIGEST_RE = /^(sha-256|sha-512)=:([A-Za-z0-9+/=]*):$/;
+
+/**
+ * The one `sha-256` or `sha-512` member of a Content-Digest value in the shape signers
+ * write (`sha-256=:base64:`, nothing else), read without the dictionary parser; undefined
+ * for anything else, which the strict parser then reads (same result, issue 14 step 2).
+ */
+export function parseSimpleContentDigest(value: string): [DigestAlgorithm, Uint8Array] | undefined {
+  const m = SIMPLE_DIGEST_RE.exec(value);
+  if (m === null) return undefined;
+  const bytes = base64Decode(m[2]!);
+  return bytes === undefined ? undefined : [m[1] as DigestAlgorithm, bytes];
 }

@@ -19,7 +19,10 @@ const URL_ = 'https://nexus.example/github/user';
 const authority = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
 const other = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
 
-async function signed(now = NOW_MS) {
+async function signed(
+  now = NOW_MS,
+  jti = `lease-${Math.random().toString(36).slice(2)}-0123456789abcdef`,
+) {
   const agent = await generateAgentKey('ed25519');
   const lease = await signLease(
     {
@@ -29,7 +32,7 @@ async function signed(now = NOW_MS) {
       iat: NOW - 10,
       nbf: NOW - 10,
       exp: NOW + 120,
-      jti: `lease-${Math.random().toString(36).slice(2)}-0123456789abcdef`,
+      jti,
       scope: 'triage',
       cnf: { jwk: agent.publicJwk },
     },
@@ -45,7 +48,7 @@ async function signed(now = NOW_MS) {
       now: () => at,
     })),
   });
-  return { lease, headers: await sign(now), sign };
+  return { lease, agent, headers: await sign(now), sign };
 }
 
 const options = (
@@ -120,5 +123,26 @@ describe('verified-lease cache', () => {
     expect(await code(verifyRequestSignature(options(headers)))).toBeUndefined();
     const tampered = { ...headers, 'nexus-intent': '"something else"' };
     expect(await code(verifyRequestSignature(options(tampered)))).toBe('signature_invalid');
+  });
+
+  it('an imported agent key serves only its own lease, even under the same jti', async () => {
+    const jti = 'lease-shared-jti-0123456789abcdef';
+    const a = await signed(NOW_MS, jti);
+    const b = await signed(NOW_MS, jti);
+    // Lease A verified: its agent key is imported and kept with A's cache entry.
+    expect(await code(verifyRequestSignature(options(a.headers)))).toBeUndefined();
+    // Lease B (same jti, another cnf key) on a request signed with A's key: the base is
+    // right, only the key is not B's. A cached key for A would accept it.
+    const crossed = await signRequest({
+      method: 'GET',
+      url: URL_,
+      lease: b.lease,
+      key: a.agent.privateKey,
+      now: () => NOW_MS,
+    });
+    expect(await code(verifyRequestSignature(options(crossed)))).toBe('signature_invalid');
+    // B's own requests verify with B's key, and A's still with A's.
+    expect(await code(verifyRequestSignature(options(b.headers)))).toBeUndefined();
+    expect(await code(verifyRequestSignature(options(await a.sign(NOW_MS))))).toBeUndefined();
   });
 });
