@@ -618,6 +618,8 @@ export class Authority {
       signature_profiles: [...SIGNATURE_PROFILES],
       // Problems are signed by a JWKS key under this tag, bound to the request (spec §10.4).
       response_signature_tag: RESPONSE_SIGNATURE_TAG,
+      // What is signed so: Nexus's own refusals and the upstream answers it relays.
+      signed_responses: ['refusal', 'relayed'],
     };
   }
 }

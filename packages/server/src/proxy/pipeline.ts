@@ -38,6 +38,7 @@ import { discardBody, readBody } from './read-body.js';
 import { checkBody, checkQuery } from './param-names.js';
 import { createRequestVerifier } from './verify-request.js';
 import { sendProblem } from './problem.js';
+import { signRelayedHeaders } from './sign-response.js';
 import { createResponseScrubber } from './response.js';
 import { relayRedacted } from './relay.js';
 import { randomId } from '../util/ids.js';
@@ -509,6 +510,8 @@ export function createPipeline(deps: PipelineDeps) {
       const ct = upstream.headers['content-type'];
       const source =
         t.mcp?.body(upstream.body, Array.isArray(ct) ? ct[0] : ct, scrubber.coded) ?? upstream.body;
+      // Signed as relayed from the upstream for this request (spec §10.4): one signature.
+      signRelayedHeaders(req, status, scrubber.headers, t.requestId, verified.nonce);
       try {
         res.writeHead(status, scrubber.headers);
       } catch (err) {
