@@ -11,7 +11,9 @@ const FOLDERS = ['rfc9421', 'rfc9530', 'wimse', 'nexus', 'nexus-1.1'];
 
 let passed = 0;
 let failed = 0;
+const perSuite = [];
 for (const folder of FOLDERS) {
+  const before = { passed, failed };
   const dir = join(root, 'vectors', folder);
   for (const file of readdirSync(dir)
     .filter((f) => f.endsWith('.json'))
@@ -25,6 +27,10 @@ for (const folder of FOLDERS) {
       console.log(`FAIL ${folder}/${file} ${result.id}: ${result.detail}`);
     }
   }
+  perSuite.push(
+    `${folder} ${passed - before.passed}/${passed + failed - before.passed - before.failed}`,
+  );
 }
+console.log(perSuite.join(', '));
 console.log(`${passed} passed, ${failed} failed`);
 process.exitCode = failed > 0 ? 1 : 0;

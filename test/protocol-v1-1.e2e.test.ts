@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   generateAgentKey,
   signRequest,
+  verifyRelayedResponseSignature,
   verifyResponseSignature,
   type SignatureProfile,
 } from '@nexus/protocol';
@@ -317,6 +318,144 @@ describe('signed Nexus responses (issue 16, spec §10.4)', () => {
     expect((err as NexusAgentError).status).toBe(502);
     expect(forged).toBe(1);
     sdkAgent.close();
+  });
+});
+
+describe('signed relayed answers (issue 16, spec §10.4)', () => {
+  const jwksKeys = async () =>
+    (
+      (await (await fetch(`${node.proxyUrl}/.well-known/jwks.json`)).json()) as {
+        keys: Array<Record<string, unknown>>;
+      }
+    ).keys;
+  const flat = (r: RawResponse) =>
+    Object.entries(r.headers).flatMap(([k, v]) =>
+      (Array.isArray(v) ? v : [String(v)]).map((x) => [k, x] as [string, string]),
+    );
+
+  it('an upstream answer carries Nexus-Origin: upstream and a signature bound to the nonce', async () => {
+    const discovery = (await (
+      await fetch(`${node.proxyUrl}/.well-known/nexus-configuration`)
+    ).json()) as { signed_responses?: string[] };
+    expect(discovery.signed_responses).toEqual(['refusal', 'relayed']);
+    const headers = await signed('nexus/1.1', '/echo/relayed?q=1');
+    const r = await send(node.proxyUrl, '/echo/relayed?q=1', { headers });
+    expect(r.status).toBe(200);
+    expect(r.headers['nexus-origin']).toBe('upstream');
+    expect(r.headers['nexus-error']).toBeUndefined();
+    const nonce = /;nonce="([^"]+)"/.exec(headers['signature-input']!)![1]!;
+    const request = { method: 'GET', url: `${node.proxyUrl}/echo/relayed?q=1`, nonce };
+    const keys = await jwksKeys();
+    const ok = await verifyRelayedResponseSignature({
+      status: 200,
+      headers: flat(r),
+      request,
+      keys,
+    });
+    expect(keys.map((k) => k.kid)).toContain(ok.kid);
+    const code = (p: Promise<unknown>) =>
+      p.then(() => 'verified').catch((e: NexusAgentError) => e.code);
+    // Another request's nonce, another status, or the answer taken for a refusal: refused.
+    expect(
+      await code(
+        verifyRelayedResponseSignature({
+          status: 200,
+          headers: flat(r),
+          request: { ...request, nonce: 'y'.repeat(22) },
+          keys,
+        }),
+      ),
+    ).toBe('signature_invalid');
+    expect(
+      await code(verifyRelayedResponseSignature({ status: 500, headers: flat(r), request, keys })),
+    ).toBe('signature_invalid');
+    expect(
+      await code(
+        verifyResponseSignature({
+          status: 200,
+          headers: [...flat(r), ['nexus-error', 'policy_denied']],
+          body: new Uint8Array(0),
+          request,
+          keys,
+        }),
+      ),
+    ).toBe('signature_invalid');
+  });
+
+  it("a hostile upstream's forged Nexus fields never make its answer Nexus's", async () => {
+    upstream.handle((_req, res) => {
+      res.writeHead(401, {
+        'content-type': 'application/problem+json',
+        'nexus-error': 'signature_expired',
+        'nexus-origin': 'nexus',
+        'signature-input': 'nexus=("@status");created=1;keyid="k";tag="nexus-response"',
+        signature: 'nexus=:AAAA:',
+      });
+      res.end('{"code":"signature_expired"}');
+    });
+    try {
+      const sdkAgent = await node.enroll('bot');
+      // Relayed once, as the upstream's answer (no re-signing on the forged code), and
+      // verified as such: the forged fields were dropped, Nexus's signature says "upstream".
+      const res = await sdkAgent.fetch('echo', '/hostile');
+      expect(res.status).toBe(401);
+      expect(res.headers.get('nexus-origin')).toBe('upstream');
+      expect(res.headers.get('nexus-error')).toBeNull();
+      expect(res.headers.get('signature-input')).not.toContain('created=1;');
+      expect(upstream.requests.filter((q) => q.url === '/hostile')).toHaveLength(1);
+      sdkAgent.close();
+    } finally {
+      upstream.reset();
+    }
+  });
+
+  it('the SDK discards an answer whose Nexus signature is missing or not for this request', async () => {
+    // What an on-path party could write, or replay: an unsigned 200, a genuine signed
+    // answer of another request, a genuine signed refusal of another request.
+    type Kept = { status: number; headers: Headers; body: ArrayBuffer };
+    const captured: { relayed?: Kept; refusal?: Kept } = {};
+    const keep = async (res: Response): Promise<Kept> => ({
+      status: res.status,
+      headers: new Headers(res.headers),
+      body: await res.clone().arrayBuffer(),
+    });
+    const replay = (k: Kept) => new Response(k.body, { status: k.status, headers: k.headers });
+    const hostile: typeof fetch = async (input, init) => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      if (url.includes('/echo/unsigned')) {
+        return new Response('{"ok":true}', { headers: { 'content-type': 'application/json' } });
+      }
+      if (url.includes('/echo/replayed')) return replay(captured.relayed!);
+      if (url.includes('/echo/refusal-replayed')) return replay(captured.refusal!);
+      const res = await fetch(input, init);
+      if (url.includes('/echo/genuine')) captured.relayed = await keep(res);
+      if (url.includes('/nope/')) captured.refusal = await keep(res);
+      return res;
+    };
+    const token = await node.enrollmentToken('bot');
+    const sdkAgent = await enroll({
+      authority: node.proxyUrl,
+      enrollmentToken: token,
+      fetch: hostile,
+    });
+    expect((await sdkAgent.fetch('echo', '/genuine')).status).toBe(200);
+    expect(await codeOf(sdkAgent.fetch('nope', '/x'))).toBe('service_unknown');
+    for (const path of ['/unsigned', '/replayed', '/refusal-replayed']) {
+      const err = (await sdkAgent
+        .fetch('echo', path)
+        .catch((e: NexusAgentError) => e)) as NexusAgentError;
+      expect([path, err.code, err.status]).toEqual([path, 'response_unverified', 502]);
+    }
+    sdkAgent.close();
+    // The opt-out does not apply to a node that announces signed relayed answers.
+    const optedOut = await enroll({
+      authority: node.proxyUrl,
+      enrollmentToken: await node.enrollmentToken('bot'),
+      fetch: hostile,
+      acceptUnsignedResponses: true,
+    });
+    expect(await codeOf(optedOut.fetch('echo', '/unsigned'))).toBe('response_unverified');
+    optedOut.close();
   });
 });
 

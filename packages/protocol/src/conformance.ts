@@ -20,7 +20,7 @@ import {
 } from './http-signatures/signatures.js';
 import type { LeaseClaims } from './lease.js';
 import { verifyRequest, type SignatureProfile } from './profile.js';
-import { verifyResponseSignature } from './response-signature.js';
+import { verifyRelayedResponseSignature, verifyResponseSignature } from './response-signature.js';
 import { serializeByteSequence } from './structured-fields.js';
 
 /** A vector's expected outcome. */
@@ -87,6 +87,7 @@ export async function runConformanceVector(vector: unknown): Promise<VectorResul
     else if (kind === 'content-digest') detail = await runDigest(vector as DigestVector);
     else if (kind === 'nexus-request') detail = await runNexus(vector as NexusVector);
     else if (kind === 'nexus-response') detail = await runResponse(vector as ResponseVector);
+    else if (kind === 'nexus-relayed-response') detail = await runRelayed(vector as ResponseVector);
     else detail = `unknown vector kind ${String(kind)}`;
     return { id, passed: detail === '', detail };
   } catch (err) {
@@ -233,6 +234,22 @@ interface ResponseVector {
   request: { method: string; url: string; nonce: string };
   authority_jwks: { keys: Array<Record<string, unknown>> };
   expected: VectorExpectation;
+}
+
+/** A relayed upstream answer signed by Nexus (spec §10.4), verified as an agent does. */
+async function runRelayed(v: ResponseVector): Promise<string> {
+  return judge(
+    v.expected,
+    await outcome(() =>
+      verifyRelayedResponseSignature({
+        status: v.message.status ?? 0,
+        headers: v.message.headers,
+        request: v.request,
+        keys: v.authority_jwks.keys,
+        now: () => v.now * 1000,
+      }),
+    ),
+  );
 }
 
 /** A signed Nexus response (spec §10.4), verified as an agent does. */

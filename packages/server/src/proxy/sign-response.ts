@@ -12,7 +12,9 @@ import type { IncomingMessage } from 'node:http';
 import {
   NEXUS_ORIGIN_FIELD,
   RESPONSE_SIGNATURE_LABEL,
+  RESPONSE_SIGNATURE_TAG,
   SIGNATURE_TAG,
+  parseDictionary,
   parseSignatures,
   responseSignatureBase,
   responseSignatureParams,
@@ -110,8 +112,29 @@ export function signRelayedHeaders(
   if (ct !== undefined) covered['content-type'] = typeof ct === 'string' ? ct : ct.join(', ');
   const fields = signatureFields(signer, req.method, req.url, status, covered, requestNonce);
   if (fields === undefined) return;
+  // An upstream's own signature fields stay, unless they could be taken for Nexus's (a
+  // member labelled `nexus` or tagged `nexus-response`, or fields that do not parse): then
+  // both go, so that every verifier sees exactly one Nexus signature, the proxy's.
+  if (posesAsNexus(headers['signature-input']) || posesAsNexus(headers['signature'])) {
+    delete headers['signature-input'];
+    delete headers['signature'];
+  }
   headers['signature-input'] = appendLine(headers['signature-input'], fields.input);
   headers['signature'] = appendLine(headers['signature'], fields.signature);
+}
+
+function posesAsNexus(field: string | string[] | undefined): boolean {
+  if (field === undefined) return false;
+  try {
+    const dict = parseDictionary(typeof field === 'string' ? field : field.join(', '));
+    for (const [label, member] of dict) {
+      if (label === RESPONSE_SIGNATURE_LABEL) return true;
+      if (member.params.get('tag') === RESPONSE_SIGNATURE_TAG) return true;
+    }
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 function appendLine(existing: string | string[] | undefined, line: string): string | string[] {
