@@ -10,6 +10,7 @@
 // Env: BENCH_SIGN_ROUNDS (default 6), BENCH_SIGN_REQUESTS per round (default 20000).
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import {
   installResponseSigner,
