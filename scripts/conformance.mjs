@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { isConformanceVector, runConformanceVector } from '../packages/protocol/dist/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const FOLDERS = ['rfc9421', 'rfc9530', 'wimse', 'nexus', 'nexus-1.1'];
+const FOLDERS = ['rfc9421', 'rfc9530', 'wimse', 'nexus', 'nexus-1.1', 'delegation'];
 
 let passed = 0;
 let failed = 0;

@@ -141,6 +141,17 @@ export type {
 } from './profile.js';
 
 export {
+  MAX_DELEGATED_SERVICES,
+  MAX_INTENT_PATTERN_LENGTH,
+  checkDelegatedRequest,
+  delegatedIntents,
+  delegatedServices,
+  intentMatches,
+  narrowDelegation,
+} from './delegation.js';
+export type { DelegatedGrant, DelegationRequest } from './delegation.js';
+
+export {
   NEXUS_ORIGIN_FIELD,
   RESPONSE_SIGNATURE_LABEL,
   RESPONSE_SIGNATURE_TAG,

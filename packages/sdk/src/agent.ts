@@ -49,6 +49,21 @@ export interface EnrollOptions {
   readonly acceptUnsignedResponses?: boolean;
 }
 
+/** What a sub-lease is narrowed to (spec §12.5); every member is optional. */
+export interface DelegateOptions {
+  /** Roles, a subset of the delegating lease's (default all of them). */
+  readonly roles?: string[];
+  /** Services the sub-agent may call, a subset of the delegating lease's if it has any. */
+  readonly services?: string[];
+  /**
+   * A glob every intent of the sub-agent must match (`*` any characters, case-insensitive,
+   * whole intent), in addition to the delegating lease's own patterns.
+   */
+  readonly intentPattern?: string;
+  /** Lifetime in seconds (default the node's lease TTL, never past the delegator's `exp`). */
+  readonly ttlSeconds?: number;
+}
+
 export interface AgentFetchInit {
   readonly method?: string;
   readonly headers?: Record<string, string>;
@@ -133,16 +148,21 @@ export class NexusAgent {
   /**
    * Mints a sub-lease for a sub-agent (spec §12.5) and returns that sub-agent: a new key
    * generated here (non-extractable), a lease never wider than this one (`roles` a subset
-   * of this lease's roles, default all of them; lifetime `ttlSeconds`, default the node's
-   * lease TTL, never past this lease's `exp`), `act` naming this agent as the delegator.
-   * Revoking this lease revokes the sub-lease. A sub-lease is not renewed.
+   * of this lease's roles, default all of them; `services` a subset of this lease's
+   * delegated services, default the same; `intentPattern` added to this lease's intent
+   * patterns; lifetime `ttlSeconds`, default the node's lease TTL, never past this lease's
+   * `exp`), `act` naming this agent as the delegator. A role or service this lease lacks
+   * is `delegation_too_wide`. Revoking this lease revokes the sub-lease. A sub-lease is
+   * not renewed.
    *
    * @example
-   * const reader = await agent.delegate({ roles: ['reader'], ttlSeconds: 120 });
+   * const reader = await agent.delegate({
+   *   roles: ['reader'], services: ['github'], intentPattern: 'triage *', ttlSeconds: 120,
+   * });
    * await reader.fetch('github', '/repos/acme/app/issues', { intent: 'read for triage' });
    */
   async delegate(
-    options: { roles?: string[]; ttlSeconds?: number; keyAlgorithm?: AgentKeyAlgorithm } = {},
+    options: DelegateOptions & { keyAlgorithm?: AgentKeyAlgorithm } = {},
   ): Promise<NexusAgent> {
     const { privateKey, publicJwk } = await generateAgentKey(options.keyAlgorithm ?? 'ed25519');
     const { lease, proxyUrl } = await this.delegateKey(publicJwk, options);
@@ -162,7 +182,7 @@ export class NexusAgent {
    */
   async delegateKey(
     publicJwk: Record<string, unknown>,
-    options: { roles?: string[]; ttlSeconds?: number } = {},
+    options: DelegateOptions = {},
   ): Promise<{ lease: string; proxyUrl: string; authority: string }> {
     if (this.#closed) throw new NexusAgentError('agent_closed', 'the agent was closed');
     const url = `${this.options.authority.replace(/\/$/, '')}/v1/leases/delegate`;
@@ -174,6 +194,8 @@ export class NexusAgent {
         jwk: publicJwk,
         ...(options.roles !== undefined ? { roles: options.roles } : {}),
         ...(options.ttlSeconds !== undefined ? { ttl_seconds: options.ttlSeconds } : {}),
+        ...(options.services !== undefined ? { services: options.services } : {}),
+        ...(options.intentPattern !== undefined ? { intent_pattern: options.intentPattern } : {}),
       }),
     });
     const res = sent.res;

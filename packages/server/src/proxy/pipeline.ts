@@ -18,6 +18,7 @@ import { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import {
   NexusError,
+  checkDelegatedRequest,
   isNexusError,
   safeDetail,
   verifyRequestBody,
@@ -86,6 +87,7 @@ export interface PolicyEngine {
     agent: string;
     roles: string[];
     act?: string;
+    delegation?: readonly string[];
     service: string;
     method: string;
     path: string;
@@ -293,6 +295,8 @@ export function createPipeline(deps: PipelineDeps) {
       const agent = deps.authority.agent(verified.agent);
       if (agent === undefined) throw new NexusError('lease_invalid');
       if (agent.disabled) throw new NexusError('agent_disabled');
+      // A sub-lease's delegated services and intent patterns (spec §12.5).
+      checkDelegatedRequest(verified.claims, service.name, verified.intent);
 
       body = await readBody(req, deps.maxBodyBytes);
       bodyConsumed = true;
@@ -336,6 +340,7 @@ export function createPipeline(deps: PipelineDeps) {
         agent: verified.agent,
         roles,
         act: verified.claims.act?.sub,
+        delegation: auditDelegation(verified.claims),
         service: service.name,
         method: t.method,
         path: route.path,
