@@ -73,11 +73,16 @@ let agent: RawAgent;
 beforeAll(async () => {
   upstream = await startUpstream();
   node = await startNode({
-    services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+    services: {
+      echo: { upstream: upstream.url, auth: { type: 'none' } },
+      other: { upstream: upstream.url, auth: { type: 'none' } },
+    },
     agents: { bot: { roles: ['reader', 'writer'] } },
     policies: [
-      { id: 'read', allow: { roles: ['reader'], services: ['echo'], methods: ['GET'] } },
+      { id: 'read', allow: { roles: ['reader'], services: ['echo', 'other'], methods: ['GET'] } },
       { id: 'write', allow: { roles: ['writer'], services: ['echo'], methods: ['POST'] } },
+      // Policy sees the chain (spec §12.5): nothing delegated twice may call `other`.
+      { id: 'no-deep-other', deny: { services: ['other'], delegation: { min_depth: 2 } } },
     ],
   });
   agent = await rawAgent(node, 'bot');
@@ -477,8 +482,8 @@ describe('delegation (issue 16, spec §12.4)', () => {
     expect((await parent.fetch('echo', '/write', post)).status).toBe(200);
     expect(await codeOf(child.fetch('echo', '/write', post))).toBe('policy_denied');
     // Never wider than the delegator; a sub-lease may delegate what it has.
-    expect(await codeOf(parent.delegate({ roles: ['admin'] }))).toBe('validation_failed');
-    expect(await codeOf(child.delegate({ roles: ['writer'] }))).toBe('validation_failed');
+    expect(await codeOf(parent.delegate({ roles: ['admin'] }))).toBe('delegation_too_wide');
+    expect(await codeOf(child.delegate({ roles: ['writer'] }))).toBe('delegation_too_wide');
     const grandchild = await child.delegate({ roles: ['reader'] });
     expect(grandchild.claims.nexus_delegation).toEqual([parent.claims.jti, child.claims.jti]);
     expect(grandchild.claims.exp).toBeLessThanOrEqual(child.claims.exp);
@@ -522,6 +527,105 @@ describe('delegation (issue 16, spec §12.4)', () => {
     for (const a of [parent, child, grandchild]) a.close();
   });
 
+  it('a sub-lease narrowed by service and intent: the proxy refuses anything else', async () => {
+    const parent = await node.enroll('bot');
+    const child = await parent.delegate({
+      roles: ['reader'],
+      services: ['echo'],
+      intentPattern: 'triage *',
+    });
+    expect(child.claims).toMatchObject({ nexus_services: ['echo'], nexus_intents: ['triage *'] });
+    upstream.reset();
+    expect((await child.fetch('echo', '/in', { intent: 'Triage issue 7' })).status).toBe(200);
+    // Outside its services or its intent pattern: refused before anything is forwarded.
+    expect(await codeOf(child.fetch('other', '/out', { intent: 'triage issue 7' }))).toBe(
+      'service_not_delegated',
+    );
+    expect(await codeOf(child.fetch('echo', '/out', { intent: 'delete everything' }))).toBe(
+      'intent_not_delegated',
+    );
+    expect(await codeOf(child.fetch('echo', '/out', { intent: 'please triage x' }))).toBe(
+      'intent_not_delegated',
+    );
+    expect(upstream.requests.map((q) => q.url)).toEqual(['/in']);
+    // A sub-lease of it keeps both and can only add to them; wider is refused.
+    expect(await codeOf(child.delegate({ services: ['echo', 'other'] }))).toBe(
+      'delegation_too_wide',
+    );
+    expect(await codeOf(child.delegate({ services: ['nope!'] }))).toBe('validation_failed');
+    const grandchild = await child.delegate({ intentPattern: '* 7' });
+    expect(grandchild.claims).toMatchObject({
+      nexus_services: ['echo'],
+      nexus_intents: ['triage *', '* 7'],
+    });
+    expect((await grandchild.fetch('echo', '/in2', { intent: 'triage issue 7' })).status).toBe(200);
+    expect(await codeOf(grandchild.fetch('echo', '/out', { intent: 'triage issue 8' }))).toBe(
+      'intent_not_delegated',
+    );
+    // The refusal is audited with its code and the chain.
+    type Audited = { records: Array<{ error_code?: string; delegation?: string[] }> };
+    const refused = await node.admin<Audited>('GET', `/v1/audit?agent=bot&kind=request&limit=50`);
+    expect(refused.body.records).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          error_code: 'intent_not_delegated',
+          delegation: [parent.claims.jti, child.claims.jti],
+        }),
+      ]),
+    );
+    for (const a of [parent, child, grandchild]) a.close();
+  });
+
+  it('policy matches on the delegation chain (delegation: min_depth)', async () => {
+    const parent = await node.enroll('bot');
+    const child = await parent.delegate({ roles: ['reader'] });
+    const grandchild = await child.delegate({});
+    // `other` is allowed to readers, except through two or more delegations.
+    expect((await parent.fetch('other', '/d0')).status).toBe(200);
+    expect((await child.fetch('other', '/d1')).status).toBe(200);
+    expect(await codeOf(grandchild.fetch('other', '/d2'))).toBe('policy_denied');
+    expect((await grandchild.fetch('echo', '/d2')).status).toBe(200);
+    // `nexus policy explain` takes the chain and names the rule.
+    const explain = await node.cli([
+      'policy',
+      'explain',
+      '--agent',
+      'bot',
+      '--service',
+      'other',
+      '--path',
+      '/d2',
+      '--delegated-from',
+      parent.claims.jti,
+      child.claims.jti,
+      '--json',
+    ]);
+    const e = JSON.parse(explain.stdout) as {
+      decision: string;
+      rule_ids: string[];
+      rules: Array<{ id: string; matched: boolean; failed?: string }>;
+    };
+    expect(e).toMatchObject({ decision: 'deny', rule_ids: ['no-deep-other'] });
+    const root = await node.cli([
+      'policy',
+      'explain',
+      '--agent',
+      'bot',
+      '--service',
+      'other',
+      '--path',
+      '/d0',
+      '--json',
+    ]);
+    const r = JSON.parse(root.stdout) as typeof e;
+    expect(r.decision).toBe('allow');
+    expect(r.rules.find((x) => x.id === 'no-deep-other')).toMatchObject({
+      matched: false,
+      failed: 'delegation',
+    });
+    for (const a of [parent, child, grandchild]) a.close();
+  });
+
   it('revoking a sub-lease leaves its delegator alive', async () => {
     const parent = await node.enroll('bot');
     const child = await parent.delegate({ ttlSeconds: 60 });
@@ -542,10 +646,16 @@ describe('nexus run inside nexus run delegates (issue 16, spec §12.5)', () => {
     type Listed = { leases: Array<{ id: string; act?: string; revoked: boolean }> };
     const path = '/v1/leases?agent=bot&all=true&limit=500';
     const before = new Set((await node.admin<Listed>('GET', path)).body.leases.map((l) => l.id));
-    const inner = `${JSON.stringify(process.execPath)} ${JSON.stringify(NEXUS_BIN)} run -- sh -c 'curl -s "$NEXUS_PROXY/echo/nested?x=1"'`;
+    // The inner run narrows its sub-lease to one service and an intent pattern.
+    const flags = `--intent 'nested call' --delegate-services echo --delegate-intent 'nested *'`;
+    const inner = `${JSON.stringify(process.execPath)} ${JSON.stringify(NEXUS_BIN)} run ${flags} -- sh -c 'curl -s "$NEXUS_PROXY/echo/nested?x=1"; echo; curl -s "$NEXUS_PROXY/other/x"'`;
     const r = await node.runAgent('bot', ['sh', '-c', inner]);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout) as { url: string }).toMatchObject({ url: '/nested?x=1' });
+    const [first, second] = r.stdout.trim().split('\n');
+    expect(JSON.parse(first!) as { url: string }).toMatchObject({ url: '/nested?x=1' });
+    expect(JSON.parse(second!) as { code: string }).toMatchObject({
+      code: 'service_not_delegated',
+    });
     expect(upstream.requests.map((q) => q.url)).toEqual(['/nested?x=1']);
     // The inner run used a sub-lease whose delegator is the outer agent; both runs revoked
     // their leases at exit.
