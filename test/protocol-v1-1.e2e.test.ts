@@ -669,5 +669,11 @@ describe('nexus run inside nexus run delegates (issue 16, spec §12.5)', () => {
       delegated.every((l) => l.revoked),
       r.stderr,
     ).toBe(true);
+    // The narrowing flags are refused where there is nothing to narrow (an enrolled run).
+    const enrolled = await node.runAgent('bot', ['true'], {
+      args: ['--delegate-services', 'echo'],
+    });
+    expect(enrolled.code).not.toBe(0);
+    expect(enrolled.stderr).toContain('--delegate-services');
   }, 60_000);
 });
