@@ -7,11 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { isConformanceVector, runConformanceVector } from '../packages/protocol/dist/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const FOLDERS = ['rfc9421', 'rfc9530', 'wimse', 'nexus', 'nexus-1.1'];
+const FOLDERS = ['rfc9421', 'rfc9530', 'wimse', 'nexus', 'nexus-1.1', 'delegation'];
 
 let passed = 0;
 let failed = 0;
+const perSuite = [];
 for (const folder of FOLDERS) {
+  const before = { passed, failed };
   const dir = join(root, 'vectors', folder);
   for (const file of readdirSync(dir)
     .filter((f) => f.endsWith('.json'))
@@ -25,6 +27,10 @@ for (const folder of FOLDERS) {
       console.log(`FAIL ${folder}/${file} ${result.id}: ${result.detail}`);
     }
   }
+  perSuite.push(
+    `${folder} ${passed - before.passed}/${passed + failed - before.passed - before.failed}`,
+  );
 }
+console.log(perSuite.join(', '));
 console.log(`${passed} passed, ${failed} failed`);
 process.exitCode = failed > 0 ? 1 : 0;

@@ -974,6 +974,114 @@ async function suite(PROFILE) {
     );
   }
 
+  // Relayed upstream answers (spec §10.4), nexus/1.1 suite: `Nexus-Origin: upstream`, signed
+  // by Nexus over the status, the request and the relayed Content-Type; never the body.
+  if (!V1) {
+    const REQ = { method: 'GET', url: URL_GET, nonce: fixed('nonce:relayed-request') };
+    const relayed = (status = 200, requestNonce = REQ.nonce, contentType = 'application/json') => {
+      const headers = {
+        ...(contentType === undefined ? {} : { 'content-type': contentType }),
+        'nexus-request-id': 'rL4yQ2m8Vb0Tn6Wc',
+        'nexus-origin': 'upstream',
+      };
+      const params = responseSignatureParams({
+        created: NOW,
+        nonce: fixed('nonce:relayed'),
+        kid: KEYS.authority.kid,
+        requestNonce,
+      });
+      const { base, signatureParams } = responseSignatureBase({ status, headers }, REQ, params);
+      headers['signature-input'] = `nexus=${signatureParams}`;
+      headers['signature'] = `nexus=:${ed(KEYS.authority)(Buffer.from(base)).toString('base64')}:`;
+      return { status, headers, body_base64: Buffer.from('[{"id":1}]').toString('base64') };
+    };
+    const addRelayed = (id, description, message, expected, request = REQ) =>
+      vectors.push({
+        id,
+        kind: 'nexus-relayed-response',
+        description,
+        requirement: 'RESP-RELAYED',
+        now: NOW,
+        message,
+        request,
+        authority_jwks: AUTHORITY_JWKS,
+        expected:
+          expected === 'accept' ? { verdict: 'accept' } : { verdict: 'reject', code: expected },
+      });
+    addRelayed('relayed-signed', 'an upstream 200 relayed and signed', relayed(), 'accept');
+    addRelayed(
+      'relayed-no-content-type',
+      'an upstream 204 without Content-Type',
+      { ...relayed(204, REQ.nonce, undefined), body_base64: '' },
+      'accept',
+    );
+    {
+      const m = relayed();
+      m.headers['signature-input'] =
+        `sig1=("@status");created=${NOW};keyid="upstream-key", ${m.headers['signature-input']}`;
+      m.headers['signature'] = `sig1=:AAAA:, ${m.headers['signature']}`;
+      addRelayed(
+        'relayed-upstream-signature-kept',
+        "the upstream's own signature member next to Nexus's",
+        m,
+        'accept',
+      );
+    }
+    {
+      const m = relayed();
+      m.body_base64 = Buffer.from('[{"id":2}]').toString('base64');
+      addRelayed('relayed-body-not-covered', 'the body is not covered (streamed)', m, 'accept');
+    }
+    {
+      const m = relayed();
+      delete m.headers.signature;
+      delete m.headers['signature-input'];
+      delete m.headers['nexus-origin'];
+      addRelayed('relayed-unsigned', 'an answer without a Nexus signature', m, 'signature_missing');
+    }
+    addRelayed(
+      'relayed-other-request',
+      'signed for another request (wimse-req-nonce of another nonce)',
+      relayed(200, fixed('nonce:another-relayed')),
+      'signature_invalid',
+    );
+    {
+      const m = relayed();
+      m.status = 401;
+      addRelayed('relayed-status-changed', 'status changed after signing', m, 'signature_invalid');
+    }
+    {
+      const m = relayed();
+      m.headers['content-type'] = 'text/html';
+      addRelayed(
+        'relayed-content-type-changed',
+        'Content-Type changed after signing',
+        m,
+        'signature_invalid',
+      );
+    }
+    {
+      const m = relayed();
+      m.headers['nexus-error'] = 'signature_expired';
+      addRelayed(
+        'relayed-error-added',
+        'Nexus-Error added to a relayed answer',
+        m,
+        'signature_invalid',
+      );
+    }
+    {
+      const m = relayed();
+      m.headers['nexus-origin'] = 'nexus';
+      addRelayed('relayed-origin-changed', 'Nexus-Origin changed', m, 'signature_invalid');
+    }
+    {
+      const m = relayed();
+      delete m.headers['nexus-origin'];
+      addRelayed('relayed-origin-missing', 'signed, without Nexus-Origin', m, 'signature_invalid');
+    }
+  }
+
   // Repeated field lines: one code for every field the profile reads (spec §8 step 2).
   for (const [id, name, extra] of [
     ['repeated-lease-field', 'workload-identity-token', null],

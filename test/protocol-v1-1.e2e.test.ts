@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   generateAgentKey,
   signRequest,
+  verifyRelayedResponseSignature,
   verifyResponseSignature,
   type SignatureProfile,
 } from '@nexus/protocol';
@@ -72,11 +73,16 @@ let agent: RawAgent;
 beforeAll(async () => {
   upstream = await startUpstream();
   node = await startNode({
-    services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+    services: {
+      echo: { upstream: upstream.url, auth: { type: 'none' } },
+      other: { upstream: upstream.url, auth: { type: 'none' } },
+    },
     agents: { bot: { roles: ['reader', 'writer'] } },
     policies: [
-      { id: 'read', allow: { roles: ['reader'], services: ['echo'], methods: ['GET'] } },
+      { id: 'read', allow: { roles: ['reader'], services: ['echo', 'other'], methods: ['GET'] } },
       { id: 'write', allow: { roles: ['writer'], services: ['echo'], methods: ['POST'] } },
+      // Policy sees the chain (spec §12.5): nothing delegated twice may call `other`.
+      { id: 'no-deep-other', deny: { services: ['other'], delegation: { min_depth: 2 } } },
     ],
   });
   agent = await rawAgent(node, 'bot');
@@ -320,6 +326,144 @@ describe('signed Nexus responses (issue 16, spec §10.4)', () => {
   });
 });
 
+describe('signed relayed answers (issue 16, spec §10.4)', () => {
+  const jwksKeys = async () =>
+    (
+      (await (await fetch(`${node.proxyUrl}/.well-known/jwks.json`)).json()) as {
+        keys: Array<Record<string, unknown>>;
+      }
+    ).keys;
+  const flat = (r: RawResponse) =>
+    Object.entries(r.headers).flatMap(([k, v]) =>
+      (Array.isArray(v) ? v : [String(v)]).map((x) => [k, x] as [string, string]),
+    );
+
+  it('an upstream answer carries Nexus-Origin: upstream and a signature bound to the nonce', async () => {
+    const discovery = (await (
+      await fetch(`${node.proxyUrl}/.well-known/nexus-configuration`)
+    ).json()) as { signed_responses?: string[] };
+    expect(discovery.signed_responses).toEqual(['refusal', 'relayed']);
+    const headers = await signed('nexus/1.1', '/echo/relayed?q=1');
+    const r = await send(node.proxyUrl, '/echo/relayed?q=1', { headers });
+    expect(r.status).toBe(200);
+    expect(r.headers['nexus-origin']).toBe('upstream');
+    expect(r.headers['nexus-error']).toBeUndefined();
+    const nonce = /;nonce="([^"]+)"/.exec(headers['signature-input']!)![1]!;
+    const request = { method: 'GET', url: `${node.proxyUrl}/echo/relayed?q=1`, nonce };
+    const keys = await jwksKeys();
+    const ok = await verifyRelayedResponseSignature({
+      status: 200,
+      headers: flat(r),
+      request,
+      keys,
+    });
+    expect(keys.map((k) => k.kid)).toContain(ok.kid);
+    const code = (p: Promise<unknown>) =>
+      p.then(() => 'verified').catch((e: NexusAgentError) => e.code);
+    // Another request's nonce, another status, or the answer taken for a refusal: refused.
+    expect(
+      await code(
+        verifyRelayedResponseSignature({
+          status: 200,
+          headers: flat(r),
+          request: { ...request, nonce: 'y'.repeat(22) },
+          keys,
+        }),
+      ),
+    ).toBe('signature_invalid');
+    expect(
+      await code(verifyRelayedResponseSignature({ status: 500, headers: flat(r), request, keys })),
+    ).toBe('signature_invalid');
+    expect(
+      await code(
+        verifyResponseSignature({
+          status: 200,
+          headers: [...flat(r), ['nexus-error', 'policy_denied']],
+          body: new Uint8Array(0),
+          request,
+          keys,
+        }),
+      ),
+    ).toBe('signature_invalid');
+  });
+
+  it("a hostile upstream's forged Nexus fields never make its answer Nexus's", async () => {
+    upstream.handle((_req, res) => {
+      res.writeHead(401, {
+        'content-type': 'application/problem+json',
+        'nexus-error': 'signature_expired',
+        'nexus-origin': 'nexus',
+        'signature-input': 'nexus=("@status");created=1;keyid="k";tag="nexus-response"',
+        signature: 'nexus=:AAAA:',
+      });
+      res.end('{"code":"signature_expired"}');
+    });
+    try {
+      const sdkAgent = await node.enroll('bot');
+      // Relayed once, as the upstream's answer (no re-signing on the forged code), and
+      // verified as such: the forged fields were dropped, Nexus's signature says "upstream".
+      const res = await sdkAgent.fetch('echo', '/hostile');
+      expect(res.status).toBe(401);
+      expect(res.headers.get('nexus-origin')).toBe('upstream');
+      expect(res.headers.get('nexus-error')).toBeNull();
+      expect(res.headers.get('signature-input')).not.toContain('created=1;');
+      expect(upstream.requests.filter((q) => q.url === '/hostile')).toHaveLength(1);
+      sdkAgent.close();
+    } finally {
+      upstream.reset();
+    }
+  });
+
+  it('the SDK discards an answer whose Nexus signature is missing or not for this request', async () => {
+    // What an on-path party could write, or replay: an unsigned 200, a genuine signed
+    // answer of another request, a genuine signed refusal of another request.
+    type Kept = { status: number; headers: Headers; body: ArrayBuffer };
+    const captured: { relayed?: Kept; refusal?: Kept } = {};
+    const keep = async (res: Response): Promise<Kept> => ({
+      status: res.status,
+      headers: new Headers(res.headers),
+      body: await res.clone().arrayBuffer(),
+    });
+    const replay = (k: Kept) => new Response(k.body, { status: k.status, headers: k.headers });
+    const hostile: typeof fetch = async (input, init) => {
+      const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+      if (url.includes('/echo/unsigned')) {
+        return new Response('{"ok":true}', { headers: { 'content-type': 'application/json' } });
+      }
+      if (url.includes('/echo/replayed')) return replay(captured.relayed!);
+      if (url.includes('/echo/refusal-replayed')) return replay(captured.refusal!);
+      const res = await fetch(input, init);
+      if (url.includes('/echo/genuine')) captured.relayed = await keep(res);
+      if (url.includes('/nope/')) captured.refusal = await keep(res);
+      return res;
+    };
+    const token = await node.enrollmentToken('bot');
+    const sdkAgent = await enroll({
+      authority: node.proxyUrl,
+      enrollmentToken: token,
+      fetch: hostile,
+    });
+    expect((await sdkAgent.fetch('echo', '/genuine')).status).toBe(200);
+    expect(await codeOf(sdkAgent.fetch('nope', '/x'))).toBe('service_unknown');
+    for (const path of ['/unsigned', '/replayed', '/refusal-replayed']) {
+      const err = (await sdkAgent
+        .fetch('echo', path)
+        .catch((e: NexusAgentError) => e)) as NexusAgentError;
+      expect([path, err.code, err.status]).toEqual([path, 'response_unverified', 502]);
+    }
+    sdkAgent.close();
+    // The opt-out does not apply to a node that announces signed relayed answers.
+    const optedOut = await enroll({
+      authority: node.proxyUrl,
+      enrollmentToken: await node.enrollmentToken('bot'),
+      fetch: hostile,
+      acceptUnsignedResponses: true,
+    });
+    expect(await codeOf(optedOut.fetch('echo', '/unsigned'))).toBe('response_unverified');
+    optedOut.close();
+  });
+});
+
 describe('delegation (issue 16, spec §12.4)', () => {
   it('agent.delegate(): a narrower sub-lease on its own key, revoked with its parent', async () => {
     const parent = await node.enroll('bot');
@@ -338,8 +482,8 @@ describe('delegation (issue 16, spec §12.4)', () => {
     expect((await parent.fetch('echo', '/write', post)).status).toBe(200);
     expect(await codeOf(child.fetch('echo', '/write', post))).toBe('policy_denied');
     // Never wider than the delegator; a sub-lease may delegate what it has.
-    expect(await codeOf(parent.delegate({ roles: ['admin'] }))).toBe('validation_failed');
-    expect(await codeOf(child.delegate({ roles: ['writer'] }))).toBe('validation_failed');
+    expect(await codeOf(parent.delegate({ roles: ['admin'] }))).toBe('delegation_too_wide');
+    expect(await codeOf(child.delegate({ roles: ['writer'] }))).toBe('delegation_too_wide');
     const grandchild = await child.delegate({ roles: ['reader'] });
     expect(grandchild.claims.nexus_delegation).toEqual([parent.claims.jti, child.claims.jti]);
     expect(grandchild.claims.exp).toBeLessThanOrEqual(child.claims.exp);
@@ -383,6 +527,105 @@ describe('delegation (issue 16, spec §12.4)', () => {
     for (const a of [parent, child, grandchild]) a.close();
   });
 
+  it('a sub-lease narrowed by service and intent: the proxy refuses anything else', async () => {
+    const parent = await node.enroll('bot');
+    const child = await parent.delegate({
+      roles: ['reader'],
+      services: ['echo'],
+      intentPattern: 'triage *',
+    });
+    expect(child.claims).toMatchObject({ nexus_services: ['echo'], nexus_intents: ['triage *'] });
+    upstream.reset();
+    expect((await child.fetch('echo', '/in', { intent: 'Triage issue 7' })).status).toBe(200);
+    // Outside its services or its intent pattern: refused before anything is forwarded.
+    expect(await codeOf(child.fetch('other', '/out', { intent: 'triage issue 7' }))).toBe(
+      'service_not_delegated',
+    );
+    expect(await codeOf(child.fetch('echo', '/out', { intent: 'delete everything' }))).toBe(
+      'intent_not_delegated',
+    );
+    expect(await codeOf(child.fetch('echo', '/out', { intent: 'please triage x' }))).toBe(
+      'intent_not_delegated',
+    );
+    expect(upstream.requests.map((q) => q.url)).toEqual(['/in']);
+    // A sub-lease of it keeps both and can only add to them; wider is refused.
+    expect(await codeOf(child.delegate({ services: ['echo', 'other'] }))).toBe(
+      'delegation_too_wide',
+    );
+    expect(await codeOf(child.delegate({ services: ['nope!'] }))).toBe('validation_failed');
+    const grandchild = await child.delegate({ intentPattern: '* 7' });
+    expect(grandchild.claims).toMatchObject({
+      nexus_services: ['echo'],
+      nexus_intents: ['triage *', '* 7'],
+    });
+    expect((await grandchild.fetch('echo', '/in2', { intent: 'triage issue 7' })).status).toBe(200);
+    expect(await codeOf(grandchild.fetch('echo', '/out', { intent: 'triage issue 8' }))).toBe(
+      'intent_not_delegated',
+    );
+    // The refusal is audited with its code and the chain.
+    type Audited = { records: Array<{ error_code?: string; delegation?: string[] }> };
+    const refused = await node.admin<Audited>('GET', `/v1/audit?agent=bot&kind=request&limit=50`);
+    expect(refused.body.records).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          error_code: 'intent_not_delegated',
+          delegation: [parent.claims.jti, child.claims.jti],
+        }),
+      ]),
+    );
+    for (const a of [parent, child, grandchild]) a.close();
+  });
+
+  it('policy matches on the delegation chain (delegation: min_depth)', async () => {
+    const parent = await node.enroll('bot');
+    const child = await parent.delegate({ roles: ['reader'] });
+    const grandchild = await child.delegate({});
+    // `other` is allowed to readers, except through two or more delegations.
+    expect((await parent.fetch('other', '/d0')).status).toBe(200);
+    expect((await child.fetch('other', '/d1')).status).toBe(200);
+    expect(await codeOf(grandchild.fetch('other', '/d2'))).toBe('policy_denied');
+    expect((await grandchild.fetch('echo', '/d2')).status).toBe(200);
+    // `nexus policy explain` takes the chain and names the rule.
+    const explain = await node.cli([
+      'policy',
+      'explain',
+      '--agent',
+      'bot',
+      '--service',
+      'other',
+      '--path',
+      '/d2',
+      '--delegated-from',
+      parent.claims.jti,
+      child.claims.jti,
+      '--json',
+    ]);
+    const e = JSON.parse(explain.stdout) as {
+      decision: string;
+      rule_ids: string[];
+      rules: Array<{ id: string; matched: boolean; failed?: string }>;
+    };
+    expect(e).toMatchObject({ decision: 'deny', rule_ids: ['no-deep-other'] });
+    const root = await node.cli([
+      'policy',
+      'explain',
+      '--agent',
+      'bot',
+      '--service',
+      'other',
+      '--path',
+      '/d0',
+      '--json',
+    ]);
+    const r = JSON.parse(root.stdout) as typeof e;
+    expect(r.decision).toBe('allow');
+    expect(r.rules.find((x) => x.id === 'no-deep-other')).toMatchObject({
+      matched: false,
+      failed: 'delegation',
+    });
+    for (const a of [parent, child, grandchild]) a.close();
+  });
+
   it('revoking a sub-lease leaves its delegator alive', async () => {
     const parent = await node.enroll('bot');
     const child = await parent.delegate({ ttlSeconds: 60 });
@@ -403,10 +646,16 @@ describe('nexus run inside nexus run delegates (issue 16, spec §12.5)', () => {
     type Listed = { leases: Array<{ id: string; act?: string; revoked: boolean }> };
     const path = '/v1/leases?agent=bot&all=true&limit=500';
     const before = new Set((await node.admin<Listed>('GET', path)).body.leases.map((l) => l.id));
-    const inner = `${JSON.stringify(process.execPath)} ${JSON.stringify(NEXUS_BIN)} run -- sh -c 'curl -s "$NEXUS_PROXY/echo/nested?x=1"'`;
+    // The inner run narrows its sub-lease to one service and an intent pattern.
+    const flags = `--intent 'nested call' --delegate-services echo --delegate-intent 'nested *'`;
+    const inner = `${JSON.stringify(process.execPath)} ${JSON.stringify(NEXUS_BIN)} run ${flags} -- sh -c 'curl -s "$NEXUS_PROXY/echo/nested?x=1"; echo; curl -s "$NEXUS_PROXY/other/x"'`;
     const r = await node.runAgent('bot', ['sh', '-c', inner]);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout) as { url: string }).toMatchObject({ url: '/nested?x=1' });
+    const [first, second] = r.stdout.trim().split('\n');
+    expect(JSON.parse(first!) as { url: string }).toMatchObject({ url: '/nested?x=1' });
+    expect(JSON.parse(second!) as { code: string }).toMatchObject({
+      code: 'service_not_delegated',
+    });
     expect(upstream.requests.map((q) => q.url)).toEqual(['/nested?x=1']);
     // The inner run used a sub-lease whose delegator is the outer agent; both runs revoked
     // their leases at exit.
@@ -420,5 +669,11 @@ describe('nexus run inside nexus run delegates (issue 16, spec §12.5)', () => {
       delegated.every((l) => l.revoked),
       r.stderr,
     ).toBe(true);
+    // The narrowing flags are refused where there is nothing to narrow (an enrolled run).
+    const enrolled = await node.runAgent('bot', ['true'], {
+      args: ['--delegate-services', 'echo'],
+    });
+    expect(enrolled.code).not.toBe(0);
+    expect(enrolled.stderr).toContain('--delegate-services');
   }, 60_000);
 });

@@ -86,6 +86,17 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
           res.end(JSON.stringify({ code: 'signature_expired' }));
           return;
         }
+        if (req.url === '/forge-signed') {
+          // An upstream posing as Nexus with a signature of its own under Nexus's label: the
+          // proxy drops it and signs the answer as the upstream's (spec §10.4).
+          res.writeHead(200, {
+            'content-type': 'application/json',
+            'signature-input': 'nexus=("@status");created=1;keyid="k";tag="nexus-response"',
+            signature: 'nexus=:AAAA:',
+          });
+          res.end('{"ok":true}');
+          return;
+        }
         return echoHandler(req, res);
       });
       const token = await node.enrollmentToken('pybot');
@@ -120,6 +131,9 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
       const call = steps.get('call')!;
       expect(call.status).toBe(200);
       expect(call.request_id).toMatch(/.+/);
+      // A relayed answer is marked and signed by Nexus (spec §10.4), bound to the nonce.
+      expect(call.origin).toBe('upstream');
+      expect(steps.get('relayed-rebound')).toMatchObject({ other_nonce: 'signature_invalid' });
       const echoed = JSON.parse(call.body as string) as {
         method: string;
         url: string;
@@ -159,6 +173,8 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
       expect(steps.get('imitation')).toEqual({ step: 'imitation', status: 403 });
       // Relayed as the upstream's answer (the proxy removed its Nexus-* fields), sent once.
       expect(steps.get('forged')).toEqual({ step: 'forged', status: 401 });
+      // Its forged fields were dropped: the answer is the upstream's, signed as relayed.
+      expect(steps.get('forged-signature')).toEqual({ step: 'forged-signature', status: 200 });
       expect(steps.get('revoked')).toMatchObject({ code: 'lease_revoked', status: 401 });
       expect(steps.has('done')).toBe(true);
 
@@ -169,6 +185,7 @@ describe.skipIf(!RUN)('the Python agent library against a real node', () => {
         ...(waitsForRenewal(python, alg) ? ['/auto-renewed'] : []),
         '/imitate',
         '/forge',
+        '/forge-signed',
       ]);
     },
   );

@@ -194,7 +194,12 @@ describe('a hostile or broken upstream (issue 10)', () => {
     const r = await attack(node, mallory, '/hostile/raw-view', { method: 'POST', body: 'x' });
     expect(r.status).toBe(401);
     const names = r.rawHeaders.filter((_v, i) => i % 2 === 0).map((n) => n.toLowerCase());
-    expect(names.filter((n) => n.startsWith('nexus-'))).toEqual(['nexus-request-id']);
+    // Nexus's own: its request id, and the origin marker it signs (spec §10.4).
+    expect(names.filter((n) => n.startsWith('nexus-')).sort()).toEqual([
+      'nexus-origin',
+      'nexus-request-id',
+    ]);
+    expect(r.headers['nexus-origin']).toBe('upstream');
     expect(r.headers['nexus-request-id']).not.toBe('forged-request-id');
     expect(upstream.requests).toHaveLength(1);
     expect(leaks(everything(r), SECRETS)).toEqual([]);
@@ -325,6 +330,9 @@ describe('a hostile or broken upstream (issue 10)', () => {
       authority: node.proxyUrl,
       enrollmentToken: await node.enrollmentToken('bot'),
       autoRenew: false,
+      // Without discovery the SDK cannot know the node signs relayed answers: it rejects
+      // unsigned ones unless told to accept them (spec §10.4).
+      acceptUnsignedResponses: true,
       fetch: (input, init) =>
         String(input).includes('/.well-known/')
           ? Promise.reject(new TypeError('offline'))

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from .errors import NexusError, ProtocolError
 from .keys import LeaseKey, b64url_decode
-from .response import RESPONSE_TAG, UnknownKey, verify_response
+from .response import RESPONSE_TAG, UnknownKey, verify_relayed, verify_response
 from .signing import check_target, sign_request
 
 DISCOVERY_PATH = "/.well-known/nexus-configuration"
@@ -186,6 +186,54 @@ def verified_refusal(
     return refusal
 
 
+def verified_relayed(
+    res: Response,
+    method: str,
+    url: str,
+    nonce: str,
+    jwks: Jwks | None,
+    accept_unsigned: bool,
+    now: int | None = None,
+) -> Response:
+    """The upstream's answer `res`, once its Nexus signature verified (§10.4: `Nexus-Origin:
+    upstream`, bound to `nonce`). `jwks` is None when the node does not announce signed
+    relayed answers: then the answer is accepted only with `accept_unsigned` (an older node).
+    Anything else raises `response_unverified` (502): not an answer to act on."""
+    if jwks is None:
+        if accept_unsigned:
+            return res
+        raise NexusError(
+            "response_unverified",
+            502,
+            "the node does not sign relayed answers (accept_unsigned_responses is off)",
+            None,
+        )
+
+    def verify() -> None:
+        verify_relayed(
+            res.status,
+            list(res.headers.items()),
+            method=method,
+            url=url,
+            nonce=nonce,
+            keys=jwks.keys,
+            now=now,
+        )
+
+    try:
+        try:
+            verify()
+        except UnknownKey:
+            jwks.refetch()
+            verify()
+    except (NexusError, ValueError) as err:
+        why = err.code if isinstance(err, NexusError) else "signature_invalid"
+        raise NexusError(
+            "response_unverified", 502, f"an answer without a valid Nexus signature ({why})", None
+        ) from err
+    return res
+
+
 def _claims(lease: str) -> dict:
     """The lease payload, read (not verified: the Authority's answer over TLS is trusted)."""
     try:
@@ -232,6 +280,12 @@ def signs_responses(config: dict) -> bool:
     return config.get("response_signature_tag") == RESPONSE_TAG and isinstance(config.get("jwks_uri"), str)
 
 
+def signs_relayed(config: dict) -> bool:
+    """The node also signs the upstream answers it relays (§10.4, `signed_responses`)."""
+    listed = config.get("signed_responses")
+    return signs_responses(config) and isinstance(listed, list) and "relayed" in listed
+
+
 class Agent:
     """An enrolled agent. Create it with `Agent.enroll(...)`.
 
@@ -247,6 +301,7 @@ class Agent:
         agent: str | None,
         timeout: float,
         jwks: Jwks | None = None,
+        accept_unsigned_responses: bool = False,
     ):
         self.config = config
         self.proxy_url = config["proxy_url"].rstrip("/")
@@ -255,6 +310,10 @@ class Agent:
         self.signature_profile = signature_profile(config)
         # Set when the node signs its refusals: then an unsigned one is never acted on.
         self._jwks = jwks if signs_responses(config) else None
+        # An unsigned relayed answer is refused unless the node does not sign them and the
+        # caller accepted that (an older node, §10.4).
+        self._relayed_jwks = self._jwks if signs_relayed(config) else None
+        self._accept_unsigned = accept_unsigned_responses
         self._key = key
         self._lock = threading.Lock()
         self._set_lease(lease)
@@ -268,8 +327,13 @@ class Agent:
         algorithm: str = "EdDSA",
         timeout: float = 10.0,
         allow_http: bool = False,
+        accept_unsigned_responses: bool = False,
     ) -> "Agent":
-        """Generates a key in memory and exchanges the one-time token for a lease (§12.1)."""
+        """Generates a key in memory and exchanges the one-time token for a lease (§12.1).
+
+        `accept_unsigned_responses` lets `request()` return unsigned answers from a node
+        that does not announce signed relayed answers (older than edition 1.1); with a node
+        that does, an unsigned answer is always `response_unverified`."""
         config = discover(authority, timeout, allow_http)
         if algorithm not in config.get("lease_algorithms", [algorithm]):
             raise ProtocolError(f"the Authority does not accept {algorithm} keys")
@@ -293,7 +357,9 @@ class Agent:
         if isinstance(granted.get("proxy_url"), str):
             _check_transport(granted["proxy_url"], allow_http)
             config = {**config, "proxy_url": granted["proxy_url"]}
-        return cls(config, key, granted["lease"], granted.get("agent"), timeout, jwks)
+        return cls(
+            config, key, granted["lease"], granted.get("agent"), timeout, jwks, accept_unsigned_responses
+        )
 
     @classmethod
     def from_env(cls, **options) -> "Agent":
@@ -351,7 +417,14 @@ class Agent:
     # -- requests ----------------------------------------------------------------------
 
     def _signed(
-        self, method: str, url: str, body: bytes, content_type: str | None, intent: str, headers: dict
+        self,
+        method: str,
+        url: str,
+        body: bytes,
+        content_type: str | None,
+        intent: str,
+        headers: dict,
+        relayed: bool = False,
     ) -> Response:
         max_body = self.config.get("max_body_bytes")
         if isinstance(max_body, int) and len(body) > max_body:
@@ -376,6 +449,10 @@ class Agent:
             merged = {k: v for k, v in headers.items() if k.lower() not in PROFILE_FIELDS}
             res = _send(method.upper(), url, {**merged, **signed}, body, self.timeout)
             refusal = verified_refusal(res, method, url, nonce, self._jwks)
+            if refusal is None and relayed:
+                return verified_relayed(
+                    res, method, url, nonce, self._relayed_jwks, self._accept_unsigned
+                )
             if refusal is None:
                 return res
             if refusal.code != "signature_expired" or attempt == 1:
@@ -412,7 +489,7 @@ class Agent:
         data = body.encode() if isinstance(body, str) else (body or b"")
         self._renew_if_due()
         url = f"{self.proxy_url}/{service}{path}{sep}{query}"
-        return self._signed(method, url, data, content_type, intent, headers)
+        return self._signed(method, url, data, content_type, intent, headers, relayed=True)
 
     def get(self, service: str, path: str = "/", **kw) -> Response:
         return self.request("GET", service, path, **kw)

@@ -46,9 +46,40 @@ def required_components(headers: list[tuple[str, str]]) -> list[str]:
     out = ["@status", "@method;req", "@path;req", "@query;req", "nexus-request-id"]
     if _combined(headers, "nexus-error") is not None:
         out.append("nexus-error")
+    relayed = _combined(headers, "nexus-origin") is not None
+    if relayed:
+        out.append("nexus-origin")
     if _combined(headers, "content-digest") is not None:
         out += ["content-type", "content-digest"]
+    elif relayed and _combined(headers, "content-type") is not None:
+        out.append("content-type")
     return out
+
+
+def verify_relayed(
+    status: int,
+    headers: list[tuple[str, str]],
+    *,
+    method: str,
+    url: str,
+    nonce: str,
+    keys: list[dict],
+    now: int | None = None,
+    skew: int = SIG_SKEW,
+) -> str:
+    """Verifies the Nexus signature of an upstream answer the proxy relayed (§10.4): as
+    `verify_response`, with `Nexus-Origin: upstream`, no `Nexus-Error`, and the body not
+    covered (it is streamed). An upstream's own `Content-Digest` is not Nexus's and is left
+    out. Returns the `kid`; raises NexusError (local) as `verify_response`."""
+    origin = _combined(headers, "nexus-origin")
+    if origin is None and _combined(headers, "signature") is None:
+        raise _bad("signature_missing", "the answer carries no signature")
+    if origin != "upstream" or _combined(headers, "nexus-error") is not None:
+        raise _bad("signature_invalid", "not an answer relayed from the upstream")
+    kept = [(k, v) for k, v in headers if k.lower() != "content-digest"]
+    return verify_response(
+        status, kept, b"", method=method, url=url, nonce=nonce, keys=keys, now=now, skew=skew
+    )
 
 
 def _public_key(jwk: dict):

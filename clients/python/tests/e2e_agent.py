@@ -9,6 +9,7 @@ import sys
 import time
 
 from nexus_lease import Agent, NexusError
+from nexus_lease.response import verify_relayed
 
 
 def step(name, **facts):
@@ -40,7 +41,25 @@ step(
 step("token-reused", **refusal(lambda: Agent.enroll(os.environ["NEXUS_AUTHORITY"], token)))
 
 res = agent.post("echo", "/repos/acme/app/issues?state=open", json_body={"title": "hi"}, intent="file a bug")
-step("call", status=res.status, request_id=res.request_id, body=res.text)
+step("call", status=res.status, request_id=res.request_id, body=res.text, origin=res.headers.get("Nexus-Origin"))
+# The relayed answer was verified (request() returned it); its signature is bound to that
+# request's nonce and to its status: neither another nonce nor another status verifies.
+def rebound(**change):
+    args = dict(status=res.status, method="POST", nonce="x" * 22)
+    args.update(change)
+    try:
+        verify_relayed(
+            args["status"],
+            list(res.headers.items()),
+            method=args["method"],
+            url=agent.proxy_url + "/echo/repos/acme/app/issues?state=open",
+            nonce=args["nonce"],
+            keys=agent._jwks.keys,
+        )
+        return "verified"
+    except NexusError as err:
+        return err.code
+step("relayed-rebound", other_nonce=rebound())
 
 first = agent.lease_id
 agent.renew()
@@ -69,6 +88,9 @@ step("imitation", **refusal(lambda: agent.get("echo", "/imitate")))
 # it to get through unsigned, the library would not act on it (§10.4, test_library.py).
 res_or_err = refusal(lambda: agent.get("echo", "/forge"))
 step("forged", **res_or_err)
+# An upstream that writes a Nexus-looking response signature: the proxy drops it, and the
+# answer verifies as the upstream's, relayed (never as a Nexus refusal).
+step("forged-signature", **refusal(lambda: agent.get("echo", "/forge-signed")))
 
 agent.revoke()
 step("revoked", **refusal(lambda: agent.get("echo", "/after-revoke")))

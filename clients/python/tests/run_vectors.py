@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from nexus_lease import sfv
 from nexus_lease import LeaseKey, NexusError, content_digest, sign_request
-from nexus_lease.response import verify_response
+from nexus_lease.response import verify_relayed, verify_response
 
 SUITES = ("rfc9421", "rfc9530", "wimse", "nexus", "nexus-1.1")
 LEASE_SKEW, SIG_SKEW = 30, 5
@@ -473,12 +473,31 @@ def run_response(v: dict) -> str:
     return f"verified by nexus_lease (kid {kid})"
 
 
+def run_relayed(v: dict) -> str:
+    """A relayed upstream answer signed by Nexus (§10.4), verified by the library."""
+    msg, req = Message(v["message"]), v["request"]
+    try:
+        kid = verify_relayed(
+            msg.status,
+            msg.lines,
+            method=req["method"],
+            url=req["url"],
+            nonce=req["nonce"],
+            keys=v["authority_jwks"]["keys"],
+            now=v["now"],
+        )
+    except NexusError as err:
+        raise Refused(err.code, str(err))
+    return f"verified by nexus_lease (kid {kid})"
+
+
 def run(v: dict) -> str:
     kind = v.get("kind", "nexus-request")
     return {
         "http-signature": run_http_signature,
         "content-digest": run_content_digest,
         "nexus-response": run_response,
+        "nexus-relayed-response": run_relayed,
     }.get(kind, run_nexus)(v)
 
 

@@ -15,7 +15,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from nexus_lease import LeaseKey, NexusError, ProtocolError, check_target, discover, sign_request
-from nexus_lease.agent import Agent, Jwks, Response, signature_profile, signs_responses, verified_refusal
+from nexus_lease.agent import (
+    Agent,
+    Jwks,
+    Response,
+    signature_profile,
+    signs_relayed,
+    signs_responses,
+    verified_refusal,
+    verified_relayed,
+)
 from nexus_lease.keys import b64url
 
 LEASE = "eyJhbGciOiJFZERTQSJ9." + b64url(b'{"iat":1,"exp":901,"jti":"j"}') + ".c2ln"
@@ -221,6 +230,55 @@ class SignedRefusals(unittest.TestCase):
         announced = {"response_signature_tag": "nexus-response", "jwks_uri": "https://n/j"}
         self.assertTrue(signs_responses(announced))
         self.assertFalse(signs_responses({"jwks_uri": "https://n/j"}))
+
+
+class SignedRelayedAnswers(unittest.TestCase):
+    """§10.4: an upstream answer relayed by a node that signs them counts only if verified."""
+
+    def setUp(self):
+        self.v = json.loads((VECTORS / "relayed-signed.json").read_text())
+        self.keys = self.v["authority_jwks"]["keys"]
+
+    def answer(self, **changes):
+        m = self.v["message"]
+        headers = Message()
+        for name, value in {**m["headers"], **changes}.items():
+            if value is not None:
+                headers[name] = value
+        return Response(m["status"], headers, base64.b64decode(m["body_base64"]))
+
+    def relayed(self, res, jwks, accept_unsigned=False, nonce=None):
+        r = self.v["request"]
+        return verified_relayed(
+            res, r["method"], r["url"], nonce or r["nonce"], jwks, accept_unsigned, now=self.v["now"]
+        )
+
+    def unverified(self, *args, **kw):
+        with self.assertRaises(NexusError) as caught:
+            self.relayed(*args, **kw)
+        self.assertEqual((caught.exception.code, caught.exception.status), ("response_unverified", 502))
+
+    def test_a_signed_answer_is_returned(self):
+        res = self.answer()
+        self.assertIs(self.relayed(res, StaticJwks(self.keys)), res)
+
+    def test_an_unsigned_or_rebound_answer_is_discarded(self):
+        unsigned = self.answer(**{"signature": None, "signature-input": None, "nexus-origin": None})
+        self.unverified(unsigned, StaticJwks(self.keys))
+        # accept_unsigned counts only with a node that does not sign relayed answers.
+        self.unverified(unsigned, StaticJwks(self.keys), accept_unsigned=True)
+        self.unverified(self.answer(), StaticJwks(self.keys), nonce="AAAAAAAAAAAAAAAAAAAAAA")
+        self.unverified(self.answer(**{"content-type": "text/html"}), StaticJwks(self.keys))
+
+    def test_an_older_node_needs_the_opt_out(self):
+        unsigned = self.answer(**{"signature": None, "signature-input": None})
+        self.unverified(unsigned, None)
+        self.assertIs(self.relayed(unsigned, None, accept_unsigned=True), unsigned)
+
+    def test_relayed_signing_is_announced_by_discovery(self):
+        base = {"response_signature_tag": "nexus-response", "jwks_uri": "https://n/j"}
+        self.assertTrue(signs_relayed({**base, "signed_responses": ["refusal", "relayed"]}))
+        self.assertFalse(signs_relayed(base))
 
 
 class Secrets(unittest.TestCase):

@@ -736,6 +736,22 @@ export function buildProgram(
         'all',
       )
       .option(
+        '--delegate-roles <roles>',
+        "inside another nexus run: the sub-lease gets only these roles (comma-separated, a subset of the enclosing lease's; refused with delegation_too_wide otherwise)",
+      )
+      .option(
+        '--delegate-services <services>',
+        'inside another nexus run: the sub-lease may call only these services (comma-separated; the proxy refuses others with service_not_delegated)',
+      )
+      .option(
+        '--delegate-intent <glob>',
+        'inside another nexus run: every intent of the sub-lease must match this glob (* any characters, case-insensitive; the proxy refuses others with intent_not_delegated)',
+      )
+      .option(
+        '--delegate-ttl <seconds>',
+        "inside another nexus run: the sub-lease's lifetime (never past the enclosing lease's)",
+      )
+      .option(
         '--no-forward-proxy',
         'do not set HTTP_PROXY/HTTPS_PROXY: by default the sidecar is also the forward proxy of the command, for the hosts services own (TLS intercepted with a per-run CA exported as SSL_CERT_FILE, NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, ...); other hosts are refused',
       )
@@ -774,6 +790,10 @@ export function buildProgram(
             config?: string;
             env: string;
             forwardProxy: boolean;
+            delegateRoles?: string;
+            delegateServices?: string;
+            delegateIntent?: string;
+            delegateTtl?: string;
           },
         ) => {
           process.exitCode = await runAsAgent(command, opts, env, { warn: (l) => err(l + '\n') });
@@ -836,6 +856,10 @@ export function buildProgram(
       .option('--at <iso-time>', 'evaluate at this time')
       .option('--mcp <method>', 'an MCP service: the JSON-RPC method (docs/mcp.md)')
       .option('--mcp-name <name>', 'with --mcp: the tool, prompt or resource URI it names')
+      .option(
+        '--delegated-from <lease-id...>',
+        "a sub-lease's delegation chain, root first (its depth is what `delegation:` rules match; default: not delegated)",
+      )
       .option('--json', 'JSON output')
       .action(
         async (opts: {
@@ -849,6 +873,7 @@ export function buildProgram(
           at?: string;
           mcp?: string;
           mcpName?: string;
+          delegatedFrom?: string[];
           json?: boolean;
         }) => {
           const config = await configFrom(opts.config, env);
@@ -864,6 +889,7 @@ export function buildProgram(
               intent: opts.intent,
               now: opts.at ? Date.parse(opts.at) : Date.now(),
               ...(opts.mcp === undefined ? {} : { mcp: mcpTarget(opts.mcp, opts.mcpName) }),
+              ...(opts.delegatedFrom === undefined ? {} : { delegation: opts.delegatedFrom }),
             }),
           );
           print(result, !!opts.json, () => out(formatExplain(result) + '\n'));

@@ -55,6 +55,14 @@ export interface RunOptions {
   readonly env?: string;
   /** Forward-proxy mode (HTTP(S)_PROXY, the run CA); default on. */
   readonly forwardProxy?: boolean;
+  /** Inside another `nexus run`: the sub-lease's roles (comma-separated), spec §12.5. */
+  readonly delegateRoles?: string;
+  /** Inside another `nexus run`: the sub-lease's services (comma-separated). */
+  readonly delegateServices?: string;
+  /** Inside another `nexus run`: the sub-lease's intent pattern (a glob). */
+  readonly delegateIntent?: string;
+  /** Inside another `nexus run`: the sub-lease's lifetime, seconds. */
+  readonly delegateTtl?: string;
 }
 
 export interface RunIo {
@@ -170,6 +178,18 @@ export async function runAsAgent(
     throw new CliError(
       'no enrollment token: set NEXUS_ENROLLMENT_TOKEN or pass --enrollment-file FILE (the operator makes one with `nexus agent enroll NAME`) (enrollment_missing)',
       'enrollment_missing',
+    );
+  }
+  const narrowing = [
+    opts.delegateRoles,
+    opts.delegateServices,
+    opts.delegateIntent,
+    opts.delegateTtl,
+  ];
+  if ((enclosing === undefined || enclosing === '') && narrowing.some((v) => v !== undefined)) {
+    // Fail closed: an enrolled agent is not narrowed by these flags, so they are refused.
+    throw new CliError(
+      '--delegate-roles, --delegate-services, --delegate-intent and --delegate-ttl apply only inside another nexus run, without an enrollment token',
     );
   }
   const config = await nodeConfig(opts.config);
@@ -292,6 +312,30 @@ async function listServices(agent: NexusAgent, spec: string, io: RunIo): Promise
   }
 }
 
+const list = (v: string | undefined): string[] | undefined =>
+  v === undefined
+    ? undefined
+    : v
+        .split(',')
+        .map((x) => x.trim())
+        .filter((x) => x !== '');
+
+/** The narrowing `--delegate-*` flags ask for (spec §12.5); the Authority checks it. */
+function delegationRequest(opts: RunOptions): Record<string, unknown> {
+  const ttl = opts.delegateTtl === undefined ? undefined : Number(opts.delegateTtl);
+  if (ttl !== undefined && !(Number.isSafeInteger(ttl) && ttl > 0)) {
+    throw new CliError('--delegate-ttl must be a positive number of seconds');
+  }
+  const roles = list(opts.delegateRoles);
+  const services = list(opts.delegateServices);
+  return {
+    ...(roles !== undefined ? { roles } : {}),
+    ...(services !== undefined ? { services } : {}),
+    ...(opts.delegateIntent !== undefined ? { intent_pattern: opts.delegateIntent } : {}),
+    ...(ttl !== undefined ? { ttl_seconds: ttl } : {}),
+  };
+}
+
 /**
  * A sub-lease from the enclosing `nexus run`'s sidecar for a key generated here: the key
  * never leaves this process, the lease is never wider than the enclosing agent's.
@@ -310,7 +354,7 @@ async function delegatedAgent(sidecarUrl: string, opts: RunOptions): Promise<Nex
     res = await fetch(`${sidecarUrl.replace(/\/$/, '')}${DELEGATE_PATH}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ jwk: publicJwk }),
+      body: JSON.stringify({ jwk: publicJwk, ...delegationRequest(opts) }),
     });
   } catch {
     throw new CliError(

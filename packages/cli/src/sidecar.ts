@@ -99,7 +99,7 @@ export interface SidecarOptions {
 
 /**
  * Where a `nexus run` started by the child asks for a sub-lease (spec §12.5) instead of
- * enrolling: `POST` with `{ jwk, roles?, ttl_seconds? }`, the public key of a key the
+ * enrolling: `POST` with `{ jwk, roles?, services?, intent_pattern?, ttl_seconds? }`, the public key of a key the
  * inner process generated. The answer is a lease for that key only, never wider than this
  * agent's own; the child could use this sidecar as this agent anyway, so it gains nothing.
  */
@@ -110,7 +110,13 @@ async function delegateFor(req: IncomingMessage, res: ServerResponse, agent: Nex
     problem(res, 405, 'method_not_allowed', 'POST a public key to delegate to');
     return;
   }
-  let parsed: { jwk?: unknown; roles?: unknown; ttl_seconds?: unknown };
+  let parsed: {
+    jwk?: unknown;
+    roles?: unknown;
+    ttl_seconds?: unknown;
+    services?: unknown;
+    intent_pattern?: unknown;
+  };
   try {
     parsed = JSON.parse((await readAll(req, 16 * 1024)).toString('utf8')) as typeof parsed;
   } catch {
@@ -124,6 +130,11 @@ async function delegateFor(req: IncomingMessage, res: ServerResponse, agent: Nex
   const granted = await agent.delegateKey(parsed.jwk as Record<string, unknown>, {
     ...(Array.isArray(parsed.roles) ? { roles: parsed.roles as string[] } : {}),
     ...(typeof parsed.ttl_seconds === 'number' ? { ttlSeconds: parsed.ttl_seconds } : {}),
+    // Passed as given: the Authority refuses a malformed or wider one (spec §12.5).
+    ...(parsed.services !== undefined ? { services: parsed.services as string[] } : {}),
+    ...(parsed.intent_pattern !== undefined
+      ? { intentPattern: parsed.intent_pattern as string }
+      : {}),
   });
   const body = JSON.stringify({
     lease: granted.lease,

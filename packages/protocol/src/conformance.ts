@@ -20,7 +20,8 @@ import {
 } from './http-signatures/signatures.js';
 import type { LeaseClaims } from './lease.js';
 import { verifyRequest, type SignatureProfile } from './profile.js';
-import { verifyResponseSignature } from './response-signature.js';
+import { checkDelegatedRequest, narrowDelegation, type DelegationRequest } from './delegation.js';
+import { verifyRelayedResponseSignature, verifyResponseSignature } from './response-signature.js';
 import { serializeByteSequence } from './structured-fields.js';
 
 /** A vector's expected outcome. */
@@ -87,6 +88,10 @@ export async function runConformanceVector(vector: unknown): Promise<VectorResul
     else if (kind === 'content-digest') detail = await runDigest(vector as DigestVector);
     else if (kind === 'nexus-request') detail = await runNexus(vector as NexusVector);
     else if (kind === 'nexus-response') detail = await runResponse(vector as ResponseVector);
+    else if (kind === 'nexus-relayed-response') detail = await runRelayed(vector as ResponseVector);
+    else if (kind === 'nexus-delegation') detail = runDelegation(vector as DelegationVector);
+    else if (kind === 'nexus-delegated-request')
+      detail = runDelegatedRequest(vector as DelegatedRequestVector);
     else detail = `unknown vector kind ${String(kind)}`;
     return { id, passed: detail === '', detail };
   } catch (err) {
@@ -233,6 +238,68 @@ interface ResponseVector {
   request: { method: string; url: string; nonce: string };
   authority_jwks: { keys: Array<Record<string, unknown>> };
   expected: VectorExpectation;
+}
+
+interface DelegationVector {
+  parent: Record<string, unknown>;
+  request: DelegationRequest;
+  expected: VectorExpectation & { grant?: unknown };
+}
+
+interface DelegatedRequestVector {
+  lease: Record<string, unknown>;
+  request: { service: string; intent: string };
+  expected: VectorExpectation;
+}
+
+const sameJson = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+/** A delegation request against the delegating lease (spec §12.5), as an Authority judges it. */
+function runDelegation(v: DelegationVector): string {
+  let grant: unknown;
+  let code: string | undefined;
+  try {
+    grant = narrowDelegation(v.parent as unknown as LeaseClaims, v.request);
+  } catch (err) {
+    if (!isNexusError(err)) throw err;
+    code = err.code;
+  }
+  if (v.expected.verdict === 'reject') {
+    return code === v.expected.code ? '' : `expected ${v.expected.code}, got ${code ?? 'accept'}`;
+  }
+  if (code !== undefined) return `expected accept, got ${code}`;
+  return sameJson(grant, v.expected.grant) ? '' : `grant ${JSON.stringify(grant)} differs`;
+}
+
+/** A request made with a sub-lease (spec §12.5), as a proxy judges it. */
+function runDelegatedRequest(v: DelegatedRequestVector): string {
+  let code: string | undefined;
+  try {
+    checkDelegatedRequest(v.lease as unknown as LeaseClaims, v.request.service, v.request.intent);
+  } catch (err) {
+    if (!isNexusError(err)) throw err;
+    code = err.code;
+  }
+  if (v.expected.verdict === 'reject') {
+    return code === v.expected.code ? '' : `expected ${v.expected.code}, got ${code ?? 'accept'}`;
+  }
+  return code === undefined ? '' : `expected accept, got ${code}`;
+}
+
+/** A relayed upstream answer signed by Nexus (spec §10.4), verified as an agent does. */
+async function runRelayed(v: ResponseVector): Promise<string> {
+  return judge(
+    v.expected,
+    await outcome(() =>
+      verifyRelayedResponseSignature({
+        status: v.message.status ?? 0,
+        headers: v.message.headers,
+        request: v.request,
+        keys: v.authority_jwks.keys,
+        now: () => v.now * 1000,
+      }),
+    ),
+  );
 }
 
 /** A signed Nexus response (spec §10.4), verified as an agent does. */

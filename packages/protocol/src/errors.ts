@@ -29,6 +29,9 @@ export type ErrorCode =
   | 'agent_disabled'
   | 'renewal_denied'
   | 'policy_denied'
+  | 'delegation_too_wide'
+  | 'service_not_delegated'
+  | 'intent_not_delegated'
   | 'approval_denied'
   | 'approval_timeout'
   | 'forbidden'
@@ -124,6 +127,21 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
   agent_disabled: row(403, 'Agent disabled', 'the agent is disabled'),
   renewal_denied: row(403, 'Renewal denied', 'renewal past the maximum lifetime'),
   policy_denied: row(403, 'Policy denied', 'no rule allows, or a rule denies'),
+  delegation_too_wide: row(
+    403,
+    'Delegation too wide',
+    'a sub-lease asked for a role or service the delegating lease does not have',
+  ),
+  service_not_delegated: row(
+    403,
+    'Service not delegated',
+    "the service is not in the sub-lease's delegated services",
+  ),
+  intent_not_delegated: row(
+    403,
+    'Intent not delegated',
+    "the intent does not match the sub-lease's delegated intent patterns",
+  ),
   approval_denied: row(403, 'Approval denied', 'an operator denied the request held for approval'),
   approval_timeout: row(
     408,

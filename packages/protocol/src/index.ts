@@ -141,15 +141,31 @@ export type {
 } from './profile.js';
 
 export {
+  MAX_DELEGATED_SERVICES,
+  MAX_INTENT_PATTERN_LENGTH,
+  checkDelegatedRequest,
+  delegatedIntents,
+  delegatedServices,
+  intentMatches,
+  narrowDelegation,
+} from './delegation.js';
+export type { DelegatedGrant, DelegationRequest } from './delegation.js';
+
+export {
+  NEXUS_ORIGIN_FIELD,
   RESPONSE_SIGNATURE_LABEL,
   RESPONSE_SIGNATURE_TAG,
   RESPONSE_SIGNATURE_WINDOW,
   responseSignatureBase,
   responseSignatureComponents,
   responseSignatureParams,
+  verifyRelayedResponseSignature,
   verifyResponseSignature,
 } from './response-signature.js';
-export type { VerifyResponseSignatureOptions } from './response-signature.js';
+export type {
+  VerifyRelayedResponseOptions,
+  VerifyResponseSignatureOptions,
+} from './response-signature.js';
 
 export { RESERVED_SERVICE_NAMES, SERVICE_NAME, parseRoute, serviceTarget } from './route.js';
 export type { Route } from './route.js';

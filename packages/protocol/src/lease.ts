@@ -247,6 +247,12 @@ export async function verifyLease(
     if (typeof act !== 'object' || act === null || typeof act.sub !== 'string') invalid();
   }
   if (claims.nexus_task !== undefined && typeof claims.nexus_task !== 'string') invalid();
+  // A sub-lease's narrowing (spec §12.5) is read by the proxy: a malformed one is refused,
+  // never taken for "not narrowed".
+  for (const name of ['nexus_services', 'nexus_intents'] as const) {
+    const v = claims[name];
+    if (v !== undefined && !(Array.isArray(v) && v.every((x) => typeof x === 'string'))) invalid();
+  }
   const now = Math.floor((options.now ?? Date.now)() / 1000);
   const skew = options.skewSeconds ?? 30;
   if (now > (claims.exp as number) + skew) throw new NexusError('lease_expired'); // [LEASE-EXP]

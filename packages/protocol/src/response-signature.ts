@@ -20,6 +20,11 @@ export const RESPONSE_SIGNATURE_LABEL = 'nexus';
 export const RESPONSE_SIGNATURE_TAG = 'nexus-response';
 /** `expires - created` of a response signature, seconds. */
 export const RESPONSE_SIGNATURE_WINDOW = 60;
+/**
+ * The field a proxy sets on a relayed upstream answer (value `upstream`, spec §10.4), signed
+ * with it: the answer came from the upstream, through Nexus, for this request.
+ */
+export const NEXUS_ORIGIN_FIELD = 'nexus-origin';
 
 const id = (name: string, req = false): ComponentId => ({
   name,
@@ -29,14 +34,20 @@ const id = (name: string, req = false): ComponentId => ({
 /**
  * The components a Nexus response signature covers: the status, the request it answers
  * (`@method;req`, `@path;req`, `@query;req`), `Nexus-Request-Id`, and when present
- * `Nexus-Error` and the body (`content-type`, `content-digest`).
+ * `Nexus-Error`, `Nexus-Origin` and the body (`content-type`, `content-digest`). A relayed
+ * answer (`Nexus-Origin`, no `Content-Digest`: its body is streamed) covers its
+ * `content-type` when it has one, never its body.
  */
 export function responseSignatureComponents(headers: HeaderInput): ComponentId[] {
   const out = [id('@status'), id('@method', true), id('@path', true), id('@query', true)];
   out.push(id('nexus-request-id'));
   if (fieldValue(headers, 'nexus-error') !== undefined) out.push(id('nexus-error'));
+  const relayed = fieldValue(headers, NEXUS_ORIGIN_FIELD) !== undefined;
+  if (relayed) out.push(id(NEXUS_ORIGIN_FIELD));
   if (fieldValue(headers, 'content-digest') !== undefined) {
     out.push(id('content-type'), id('content-digest'));
+  } else if (relayed && fieldValue(headers, 'content-type') !== undefined) {
+    out.push(id('content-type'));
   }
   return out;
 }
@@ -81,6 +92,7 @@ export function responseSignatureBase(
 export interface VerifyResponseSignatureOptions {
   status: number;
   headers: HeaderInput;
+  /** The body of a refusal (its `Content-Digest` is checked); unused for a relayed answer. */
   body: BodyInput;
   /** The request as the agent sent it (method, absolute URL) and the nonce it signed with. */
   request: { method: string; url: string; nonce: string };
@@ -154,4 +166,48 @@ export async function verifyResponseSignature(
   if (digest === undefined ? bytes.length > 0 : false) bad();
   if (digest !== undefined) await verifyContentDigest(digest, bytes);
   return { kid };
+}
+
+/** Options of {@link verifyRelayedResponseSignature}: those of a refusal, without a body. */
+export type VerifyRelayedResponseOptions = Omit<VerifyResponseSignatureOptions, 'body'>;
+
+/**
+ * Verifies the Nexus signature of a relayed upstream answer (spec §10.4): as
+ * {@link verifyResponseSignature}, and the response carries `Nexus-Origin: upstream` and no
+ * `Nexus-Error`. The body is not covered (the proxy streams it): what the signature proves
+ * is that Nexus relayed this status and these covered fields from the service's upstream,
+ * in answer to this request.
+ *
+ * @returns the `kid` that signed it.
+ * @throws NexusError `signature_missing`, `signature_invalid`, `signature_expired`.
+ */
+export async function verifyRelayedResponseSignature(
+  options: VerifyRelayedResponseOptions,
+): Promise<{ kid: string }> {
+  const origin = fieldValue(options.headers, NEXUS_ORIGIN_FIELD);
+  const digest = fieldValue(options.headers, 'content-digest');
+  if (origin === undefined && fieldValue(options.headers, 'signature') === undefined) {
+    throw new NexusError('signature_missing');
+  }
+  if (origin !== 'upstream' || fieldValue(options.headers, 'nexus-error') !== undefined) {
+    throw new NexusError('signature_invalid');
+  }
+  // A relayed answer's Content-Digest, if any, is the upstream's and is not covered.
+  const headers =
+    digest === undefined ? options.headers : withoutField(options.headers, 'content-digest');
+  return verifyResponseSignature({ ...options, headers, body: new Uint8Array(0) });
+}
+
+function withoutField(headers: HeaderInput, name: string): HeaderInput {
+  const pairs: Array<[string, string]> = [];
+  if (Array.isArray(headers)) {
+    for (const [k, v] of headers as ReadonlyArray<readonly [string, string]>) pairs.push([k, v]);
+  } else {
+    const rec = headers as Readonly<Record<string, string | readonly string[] | undefined>>;
+    for (const [k, v] of Object.entries(rec)) {
+      if (v === undefined) continue;
+      for (const line of typeof v === 'string' ? [v] : v) pairs.push([k, line]);
+    }
+  }
+  return pairs.filter(([k]) => k.toLowerCase() !== name);
 }

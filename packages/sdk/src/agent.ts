@@ -9,6 +9,7 @@ import {
   generateAgentKey,
   isNexusError,
   signRequest,
+  verifyRelayedResponseSignature,
   verifyResponseSignature,
   type CryptoKey,
   type LeaseClaims,
@@ -38,6 +39,29 @@ export interface EnrollOptions {
   readonly now?: () => number;
   /** Called when automatic renewal fails for good (e.g. `renewal_denied`). */
   readonly onRenewalError?: (err: NexusAgentError) => void;
+  /**
+   * Accept unsigned answers from a node whose discovery document does not announce signed
+   * relayed answers (`signed_responses` without `relayed`: a node older than edition 1.1,
+   * spec §10.4). Default false: every answer of `fetch()` must carry Nexus's signature, and
+   * one without it is `response_unverified`. Has no effect on a node that announces them:
+   * there an unsigned answer is always `response_unverified`.
+   */
+  readonly acceptUnsignedResponses?: boolean;
+}
+
+/** What a sub-lease is narrowed to (spec §12.5); every member is optional. */
+export interface DelegateOptions {
+  /** Roles, a subset of the delegating lease's (default all of them). */
+  readonly roles?: string[];
+  /** Services the sub-agent may call, a subset of the delegating lease's if it has any. */
+  readonly services?: string[];
+  /**
+   * A glob every intent of the sub-agent must match (`*` any characters, case-insensitive,
+   * whole intent), in addition to the delegating lease's own patterns.
+   */
+  readonly intentPattern?: string;
+  /** Lifetime in seconds (default the node's lease TTL, never past the delegator's `exp`). */
+  readonly ttlSeconds?: number;
 }
 
 export interface AgentFetchInit {
@@ -124,16 +148,21 @@ export class NexusAgent {
   /**
    * Mints a sub-lease for a sub-agent (spec §12.5) and returns that sub-agent: a new key
    * generated here (non-extractable), a lease never wider than this one (`roles` a subset
-   * of this lease's roles, default all of them; lifetime `ttlSeconds`, default the node's
-   * lease TTL, never past this lease's `exp`), `act` naming this agent as the delegator.
-   * Revoking this lease revokes the sub-lease. A sub-lease is not renewed.
+   * of this lease's roles, default all of them; `services` a subset of this lease's
+   * delegated services, default the same; `intentPattern` added to this lease's intent
+   * patterns; lifetime `ttlSeconds`, default the node's lease TTL, never past this lease's
+   * `exp`), `act` naming this agent as the delegator. A role or service this lease lacks
+   * is `delegation_too_wide`. Revoking this lease revokes the sub-lease. A sub-lease is
+   * not renewed.
    *
    * @example
-   * const reader = await agent.delegate({ roles: ['reader'], ttlSeconds: 120 });
+   * const reader = await agent.delegate({
+   *   roles: ['reader'], services: ['github'], intentPattern: 'triage *', ttlSeconds: 120,
+   * });
    * await reader.fetch('github', '/repos/acme/app/issues', { intent: 'read for triage' });
    */
   async delegate(
-    options: { roles?: string[]; ttlSeconds?: number; keyAlgorithm?: AgentKeyAlgorithm } = {},
+    options: DelegateOptions & { keyAlgorithm?: AgentKeyAlgorithm } = {},
   ): Promise<NexusAgent> {
     const { privateKey, publicJwk } = await generateAgentKey(options.keyAlgorithm ?? 'ed25519');
     const { lease, proxyUrl } = await this.delegateKey(publicJwk, options);
@@ -153,7 +182,7 @@ export class NexusAgent {
    */
   async delegateKey(
     publicJwk: Record<string, unknown>,
-    options: { roles?: string[]; ttlSeconds?: number } = {},
+    options: DelegateOptions = {},
   ): Promise<{ lease: string; proxyUrl: string; authority: string }> {
     if (this.#closed) throw new NexusAgentError('agent_closed', 'the agent was closed');
     const url = `${this.options.authority.replace(/\/$/, '')}/v1/leases/delegate`;
@@ -165,6 +194,8 @@ export class NexusAgent {
         jwk: publicJwk,
         ...(options.roles !== undefined ? { roles: options.roles } : {}),
         ...(options.ttlSeconds !== undefined ? { ttl_seconds: options.ttlSeconds } : {}),
+        ...(options.services !== undefined ? { services: options.services } : {}),
+        ...(options.intentPattern !== undefined ? { intent_pattern: options.intentPattern } : {}),
       }),
     });
     const res = sent.res;
@@ -218,6 +249,51 @@ export class NexusAgent {
       );
     }
     return errorFromResponse(new Response(body, { status: res.status, headers: res.headers }));
+  }
+
+  /**
+   * The upstream's answer, once its Nexus signature verified (spec §10.4): `Nexus-Origin:
+   * upstream`, bound to this request's nonce, by an Authority key. Any other answer (no or a
+   * bad signature: an on-path party, or a node that does not sign) is `response_unverified`
+   * and its body is discarded, unless the node does not announce signed relayed answers and
+   * the agent was made with `acceptUnsignedResponses` (an older node).
+   */
+  async #relayed(sent: SentRequest): Promise<Response> {
+    const { res } = sent;
+    if (this.#discovered.relayedSigning !== true || this.#jwksUri === undefined) {
+      if (this.options.acceptUnsignedResponses === true) return res;
+      await res.body?.cancel();
+      throw new NexusAgentError(
+        'response_unverified',
+        'response_unverified: the node does not sign relayed answers (acceptUnsignedResponses is off)',
+        { status: 502 },
+      );
+    }
+    const verify = () =>
+      verifyRelayedResponseSignature({
+        status: res.status,
+        headers: [...res.headers],
+        request: { method: sent.method, url: sent.url, nonce: sent.nonce },
+        keys: this.#jwks,
+        now: this.options.now,
+      });
+    try {
+      try {
+        await verify();
+      } catch (err) {
+        if (!isNexusError(err) || err.code !== 'signature_invalid') throw err;
+        this.#jwks = (await fetchJwks(this.#fetch(), this.#jwksUri)) ?? this.#jwks;
+        await verify();
+      }
+    } catch (err) {
+      await res.body?.cancel();
+      throw new NexusAgentError(
+        'response_unverified',
+        'response_unverified: an answer without a valid Nexus signature was discarded',
+        { status: 502, cause: err },
+      );
+    }
+    return res;
   }
 
   /** The current lease token (not a secret on its own: useless without the key). */
@@ -360,7 +436,7 @@ export class NexusAgent {
     let sent = await this.#signedFetch(url, init);
     for (let retry = 0; ; retry++) {
       const refusal = await this.#refusal(sent);
-      if (refusal === undefined) return sent.res;
+      if (refusal === undefined) return this.#relayed(sent);
       // A proxy that has just restarted refuses signatures that could predate it (its
       // replay cache is new); a fresh signature a moment later is accepted. Nexus decides
       // this before forwarding, so the upstream has seen nothing yet. Only a verified
@@ -519,6 +595,8 @@ interface Discovered {
   readonly signatureProfile?: SignatureProfile;
   /** The node signs its refusals (`response_signature_tag`, spec §10.4). */
   readonly responseSigning?: boolean;
+  /** The node also signs relayed answers (`signed_responses` lists `relayed`, §10.4). */
+  readonly relayedSigning?: boolean;
   readonly jwksUri?: string;
   readonly jwks?: ReadonlyArray<Record<string, unknown>>;
 }
@@ -574,6 +652,7 @@ async function discover(f: typeof fetch, authority: string): Promise<Discovered>
       max_body_bytes?: unknown;
       signature_profiles?: unknown;
       response_signature_tag?: unknown;
+      signed_responses?: unknown;
       jwks_uri?: unknown;
     };
     // A node that signs its refusals: from now on an unsigned "refusal" is not its word.
@@ -587,6 +666,11 @@ async function discover(f: typeof fetch, authority: string): Promise<Discovered>
       ...(typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? { maxBodyBytes: n } : {}),
       ...(onlyV1 ? { signatureProfile: 'nexus/1' as const } : {}),
       ...(responseSigning ? { responseSigning, jwksUri: doc.jwks_uri as string } : {}),
+      ...(responseSigning &&
+      Array.isArray(doc.signed_responses) &&
+      doc.signed_responses.includes('relayed')
+        ? { relayedSigning: true }
+        : {}),
       ...(jwks ? { jwks } : {}),
     };
   } catch {

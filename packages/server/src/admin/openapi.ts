@@ -143,6 +143,7 @@ export const OPENAPI_DOCUMENT = {
             path: { type: 'string' },
             intent: { type: 'string' },
             act: { type: 'string' },
+            delegation: { type: 'array', items: { type: 'string' }, maxItems: 8 },
             at: { type: 'string', format: 'date-time' },
           },
         }),

@@ -63,6 +63,7 @@ export interface AdminDeps {
     path: string;
     intent: string;
     act?: string;
+    delegation?: string[];
     roles?: string[];
     now: number;
   }) => unknown;
@@ -154,6 +155,7 @@ const explainBody = z.strictObject({
   path: z.string().min(1).max(4096),
   intent: z.string().max(512).default(''),
   act: z.string().optional(),
+  delegation: z.array(z.string().max(64)).max(8).optional(),
   roles: z.array(z.string()).optional(),
   at: z.string().datetime().optional(),
 });
@@ -309,6 +311,7 @@ export function createAdminHandler(deps: AdminDeps) {
         path: b.path,
         intent: b.intent,
         act: b.act,
+        delegation: b.delegation,
         roles: b.roles,
         now: b.at === undefined ? clock() : Date.parse(b.at),
       });

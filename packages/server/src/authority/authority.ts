@@ -20,6 +20,9 @@ import {
   NexusError,
   RESPONSE_SIGNATURE_TAG,
   SIGNATURE_PROFILES,
+  narrowDelegation,
+  type DelegatedGrant,
+  type DelegationRequest,
   type LeaseClaims,
   type VerifiedRequest,
 } from '@nexus/protocol';
@@ -318,24 +321,11 @@ export class Authority {
     if (typeof request !== 'object' || request === null || Array.isArray(request)) {
       throw new NexusError('validation_failed', 'body is not a JSON object');
     }
-    const r = request as { jwk?: unknown; roles?: unknown; ttl_seconds?: unknown };
+    const r = request as DelegationRequest & { jwk?: unknown; ttl_seconds?: unknown };
     const publicJwk = checkAgentJwk(r.jwk);
     const parent = verified.claims;
-    const parentRoles = parent.scope.split(' ').filter((x) => x !== '');
-    let roles = parentRoles;
-    if (r.roles !== undefined) {
-      if (!Array.isArray(r.roles) || !r.roles.every((x) => typeof x === 'string')) {
-        throw new NexusError('validation_failed', 'roles must be an array of role names');
-      }
-      // MUST: never wider than the delegating lease.
-      if (!r.roles.every((x) => parentRoles.includes(x as string))) {
-        throw new NexusError(
-          'validation_failed',
-          'a sub-lease cannot have a role its parent lacks',
-        );
-      }
-      roles = [...new Set(r.roles as string[])];
-    }
+    // MUST: never wider than the delegating lease (roles, services, intent patterns).
+    const grant = narrowDelegation(parent, r);
     if (
       r.ttl_seconds !== undefined &&
       (typeof r.ttl_seconds !== 'number' ||
@@ -362,7 +352,7 @@ export class Authority {
       ttlMs,
       delegation: {
         ancestors,
-        roles,
+        grant,
         actor: { sub: parent.sub, ...(parent.act !== undefined ? { act: parent.act } : {}) },
       },
     });
@@ -424,7 +414,7 @@ export class Authority {
       ttlMs?: number;
       delegation?: {
         ancestors: string[];
-        roles: string[];
+        grant: DelegatedGrant;
         actor: { sub: string; act?: unknown };
       };
     },
@@ -451,10 +441,19 @@ export class Authority {
       exp,
       jti,
       cnf: { jwk: publicJwk as LeaseClaims['cnf']['jwk'] },
-      scope: (chain.delegation?.roles ?? agent.roles).join(' '),
+      scope: (chain.delegation?.grant.roles ?? agent.roles).join(' '),
       ...(chain.act !== undefined ? { act: { sub: chain.act } } : {}),
       ...(chain.delegation !== undefined
-        ? { act: chain.delegation.actor, nexus_delegation: chain.delegation.ancestors }
+        ? {
+            act: chain.delegation.actor,
+            nexus_delegation: chain.delegation.ancestors,
+            ...(chain.delegation.grant.services !== undefined
+              ? { nexus_services: chain.delegation.grant.services }
+              : {}),
+            ...(chain.delegation.grant.intents !== undefined
+              ? { nexus_intents: chain.delegation.grant.intents }
+              : {}),
+          }
         : {}),
       ...(chain.task !== undefined ? { nexus_task: chain.task } : {}),
     };
@@ -618,6 +617,8 @@ export class Authority {
       signature_profiles: [...SIGNATURE_PROFILES],
       // Problems are signed by a JWKS key under this tag, bound to the request (spec §10.4).
       response_signature_tag: RESPONSE_SIGNATURE_TAG,
+      // What is signed so: Nexus's own refusals and the upstream answers it relays.
+      signed_responses: ['refusal', 'relayed'],
     };
   }
 }

@@ -25,6 +25,8 @@ export interface PolicyInput {
   readonly roles: readonly string[];
   /** On whose behalf (lease `act.sub`); audited, not matched yet. */
   readonly act?: string;
+  /** A sub-lease's delegation chain (`nexus_delegation`, root first); absent or empty: none. */
+  readonly delegation?: readonly string[];
   readonly service: string;
   /** HTTP method; compared upper-case. */
   readonly method: string;
@@ -54,7 +56,7 @@ export interface PolicyDecision {
 
 /** Matcher fields, in the order they are tested. */
 export type MatchField =
-  'services' | 'agents' | 'roles' | 'methods' | 'paths' | 'mcp' | 'intent' | 'time';
+  'services' | 'agents' | 'roles' | 'delegation' | 'methods' | 'paths' | 'mcp' | 'intent' | 'time';
 
 /** Why one rule did or did not match. */
 export interface RuleExplanation {
@@ -94,6 +96,7 @@ const FAIL_REASON: Readonly<Record<MatchField, string>> = {
   services: 'service not listed',
   agents: 'agent not listed',
   roles: 'no listed role held',
+  delegation: 'delegation depth outside the range',
   methods: 'method not listed',
   paths: 'path matches no glob',
   mcp: 'MCP method, tool, resource or prompt not matched',
@@ -113,12 +116,23 @@ function compileRule(rule: PolicyRule): CompiledRule {
   const mcp = compileMcpMatch(m.mcp, rule.effect);
   const time: TimeMatcher | undefined =
     m.time === undefined ? undefined : compileTimeWindow(m.time);
+  const depth =
+    m.delegation === undefined
+      ? undefined
+      : {
+          min: m.delegation.min_depth ?? 0,
+          max: m.delegation.max_depth ?? Number.POSITIVE_INFINITY,
+        };
   return {
     rule,
     test(input) {
       if (services !== undefined && !services.has(input.service)) return 'services';
       if (agents !== undefined && !agents.has(input.agent)) return 'agents';
       if (roles !== undefined && !input.roles.some((r) => roles.has(r))) return 'roles';
+      if (depth !== undefined) {
+        const d = input.delegation?.length ?? 0;
+        if (d < depth.min || d > depth.max) return 'delegation';
+      }
       if (methods !== undefined && !methods.has(input.method.toUpperCase())) return 'methods';
       if (paths !== undefined && !paths.some((re) => re.test(input.path))) return 'paths';
       if (!mcp(input.mcp)) return 'mcp';

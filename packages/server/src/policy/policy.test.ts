@@ -467,3 +467,41 @@ describe('approve rules (issue 15)', () => {
     }
   });
 });
+
+describe('delegation matcher (issue 16, spec §12.5)', () => {
+  const policy = compilePolicy(
+    source([
+      { id: 'read', allow: { roles: ['triage'], services: ['github'] } },
+      // Sub-leases of sub-leases (depth 2 and more) may not touch slack.
+      { id: 'no-deep-slack', deny: { services: ['slack'], delegation: { min_depth: 2 } } },
+      { id: 'slack', allow: { services: ['slack'] } },
+      // Only leases that were not delegated may POST.
+      { id: 'post-root-only', deny: { methods: ['POST'], delegation: { min_depth: 1 } } },
+    ]),
+  );
+  it.each([
+    [[], 'slack', 'GET', 'allow'],
+    [['l1'], 'slack', 'GET', 'allow'],
+    [['l1', 'l2'], 'slack', 'GET', 'deny'],
+    [['l1', 'l2', 'l3'], 'slack', 'GET', 'deny'],
+    [[], 'github', 'POST', 'allow'],
+    [['l1'], 'github', 'POST', 'deny'],
+    [['l1'], 'github', 'GET', 'allow'],
+  ])('chain %j, %s %s -> %s', (delegation, service, method, decision) => {
+    expect(policy.evaluate(req({ delegation, service, method })).decision).toBe(decision);
+  });
+  it('explain names the delegation matcher', () => {
+    const e = policy.explain(req({ delegation: ['l1'], service: 'github', method: 'POST' }));
+    expect(e.rules.find((r) => r.id === 'post-root-only')?.matched).toBe(true);
+    const e0 = policy.explain(req({ service: 'github', method: 'POST' }));
+    expect(e0.rules.find((r) => r.id === 'post-root-only')).toMatchObject({
+      matched: false,
+      failed: 'delegation',
+    });
+  });
+  it('refuses a bad range at load', () => {
+    for (const delegation of [{}, { min_depth: 3, max_depth: 1 }, { max_depth: 9 }, { depth: 1 }]) {
+      expect(() => source([{ id: 'r', allow: { delegation } }])).toThrow(ConfigError);
+    }
+  });
+});

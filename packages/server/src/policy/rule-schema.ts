@@ -40,7 +40,31 @@ export interface PolicyMatch {
   readonly time?: TimeWindow;
   /** MCP methods, tools, resources, prompts (`policy/mcp-match.ts`). */
   readonly mcp?: McpMatch;
+  /**
+   * The lease's delegation chain (spec §12.5): its depth (how many leases it was delegated
+   * through; 0 for a lease that was not delegated) within `[min_depth, max_depth]`.
+   */
+  readonly delegation?: DelegationMatch;
 }
+
+/** `delegation:` of a rule: bounds on the delegation chain's depth (inclusive). */
+export interface DelegationMatch {
+  readonly min_depth?: number;
+  readonly max_depth?: number;
+}
+
+/** The deepest delegation chain (the Authority refuses deeper ones). */
+export const MAX_DELEGATION_MATCH_DEPTH = 8;
+
+const depthSchema = z.number().int().min(0).max(MAX_DELEGATION_MATCH_DEPTH);
+const delegationMatchSchema = z
+  .strictObject({ min_depth: depthSchema.optional(), max_depth: depthSchema.optional() })
+  .refine((d) => d.min_depth !== undefined || d.max_depth !== undefined, {
+    message: 'needs min_depth or max_depth',
+  })
+  .refine((d) => (d.min_depth ?? 0) <= (d.max_depth ?? MAX_DELEGATION_MATCH_DEPTH), {
+    message: 'min_depth must not exceed max_depth',
+  });
 
 /** A normalised policy rule. */
 export interface PolicyRule {
@@ -152,6 +176,7 @@ export const policyMatchSchema = z.strictObject({
     .optional(),
   time: timeSchema.optional(),
   mcp: mcpMatchSchema.optional(),
+  delegation: delegationMatchSchema.optional(),
 });
 
 /** Schema of one rule in `policies:`; parses to a {@link PolicyRule}. */

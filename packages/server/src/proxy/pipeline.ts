@@ -18,6 +18,7 @@ import { Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import {
   NexusError,
+  checkDelegatedRequest,
   isNexusError,
   safeDetail,
   verifyRequestBody,
@@ -38,6 +39,7 @@ import { discardBody, readBody } from './read-body.js';
 import { checkBody, checkQuery } from './param-names.js';
 import { createRequestVerifier } from './verify-request.js';
 import { sendProblem } from './problem.js';
+import { signRelayedHeaders } from './sign-response.js';
 import { createResponseScrubber } from './response.js';
 import { relayRedacted } from './relay.js';
 import { randomId } from '../util/ids.js';
@@ -101,6 +103,7 @@ export interface PolicyEngine {
     agent: string;
     roles: string[];
     act?: string;
+    delegation?: readonly string[];
     service: string;
     method: string;
     path: string;
@@ -330,6 +333,8 @@ export function createPipeline(deps: PipelineDeps) {
       const agent = deps.authority.agent(verified.agent);
       if (agent === undefined) throw new NexusError('lease_invalid');
       if (agent.disabled) throw new NexusError('agent_disabled');
+      // A sub-lease's delegated services and intent patterns (spec §12.5).
+      checkDelegatedRequest(verified.claims, service.name, verified.intent);
 
       body = await readBody(req, deps.maxBodyBytes);
       bodyConsumed = true;
@@ -374,6 +379,7 @@ export function createPipeline(deps: PipelineDeps) {
         agent: verified.agent,
         roles,
         act: verified.claims.act?.sub,
+        delegation: auditDelegation(verified.claims),
         service: service.name,
         method: t.method,
         path: route.path,
@@ -639,6 +645,8 @@ export function createPipeline(deps: PipelineDeps) {
       const ct = upstream.headers['content-type'];
       const source =
         t.mcp?.body(upstream.body, Array.isArray(ct) ? ct[0] : ct, scrubber.coded) ?? upstream.body;
+      // Signed as relayed from the upstream for this request (spec §10.4): one signature.
+      signRelayedHeaders(req, status, scrubber.headers, t.requestId, verified.nonce);
       try {
         res.writeHead(status, scrubber.headers);
       } catch (err) {

@@ -1,15 +1,20 @@
 /**
- * Signs the responses Nexus generates (spec §10.4): an RFC 9421 signature by the
- * Authority's active key, tagged `nexus-response`, covering the status, the request it
- * answers (`@method;req`, `@path;req`, `@query;req`), `Nexus-Request-Id`, `Nexus-Error` and
- * the body by its `Content-Digest`, bound to the request by `wimse-req-nonce`. An agent
- * (the SDK) then never acts on a "Nexus" refusal that Nexus did not make.
+ * Signs the responses Nexus sends (spec §10.4): an RFC 9421 signature by the Authority's
+ * active key, tagged `nexus-response`, covering the status, the request it answers
+ * (`@method;req`, `@path;req`, `@query;req`) and `Nexus-Request-Id`, bound to the request by
+ * `wimse-req-nonce`. A refusal also covers `Nexus-Error` and its body by `Content-Digest`;
+ * a relayed upstream answer covers `Nexus-Origin: upstream` and its `Content-Type`, not its
+ * streamed body. An agent (the SDK) then never acts on a "Nexus" refusal that Nexus did not
+ * make, and can tell an upstream's answer relayed by Nexus from anything else.
  */
 import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import {
+  NEXUS_ORIGIN_FIELD,
   RESPONSE_SIGNATURE_LABEL,
+  RESPONSE_SIGNATURE_TAG,
   SIGNATURE_TAG,
+  parseDictionary,
   parseSignatures,
   responseSignatureBase,
   responseSignatureParams,
@@ -65,36 +70,111 @@ export function signProblemHeaders(
   if (signer === undefined || req?.method === undefined || req.url?.startsWith('/') !== true) {
     return;
   }
+  headers['content-digest'] =
+    `sha-256=:${createHash('sha256').update(body, 'utf8').digest('base64')}:`;
+  const covered: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) covered[k] = String(v);
+  const fields = signatureFields(signer, req.method, req.url, status, covered, requestNonce(req));
+  if (fields === undefined) {
+    // A request target the signature base cannot carry: answered unsigned.
+    delete headers['content-digest'];
+    return;
+  }
+  headers['signature-input'] = fields.input;
+  headers['signature'] = fields.signature;
+}
+
+/**
+ * Marks a relayed upstream answer as such and signs it (spec §10.4), in `headers` (the
+ * scrubbed upstream fields, about to be written): sets `Nexus-Origin: upstream`, and adds
+ * Nexus's `Signature-Input` and `Signature` members labelled `nexus` after any of the
+ * upstream's own. The signature covers the status, the request, `Nexus-Request-Id`,
+ * `Nexus-Origin` and the upstream's `Content-Type` when it has one; nothing of the body (it
+ * is streamed after the head). One signature per response, with the nonce the pipeline
+ * already verified (no re-parsing of the request's fields).
+ */
+export function signRelayedHeaders(
+  req: IncomingMessage,
+  status: number,
+  headers: Record<string, string | string[]>,
+  requestId: string,
+  requestNonce: string,
+): void {
+  headers[NEXUS_ORIGIN_FIELD] = 'upstream';
+  if (signer === undefined || req.method === undefined || req.url?.startsWith('/') !== true) {
+    return;
+  }
+  const covered: Record<string, string> = {
+    'nexus-request-id': requestId,
+    [NEXUS_ORIGIN_FIELD]: 'upstream',
+  };
+  const ct = headers['content-type'];
+  if (ct !== undefined) covered['content-type'] = typeof ct === 'string' ? ct : ct.join(', ');
+  const fields = signatureFields(signer, req.method, req.url, status, covered, requestNonce);
+  if (fields === undefined) return;
+  // An upstream's own signature fields stay, unless they could be taken for Nexus's (a
+  // member labelled `nexus` or tagged `nexus-response`, or fields that do not parse): then
+  // both go, so that every verifier sees exactly one Nexus signature, the proxy's.
+  if (posesAsNexus(headers['signature-input']) || posesAsNexus(headers['signature'])) {
+    delete headers['signature-input'];
+    delete headers['signature'];
+  }
+  headers['signature-input'] = appendLine(headers['signature-input'], fields.input);
+  headers['signature'] = appendLine(headers['signature'], fields.signature);
+}
+
+function posesAsNexus(field: string | string[] | undefined): boolean {
+  if (field === undefined) return false;
   try {
-    const key = signer.key();
-    headers['content-digest'] =
-      `sha-256=:${createHash('sha256').update(body, 'utf8').digest('base64')}:`;
-    const stringHeaders: Record<string, string> = {};
-    for (const [k, v] of Object.entries(headers)) stringHeaders[k] = String(v);
+    const dict = parseDictionary(typeof field === 'string' ? field : field.join(', '));
+    for (const [label, member] of dict) {
+      if (label === RESPONSE_SIGNATURE_LABEL) return true;
+      if (member.params.get('tag') === RESPONSE_SIGNATURE_TAG) return true;
+    }
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+function appendLine(existing: string | string[] | undefined, line: string): string | string[] {
+  if (existing === undefined) return line;
+  return [...(typeof existing === 'string' ? [existing] : existing), line];
+}
+
+/** The `nexus` members of `Signature-Input` and `Signature`; undefined when unsignable. */
+function signatureFields(
+  s: ResponseSigner,
+  method: string,
+  url: string,
+  status: number,
+  covered: Record<string, string>,
+  requestNonce: string | undefined,
+): { input: string; signature: string } | undefined {
+  try {
+    const key = s.key();
     const params = responseSignatureParams({
-      created: Math.floor(signer.clock() / 1000),
+      created: Math.floor(s.clock() / 1000),
       nonce: randomBytes(16).toString('base64url'),
       kid: key.kid,
-      requestNonce: requestNonce(req),
+      requestNonce,
     });
     // Only the path and query of the URL are covered (@path;req, @query;req): the origin
     // is a placeholder, not the Host the client sent.
     const { base, signatureParams } = responseSignatureBase(
-      { status, headers: stringHeaders },
-      { method: req.method, url: `https://nexus.invalid${req.url}` },
+      { status, headers: covered },
+      { method, url: `https://nexus.invalid${url}` },
       params,
     );
     const signature = sign(key.alg === 'EdDSA' ? null : 'sha256', Buffer.from(base, 'utf8'), {
       key: key.privateKey,
       dsaEncoding: 'ieee-p1363',
     });
-    headers['signature-input'] = `${RESPONSE_SIGNATURE_LABEL}=${signatureParams}`;
-    headers['signature'] =
-      `${RESPONSE_SIGNATURE_LABEL}=${serializeByteSequence(new Uint8Array(signature))}`;
+    return {
+      input: `${RESPONSE_SIGNATURE_LABEL}=${signatureParams}`,
+      signature: `${RESPONSE_SIGNATURE_LABEL}=${serializeByteSequence(new Uint8Array(signature))}`,
+    };
   } catch {
-    // A request target the signature base cannot carry: answered unsigned.
-    delete headers['content-digest'];
-    delete headers['signature-input'];
-    delete headers['signature'];
+    return undefined;
   }
 }
