@@ -646,7 +646,13 @@ export function createPipeline(deps: PipelineDeps) {
       const source =
         t.mcp?.body(upstream.body, Array.isArray(ct) ? ct[0] : ct, scrubber.coded) ?? upstream.body;
       // Signed as relayed from the upstream for this request (spec §10.4): one signature.
-      signRelayedHeaders(req, status, scrubber.headers, t.requestId, verified.nonce);
+      signRelayedHeaders(
+        req,
+        status,
+        scrubber.headers,
+        t.requestId,
+        (t.verified as VerifiedRequest).nonce,
+      );
       try {
         res.writeHead(status, scrubber.headers);
       } catch (err) {
