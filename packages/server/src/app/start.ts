@@ -43,6 +43,8 @@ import { installResponseSigner } from '../proxy/sign-response.js';
 import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
 import { createConsoleHandler, isConsolePath } from '../console/handler.js';
+import { ConsoleOidc } from '../console/oidc.js';
+import { PersonTokens } from '../admin/callers.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { randomId } from '../util/ids.js';
 import { createMetrics, type NexusMetrics } from '../metrics/metrics.js';
@@ -457,7 +459,10 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       const c = connectionsOf(s.mechanic);
       if (c !== undefined) connections.set(s.name, c);
     }
+    const people = new PersonTokens();
     const admin = createAdminHandler({
+      people,
+      audit: metrics.instrumentAudit(audit),
       connections,
       store,
       authority,
@@ -518,7 +523,30 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         : undefined,
     });
     // The web console shares the admin listener and calls the admin API back through it.
-    const webConsole = createConsoleHandler({ store, adminUrl: () => adminBase, clock, logger });
+    const oidcConfig = config.admin.console.oidc;
+    const webConsole = createConsoleHandler({
+      store,
+      adminUrl: () => adminBase,
+      clock,
+      logger,
+      people,
+      oidc:
+        oidcConfig === undefined
+          ? undefined
+          : new ConsoleOidc(
+              oidcConfig,
+              async (name) => {
+                const secret = (await vault.resolve(name)).fields['client_secret'];
+                if (secret === undefined)
+                  throw new NexusError(
+                    'credential_unavailable',
+                    `credential "${name}" has no field client_secret`,
+                  );
+                return secret;
+              },
+              clock,
+            ),
+    });
     const adminServer = createServer((req, res) => {
       const handler = isConsolePath((req.url ?? '/').split('?')[0] ?? '/') ? webConsole : admin;
       handler(req, res).catch((err: unknown) => {
