@@ -569,6 +569,9 @@ async function start() {
   const s = await res.json();
   csrf = s.csrf_token;
   csrfHeader = s.csrf_header;
+  // Who is logged in and their role; the admin API enforces the role on every call.
+  if (s.user !== undefined)
+    document.getElementById('user').textContent = `${s.user.name} (${s.user.role})`;
   document.getElementById('logout').addEventListener('click', async () => {
     await fetch('/console/logout', {
       method: 'POST',

@@ -54,7 +54,10 @@ function httpUrl(what: string) {
       return z.NEVER;
     }
     if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
-      ctx.addIssue({ code: 'custom', message: `${what} must not carry credentials, a query or a fragment` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `${what} must not carry credentials, a query or a fragment`,
+      });
       return z.NEVER;
     }
     return url.href.replace(/\/$/, '');

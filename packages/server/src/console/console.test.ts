@@ -30,7 +30,11 @@ describe('ConsoleSessions', () => {
 
   it('forgets a deleted session, refuses unknown ids and keeps at most `max`', () => {
     const ended: string[] = [];
-    const s = new ConsoleSessions(() => 0, { max: 2 }, (x) => ended.push(x.bearer));
+    const s = new ConsoleSessions(
+      () => 0,
+      { max: 2 },
+      (x) => ended.push(x.bearer),
+    );
     const a = s.create('nxo_a', ADMIN);
     const b = s.create('nxo_b', ADMIN);
     const c = s.create('nxo_c', ADMIN);

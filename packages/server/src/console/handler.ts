@@ -194,7 +194,11 @@ export function createConsoleHandler(options: ConsoleOptions) {
       );
       return;
     }
-    const { id } = sessions.create(token, { type: 'operator_token', name: row.name, role: 'admin' });
+    const { id } = sessions.create(token, {
+      type: 'operator_token',
+      name: row.name,
+      role: 'admin',
+    });
     options.logger.info({ operator: row.name }, 'console login');
     res.setHeader('set-cookie', cookie(req, id, sessions.maxAgeSeconds));
     redirect(res, `${CONSOLE_PREFIX}/`);
@@ -252,7 +256,11 @@ export function createConsoleHandler(options: ConsoleOptions) {
       return;
     }
     const bearer = options.people.issue(person);
-    const { id } = sessions.create(bearer, { type: 'person', name: person.name, role: person.role });
+    const { id } = sessions.create(bearer, {
+      type: 'person',
+      name: person.name,
+      role: person.role,
+    });
     options.logger.info({ person: person.name, role: person.role }, 'console login');
     res.setHeader('set-cookie', [clearFlow, cookie(req, id, sessions.maxAgeSeconds)]);
     // A page of our own origin moves on to the console: a SameSite=Strict cookie set in
@@ -359,7 +367,11 @@ export function createConsoleHandler(options: ConsoleOptions) {
           res,
           200,
           'application/json',
-          JSON.stringify({ csrf_token: session.csrf, csrf_header: CSRF_HEADER, user: session.user }),
+          JSON.stringify({
+            csrf_token: session.csrf,
+            csrf_header: CSRF_HEADER,
+            user: session.user,
+          }),
         );
       }
       if (path.startsWith(`${CONSOLE_PREFIX}/static/`)) {

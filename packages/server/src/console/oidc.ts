@@ -116,7 +116,10 @@ export class ConsoleOidc {
     url.searchParams.set('scope', this.#config.scopes.join(' '));
     url.searchParams.set('state', flow.state);
     url.searchParams.set('nonce', flow.nonce);
-    url.searchParams.set('code_challenge', await oauth.calculatePKCECodeChallenge(flow.codeVerifier));
+    url.searchParams.set(
+      'code_challenge',
+      await oauth.calculatePKCECodeChallenge(flow.codeVerifier),
+    );
     url.searchParams.set('code_challenge_method', 'S256');
     return url.href;
   }
@@ -138,7 +141,9 @@ export class ConsoleOidc {
       const as = await this.#server();
       const client = this.#client;
       const params = oauth.validateAuthResponse(as, client, query, flow.state);
-      const auth = oauth.ClientSecretBasic(await this.#secret(this.#config.client_secret_credential));
+      const auth = oauth.ClientSecretBasic(
+        await this.#secret(this.#config.client_secret_credential),
+      );
       const res = await oauth.authorizationCodeGrantRequest(
         as,
         client,
