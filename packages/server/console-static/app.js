@@ -290,6 +290,77 @@ const pages = {
     );
   },
 
+  async limits(view) {
+    const body = el('tbody', {});
+    view.append(
+      el('h2', {}, 'Limits'),
+      el(
+        'p',
+        { class: 'muted' },
+        'Rate limits and budgets from the limits section of nexus.yaml, with the live ' +
+          'counters of every agent or service that used some of them in the current window.',
+      ),
+      table(['Limit', 'Matches', 'Per', 'Caps', 'Live counters'], body),
+    );
+    const match = (m) =>
+      [
+        m.agents && `agents ${m.agents.join(', ')}`,
+        m.roles && `roles ${m.roles.join(', ')}`,
+        m.services && `services ${m.services.join(', ')}`,
+      ]
+        .filter(Boolean)
+        .join('; ') || 'every request';
+    const caps = (l) =>
+      [
+        l.requests && `${l.requests.max} requests / ${l.requests.window_seconds}s`,
+        l.concurrent && `${l.concurrent} in flight`,
+        l.bytes && `${l.bytes.max} bytes / ${l.bytes.window_seconds}s`,
+      ]
+        .filter(Boolean)
+        .join(', ');
+    const counter = (c) => {
+      const parts = [
+        c.requests && `${c.requests.used}/${c.requests.max} requests`,
+        c.concurrent && `${c.concurrent.in_flight}/${c.concurrent.max} in flight`,
+        c.bytes && `${c.bytes.used}/${c.bytes.max} bytes`,
+      ].filter(Boolean);
+      const full =
+        (c.requests && c.requests.used >= c.requests.max) ||
+        (c.bytes && c.bytes.used >= c.bytes.max);
+      return el(
+        'div',
+        { 'data-subject': c.subject, class: full ? 'bad' : undefined },
+        `${c.subject}: ${parts.join(', ')}`,
+      );
+    };
+    const load = async () => {
+      const { limits } = await call('GET', '/v1/limits');
+      body.replaceChildren(
+        ...limits.map((l) =>
+          el(
+            'tr',
+            { 'data-limit': l.id },
+            el('td', {}, l.id, l.description ? el('div', { class: 'muted' }, l.description) : ''),
+            el('td', {}, match(l.match)),
+            el('td', {}, l.per),
+            el('td', {}, caps(l)),
+            el(
+              'td',
+              {},
+              l.counters.length === 0
+                ? el('span', { class: 'muted' }, 'nothing counted yet')
+                : l.counters.map(counter),
+            ),
+          ),
+        ),
+      );
+    };
+    await load();
+    timer = setInterval(() => {
+      load().catch((e) => status(String(e.message ?? e)));
+    }, 2000);
+  },
+
   async approvals(view) {
     const body = el('tbody', {});
     const count = el('h2', {}, 'Pending approvals');

@@ -126,6 +126,7 @@ export const OPENAPI_DOCUMENT = {
     },
     '/v1/authority/rotate-key': { post: op('Rotate the Authority signing key') },
     '/v1/services': { get: op('List configured services') },
+    '/v1/limits': { get: op('Configured limits with their live counters') },
     '/v1/config/reload': {
       post: op('Re-read nexus.yaml: services, agents and policies apply to the next request'),
     },

@@ -83,6 +83,8 @@ export interface AdminDeps {
   readonly status?: () => Promise<unknown>;
   /** Requests held for approval (`/v1/approvals`). */
   readonly approvals?: ApprovalQueue;
+  /** `GET /v1/limits`: configured limits and live counters (limits/view.ts). */
+  readonly limits?: () => Promise<unknown>;
   /** Person tokens the console mints at OIDC login (admin/callers.ts). */
   readonly people?: PersonTokens;
   /** Appends an admin action's audit record (durable when it resolves). */
@@ -291,6 +293,10 @@ export function createAdminHandler(deps: AdminDeps) {
     route('POST', '/v1/authority/rotate-key', async () => deps.rotateSigningKey()),
 
     route('GET', '/v1/services', async () => ({ services: deps.services() })),
+    route('GET', '/v1/limits', async () => {
+      if (deps.limits === undefined) throw new NexusError('not_found');
+      return deps.limits();
+    }),
     route('POST', '/v1/config/reload', async () => {
       if (deps.reload === undefined) throw new NexusError('method_not_allowed');
       return deps.reload();

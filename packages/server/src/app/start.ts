@@ -57,6 +57,7 @@ import { combineObservers } from '../proxy/observe.js';
 import { nodeStatus } from './status.js';
 import { ApprovalQueue } from '../approvals/queue.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
+import { limitsView } from '../limits/view.js';
 import { RedisLimitCounterStore } from '../limits/redis-counter-store.js';
 
 export interface StartOptions {
@@ -384,6 +385,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       shared.replay === undefined ? await restoreReplayState(store, memoryReplay, startedAt) : 0;
     // Requests held by `approve` rules; in memory: a node that stops ends them.
     const approvals = new ApprovalQueue({ clock });
+    // Counters shared by the cluster through Redis when `redis:` is configured, else in
+    // this process.
+    const limitStore =
+      shared.redis !== undefined && config.redis !== undefined
+        ? new RedisLimitCounterStore(shared.redis, config.redis.key_prefix)
+        : new MemoryLimitCounterStore();
     metrics.approvalsPending(() => approvals.list().length);
     const pipeline = createPipeline({
       publicUrl,
@@ -405,14 +412,9 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       observer: config.log.access
         ? combineObservers(metrics.observer, accessLog(logger))
         : metrics.observer,
-      // Counters shared by the cluster through Redis when `redis:` is configured, else
-      // in this process.
       limits: createLimiter({
         rules: () => current.limits,
-        store:
-          shared.redis !== undefined && config.redis !== undefined
-            ? new RedisLimitCounterStore(shared.redis, config.redis.key_prefix)
-            : new MemoryLimitCounterStore(),
+        store: limitStore,
         clock,
         onRefused: (limit, kind) => metrics.limitRefused(limit, kind),
       }),
@@ -462,6 +464,14 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const people = new PersonTokens();
     const admin = createAdminHandler({
       people,
+      limits: () =>
+        limitsView({
+          rules: current.limits,
+          store: limitStore,
+          agents: authority.listAgents(),
+          services: Object.keys(current.services),
+          now: clock(),
+        }),
       audit: metrics.instrumentAudit(audit),
       connections,
       store,

@@ -16,6 +16,7 @@ const ALLOWED: readonly (readonly [string, RegExp])[] = [
   ['POST', /^\/v1\/leases\/[^/]+\/revoke$/],
   ['GET', /^\/v1\/services$/],
   ['GET', /^\/v1\/credentials$/],
+  ['GET', /^\/v1\/limits$/],
   ['POST', /^\/v1\/policy\/explain$/],
   ['GET', /^\/v1\/audit$/],
   ['GET', /^\/v1\/audit\/verify$/],
