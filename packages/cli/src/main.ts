@@ -214,6 +214,7 @@ export function buildProgram(
           config,
           logger,
           reloadConfig: () => configFrom(opts.config, env),
+          configFile: resolve(opts.config),
         });
         out(`Nexus proxy and Authority listening on ${node.proxyUrl}\n`);
         out(`Nexus admin API listening on ${node.adminUrl}\n`);

@@ -162,10 +162,74 @@ const pages = {
   },
 
   async services(view) {
-    const [{ services }, { credentials }] = await Promise.all([
+    const [{ services }, { credentials }, { presets }] = await Promise.all([
       call('GET', '/v1/services'),
       call('GET', '/v1/credentials'),
+      call('GET', '/v1/presets'),
     ]);
+    const form = el(
+      'form',
+      {
+        class: 'inline',
+        id: 'add-service',
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const f = new window.FormData(form);
+          const vars = {};
+          for (const pair of String(f.get('vars') ?? '').split(/[\s,]+/)) {
+            const i = pair.indexOf('=');
+            if (i > 0) vars[pair.slice(0, i)] = pair.slice(i + 1);
+          }
+          try {
+            const r = await call('POST', '/v1/services', {
+              name: f.get('name'),
+              preset: f.get('preset'),
+              ...(f.get('credential') ? { credential: f.get('credential') } : {}),
+              ...(f.get('upstream') ? { upstream: f.get('upstream') } : {}),
+              ...(Object.keys(vars).length > 0 ? { vars } : {}),
+            });
+            await show();
+            status(
+              `Added service ${r.service} (${r.preset}). Set its credential "${r.credential}" ` +
+                `(fields ${r.credential_fields.join(', ')}) with nexus credential set, then ` +
+                `allow agents to use it in a policy.`,
+            );
+          } catch (e) {
+            status(String(e.message ?? e));
+          }
+        },
+      },
+      el(
+        'label',
+        {},
+        'Preset',
+        el(
+          'select',
+          { name: 'preset' },
+          presets.map((p) => el('option', { value: p.id }, `${p.id} (${p.name})`)),
+        ),
+      ),
+      el('label', {}, 'Name', el('input', { name: 'name', required: true, size: 12 })),
+      el(
+        'label',
+        {},
+        'Credential',
+        el('input', { name: 'credential', placeholder: 'default: the name', size: 14 }),
+      ),
+      el(
+        'label',
+        {},
+        'Upstream',
+        el('input', { name: 'upstream', placeholder: "default: the preset's", size: 22 }),
+      ),
+      el(
+        'label',
+        {},
+        'Variables',
+        el('input', { name: 'vars', placeholder: 'region=eu-west-1', size: 16 }),
+      ),
+      el('button', { type: 'submit' }, 'Add service'),
+    );
     const byName = new Map(credentials.map((c) => [c.name, c]));
     const health = (name) => {
       if (name === undefined) return el('span', { class: 'muted' }, 'none needed');
@@ -190,6 +254,14 @@ const pages = {
           ),
         ),
       ),
+      el('h3', {}, 'Add a service from a preset'),
+      el(
+        'p',
+        { class: 'muted' },
+        'Writes the service into nexus.yaml and reloads the node. The credential is set ' +
+          'apart (nexus credential set): no value goes through the console.',
+      ),
+      form,
       el('h3', {}, 'Credentials in the vault'),
       el('p', { class: 'muted' }, 'Names and field names only: values are never shown.'),
       table(

@@ -54,6 +54,7 @@ const ROUTE_ROLES: readonly (readonly [string, RegExp, ConsoleRole, string | und
   ['POST', /^\/v1\/vault\/rotate-master-key$/, 'admin', 'vault.rotate_master_key'],
   ['POST', /^\/v1\/authority\/rotate-key$/, 'admin', 'authority.rotate_key'],
   ['POST', /^\/v1\/config\/reload$/, 'admin', 'config.reload'],
+  ['POST', /^\/v1\/services$/, 'admin', 'service.add'],
 ];
 
 /**

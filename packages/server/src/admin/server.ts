@@ -25,6 +25,7 @@ import type { ApprovalQueue } from '../approvals/queue.js';
 import type { ChainRecord } from '../audit/chain.js';
 import { checkRole, type Caller, type PersonTokens } from './callers.js';
 import { actionRecord } from './action-audit.js';
+import { serviceRoutes, type AddServiceInput } from './services.js';
 import {
   createMetricsEndpoint,
   METRICS_PATH,
@@ -83,6 +84,8 @@ export interface AdminDeps {
   readonly status?: () => Promise<unknown>;
   /** Requests held for approval (`/v1/approvals`). */
   readonly approvals?: ApprovalQueue;
+  /** `POST /v1/services`: adds a service from a preset to nexus.yaml and reloads. */
+  readonly addService?: (input: AddServiceInput) => Promise<unknown>;
   /** `GET /v1/limits`: configured limits and live counters (limits/view.ts). */
   readonly limits?: () => Promise<unknown>;
   /** Person tokens the console mints at OIDC login (admin/callers.ts). */
@@ -360,6 +363,7 @@ export function createAdminHandler(deps: AdminDeps) {
     ...connectionRoutes(deps.connections ?? new Map()).map((r) =>
       route(r.method, r.path, r.handler, r.public),
     ),
+    ...serviceRoutes(deps.addService).map((r) => route(r.method, r.path, r.handler)),
     ...approvalRoutes(deps.approvals).map((r) => route(r.method, r.path, r.handler)),
   ];
 

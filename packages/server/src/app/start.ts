@@ -4,6 +4,7 @@
  * store -> vault -> authority -> policy -> mechanics -> audit -> proxy and admin listeners.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
@@ -58,6 +59,10 @@ import { nodeStatus } from './status.js';
 import { ApprovalQueue } from '../approvals/queue.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
 import { limitsView } from '../limits/view.js';
+import { diffConfig, type ConfigDiff } from './config-diff.js';
+import { getPreset } from '../presets/presets.js';
+import { addServiceToConfigText, renderPresetService } from '../presets/apply.js';
+import type { AddServiceInput } from '../admin/services.js';
 import { RedisLimitCounterStore } from '../limits/redis-counter-store.js';
 
 export interface StartOptions {
@@ -72,6 +77,11 @@ export interface StartOptions {
    * Without it the node cannot reload.
    */
   readonly reloadConfig?: () => Promise<Config>;
+  /**
+   * Absolute path of nexus.yaml, for `POST /v1/services` (a service added from a preset is
+   * written into it, then reloaded). Without it (or `reloadConfig`) the route is refused.
+   */
+  readonly configFile?: string;
 }
 
 /** What a reload applied, and which changed sections only take effect on a restart. */
@@ -80,6 +90,8 @@ export interface ReloadResult {
   readonly agents: number;
   readonly policy_hash: string;
   readonly restart_required: string[];
+  /** What changed against the running configuration (app/config-diff.ts). */
+  readonly changes: ConfigDiff;
 }
 
 export interface RunningNexus {
@@ -503,6 +515,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           config.master_key.source === 'file' ? generateMasterKey() : undefined,
         ),
       reload: () => reload(),
+      addService: (input) => addService(input),
       rotateSigningKey: async () => {
         const key = await authority.keys.rotate(
           config.authority.signing_alg,
@@ -612,6 +625,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       if (options.reloadConfig === undefined)
         throw new NexusError('internal_error', 'reload not available');
       const next = await options.reloadConfig();
+      const changes = diffConfig(current, next);
       const nextPolicy = compilePolicy(next);
       const restartRequired = Object.keys(next).filter(
         (k) =>
@@ -647,6 +661,37 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         agents: Object.keys(next.agents).length,
         policy_hash: policy.hash,
         restart_required: restartRequired,
+        changes,
+      };
+    }
+
+    /** Writes a service from a preset into nexus.yaml and reloads; undone if the reload fails. */
+    async function addService(input: AddServiceInput): Promise<unknown> {
+      const file = options.configFile;
+      if (file === undefined || options.reloadConfig === undefined)
+        throw new NexusError('method_not_allowed', 'this node does not know its config file');
+      const preset = getPreset(input.preset);
+      if (preset === undefined) throw new NexusError('not_found', 'no such preset');
+      const entry = renderPresetService(preset, {
+        credential: input.credential ?? input.name,
+        upstream: input.upstream,
+        vars: input.vars,
+      });
+      const before = await readFile(file, 'utf8');
+      await writeFile(file, addServiceToConfigText(before, input.name, entry));
+      try {
+        await reload();
+      } catch (err) {
+        // MUST: a file the node cannot load is not left behind.
+        await writeFile(file, before);
+        throw err;
+      }
+      return {
+        service: input.name,
+        preset: preset.id,
+        entry,
+        credential: input.credential ?? input.name,
+        credential_fields: preset.fields.map((f) => f.name),
       };
     }
     return {

@@ -17,6 +17,10 @@ const ALLOWED: readonly (readonly [string, RegExp])[] = [
   ['GET', /^\/v1\/services$/],
   ['GET', /^\/v1\/credentials$/],
   ['GET', /^\/v1\/limits$/],
+  // A service from a preset: its answer is the entry written (upstream, mechanic, the
+  // credential's name and field names), never a value; it takes none.
+  ['GET', /^\/v1\/presets$/],
+  ['POST', /^\/v1\/services$/],
   ['POST', /^\/v1\/policy\/explain$/],
   ['GET', /^\/v1\/audit$/],
   ['GET', /^\/v1\/audit\/verify$/],

@@ -142,6 +142,9 @@ describe('console roles (issue 15)', () => {
     ['PUT', '/v1/credentials/gh', 'admin'],
     ['POST', '/v1/agents/bot/enrollment-tokens', 'admin'],
     ['POST', '/v1/config/reload', 'admin'],
+    ['POST', '/v1/services', 'admin'],
+    ['GET', '/v1/presets', 'viewer'],
+    ['GET', '/v1/limits', 'viewer'],
     ['POST', '/v1/some/future/route', 'admin'],
     ['DELETE', '/v1/anything', 'admin'],
   ])('%s %s needs %s', (method, path, need) => {
