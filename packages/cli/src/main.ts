@@ -35,6 +35,8 @@ import {
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
 import { DEFAULT_AUTHORITY, enrollmentFileJson, runAsAgent } from './run.js';
 import { registerMcp } from './commands/mcp.js';
+import { registerCompletion } from './commands/completion.js';
+import { reloadDiffText } from './commands/reload-diff.js';
 import { startEchoServer } from './echo-server.js';
 import { readStdin, parseFields } from './input.js';
 import { printTable } from './output.js';
@@ -543,6 +545,7 @@ export function buildProgram(
       .option('--all', 'revoke every lease (kill switch)')
       .option('--json', 'JSON output')
       // A lease id is base64url and may start with `-`: it is the id, not an unknown option.
+      // One that starts like a known option (`-c...`) needs `--` before it (see the example).
       .allowUnknownOption()
       .action(
         async (
@@ -569,7 +572,7 @@ export function buildProgram(
           print(r, !!opts.json, () => out('Revoked.\n'));
         },
       ),
-    'nexus lease revoke 3q2-Xyz...\nnexus lease revoke --agent triage-bot\nnexus lease revoke --all',
+    'nexus lease revoke 3q2-Xyz...\nnexus lease revoke -- -cQ2Xyz...   # an id that starts with -\nnexus lease revoke --agent triage-bot\nnexus lease revoke --all',
   );
 
   // ---- vault -------------------------------------------------------------------------------------
@@ -790,6 +793,7 @@ export function buildProgram(
   );
 
   registerMcp(program, env, (l) => err(l + '\n'), out);
+  registerCompletion(program, out);
 
   // ---- policy -------------------------------------------------------------------------------------
   const policy = program
@@ -1165,9 +1169,11 @@ export function buildProgram(
           agents: number;
           policy_hash: string;
           restart_required: string[];
+          changes?: Record<string, { added: string[]; removed: string[]; changed: string[] }>;
         }>('POST', '/v1/config/reload');
         print(r, !!opts.json, () => {
           out(`Reloaded: ${r.services} services, ${r.agents} agents, policy ${r.policy_hash}\n`);
+          out(reloadDiffText(r.changes));
           if (r.restart_required.length > 0) {
             out(
               `Changed sections that apply only after a restart: ${r.restart_required.join(', ')}\n`,
