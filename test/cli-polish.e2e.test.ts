@@ -135,10 +135,14 @@ describe('lease ids and reload against a running node (issue 15)', () => {
     expect(unchanged.code).toBe(0);
     expect(unchanged.stdout).toContain('No change to services, agents, policies or limits.');
 
-    const config = parse(await readFile(node.configPath, 'utf8')) as Record<string, any>;
+    const config = parse(await readFile(node.configPath, 'utf8')) as {
+      services: Record<string, Record<string, unknown>>;
+      agents: Record<string, unknown>;
+      policies: unknown[];
+    };
     config.services.added = { upstream: upstream.url, auth: { type: 'none' } };
     delete config.services.old;
-    config.services.echo.timeouts = { headers: '10s' };
+    (config.services.echo as Record<string, unknown>).timeouts = { headers: '10s' };
     config.agents.helper = { roles: [] };
     config.policies.push({ id: 'write', allow: { roles: ['writer'], methods: ['POST'] } });
     await writeFile(node.configPath, stringify(config));

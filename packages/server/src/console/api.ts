@@ -4,6 +4,7 @@
  * MUST: only routes whose answers never hold a secret are here. Left out on purpose:
  * enrollment tokens (their answer is the token), credential writes and rotations (values
  * go in), key rotations, config reload, audit export and checkpoints (the CLI's job).
+ * The admin API enforces the session's role on each of them (admin/callers.ts).
  */
 
 /** The allowed admin routes: method and path (segments are one `[^/]+` each). */
