@@ -484,7 +484,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           services: Object.keys(current.services),
           now: clock(),
         }),
-      audit: metrics.instrumentAudit(audit),
+      // Not instrumented: the append histogram's `kind` is request or outcome.
+      audit,
       connections,
       store,
       authority,
