@@ -269,6 +269,12 @@ describe('console OIDC login and roles (issue 15)', () => {
     const c = (await page.context().cookies()).find((x) => x.name === 'nexus_console');
     expect(c?.httpOnly).toBe(true);
     expect(c?.sameSite).toBe('Strict');
+    // An operator's page offers revoking, not adding a service (admin).
+    await page.waitForSelector('tr[data-agent="bot"]');
+    expect(await page.isDisabled('tr[data-agent="bot"] button:has-text("Disable")')).toBe(false);
+    await page.goto(`${node.adminUrl}/console/#services`);
+    await page.waitForSelector('#add-service');
+    expect(await page.isDisabled('#add-service button[type=submit]')).toBe(true);
     expect(errors).toEqual([]);
   });
 });

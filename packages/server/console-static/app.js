@@ -7,6 +7,10 @@ const API = '/console/api';
 let csrf = '';
 let csrfHeader = 'x-nexus-csrf';
 let timer;
+/** The session's role; buttons it may not use are disabled (the admin API enforces it). */
+let role = 'admin';
+const ROLES = ['viewer', 'operator', 'admin'];
+const may = (need) => ROLES.indexOf(role) >= ROLES.indexOf(need);
 
 /** Creates an element; children are nodes or text. */
 function el(tag, attrs = {}, ...children) {
@@ -50,11 +54,14 @@ async function call(method, path, body) {
 
 /** Runs an action from a button, then redraws the page. */
 function action(label, fn, { danger = false, confirmText } = {}) {
+  // Every action button revokes, disables, approves, denies or connects: operator.
   return el(
     'button',
     {
       type: 'button',
       class: danger ? 'danger' : 'secondary',
+      disabled: !may('operator'),
+      title: may('operator') ? undefined : 'needs the operator role',
       onclick: async () => {
         if (confirmText !== undefined && !confirm(confirmText)) return;
         try {
@@ -228,7 +235,15 @@ const pages = {
         'Variables',
         el('input', { name: 'vars', placeholder: 'region=eu-west-1', size: 16 }),
       ),
-      el('button', { type: 'submit' }, 'Add service'),
+      el(
+        'button',
+        {
+          type: 'submit',
+          disabled: !may('admin'),
+          title: may('admin') ? undefined : 'needs the admin role',
+        },
+        'Add service',
+      ),
     );
     const byName = new Map(credentials.map((c) => [c.name, c]));
     const health = (name) => {
@@ -528,7 +543,7 @@ const pages = {
         ),
       ),
       el('label', {}, 'Principal', el('input', { name: 'principal', required: true })),
-      el('button', { type: 'submit', disabled: oauth.length === 0 }, 'Connect'),
+      el('button', { type: 'submit', disabled: oauth.length === 0 || !may('operator') }, 'Connect'),
     );
     view.append(
       el('h2', {}, 'OAuth connections'),
@@ -713,8 +728,10 @@ async function start() {
   csrf = s.csrf_token;
   csrfHeader = s.csrf_header;
   // Who is logged in and their role; the admin API enforces the role on every call.
-  if (s.user !== undefined)
+  if (s.user !== undefined) {
+    role = s.user.role;
     document.getElementById('user').textContent = `${s.user.name} (${s.user.role})`;
+  }
   document.getElementById('logout').addEventListener('click', async () => {
     await fetch('/console/logout', {
       method: 'POST',
