@@ -188,7 +188,8 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
   const configPath = join(dir, 'nexus.yaml');
   await writeFile(configPath, stringify(config));
   const proxyUrl = `http://127.0.0.1:${proxyPort}`;
-  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  // `overrides.admin.listen` may name the port (a test that must know it before the start).
+  const adminUrl = `http://${(config.admin as { listen: string }).listen}`;
 
   let log = '';
   let child!: ChildProcess;

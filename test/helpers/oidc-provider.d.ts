@@ -15,6 +15,7 @@ declare module 'oidc-provider' {
 
   interface GrantInstance {
     addOIDCScope(scope: string): void;
+    addOIDCClaims(claims: string[]): void;
     addResourceScope(resource: string, scope: string): void;
     save(): Promise<string>;
     destroy(): Promise<void>;

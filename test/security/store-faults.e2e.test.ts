@@ -266,14 +266,15 @@ describe('a store file deleted or replaced under the running node (issue 10)', (
     const failed = await logged(node, (l) => l.msg === 'audit write failed');
     expect(causeCodes(failed.err)).toEqual(['audit_unavailable', 'store_unavailable']);
 
-    // Main-thread writes refuse too.
+    // Admin writes refuse too: their audit record (written before the action, issue 15)
+    // cannot be written, so the action is not carried out.
     const token = await node.admin<{ code?: string }>(
       'POST',
       '/v1/agents/bot/enrollment-tokens',
       {},
     );
     expect(token.status).toBe(503);
-    expect(token.body.code).toBe('store_unavailable');
+    expect(token.body.code).toBe('audit_unavailable');
     // Still nothing forwarded, however often it is asked.
     expect((await attack(node, agent, '/echo/again')).code).toBe('audit_unavailable');
     expect(upstream.requests).toHaveLength(0);

@@ -36,6 +36,8 @@ import {
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
 import { DEFAULT_AUTHORITY, enrollmentFileJson, runAsAgent } from './run.js';
 import { registerMcp } from './commands/mcp.js';
+import { registerCompletion } from './commands/completion.js';
+import { reloadDiffText } from './commands/reload-diff.js';
 import { startEchoServer } from './echo-server.js';
 import { readStdin, parseFields } from './input.js';
 import { printTable } from './output.js';
@@ -215,6 +217,7 @@ export function buildProgram(
           config,
           logger,
           reloadConfig: () => configFrom(opts.config, env),
+          configFile: resolve(opts.config),
         });
         out(`Nexus proxy and Authority listening on ${node.proxyUrl}\n`);
         out(`Nexus admin API listening on ${node.adminUrl}\n`);
@@ -543,6 +546,7 @@ export function buildProgram(
       .option('--all', 'revoke every lease (kill switch)')
       .option('--json', 'JSON output')
       // A lease id is base64url and may start with `-`: it is the id, not an unknown option.
+      // One that starts like a known option (`-c...`) needs `--` before it (see the example).
       .allowUnknownOption()
       .action(
         async (
@@ -569,7 +573,7 @@ export function buildProgram(
           print(r, !!opts.json, () => out('Revoked.\n'));
         },
       ),
-    'nexus lease revoke 3q2-Xyz...\nnexus lease revoke --agent triage-bot\nnexus lease revoke --all',
+    'nexus lease revoke 3q2-Xyz...\nnexus lease revoke -- -cQ2Xyz...   # an id that starts with -\nnexus lease revoke --agent triage-bot\nnexus lease revoke --all',
   );
 
   // ---- vault -------------------------------------------------------------------------------------
@@ -810,6 +814,7 @@ export function buildProgram(
   );
 
   registerMcp(program, env, (l) => err(l + '\n'), out);
+  registerCompletion(program, out);
 
   // ---- policy -------------------------------------------------------------------------------------
   const policy = program
@@ -1200,9 +1205,11 @@ export function buildProgram(
               result?: { services?: number; policy_hash?: string };
             }[];
           };
+          changes?: Record<string, { added: string[]; removed: string[]; changed: string[] }>;
         }>('POST', '/v1/config/reload');
         print(r, !!opts.json, () => {
           out(`Reloaded: ${r.services} services, ${r.agents} agents, policy ${r.policy_hash}\n`);
+          out(reloadDiffText(r.changes));
           // A cluster: every other node re-read its own nexus.yaml and answered.
           const c = r.cluster;
           if (c !== undefined) {

@@ -35,6 +35,7 @@ export type ErrorCode =
   | 'approval_denied'
   | 'approval_timeout'
   | 'forbidden'
+  | 'role_forbidden'
   | 'host_unowned'
   | 'host_mismatch'
   | 'not_found'
@@ -149,6 +150,11 @@ export const ERROR_CODES: Readonly<Record<ErrorCode, ErrorCodeInfo>> = Object.fr
     'the request held for approval was not approved in time',
   ),
   forbidden: row(403, 'Forbidden', 'admin: not allowed'),
+  role_forbidden: row(
+    403,
+    'Role forbidden',
+    "admin: the caller's console role (viewer, operator) does not allow this action",
+  ),
   host_unowned: row(403, 'Host unowned', 'forward proxy: no service owns this host'),
   host_mismatch: row(421, 'Host mismatch', 'forward proxy: Host is not the tunnel host'),
   not_found: row(404, 'Not found', 'admin resource not found'),

@@ -7,6 +7,10 @@ const API = '/console/api';
 let csrf = '';
 let csrfHeader = 'x-nexus-csrf';
 let timer;
+/** The session's role; buttons it may not use are disabled (the admin API enforces it). */
+let role = 'admin';
+const ROLES = ['viewer', 'operator', 'admin'];
+const may = (need) => ROLES.indexOf(role) >= ROLES.indexOf(need);
 
 /** Creates an element; children are nodes or text. */
 function el(tag, attrs = {}, ...children) {
@@ -50,11 +54,14 @@ async function call(method, path, body) {
 
 /** Runs an action from a button, then redraws the page. */
 function action(label, fn, { danger = false, confirmText } = {}) {
+  // Every action button revokes, disables, approves, denies or connects: operator.
   return el(
     'button',
     {
       type: 'button',
       class: danger ? 'danger' : 'secondary',
+      disabled: !may('operator'),
+      title: may('operator') ? undefined : 'needs the operator role',
       onclick: async () => {
         if (confirmText !== undefined && !confirm(confirmText)) return;
         try {
@@ -162,10 +169,82 @@ const pages = {
   },
 
   async services(view) {
-    const [{ services }, { credentials }] = await Promise.all([
+    const [{ services }, { credentials }, { presets }] = await Promise.all([
       call('GET', '/v1/services'),
       call('GET', '/v1/credentials'),
+      call('GET', '/v1/presets'),
     ]);
+    const form = el(
+      'form',
+      {
+        class: 'inline',
+        id: 'add-service',
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const f = new window.FormData(form);
+          const vars = {};
+          for (const pair of String(f.get('vars') ?? '').split(/[\s,]+/)) {
+            const i = pair.indexOf('=');
+            if (i > 0) vars[pair.slice(0, i)] = pair.slice(i + 1);
+          }
+          try {
+            const r = await call('POST', '/v1/services', {
+              name: f.get('name'),
+              preset: f.get('preset'),
+              ...(f.get('credential') ? { credential: f.get('credential') } : {}),
+              ...(f.get('upstream') ? { upstream: f.get('upstream') } : {}),
+              ...(Object.keys(vars).length > 0 ? { vars } : {}),
+            });
+            await show();
+            status(
+              `Added service ${r.service} (${r.preset}). Set its credential "${r.credential}" ` +
+                `(fields ${r.credential_fields.join(', ')}) with nexus credential set, then ` +
+                `allow agents to use it in a policy.`,
+            );
+          } catch (e) {
+            status(String(e.message ?? e));
+          }
+        },
+      },
+      el(
+        'label',
+        {},
+        'Preset',
+        el(
+          'select',
+          { name: 'preset' },
+          presets.map((p) => el('option', { value: p.id }, `${p.id} (${p.name})`)),
+        ),
+      ),
+      el('label', {}, 'Name', el('input', { name: 'name', required: true, size: 12 })),
+      el(
+        'label',
+        {},
+        'Credential',
+        el('input', { name: 'credential', placeholder: 'default: the name', size: 14 }),
+      ),
+      el(
+        'label',
+        {},
+        'Upstream',
+        el('input', { name: 'upstream', placeholder: "default: the preset's", size: 22 }),
+      ),
+      el(
+        'label',
+        {},
+        'Variables',
+        el('input', { name: 'vars', placeholder: 'region=eu-west-1', size: 16 }),
+      ),
+      el(
+        'button',
+        {
+          type: 'submit',
+          disabled: !may('admin'),
+          title: may('admin') ? undefined : 'needs the admin role',
+        },
+        'Add service',
+      ),
+    );
     const byName = new Map(credentials.map((c) => [c.name, c]));
     const health = (name) => {
       if (name === undefined) return el('span', { class: 'muted' }, 'none needed');
@@ -190,6 +269,14 @@ const pages = {
           ),
         ),
       ),
+      el('h3', {}, 'Add a service from a preset'),
+      el(
+        'p',
+        { class: 'muted' },
+        'Writes the service into nexus.yaml and reloads the node. The credential is set ' +
+          'apart (nexus credential set): no value goes through the console.',
+      ),
+      form,
       el('h3', {}, 'Credentials in the vault'),
       el('p', { class: 'muted' }, 'Names and field names only: values are never shown.'),
       table(
@@ -290,6 +377,77 @@ const pages = {
     );
   },
 
+  async limits(view) {
+    const body = el('tbody', {});
+    view.append(
+      el('h2', {}, 'Limits'),
+      el(
+        'p',
+        { class: 'muted' },
+        'Rate limits and budgets from the limits section of nexus.yaml, with the live ' +
+          'counters of every agent or service that used some of them in the current window.',
+      ),
+      table(['Limit', 'Matches', 'Per', 'Caps', 'Live counters'], body),
+    );
+    const match = (m) =>
+      [
+        m.agents && `agents ${m.agents.join(', ')}`,
+        m.roles && `roles ${m.roles.join(', ')}`,
+        m.services && `services ${m.services.join(', ')}`,
+      ]
+        .filter(Boolean)
+        .join('; ') || 'every request';
+    const caps = (l) =>
+      [
+        l.requests && `${l.requests.max} requests / ${l.requests.window_seconds}s`,
+        l.concurrent && `${l.concurrent} in flight`,
+        l.bytes && `${l.bytes.max} bytes / ${l.bytes.window_seconds}s`,
+      ]
+        .filter(Boolean)
+        .join(', ');
+    const counter = (c) => {
+      const parts = [
+        c.requests && `${c.requests.used}/${c.requests.max} requests`,
+        c.concurrent && `${c.concurrent.in_flight}/${c.concurrent.max} in flight`,
+        c.bytes && `${c.bytes.used}/${c.bytes.max} bytes`,
+      ].filter(Boolean);
+      const full =
+        (c.requests && c.requests.used >= c.requests.max) ||
+        (c.bytes && c.bytes.used >= c.bytes.max);
+      return el(
+        'div',
+        { 'data-subject': c.subject, class: full ? 'bad' : undefined },
+        `${c.subject}: ${parts.join(', ')}`,
+      );
+    };
+    const load = async () => {
+      const { limits } = await call('GET', '/v1/limits');
+      body.replaceChildren(
+        ...limits.map((l) =>
+          el(
+            'tr',
+            { 'data-limit': l.id },
+            el('td', {}, l.id, l.description ? el('div', { class: 'muted' }, l.description) : ''),
+            el('td', {}, match(l.match)),
+            el('td', {}, l.per),
+            el('td', {}, caps(l)),
+            el(
+              'td',
+              {},
+              l.counters.length === 0
+                ? el('span', { class: 'muted' }, 'nothing counted yet')
+                : l.counters.map(counter),
+            ),
+          ),
+        ),
+      );
+    };
+    await load();
+    timer = setInterval(() => {
+      load().catch((e) => status(String(e.message ?? e)));
+    }, 2000);
+  },
+
   async approvals(view) {
     const body = el('tbody', {});
     const count = el('h2', {}, 'Pending approvals');
@@ -385,7 +543,7 @@ const pages = {
         ),
       ),
       el('label', {}, 'Principal', el('input', { name: 'principal', required: true })),
-      el('button', { type: 'submit', disabled: oauth.length === 0 }, 'Connect'),
+      el('button', { type: 'submit', disabled: oauth.length === 0 || !may('operator') }, 'Connect'),
     );
     view.append(
       el('h2', {}, 'OAuth connections'),
@@ -569,6 +727,11 @@ async function start() {
   const s = await res.json();
   csrf = s.csrf_token;
   csrfHeader = s.csrf_header;
+  // Who is logged in and their role; the admin API enforces the role on every call.
+  if (s.user !== undefined) {
+    role = s.user.role;
+    document.getElementById('user').textContent = `${s.user.name} (${s.user.role})`;
+  }
   document.getElementById('logout').addEventListener('click', async () => {
     await fetch('/console/logout', {
       method: 'POST',

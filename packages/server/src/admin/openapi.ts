@@ -125,7 +125,12 @@ export const OPENAPI_DOCUMENT = {
       post: op('Re-wrap every data key with a new master key version'),
     },
     '/v1/authority/rotate-key': { post: op('Rotate the Authority signing key') },
-    '/v1/services': { get: op('List configured services') },
+    '/v1/services': {
+      get: op('List configured services'),
+      post: op('Add a service from a preset to nexus.yaml and reload (admin role)'),
+    },
+    '/v1/presets': { get: op('Ready service definitions (presets) for POST /v1/services') },
+    '/v1/limits': { get: op('Configured limits with their live counters') },
     '/v1/config/reload': {
       post: op(
         'Re-read nexus.yaml: services, agents and policies apply to the next request. In a cluster every other node re-reads its own file too; `cluster.reports` holds their answers',

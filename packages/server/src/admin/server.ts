@@ -24,6 +24,10 @@ import { connectionRoutes, type ConnectionRegistry } from './connections.js';
 import { mcpClientRoutes } from './mcp-clients.js';
 import { approvalRoutes, type OperatorIdentity } from './approvals.js';
 import type { ApprovalQueue } from '../approvals/queue.js';
+import type { ChainRecord } from '../audit/chain.js';
+import { checkRole, type Caller, type PersonTokens } from './callers.js';
+import { actionRecord } from './action-audit.js';
+import { serviceRoutes, type AddServiceInput } from './services.js';
 import {
   createMetricsEndpoint,
   METRICS_PATH,
@@ -93,6 +97,14 @@ export interface AdminDeps {
     res: ServerResponse,
     id: string,
   ) => Promise<void>;
+  /** `POST /v1/services`: adds a service from a preset to nexus.yaml and reloads. */
+  readonly addService?: (input: AddServiceInput) => Promise<unknown>;
+  /** `GET /v1/limits`: configured limits and live counters (limits/view.ts). */
+  readonly limits?: () => Promise<unknown>;
+  /** Person tokens the console mints at OIDC login (admin/callers.ts). */
+  readonly people?: PersonTokens;
+  /** Appends an admin action's audit record (durable when it resolves). */
+  readonly audit?: { append(record: ChainRecord): Promise<unknown> };
 }
 
 type Handler = (ctx: {
@@ -298,6 +310,10 @@ export function createAdminHandler(deps: AdminDeps) {
     route('POST', '/v1/authority/rotate-key', async () => deps.rotateSigningKey()),
 
     route('GET', '/v1/services', async () => ({ services: deps.services() })),
+    route('GET', '/v1/limits', async () => {
+      if (deps.limits === undefined) throw new NexusError('not_found');
+      return deps.limits();
+    }),
     route('POST', '/v1/config/reload', async () => {
       if (deps.reload === undefined) throw new NexusError('method_not_allowed');
       return deps.reload();
@@ -367,16 +383,30 @@ export function createAdminHandler(deps: AdminDeps) {
       services: deps.services,
       vault: deps.vault,
     }).map((r) => route(r.method, r.path, r.handler, r.public)),
+    ...serviceRoutes(deps.addService).map((r) => route(r.method, r.path, r.handler)),
     ...approvalRoutes(deps.approvals).map((r) => route(r.method, r.path, r.handler)),
   ];
 
-  async function authenticate(req: IncomingMessage): Promise<OperatorIdentity> {
+  async function authenticate(req: IncomingMessage): Promise<Caller> {
     const header = req.headers.authorization;
-    const m = header === undefined ? null : /^Bearer (nxo_[A-Za-z0-9_-]{20,100})$/.exec(header);
+    const m =
+      header === undefined ? null : /^Bearer ((nxo|nxp)_[A-Za-z0-9_-]{20,100})$/.exec(header);
     if (m === null) throw new NexusError('unauthorized');
+    if (m[2] === 'nxp') {
+      const person = deps.people?.find(m[1] as string);
+      if (person === undefined) throw new NexusError('unauthorized');
+      return {
+        type: 'person',
+        id: person.sub,
+        name: person.name,
+        role: person.role,
+        issuer: person.issuer,
+      };
+    }
     const row = await store.findOperatorTokenByHash(sha256Hex(m[1] as string));
     if (row === undefined) throw new NexusError('unauthorized');
-    return { id: row.id, name: row.name };
+    // An operator token is the admin role.
+    return { type: 'operator_token', id: row.id, name: row.name, role: 'admin' };
   }
 
   const metricsEndpoint =
@@ -420,7 +450,14 @@ export function createAdminHandler(deps: AdminDeps) {
       if (candidates.length === 0) throw new NexusError('not_found');
       const match = candidates.find((r) => r.method === req.method);
       if (match === undefined) throw new NexusError('method_not_allowed');
-      const operator = match.public ? undefined : await authenticate(req);
+      const caller = match.public ? undefined : await authenticate(req);
+      const method = req.method ?? 'GET';
+      const action = caller === undefined ? undefined : checkRole(caller, method, url.pathname);
+      // A person's approvals name them (with `person:` before their sub as the id).
+      const operator: OperatorIdentity | undefined =
+        caller === undefined
+          ? undefined
+          : { id: caller.type === 'person' ? `person:${caller.id}` : caller.id, name: caller.name };
       const values = match.pattern.exec(url.pathname)?.slice(1) ?? [];
       const params: Record<string, string> = {};
       match.keys.forEach((k, i) => {
@@ -432,6 +469,21 @@ export function createAdminHandler(deps: AdminDeps) {
       });
       const body =
         req.method === 'GET' || req.method === 'DELETE' ? undefined : await readJson(req);
+      if (action !== undefined && caller !== undefined && deps.audit !== undefined) {
+        // Durable before the action runs: no action without its record.
+        await deps.audit.append(
+          actionRecord({
+            action,
+            caller,
+            requestId,
+            method,
+            path: url.pathname,
+            params,
+            policyHash: deps.policyHash(),
+            now: clock(),
+          }),
+        );
+      }
       const result = await match.handler({ params, query: url.searchParams, body, res, operator });
       if (res.writableEnded || res.headersSent) return;
       if (result === undefined) {

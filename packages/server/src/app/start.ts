@@ -4,6 +4,7 @@
  * store -> vault -> authority -> policy -> mechanics -> audit -> proxy and admin listeners.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -44,6 +45,8 @@ import { installResponseSigner } from '../proxy/sign-response.js';
 import { answerClientError } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
 import { createConsoleHandler, isConsolePath } from '../console/handler.js';
+import { ConsoleOidc } from '../console/oidc.js';
+import { PersonTokens } from '../admin/callers.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { randomId } from '../util/ids.js';
 import { createMetrics, type NexusMetrics } from '../metrics/metrics.js';
@@ -56,6 +59,11 @@ import { combineObservers } from '../proxy/observe.js';
 import { nodeStatus } from './status.js';
 import { ApprovalQueue } from '../approvals/queue.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
+import { limitsView } from '../limits/view.js';
+import { diffConfig, type ConfigDiff } from './config-diff.js';
+import { getPreset } from '../presets/presets.js';
+import { addServiceToConfigText, renderPresetService } from '../presets/apply.js';
+import type { AddServiceInput } from '../admin/services.js';
 import { RedisLimitCounterStore } from '../limits/redis-counter-store.js';
 import { createTracing } from '../telemetry/tracing.js';
 import { createApprovalWebhooks } from '../approvals/webhook.js';
@@ -72,6 +80,11 @@ export interface StartOptions {
    * Without it the node cannot reload.
    */
   readonly reloadConfig?: () => Promise<Config>;
+  /**
+   * Absolute path of nexus.yaml, for `POST /v1/services` (a service added from a preset is
+   * written into it, then reloaded). Without it (or `reloadConfig`) the route is refused.
+   */
+  readonly configFile?: string;
 }
 
 /** What a reload applied, and which changed sections only take effect on a restart. */
@@ -80,6 +93,8 @@ export interface ReloadResult {
   readonly agents: number;
   readonly policy_hash: string;
   readonly restart_required: string[];
+  /** What changed against the running configuration (app/config-diff.ts). */
+  readonly changes: ConfigDiff;
 }
 
 export interface RunningNexus {
@@ -413,6 +428,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       logger,
       adminUrl: () => adminBase,
     });
+    // Counters shared by the cluster through Redis when `redis:` is configured, else in
+    // this process.
+    const limitStore =
+      shared.redis !== undefined && config.redis !== undefined
+        ? new RedisLimitCounterStore(shared.redis, config.redis.key_prefix)
+        : new MemoryLimitCounterStore();
     metrics.approvalsPending(() => approvals.list().length);
     // OpenTelemetry traces, only when `telemetry.traces` is configured (read at start).
     let exportErrorLogged = 0;
@@ -452,14 +473,9 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       observer: config.log.access
         ? combineObservers(metrics.observer, accessLog(logger))
         : metrics.observer,
-      // Counters shared by the cluster through Redis when `redis:` is configured, else
-      // in this process.
       limits: createLimiter({
         rules: () => current.limits,
-        store:
-          shared.redis !== undefined && config.redis !== undefined
-            ? new RedisLimitCounterStore(shared.redis, config.redis.key_prefix)
-            : new MemoryLimitCounterStore(),
+        store: limitStore,
         clock,
         onRefused: (limit, kind) => metrics.limitRefused(limit, kind),
       }),
@@ -528,7 +544,22 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       const c = connectionsOf(s.mechanic);
       if (c !== undefined) connections.set(s.name, c);
     }
+    const people = new PersonTokens();
     const admin = createAdminHandler({
+      people,
+      limits: () =>
+        limitsView({
+          rules: current.limits,
+          store: limitStore,
+          agents: authority.listAgents(),
+          services: Object.entries(current.services).map(([name, s]) => ({
+            name,
+            ...(s.auth.credential === undefined ? {} : { credential: s.auth.credential }),
+          })),
+          now: clock(),
+        }),
+      // Not instrumented: the append histogram's `kind` is request or outcome.
+      audit,
       connections,
       store,
       authority,
@@ -566,6 +597,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         const { reached, reports } = await sync.publishReload();
         return { ...local, node: sync.nodeId, cluster: { other_nodes: reached, reports } };
       },
+      addService: (input) => addService(input),
       rotateSigningKey: async () => {
         const key = await authority.keys.rotate(
           config.authority.signing_alg,
@@ -597,7 +629,30 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         : undefined,
     });
     // The web console shares the admin listener and calls the admin API back through it.
-    const webConsole = createConsoleHandler({ store, adminUrl: () => adminBase, clock, logger });
+    const oidcConfig = config.admin.console.oidc;
+    const webConsole = createConsoleHandler({
+      store,
+      adminUrl: () => adminBase,
+      clock,
+      logger,
+      people,
+      oidc:
+        oidcConfig === undefined
+          ? undefined
+          : new ConsoleOidc(
+              oidcConfig,
+              async (name) => {
+                const secret = (await vault.resolve(name)).fields['client_secret'];
+                if (secret === undefined)
+                  throw new NexusError(
+                    'credential_unavailable',
+                    `credential "${name}" has no field client_secret`,
+                  );
+                return secret;
+              },
+              clock,
+            ),
+    });
     const adminServer = createServer((req, res) => {
       const handler = isConsolePath((req.url ?? '/').split('?')[0] ?? '/') ? webConsole : admin;
       handler(req, res).catch((err: unknown) => {
@@ -653,6 +708,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       if (options.reloadConfig === undefined)
         throw new NexusError('internal_error', 'reload not available');
       const next = await options.reloadConfig();
+      const changes = diffConfig(current, next);
       const nextPolicy = compilePolicy(next);
       const restartRequired = Object.keys(next).filter(
         (k) =>
@@ -688,6 +744,37 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         agents: Object.keys(next.agents).length,
         policy_hash: policy.hash,
         restart_required: restartRequired,
+        changes,
+      };
+    }
+
+    /** Writes a service from a preset into nexus.yaml and reloads; undone if the reload fails. */
+    async function addService(input: AddServiceInput): Promise<unknown> {
+      const file = options.configFile;
+      if (file === undefined || options.reloadConfig === undefined)
+        throw new NexusError('method_not_allowed', 'this node does not know its config file');
+      const preset = getPreset(input.preset);
+      if (preset === undefined) throw new NexusError('not_found', 'no such preset');
+      const entry = renderPresetService(preset, {
+        credential: input.credential ?? input.name,
+        upstream: input.upstream,
+        vars: input.vars,
+      });
+      const before = await readFile(file, 'utf8');
+      await writeFile(file, addServiceToConfigText(before, input.name, entry));
+      try {
+        await reload();
+      } catch (err) {
+        // MUST: a file the node cannot load is not left behind.
+        await writeFile(file, before);
+        throw err;
+      }
+      return {
+        service: input.name,
+        preset: preset.id,
+        entry,
+        credential: input.credential ?? input.name,
+        credential_fields: preset.fields.map((f) => f.name),
       };
     }
     return {

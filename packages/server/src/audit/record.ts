@@ -104,8 +104,23 @@ export interface AuditRecord extends ChainRecord {
     close_code?: number;
     closed_by?: 'agent' | 'upstream' | 'nexus';
   };
-  /** `authority`: what happened, e.g. `lease.issue`, `lease.renew`, `lease.revoke`, `agent.disable`. */
+  /**
+   * `authority`: what happened: `lease.issue`, `lease.renew`, or an admin action such as
+   * `lease.revoke`, `agent.disable`, `credential.set`, `config.reload` (admin/callers.ts
+   * lists those).
+   */
   action?: string;
+  /**
+   * `authority`: who ordered the action: an operator token (its name and id, role `admin`)
+   * or a person logged in to the console with OIDC (email or username, `sub`, issuer, role).
+   */
+  actor?: {
+    type: 'operator_token' | 'person';
+    name: string;
+    id: string;
+    role: string;
+    issuer?: string;
+  };
   /**
    * `approval`: one step of a request held by an `approve` rule: its approval id, the state
    * (`pending`, `approved`, `denied`, `timeout`, `abandoned`, `stopped`), the rule, the

@@ -21,6 +21,7 @@ import type { RedactedString } from './redacted.js';
 import { policyRuleSchema, type PolicyRule } from '../policy/rule-schema.js';
 import { serviceEnvSchema, serviceHostsSchema } from './reach.js';
 import { metricsSchema, type MetricsConfig } from './operator-schema.js';
+import { consoleSchema, type ConsoleConfig } from './console-schema.js';
 import { limitsSchema, type LimitRule } from '../limits/schema.js';
 import { telemetrySchema, type TelemetryConfig } from '../telemetry/schema.js';
 import { costSourceSchema, type CostSource } from '../limits/cost.js';
@@ -172,7 +173,12 @@ export interface Config {
     readonly timeouts: Timeouts;
     readonly replay_cache_size: number;
   };
-  readonly admin: { readonly listen: ListenAddress; readonly metrics: MetricsConfig };
+  readonly admin: {
+    readonly listen: ListenAddress;
+    readonly metrics: MetricsConfig;
+    /** The web console's login for people (`admin.console.oidc`). */
+    readonly console: ConsoleConfig;
+  };
   readonly store: StoreConfig;
   /** The Redis a cluster shares (replay, change notices); undefined: none. */
   readonly redis: RedisConfig | undefined;
@@ -453,7 +459,11 @@ export function buildConfigSchema(opts: SchemaOptions) {
         })
         .prefault({}),
       admin: z
-        .strictObject({ listen: listen.prefault(d.admin.listen), metrics: metricsSchema(baseDir) })
+        .strictObject({
+          listen: listen.prefault(d.admin.listen),
+          metrics: metricsSchema(baseDir),
+          console: consoleSchema,
+        })
         .prefault({}),
       store: z
         .string()

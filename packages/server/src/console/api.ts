@@ -4,6 +4,7 @@
  * MUST: only routes whose answers never hold a secret are here. Left out on purpose:
  * enrollment tokens (their answer is the token), credential writes and rotations (values
  * go in), key rotations, config reload, audit export and checkpoints (the CLI's job).
+ * The admin API enforces the session's role on each of them (admin/callers.ts).
  */
 
 /** The allowed admin routes: method and path (segments are one `[^/]+` each). */
@@ -16,6 +17,11 @@ const ALLOWED: readonly (readonly [string, RegExp])[] = [
   ['POST', /^\/v1\/leases\/[^/]+\/revoke$/],
   ['GET', /^\/v1\/services$/],
   ['GET', /^\/v1\/credentials$/],
+  ['GET', /^\/v1\/limits$/],
+  // A service from a preset: its answer is the entry written (upstream, mechanic, the
+  // credential's name and field names), never a value; it takes none.
+  ['GET', /^\/v1\/presets$/],
+  ['POST', /^\/v1\/services$/],
   ['POST', /^\/v1\/policy\/explain$/],
   ['GET', /^\/v1\/audit$/],
   ['GET', /^\/v1\/audit\/verify$/],

@@ -25,7 +25,9 @@ import { errorSummary } from '../proxy/pipeline.js';
 import { sendProblem } from '../proxy/problem.js';
 import { readBody } from '../proxy/read-body.js';
 import { ConsoleSessions, type SessionLimits } from './sessions.js';
-import { loginPage } from './login-page.js';
+import { loginPage, redirectPage } from './login-page.js';
+import type { PersonTokens } from '../admin/callers.js';
+import type { ConsoleOidc } from './oidc.js';
 import { consoleApiAllowed, redactAuditRecords } from './api.js';
 
 /** Where the console lives on the admin listener. */
@@ -59,7 +61,14 @@ export interface ConsoleOptions {
   readonly clock: () => number;
   readonly logger: Logger;
   readonly sessions?: SessionLimits;
+  /** OIDC login for people (`admin.console.oidc`); absent: operator tokens only. */
+  readonly oidc?: ConsoleOidc;
+  /** Where person tokens are minted (shared with the admin handler). */
+  readonly people?: PersonTokens;
 }
+
+/** The cookie binding an OIDC login in progress to the browser that started it. */
+export const OIDC_FLOW_COOKIE = 'nexus_console_oidc';
 
 /** True when the admin listener should hand `pathname` to the console. */
 export function isConsolePath(pathname: string): boolean {
@@ -138,7 +147,10 @@ function redirect(res: ServerResponse, location: string): void {
 
 /** Builds the console handler; mount it for {@link isConsolePath} paths. */
 export function createConsoleHandler(options: ConsoleOptions) {
-  const sessions = new ConsoleSessions(options.clock, options.sessions);
+  // A person's token ends with their session (logout, expiry, eviction).
+  const sessions = new ConsoleSessions(options.clock, options.sessions, (s) => {
+    if (s.user.type === 'person') options.people?.revoke(s.bearer);
+  });
 
   const cookie = (req: IncomingMessage, value: string, maxAge: number): string =>
     [
@@ -174,13 +186,86 @@ export function createConsoleHandler(options: ConsoleOptions) {
       ? await options.store.findOperatorTokenByHash(sha256Hex(token))
       : undefined;
     if (row === undefined) {
-      send(res, 401, 'text/html; charset=utf-8', loginPage('That operator token is not valid.'));
+      send(
+        res,
+        401,
+        'text/html; charset=utf-8',
+        loginPage('That operator token is not valid.', options.oidc !== undefined),
+      );
       return;
     }
-    const { id } = sessions.create(token);
+    const { id } = sessions.create(token, {
+      type: 'operator_token',
+      name: row.name,
+      role: 'admin',
+    });
     options.logger.info({ operator: row.name }, 'console login');
     res.setHeader('set-cookie', cookie(req, id, sessions.maxAgeSeconds));
     redirect(res, `${CONSOLE_PREFIX}/`);
+  }
+
+  /** `GET /console/oidc/login`: starts the code flow and sends the browser to the provider. */
+  async function oidcStart(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (options.oidc === undefined) throw new NexusError('not_found');
+    const binding = randomId(32);
+    const authorize = await options.oidc.start(binding).catch((err: unknown) => {
+      throw new NexusError('upstream_unreachable', 'the OIDC provider cannot be reached', {
+        cause: err,
+      });
+    });
+    // Lax, not Strict: the provider sends the browser back with a cross-site navigation.
+    res.setHeader(
+      'set-cookie',
+      [
+        `${OIDC_FLOW_COOKIE}=${binding}`,
+        `Path=${CONSOLE_PREFIX}/oidc`,
+        'Max-Age=600',
+        'HttpOnly',
+        'SameSite=Lax',
+        ...(isTls(req) ? ['Secure'] : []),
+      ].join('; '),
+    );
+    redirect(res, authorize);
+  }
+
+  /** `GET /console/oidc/callback`: completes the flow and opens a session for the person. */
+  async function oidcCallback(req: IncomingMessage, res: ServerResponse, url: URL) {
+    if (options.oidc === undefined || options.people === undefined)
+      throw new NexusError('not_found');
+    const clearFlow = [
+      `${OIDC_FLOW_COOKIE}=`,
+      `Path=${CONSOLE_PREFIX}/oidc`,
+      'Max-Age=0',
+      'HttpOnly',
+      'SameSite=Lax',
+      ...(isTls(req) ? ['Secure'] : []),
+    ].join('; ');
+    let person;
+    try {
+      person = await options.oidc.finish(cookieValue(req, OIDC_FLOW_COOKIE), url.searchParams);
+    } catch (err) {
+      const e = isNexusError(err) ? err : new NexusError('unauthorized');
+      // The cause (a provider's error, a failed check) goes to the log, never to the page.
+      options.logger.warn({ err: errorSummary(err) }, 'console OIDC login refused');
+      res.setHeader('set-cookie', clearFlow);
+      const why =
+        e.code === 'role_forbidden'
+          ? 'Your account has no role in this console.'
+          : 'The single sign-on login failed. Try again.';
+      send(res, 401, 'text/html; charset=utf-8', loginPage(why, true));
+      return;
+    }
+    const bearer = options.people.issue(person);
+    const { id } = sessions.create(bearer, {
+      type: 'person',
+      name: person.name,
+      role: person.role,
+    });
+    options.logger.info({ person: person.name, role: person.role }, 'console login');
+    res.setHeader('set-cookie', [clearFlow, cookie(req, id, sessions.maxAgeSeconds)]);
+    // A page of our own origin moves on to the console: a SameSite=Strict cookie set in
+    // answer to a cross-site navigation is not sent on that navigation's redirects.
+    send(res, 200, 'text/html; charset=utf-8', redirectPage(`${CONSOLE_PREFIX}/`));
   }
 
   async function api(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -198,14 +283,15 @@ export function createConsoleHandler(options: ConsoleOptions) {
     const answer = await fetch(target, {
       method,
       headers: {
-        authorization: `Bearer ${state.session.operatorToken}`,
+        authorization: `Bearer ${state.session.bearer}`,
         ...(body !== undefined && body.length > 0 ? { 'content-type': 'application/json' } : {}),
       },
       body: body !== undefined && body.length > 0 ? body : undefined,
       redirect: 'manual',
     });
     if (answer.status === 401) {
-      // The operator token was revoked since login: the session ends with it.
+      // The operator token was revoked (or the person token ended) since login: the
+      // session ends with it.
       sessions.delete(state.id);
       await answer.body?.cancel();
       throw new NexusError('unauthorized', 'the operator token is no longer valid');
@@ -250,7 +336,20 @@ export function createConsoleHandler(options: ConsoleOptions) {
         if (method === 'POST') return await login(req, res);
         only('GET');
         if (sessionOf(req).session !== undefined) return redirect(res, `${CONSOLE_PREFIX}/`);
-        return send(res, 200, 'text/html; charset=utf-8', loginPage());
+        return send(
+          res,
+          200,
+          'text/html; charset=utf-8',
+          loginPage(undefined, options.oidc !== undefined),
+        );
+      }
+      if (path === `${CONSOLE_PREFIX}/oidc/login`) {
+        only('GET');
+        return await oidcStart(req, res);
+      }
+      if (path === `${CONSOLE_PREFIX}/oidc/callback`) {
+        only('GET');
+        return await oidcCallback(req, res, url);
       }
       if (path === `${CONSOLE_PREFIX}/logout`) {
         only('POST');
@@ -268,7 +367,11 @@ export function createConsoleHandler(options: ConsoleOptions) {
           res,
           200,
           'application/json',
-          JSON.stringify({ csrf_token: session.csrf, csrf_header: CSRF_HEADER }),
+          JSON.stringify({
+            csrf_token: session.csrf,
+            csrf_header: CSRF_HEADER,
+            user: session.user,
+          }),
         );
       }
       if (path.startsWith(`${CONSOLE_PREFIX}/static/`)) {

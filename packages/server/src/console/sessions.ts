@@ -14,12 +14,22 @@ export interface ConsoleSession {
   /** Sent by the page in `x-nexus-csrf` on every state-changing request. */
   readonly csrf: string;
   /**
-   * The operator token the operator logged in with. The console calls the admin API with
-   * it, so a revoked operator token ends the session at its next call. Server memory only.
+   * The bearer the console calls the admin API with: the operator token logged in with (a
+   * revoked operator token ends the session at its next call), or the person token minted
+   * at an OIDC login (admin/callers.ts). Server memory only.
    */
-  readonly operatorToken: string;
+  readonly bearer: string;
+  /** Who is logged in, for the page: a name and the role the admin API enforces. */
+  readonly user: SessionUser;
   readonly createdAt: number;
   lastSeen: number;
+}
+
+/** Who a session belongs to (shown on the page; the admin API enforces the role). */
+export interface SessionUser {
+  readonly type: 'operator_token' | 'person';
+  readonly name: string;
+  readonly role: 'viewer' | 'operator' | 'admin';
 }
 
 /** Limits of {@link ConsoleSessions}. */
@@ -40,8 +50,16 @@ export class ConsoleSessions {
   readonly #max: number;
   readonly #clock: () => number;
 
-  constructor(clock: () => number, limits: SessionLimits = {}) {
+  readonly #onEnd: (s: ConsoleSession) => void;
+
+  /** `onEnd` runs once for every session that ends (logout, expiry, eviction). */
+  constructor(
+    clock: () => number,
+    limits: SessionLimits = {},
+    onEnd: (s: ConsoleSession) => void = () => {},
+  ) {
     this.#clock = clock;
+    this.#onEnd = onEnd;
     this.#idleMs = limits.idleMs ?? 30 * 60_000;
     this.#absoluteMs = limits.absoluteMs ?? 12 * 3_600_000;
     this.#max = limits.max ?? 1000;
@@ -53,19 +71,20 @@ export class ConsoleSessions {
   }
 
   /** Creates a session; returns the cookie value (shown once, stored hashed). */
-  create(operatorToken: string): { id: string; session: ConsoleSession } {
+  create(bearer: string, user: SessionUser): { id: string; session: ConsoleSession } {
     const now = this.#clock();
     this.#sweep(now);
     while (this.#byHash.size >= this.#max) {
       // Map iteration is insertion order: the first key is the oldest session.
       const oldest = this.#byHash.keys().next().value;
       if (oldest === undefined) break;
-      this.#byHash.delete(oldest);
+      this.#end(oldest);
     }
     const id = randomId(32);
     const session: ConsoleSession = {
       csrf: randomId(32),
-      operatorToken,
+      bearer,
+      user,
       createdAt: now,
       lastSeen: now,
     };
@@ -81,7 +100,7 @@ export class ConsoleSessions {
     if (s === undefined) return undefined;
     const now = this.#clock();
     if (this.#expired(s, now)) {
-      this.#byHash.delete(key);
+      this.#end(key);
       return undefined;
     }
     s.lastSeen = now;
@@ -90,7 +109,7 @@ export class ConsoleSessions {
 
   /** Ends a session (logout, or its operator token was refused). */
   delete(id: string | undefined): void {
-    if (id !== undefined) this.#byHash.delete(sha256Hex(id));
+    if (id !== undefined) this.#end(sha256Hex(id));
   }
 
   /** Live sessions (tests and status). */
@@ -104,6 +123,13 @@ export class ConsoleSessions {
   }
 
   #sweep(now: number): void {
-    for (const [k, s] of this.#byHash) if (this.#expired(s, now)) this.#byHash.delete(k);
+    for (const [k, s] of this.#byHash) if (this.#expired(s, now)) this.#end(k);
+  }
+
+  #end(key: string): void {
+    const s = this.#byHash.get(key);
+    if (s === undefined) return;
+    this.#byHash.delete(key);
+    this.#onEnd(s);
   }
 }

@@ -27,6 +27,8 @@ export interface LimitCounterStore {
   acquire(key: string, max: number): Promise<boolean>;
   /** Gives back a slot taken by `acquire`. */
   release(key: string): Promise<void>;
+  /** Slots of `key` taken now (the console's limits page). */
+  inFlight(key: string): Promise<number>;
 }
 
 interface Window {
@@ -75,6 +77,10 @@ export class MemoryLimitCounterStore implements LimitCounterStore {
     if (n >= max) return Promise.resolve(false);
     this.#inFlight.set(key, n + 1);
     return Promise.resolve(true);
+  }
+
+  inFlight(key: string): Promise<number> {
+    return Promise.resolve(this.#inFlight.get(key) ?? 0);
   }
 
   release(key: string): Promise<void> {

@@ -102,6 +102,20 @@ function matches(l: LimitRule, r: LimitInput): boolean {
   return true;
 }
 
+/**
+ * The counter keys of limit `id` for one subject (`a:<agent>`, `s:<service>`,
+ * `as:<agent>/<service>` or `*`): requests, bytes and concurrency.
+ */
+export function counterKeys(id: string, subjectId: string) {
+  const key = `${id}\u0000${subjectId}`;
+  return {
+    requests: `r\u0000${key}`,
+    bytes: `b\u0000${key}`,
+    concurrent: `c\u0000${key}`,
+    cost: `$\u0000${key}`,
+  };
+}
+
 function subject(l: LimitRule, r: LimitInput): string {
   switch (l.per) {
     case 'agent':
@@ -139,27 +153,27 @@ export function createLimiter(options: LimiterOptions): Limiter {
       };
       try {
         for (const l of matching) {
-          const key = `${l.id}\u0000${subject(l, input)}`;
+          const keys = counterKeys(l.id, subject(l, input));
           if (l.bytes !== undefined) {
-            const c = await store.peek(`b\u0000${key}`, l.bytes.window, now);
+            const c = await store.peek(keys.bytes, l.bytes.window, now);
             if (c.total + input.bytesIn > l.bytes.max) refuse(l, 'bytes', c.resetAt);
-            budgets.push({ key: `b\u0000${key}`, window: l.bytes.window });
+            budgets.push({ key: keys.bytes, window: l.bytes.window });
           }
           if (l.cost !== undefined) {
             // On admission: a request that starts under the budget may take it over.
-            const c = await store.peek(`$\u0000${key}`, l.cost.window, now);
+            const c = await store.peek(keys.cost, l.cost.window, now);
             if (c.total >= l.cost.max) refuse(l, 'cost', c.resetAt);
-            costs.push({ key: `$\u0000${key}`, window: l.cost.window });
+            costs.push({ key: keys.cost, window: l.cost.window });
           }
           if (l.requests !== undefined) {
-            const c = await store.add(`r\u0000${key}`, 1, l.requests.window, now);
+            const c = await store.add(keys.requests, 1, l.requests.window, now);
             if (c.total > l.requests.max) refuse(l, 'requests', c.resetAt);
           }
           if (l.concurrent !== undefined) {
             // A slot frees when a response ends: the soonest a retry can pass is unknown,
             // one second is the smallest honest wait.
-            if (!(await store.acquire(`c\u0000${key}`, l.concurrent))) refuse(l, 'concurrent', now);
-            slots.push(`c\u0000${key}`);
+            if (!(await store.acquire(keys.concurrent, l.concurrent))) refuse(l, 'concurrent', now);
+            slots.push(keys.concurrent);
           }
         }
         // Inside the try: a shared store that fails here must give back the slots taken.

@@ -73,7 +73,11 @@ describe('RedisLimitCounterStore', () => {
       Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).acquire('c', 2)),
     );
     expect(taken.filter(Boolean)).toHaveLength(2);
+    // Both nodes read the shared in-flight count (the console's limits page).
+    expect(await a.inFlight('c')).toBe(2);
+    expect(await b.inFlight('c')).toBe(2);
     await a.release('c');
+    expect(await b.inFlight('c')).toBe(1);
     expect(await b.acquire('c', 2)).toBe(true);
     expect(await a.acquire('c', 2)).toBe(false);
     await a.release('c');

@@ -133,6 +133,14 @@ export class RedisLimitCounterStore implements LimitCounterStore {
     }
   }
 
+  async inFlight(key: string): Promise<number> {
+    try {
+      return Number((await this.#redis.get(this.#slotKey(key))) ?? 0);
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
   #slotKey(key: string): string {
     return `${this.#prefix}limit:c:${hashKey(key)}`;
   }
