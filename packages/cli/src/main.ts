@@ -31,7 +31,7 @@ import {
   parseConfigText,
   checkStateFileModes,
   type Config,
-} from '@nexus/server';
+} from '@nexus-proxy/server';
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
 import { DEFAULT_AUTHORITY, enrollmentFileJson, runAsAgent } from './run.js';
 import { registerMcp } from './commands/mcp.js';

@@ -15,9 +15,9 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { resolve, sep } from 'node:path';
-import { loadConfig, nodeStateFiles, type Config } from '@nexus/server';
-import { generateAgentKey } from '@nexus/protocol';
-import { enroll, fromLease, type AgentService, type NexusAgent } from '@nexus/sdk';
+import { loadConfig, nodeStateFiles, type Config } from '@nexus-proxy/server';
+import { generateAgentKey } from '@nexus-proxy/protocol';
+import { enroll, fromLease, type AgentService, type NexusAgent } from '@nexus-proxy/sdk';
 import { CliError } from './admin-client.js';
 import { DELEGATE_PATH, startSidecar } from './sidecar.js';
 import {

@@ -13,7 +13,7 @@ import {
   type CryptoKey,
   type LeaseClaims,
   type SignatureProfile,
-} from '@nexus/protocol';
+} from '@nexus-proxy/protocol';
 import { NexusAgentError, errorFromResponse, nexusRefusalCode } from './errors.js';
 import { checkedTarget } from './target.js';
 

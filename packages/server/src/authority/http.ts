@@ -3,7 +3,7 @@
  * issue (enrollment), signed renewal and signed self-revocation.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { NexusError, isNexusError, verifyRequestBody } from '@nexus/protocol';
+import { NexusError, isNexusError, verifyRequestBody } from '@nexus-proxy/protocol';
 import { agentFromSub, type Authority, type IssuedLease } from './authority.js';
 import type { ReplayGuard } from '../proxy/replay-cache.js';
 import { discardBody, readBody } from '../proxy/read-body.js';
