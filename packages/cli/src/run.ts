@@ -232,7 +232,12 @@ export async function runAsAgent(
       // The CA exists only while this run does, and only when there is a host to vouch for.
       const ca = hosts.size > 0 ? await createRunCa([...hosts.keys()]) : undefined;
       caFiles = ca === undefined ? undefined : await writeCaFiles(ca.certPem, env);
-      forward = { hosts, ...(ca === undefined ? {} : { ca }) };
+      // A host no service owns: the node decides and audits a blind tunnel (passthrough).
+      forward = {
+        hosts,
+        ...(ca === undefined ? {} : { ca }),
+        passthrough: (host, port) => agent.passthrough(host, port),
+      };
     }
     sidecar = await startSidecar(agent, {
       intent: opts.intent,

@@ -19,6 +19,7 @@ import { Authority } from '../authority/authority.js';
 import { createAuthorityHandler } from '../authority/http.js';
 import { compilePolicy } from '../policy/compile.js';
 import { reachableServices } from '../config/reach.js';
+import { createPassthroughDecider } from '../authority/passthrough.js';
 import { MECHANICS } from '../mechanics/index.js';
 import { connectionsOf, type OAuthConnections } from '../mechanics/oauth2-authorization-code.js';
 import { createAuditWriter, type AuditWriter } from '../audit/writer.js';
@@ -429,6 +430,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       maxBodyBytes: config.proxy.max_body,
       reach: (agent, roles) =>
         reachableServices(current.services, (s) => policy.rulesFor(s), agent, roles),
+      passthrough: createPassthroughDecider({ rules: () => current.passthrough, audit, clock }),
     });
 
     const proxyServer = createServer(
@@ -567,6 +569,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       'agents',
       'policies',
       'limits',
+      'passthrough',
       'base_dir',
       'master_key',
     ]);

@@ -22,6 +22,7 @@ import { policyRuleSchema, type PolicyRule } from '../policy/rule-schema.js';
 import { serviceEnvSchema, serviceHostsSchema } from './reach.js';
 import { metricsSchema, type MetricsConfig } from './operator-schema.js';
 import { limitsSchema, type LimitRule } from '../limits/schema.js';
+import { passthroughSchema, type PassthroughRule } from './passthrough.js';
 
 /**
  * Every default of nexus.yaml, in YAML form. The schema parses these like user input.
@@ -189,6 +190,8 @@ export interface Config {
   readonly policies: readonly PolicyRule[];
   /** Rate limits and budgets (limits/schema.ts). */
   readonly limits: readonly LimitRule[];
+  /** Hosts `nexus run` may tunnel blind for named agents or roles (config/passthrough.ts). */
+  readonly passthrough: readonly PassthroughRule[];
 }
 
 /** Options for {@link buildConfigSchema}. */
@@ -488,6 +491,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         .prefault({}),
       policies: z.array(policyRuleSchema).prefault([]),
       limits: limitsSchema,
+      passthrough: passthroughSchema,
     })
     .transform((c): Config => {
       const public_url = c.proxy.public_url ?? `http://${formatListen(c.proxy.listen)}`;
@@ -541,6 +545,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         agents,
         policies: c.policies,
         limits: c.limits,
+        passthrough: c.passthrough,
       };
     });
 }
