@@ -174,6 +174,14 @@ describe('nexus run, passthrough tunnels (issue 11)', () => {
     expect(rows.map((x) => [x.host, x.port, x.decision, x.error_code])).toEqual([
       ['127.0.0.2', port, 'deny', 'host_unowned'],
     ]);
+    // The operator's view: `nexus audit query` shows the tunnel's target.
+    const q = await node.cli(['audit', 'query', '--agent', 'other']);
+    expect(q.code).toBe(0);
+    expect(q.stdout).toMatch(
+      new RegExp(
+        `passthrough\\s+other\\s+-\\s+CONNECT\\s+127\\.0\\.0\\.2:${port}\\s+deny\\s+-\\s+host_unowned`,
+      ),
+    );
   });
 
   it('the node endpoint refuses an unsigned request and a malformed target', async () => {

@@ -1395,6 +1395,9 @@ interface AuditView {
   error_code?: string;
   error_detail?: string;
   request_id?: string;
+  /** `passthrough` records: the tunnel's target. */
+  host?: string;
+  port?: number;
 }
 const AUDIT_COLUMNS = [
   'SEQ',
@@ -1416,8 +1419,8 @@ function auditRow(r: AuditView): string[] {
     r.kind ?? '',
     r.agent ?? '-',
     r.service ?? '-',
-    r.method ?? '',
-    r.path ?? '',
+    r.method ?? (r.kind === 'passthrough' ? 'CONNECT' : ''),
+    r.path ?? (r.host === undefined ? '' : `${r.host}:${r.port ?? ''}`),
     r.decision ?? '',
     r.upstream_status === undefined ? '-' : String(r.upstream_status),
     r.error_code ?? '',
