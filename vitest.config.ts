@@ -9,10 +9,10 @@ const src = (pkg: string): string =>
 export default defineConfig({
   resolve: {
     alias: {
-      '@nexus/protocol': src('protocol'),
-      '@nexus/sdk': src('sdk'),
-      '@nexus/server': src('server'),
-      '@nexus/cli': src('cli'),
+      '@nexus-proxy/protocol': src('protocol'),
+      '@nexus-proxy/sdk': src('sdk'),
+      '@nexus-proxy/server': src('server'),
+      'nexus-proxy': src('cli'),
     },
   },
   test: {

@@ -5,7 +5,7 @@
 // process.cpuUsage() (user + system, all threads, so the threadpool's Ed25519 verify is
 // included), the two variants alternate batch by batch (order swapped every round), and
 // the medians of the rounds are reported. A third variant, `BASELINE=DIR`, loads another
-// build of @nexus/protocol (a `dist` directory, e.g. a copy of the build before a change)
+// build of @nexus-proxy/protocol (a `dist` directory, e.g. a copy of the build before a change)
 // and alternates it too.
 //
 //   node bench/verify-fastpath.mjs                 # strict vs fast, this build

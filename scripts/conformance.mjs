@@ -1,5 +1,5 @@
 // Runs every conformance vector under vectors/{rfc9421,rfc9530,wimse,nexus,nexus-1.1} against the
-// built @nexus/protocol (packages/protocol/dist). Prints one line per failure and a last
+// built @nexus-proxy/protocol (packages/protocol/dist). Prints one line per failure and a last
 // line "N passed, N failed"; exits 1 if any failed. Run via `npm run conformance`.
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

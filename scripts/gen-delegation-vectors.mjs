@@ -1,6 +1,6 @@
 // Generates vectors/delegation (spec §12.5): what a delegation may ask for given the
 // delegating lease [DELEGATE-NARROW], and what a request made with a sub-lease may do
-// [DELEGATE-ENFORCE]. Each vector is checked against the built @nexus/protocol before it is
+// [DELEGATE-ENFORCE]. Each vector is checked against the built @nexus-proxy/protocol before it is
 // written. Usage: npx tsc -b packages/protocol && node scripts/gen-delegation-vectors.mjs
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

@@ -6,7 +6,7 @@
  * lease is revoked while it waits. Every step is in the audit chain with the approver.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NexusAgent } from '@nexus/sdk';
+import type { NexusAgent } from '@nexus-proxy/sdk';
 import { codeOf } from './helpers/agents.js';
 import { startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';

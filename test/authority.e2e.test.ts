@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { enroll } from '@nexus/sdk';
+import { enroll } from '@nexus-proxy/sdk';
 import { codeOf } from './helpers/agents.js';
 import { startNode, runCli, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';

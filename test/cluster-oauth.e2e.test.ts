@@ -10,7 +10,7 @@
  *   exactly one refresh: the other node waits for the lock and uses the new token.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NexusAgent } from '@nexus/sdk';
+import type { NexusAgent } from '@nexus-proxy/sdk';
 import { startBalancer, type TestBalancer } from './helpers/balancer.js';
 import { startNode, type TestNode } from './helpers/node.js';
 import {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { signRequest } from '@nexus/protocol';
+import { signRequest } from '@nexus-proxy/protocol';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 import {
   startRelay,

@@ -15,7 +15,7 @@
  * deadline; the times measured are printed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signRequest } from '@nexus/protocol';
+import { signRequest } from '@nexus-proxy/protocol';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 import { startBalancer, type TestBalancer } from './helpers/balancer.js';
 import { startTestRedis, type TestRedis } from './helpers/faults.js';

@@ -19,7 +19,7 @@ import {
   PRESETS,
   renderExampleConfig,
   renderPresetService,
-} from '@nexus/server';
+} from '@nexus-proxy/server';
 import { runCli } from './helpers/node.js';
 
 const REPO = join(import.meta.dirname, '..');

@@ -11,7 +11,7 @@
 import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NexusAgent } from '@nexus/sdk';
+import type { NexusAgent } from '@nexus-proxy/sdk';
 import { codeOf } from './helpers/agents.js';
 import { freePort, startNode, type TestNode } from './helpers/node.js';
 import {

@@ -14,7 +14,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NexusAgent } from '@nexus/sdk';
+import type { NexusAgent } from '@nexus-proxy/sdk';
 import { codeOf } from './helpers/agents.js';
 import { REPO, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { parseConfigText } from '@nexus/server';
+import { parseConfigText } from '@nexus-proxy/server';
 import { REPO } from './helpers/node.js';
 
 const DIR = join(REPO, 'deploy/docker/cluster');

@@ -21,7 +21,7 @@ import { promisify } from 'node:util';
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import { parseConfigText } from '@nexus/server';
+import { parseConfigText } from '@nexus-proxy/server';
 import { REPO } from './helpers/node.js';
 
 const CHART = join(REPO, 'deploy/helm/nexus');

@@ -7,7 +7,7 @@
  */
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signRequest } from '@nexus/protocol';
+import { signRequest } from '@nexus-proxy/protocol';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 import { startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';

@@ -6,7 +6,7 @@
  * upstream; a concurrency slot held on one node is taken on the other.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signRequest } from '@nexus/protocol';
+import { signRequest } from '@nexus-proxy/protocol';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 import { startTestRedis, type TestRedis } from './helpers/faults.js';
 import { freePort, startNode, type TestNode } from './helpers/node.js';

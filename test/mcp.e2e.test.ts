@@ -16,8 +16,8 @@ import {
   getDefaultEnvironment,
 } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { signRequest } from '@nexus/protocol';
-import { mcpFetch, type NexusAgent } from '@nexus/sdk';
+import { signRequest } from '@nexus-proxy/protocol';
+import { mcpFetch, type NexusAgent } from '@nexus-proxy/sdk';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 import { startMcpServer, startModernMcpServer, type TestMcpServer } from './helpers/mcp-server.js';
 import { NEXUS_BIN, REPO, startNode, type TestNode } from './helpers/node.js';

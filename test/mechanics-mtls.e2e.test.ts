@@ -6,7 +6,7 @@
  * effect on the next request. Also covers `services.<name>.tls.ca_file`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NexusAgent, NexusAgentError } from '@nexus/sdk';
+import type { NexusAgent, NexusAgentError } from '@nexus-proxy/sdk';
 import { startNode, type TestNode } from './helpers/node.js';
 import { makeTestPki, startTlsUpstream, type TestPki, type TlsUpstream } from './helpers/tls.js';
 

@@ -6,7 +6,7 @@
  * real binary; the login and consent pages are driven by a scripted browser.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NexusAgent, NexusAgentError } from '@nexus/sdk';
+import type { NexusAgent, NexusAgentError } from '@nexus-proxy/sdk';
 import { startNode, type TestNode } from './helpers/node.js';
 import {
   CC_CLIENT,

@@ -19,8 +19,8 @@ import {
   renderExampleConfig,
   renderPresetService,
   renderPresetTable,
-} from '@nexus/server';
-import { isNexusError } from '@nexus/protocol';
+} from '@nexus-proxy/server';
+import { isNexusError } from '@nexus-proxy/protocol';
 
 const REPO = join(import.meta.dirname, '..');
 

@@ -12,8 +12,8 @@ import {
   verifyRelayedResponseSignature,
   verifyResponseSignature,
   type SignatureProfile,
-} from '@nexus/protocol';
-import { enroll, type NexusAgentError } from '@nexus/sdk';
+} from '@nexus-proxy/protocol';
+import { enroll, type NexusAgentError } from '@nexus-proxy/sdk';
 import { codeOf, rawAgent, type RawAgent } from './helpers/agents.js';
 import { NEXUS_BIN, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';

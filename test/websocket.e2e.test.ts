@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { decodeJwt } from 'jose';
 import { parse, stringify } from 'yaml';
-import { signRequest } from '@nexus/protocol';
+import { signRequest } from '@nexus-proxy/protocol';
 import { REPO, startNode, type TestNode } from './helpers/node.js';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
 

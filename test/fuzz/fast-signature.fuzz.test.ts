@@ -27,7 +27,7 @@ import {
   verifyRequestSignature,
   type AgentKeyPair,
   type SignatureProfile,
-} from '@nexus/protocol';
+} from '@nexus-proxy/protocol';
 import { parseFastSignature } from '../../packages/protocol/src/fast-signature.js';
 import { parseSimpleContentDigest } from '../../packages/protocol/src/digest.js';
 import { params, TIMEOUT } from './runs.js';

@@ -8,7 +8,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isNexusError } from '@nexus/protocol';
+import { isNexusError } from '@nexus-proxy/protocol';
 import {
   parseRoute,
   RESERVED_SERVICE_NAMES,

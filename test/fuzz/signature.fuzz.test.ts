@@ -18,7 +18,7 @@ import {
   verifyRequestBody,
   verifyRequestSignature,
   type AgentKeyPair,
-} from '@nexus/protocol';
+} from '@nexus-proxy/protocol';
 import { params, TIMEOUT } from './runs.js';
 
 const PROXY = 'https://nexus.example';

@@ -19,7 +19,7 @@ import {
   serializeItem,
   serializeList,
   type SfDictionary,
-} from '@nexus/protocol';
+} from '@nexus-proxy/protocol';
 import { params, TIMEOUT } from './runs.js';
 
 /** Text built from the characters structured fields care about, plus anything. */

@@ -3,7 +3,7 @@
  * the SDK would never send), and the error code of a rejected call.
  */
 import { expect } from 'vitest';
-import { generateAgentKey, type CryptoKey } from '@nexus/protocol';
+import { generateAgentKey, type CryptoKey } from '@nexus-proxy/protocol';
 import type { TestNode } from './node.js';
 
 export interface RawAgent {

@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { enroll, type NexusAgent, type AgentKeyAlgorithm } from '@nexus/sdk';
+import { enroll, type NexusAgent, type AgentKeyAlgorithm } from '@nexus-proxy/sdk';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 export const NEXUS_BIN = join(REPO, 'packages/cli/bin/nexus.js');

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enroll, type NexusAgent } from '@nexus/sdk';
+import { enroll, type NexusAgent } from '@nexus-proxy/sdk';
 import { runCli, startNode, type TestNode } from '../helpers/node.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import {

@@ -16,7 +16,7 @@ import {
   type AgentKeyPair,
   type ComponentInput,
   type LeaseClaims,
-} from '@nexus/protocol';
+} from '@nexus-proxy/protocol';
 import type { TestNode } from '../helpers/node.js';
 import { openSqliteStore } from '../../packages/server/src/store/sqlite.js';
 import { loadKeyring } from '../../packages/server/src/vault/master-key.js';

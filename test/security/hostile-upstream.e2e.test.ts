@@ -18,7 +18,7 @@
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enroll, NexusAgentError, type NexusAgent } from '@nexus/sdk';
+import { enroll, NexusAgentError, type NexusAgent } from '@nexus-proxy/sdk';
 import { codeOf } from '../helpers/agents.js';
 import { freePort, startNode, type TestNode } from '../helpers/node.js';
 import {

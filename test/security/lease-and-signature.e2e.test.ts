@@ -9,7 +9,7 @@
 import { generateKeyPairSync, createPublicKey } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT, UnsecuredJWT, exportJWK, base64url } from 'jose';
-import { createContentDigest } from '@nexus/protocol';
+import { createContentDigest } from '@nexus-proxy/protocol';
 import { startNode, type TestNode } from '../helpers/node.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import {

@@ -15,7 +15,7 @@ import {
   openConfiguredStore,
   operatorTokenFile,
   type Config,
-} from '@nexus/server';
+} from '@nexus-proxy/server';
 import { adminBaseUrl, configFrom, readOperatorToken } from './admin-client.js';
 
 type Env = Readonly<Record<string, string | undefined>>;

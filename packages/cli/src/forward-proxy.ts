@@ -7,12 +7,22 @@
  * proxy exactly as for every other call.
  *
  * MUST: a host no service owns is refused (problem+json `host_unowned` for plain HTTP, 403
- * on CONNECT); nothing is ever tunnelled blind. MUST: inside a tunnel, every request is for
+ * on CONNECT), unless the node allows a blind passthrough tunnel for this agent, host and
+ * port (`passthrough:` rules, `POST /v1/agent/passthrough`, which audits it): the node is
+ * asked before each such tunnel opens, and a tunnel is opened only on its yes. A passthrough
+ * tunnel is relayed byte for byte: no interception, no credential. MUST: inside a tunnel, every request is for
  * the tunnel's host (a different Host is refused: no hopping to another service through
  * one tunnel). MUST: only HTTP/1.1 is offered over TLS (ALPN); a client that insists on h2
  * fails the handshake with `no_application_protocol`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  STATUS_CODES,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { connect as tcpConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import type { RunCa } from './run-ca.js';
@@ -29,8 +39,14 @@ export interface OwnedHost {
 export interface ForwardProxyOptions {
   /** Lower-case host name -> its service. */
   readonly hosts: ReadonlyMap<string, OwnedHost>;
-  /** The run's CA; without it CONNECT is refused (no host to intercept). */
+  /** The run's CA; without it CONNECT to an owned host is refused (nothing to intercept). */
   readonly ca?: RunCa;
+  /**
+   * Asks the node whether a CONNECT to a host no service owns may be tunnelled blind
+   * (`NexusAgent.passthrough`): resolves on yes (the node has audited it), rejects with the
+   * refusal otherwise. Absent: every unowned host is refused.
+   */
+  readonly passthrough?: (host: string, port: number) => Promise<unknown>;
 }
 
 type Relay = (req: IncomingMessage, res: ServerResponse, target: string) => Promise<void>;
@@ -67,6 +83,56 @@ export function createForwardProxy(options: ForwardProxyOptions, relay: Relay): 
   const tunnels = new Set<Duplex>();
   const contexts = new Map<string, Promise<SecureContext>>();
   const tunnelHost = new WeakMap<object, string>();
+  const blind = new Set<Duplex>();
+
+  // A blind tunnel the node allowed (and audited) for this host and port: bytes are
+  // relayed as they are, in both directions; the TLS inside is the client's and the host's.
+  const passthrough = (
+    socket: Duplex,
+    head: Buffer,
+    host: string,
+    port: number,
+    ask: (host: string, port: number) => Promise<unknown>,
+  ): void => {
+    blind.add(socket);
+    socket.once('close', () => blind.delete(socket));
+    ask(host, port).then(
+      () => {
+        if (socket.destroyed) return;
+        const upstream = tcpConnect({ host, port });
+        let open = false;
+        blind.add(upstream);
+        upstream.on('error', () => {
+          if (!open)
+            refuse(socket, 502, 'upstream_unreachable', 'the sidecar could not reach the host');
+        });
+        upstream.once('close', () => {
+          blind.delete(upstream);
+          if (open) socket.destroy();
+        });
+        socket.once('close', () => upstream.destroy());
+        upstream.once('connect', () => {
+          open = true;
+          socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+          if (head.length > 0) upstream.write(head);
+          socket.pipe(upstream);
+          upstream.pipe(socket);
+        });
+      },
+      (err: unknown) => {
+        const e = err as { code?: unknown; status?: unknown; detail?: unknown };
+        const code = typeof e.code === 'string' ? e.code : 'proxy_unreachable';
+        if (code === 'host_unowned' || code === 'not_found') {
+          // not_found: a node without passthrough support; its answer is the same no.
+          const detail = typeof e.detail === 'string' ? e.detail : UNOWNED_TITLE;
+          refuse(socket, 403, 'host_unowned', detail);
+          return;
+        }
+        const status = typeof e.status === 'number' && e.status >= 400 ? e.status : 502;
+        refuse(socket, status, code, 'the node did not allow the passthrough tunnel');
+      },
+    );
+  };
 
   const context = (host: string, ca: RunCa): Promise<SecureContext> => {
     let p = contexts.get(host);
@@ -147,7 +213,12 @@ export function createForwardProxy(options: ForwardProxyOptions, relay: Relay): 
       const host = m?.[1]?.toLowerCase();
       const port = m?.[2];
       const ca = options.ca;
-      if (host === undefined || ca === undefined || !options.hosts.has(host)) {
+      if (host !== undefined && port !== undefined && !options.hosts.has(host)) {
+        if (options.passthrough === undefined) refuse(socket, 403, 'host_unowned', UNOWNED_TITLE);
+        else passthrough(socket, head, host, Number(port), options.passthrough);
+        return;
+      }
+      if (host === undefined || ca === undefined) {
         refuse(socket, 403, 'host_unowned', UNOWNED_TITLE);
         return;
       }
@@ -180,6 +251,7 @@ export function createForwardProxy(options: ForwardProxyOptions, relay: Relay): 
 
     close() {
       for (const s of tunnels) s.destroy();
+      for (const s of blind) s.destroy();
       inner.closeAllConnections();
     },
   };
@@ -193,7 +265,7 @@ function hostOf(field: string): string {
 /** Refuses a CONNECT with a problem+json answer on the raw socket. */
 function refuse(socket: Duplex, status: number, code: string, title: string): void {
   const body = JSON.stringify({ type: `urn:nexus:problem:${code}`, title, status, code });
-  const reason = status === 403 ? 'Forbidden' : 'Bad Gateway';
+  const reason = STATUS_CODES[status] ?? 'Error';
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/problem+json\r\nnexus-error: ${code}\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,

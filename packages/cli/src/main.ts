@@ -32,7 +32,7 @@ import {
   checkStateFileModes,
   openConfiguredStore,
   type Config,
-} from '@nexus/server';
+} from '@nexus-proxy/server';
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
 import { DEFAULT_AUTHORITY, enrollmentFileJson, runAsAgent } from './run.js';
 import { registerMcp } from './commands/mcp.js';
@@ -1471,6 +1471,9 @@ interface AuditView {
   error_code?: string;
   error_detail?: string;
   request_id?: string;
+  /** `passthrough` records: the tunnel's target. */
+  host?: string;
+  port?: number;
 }
 const AUDIT_COLUMNS = [
   'SEQ',
@@ -1492,8 +1495,8 @@ function auditRow(r: AuditView): string[] {
     r.kind ?? '',
     r.agent ?? '-',
     r.service ?? '-',
-    r.method ?? '',
-    r.path ?? '',
+    r.method ?? (r.kind === 'passthrough' ? 'CONNECT' : ''),
+    r.path ?? (r.host === undefined ? '' : `${r.host}:${r.port ?? ''}`),
     r.decision ?? '',
     r.upstream_status === undefined ? '-' : String(r.upstream_status),
     r.error_code ?? '',

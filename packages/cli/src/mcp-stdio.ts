@@ -31,7 +31,7 @@ import {
   type JSONRPCMessage,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
-import { enroll, mcpFetch, MCP_INTENT_META, type NexusAgent } from '@nexus/sdk';
+import { enroll, mcpFetch, MCP_INTENT_META, type NexusAgent } from '@nexus-proxy/sdk';
 import { CliError } from './admin-client.js';
 import { DEFAULT_AUTHORITY } from './run.js';
 

@@ -1,7 +1,7 @@
 // Issue 11: the pure parts of base-URL and forward-proxy mode (which variables, which
 // target), table-driven.
 import { describe, expect, it } from 'vitest';
-import type { AgentService } from '@nexus/sdk';
+import type { AgentService } from '@nexus-proxy/sdk';
 import { serviceTarget } from './forward-proxy.js';
 import {
   DUMMY_KEY,

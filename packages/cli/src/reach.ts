@@ -8,7 +8,7 @@
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AgentService } from '@nexus/sdk';
+import type { AgentService } from '@nexus-proxy/sdk';
 import { CliError } from './admin-client.js';
 
 /**

@@ -15,9 +15,9 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { resolve, sep } from 'node:path';
-import { loadConfig, nodeStateFiles, type Config } from '@nexus/server';
-import { generateAgentKey } from '@nexus/protocol';
-import { enroll, fromLease, type AgentService, type NexusAgent } from '@nexus/sdk';
+import { loadConfig, nodeStateFiles, type Config } from '@nexus-proxy/server';
+import { generateAgentKey } from '@nexus-proxy/protocol';
+import { enroll, fromLease, type AgentService, type NexusAgent } from '@nexus-proxy/sdk';
 import { CliError } from './admin-client.js';
 import { DELEGATE_PATH, startSidecar } from './sidecar.js';
 import {
@@ -252,7 +252,12 @@ export async function runAsAgent(
       // The CA exists only while this run does, and only when there is a host to vouch for.
       const ca = hosts.size > 0 ? await createRunCa([...hosts.keys()]) : undefined;
       caFiles = ca === undefined ? undefined : await writeCaFiles(ca.certPem, env);
-      forward = { hosts, ...(ca === undefined ? {} : { ca }) };
+      // A host no service owns: the node decides and audits a blind tunnel (passthrough).
+      forward = {
+        hosts,
+        ...(ca === undefined ? {} : { ca }),
+        passthrough: (host, port) => agent.passthrough(host, port),
+      };
     }
     sidecar = await startSidecar(agent, {
       intent: opts.intent,

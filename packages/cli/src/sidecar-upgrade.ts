@@ -14,7 +14,7 @@
 import { request as httpRequest, ServerResponse } from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { NexusAgent } from '@nexus/sdk';
+import type { NexusAgent } from '@nexus-proxy/sdk';
 
 interface PendingUpgrade {
   readonly socket: Duplex;

@@ -10,9 +10,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Readable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { NexusError, mcpRefusal, parseRoute } from '@nexus/protocol';
-import type { NexusAgent } from '@nexus/sdk';
-import { NexusAgentError, defaultMcpIntent, intentText, mcpOutgoing } from '@nexus/sdk';
+import { NexusError, mcpRefusal, parseRoute } from '@nexus-proxy/protocol';
+import type { NexusAgent } from '@nexus-proxy/sdk';
+import { NexusAgentError, defaultMcpIntent, intentText, mcpOutgoing } from '@nexus-proxy/sdk';
 import { holdsDummyKey, queryWithoutDummyKey } from './reach.js';
 import { createForwardProxy, type ForwardProxyOptions } from './forward-proxy.js';
 import { problem } from './sidecar-problem.js';

@@ -1,4 +1,4 @@
-// @nexus/protocol: the Nexus v1 wire format (errors, structured fields, RFC 9530 digests,
+// @nexus-proxy/protocol: the Nexus v1 wire format (errors, structured fields, RFC 9530 digests,
 // RFC 9421 signatures, lease tokens, the request profile). Pure: no I/O.
 
 export const VERSION = '0.1.0';

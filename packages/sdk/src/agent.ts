@@ -14,7 +14,7 @@ import {
   type CryptoKey,
   type LeaseClaims,
   type SignatureProfile,
-} from '@nexus/protocol';
+} from '@nexus-proxy/protocol';
 import { NexusAgentError, errorFromResponse, nexusRefusalCode } from './errors.js';
 import { checkedTarget } from './target.js';
 
@@ -498,6 +498,30 @@ export class NexusAgent {
       throw new NexusAgentError('invalid_response', 'the node sent no service list');
     }
     return body.services.filter(isAgentService);
+  }
+
+  /**
+   * Asks the node for a blind tunnel to `host:port`, a host no service owns
+   * (`POST /v1/agent/passthrough`, spec §12.6). The node decides from its `passthrough:`
+   * rules and audits the decision before it answers; resolves with the allowing rule's id,
+   * or throws the refusal (`host_unowned`). `nexus run`'s forward proxy opens the tunnel
+   * only after this resolves. The tunnel carries no credential and is not inspected.
+   */
+  async passthrough(host: string, port: number): Promise<string> {
+    const url = `${this.options.authority.replace(/\/$/, '')}/v1/agent/passthrough`;
+    const sent = await this.#signedFetch(url, {
+      method: 'POST',
+      intent: `passthrough tunnel to ${host}:${port}`.slice(0, 512),
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ host, port }),
+    });
+    const res = sent.res;
+    if (!res.ok) throw (await this.#refusal(sent)) ?? (await errorFromResponse(res));
+    const body = (await res.json()) as { rule?: unknown };
+    if (typeof body.rule !== 'string') {
+      throw new NexusAgentError('invalid_response', 'the node sent no passthrough rule');
+    }
+    return body.rule;
   }
 
   /**

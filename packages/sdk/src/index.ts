@@ -1,4 +1,4 @@
-// @nexus/sdk: the agent client. Depends only on @nexus/protocol.
+// @nexus-proxy/sdk: the agent client. Depends only on @nexus-proxy/protocol.
 export { enroll, fromLease, NexusAgent } from './agent.js';
 export type {
   EnrollOptions,

@@ -5,7 +5,7 @@
  * intent taken from the message. A refusal by Nexus reaches the client as a JSON-RPC error
  * response, as any MCP server's error would.
  */
-import { mcpRefusal, type JsonRpcId } from '@nexus/protocol';
+import { mcpRefusal, type JsonRpcId } from '@nexus-proxy/protocol';
 import type { NexusAgent } from './agent.js';
 import { NexusAgentError } from './errors.js';
 

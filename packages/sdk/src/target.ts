@@ -4,7 +4,7 @@
  * prefix (`v1`, `.well-known`) or a path that could escape its service (`..`, `%2e%2e`,
  * `\`, `//`, ...) is refused locally with the code the proxy would answer.
  */
-import { isNexusError, serviceTarget } from '@nexus/protocol';
+import { isNexusError, serviceTarget } from '@nexus-proxy/protocol';
 import { NexusAgentError } from './errors.js';
 
 /**

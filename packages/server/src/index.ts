@@ -1,4 +1,4 @@
-// @nexus/server: the Authority, proxy, policy, vault, mechanics, scrubber, audit, store
+// @nexus-proxy/server: the Authority, proxy, policy, vault, mechanics, scrubber, audit, store
 // and admin API. `startNexus` runs them all in one process (`nexus up`).
 export const VERSION = '0.1.0';
 

@@ -1,7 +1,7 @@
 // `nexus mcp`: the command's options and help; the work is in ../mcp-stdio.ts.
 import { Option, type Command } from 'commander';
-import { isNexusError, safeDetail } from '@nexus/protocol';
-import { addServiceToConfigFile, discoverMcpAuthorization } from '@nexus/server';
+import { isNexusError, safeDetail } from '@nexus-proxy/protocol';
+import { addServiceToConfigFile, discoverMcpAuthorization } from '@nexus-proxy/server';
 import { adminClient, CliError } from '../admin-client.js';
 import { serveMcpStdio, type McpOptions } from '../mcp-stdio.js';
 import { DEFAULT_AUTHORITY } from '../run.js';

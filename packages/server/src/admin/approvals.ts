@@ -3,7 +3,7 @@
  * The deciding operator is the operator token of the call (its name and id go into the
  * audit chain); a rule's `approvers` limits which token names may decide.
  */
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { ApprovalQueue } from '../approvals/queue.js';
 
 /** The caller of an admin route, from its operator token. */

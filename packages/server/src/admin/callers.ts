@@ -10,7 +10,7 @@
  * MUST: every admin route has a role (ROUTE_ROLES; a route not listed needs `admin`), and
  * the admin handler checks it on every call, whoever calls (console or not).
  */
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { CONSOLE_ROLES, type ConsoleRole } from '../config/console-schema.js';
 import { randomId, sha256Hex } from '../util/ids.js';
 

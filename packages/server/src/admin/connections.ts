@@ -12,7 +12,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import {
   CONNECTION_CALLBACK_PATH,
   principalSchema,

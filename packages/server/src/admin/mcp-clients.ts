@@ -13,7 +13,7 @@
  * then connected with the `/v1/connections` routes, as for any such service.
  */
 import { z } from 'zod';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { discoverMcpAuthorization } from '../mcp/discovery.js';
 import {
   CLIENT_METADATA_PATH,

@@ -11,7 +11,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { NexusError, isNexusError } from '@nexus/protocol';
+import { NexusError, isNexusError } from '@nexus-proxy/protocol';
 import type { Authority } from '../authority/authority.js';
 import type { Store, AuditRow } from '../store/store.js';
 import { randomId, sha256Hex } from '../util/ids.js';

@@ -5,7 +5,7 @@
  * `nexus credential set` or `PUT /v1/credentials/{name}`: this route never takes one.
  */
 import { z } from 'zod';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { PRESETS } from '../presets/presets.js';
 import { presetToJson } from '../presets/apply.js';
 import { SERVICE_NAME_RE } from '../config/names.js';

@@ -17,7 +17,7 @@
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { OAuthCoordination } from '../mechanics/mechanic.js';
 import type { Store } from '../store/store.js';
 import type { Vault } from '../vault/vault.js';

@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { Config } from '../config/schema.js';
 import { openNodeStore } from './open-store.js';
 import { authoritySettings, keyringFor } from './init.js';
@@ -21,6 +21,7 @@ import { Authority } from '../authority/authority.js';
 import { createAuthorityHandler } from '../authority/http.js';
 import { compilePolicy } from '../policy/compile.js';
 import { reachableServices } from '../config/reach.js';
+import { createPassthroughDecider } from '../authority/passthrough.js';
 import { MECHANICS } from '../mechanics/index.js';
 import { connectionsOf, type OAuthConnections } from '../mechanics/oauth2-authorization-code.js';
 import { createAuditWriter, type AuditWriter } from '../audit/writer.js';
@@ -495,6 +496,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       maxBodyBytes: config.proxy.max_body,
       reach: (agent, roles) =>
         reachableServices(current.services, (s) => policy.rulesFor(s), agent, roles),
+      passthrough: createPassthroughDecider({ rules: () => current.passthrough, audit, clock }),
     });
 
     const proxyServer = createServer(
@@ -701,6 +703,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       'agents',
       'policies',
       'limits',
+      'passthrough',
       'base_dir',
       'master_key',
     ]);

@@ -8,7 +8,7 @@
  */
 import { createPublicKey } from 'node:crypto';
 import { compactVerify } from 'jose';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { Config } from '../config/schema.js';
 import type { Store } from '../store/store.js';
 import { verifySink, type AuditCheckpoint, type ChainFailureReason } from '../audit/chain.js';

@@ -4,7 +4,7 @@
  * that the lease and the agent are still good (a lease revoked or an agent disabled while
  * the request waited MUST NOT be forwarded).
  */
-import { NexusError, type ErrorCode } from '@nexus/protocol';
+import { NexusError, type ErrorCode } from '@nexus-proxy/protocol';
 import type { ApprovalSettings } from '../policy/rule-schema.js';
 import type { AuditRecord } from '../audit/record.js';
 import type { ApprovalOutcome, ApprovalQueue, PendingApproval } from './queue.js';

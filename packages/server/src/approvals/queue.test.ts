@@ -1,7 +1,7 @@
 // The approval queue: decisions, approvers, timeout, abandon, stop, and the caps that keep
 // one agent from filling the node with held requests (issue 15).
 import { describe, expect, it } from 'vitest';
-import { isNexusError } from '@nexus/protocol';
+import { isNexusError } from '@nexus-proxy/protocol';
 import { ApprovalQueue } from './queue.js';
 
 const request = (agent = 'bot', approvers?: string[]) => ({

@@ -11,7 +11,7 @@
  * MUST: a pending approval's view holds the request's identity, route and intent (what an
  * approver needs to decide), never a header value, the query, the body or a credential.
  */
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { randomId } from '../util/ids.js';
 import type { HeldBody, WebhookSettings } from './webhook.js';
 

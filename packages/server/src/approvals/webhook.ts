@@ -19,7 +19,7 @@
 import { createHmac } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { parseDuration } from '../config/units.js';
 import { readBody } from '../proxy/read-body.js';
 import { timingSafeEqualString } from '../util/timing-safe.js';

@@ -6,7 +6,7 @@
 // ECMAScript's own number and string serialisation (which RFC 8785 adopts verbatim), so
 // a reviewer can check it against the RFC in one sitting, and it has no dependency to
 // audit or pin.
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 /** A JSON value accepted by {@link canonicalize}. */
 export type JsonValue =

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { auditAgentKey } from '../store/store.js';
 import { canonicalize, canonicalMembers } from './canonical-json.js';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 /** `prev_hash` of the first record. */
 export const GENESIS_HASH = '0'.repeat(64);

@@ -11,7 +11,7 @@
 // Nothing in it is secret.
 import { open, readFile } from 'node:fs/promises';
 import { decodeProtectedHeader } from 'jose';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { decodeCheckpointPayload, type AuditCheckpoint } from './chain.js';
 
 /** The JWS `typ` of an audit checkpoint (`Authority.signCheckpoint`). */

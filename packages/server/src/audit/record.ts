@@ -11,9 +11,11 @@ import type { McpAuditFields } from '../mcp/gateway.js';
 
 /**
  * Record kinds: the request decision, its outcome, Authority actions, and the steps of a
- * request held for approval (pending, then approved, denied, timeout, abandoned, stopped).
+ * request held for approval (pending, then approved, denied, timeout, abandoned, stopped),
+ * and the node's decision on a blind tunnel `nexus run` asked for (`passthrough`: `host`,
+ * `port`, no service, method or path; authority/passthrough.ts).
  */
-export type AuditKind = 'request' | 'outcome' | 'authority' | 'approval';
+export type AuditKind = 'request' | 'outcome' | 'authority' | 'approval' | 'passthrough';
 
 /**
  * One audit record. A proxied request leaves a `request` record (written, durably, before

@@ -13,7 +13,7 @@
 // `audit_unavailable` and the next append starts a new thread, which re-reads the head
 // from the store and checks that the newest record reported durable is still there.
 import { Worker } from 'node:worker_threads';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { SqliteStoreOptions } from '../store/sqlite.js';
 import type { AuditCheckpoint, ChainRecord } from './chain.js';
 import type { AuditThreadInit, PlainError } from './writer-thread.js';

@@ -18,7 +18,7 @@ import type {
   CheckpointPayload,
   PreparedRecord,
 } from './chain.js';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { AuditSink } from './sink.js';
 
 /** Options of {@link createAuditWriter}. */

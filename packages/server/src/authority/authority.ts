@@ -25,7 +25,7 @@ import {
   type DelegationRequest,
   type LeaseClaims,
   type VerifiedRequest,
-} from '@nexus/protocol';
+} from '@nexus-proxy/protocol';
 import type { AgentRow, LeaseRow, Store } from '../store/store.js';
 import type { Vault } from '../vault/vault.js';
 import { randomId, sha256Hex } from '../util/ids.js';

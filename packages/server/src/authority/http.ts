@@ -3,7 +3,7 @@
  * issue (enrollment), signed renewal and signed self-revocation.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { NexusError, isNexusError, verifyRequestBody } from '@nexus/protocol';
+import { NexusError, isNexusError, verifyRequestBody } from '@nexus-proxy/protocol';
 import { agentFromSub, type Authority, type IssuedLease } from './authority.js';
 import type { ReplayGuard } from '../proxy/replay-cache.js';
 import { discardBody, readBody } from '../proxy/read-body.js';
@@ -14,6 +14,7 @@ import type { Logger } from '../util/logger.js';
 import { errorSummary } from '../proxy/pipeline.js';
 import { serverDigest } from '../util/digest.js';
 import type { AgentReachService } from '../config/reach.js';
+import { parsePassthroughBody, type createPassthroughDecider } from './passthrough.js';
 
 export interface AuthorityHttpDeps {
   readonly authority: Authority;
@@ -29,6 +30,8 @@ export interface AuthorityHttpDeps {
   readonly maxBodyBytes?: number;
   /** The services an agent's policy can allow, with their env and hosts (issue 11). */
   readonly reach?: (agent: string, roles: readonly string[]) => readonly AgentReachService[];
+  /** Decides and audits a blind tunnel of `nexus run` (authority/passthrough.ts). */
+  readonly passthrough?: ReturnType<typeof createPassthroughDecider>;
 }
 
 const MAX_AUTHORITY_BODY = 16 * 1024;
@@ -154,6 +157,19 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         const agent = agentFromSub(verified.claims.sub);
         if (agent === undefined) throw new NexusError('lease_invalid');
         json(res, 200, { services: deps.reach(agent, roles) });
+        return;
+      }
+      if (path === '/v1/agent/passthrough' && deps.passthrough !== undefined) {
+        // A blind tunnel to a host no service owns (spec §12.6): signed like a renewal,
+        // decided by the passthrough rules and audited before the answer.
+        if (req.method !== 'POST') throw new NexusError('method_not_allowed');
+        const verified = await verifyHeaders(req);
+        const body = await readBody(req, MAX_AUTHORITY_BODY);
+        await verifyRequestBody(verified, req.headers, body, serverDigest);
+        await deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+        const target = parsePassthroughBody(body.toString('utf8'));
+        const rule = await deps.passthrough(verified, target, requestId);
+        json(res, 200, { host: target.host, port: target.port, rule });
         return;
       }
       throw new NexusError('not_found');

@@ -13,7 +13,7 @@ import {
   randomBytes,
 } from 'node:crypto';
 import type { JWK } from 'jose';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { Store, SigningKeyRow } from '../store/store.js';
 import type { Vault } from '../vault/vault.js';
 

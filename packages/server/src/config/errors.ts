@@ -17,7 +17,7 @@ export interface ConfigIssue {
  * Thrown when a config (or a policy set) is invalid. `code` is always `config_invalid`;
  * `issues` lists every problem. The message is one `file: path: reason` line per issue.
  *
- * TODO: extend `NexusError` from `@nexus/protocol` once it exports one with `config_invalid`.
+ * TODO: extend `NexusError` from `@nexus-proxy/protocol` once it exports one with `config_invalid`.
  */
 export class ConfigError extends Error {
   /** Stable error code. */

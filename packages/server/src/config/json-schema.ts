@@ -59,7 +59,7 @@ function at(root: JsonObject, ...path: string[]): JsonObject {
 
 /**
  * The JSON Schema (draft-07) of nexus.yaml as input, with every `auth.type` registered at
- * the time of the call (call after the mechanics are registered, as `@nexus/server` does on
+ * the time of the call (call after the mechanics are registered, as `@nexus-proxy/server` does on
  * import).
  *
  * @example await writeFile('nexus.schema.json', configJsonSchemaText());

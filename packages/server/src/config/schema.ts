@@ -25,6 +25,7 @@ import { consoleSchema, type ConsoleConfig } from './console-schema.js';
 import { limitsSchema, type LimitRule } from '../limits/schema.js';
 import { telemetrySchema, type TelemetryConfig } from '../telemetry/schema.js';
 import { costSourceSchema, type CostSource } from '../limits/cost.js';
+import { passthroughSchema, type PassthroughRule } from './passthrough.js';
 
 /**
  * Every default of nexus.yaml, in YAML form. The schema parses these like user input.
@@ -203,6 +204,8 @@ export interface Config {
   readonly limits: readonly LimitRule[];
   /** OpenTelemetry traces (telemetry/schema.ts); off unless `telemetry.traces` is set. */
   readonly telemetry: TelemetryConfig;
+  /** Hosts `nexus run` may tunnel blind for named agents or roles (config/passthrough.ts). */
+  readonly passthrough: readonly PassthroughRule[];
 }
 
 /** Options for {@link buildConfigSchema}. */
@@ -514,6 +517,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
       policies: z.array(policyRuleSchema).prefault([]),
       limits: limitsSchema,
       telemetry: telemetrySchema,
+      passthrough: passthroughSchema,
     })
     .transform((c): Config => {
       const public_url = c.proxy.public_url ?? `http://${formatListen(c.proxy.listen)}`;
@@ -570,6 +574,7 @@ export function buildConfigSchema(opts: SchemaOptions) {
         policies: c.policies,
         limits: c.limits,
         telemetry: c.telemetry,
+        passthrough: c.passthrough,
       };
     });
 }

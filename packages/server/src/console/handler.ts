@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { NexusError, isNexusError } from '@nexus/protocol';
+import { NexusError, isNexusError } from '@nexus-proxy/protocol';
 import type { Store } from '../store/store.js';
 import { randomId, sha256Hex } from '../util/ids.js';
 import type { Logger } from '../util/logger.js';

@@ -13,7 +13,7 @@
  */
 import * as oauth from 'oauth4webapi';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import {
   CONSOLE_ROLES,
   type ConsoleOidcConfig,

@@ -9,7 +9,7 @@
  * bytes are added when the response ends (so the last response may overshoot it);
  * `concurrent` holds a slot from admission to the end of the response.
  */
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { formatDuration } from '../config/units.js';
 import type { LimitCounterStore } from './counter-store.js';
 import type { LimitRule } from './schema.js';

@@ -3,7 +3,7 @@
 // failing closed with `limits_unavailable` while Redis is down.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { startTestRedis, type TestRedis } from '../../../../test/helpers/faults.js';
 import { RedisLimitCounterStore } from './redis-counter-store.js';
 import { createLimiter, isLimitRefusal } from './limiter.js';

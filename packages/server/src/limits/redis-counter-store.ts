@@ -16,7 +16,7 @@
  * so agent and service names never become part of a Redis key.
  */
 import { createHash } from 'node:crypto';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { Redis } from 'ioredis';
 import type { LimitCounterStore, WindowCount } from './counter-store.js';
 

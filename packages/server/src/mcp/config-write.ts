@@ -5,7 +5,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 /** Adds `services.<name>` = `entry` to the YAML file at `path`. */
 export async function addServiceToConfigFile(

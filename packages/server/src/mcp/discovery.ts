@@ -12,7 +12,7 @@
  * 9728 §3.3) and the authorization server's `issuer` the URL it was found under (RFC 8414
  * §3.3), or discovery fails: a server cannot send Nexus's users to someone else's server.
  */
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 /** What discovery found. */
 export interface McpAuthDiscovery {

@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { mcpRefusal, safeDetail, type JsonRpcId, type NexusError } from '@nexus/protocol';
+import { mcpRefusal, safeDetail, type JsonRpcId, type NexusError } from '@nexus-proxy/protocol';
 import { checkMcpTransport, parseMcpMessage, type McpMessage, type McpTarget } from './message.js';
 import { sendRefusal } from '../proxy/problem.js';
 import { createMcpResponseFilter, isFilteredList, type McpInspection } from './response.js';

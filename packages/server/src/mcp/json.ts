@@ -1,7 +1,7 @@
 // Strict JSON for MCP bodies: JSON.parse plus a refusal of duplicate object keys. Two
 // parsers that disagree on `{"name":"read","name":"delete"}` (most keep the last, some the
 // first) would let policy decide on one tool and the upstream run another.
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 /** The parsed value, or `mcp_invalid` (flagged as a JSON parse error) for bad JSON. */
 export function parseStrictJson(text: string): unknown {

@@ -9,7 +9,7 @@
  * reading could differ between Nexus and the upstream (duplicate keys, a batch) is refused.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { NexusError, type JsonRpcId } from '@nexus/protocol';
+import { NexusError, type JsonRpcId } from '@nexus-proxy/protocol';
 import { canonicalize } from '../audit/canonical-json.js';
 import { sha256Hex } from '../util/ids.js';
 import { parseStrictJson } from './json.js';

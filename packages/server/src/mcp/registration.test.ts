@@ -7,7 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isNexusError } from '@nexus/protocol';
+import { isNexusError } from '@nexus-proxy/protocol';
 import type { McpAuthDiscovery } from './discovery.js';
 import { clientMetadataDocument, clientMetadataUrl, registerMcpClient } from './registration.js';
 

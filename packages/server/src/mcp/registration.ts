@@ -23,7 +23,7 @@
  * redirect URI or auth method than asked for is refused. Nothing the server says ends up in
  * an error message: failures are stable codes with a fixed detail.
  */
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { CONNECTION_CALLBACK_PATH } from '../mechanics/oauth2-authorization-code.js';
 import { isAllowedDiscoveryUrl, type McpAuthDiscovery } from './discovery.js';
 

@@ -10,7 +10,7 @@
  * entry without its name) is never relayed unfiltered: the relay fails (fail closed).
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { NexusError, type JsonRpcId } from '@nexus/protocol';
+import { NexusError, type JsonRpcId } from '@nexus-proxy/protocol';
 import type { McpKind, McpTarget } from './message.js';
 
 /** What the response showed, for the outcome record. */

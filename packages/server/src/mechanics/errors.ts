@@ -1,8 +1,8 @@
 /**
- * Errors raised by auth mechanics: `NexusError` from `@nexus/protocol`, built through the
+ * Errors raised by auth mechanics: `NexusError` from `@nexus-proxy/protocol`, built through the
  * helper below so that every mechanic fails the same way (stable code, no value in the text).
  */
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 /**
  * The credential (or one of its fields) cannot be used: `credential_unavailable` (503).

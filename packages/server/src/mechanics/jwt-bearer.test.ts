@@ -5,7 +5,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MockAgent } from 'undici';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { isNexusError } from '@nexus/protocol';
+import { isNexusError } from '@nexus-proxy/protocol';
 import { githubAppMechanic } from './github-app.js';
 import { jwtBearerMechanic } from './jwt-bearer.js';
 import type { MechanicDefinition, ResolvedCredential } from './mechanic.js';

@@ -8,7 +8,7 @@
  */
 import type { Dispatcher } from 'undici';
 import type { z } from 'zod';
-import type { LeaseClaims } from '@nexus/protocol';
+import type { LeaseClaims } from '@nexus-proxy/protocol';
 
 /** A credential as the vault hands it to the pipeline. Internal only: never serialised. */
 export interface ResolvedCredential {

@@ -3,7 +3,7 @@
  * the real `Mechanic` interface, and the secrets property for every registered mechanic:
  * each credential field value a mechanic reads appears in `AppliedAuth.secrets`.
  */
-import { isNexusError } from '@nexus/protocol';
+import { isNexusError } from '@nexus-proxy/protocol';
 import { describe, expect, it } from 'vitest';
 import { MECHANICS, registerMechanicSchemas } from './index.js';
 import type { OutboundRequest, ResolvedCredential } from './mechanic.js';

@@ -14,7 +14,7 @@
 import { createSecureContext } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import { z } from 'zod';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { applied, optionalField, requireField, SecretSet } from './credential.js';
 import { credentialUnavailable } from './errors.js';
 import type { Mechanic, MechanicDefinition, ResolvedCredential } from './mechanic.js';

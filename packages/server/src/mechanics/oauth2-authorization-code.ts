@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { applied, assertHeaderSafe, requireField, SecretSet } from './credential.js';
 import type {
   Mechanic,

@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isNexusError } from '@nexus/protocol';
+import { isNexusError } from '@nexus-proxy/protocol';
 import type { Mechanic, ResolvedCredential } from './mechanic.js';
 import { oauth2ClientCredentialsMechanic as def } from './oauth2-client-credentials.js';
 import { fakeContext, outbound } from './test/fake-context.js';

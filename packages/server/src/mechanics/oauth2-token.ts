@@ -11,7 +11,7 @@
  */
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { z } from 'zod';
-import { NexusError, type ErrorCode } from '@nexus/protocol';
+import { NexusError, type ErrorCode } from '@nexus-proxy/protocol';
 import { credentialUnavailable } from './errors.js';
 
 /** Token lifetime assumed when the endpoint omits `expires_in` (RFC 6749 §5.1 allows it). */

@@ -3,7 +3,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { isNexusError } from '@nexus/protocol';
+import { isNexusError } from '@nexus-proxy/protocol';
 import { expiresInToMs, postTokenRequest, tokenEndpointUrl, TokenCache } from './token-cache.js';
 
 async function codeOf(p: Promise<unknown>): Promise<string | undefined> {

@@ -9,7 +9,7 @@
  */
 import { request, type Dispatcher } from 'undici';
 import { z } from 'zod';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { isLoopbackHost } from '../config/schema.js';
 import { parseDuration } from '../config/units.js';
 

@@ -3,8 +3,8 @@
 // `jti` capped at the lease's expiry, and secrets.
 import { describe, expect, it } from 'vitest';
 import { MockAgent } from 'undici';
-import type { LeaseClaims } from '@nexus/protocol';
-import { isNexusError } from '@nexus/protocol';
+import type { LeaseClaims } from '@nexus-proxy/protocol';
+import { isNexusError } from '@nexus-proxy/protocol';
 import type { MechanicContext, ResolvedCredential } from './mechanic.js';
 import { tokenExchangeMechanic } from './token-exchange.js';
 import { fakeContext, outbound } from './test/fake-context.js';

@@ -10,7 +10,7 @@
  * counts and timings under bounded labels only (metrics/metrics.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { sendProblem } from '../proxy/problem.js';
 import { timingSafeEqualString } from '../util/timing-safe.js';
 import type { NexusMetrics } from './metrics.js';

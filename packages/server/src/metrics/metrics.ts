@@ -10,7 +10,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { ERROR_CODES } from '@nexus/protocol';
+import { ERROR_CODES } from '@nexus-proxy/protocol';
 import type { AuditRecord } from '../audit/record.js';
 import type { AuditAppender } from '../proxy/pipeline.js';
 import type { PipelineObserver, PipelineStage, RequestSummary } from '../proxy/observe.js';

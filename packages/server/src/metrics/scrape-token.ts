@@ -4,7 +4,7 @@
  * (`authorization: { credentials_file: ... }`). It grants nothing but `/metrics`.
  */
 import { readFileSync } from 'node:fs';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 /** Shortest scrape token accepted: 16 characters (a guessable token would expose metrics). */
 const MIN_LENGTH = 16;

@@ -5,7 +5,7 @@
  * file, its order and its comments stay as they were.
  */
 import { isMap, parseDocument, stringify, type YAMLMap } from 'yaml';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { ServicePreset } from './presets.js';
 
 // `{name}`, but not the `{{field}}` of a header template.

@@ -4,7 +4,7 @@
  * problem like every other refusal, then closes the connection. Nothing is forwarded.
  */
 import type { Socket } from 'node:net';
-import { NexusError, problemDetails } from '@nexus/protocol';
+import { NexusError, problemDetails } from '@nexus-proxy/protocol';
 import { randomId } from '../util/ids.js';
 
 export function answerClientError(err: Error & { code?: string }, socket: Socket): void {

@@ -1,7 +1,7 @@
 // Issue 10: method overrides and look-alikes of an injected query parameter, as names
 // some server reads them (table-driven; the wire attacks are in test/security).
 import { describe, expect, it } from 'vitest';
-import { isNexusError } from '@nexus/protocol';
+import { isNexusError } from '@nexus-proxy/protocol';
 import { checkBody, checkQuery, nameReadings } from './param-names.js';
 import { forwardableRequestHeaders } from './strip-headers.js';
 

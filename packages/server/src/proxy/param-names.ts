@@ -18,7 +18,7 @@
  * `-` for `_`. Pairs are split on `&` and `;` (Rack and older Python split on both).
  * Only names are compared: `payment_method=card` or `method=instant` are ordinary fields.
  */
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 /** Canonical names of the method-override parameters frameworks honour. */
 const OVERRIDE_NAMES: ReadonlySet<string> = new Set([

@@ -23,7 +23,7 @@ import {
   safeDetail,
   verifyRequestBody,
   type VerifiedRequest,
-} from '@nexus/protocol';
+} from '@nexus-proxy/protocol';
 import { auditDelegation, type Authority } from '../authority/authority.js';
 import type {
   AppliedAuth,

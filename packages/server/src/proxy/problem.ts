@@ -7,7 +7,7 @@
  * trust it.
  */
 import type { ServerResponse } from 'node:http';
-import { problemDetails, type NexusError } from '@nexus/protocol';
+import { problemDetails, type NexusError } from '@nexus-proxy/protocol';
 import { signProblemHeaders } from './sign-response.js';
 
 /**

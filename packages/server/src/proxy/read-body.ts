@@ -9,7 +9,7 @@
  * of one request are ever read: past that the connection is closed.
  */
 import type { IncomingMessage } from 'node:http';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 /** Body bytes each request has delivered so far (for {@link discardBody}). */
 const received = new WeakMap<IncomingMessage, number>();

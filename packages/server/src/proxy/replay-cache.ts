@@ -12,7 +12,7 @@
  * there is no snapshot: the proxy then refuses every signature that could predate its
  * start (created <= start + skew), and signers re-sign. See app/replay-state.ts.
  */
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 export interface ReplayCacheOptions {
   /** Maximum live entries. */

@@ -16,7 +16,7 @@
  * agent input never becomes a key name and every key has the same length.
  */
 import { createHash } from 'node:crypto';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { ReplayGuard } from './replay-cache.js';

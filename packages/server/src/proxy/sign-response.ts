@@ -19,7 +19,7 @@ import {
   responseSignatureBase,
   responseSignatureParams,
   serializeByteSequence,
-} from '@nexus/protocol';
+} from '@nexus-proxy/protocol';
 
 /** The key a node signs its responses with: the Authority's active lease-signing key. */
 export interface ResponseSigningKey {

@@ -5,7 +5,7 @@
  * restart barrier applied (app/replay-state.ts).
  */
 import type { IncomingMessage } from 'node:http';
-import { NexusError, verifyRequestSignature, type VerifiedRequest } from '@nexus/protocol';
+import { NexusError, verifyRequestSignature, type VerifiedRequest } from '@nexus-proxy/protocol';
 import type { Authority } from '../authority/authority.js';
 
 /**

@@ -30,7 +30,7 @@ import type { Duplex } from 'node:stream';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import WebSocket, { WebSocketServer, type RawData } from 'ws';
-import { NexusError, isNexusError } from '@nexus/protocol';
+import { NexusError, isNexusError } from '@nexus-proxy/protocol';
 import type { AppliedAuth, MechanicContext, OutboundRequest } from '../mechanics/mechanic.js';
 import type { Logger } from '../util/logger.js';
 import type { AuditRecord } from '../audit/record.js';

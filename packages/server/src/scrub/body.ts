@@ -12,7 +12,7 @@
 import { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { createRedactor } from './redactor.js';
 import type { Matcher } from './matcher.js';
 

@@ -2,7 +2,7 @@
 // undone every encoding it knows (see `redactor.ts`). Encoded forms (base64, hex, percent,
 // JSON and HTML escapes) are NOT listed here: the views decode them, in any mix of case and
 // escaping, so one pattern per secret covers them all.
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { decodeEscapes } from './escapes.js';
 
 /** Default minimum secret length in bytes; shorter values would redact common words. */

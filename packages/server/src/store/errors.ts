@@ -1,5 +1,5 @@
 // Store start-up errors. Runtime failures (`not_found`, `conflict`) are `NexusError`s
-// from `@nexus/protocol`; the codes below are not in the protocol table yet (they
+// from `@nexus-proxy/protocol`; the codes below are not in the protocol table yet (they
 // never reach a client: they stop `nexus up`). Messages MUST NOT contain secrets.
 
 /** Codes only the store raises, at open time. */

@@ -11,7 +11,7 @@
 // the store latches the failure (`store_unavailable`) and refuses everything after it.
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 
 /** A file's identity: `"<dev>:<ino>"` (bigint-safe text), or undefined when it is missing. */
 export type FileIdentity = string;

@@ -15,7 +15,7 @@
 // - A database that cannot be reached fails every call with `store_unavailable`
 //   (503, fail closed); the pool reconnects by itself when the database is back.
 import { hostname } from 'node:os';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import pg from 'pg';
 import { StoreError } from './errors.js';
 import {

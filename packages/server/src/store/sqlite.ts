@@ -6,7 +6,7 @@
 // retried asynchronously, then fails with `store_busy` (issue 10).
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import Database from 'better-sqlite3';
 import { StoreError } from './errors.js';
 import {

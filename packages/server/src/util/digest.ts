@@ -1,6 +1,6 @@
 // The Content-Digest hash the server verifies request bodies with.
 import { createHash } from 'node:crypto';
-import { webCryptoDigest, type DigestFunction } from '@nexus/protocol';
+import { webCryptoDigest, type DigestFunction } from '@nexus-proxy/protocol';
 
 /** Bodies up to this size are hashed synchronously on the calling thread. */
 const SYNC_LIMIT = 64 * 1024;

@@ -1,5 +1,5 @@
 // Tests for the constant-time comparison, id and digest helpers.
-import { createContentDigest, verifyContentDigest, webCryptoDigest } from '@nexus/protocol';
+import { createContentDigest, verifyContentDigest, webCryptoDigest } from '@nexus-proxy/protocol';
 import { describe, expect, it } from 'vitest';
 import { serverDigest } from './digest.js';
 import { randomId, sha256Hex } from './ids.js';

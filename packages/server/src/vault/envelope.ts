@@ -9,7 +9,7 @@
 // MUST: any malformed, unknown-version or tampered blob fails with an error, never
 // returns unauthenticated bytes.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import type { MasterKey } from './master-key.js';
 
 /** The sealed-format version this code writes. */

@@ -21,7 +21,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { VaultError } from './errors.js';
 
 /** Length of a master key in bytes (AES-256). */

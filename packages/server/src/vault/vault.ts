@@ -8,7 +8,7 @@
 // keys or values would keep secret material in memory longer, and would need
 // invalidation on rotate/delete/master-key rotation across processes; mechanics that
 // derive tokens (OAuth2, GitHub App) cache those tokens themselves.
-import { NexusError } from '@nexus/protocol';
+import { NexusError } from '@nexus-proxy/protocol';
 import { VaultError } from './errors.js';
 import { openEnvelope, rewrapEnvelope, sealEnvelope, sealedKeyVersion } from './envelope.js';
 import type { Keyring, MasterKey } from './master-key.js';
