@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { credentialRef, registerMechanicSchema } from './auth-schemas.js';
 import { ConfigError } from './errors.js';
 import { renderExampleConfig } from './example.js';
+import { MECHANICS } from '../mechanics/index.js';
 import { loadConfig, parseConfig, parseConfigText } from './load.js';
 import { formatDuration, parseDuration, parseListen, parseSize } from './units.js';
 
@@ -502,6 +503,17 @@ describe('YAML loading', () => {
         /^nexus\.yaml:4: proxy\.max_bdy: /,
       );
     }
+  });
+
+  it("lists every built-in mechanic in the example's auth.type comment", () => {
+    const text = renderExampleConfig();
+    const block = /^# auth\.type[^\n]*\n(#   [^\n]*\n)*/m.exec(text)?.[0] ?? '';
+    const listed = block
+      .replace(/^# auth\.type \([^)]*\):/, '')
+      .replace(/Or start from a preset.*$/s, '')
+      .split(/[|#.\s]+/)
+      .filter((w) => w !== '');
+    expect(listed.sort()).toEqual([...MECHANICS.keys()].sort());
   });
 
   it('renders an example config that parses with the schema', () => {

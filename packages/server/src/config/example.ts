@@ -117,7 +117,9 @@ scrub:
 
 # Services: one entry per upstream. Names: lowercase letters, digits, "-".
 # Plain http:// is only allowed to loopback hosts unless allow_insecure_upstream: true.
-# auth.type: none | header | bearer | basic | query (and mechanics registered later).
+# auth.type (docs/mechanics/<type>.md): none | header | bearer | basic | query | aws_sigv4 |
+#   hmac | oauth2_client_credentials | oauth2_authorization_code | jwt_bearer | github_app |
+#   token_exchange | mtls. Or start from a preset: nexus presets; nexus service add <preset>.
 services:
   ${service}:
     upstream: ${q(upstream)}
