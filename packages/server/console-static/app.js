@@ -394,6 +394,7 @@ const pages = {
         m.agents && `agents ${m.agents.join(', ')}`,
         m.roles && `roles ${m.roles.join(', ')}`,
         m.services && `services ${m.services.join(', ')}`,
+        m.credentials && `credentials ${m.credentials.join(', ')}`,
       ]
         .filter(Boolean)
         .join('; ') || 'every request';
@@ -402,6 +403,7 @@ const pages = {
         l.requests && `${l.requests.max} requests / ${l.requests.window_seconds}s`,
         l.concurrent && `${l.concurrent} in flight`,
         l.bytes && `${l.bytes.max} bytes / ${l.bytes.window_seconds}s`,
+        l.cost && `cost ${l.cost.max} / ${l.cost.window_seconds}s`,
       ]
         .filter(Boolean)
         .join(', ');
@@ -410,10 +412,12 @@ const pages = {
         c.requests && `${c.requests.used}/${c.requests.max} requests`,
         c.concurrent && `${c.concurrent.in_flight}/${c.concurrent.max} in flight`,
         c.bytes && `${c.bytes.used}/${c.bytes.max} bytes`,
+        c.cost && `cost ${c.cost.used}/${c.cost.max}`,
       ].filter(Boolean);
       const full =
         (c.requests && c.requests.used >= c.requests.max) ||
-        (c.bytes && c.bytes.used >= c.bytes.max);
+        (c.bytes && c.bytes.used >= c.bytes.max) ||
+        (c.cost && c.cost.used >= c.cost.max);
       return el(
         'div',
         { 'data-subject': c.subject, class: full ? 'bad' : undefined },

@@ -72,4 +72,51 @@ describe('limitsView', () => {
       'a/echo',
     ]);
   });
+
+  it('shows cost budgets per credential, under the keys the limiter counts them', async () => {
+    const store = new MemoryLimitCounterStore();
+    const now = 120_000;
+    const rules: LimitRule[] = [
+      {
+        id: 'llm-key',
+        match: { credentials: ['openai-key'] },
+        per: 'credential',
+        cost: { max: 1000, window: 60_000 },
+      },
+    ];
+    const limiter = createLimiter({ rules: () => rules, store, clock: () => now });
+    // Two services share one API key: their costs add up under the credential.
+    for (const service of ['chat', 'embed']) {
+      const done = await limiter.admit({
+        agent: 'a',
+        roles: [],
+        service,
+        credential: 'openai-key',
+        bytesIn: 0,
+      });
+      done(10, 300);
+    }
+    const view = await limitsView({
+      rules,
+      store,
+      agents: [{ name: 'a', roles: [] }],
+      services: [
+        { name: 'chat', credential: 'openai-key' },
+        { name: 'embed', credential: 'openai-key' },
+        { name: 'other', credential: 'other-key' },
+      ],
+      now,
+    });
+    expect(view.limits[0]).toMatchObject({
+      id: 'llm-key',
+      per: 'credential',
+      cost: { max: 1000, window_seconds: 60 },
+    });
+    expect(view.limits[0]?.counters).toEqual([
+      {
+        subject: 'credential:openai-key',
+        cost: { used: 600, max: 1000, resets_at: new Date(180_000).toISOString() },
+      },
+    ]);
+  });
 });
