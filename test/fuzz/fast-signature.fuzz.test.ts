@@ -124,6 +124,13 @@ const REWRITES: ReadonlyArray<(input: string, sig: string) => [string, string]> 
   (i, s) => [i.replace(/wimse-aud="[^"]*"/, 'wimse-aud="x\\"y"'), s],
   (i, s) => [i.replace(/"$/, '";x'), s],
   (i, s) => [i.replace(/\)/, ')\t'), s],
+  // Review (issue 14): obs-fold, a 16-digit integer, a repeated parameter, a second tag.
+  (i, s) => [i.replace(';nonce=', '\r\n ;nonce='), s],
+  (i, s) => [i.replace(/;created=(\d+)/, ';created=1000000000000000$1'), s],
+  (i, s) => [i.replace(/;created=(\d+)/, ';created=$1;created=$1'), s],
+  (i, s) => [i.replace(/;expires=(\d+)/, ';expires=1'), s],
+  (i, s) => [`${i};tag="wimse-workload-to-workload"`, s],
+  (i, s) => [i.replace('"nexus-intent"', '"Nexus-Intent"'), s],
 ];
 
 const mutation = fc.oneof(
@@ -343,6 +350,29 @@ describe('verification fast path (issue 14 step 2)', () => {
       'content-digest',
     ]);
     expect(await verdict(c, true)).toMatchObject({ ok: true, intent: 'file a bug' });
+  });
+
+  it('every structured-field rewrite, on every profile, gets the strict path’s verdict', async () => {
+    // Deterministic (review): each rewrite runs at least once, whatever the random runs hit.
+    for (const profile of ['nexus/1.1', 'nexus/1'] as const) {
+      for (const body of [false, true]) {
+        const c = await signed({
+          agent: 1,
+          method: body ? 'POST' : 'GET',
+          path: '/github/repos',
+          query: 'a=1',
+          intent: 'triage issue 7',
+          nonce: 'abcdefghijklmnopqrstuv',
+          body,
+          profile,
+          ttl: 30,
+        });
+        for (let which = 0; which < REWRITES.length; which++) {
+          const m = mutate(c, { kind: 'rewrite', which });
+          expect([which, await verdict(m, true)]).toEqual([which, await verdict(m, false)]);
+        }
+      }
+    }
   });
 
   it(

@@ -73,4 +73,31 @@ describe('OAuth coordination on PostgreSQL', () => {
     expect(both.filter((t) => t !== undefined)).toEqual([{ service: 'mail', link }]);
     expect(await a.co.pendingService(hash)).toBeUndefined();
   });
+
+  it('a sealed link moved to another row or service does not open (review)', async () => {
+    const [a, b] = await nodes();
+    const alice = JSON.stringify({ principal: 'alice', verifier: 'pkce-verifier-alice' });
+    const mallory = JSON.stringify({ principal: 'mallory', verifier: 'pkce-verifier-mallory' });
+    const ha = 'a'.repeat(64);
+    const hm = 'b'.repeat(64);
+    await a.co.putPending(ha, 'mail', alice, Date.now() + 60_000);
+    await a.co.putPending(hm, 'mail', mallory, Date.now() + 60_000);
+    // Someone with write access to the store (not to the vault key) copies alice's sealed
+    // link into mallory's row: the row's callback must not yield alice's link.
+    await a.store.pool.query(
+      'UPDATE oauth_pending SET sealed = (SELECT sealed FROM oauth_pending WHERE state_hash = $1) WHERE state_hash = $2',
+      [ha, hm],
+    );
+    expect(await b.co.takePending(hm)).toBeUndefined();
+    // Relabelled with another service: refused too, and consumed.
+    await a.store.pool.query('UPDATE oauth_pending SET service = $1 WHERE state_hash = $2', [
+      'drive',
+      ha,
+    ]);
+    expect(await b.co.takePending(ha)).toBeUndefined();
+    expect(await a.co.pendingService(ha)).toBeUndefined();
+    // An untouched row still opens.
+    await a.co.putPending(hm, 'mail', mallory, Date.now() + 60_000);
+    expect(await b.co.takePending(hm)).toEqual({ service: 'mail', link: mallory });
+  });
 });

@@ -22,8 +22,16 @@ import type { OAuthCoordination } from '../mechanics/mechanic.js';
 import type { Store } from '../store/store.js';
 import type { Vault } from '../vault/vault.js';
 
-/** Seal purpose of pending links. */
-const SEAL_PURPOSE = 'oauth2.pending';
+/**
+ * Seal purpose of one pending link: bound to its row (state hash and service), so a link
+ * moved to another row or relabelled with another service by someone who can write the
+ * store but not read the vault key does not open (it would otherwise complete a flow
+ * begun for one principal or service on another).
+ */
+function sealPurpose(stateHash: string, service: string): string {
+  const row = createHash('sha256').update(`${stateHash}\0${service}`).digest('hex');
+  return `oauth2.pending:${row}`;
+}
 
 /** Longest wait for another node's refresh of the same connection. */
 const LOCK_WAIT = '30s';
@@ -94,7 +102,7 @@ export function storeOAuthCoordination(options: {
       return pool === undefined ? fn() : withAdvisoryLock(pool, key, fn);
     },
     async putPending(stateHash, service, link, expiresAt) {
-      const sealed = await vault.seal(SEAL_PURPOSE, Buffer.from(link, 'utf8'));
+      const sealed = await vault.seal(sealPurpose(stateHash, service), Buffer.from(link, 'utf8'));
       await store.putOAuthPending({ stateHash, service, sealed, expiresAt }, clock());
     },
     pendingService(stateHash) {
@@ -103,7 +111,13 @@ export function storeOAuthCoordination(options: {
     async takePending(stateHash) {
       const row = await store.takeOAuthPending(stateHash, clock());
       if (row === undefined) return undefined;
-      const link = (await vault.open(SEAL_PURPOSE, row.sealed)).toString('utf8');
+      // A link that does not open under its row's binding is no link (fail closed: the
+      // callback is refused `forbidden`, as for an unknown state).
+      const opened = await vault
+        .open(sealPurpose(stateHash, row.service), row.sealed)
+        .catch(() => undefined);
+      if (opened === undefined) return undefined;
+      const link = opened.toString('utf8');
       return { service: row.service, link };
     },
   };

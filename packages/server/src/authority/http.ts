@@ -3,7 +3,12 @@
  * issue (enrollment), signed renewal and signed self-revocation.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { NexusError, isNexusError, verifyRequestBody } from '@nexus-proxy/protocol';
+import {
+  NexusError,
+  delegatedServices,
+  isNexusError,
+  verifyRequestBody,
+} from '@nexus-proxy/protocol';
 import { agentFromSub, type Authority, type IssuedLease } from './authority.js';
 import type { ReplayGuard } from '../proxy/replay-cache.js';
 import { discardBody, readBody } from '../proxy/read-body.js';
@@ -156,7 +161,15 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         const roles = verified.claims.scope.split(' ').filter((r) => r !== '');
         const agent = agentFromSub(verified.claims.sub);
         if (agent === undefined) throw new NexusError('lease_invalid');
-        json(res, 200, { services: deps.reach(agent, roles) });
+        // A sub-lease narrowed by service lists only its delegated services (spec §12.5):
+        // the proxy refuses the others (service_not_delegated), so listing them would only
+        // tell a sub-agent what its delegator can reach.
+        const delegated = delegatedServices(verified.claims);
+        const services = deps.reach(agent, roles);
+        json(res, 200, {
+          services:
+            delegated === undefined ? services : services.filter((s) => delegated.includes(s.name)),
+        });
         return;
       }
       if (path === '/v1/agent/passthrough' && deps.passthrough !== undefined) {

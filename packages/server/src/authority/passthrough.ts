@@ -8,7 +8,14 @@
  * MUST: deny when no rule matches (`host_unowned`), and audit the denial too. MUST: fail
  * closed when the audit write fails (`audit_unavailable`, no allow answer).
  */
-import { NexusError, type VerifiedRequest } from '@nexus-proxy/protocol';
+import {
+  NexusError,
+  checkDelegatedRequest,
+  delegatedServices,
+  isNexusError,
+  safeDetail,
+  type VerifiedRequest,
+} from '@nexus-proxy/protocol';
 import type { AuditWriter } from '../audit/writer.js';
 import { passthroughRuleFor, type PassthroughRule } from '../config/passthrough.js';
 
@@ -58,7 +65,23 @@ export function createPassthroughDecider(deps: PassthroughDeps) {
     requestId: string,
   ): Promise<string> {
     const roles = verified.claims.scope.split(' ').filter((r) => r !== '');
-    const rule = passthroughRuleFor(deps.rules(), verified.agent, roles, target.host, target.port);
+    // MUST: a sub-lease never reaches more than its grant (spec §12.5). A blind tunnel
+    // belongs to no service, so one narrowed by service gets none; its intent patterns
+    // apply to the tunnel's intent as to a proxied request's.
+    let refused: NexusError | undefined;
+    try {
+      if (delegatedServices(verified.claims) !== undefined) {
+        throw new NexusError('service_not_delegated', 'a blind tunnel belongs to no service');
+      }
+      checkDelegatedRequest(verified.claims, '', verified.intent);
+    } catch (err) {
+      if (!isNexusError(err)) throw err;
+      refused = err;
+    }
+    const rule =
+      refused === undefined
+        ? passthroughRuleFor(deps.rules(), verified.agent, roles, target.host, target.port)
+        : undefined;
     try {
       await deps.audit.append({
         v: 1,
@@ -74,11 +97,16 @@ export function createPassthroughDecider(deps: PassthroughDeps) {
         intent: verified.intent,
         decision: rule === undefined ? 'deny' : 'allow',
         rule_ids: rule === undefined ? [] : [rule.id],
-        ...(rule === undefined ? { error_code: 'host_unowned', error_detail: DENIED } : {}),
+        ...(refused !== undefined
+          ? { error_code: refused.code, error_detail: safeDetail(refused) }
+          : rule === undefined
+            ? { error_code: 'host_unowned', error_detail: DENIED }
+            : {}),
       });
     } catch (err) {
       throw new NexusError('audit_unavailable', undefined, { cause: err });
     }
+    if (refused !== undefined) throw refused;
     if (rule === undefined) throw new NexusError('host_unowned', DENIED);
     return rule.id;
   };
