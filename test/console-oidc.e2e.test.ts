@@ -73,17 +73,30 @@ describe('console OIDC login and roles (issue 15)', () => {
     idp = await startPeopleIdp();
     const adminPort = await freePort();
     const redirectUri = `http://127.0.0.1:${adminPort}/console/oidc/callback`;
-    await idp.setup(redirectUri, {
-      alice: ['staff', 'nexus-viewers'],
-      bob: ['nexus-operators'],
-      carol: ['staff'],
-    });
+    await idp.setup(
+      redirectUri,
+      {
+        alice: ['staff', 'nexus-viewers'],
+        bob: ['nexus-operators'],
+        carol: ['staff'],
+        dave: ['nexus-operators'],
+        // Review: an operator whose provider lets her set any email, unverified.
+        mallory: ['nexus-operators'],
+      },
+      { mallory: { email: 'dave@example.org', verified: false } },
+    );
     upstream = await startUpstream();
     node = await startNode({
       services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
-      agents: { bot: { roles: ['reader'] } },
+      agents: { bot: { roles: ['reader'] }, waiter: { roles: ['reader'] } },
       policies: [
         { id: 'read', allow: { roles: ['reader'], services: ['echo'], methods: ['GET'] } },
+        {
+          id: 'held',
+          approve: { roles: ['reader'], services: ['echo'], paths: ['/held/**'] },
+          approvers: ['dave@example.org'],
+          timeout: '1m',
+        },
       ],
       overrides: {
         admin: {
@@ -225,6 +238,42 @@ describe('console OIDC login and roles (issue 15)', () => {
     });
     expect(out.status).toBe(204);
     expect((await api(b, 'GET', '/v1/leases')).status).toBe(401);
+  });
+
+  it("review: an unverified email claim is not the person's: it neither names them nor matches a rule's approvers", async () => {
+    const waiter = await node.enroll('waiter');
+    try {
+      const held = waiter.fetch('echo', '/held/deploy');
+      const listed = async () =>
+        (await node.admin<{ approvals: { id: string }[] }>('GET', '/v1/approvals')).body.approvals;
+      while ((await listed()).length === 0) await new Promise((r) => setTimeout(r, 20));
+      const id = ((await listed())[0] as { id: string }).id;
+
+      const mallory = new CookieBrowser();
+      expect((await mallory.login(node.adminUrl, 'mallory')).status).toBe(200);
+      const session = await fetch(`${node.adminUrl}/console/session`, {
+        headers: { cookie: `nexus_console=${mallory.cookie('nexus_console') ?? ''}` },
+      });
+      // Her display name is her sub, not the email she typed in.
+      expect(((await session.json()) as { user: { name: string } }).user.name).toBe('mallory');
+      const refused = await api(mallory, 'POST', `/v1/approvals/${id}/approve`);
+      expect(refused).toMatchObject({ status: 403, body: { code: 'forbidden' } });
+      expect(await listed()).toHaveLength(1);
+
+      const dave = new CookieBrowser();
+      expect((await dave.login(node.adminUrl, 'dave')).status).toBe(200);
+      const ok = await api(dave, 'POST', `/v1/approvals/${id}/approve`);
+      expect(ok).toMatchObject({
+        status: 200,
+        body: {
+          state: 'approved',
+          approver: { name: 'dave@example.org', token_id: 'person:dave' },
+        },
+      });
+      expect((await held).status).toBe(200);
+    } finally {
+      waiter.close();
+    }
   });
 
   it('keeps operator-token login, as admin, and records the token as the actor', async () => {

@@ -54,9 +54,14 @@ describe('limits shared by two nodes through Redis', () => {
       services: {
         echo: { upstream: upstream.url, auth: { type: 'none' } },
         slow: { upstream: `${upstream.url}/slow`, auth: { type: 'none' } },
+        llm: {
+          upstream: `${upstream.url}/llm`,
+          auth: { type: 'none' },
+          cost: { json: ['usage.total_tokens', 'usage.extra'] },
+        },
       },
-      agents: { bot: { roles: ['reader'] } },
-      policies: [{ id: 'read', allow: { roles: ['reader'], services: ['echo', 'slow'] } }],
+      agents: { bot: { roles: ['reader'] }, spender: { roles: ['reader'] } },
+      policies: [{ id: 'read', allow: { roles: ['reader'], services: ['echo', 'slow', 'llm'] } }],
       overrides: {
         proxy: { public_url: publicUrl },
         redis: { url: redis.url, key_prefix: 'limits-e2e:' },
@@ -67,6 +72,7 @@ describe('limits shared by two nodes through Redis', () => {
             requests: { max: 4, window: '1h' },
           },
           { id: 'one-slow', match: { services: ['slow'] }, per: 'service', concurrent: 1 },
+          { id: 'tokens', match: { services: ['llm'] }, cost: { max: 1000, window: '1h' } },
         ],
       },
     };
@@ -106,6 +112,37 @@ describe('limits shared by two nodes through Redis', () => {
       expect(r.text).toContain('bot-rate');
     }
     expect(upstream.requests.map((r) => r.url)).toEqual(['/n0', '/n1', '/n2', '/n3']);
+  });
+
+  it('review: a hostile upstream cost of 1e300 (or two that sum to Infinity) spends the budget instead of counting 0', async () => {
+    upstream.reset();
+    upstream.handle((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      // Each alone is finite; their sum overflows to Infinity.
+      res.end(JSON.stringify({ usage: { total_tokens: 1e300, extra: 1.7e308 } }));
+    });
+    const spender = await rawAgent(a, 'spender');
+    // Under the budget on admission (0 < 1000): allowed; its cost is added as it ends.
+    expect((await send(a, spender, '/llm/one')).status).toBe(200);
+    // The cost reaches the shared counter (Redis refused the add of 1e300 and it was lost).
+    const view = async () =>
+      (
+        await a.admin<{ limits: { id: string; counters?: { cost?: { used: number } }[] }[] }>(
+          'GET',
+          '/v1/limits',
+        )
+      ).body;
+    const used = async () => {
+      const l = (await view()).limits.find((x) => x.id === 'tokens');
+      return Math.max(0, ...(l?.counters ?? []).map((c) => c.cost?.used ?? 0));
+    };
+    while ((await used()) === 0) await new Promise((r) => setTimeout(r, 20));
+    for (const node of [a, b]) {
+      const r = await send(node, spender, '/llm/two');
+      expect(r).toMatchObject({ status: 429, code: 'rate_limited' });
+      expect(r.text).toContain('tokens');
+    }
+    expect(upstream.requests.map((r) => r.url)).toEqual(['/llm/one']);
   });
 
   it('a concurrency slot held on one node is taken on the other until released', async () => {

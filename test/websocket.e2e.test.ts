@@ -81,6 +81,8 @@ async function startWsUpstream(): Promise<WsUpstream> {
     });
     if (c.path === '/whoami') ws.send(`auth:${req.headers.authorization ?? ''}`);
     if (c.path === '/leak') void leak(ws);
+    if (c.path === '/split') void split(ws, false);
+    if (c.path === '/split-close') void split(ws, true);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
@@ -235,6 +237,25 @@ async function refusal(p: Promise<Opened>): Promise<{ status?: number; code?: st
   }
 }
 
+/**
+ * Review: the credential cut in two by a message boundary, each half alone in its own
+ * message (or the second half in the close reason); the agent would join them.
+ */
+async function split(ws: WebSocket, inClose: boolean): Promise<void> {
+  const sent = (text: string) =>
+    new Promise<void>((r, j) => ws.send(text, (e) => (e ? j(e) : r())));
+  const half = Math.floor(SECRET.length / 2);
+  await sent('before');
+  await sent(`a ${SECRET.slice(0, half)}`);
+  if (inClose) {
+    ws.close(4002, SECRET.slice(half));
+    return;
+  }
+  await sent(`${SECRET.slice(half)} b`);
+  await sent('after');
+  ws.close(1000, 'done');
+}
+
 describe('WebSocket upgrades (issue 11)', () => {
   let node: TestNode;
   let up: WsUpstream;
@@ -351,6 +372,30 @@ describe('WebSocket upgrades (issue 11)', () => {
     expect(outcome?.redactions).toBe(5);
     expect(JSON.stringify(rows)).not.toContain(SECRET);
   });
+
+  for (const [path, where] of [
+    ['/chat/split', 'two messages'],
+    ['/chat/split-close', 'a message and the close reason'],
+  ] as const) {
+    it(`review: a secret split across ${where} never reaches the agent whole`, async () => {
+      const agent = await rawAgent(node, 'bot');
+      const headers = await signedHandshake(node, agent, path);
+      const o = await connect(`${node.proxyUrl}${path}`, headers);
+      const closed = await o.closed;
+      const joined = o.messages.map((m) => m.data).join('') + closed.reason;
+      expect(joined).not.toContain(SECRET);
+      const half = Math.floor(SECRET.length / 2);
+      // The messages before the boundary arrive; the second half never does.
+      expect(o.messages.map((m) => m.data)).toEqual(['before', `a ${SECRET.slice(0, half)}`]);
+      expect(joined).not.toContain(SECRET.slice(half));
+      const p = path.slice('/chat'.length);
+      await until(async () => (await auditFor(node, p)).some((r) => r.kind === 'outcome'));
+      const outcome = (await auditFor(node, p)).find((r) => r.kind === 'outcome');
+      expect(outcome).toMatchObject({ error_code: 'upstream_invalid', redactions: 1 });
+      if (path === '/chat/split') expect(closed.code).toBe(1011);
+      else expect(closed.code).toBe(4002);
+    });
+  }
 
   it('relays agent messages both ways and closes on the agent side', async () => {
     const agent = await rawAgent(node, 'bot');

@@ -17,7 +17,15 @@ export const CONSOLE_CLIENT = {
 export interface PeopleIdp {
   readonly issuer: string;
   /** Creates the provider once the console's redirect URI is known. */
-  setup(redirectUri: string, groups: Record<string, string[]>): Promise<void>;
+  /**
+   * `emails`: an account's `email` and whether the provider says it verified it (default:
+   * `<id>@example.org`, verified).
+   */
+  setup(
+    redirectUri: string,
+    groups: Record<string, string[]>,
+    emails?: Record<string, { email: string; verified: boolean }>,
+  ): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -105,7 +113,7 @@ export async function startPeopleIdp(): Promise<PeopleIdp> {
 
   return {
     issuer,
-    async setup(redirectUri, groups) {
+    async setup(redirectUri, groups, emails = {}) {
       const { privateKey } = await generateKeyPair('ES256', { extractable: true });
       const jwk = {
         ...(await exportJWK(privateKey)),
@@ -127,12 +135,17 @@ export async function startPeopleIdp(): Promise<PeopleIdp> {
         clientDefaults: { id_token_signed_response_alg: 'ES256' },
         cookies: { keys: ['people-idp-cookie-key-0123456789'] },
         scopes: ['openid', 'email', 'groups'],
-        claims: { openid: ['sub'], email: ['email'], groups: ['groups'] },
+        claims: { openid: ['sub'], email: ['email', 'email_verified'], groups: ['groups'] },
         // Real providers (Keycloak, Okta, Entra) put the groups in the ID token.
         conformIdTokenClaims: false,
         findAccount: (_ctx: unknown, id: string) => ({
           accountId: id,
-          claims: () => ({ sub: id, email: `${id}@example.org`, groups: groups[id] ?? [] }),
+          claims: () => ({
+            sub: id,
+            email: emails[id]?.email ?? `${id}@example.org`,
+            email_verified: emails[id]?.verified ?? true,
+            groups: groups[id] ?? [],
+          }),
         }),
         interactions: {
           url: (_ctx: unknown, i: { uid: string }) => `/interaction/${i.uid}`,

@@ -10,6 +10,8 @@ import type { ApprovalQueue } from '../approvals/queue.js';
 export interface OperatorIdentity {
   readonly id: string;
   readonly name: string;
+  /** What a rule's `approvers` match (admin/callers.ts `approverNameOf`); none: no list matches. */
+  readonly approverName?: string;
 }
 
 export interface ApprovalRoute {
@@ -31,6 +33,7 @@ export function approvalRoutes(queue: ApprovalQueue | undefined): ApprovalRoute[
         ctx.params.id as string,
         { name: ctx.operator.name, token_id: ctx.operator.id },
         approve,
+        ctx.operator.approverName,
       );
       return {
         approval: view,

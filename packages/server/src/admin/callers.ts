@@ -24,6 +24,8 @@ export interface Caller {
   readonly role: ConsoleRole;
   /** A person's OIDC issuer. */
   readonly issuer?: string;
+  /** A person's email, when the provider verified it. */
+  readonly email?: string;
 }
 
 /** What a person token stands for. */
@@ -32,6 +34,18 @@ export interface Person {
   readonly sub: string;
   readonly name: string;
   readonly role: ConsoleRole;
+  /** The `email` claim, only when `email_verified` is true. */
+  readonly email?: string;
+}
+
+/**
+ * The name an `approvers` list is matched against: an operator token's name, a person's
+ * verified email. A person's display name (an unverified email, `preferred_username`,
+ * `sub`) is theirs to choose at many providers: it could be a token's name or another
+ * person's email, so it never matches.
+ */
+export function approverNameOf(caller: Caller): string | undefined {
+  return caller.type === 'person' ? caller.email : caller.name;
 }
 
 /** Route -> least role, and the audit action of a state-changing route. */

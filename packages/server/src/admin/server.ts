@@ -25,7 +25,7 @@ import { mcpClientRoutes } from './mcp-clients.js';
 import { approvalRoutes, type OperatorIdentity } from './approvals.js';
 import type { ApprovalQueue } from '../approvals/queue.js';
 import type { ChainRecord } from '../audit/chain.js';
-import { checkRole, type Caller, type PersonTokens } from './callers.js';
+import { approverNameOf, checkRole, type Caller, type PersonTokens } from './callers.js';
 import { actionRecord } from './action-audit.js';
 import { serviceRoutes, type AddServiceInput } from './services.js';
 import {
@@ -401,6 +401,7 @@ export function createAdminHandler(deps: AdminDeps) {
         name: person.name,
         role: person.role,
         issuer: person.issuer,
+        ...(person.email === undefined ? {} : { email: person.email }),
       };
     }
     const row = await store.findOperatorTokenByHash(sha256Hex(m[1] as string));
@@ -457,7 +458,11 @@ export function createAdminHandler(deps: AdminDeps) {
       const operator: OperatorIdentity | undefined =
         caller === undefined
           ? undefined
-          : { id: caller.type === 'person' ? `person:${caller.id}` : caller.id, name: caller.name };
+          : {
+              id: caller.type === 'person' ? `person:${caller.id}` : caller.id,
+              name: caller.name,
+              approverName: approverNameOf(caller),
+            };
       const values = match.pattern.exec(url.pathname)?.slice(1) ?? [];
       const params: Record<string, string> = {};
       match.keys.forEach((k, i) => {

@@ -32,19 +32,19 @@ describe('ApprovalQueue', () => {
     const a = q.hold(request(), 60_000);
     const b = q.hold(request(), 60_000);
     expect(q.list().map((v) => v.id)).toEqual([a.id, b.id]);
-    q.decide(a.id, ops, true);
-    q.decide(b.id, ops, false);
+    q.decide(a.id, ops, true, ops.name);
+    q.decide(b.id, ops, false, ops.name);
     expect(await a.outcome).toEqual({ state: 'approved', approver: ops });
     expect(await b.outcome).toEqual({ state: 'denied', approver: ops });
-    expect(codeOf(() => q.decide(a.id, ops, false))).toBe('not_found');
+    expect(codeOf(() => q.decide(a.id, ops, false, ops.name))).toBe('not_found');
     expect(q.list()).toEqual([]);
   });
 
   it("refuses an operator outside the rule's approvers", () => {
     const q = new ApprovalQueue({ clock: () => 0 });
     const a = q.hold(request('bot', ['release-manager']), 60_000);
-    expect(codeOf(() => q.decide(a.id, ops, true))).toBe('forbidden');
-    q.decide(a.id, { name: 'release-manager', token_id: 't2' }, true);
+    expect(codeOf(() => q.decide(a.id, ops, true, ops.name))).toBe('forbidden');
+    q.decide(a.id, { name: 'release-manager', token_id: 't2' }, true, 'release-manager');
   });
 
   it('times out, is abandoned, and ends on close', async () => {

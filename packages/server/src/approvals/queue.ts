@@ -185,13 +185,19 @@ export class ApprovalQueue {
    * @throws NexusError `not_found` (unknown, decided or ended), `forbidden` (this operator
    *   is not one of the rule's approvers).
    */
-  decide(id: string, approver: Approver, approve: boolean): PendingApproval {
+  decide(
+    id: string,
+    approver: Approver,
+    approve: boolean,
+    /** The name the rule's `approvers` are matched against; undefined matches none. */
+    approverName: string | undefined,
+  ): PendingApproval {
     const entry = this.#pending.get(id);
     if (entry === undefined) {
       throw new NexusError('not_found', 'no pending approval with this id (decided or ended)');
     }
     const allowed = entry.view.approvers;
-    if (allowed !== undefined && !allowed.includes(approver.name)) {
+    if (allowed !== undefined && (approverName === undefined || !allowed.includes(approverName))) {
       throw new NexusError('forbidden', 'this operator is not an approver of the rule');
     }
     entry.settle(approve ? { state: 'approved', approver } : { state: 'denied', approver });

@@ -168,11 +168,23 @@ export class ConsoleOidc {
       const role = roleFor(claims[this.#config.roles_claim], this.#config.roles);
       if (role === undefined)
         throw new NexusError('role_forbidden', 'no console role for this person');
+      // MUST: an email is the person's only when the provider says it verified it: many
+      // providers let a person set it (the "nOAuth" class), and rules' `approvers` match it.
+      const email =
+        typeof claims['email'] === 'string' && claims['email_verified'] === true
+          ? claims['email'].slice(0, 256)
+          : undefined;
       const name =
-        (typeof claims['email'] === 'string' && claims['email']) ||
+        email ||
         (typeof claims['preferred_username'] === 'string' && claims['preferred_username']) ||
         claims.sub;
-      return { issuer: as.issuer, sub: claims.sub, name: name.slice(0, 256), role };
+      return {
+        issuer: as.issuer,
+        sub: claims.sub,
+        name: name.slice(0, 256),
+        role,
+        ...(email === undefined ? {} : { email }),
+      };
     } catch (err) {
       if (err instanceof NexusError) throw err;
       throw new NexusError('unauthorized', 'the OIDC login failed', { cause: err });

@@ -1,7 +1,7 @@
 // Reading a response's cost for `cost` budgets (issue 15): JSON bodies, the final usage
 // event of a server-sent-events stream split anywhere, and what cannot be read.
 import { describe, expect, it } from 'vitest';
-import { createCostReader, MAX_JSON_BYTES } from './cost.js';
+import { createCostReader, MAX_COST, MAX_JSON_BYTES } from './cost.js';
 
 const read = (paths: string[], type: string | undefined, ...chunks: string[]) => {
   const r = createCostReader({ json: paths }, type);
@@ -76,6 +76,13 @@ describe('createCostReader', () => {
     ],
   ])('%s', (_what, paths, type, chunks, expected) => {
     expect(read(paths, type, ...chunks)).toBe(expected);
+  });
+
+  it('review: a huge cost, or costs summing to Infinity, count as MAX_COST; negative and NaN-like values not at all', () => {
+    expect(read(['a'], 'application/json', '{"a":1e300}')).toBe(MAX_COST);
+    expect(read(['a', 'b'], 'application/json', '{"a":1.7e308,"b":1.7e308}')).toBe(MAX_COST);
+    expect(read(['a', 'b'], 'application/json', '{"a":-5,"b":"NaN"}')).toBeUndefined();
+    expect(read(['a', 'b'], 'application/json', '{"a":-5,"b":3}')).toBe(3);
   });
 
   it('gives up on a JSON body over the bound', () => {

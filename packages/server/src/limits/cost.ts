@@ -7,7 +7,8 @@
  *
  * Bounded: at most {@link MAX_JSON_BYTES} of a JSON body and {@link MAX_EVENT_BYTES} of one
  * event are kept; past that the cost is unreadable. An unreadable cost (not JSON, no such
- * path, too large) counts as 0: documented in docs/operations.md. The pipeline pushes the
+ * path, too large) counts as 0: documented in docs/operations.md; a cost above
+ * {@link MAX_COST} counts as MAX_COST. The pipeline pushes the
  * body as relayed to the agent: decoded and scrubbed.
  * MUST: the reader only keeps numbers; nothing read here is logged or audited.
  */
@@ -17,6 +18,9 @@ import { z } from 'zod';
 export const MAX_JSON_BYTES = 4 * 1024 * 1024;
 /** The most of one server-sent event kept. */
 export const MAX_EVENT_BYTES = 1024 * 1024;
+
+/** The most one response may cost: larger costs count as this (an exact integer). */
+export const MAX_COST = Number.MAX_SAFE_INTEGER;
 
 /** A service's `cost:` as parsed. */
 export interface CostSource {
@@ -59,7 +63,10 @@ function costOf(doc: unknown, paths: readonly string[]): number | undefined {
     }
     if (typeof v === 'number' && Number.isFinite(v) && v >= 0) sum = (sum ?? 0) + v;
   }
-  return sum;
+  // MUST: a huge cost (1e300, or a sum that overflows to Infinity) counts as the most a
+  // counter holds exactly, never as a number a Redis counter refuses (INCRBY takes a
+  // 64-bit integer: the refused add was dropped, and the cost counted as 0).
+  return sum === undefined ? undefined : Math.min(sum, MAX_COST);
 }
 
 function parse(text: string, paths: readonly string[]): number | undefined {

@@ -194,7 +194,9 @@ export function createLimiter(options: LimiterOptions): Limiter {
         if (cost !== undefined && cost > 0)
           // Whole units (a Redis counter is an integer), never rounded down.
           for (const c of costs)
-            store.add(c.key, Math.ceil(cost), c.window, end).catch(() => undefined);
+            store
+              .add(c.key, Math.min(Math.ceil(cost), Number.MAX_SAFE_INTEGER), c.window, end)
+              .catch(() => undefined);
       };
     },
   };

@@ -31,6 +31,8 @@ export interface ResponseScrubber {
   readonly headerRedactions: number;
   /** The body has a content coding (gzip, deflate, br): relay it through {@link stream}. */
   readonly coded: boolean;
+  /** The longest secret (or reading of one) the redactors look for, in bytes. */
+  readonly maxSecretLength: number;
   /** A redactor for an identity-coded body (see `relay.ts`). */
   redactor(): Redactor;
   /** A scrub stream that decodes, then redacts, for a coded body. */
@@ -221,6 +223,7 @@ export function createResponseScrubber(options: ResponseScrubberOptions): Respon
     headers: scrubbed.headers,
     headerRedactions: scrubbed.count,
     coded: coding !== 'identity',
+    maxSecretLength: matcher.maxLength,
     redactor: () => createRedactor(matcher),
     stream: () =>
       createScrubStream({

@@ -20,6 +20,9 @@
  * drops the agent's offer and sends none upstream; an upstream that answers with an
  * extension anyway fails the handshake), so the bytes the redactor reads are the bytes the
  * agent receives.
+ * MUST: a secret cut in two by a message boundary (each half alone in its message, or the
+ * second in the close reason) is not relayed whole: the stream closes (1011) before the
+ * second half ({@link createBoundaryCheck}).
  * MUST: no upstream byte reaches the agent before the request record is durable, and none
  * unredacted. MUST NOT: relay the upstream's 101 head (only its chosen subprotocol).
  */
@@ -38,7 +41,8 @@ import type { Route } from './route.js';
 import type { ServiceRuntime } from './pipeline.js';
 import { errorSummary, upstreamFailure } from './pipeline.js';
 import { forwardableRequestHeaders } from './strip-headers.js';
-import { createResponseScrubber } from './response.js';
+import { createResponseScrubber, type ResponseScrubber } from './response.js';
+import { rawSpanFor } from '../scrub/redactor.js';
 import { relayRedacted } from './relay.js';
 import { sendProblem } from './problem.js';
 
@@ -345,6 +349,8 @@ async function relayUpgrade(
 
   upstreamStatus = 101;
   const scrubber = scrubberFor({});
+  // The upstream's last bytes, to find a secret split across two of its messages.
+  const boundary = createBoundaryCheck(scrubber);
   const chosen = upstream.protocol;
   // The socket goes to the agent-side WebSocket: the refusal response lets go of it.
   res.statusCode = 101;
@@ -420,9 +426,16 @@ async function relayUpgrade(
 
   function onUpstreamMessage(to: WebSocket, data: RawData, isBinary: boolean): void {
     if (to.readyState !== WebSocket.OPEN || closedBy !== undefined) return;
+    const raw = toBuffer(data);
+    // MUST: a secret cut in two by a message boundary is not relayed as two halves.
+    if (boundary.crosses(raw)) {
+      counts.redactions++;
+      stop(to, 1011, 'upstream_invalid', splitSecret());
+      return;
+    }
     // MUST: a whole message through a fresh redactor; nothing of it is released before.
     const redactor = scrubber.redactor();
-    const clean = Buffer.concat([redactor.push(toBuffer(data)), redactor.end()]);
+    const clean = Buffer.concat([redactor.push(raw), redactor.end()]);
     counts.redactions += redactor.count;
     if (!isBinary && !isUtf8(clean)) {
       stop(
@@ -447,7 +460,13 @@ async function relayUpgrade(
       const redactor = scrubber.redactor();
       const clean = Buffer.concat([redactor.push(reason), redactor.end()]);
       counts.redactions += redactor.count;
-      closeSide(to, code === 1006 ? 1011 : code, clean.toString('utf8'));
+      // Nor the end of a secret whose start was the last message's end.
+      const split = boundary.crosses(reason);
+      if (split) {
+        counts.redactions++;
+        error ??= splitSecret();
+      }
+      closeSide(to, code === 1006 ? 1011 : code, split ? '' : clean.toString('utf8'));
     }
     finished();
   }
@@ -504,6 +523,47 @@ async function relayUpgrade(
       ...(closedBy === undefined ? {} : { closed_by: closedBy }),
     },
   });
+}
+
+function splitSecret(): NexusError {
+  return new NexusError('upstream_invalid', undefined, {
+    detail: 'the upstream split a secret across two WebSocket messages',
+  });
+}
+
+/**
+ * Finds a secret cut in two by the boundary between two upstream messages (or a message
+ * and the close reason). Each message passes a fresh redactor, which sees each half alone;
+ * the agent would join them. The bytes around the boundary (the last `span` of what came
+ * before, the first `span` of what comes now, `span` the widest raw form of the longest
+ * secret) are redacted together: a region that starts before the boundary changes the
+ * redacted tail. The cost per message is bounded by `span`, not by the message.
+ */
+export function createBoundaryCheck(
+  scrubber: Pick<ResponseScrubber, 'redactor' | 'maxSecretLength'>,
+): {
+  crosses(next: Buffer): boolean;
+} {
+  const span = rawSpanFor(scrubber.maxSecretLength);
+  let tail = Buffer.alloc(0);
+  const redact = (b: Buffer) => {
+    const r = scrubber.redactor();
+    return Buffer.concat([r.push(b), r.end()]);
+  };
+  return {
+    crosses(next) {
+      let crossed = false;
+      if (tail.length > 0 && next.length > 0) {
+        const before = redact(tail);
+        const around = redact(Buffer.concat([tail, next.subarray(0, span)]));
+        crossed = !around.subarray(0, before.length).equals(before);
+      }
+      const joined =
+        next.length >= span ? next.subarray(next.length - span) : Buffer.concat([tail, next]);
+      tail = Buffer.from(joined.subarray(Math.max(0, joined.length - span)));
+      return crossed;
+    },
+  };
 }
 
 /**

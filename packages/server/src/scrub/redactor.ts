@@ -103,7 +103,11 @@ const MAX_SEPARATOR_SPAN = 3;
  * to MAX_HEX_SEPARATORS separators of up to MAX_SEPARATOR_SPAN bytes between each two.
  */
 export function holdbackFor(maxLength: number): number {
-  const n = Math.max(maxLength, HOLDBACK_SECRET_LENGTH);
+  return rawSpanFor(Math.max(maxLength, HOLDBACK_SECRET_LENGTH));
+}
+
+/** The widest raw span any view can read a secret of `n` bytes from, less one. */
+export function rawSpanFor(n: number): number {
   const escapes = n * MAX_ESCAPE;
   const base64 = (Math.ceil((4 * n) / 3) + 1) * MAX_ESCAPE;
   const hex = 2 * n + (2 * n - 1) * MAX_HEX_SEPARATORS * MAX_SEPARATOR_SPAN;
