@@ -5,7 +5,9 @@
  * worker; kill -9 of a worker: the primary starts it again and every request the upstream
  * received has a durable request record; `nexus audit verify` passes.
  */
+import { readFile, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signRequest } from '@nexus-proxy/protocol';
 import { rawAgent, type RawAgent } from './helpers/agents.js';
@@ -212,4 +214,72 @@ describe('nexus up --workers 2', () => {
     expect(report.ok).toBe(true);
     expect(report.count).toBeGreaterThan(40);
   });
+});
+
+describe('nexus up --workers: configuration and hand-over', () => {
+  it('refuses limits without redis, with a clear startup error', async () => {
+    const upstream = await startUpstream();
+    const options = {
+      services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+      agents: { bot: { roles: ['reader'] } },
+      policies: [{ id: 'read', allow: { roles: ['reader'] } }],
+      overrides: { limits: [{ id: 'per-agent', requests: { max: 10, window: '1m' } }] },
+      upArgs: ['--workers', '2'],
+    };
+    try {
+      const error = await startNode(options).then(
+        (n) => n.stop().then(() => undefined),
+        (e: Error) => e.message,
+      );
+      expect(error).toContain('--workers 2 cannot run this configuration');
+      expect(error).toContain('limits:');
+    } finally {
+      await upstream.close();
+    }
+  });
+
+  it('a request accepted by a single process stays refused after the switch to workers, and a reload reaches every worker', async () => {
+    const upstream = await startUpstream();
+    const options: Parameters<typeof startNode>[0] = {
+      services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+      agents: { bot: { roles: ['reader'] } },
+      policies: [{ id: 'read', allow: { roles: ['reader'], services: ['echo'] } }],
+      overrides: { log: { level: 'info', access: true } },
+    };
+    const node = await startNode(options);
+    try {
+      const agent = await rawAgent(node, 'bot');
+      const once = await signedGet(node, agent, '/echo/single-then-workers');
+      expect((await send(once.url, once.headers)).status).toBe(200);
+      options.upArgs = ['--workers', '2'];
+      await node.stop();
+      await node.restart();
+      expect(node.output()).toContain('(2 workers)');
+      for (let i = 0; i < 4; i++) {
+        expect((await send(once.url, once.headers)).code).toBe('replay_detected');
+      }
+      expect(upstream.requests.filter((r) => r.url === '/single-then-workers')).toHaveLength(1);
+
+      // A service added to nexus.yaml and reloaded through one worker's admin API is served
+      // by every worker.
+      const text = await readFile(node.configPath, 'utf8');
+      const config = parse(text) as { services: Record<string, unknown> };
+      config.services.second = { upstream: upstream.url, auth: { type: 'none' } };
+      await writeFile(node.configPath, stringify(config));
+      const reload = await node.admin<{ cluster?: { other_nodes: number; reports: unknown[] } }>(
+        'POST',
+        '/v1/config/reload',
+      );
+      expect(reload.status).toBe(200);
+      expect(reload.body.cluster?.other_nodes).toBe(1);
+      expect(reload.body.cluster?.reports).toHaveLength(1);
+      for (let i = 0; i < 8; i++) {
+        const r = await signedGet(node, agent, `/second/reloaded-${i}`);
+        expect((await send(r.url, r.headers)).code).toBe('policy_denied');
+      }
+    } finally {
+      await node.stop().catch(() => undefined);
+      await upstream.close();
+    }
+  }, 60_000);
 });

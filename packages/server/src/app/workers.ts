@@ -24,6 +24,8 @@ import { NexusError } from '@nexus-proxy/protocol';
 import type { Config } from '../config/schema.js';
 import { acquireNodeLock } from '../store/node-lock.js';
 import { openSqliteStore } from '../store/sqlite.js';
+import Database from 'better-sqlite3';
+import { replayKey } from '../proxy/replay-shared.js';
 import { isWorkerSyncMessage } from './worker-sync.js';
 
 /** Environment of a worker: its number (1..N), N, and the replay barrier (ms, 0: none). */
@@ -89,22 +91,51 @@ export class WorkersConfigError extends Error {
 
 /** Meta key of the replay state (`replay-state.ts`); `workers`: replay_nonces holds it. */
 const STATE = 'proxy.state';
+const SNAPSHOT = 'proxy.replay_snapshot';
 
 /**
- * Before forking, on the SQLite store: decides the replay barrier and marks the store as
- * served by workers. A previous single process (`running`: crashed, `stopped`: its cache
- * snapshot) kept replay records in memory that `replay_nonces` does not hold: refuse every
- * signature that could predate this start (as a restart after a crash does). A previous
- * `--workers` run left them in `replay_nonces`: no barrier.
+ * Before forking, on the SQLite store: carries the replay records of a previous single
+ * process over, and marks the store as served by workers.
+ * - `stopped` (a clean stop): its cache snapshot is inserted into `replay_nonces`, so a
+ *   request it accepted stays refused; no barrier.
+ * - `running` (it crashed): its records are lost, so every signature that could predate
+ *   this start is refused (the barrier, as a single node's restart after a crash does).
+ * - `workers` (a previous `--workers` run): the records are in `replay_nonces` already.
+ *
+ * @returns the barrier time (ms), 0 for none
  */
-async function replayBarrier(path: string, startedAt: number): Promise<number> {
+async function replayHandOver(path: string, startedAt: number): Promise<number> {
   const store = openSqliteStore(path, { create: false });
   try {
     const state = await store.getMeta(STATE);
-    const barrier = state === 'running' || state === 'stopped' ? startedAt : 0;
-    // `workers`: a single node started later applies its own barrier (replay-state.ts).
+    let barrier = 0;
+    if (state === 'running') barrier = startedAt;
+    const snapshot = state === 'stopped' ? await store.getMeta(SNAPSHOT) : undefined;
+    if (snapshot !== undefined) {
+      const db = new Database(path, { fileMustExist: true });
+      try {
+        db.pragma('busy_timeout = 5000');
+        const insert = db.prepare(
+          'INSERT INTO replay_nonces (key, forget_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING',
+        );
+        const entries = JSON.parse(snapshot) as [string, number][];
+        db.transaction(() => {
+          for (const [key, forgetAtSecond] of entries) {
+            // The in-memory cache's key is `<lease id> NUL <nonce>` (proxy/replay-cache.ts).
+            const cut = key.indexOf('\u0000');
+            if (cut < 0) continue;
+            insert.run(replayKey(key.slice(0, cut), key.slice(cut + 1)), forgetAtSecond * 1000);
+          }
+        })();
+      } finally {
+        db.close();
+      }
+    } else if (state === 'stopped') {
+      barrier = startedAt;
+    }
+    // A single node started later on this store applies its barrier (replay-state.ts).
     await store.setMeta(STATE, 'workers');
-    await store.setMeta('proxy.replay_snapshot', '[]');
+    await store.setMeta(SNAPSHOT, '[]');
     return barrier;
   } finally {
     await store.close();
@@ -136,7 +167,7 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     const lock = acquireNodeLock(path);
     release = () => lock.release();
     try {
-      notBefore = await replayBarrier(path, clock());
+      notBefore = await replayHandOver(path, clock());
     } catch (err) {
       release();
       throw err;
