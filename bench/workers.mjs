@@ -10,6 +10,8 @@
 // a core each, so the 2-worker figure there says what the cost of sharing is, not what a
 // machine with spare cores would gain. The output says so.
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +32,8 @@ import {
   writeResults,
 } from './lib/common.mjs';
 import { importLeaseKeys, presign } from './lib/presign.mjs';
+import { createReplayCache } from '../packages/server/dist/proxy/replay-cache.js';
+import { createSqliteReplayGuard } from '../packages/server/dist/proxy/replay-sqlite.js';
 import { startUpstream } from './lib/targets.mjs';
 
 export const name = 'workers';
@@ -123,6 +127,47 @@ async function enrollBench(setup) {
   }
 }
 
+/**
+ * The replay check alone, as a worker makes it: the in-memory cache, and the unique insert
+ * into the store's replay_nonces (no other writer on the file meanwhile). Lone: one check
+ * at a time; CPU: this process's, per check, over 64 checks in flight.
+ */
+async function replayCost(label, guard) {
+  const lease = randomBytes(16).toString('base64url');
+  const expires = Math.floor(Date.now() / 1000) + 60;
+  let n = 0;
+  const nonce = () => `${(n++).toString(36)}-${randomBytes(12).toString('base64url')}`;
+  for (let i = 0; i < 200; i++) await guard.checkAndRecord(lease, nonce(), expires);
+  const lat = [];
+  for (let i = 0; i < 2000; i++) {
+    const t0 = performance.now();
+    await guard.checkAndRecord(lease, nonce(), expires);
+    lat.push(performance.now() - t0);
+  }
+  lat.sort((a, b) => a - b);
+  const BULK = 20_000;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (next < BULK) {
+        next++;
+        await guard.checkAndRecord(lease, nonce(), expires);
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    label,
+    lone_p50_us: lat[Math.floor(lat.length / 2)] * 1000,
+    lone_p99_us: lat[Math.floor(lat.length * 0.99)] * 1000,
+    per_second: BULK / seconds,
+    cpu_us_per_check: (cpu.user + cpu.system) / BULK,
+  };
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function run() {
@@ -191,6 +236,21 @@ export async function run() {
         }
       }
     }
+    const memory = createReplayCache({ maxEntries: 1_000_000, skewSeconds: 5, clock: Date.now });
+    const sqlite = createSqliteReplayGuard(join(setups[2].setup.dir, '.nexus', 'nexus.db'), {
+      skewSeconds: 5,
+      clock: Date.now,
+    });
+    const replay = [
+      await replayCost('in-memory cache (one process)', memory),
+      await replayCost('SQLite replay_nonces (workers)', sqlite),
+    ];
+    await sqlite.close();
+    for (const r of replay) {
+      console.log(
+        `replay check, ${r.label}: lone p50 ${fmt(r.lone_p50_us, 1)} us, p99 ${fmt(r.lone_p99_us, 1)} us, ${fmt(r.per_second)} checks/s, ${fmt(r.cpu_us_per_check, 1)} us CPU/check`,
+      );
+    }
     const summary = [1, 2].map((w) => ({
       workers: w,
       rps: median(results[w].map((x) => x.rps)),
@@ -224,12 +284,25 @@ export async function run() {
       '',
       `2 workers / 1 worker: ${ratio.toFixed(2)}x req/s.`,
       '',
+      'The replay check alone (this process, no other writer on the store):',
+      '',
+      mdTable(
+        ['replay check', 'lone p50 us', 'lone p99 us', 'checks/s (64 in flight)', 'CPU us/check'],
+        replay.map((r) => [
+          r.label,
+          fmt(r.lone_p50_us, 1),
+          fmt(r.lone_p99_us, 1),
+          fmt(r.per_second),
+          fmt(r.cpu_us_per_check, 1),
+        ]),
+      ),
+      '',
       note,
       '',
     ].join('\n');
     writeResults(
       'workers',
-      { machine: machine(), rounds: results, summary, ratio, note, load },
+      { machine: machine(), rounds: results, summary, ratio, note, load, replay },
       md,
     );
   } finally {
