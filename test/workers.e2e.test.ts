@@ -6,6 +6,7 @@
  * received has a durable request record; `nexus audit verify` passes.
  */
 import { readFile, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -277,6 +278,51 @@ describe('nexus up --workers: configuration and hand-over', () => {
         const r = await signedGet(node, agent, `/second/reloaded-${i}`);
         expect((await send(r.url, r.headers)).code).toBe('policy_denied');
       }
+    } finally {
+      await node.stop().catch(() => undefined);
+      await upstream.close();
+    }
+  }, 60_000);
+});
+
+describe('nexus up --workers: the primary killed', () => {
+  it('kill -9 of the primary: its workers stop by themselves, and the store can be served again', async () => {
+    const upstream = await startUpstream();
+    const node = await startNode({
+      services: { echo: { upstream: upstream.url, auth: { type: 'none' } } },
+      agents: { bot: { roles: ['reader'] } },
+      policies: [{ id: 'read', allow: { roles: ['reader'] } }],
+      upArgs: ['--workers', '2'],
+    });
+    try {
+      const primary = node.process.pid!;
+      const workers = execFileSync('ps', ['-o', 'pid=', '--ppid', String(primary)], {
+        encoding: 'utf8',
+      })
+        .split('\n')
+        .map((l) => Number(l.trim()))
+        .filter((n) => n > 0);
+      expect(workers).toHaveLength(2);
+      node.process.kill('SIGKILL');
+      await new Promise((r) => node.process.once('exit', r));
+      const alive = (pid: number) => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      const deadline = Date.now() + 20_000;
+      while (workers.some(alive)) {
+        if (Date.now() > deadline) throw new Error('workers outlived their primary');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // The node lock went with the primary; a new primary takes the store.
+      await node.restart();
+      const agent = await rawAgent(node, 'bot');
+      const r = await signedGet(node, agent, '/echo/after-primary-crash');
+      expect((await send(r.url, r.headers)).status).toBe(200);
     } finally {
       await node.stop().catch(() => undefined);
       await upstream.close();

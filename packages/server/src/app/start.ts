@@ -448,7 +448,10 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         ? createSqliteReplayGuard(sqlite.path, {
             skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
             clock,
-            onSweepError: () => undefined,
+            // One sweeper is enough: worker 1 deletes the expired rows.
+            sweepIntervalMs: singletons ? 30_000 : 0,
+            onSweepError: (err) =>
+              logger.warn({ err: errorSummary(err) }, 'replay record sweep failed; retried later'),
           })
         : undefined;
     if (workerReplay !== undefined) {
