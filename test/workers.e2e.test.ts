@@ -164,6 +164,45 @@ describe('nexus up --workers 2', () => {
     expect(new Set(after.map((l) => l.worker))).toEqual(new Set([1, 2]));
   });
 
+  it('an agent disabled through the admin API is refused by every worker, and enabled again', async () => {
+    const agent = await rawAgent(node, 'bot');
+    const batch = async (tag: string) => {
+      const out = [];
+      for (let i = 0; i < 10; i++) {
+        const r = await signedGet(node, agent, `/echo/${tag}-${i}`);
+        out.push(await send(r.url, r.headers));
+      }
+      return out;
+    };
+    expect((await node.admin('POST', '/v1/agents/bot/disable')).status).toBe(200);
+    const deadline = Date.now() + 10_000;
+    let last = await batch('disabled');
+    while (!last.every((r) => r.status === 403 || r.status === 401)) {
+      if (Date.now() > deadline) throw new Error(`still served: ${JSON.stringify(last)}`);
+      last = await batch('disabled');
+    }
+    const codes = new Set(last.map((r) => r.code));
+    expect(codes.size).toBe(1);
+    expect((await node.admin('POST', '/v1/agents/bot/enable')).status).toBe(200);
+    // The disable revoked the agent's leases; a new lease is served by every worker.
+    const fresh = await rawAgent(node, 'bot');
+    // Polled: the other worker learns of the enable through the primary, a moment later.
+    const until = Date.now() + 10_000;
+    let round = 0;
+    for (;;) {
+      const served = [];
+      for (let i = 0; i < 10; i++) {
+        const r = await signedGet(node, fresh, `/echo/enabled-${round}-${i}`);
+        served.push((await send(r.url, r.headers)).status);
+      }
+      if (served.every((st) => st === 200)) break;
+      if (Date.now() > until) throw new Error(`not served after enable: ${served.join(',')}`);
+      round++;
+    }
+    const lines = await accessOf(node, (p) => p.startsWith(`/enabled-${round}-`), 10);
+    expect(new Set(lines.map((l) => l.worker))).toEqual(new Set([1, 2]));
+  });
+
   it('kill -9 of a worker: the primary starts it again, and every forwarded request is audited', async () => {
     const agent = await rawAgent(node, 'bot');
     const victim = accessLines(node).find((l) => l.worker === 2)!.pid;
