@@ -441,10 +441,11 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
       clock,
     });
-    // Workers on SQLite: one unique insert into the store's replay_nonces, behind this
-    // worker's own cache as a pre-filter (a replay to the same worker costs no write).
+    // Workers on SQLite without Redis: one unique insert into the store's replay_nonces,
+    // behind this worker's own cache as a pre-filter (a replay to the same worker costs
+    // no write).
     const workerReplay =
-      sqliteWorker && sqlite !== undefined
+      sqliteWorker && sqlite !== undefined && shared.replay === undefined
         ? createSqliteReplayGuard(sqlite.path, {
             skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
             clock,
