@@ -213,7 +213,11 @@ export async function run() {
             method: 'POST',
             connections: 64,
             seconds: SECONDS,
-            watch: { nexus: node.pids, upstream: () => [upstream.proc.pid] },
+            watch: {
+              nexus: node.pids,
+              primary: () => (workers > 1 ? [node.proc.pid] : []),
+              upstream: () => [upstream.proc.pid],
+            },
           });
           const row = {
             workers,
@@ -221,6 +225,7 @@ export async function run() {
             p50_ms: r.latency.p50,
             p99_ms: r.latency.p99,
             cpu_us_per_request: (r.cpu_seconds.nexus * 1e6) / Math.max(1, r.total),
+            primary_cpu_us_per_request: (r.cpu_seconds.primary * 1e6) / Math.max(1, r.total),
             upstream_cpu_us_per_request: (r.cpu_seconds.upstream * 1e6) / Math.max(1, r.total),
             wrk_cpu_seconds: r.cpu_seconds.wrk,
             non2xx: r.non2xx,
@@ -256,6 +261,8 @@ export async function run() {
       rps: median(results[w].map((x) => x.rps)),
       p99_ms: median(results[w].map((x) => x.p99_ms)),
       cpu_us_per_request: median(results[w].map((x) => x.cpu_us_per_request)),
+      primary_cpu_us_per_request: median(results[w].map((x) => x.primary_cpu_us_per_request)),
+      upstream_cpu_us_per_request: median(results[w].map((x) => x.upstream_cpu_us_per_request)),
       non2xx: results[w].reduce((a, x) => a + x.non2xx, 0),
     }));
     const ratio = summary[1].rps / summary[0].rps;
@@ -272,12 +279,22 @@ export async function run() {
       `${new Date().toISOString()}, 1 KiB POST saturation, wrk 64 connections, ${SECONDS} s per round, ${ROUNDS} alternating rounds; load average during the rounds ${load.map((l) => l.toFixed(1)).join(', ')}.`,
       '',
       mdTable(
-        ['workers', 'req/s (median)', 'p99 ms', 'Nexus CPU us/request', 'non-2xx'],
+        [
+          'workers',
+          'req/s (median)',
+          'p99 ms',
+          'Nexus CPU us/request',
+          'of which the primary',
+          'upstream CPU us/request',
+          'non-2xx',
+        ],
         summary.map((s) => [
           String(s.workers),
           fmt(s.rps),
           fmt(s.p99_ms, 1),
           fmt(s.cpu_us_per_request),
+          s.workers > 1 ? fmt(s.primary_cpu_us_per_request) : '-',
+          fmt(s.upstream_cpu_us_per_request),
           String(s.non2xx),
         ]),
       ),
