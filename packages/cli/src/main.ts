@@ -213,11 +213,12 @@ export function buildProgram(
           '(ship it elsewhere; see `nexus audit verify --help`).',
           '',
           '--workers N runs N worker processes (node:cluster) sharing the proxy and admin',
-          'listeners; `auto` is the number of cores. The primary holds the store, restarts a',
-          'worker that dies and stops them all on SIGTERM/SIGINT. On SQLite the workers share',
-          'replay records and the audit chain through the store file; a config with limits',
-          '(without redis:), approve rules or oauth2_authorization_code services is refused',
-          'with more than one worker. See docs/deploy.md, "--workers".',
+          'listeners; `auto` is the number of cores; the default, 1, is one process. The',
+          'primary holds the store, restarts a worker that dies and stops them all on',
+          'SIGTERM/SIGINT. On SQLite the workers share replay records and the audit chain',
+          'through the store file; a config with limits (without redis:), approve rules or',
+          'oauth2_authorization_code services is refused with more than one worker. See',
+          'docs/deploy.md, "--workers".',
         ].join('\n'),
       )
       .addOption(
@@ -226,8 +227,8 @@ export function buildProgram(
         ),
       )
       .action(async (opts: { config: string; workers: string }) => {
-        const config = await configFrom(opts.config, env);
         const count = workerCount(opts.workers);
+        const config = await configFrom(opts.config, env);
         const role = workerRole(env);
         // MUST: the node's keys and state are readable by the node's user only.
         try {
@@ -296,7 +297,7 @@ export function buildProgram(
         });
         if (role !== undefined && process.connected) process.disconnect();
       }),
-    'nexus up --config ./nexus.yaml',
+    'nexus up --config ./nexus.yaml\nnexus up --config ./nexus.yaml --workers auto',
   );
 
   // ---- credential -------------------------------------------------------------------------
