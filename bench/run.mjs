@@ -12,6 +12,7 @@ const SCENARIOS = [
   './reach.mjs',
   './websocket.mjs',
   './cluster.mjs',
+  './workers.mjs',
 ];
 
 const args = process.argv.slice(2);

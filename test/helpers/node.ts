@@ -80,6 +80,8 @@ export interface NodeOptions {
    * `nexus init` (issue 13). Its `store` is used unless `store` is given.
    */
   join?: TestNode;
+  /** More arguments of `nexus up` (e.g. `--workers 2`). */
+  upArgs?: string[];
 }
 
 export interface TestNode {
@@ -197,10 +199,14 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries({ ...process.env, ...options.env }))
       if (v !== undefined) env[k] = v;
-    child = spawn(process.execPath, [NEXUS_BIN, 'up', '--config', configPath], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    child = spawn(
+      process.execPath,
+      [NEXUS_BIN, 'up', '--config', configPath, ...(options.upArgs ?? [])],
+      {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     child.stdout?.on('data', (c: Buffer) => (log += c.toString()));
     child.stderr?.on('data', (c: Buffer) => (log += c.toString()));
     // Only this launch's output counts (a restart appends to the same log).

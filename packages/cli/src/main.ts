@@ -7,6 +7,7 @@
  * This file and the config loader are the only readers of `process.env`.
  */
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { chmod, mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -31,6 +32,9 @@ import {
   parseConfigText,
   checkStateFileModes,
   openConfiguredStore,
+  runWorkersPrimary,
+  workerRole,
+  WorkersConfigError,
   type Config,
 } from '@nexus-proxy/server';
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
@@ -49,6 +53,16 @@ const EXAMPLES: Record<string, string> = {};
 function example(cmd: Command, text: string): Command {
   EXAMPLES[cmd.name()] = text;
   return cmd.addHelpText('after', `\nExample:\n  ${text.split('\n').join('\n  ')}\n`);
+}
+
+/** `--workers`: a number from 1 to 256, or `auto` (the number of cores). */
+function workerCount(text: string): number {
+  if (text === 'auto') return availableParallelism();
+  const n = Number(text);
+  if (!/^[0-9]+$/.test(text) || n < 1 || n > 256) {
+    throw new CliError('--workers must be a number from 1 to 256, or auto');
+  }
+  return n;
 }
 
 function parseTtl(text: string): number {
@@ -197,10 +211,25 @@ export function buildProgram(
           'docs/deploy.md), each writing an audit chain of its own.',
           'Every signed audit checkpoint is logged and appended to <store>.checkpoints.jsonl',
           '(ship it elsewhere; see `nexus audit verify --help`).',
+          '',
+          '--workers N runs N worker processes (node:cluster) sharing the proxy and admin',
+          'listeners; `auto` is the number of cores; the default, 1, is one process. The',
+          'primary holds the store, restarts a worker that dies and stops them all on',
+          'SIGTERM/SIGINT. On SQLite the workers share replay records and the audit chain',
+          'through the store file; a config with limits (without redis:), approve rules or',
+          'oauth2_authorization_code services is refused with more than one worker. See',
+          'docs/deploy.md, "--workers".',
         ].join('\n'),
       )
-      .action(async (opts: { config: string }) => {
+      .addOption(
+        new Option('--workers <n>', 'worker processes: a number, or auto (one per core)').default(
+          '1',
+        ),
+      )
+      .action(async (opts: { config: string; workers: string }) => {
+        const count = workerCount(opts.workers);
         const config = await configFrom(opts.config, env);
+        const role = workerRole(env);
         // MUST: the node's keys and state are readable by the node's user only.
         try {
           checkStateFileModes(config);
@@ -213,14 +242,30 @@ export function buildProgram(
           undefined,
           config.log.format,
         );
+        if (count > 1 && role === undefined) {
+          // The primary: forks the workers (each runs this command again, as a worker).
+          try {
+            await runWorkersPrimary({ config, count, out });
+          } catch (e) {
+            if (e instanceof WorkersConfigError) throw new CliError(e.message, e.code);
+            throw e;
+          }
+          return;
+        }
         const node = await startNexus({
           config,
-          logger,
+          logger: role === undefined ? logger : logger.child({ worker: role.id, pid: process.pid }),
           reloadConfig: () => configFrom(opts.config, env),
           configFile: resolve(opts.config),
+          ...(role === undefined ? {} : { worker: role }),
         });
-        out(`Nexus proxy and Authority listening on ${node.proxyUrl}\n`);
-        out(`Nexus admin API listening on ${node.adminUrl}\n`);
+        if (role !== undefined) {
+          // The primary says where the workers listen once all of them are ready.
+          process.send?.({ nexusReady: { proxy: node.proxyUrl, admin: node.adminUrl } });
+        } else {
+          out(`Nexus proxy and Authority listening on ${node.proxyUrl}\n`);
+          out(`Nexus admin API listening on ${node.adminUrl}\n`);
+        }
         // SIGHUP re-reads nexus.yaml (services, agents, policies) without a restart.
         const onHup = () => {
           node.reload().then(
@@ -247,9 +292,12 @@ export function buildProgram(
           };
           process.once('SIGTERM', () => stop('SIGTERM'));
           process.once('SIGINT', () => stop('SIGINT'));
+          // A worker whose primary is gone (it holds the node lock) stops too.
+          if (role !== undefined) process.once('disconnect', () => stop('primary gone'));
         });
+        if (role !== undefined && process.connected) process.disconnect();
       }),
-    'nexus up --config ./nexus.yaml',
+    'nexus up --config ./nexus.yaml\nnexus up --config ./nexus.yaml --workers auto',
   );
 
   // ---- credential -------------------------------------------------------------------------

@@ -4,6 +4,13 @@ export const VERSION = '0.1.0';
 
 export { startNexus } from './app/start.js';
 export type { StartOptions, RunningNexus } from './app/start.js';
+export {
+  runWorkersPrimary,
+  workerRole,
+  refuseWorkersConfig,
+  WorkersConfigError,
+} from './app/workers.js';
+export type { WorkerRole } from './app/workers.js';
 export { ListenError } from './app/listen-error.js';
 export { initNode } from './app/init.js';
 export { verifyAuditLog, verifyAuditOffline } from './app/verify-audit.js';

@@ -3,7 +3,7 @@ import { realpathSync, statSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { StoreError } from '../store/errors.js';
 import { fileIdentity } from '../store/file-guard.js';
-import { acquireNodeLock, type NodeLock } from '../store/node-lock.js';
+import { acquireNodeLock, nodeLockPath, type NodeLock } from '../store/node-lock.js';
 import { openPostgresStore, type PostgresStore } from '../store/postgres.js';
 import { openSqliteStore, type SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
@@ -57,6 +57,8 @@ export async function openNodeStore(
   config: Config,
   onFault?: (error: Error) => void,
   onIdleError?: (error: Error) => void,
+  /** A worker of `nexus up --workers`: its primary holds the node lock for it. */
+  lockHeldByPrimary = false,
 ): Promise<NodeStore> {
   if (config.store.driver === 'postgres') {
     // Any number of nodes share one database; each appends to an audit chain of its own
@@ -95,7 +97,7 @@ export async function openNodeStore(
       `no Nexus store at ${path}: create one with \`nexus init\`, or restore the file from a backup`,
     );
   }
-  const lock = acquireNodeLock(path);
+  const lock = lockHeldByPrimary ? primaryLock(path) : acquireNodeLock(path);
   try {
     const store = openSqliteStore(path, {
       create: false,
@@ -107,4 +109,17 @@ export async function openNodeStore(
     lock.release();
     throw error;
   }
+}
+
+/**
+ * The node lock a `nexus up --workers` primary holds: guarded by identity like an own
+ * lock (replaced under the node: every write fails closed), released by the primary.
+ */
+function primaryLock(storePath: string): NodeLock {
+  const path = nodeLockPath(storePath);
+  const identity = fileIdentity(path);
+  if (identity === undefined) {
+    throw new StoreError('store_in_use', `the node lock file ${path} of the primary is missing`);
+  }
+  return { path, identity, release: () => undefined };
 }

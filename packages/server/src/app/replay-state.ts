@@ -30,7 +30,9 @@ export async function restoreReplayState(
     const text = await store.getMeta(SNAPSHOT);
     if (text === undefined) notBefore = startedAt;
     else replay.restore(JSON.parse(text) as [string, number][]);
-  } else if (state === 'running') {
+  } else if (state === 'running' || state === 'workers') {
+    // `workers` (`nexus up --workers`): the records are in `replay_nonces`, not in a
+    // snapshot this cache could load.
     notBefore = startedAt;
   }
   // `running` first: a crash between the two writes must leave the barrier in force.

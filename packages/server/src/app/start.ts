@@ -68,6 +68,10 @@ import type { AddServiceInput } from '../admin/services.js';
 import { RedisLimitCounterStore } from '../limits/redis-counter-store.js';
 import { createTracing } from '../telemetry/tracing.js';
 import { createApprovalWebhooks } from '../approvals/webhook.js';
+import type { WorkerRole } from './workers.js';
+import { startWorkerSync } from './worker-sync.js';
+import { createSqliteReplayGuard } from '../proxy/replay-sqlite.js';
+import type { ReplayGuard } from '../proxy/replay-cache.js';
 
 export interface StartOptions {
   readonly config: Config;
@@ -86,6 +90,8 @@ export interface StartOptions {
    * written into it, then reloaded). Without it (or `reloadConfig`) the route is refused.
    */
   readonly configFile?: string;
+  /** A worker of `nexus up --workers N` (app/workers.ts): set by its primary. */
+  readonly worker?: WorkerRole;
 }
 
 /** What a reload applied, and which changed sections only take effect on a restart. */
@@ -185,8 +191,15 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       'store file deleted or replaced under the running node: nothing more is written or forwarded; stop the node, restore the file and start it again',
     );
   };
-  const { store, sqlite, postgres, lock } = await openNodeStore(config, onStoreFault, (err) =>
-    logger.warn({ err: errorSummary(err) }, 'an idle database connection failed; it is replaced'),
+  const worker = options.worker;
+  // Workers on SQLite: the primary holds the node lock and the workers share the file.
+  const sqliteWorker = worker !== undefined && config.store.driver === 'sqlite';
+  const { store, sqlite, postgres, lock } = await openNodeStore(
+    config,
+    onStoreFault,
+    (err) =>
+      logger.warn({ err: errorSummary(err) }, 'an idle database connection failed; it is replaced'),
+    sqliteWorker,
   );
   if (postgres !== undefined) {
     logger.info({ audit_chain: postgres.chain }, 'audit chain of this node');
@@ -223,7 +236,21 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       });
       sync = s;
       authority.onChange = () => s.publish();
+    } else if (sqliteWorker) {
+      // Workers of one node: changes relayed through the primary (app/worker-sync.ts).
+      const s = startWorkerSync({
+        nodeId: `${randomId(6)}/${worker.id}`,
+        refresh: () => authority.refresh(),
+        reload:
+          options.reloadConfig === undefined ? undefined : async () => ({ ...(await reload()) }),
+        logger,
+        others: () => worker.count - 1,
+      });
+      sync = s;
+      authority.onChange = () => s.publish();
     }
+    // Singletons (key rotation, periodic checkpoints) run in worker 1 only.
+    const singletons = worker === undefined || worker.id === 1;
     // Problems this node generates are signed with the Authority's active key (spec §10.4).
     installResponseSigner({ key: () => authority.keys.active(), clock });
     // Scheduled signing-key rotation (authority.key_rotation); retired keys keep verifying
@@ -242,8 +269,9 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         await authority.keysChanged();
       }
     };
-    await rotateIfDue();
+    if (singletons) await rotateIfDue();
     const rotationTimer = setInterval(() => {
+      if (!singletons) return;
       rotateIfDue().catch((err: unknown) =>
         logger.error({ err: errorSummary(err) }, 'signing key rotation failed'),
       );
@@ -278,8 +306,9 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       appender = await openThreadedAuditWriter(sqlite.path, {
         expectFiles: sqlite.files,
         lock: lock === undefined ? undefined : { path: lock.path, identity: lock.identity },
-        checkpointEvery: config.audit.checkpoint_every,
-        checkpointIntervalMs: config.audit.checkpoint_interval,
+        // Other workers: no periodic checkpoint (each still writes one when it stops).
+        checkpointEvery: singletons ? config.audit.checkpoint_every : Number.POSITIVE_INFINITY,
+        checkpointIntervalMs: singletons ? config.audit.checkpoint_interval : 0,
         signCheckpoint: (payloadText) => authority.signCheckpoint(payloadText),
         onError: onCheckpointError,
         onCheckpoint,
@@ -412,10 +441,48 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
       clock,
     });
-    const replay = shared.replay ?? memoryReplay;
+    // Workers on SQLite without Redis: one unique insert into the store's replay_nonces,
+    // behind this worker's own cache as a pre-filter (a replay to the same worker costs
+    // no write).
+    const workerReplay =
+      sqliteWorker && sqlite !== undefined && shared.replay === undefined
+        ? createSqliteReplayGuard(sqlite.path, {
+            skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
+            clock,
+            // One sweeper is enough: worker 1 deletes the expired rows.
+            sweepIntervalMs: singletons ? 30_000 : 0,
+            onSweepError: (err) =>
+              logger.warn({ err: errorSummary(err) }, 'replay record sweep failed; retried later'),
+          })
+        : undefined;
+    if (workerReplay !== undefined) {
+      const closeShared = shared.close.bind(shared);
+      shared = {
+        ...shared,
+        close: async () => {
+          await workerReplay.close();
+          await closeShared();
+        },
+      };
+    }
+    const replay: ReplayGuard =
+      shared.replay ??
+      (workerReplay === undefined
+        ? memoryReplay
+        : {
+            checkAndRecord(leaseId, nonce, expires) {
+              memoryReplay.checkAndRecord(leaseId, nonce, expires);
+              return workerReplay.checkAndRecord(leaseId, nonce, expires);
+            },
+          });
     // A shared cache outlives this node's restarts: no restart barrier is needed (spec §9).
+    // Workers: the primary decided the barrier (a previous single process's records).
     const notBefore =
-      shared.replay === undefined ? await restoreReplayState(store, memoryReplay, startedAt) : 0;
+      worker !== undefined
+        ? worker.notBefore
+        : shared.replay === undefined
+          ? await restoreReplayState(store, memoryReplay, startedAt)
+          : 0;
     // Requests held by `approve` rules; in memory: a node that stops ends them.
     // A rule's webhook approver hears of each of its held requests (approvals/webhook.ts).
     const approvals = new ApprovalQueue({
@@ -834,7 +901,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           await new Promise((r) => setImmediate(r));
           try {
             await audit.close();
-            if (shared?.replay === undefined) await saveReplayState(store, memoryReplay);
+            if (shared?.replay === undefined && worker === undefined)
+              await saveReplayState(store, memoryReplay);
           } finally {
             // Even when the store failed (e.g. its file was replaced): release it and the
             // node lock, so the next node can start.

@@ -31,23 +31,23 @@ export interface SharedReplayOptions {
 /** A shared guard with a lifetime. */
 export interface SharedReplayGuard extends ReplayGuard {
   /** `redis` or `postgres` (logs, metrics). */
-  readonly kind: 'redis' | 'postgres';
+  readonly kind: 'redis' | 'postgres' | 'sqlite';
   checkAndRecord(leaseId: string, nonce: string, expires: number): Promise<void>;
   /** Stops background work (the sweep). Does not close the connection it was given. */
   close(): Promise<void>;
 }
 
-function replayKey(leaseId: string, nonce: string): string {
+export function replayKey(leaseId: string, nonce: string): string {
   return createHash('sha256').update(leaseId).update('\n').update(nonce).digest('base64url');
 }
 
 /** The millisecond time after which a record may be forgotten (as the in-memory cache). */
-function forgetAtMs(expires: number, options: SharedReplayOptions): number {
+export function forgetAtMs(expires: number, options: SharedReplayOptions): number {
   const nowSec = Math.floor(options.clock() / 1000);
   return (Math.max(expires + options.skewSeconds, nowSec) + 1) * 1000;
 }
 
-function unavailable(cause: unknown): NexusError {
+export function unavailable(cause: unknown): NexusError {
   return new NexusError('replay_unavailable', 'the shared replay cache is unavailable', { cause });
 }
 
