@@ -507,7 +507,7 @@ describe('YAML loading', () => {
 
   it("lists every built-in mechanic in the example's auth.type comment", () => {
     const text = renderExampleConfig();
-    const block = /^# auth\.type[^\n]*\n(#   [^\n]*\n)*/m.exec(text)?.[0] ?? '';
+    const block = /^# auth\.type[^\n]*\n(# {3}[^\n]*\n)*/m.exec(text)?.[0] ?? '';
     const listed = block
       .replace(/^# auth\.type \([^)]*\):/, '')
       .replace(/Or start from a preset.*$/s, '')
