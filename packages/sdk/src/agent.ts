@@ -232,14 +232,7 @@ export class NexusAgent {
         now: this.options.now,
       });
     try {
-      try {
-        await verify();
-      } catch (err) {
-        // Possibly a key rotated in since enrollment: fetch the JWKS once more.
-        if (!isNexusError(err) || err.code !== 'signature_invalid') throw err;
-        this.#jwks = (await fetchJwks(this.#fetch(), this.#jwksUri)) ?? this.#jwks;
-        await verify();
-      }
+      await this.#verifyWithFreshKeys(verify, this.#jwksUri);
     } catch (err) {
       return new NexusAgentError(
         'response_unverified',
@@ -249,6 +242,20 @@ export class NexusAgent {
       );
     }
     return errorFromResponse(new Response(body, { status: res.status, headers: res.headers }));
+  }
+
+  /**
+   * Runs a response-signature check; on `signature_invalid` (possibly a key rotated in
+   * since enrollment) fetches the JWKS once more and checks again.
+   */
+  async #verifyWithFreshKeys(verify: () => Promise<unknown>, jwksUri: string): Promise<void> {
+    try {
+      await verify();
+    } catch (err) {
+      if (!isNexusError(err) || err.code !== 'signature_invalid') throw err;
+      this.#jwks = (await fetchJwks(this.#fetch(), jwksUri)) ?? this.#jwks;
+      await verify();
+    }
   }
 
   /**
@@ -278,13 +285,7 @@ export class NexusAgent {
         now: this.options.now,
       });
     try {
-      try {
-        await verify();
-      } catch (err) {
-        if (!isNexusError(err) || err.code !== 'signature_invalid') throw err;
-        this.#jwks = (await fetchJwks(this.#fetch(), this.#jwksUri)) ?? this.#jwks;
-        await verify();
-      }
+      await this.#verifyWithFreshKeys(verify, this.#jwksUri);
     } catch (err) {
       await res.body?.cancel();
       throw new NexusAgentError(

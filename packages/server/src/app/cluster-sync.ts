@@ -87,6 +87,25 @@ export interface ClusterSync {
 }
 
 /**
+ * Hands a `report <reload id> <json>` notice to the reload gathering it (this node's or
+ * this worker's); a report for no gathering, or one that does not parse, is not counted.
+ */
+export function deliverReport(
+  payload: string,
+  gathering: ReadonlyMap<string, (report: ReloadReport) => void>,
+): void {
+  const rest = payload.slice('report '.length);
+  const space = rest.indexOf(' ');
+  const done = gathering.get(rest.slice(0, space));
+  if (done === undefined) return;
+  try {
+    done(JSON.parse(rest.slice(space + 1)) as ReloadReport);
+  } catch {
+    // A report that does not parse is not counted.
+  }
+}
+
+/**
  * Starts listening for other nodes' changes and returns the publisher of this node's.
  *
  * @example
@@ -180,15 +199,7 @@ export async function startClusterSync(options: ClusterSyncOptions): Promise<Clu
       lastReload = token;
       reloadRequested(token);
     } else if (payload?.startsWith('report ') === true) {
-      const rest = payload.slice('report '.length);
-      const space = rest.indexOf(' ');
-      const done = gathering.get(rest.slice(0, space));
-      if (done === undefined) return;
-      try {
-        done(JSON.parse(rest.slice(space + 1)) as ReloadReport);
-      } catch {
-        // A report that does not parse is not counted.
-      }
+      deliverReport(payload, gathering);
     } else if (payload !== nodeId) refresh();
   };
   if (options.redis !== undefined) {

@@ -12,7 +12,12 @@
  * - A worker (re)started after a change re-reads everything from the store at start, so it
  *   misses nothing; IPC between a primary and its live workers is not lossy.
  */
-import type { ClusterReloadOutcome, ClusterSync, ReloadReport } from './cluster-sync.js';
+import {
+  deliverReport,
+  type ClusterReloadOutcome,
+  type ClusterSync,
+  type ReloadReport,
+} from './cluster-sync.js';
 import { errorSummary } from '../proxy/pipeline.js';
 import type { Logger } from '../util/logger.js';
 import { randomId } from '../util/ids.js';
@@ -80,15 +85,7 @@ export function startWorkerSync(options: {
         )
         .then((report) => send(`report ${id} ${JSON.stringify(report)}`));
     } else if (payload.startsWith('report ')) {
-      const rest = payload.slice('report '.length);
-      const space = rest.indexOf(' ');
-      const done = gathering.get(rest.slice(0, space));
-      if (done === undefined) return;
-      try {
-        done(JSON.parse(rest.slice(space + 1)) as ReloadReport);
-      } catch {
-        // A report that does not parse is not counted.
-      }
+      deliverReport(payload, gathering);
     }
   };
   process.on('message', onMessage);

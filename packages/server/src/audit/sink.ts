@@ -123,6 +123,19 @@ export interface AuditStoreLike {
   lastCheckpoint(): Promise<AuditCheckpoint | undefined>;
 }
 
+/** A chained row as the store writes it: index fields explicit, so no store re-parses JSON. */
+function toStoreRow(r: AuditRow): Parameters<AuditStoreLike['appendAudit']>[0][number] {
+  return {
+    time: r.time,
+    kind: r.kind,
+    requestId: r.requestId,
+    record: r.record,
+    prevHash: r.prevHash,
+    hash: r.hash,
+    ...(r.index === undefined ? {} : { ...r.index, indexed: true }),
+  };
+}
+
 /**
  * Adapts the server `Store` (or anything with its audit methods) to an {@link AuditSink}.
  * `appendAudit`, when given, replaces the store's own (e.g. a worker thread's connection).
@@ -141,18 +154,7 @@ export function auditSinkFromStore(
     hash: r.hash,
   });
   return {
-    append: (rows) =>
-      appendAudit(
-        rows.map((r) => ({
-          time: r.time,
-          kind: r.kind,
-          requestId: r.requestId,
-          record: r.record,
-          prevHash: r.prevHash,
-          hash: r.hash,
-          ...(r.index === undefined ? {} : { ...r.index, indexed: true }),
-        })),
-      ),
+    append: (rows) => appendAudit(rows.map(toStoreRow)),
     last: async () => {
       const r = await store.lastAudit();
       return r === undefined ? undefined : pick(r);
@@ -180,16 +182,7 @@ export function withLinkedAppend(sink: AuditSink, store: LinkedAuditStore): Audi
     ...sink,
     appendLinked: (build) =>
       store.appendAuditLinked((last, hashAt) =>
-        build(last, hashAt).map((r) => ({
-          seq: r.seq,
-          time: r.time,
-          kind: r.kind,
-          requestId: r.requestId,
-          record: r.record,
-          prevHash: r.prevHash,
-          hash: r.hash,
-          ...(r.index === undefined ? {} : { ...r.index, indexed: true }),
-        })),
+        build(last, hashAt).map((r) => ({ seq: r.seq, ...toStoreRow(r) })),
       ),
   };
 }
