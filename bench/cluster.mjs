@@ -6,8 +6,9 @@
 // node gets its own wrk (64 connections, 1 KiB POST, its own pre-signed Ed25519 requests:
 // a nonce is never sent twice) at once, no load balancer; the aggregate req/s is the sum.
 // All nodes share one proxy.public_url, so one pre-signed audience serves them all.
-// BENCH_CLUSTER_ROUNDS alternating rounds (default 2) of BENCH_CLUSTER_SECONDS (default 4,
-// scaled). Nexus CPU per request: the node processes' CPU over the window / requests.
+// BENCH_CLUSTER_ROUNDS alternating rounds (default 3) of BENCH_CLUSTER_SECONDS (default 4,
+// scaled). Nexus CPU per request: the node processes' CPU over the window / requests; the
+// private Redis's likewise; PostgreSQL's is not counted (a shared server).
 //
 // Then the replay check alone, three ways, driven directly as the pipeline drives them: the single
 // node's in-memory cache, PostgreSQL (one unique insert per request, a temporary database
@@ -56,7 +57,7 @@ const IN_FLIGHT = 64;
 const PG_SERVER = process.env.NEXUS_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 
 const NEXUS_BIN = join(REPO, 'packages/cli/bin/nexus.js');
-const ROUNDS = Number(process.env.BENCH_CLUSTER_ROUNDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_CLUSTER_ROUNDS ?? 3);
 const SECONDS = Math.max(2, Math.round(Number(process.env.BENCH_CLUSTER_SECONDS ?? 4) * SCALE));
 const NODES = [1, 2, 3];
 // The audience every node verifies against (proxy.public_url): one for the whole cluster.
@@ -160,7 +161,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
  * One round of one configuration: `nodes` started, one wrk per node at once, each with
  * its own pre-signed requests; the aggregate of the window.
  */
-async function round(nodes, keys, tmp, body, bodyFile, tag) {
+async function round(nodes, keys, tmp, body, bodyFile, tag, redisPid) {
   const files = [];
   for (let i = 0; i < nodes.length; i++) {
     const file = join(tmp, `${tag}-${i}.req`);
@@ -189,7 +190,7 @@ async function round(nodes, keys, tmp, body, bodyFile, tag) {
           connections: 64,
           seconds: SECONDS,
           // Every wrk measures all the nodes over the same window; the first one's is used.
-          watch: { nexus: pids },
+          watch: { nexus: pids, redis: () => (redisPid === undefined ? [] : [redisPid]) },
         }),
       ),
     );
@@ -199,6 +200,7 @@ async function round(nodes, keys, tmp, body, bodyFile, tag) {
       per_node_rps: runs.map((r) => r.rps),
       p99_ms: Math.max(...runs.map((r) => r.latency.p99 ?? 0)),
       cpu_us_per_request: (runs[0].cpu_seconds.nexus * 1e6) / Math.max(1, total),
+      redis_cpu_us_per_request: (runs[0].cpu_seconds.redis * 1e6) / Math.max(1, total),
       non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
       socket_errors: runs.reduce((a, r) => a + r.socketErrors, 0),
       wrapped: runs.reduce((a, r) => a + r.wrapped, 0),
@@ -210,7 +212,7 @@ async function round(nodes, keys, tmp, body, bodyFile, tag) {
 }
 
 /** 1, 2 and 3 nodes on PostgreSQL + Redis, and one node on SQLite, alternating rounds. */
-async function throughput(redisUrl) {
+async function throughput(redisUrl, redisPid) {
   if (!ensureDebianPackage('wrk', 'wrk')) {
     console.log('wrk is not available: the end-to-end cluster rows are skipped');
     return undefined;
@@ -235,37 +237,52 @@ async function throughput(redisUrl) {
     const bodyFile = join(tmp, 'small.body');
     writeFileSync(bodyFile, body);
     const configs = [
-      { label: '1 node, SQLite (reference)', nodes: [sqlite], keys: sqliteKeys },
+      { label: '1 node, SQLite (reference)', nodes: [sqlite], keys: sqliteKeys, redis: false },
       ...NODES.map((k) => ({
         label: `${k} node${k > 1 ? 's' : ''}, PostgreSQL + Redis`,
         nodes: cluster.slice(0, k),
         keys: clusterKeys,
+        redis: true,
       })),
     ];
     const results = configs.map(() => []);
     let n = 0;
+    const loads = [];
     for (let r = 1; r <= ROUNDS; r++) {
       const order = configs.map((_, i) => i);
       if (r % 2 === 0) order.reverse();
       for (const i of order) {
         const c = configs[i];
-        const row = await round(c.nodes, c.keys, tmp, body, bodyFile, `r${n++}`);
+        const row = await round(
+          c.nodes,
+          c.keys,
+          tmp,
+          body,
+          bodyFile,
+          `r${n++}`,
+          c.redis ? redisPid : undefined,
+        );
+        loads.push(row.load);
         results[i].push(row);
         console.log(
           `round ${r}, ${c.label}: ${Math.round(row.rps)} req/s (${row.per_node_rps.map((x) => Math.round(x)).join(' + ')}), ${Math.round(row.cpu_us_per_request)} us Nexus CPU/request, non-2xx ${row.non2xx}, load ${row.load.toFixed(1)}`,
         );
       }
     }
-    return configs.map((c, i) => ({
+    const rows = configs.map((c, i) => ({
       label: c.label,
       nodes: c.nodes.length,
       rounds: results[i],
       rps: median(results[i].map((x) => x.rps)),
       p99_ms: median(results[i].map((x) => x.p99_ms)),
       cpu_us_per_request: median(results[i].map((x) => x.cpu_us_per_request)),
+      redis_cpu_us_per_request: c.redis
+        ? median(results[i].map((x) => x.redis_cpu_us_per_request))
+        : undefined,
       non2xx: results[i].reduce((a, x) => a + x.non2xx, 0),
       wrapped: results[i].reduce((a, x) => a + x.wrapped, 0),
     }));
+    return { rows, loads };
   } finally {
     await upstream.proc.stop();
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
@@ -335,15 +352,15 @@ export async function run() {
     console.log('redis-server is not available: the Redis rows are skipped');
   }
   try {
-    await runAll(redisUrl);
+    await runAll(redisUrl, redisServer?.pid);
   } finally {
     await redisServer?.stop();
   }
 }
 
-async function runAll(redisUrl) {
+async function runAll(redisUrl, redisPid) {
   const loadBefore = loadavg();
-  const e2e = redisUrl === undefined ? undefined : await throughput(redisUrl);
+  const e2e = redisUrl === undefined ? undefined : await throughput(redisUrl, redisPid);
   const rows = [];
   const clock = Date.now;
   rows.push(
@@ -396,7 +413,7 @@ async function runAll(redisUrl) {
   const md = ['# Cluster', ''];
   if (e2e !== undefined) {
     md.push(
-      `${new Date().toISOString()}, \`node bench/run.mjs --only cluster\`: 1 KiB POST saturation, one wrk (64 connections, pre-signed Ed25519 requests) per node at once, no load balancer, ${SECONDS} s per round, ${ROUNDS} alternating rounds; medians. Load average (1 min) before: ${loadBefore[0].toFixed(1)}; after each round: ${e2e.flatMap((c) => c.rounds.map((x) => x.load.toFixed(1))).join(', ')}.`,
+      `${new Date().toISOString()}, \`node bench/run.mjs --only cluster\`: 1 KiB POST saturation, one wrk (64 connections, pre-signed Ed25519 requests) per node at once, no load balancer, ${SECONDS} s per round, ${ROUNDS} alternating rounds; medians. Load average (1 min) before: ${loadBefore[0].toFixed(1)}; after each round, in order: ${e2e.loads.map((l) => l.toFixed(1)).join(', ')}.`,
       '',
       mdTable(
         [
@@ -405,14 +422,16 @@ async function runAll(redisUrl) {
           'rounds (req/s)',
           'worst node p99 ms',
           'Nexus CPU us/request',
+          'Redis CPU us/request',
           'non-2xx',
         ],
-        e2e.map((c) => [
+        e2e.rows.map((c) => [
           c.label,
           fmt(c.rps),
           c.rounds.map((x) => fmt(x.rps)).join(' / '),
           fmt(c.p99_ms, 1),
           fmt(c.cpu_us_per_request),
+          c.redis_cpu_us_per_request === undefined ? '-' : fmt(c.redis_cpu_us_per_request),
           String(c.non2xx),
         ]),
       ),
