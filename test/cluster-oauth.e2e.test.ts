@@ -135,12 +135,17 @@ describe('OAuth connections across two nodes (PostgreSQL, oidc-provider)', () =>
     await forced.text();
     expect(oidc.counts.refresh_token - before.refresh_token).toBe(2);
     expect(oidc.counts.errors - before.errors).toBe(0);
-    // And a refresh forced on A spends the refresh token B stored, not a stale copy.
+    // And a refused token on A never spends a stale refresh token. Two correct outcomes,
+    // depending on whether A still holds its decrypted copy of the old access token (the
+    // vault reuses one for up to 1 s): A sent the token B stored, it was refused, and A
+    // refreshes with the refresh token B stored (3 refreshes); or A sent its stale copy,
+    // and under the lock finds the token B stored, newer than the one refused, and retries
+    // with it without refreshing (2). A refresh token used twice would be a provider error.
     rs.rejectNext(1);
     const onAAfter = await onA.fetch('mail', '/after');
     expect(onAAfter.status).toBe(200);
     await onAAfter.text();
-    expect(oidc.counts.refresh_token - before.refresh_token).toBe(3);
+    expect([2, 3]).toContain(oidc.counts.refresh_token - before.refresh_token);
     expect(oidc.counts.errors - before.errors).toBe(0);
   });
 });
