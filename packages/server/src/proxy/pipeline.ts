@@ -176,6 +176,14 @@ interface Trace {
   cost?: number;
 }
 
+/**
+ * The lease's roles that the agent still has: a role taken away (config reload, admin API)
+ * stops counting at once, not at the next renewal; one added counts from the next lease.
+ */
+function rolesHeld(scope: string, agentRoles: readonly string[]): string[] {
+  return scope.split(' ').filter((r) => r !== '' && agentRoles.includes(r));
+}
+
 function signatureOf(t: Trace): AuditRecord['signature'] {
   const v = t.verified;
   if (v === undefined || t.lease === undefined) return undefined;
@@ -204,7 +212,8 @@ function baseRecord(t: Trace, kind: AuditRecord['kind'], now: number): AuditReco
     rule_ids: [...(t.decision?.ruleIds ?? [])],
     policy_hash: t.policyHash,
     credential: t.credential,
-    signature: signatureOf(t),
+    // An outcome record carries no signature: its request record has it.
+    signature: kind === 'outcome' ? undefined : signatureOf(t),
     mcp: t.mcp?.audit(),
   } as AuditRecord;
 }
@@ -350,12 +359,7 @@ export function createPipeline(deps: PipelineDeps) {
 
       const policy = deps.policy();
       t.policyHash = policy.hash;
-      // The lease's roles that the agent still has: a role taken away (config reload,
-      // admin API) stops counting at once, not at the next renewal; one added counts
-      // from the next lease.
-      const roles = verified.claims.scope
-        .split(' ')
-        .filter((r) => r !== '' && agent.roles.includes(r));
+      const roles = rolesHeld(verified.claims.scope, agent.roles);
       // Limits come before policy (spec §8 step 10): requests policy denies count too, so
       // an agent probing the policy is throttled like any other.
       if (deps.limits?.active() === true) {
@@ -375,18 +379,7 @@ export function createPipeline(deps: PipelineDeps) {
         }
         lap(t, 'limits');
       }
-      const input = {
-        agent: verified.agent,
-        roles,
-        act: verified.claims.act?.sub,
-        delegation: auditDelegation(verified.claims),
-        service: service.name,
-        method: t.method,
-        path: route.path,
-        intent: verified.intent,
-        now: clock(),
-        mcp: t.mcp?.target,
-      };
+      const input = { ...policyInput(verified, roles, service, t, route), mcp: t.mcp?.target };
       t.decision = policy.evaluate(input);
       lap(t, 'policy');
       t.mcp?.bindPolicy((mcp) => policy.evaluate({ ...input, mcp }).decision === 'allow');
@@ -477,7 +470,6 @@ export function createPipeline(deps: PipelineDeps) {
             redactions: o.redactions,
             error_code: o.error?.code,
             error_detail: o.error === undefined ? undefined : safeDetail(o.error),
-            signature: undefined,
             websocket: o.websocket,
           })
           .catch((err: unknown) =>
@@ -494,20 +486,34 @@ export function createPipeline(deps: PipelineDeps) {
         if (verified.claims.exp * 1000 <= clock()) return new NexusError('lease_expired');
         const agent = deps.authority.agent(verified.agent);
         if (agent === undefined || agent.disabled) return new NexusError('agent_disabled');
-        const decision = deps.policy().evaluate({
-          agent: verified.agent,
-          roles: verified.claims.scope
-            .split(' ')
-            .filter((r) => r !== '' && agent.roles.includes(r)),
-          act: verified.claims.act?.sub,
-          service: service.name,
-          method: t.method,
-          path: route.path,
-          intent: verified.intent,
-          now: clock(),
-        });
+        const decision = deps
+          .policy()
+          .evaluate(
+            policyInput(verified, rolesHeld(verified.claims.scope, agent.roles), service, t, route),
+          );
         return decision.decision === 'allow' ? undefined : new NexusError('policy_denied');
       },
+    };
+  }
+
+  /** The policy's view of a verified request (as the handshake and every recheck see it). */
+  function policyInput(
+    verified: VerifiedRequest,
+    roles: string[],
+    service: ServiceRuntime,
+    t: Trace,
+    route: Route,
+  ) {
+    return {
+      agent: verified.agent,
+      roles,
+      act: verified.claims.act?.sub,
+      delegation: auditDelegation(verified.claims),
+      service: service.name,
+      method: t.method,
+      path: route.path,
+      intent: verified.intent,
+      now: clock(),
     };
   }
 
@@ -751,7 +757,6 @@ export function createPipeline(deps: PipelineDeps) {
             redactions,
             error_code: errorCode,
             error_detail: errorDetail,
-            signature: undefined,
             mcp: t.mcp?.outcome(),
           })
           .catch((err: unknown) =>
