@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { startNode, type TestNode } from './helpers/node.js';
 
 interface Received {
@@ -201,6 +202,26 @@ describe('nexus run, passthrough tunnels (issue 11)', () => {
         code: 'validation_failed',
       });
     } finally {
+      await agent.revoke();
+    }
+  });
+
+  it('a role taken away from the agent stops opening tunnels at once, not at its next lease', async () => {
+    const agent = await node.enroll('bot'); // a lease with role dev
+    const config = readFileSync(node.configPath, 'utf8');
+    try {
+      await expect(agent.passthrough('127.0.0.2', port)).resolves.toBe('pkg-index');
+      const changed = parse(config) as { agents: Record<string, { roles: string[] }> };
+      changed.agents['bot'] = { roles: ['ops'] };
+      writeFileSync(node.configPath, stringify(changed));
+      expect((await node.admin('POST', '/v1/config/reload')).status).toBe(200);
+      // The same lease still names dev; the agent no longer has it.
+      await expect(agent.passthrough('127.0.0.2', port)).rejects.toMatchObject({
+        code: 'host_unowned',
+      });
+    } finally {
+      writeFileSync(node.configPath, config);
+      await node.admin('POST', '/v1/config/reload');
       await agent.revoke();
     }
   });

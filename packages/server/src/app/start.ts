@@ -563,7 +563,12 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       maxBodyBytes: config.proxy.max_body,
       reach: (agent, roles) =>
         reachableServices(current.services, (s) => policy.rulesFor(s), agent, roles),
-      passthrough: createPassthroughDecider({ rules: () => current.passthrough, audit, clock }),
+      passthrough: createPassthroughDecider({
+        rules: () => current.passthrough,
+        agentRoles: (agent) => authority.agent(agent)?.roles,
+        audit,
+        clock,
+      }),
     });
 
     const proxyServer = createServer(

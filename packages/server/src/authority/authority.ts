@@ -632,6 +632,14 @@ export function delegationOf(claims: LeaseClaims): string[] {
   return Array.isArray(d) && d.every((x) => typeof x === 'string') ? (d as string[]) : [];
 }
 
+/**
+ * The lease's roles that the agent still has: a role taken away (config reload, admin API)
+ * stops counting at once, not at the next renewal; one added counts from the next lease.
+ */
+export function rolesHeld(scope: string, agentRoles: readonly string[]): string[] {
+  return scope.split(' ').filter((r) => r !== '' && agentRoles.includes(r));
+}
+
 /** The audit record's `delegation`: a sub-lease's chain, or undefined (left out) for a lease. */
 export function auditDelegation(claims: LeaseClaims | undefined): string[] | undefined {
   const chain = claims === undefined ? [] : delegationOf(claims);

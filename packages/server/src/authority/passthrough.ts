@@ -18,6 +18,7 @@ import {
 } from '@nexus-proxy/protocol';
 import type { AuditWriter } from '../audit/writer.js';
 import { passthroughRuleFor, type PassthroughRule } from '../config/passthrough.js';
+import { rolesHeld } from './authority.js';
 
 /** Longest host name accepted in a request body (DNS: 253). */
 const MAX_HOST = 253;
@@ -26,6 +27,8 @@ const DENIED = 'no service owns this host and no passthrough rule lets this agen
 
 export interface PassthroughDeps {
   readonly rules: () => readonly PassthroughRule[];
+  /** The agent's roles now (undefined: unknown agent); a lease's role taken away no longer counts. */
+  readonly agentRoles: (agent: string) => readonly string[] | undefined;
   readonly audit: Pick<AuditWriter, 'append'>;
   readonly clock: () => number;
 }
@@ -64,7 +67,7 @@ export function createPassthroughDecider(deps: PassthroughDeps) {
     target: PassthroughTarget,
     requestId: string,
   ): Promise<string> {
-    const roles = verified.claims.scope.split(' ').filter((r) => r !== '');
+    const roles = rolesHeld(verified.claims.scope, deps.agentRoles(verified.agent) ?? []);
     // MUST: a sub-lease never reaches more than its grant (spec §12.5). A blind tunnel
     // belongs to no service, so one narrowed by service gets none; its intent patterns
     // apply to the tunnel's intent as to a proxied request's.

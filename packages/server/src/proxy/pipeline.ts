@@ -24,7 +24,7 @@ import {
   verifyRequestBody,
   type VerifiedRequest,
 } from '@nexus-proxy/protocol';
-import { auditDelegation, type Authority } from '../authority/authority.js';
+import { auditDelegation, rolesHeld, type Authority } from '../authority/authority.js';
 import type {
   AppliedAuth,
   Mechanic,
@@ -174,14 +174,6 @@ interface Trace {
   span?: RequestSpan;
   /** What the response cost (a service's `cost:`), once read. */
   cost?: number;
-}
-
-/**
- * The lease's roles that the agent still has: a role taken away (config reload, admin API)
- * stops counting at once, not at the next renewal; one added counts from the next lease.
- */
-function rolesHeld(scope: string, agentRoles: readonly string[]): string[] {
-  return scope.split(' ').filter((r) => r !== '' && agentRoles.includes(r));
 }
 
 function signatureOf(t: Trace): AuditRecord['signature'] {
