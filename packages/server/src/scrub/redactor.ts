@@ -149,6 +149,104 @@ HEX_RAW[0x25] = 1; // '%': a percent-escaped separator (`67%3A68`)
 const INTRODUCER = new Uint8Array(256);
 for (const c of '%\\&') INTRODUCER[c.charCodeAt(0)] = 1;
 
+/**
+ * The typed arrays of one redactor: its three rings of raw starts and the escape decoder's
+ * buffers, views into one ArrayBuffer. Allocating them cost more than the scan of a 1 KiB
+ * body (an ArrayBuffer past 64 bytes lives outside the heap: ~2-7 us each, seven per
+ * redactor, and redactors are made per response and per header value), so a redactor takes
+ * one from {@link pool} and gives it back when it ends.
+ *
+ * MUST: a workspace is used by one redactor at a time, and zeroed before the next one gets
+ * it: nothing of one response (its bytes' positions, a pending escape) may reach another.
+ * A redactor gives its workspace back once, in `end()`, and touches it no more after that;
+ * one that never ends (an aborted relay) keeps it, and the garbage collector takes both.
+ */
+interface Workspace {
+  readonly ringSize: number;
+  readonly bytes: Uint8Array;
+  readonly escRing: Float64Array;
+  readonly hexRing: Float64Array;
+  readonly b64Ring: Float64Array;
+  readonly outStart: Float64Array;
+  readonly outEnd: Float64Array;
+  readonly outByte: Uint8Array;
+  readonly pend: Uint8Array;
+}
+
+/** Logical bytes one raw byte can produce (a failed surrogate pair and its re-scan). */
+const MAX_OUT = 32;
+/** Raw bytes of an unfinished escape. */
+const MAX_PEND = 16;
+
+/** Free workspaces by ring size. */
+const pool = new Map<number, Workspace[]>();
+/** Bytes the free workspaces may hold in all (a 40-byte secret's workspace is ~3.6 KiB). */
+const POOL_BYTES = 2 * 1024 * 1024;
+let pooledBytes = 0;
+
+function acquireWorkspace(ringSize: number): Workspace {
+  const ws = pool.get(ringSize)?.pop();
+  if (ws !== undefined) {
+    pooledBytes -= ws.bytes.byteLength;
+    return ws;
+  }
+  const f64 = 3 * ringSize + 2 * MAX_OUT;
+  const buffer = new ArrayBuffer(8 * f64 + MAX_OUT + MAX_PEND);
+  return {
+    ringSize,
+    bytes: new Uint8Array(buffer),
+    escRing: new Float64Array(buffer, 0, ringSize),
+    hexRing: new Float64Array(buffer, 8 * ringSize, ringSize),
+    b64Ring: new Float64Array(buffer, 16 * ringSize, ringSize),
+    outStart: new Float64Array(buffer, 24 * ringSize, MAX_OUT),
+    outEnd: new Float64Array(buffer, 24 * ringSize + 8 * MAX_OUT, MAX_OUT),
+    outByte: new Uint8Array(buffer, 8 * f64, MAX_OUT),
+    pend: new Uint8Array(buffer, 8 * f64 + MAX_OUT, MAX_PEND),
+  };
+}
+
+/** The workspace of a redactor with no secret, which never scans: empty, so never written. */
+const INERT: Workspace = {
+  ringSize: 0,
+  bytes: new Uint8Array(0),
+  escRing: new Float64Array(0),
+  hexRing: new Float64Array(0),
+  b64Ring: new Float64Array(0),
+  outStart: new Float64Array(0),
+  outEnd: new Float64Array(0),
+  outByte: new Uint8Array(0),
+  pend: new Uint8Array(0),
+};
+
+function releaseWorkspace(ws: Workspace): void {
+  // MUST: zeroed before anyone else can take it.
+  ws.bytes.fill(0);
+  if (pooledBytes + ws.bytes.byteLength > POOL_BYTES) return;
+  let free = pool.get(ws.ringSize);
+  if (free === undefined) pool.set(ws.ringSize, (free = []));
+  free.push(ws);
+  pooledBytes += ws.bytes.byteLength;
+}
+
+/**
+ * Entries of a ring of raw starts: enough to reach back over the longest pattern, or over
+ * the whole input when it is known to be shorter (a header value).
+ */
+function ringSizeFor(maxLength: number, maxInput = Infinity): number {
+  const reach = Math.min(2 * maxLength, 2 * maxInput) + 8;
+  let ringSize = 4;
+  while (ringSize < reach) ringSize *= 2;
+  return ringSize;
+}
+
+/**
+ * For tests: the bytes of each free workspace a body redactor over `m` could take (the
+ * pool is internal; this only reads it).
+ */
+export function freeWorkspacesForTests(m: Matcher): Uint8Array[] {
+  return (pool.get(ringSizeFor(m.maxLength)) ?? []).map((ws) => ws.bytes);
+}
+
 interface Region {
   start: number;
   end: number;
@@ -191,13 +289,10 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
   const holdback = holdbackFor(m.maxLength);
   // Rings of raw starts, indexed by logical byte (escapes view) or by digit of the current
   // run (hex, base64): large enough to reach back over the longest pattern (or the input).
-  const reach = Math.min(2 * m.maxLength, 2 * (o.maxInput ?? Infinity)) + 8;
-  let ringSize = 4;
-  while (ringSize < reach) ringSize *= 2;
+  const ringSize = ringSizeFor(m.maxLength, o.maxInput);
   const ringMask = ringSize - 1;
-  const escRing = new Float64Array(active ? ringSize : 1);
-  const hexRing = new Float64Array(active ? ringSize : 1);
-  const b64Ring = new Float64Array(active ? ringSize : 1);
+  let ws: Workspace | undefined = active ? acquireWorkspace(ringSize) : undefined;
+  const { escRing, hexRing, b64Ring, outStart, outEnd, outByte, pend } = ws ?? INERT;
   const minHexDigits = 2 * m.minLength;
   const minBase64Digits = Math.ceil((8 * m.minLength) / 6);
 
@@ -226,14 +321,11 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
   // Plain bytes in a row (up to maxLength) that the raw and escapes views both read as the
   // same logical bytes: from maxLength on, the two views are in the same state.
   let synced = 0;
-  // Escape decoder: pending raw bytes of an unfinished escape, and the logical bytes the
-  // current raw byte produced (at most 16: a failed surrogate pair and its re-scan).
-  const pend = new Uint8Array(16);
+  // Escape decoder: pending raw bytes of an unfinished escape (`pend`), and the logical
+  // bytes the current raw byte produced (`out*`, at most 16: a failed surrogate pair and
+  // its re-scan), in the workspace.
   let pendLen = 0;
   let pendStart = 0;
-  const outByte = new Uint8Array(32);
-  const outStart = new Float64Array(32);
-  const outEnd = new Float64Array(32);
   let outLen = 0;
 
   let pos = 0; // raw bytes consumed
@@ -823,6 +915,11 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       if (active) scan(new Uint8Array(0), pos, true);
       const rest = flush(pos);
       held = [];
+      if (ws !== undefined) {
+        // The scan is over: nothing reads the rings or the decoder's buffers after this.
+        releaseWorkspace(ws);
+        ws = undefined;
+      }
       return rest;
     },
     get count(): number {
@@ -842,6 +939,11 @@ export function redactAll(
   input: Uint8Array,
   replacement?: string,
 ): { output: Buffer; count: number } {
+  // No view reads a logical byte from less than one raw byte (an escape is never shorter
+  // than the UTF-8 it decodes to; hex and base64 take more), so no match fits in fewer
+  // raw bytes than the shortest pattern: a shorter input is released as it is. A function
+  // of the input's length and a constant of the set only, as the fast paths above.
+  if (input.length < m.minLength) return { output: Buffer.from(input), count: 0 };
   const r = createRedactor(m, { replacement, maxInput: input.length });
   const output = Buffer.concat([r.push(input), r.end()]);
   return { output, count: r.count };
