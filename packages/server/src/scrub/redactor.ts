@@ -254,6 +254,9 @@ interface Region {
   emitted: boolean;
 }
 
+/** The default replacement, shared by every redactor and never written. */
+const REDACTED = Buffer.from('[REDACTED]', 'utf8');
+
 /** Options of {@link createRedactor}. */
 export interface RedactorOptions {
   /** Replacement text (default `[REDACTED]`). */
@@ -284,7 +287,8 @@ export interface RedactorOptions {
  */
 export function createRedactor(m: Matcher, options: RedactorOptions | string = {}): Redactor {
   const o = typeof options === 'string' ? { replacement: options } : options;
-  const repl = Buffer.from(o.replacement ?? '[REDACTED]', 'utf8');
+  // (never handed out as it is: `flush` copies what it releases)
+  const repl = o.replacement === undefined ? REDACTED : Buffer.from(o.replacement, 'utf8');
   const active = m.maxLength > 0;
   const holdback = holdbackFor(m.maxLength);
   // Rings of raw starts, indexed by logical byte (escapes view) or by digit of the current
@@ -545,8 +549,9 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
     if (B64_RAW[b] === 1) {
       if (!b64InRawRun) {
         b64InRawRun = true;
+        // (the run's end matters only while it is too short: no further than that)
         let e = i + 1;
-        while (e < n && B64_RAW[chunk[e]!] === 1) e++;
+        while (e < n && e - i < minBase64Digits && B64_RAW[chunk[e]!] === 1) e++;
         if (e < n && e - i < minBase64Digits) b64SkipUntil = base + e;
       }
     } else {
@@ -557,7 +562,9 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
         hexInRawRun = true;
         let e = i;
         let digits = 0;
-        for (; e < n && HEX_RAW[chunk[e]!] === 1; e++) if (HEX[chunk[e]!]! >= 0) digits++;
+        for (; e < n && digits < minHexDigits && HEX_RAW[chunk[e]!] === 1; e++) {
+          if (HEX[chunk[e]!]! >= 0) digits++;
+        }
         if (e < n && digits < minHexDigits) hexSkipUntil = base + e;
       }
     } else {
@@ -673,9 +680,12 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       }
       if (!hInRun) {
         hInRun = true;
+        // Read the run only as far as it could still be too short.
         let r = k;
         let digits = 0;
-        for (; r < n && HEX_RAW[chunk[r]!] === 1; r++) if (HEX[chunk[r]!]! >= 0) digits++;
+        for (; r < n && digits < minHexDigits && HEX_RAW[chunk[r]!] === 1; r++) {
+          if (HEX[chunk[r]!]! >= 0) digits++;
+        }
         if (r < n && digits < minHexDigits) hSkip = base + r;
       }
       if (base + k < hSkip) {
@@ -687,21 +697,26 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
         k = Math.min(hSkip - base, e);
         continue;
       }
-      const h = HEX[b]!;
+      let h = HEX[b]!;
       if (h >= 0) {
         hsep = 0;
-        hd++;
-        hexRing[hd & mask] = base + k;
-        if (hd >= 2) {
-          // Alignment hd & 1 completes the byte of the previous digit and this one.
-          const byte = (hprev << 4) | h;
-          let st: number;
-          if ((hd & 1) === 0) st = h0 = next[h0 * w + classOf[byte]!]!;
-          else st = h1 = next[h1 * w + classOf[byte]!]!;
-          const hl = out[st]!;
-          if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & mask]!, base + k + 1);
-        }
-        hprev = h;
+        // Digits in a row: nothing else to decide until a byte is no digit.
+        do {
+          hd++;
+          hexRing[hd & mask] = base + k;
+          if (hd >= 2) {
+            // Alignment hd & 1 completes the byte of the previous digit and this one.
+            const byte = (hprev << 4) | h;
+            let st: number;
+            if ((hd & 1) === 0) st = h0 = next[h0 * w + classOf[byte]!]!;
+            else st = h1 = next[h1 * w + classOf[byte]!]!;
+            const hl = out[st]!;
+            if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & mask]!, base + k + 1);
+          }
+          hprev = h;
+          k++;
+        } while (k < e && (h = HEX[chunk[k]!]!) >= 0);
+        continue;
       } else if (hd > 0 && HEX_SEPARATOR[b] === 1 && hsep < MAX_HEX_SEPARATORS) {
         hsep++;
       } else if (hd !== 0) {
@@ -750,10 +765,10 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       if (!bInRun) {
         bInRun = true;
         let r = k + 1;
-        while (r < n && B64_RAW[chunk[r]!] === 1) r++;
+        while (r < n && r - k < minBase64Digits && B64_RAW[chunk[r]!] === 1) r++;
         if (r < n && r - k < minBase64Digits) bSkip = base + r;
       }
-      const d = B64[b]!;
+      let d = B64[b]!;
       if (d < 0 || base + k < bSkip) {
         if (bd !== 0) {
           bd = 0;
@@ -762,51 +777,54 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
         k = base + k < bSkip ? Math.min(bSkip - base, e) : k + 1;
         continue;
       }
-      bd++;
-      b64Ring[bd & mask] = base + k;
-      acc = ((acc << 6) | d) & 0x3ffff;
-      const q = bd & 3;
-      // Alignment k has read bd - k digits; it completes a byte unless that is 1 (mod 4),
-      // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4). Each alignment that
-      // stepped is checked for a match (as `b64Step` does; one that has not stepped yet in
-      // this run is at the root, which ends no pattern).
-      const end = base + k + 1;
-      if (q === 0) {
-        s0 = next[s0 * w + classOf[acc & 0xff]!]!;
-        s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
-        s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
-        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
-        if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
-        if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
-      } else if (q === 1) {
-        if (bd >= 5) {
-          s1 = next[s1 * w + classOf[acc & 0xff]!]!;
-          s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
-          s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
+      // Digits in a row: the run goes on (and is past any skip) until a byte is no digit.
+      do {
+        bd++;
+        b64Ring[bd & mask] = base + k;
+        acc = ((acc << 6) | d) & 0x3ffff;
+        const q = bd & 3;
+        // Alignment k has read bd - k digits; it completes a byte unless that is 1 (mod 4),
+        // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4). Each alignment that
+        // stepped is checked for a match (as `b64Step` does; one that has not stepped yet in
+        // this run is at the root, which ends no pattern).
+        const end = base + k + 1;
+        if (q === 0) {
+          s0 = next[s0 * w + classOf[acc & 0xff]!]!;
+          s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
+          s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
+          if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
           if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
           if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
-          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+        } else if (q === 1) {
+          if (bd >= 5) {
+            s1 = next[s1 * w + classOf[acc & 0xff]!]!;
+            s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
+            s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
+            if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+            if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
+            if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+          }
+        } else if (q === 2) {
+          s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
+          if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
+          if (bd >= 6) {
+            s2 = next[s2 * w + classOf[acc & 0xff]!]!;
+            s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
+            if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
+            if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+          }
+        } else {
+          s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
+          s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
+          if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
+          if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+          if (bd >= 7) {
+            s3 = next[s3 * w + classOf[acc & 0xff]!]!;
+            if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+          }
         }
-      } else if (q === 2) {
-        s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
-        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
-        if (bd >= 6) {
-          s2 = next[s2 * w + classOf[acc & 0xff]!]!;
-          s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
-          if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
-          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
-        }
-      } else {
-        s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
-        s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
-        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
-        if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
-        if (bd >= 7) {
-          s3 = next[s3 * w + classOf[acc & 0xff]!]!;
-          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
-        }
-      }
-      k++;
+        k++;
+      } while (k < e && (d = B64[chunk[k]!]!) >= 0);
     }
     b64Digits = bd;
     b64Acc = acc;
