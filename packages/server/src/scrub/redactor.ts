@@ -80,6 +80,12 @@
 //   run open, a byte that is in no run, L - 1 bytes ahead (L: the shortest encoding in
 //   digits), ends every run that starts before it at fewer than L bytes, inside the span:
 //   all of them would be skipped, so the view jumps L bytes at once.
+// - A whole input (`redactAll`: a header value) shorter than the shortest pattern holds no
+//   match: no view reads a logical byte from less than one raw byte. It is released as it is.
+// - Inside a hex or base64 run past its skip point, digits in a row only step the views:
+//   they run in an inner loop; a run's look-ahead stops once the run is long enough.
+//
+// The rings and buffers of a redactor come from a pool of zeroed workspaces (`Workspace`).
 import type { Matcher } from './matcher.js';
 import { HEX, INCOMPLETE, LITERAL, MAX_ESCAPE, parseEscape } from './escapes.js';
 
