@@ -82,6 +82,26 @@ export interface ScrubHeadersResult {
   removed: string[];
 }
 
+const DEFAULT_REMOVALS: ReadonlySet<string> = new Set(DEFAULT_REMOVED_RESPONSE_HEADERS);
+/** The removal set of each frozen `remove` list (a service's, from the frozen config). */
+const removalsByList = new WeakMap<readonly string[], ReadonlySet<string>>();
+/** Every set {@link removalsOf} hands out more than once: never modified. */
+const cachedRemovals = new WeakSet<ReadonlySet<string>>([DEFAULT_REMOVALS]);
+
+/** The lower-case names to remove: the defaults and `extra`, built once per frozen list. */
+function removalsOf(extra: readonly string[] | undefined): ReadonlySet<string> {
+  if (extra === undefined || extra.length === 0) return DEFAULT_REMOVALS;
+  let set = removalsByList.get(extra);
+  if (set !== undefined) return set;
+  set = new Set([...DEFAULT_REMOVED_RESPONSE_HEADERS, ...extra.map((n) => n.toLowerCase())]);
+  // A list that can still change is read afresh every time.
+  if (Object.isFrozen(extra)) {
+    removalsByList.set(extra, set);
+    cachedRemovals.add(set);
+  }
+  return set;
+}
+
 /**
  * Removes the configured headers and redacts secrets in every remaining value and in
  * the reason phrase. Does not modify its input.
@@ -93,16 +113,17 @@ export function scrubHeaders(headers: HeaderMap, options: ScrubHeadersOptions): 
   const matcher = Array.isArray(options.patterns)
     ? compileMatcher(secretPatterns(options.patterns as readonly string[]))
     : (options.patterns as Matcher);
-  const remove = new Set(
-    [...DEFAULT_REMOVED_RESPONSE_HEADERS, ...(options.remove ?? [])].map((n) => n.toLowerCase()),
-  );
+  let remove = removalsOf(options.remove);
   // Names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1).
   for (const [name, value] of Object.entries(headers)) {
     if (name.toLowerCase() !== 'connection' || value === undefined) continue;
     for (const v of typeof value === 'string' ? [value] : value) {
       for (const token of v.split(',')) {
         const t = token.trim().toLowerCase();
-        if (t !== '') remove.add(t);
+        if (t === '' || remove.has(t)) continue;
+        // A copy: the cached set is shared by every response of the service.
+        if (cachedRemovals.has(remove)) remove = new Set(remove);
+        (remove as Set<string>).add(t);
       }
     }
   }
@@ -150,6 +171,9 @@ function redactValue(
   value: string,
   replacement?: string,
 ): { value: string; count: number } {
+  // Too short for the shortest pattern in either reading (UTF-8 is at least as long as
+  // Latin-1): nothing to scan (see `redactAll`).
+  if (Buffer.byteLength(value, 'utf8') < matcher.minLength) return { value, count: 0 };
   let v = value;
   let count = 0;
   // eslint-disable-next-line no-control-regex

@@ -5,7 +5,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compileMatcher, type Matcher } from './matcher.js';
 import { secretPatterns } from './patterns.js';
-import { createRedactor, holdbackFor, redactAll, HOLDBACK_SECRET_LENGTH } from './redactor.js';
+import {
+  createRedactor,
+  freeWorkspacesForTests,
+  holdbackFor,
+  redactAll,
+  HOLDBACK_SECRET_LENGTH,
+} from './redactor.js';
+import { createReferenceRedactor } from './test/reference-redactor.js';
 
 const matcherOf = (secrets: string[]): Matcher => compileMatcher(secretPatterns(secrets));
 
@@ -366,5 +373,77 @@ describe('createRedactor: the raw view agrees with a naive reference', () => {
       ),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('createRedactor: pooled workspaces carry nothing between responses (issue 14)', () => {
+  const secret = 'pool-secret-0123456789abcdef';
+  const m = matcherOf([secret]);
+  // A match, a partial match at the end, a pending escape, open base64 and hex runs: every
+  // ring and decoder buffer of the workspace is written.
+  const body = Buffer.from(
+    `a ${secret} b ${Buffer.from(secret).toString('base64')} ` +
+      `${Buffer.from(secret).toString('hex')} %70%6F\\u0070 ${secret.slice(0, -3)}%4`,
+  );
+  const allZero = (b: Uint8Array): boolean => b.every((x) => x === 0);
+
+  it('a workspace is zeroed when its redactor ends, and the next redactor takes it', () => {
+    const r = createRedactor(m);
+    r.push(body);
+    expect(r.count).toBe(0); // all of it still held back
+    const before = freeWorkspacesForTests(m).length;
+    r.end();
+    const free = freeWorkspacesForTests(m);
+    expect(free.length).toBe(before + 1);
+    expect(r.count).toBeGreaterThanOrEqual(3);
+    for (const bytes of free) expect(allZero(bytes)).toBe(true);
+    r.end(); // a second end gives nothing back twice
+    expect(freeWorkspacesForTests(m).length).toBe(before + 1);
+    const next = createRedactor(m);
+    expect(freeWorkspacesForTests(m).length).toBe(before);
+    next.end();
+  });
+
+  it('redactors alive at once hold distinct workspaces', () => {
+    const before = freeWorkspacesForTests(m).length;
+    const live = Array.from({ length: before + 3 }, () => createRedactor(m));
+    expect(freeWorkspacesForTests(m).length).toBe(0);
+    for (const r of live) r.end();
+    expect(freeWorkspacesForTests(m).length).toBe(before + 3);
+  });
+
+  it('interleaved and reused redactors release what a fresh reference releases', () => {
+    const cases = [body, Buffer.from(`${secret}\n%7`), Buffer.from('x'.repeat(300) + secret)];
+    for (let round = 0; round < 20; round++) {
+      // Two responses at once, chunk by chunk, each taking a workspace another one used.
+      const [a, b] = [cases[round % 3]!, cases[(round + 1) % 3]!];
+      const ra = createRedactor(m);
+      const rb = createRedactor(m);
+      const wa = createReferenceRedactor(m);
+      const wb = createReferenceRedactor(m);
+      for (let i = 0; i < Math.max(a.length, b.length); i += 7) {
+        const ca = a.subarray(i, i + 7);
+        const cb = b.subarray(i, i + 7);
+        if (ca.length > 0) expect(ra.push(ca)).toEqual(wa.push(ca));
+        if (cb.length > 0) expect(rb.push(cb)).toEqual(wb.push(cb));
+      }
+      expect(ra.end()).toEqual(wa.end());
+      expect(rb.end()).toEqual(wb.end());
+      expect([ra.count, rb.count]).toEqual([wa.count, wb.count]);
+    }
+  });
+});
+
+describe('redactAll: an input shorter than the shortest pattern (issue 14)', () => {
+  it('is released as it is, and one byte longer is scanned', () => {
+    const secret = 'short-skip-secret';
+    const m = matcherOf([secret]);
+    const short = Buffer.from(secret.slice(0, -1));
+    expect(short.length).toBe(m.minLength - 1);
+    expect(redactAll(m, short)).toEqual({ output: short, count: 0 });
+    expect(redactAll(m, Buffer.from(secret))).toEqual({
+      output: Buffer.from('[REDACTED]'),
+      count: 1,
+    });
   });
 });

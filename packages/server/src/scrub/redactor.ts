@@ -80,6 +80,12 @@
 //   run open, a byte that is in no run, L - 1 bytes ahead (L: the shortest encoding in
 //   digits), ends every run that starts before it at fewer than L bytes, inside the span:
 //   all of them would be skipped, so the view jumps L bytes at once.
+// - A whole input (`redactAll`: a header value) shorter than the shortest pattern holds no
+//   match: no view reads a logical byte from less than one raw byte. It is released as it is.
+// - Inside a hex or base64 run past its skip point, digits in a row only step the views:
+//   they run in an inner loop; a run's look-ahead stops once the run is long enough.
+//
+// The rings and buffers of a redactor come from a pool of zeroed workspaces (`Workspace`).
 import type { Matcher } from './matcher.js';
 import { HEX, INCOMPLETE, LITERAL, MAX_ESCAPE, parseEscape } from './escapes.js';
 
@@ -149,12 +155,113 @@ HEX_RAW[0x25] = 1; // '%': a percent-escaped separator (`67%3A68`)
 const INTRODUCER = new Uint8Array(256);
 for (const c of '%\\&') INTRODUCER[c.charCodeAt(0)] = 1;
 
+/**
+ * The typed arrays of one redactor: its three rings of raw starts and the escape decoder's
+ * buffers, views into one ArrayBuffer. Allocating them cost more than the scan of a 1 KiB
+ * body (an ArrayBuffer past 64 bytes lives outside the heap: ~2-7 us each, seven per
+ * redactor, and redactors are made per response and per header value), so a redactor takes
+ * one from {@link pool} and gives it back when it ends.
+ *
+ * MUST: a workspace is used by one redactor at a time, and zeroed before the next one gets
+ * it: nothing of one response (its bytes' positions, a pending escape) may reach another.
+ * A redactor gives its workspace back once, in `end()`, and touches it no more after that;
+ * one that never ends (an aborted relay) keeps it, and the garbage collector takes both.
+ */
+interface Workspace {
+  readonly ringSize: number;
+  readonly bytes: Uint8Array;
+  readonly escRing: Float64Array;
+  readonly hexRing: Float64Array;
+  readonly b64Ring: Float64Array;
+  readonly outStart: Float64Array;
+  readonly outEnd: Float64Array;
+  readonly outByte: Uint8Array;
+  readonly pend: Uint8Array;
+}
+
+/** Logical bytes one raw byte can produce (a failed surrogate pair and its re-scan). */
+const MAX_OUT = 32;
+/** Raw bytes of an unfinished escape. */
+const MAX_PEND = 16;
+
+/** Free workspaces by ring size. */
+const pool = new Map<number, Workspace[]>();
+/** Bytes the free workspaces may hold in all (a 40-byte secret's workspace is ~3.6 KiB). */
+const POOL_BYTES = 2 * 1024 * 1024;
+let pooledBytes = 0;
+
+function acquireWorkspace(ringSize: number): Workspace {
+  const ws = pool.get(ringSize)?.pop();
+  if (ws !== undefined) {
+    pooledBytes -= ws.bytes.byteLength;
+    return ws;
+  }
+  const f64 = 3 * ringSize + 2 * MAX_OUT;
+  const buffer = new ArrayBuffer(8 * f64 + MAX_OUT + MAX_PEND);
+  return {
+    ringSize,
+    bytes: new Uint8Array(buffer),
+    escRing: new Float64Array(buffer, 0, ringSize),
+    hexRing: new Float64Array(buffer, 8 * ringSize, ringSize),
+    b64Ring: new Float64Array(buffer, 16 * ringSize, ringSize),
+    outStart: new Float64Array(buffer, 24 * ringSize, MAX_OUT),
+    outEnd: new Float64Array(buffer, 24 * ringSize + 8 * MAX_OUT, MAX_OUT),
+    outByte: new Uint8Array(buffer, 8 * f64, MAX_OUT),
+    pend: new Uint8Array(buffer, 8 * f64 + MAX_OUT, MAX_PEND),
+  };
+}
+
+/** The workspace of a redactor with no secret, which never scans: empty, so never written. */
+const INERT: Workspace = {
+  ringSize: 0,
+  bytes: new Uint8Array(0),
+  escRing: new Float64Array(0),
+  hexRing: new Float64Array(0),
+  b64Ring: new Float64Array(0),
+  outStart: new Float64Array(0),
+  outEnd: new Float64Array(0),
+  outByte: new Uint8Array(0),
+  pend: new Uint8Array(0),
+};
+
+function releaseWorkspace(ws: Workspace): void {
+  // MUST: zeroed before anyone else can take it.
+  ws.bytes.fill(0);
+  if (pooledBytes + ws.bytes.byteLength > POOL_BYTES) return;
+  let free = pool.get(ws.ringSize);
+  if (free === undefined) pool.set(ws.ringSize, (free = []));
+  free.push(ws);
+  pooledBytes += ws.bytes.byteLength;
+}
+
+/**
+ * Entries of a ring of raw starts: enough to reach back over the longest pattern, or over
+ * the whole input when it is known to be shorter (a header value).
+ */
+function ringSizeFor(maxLength: number, maxInput = Infinity): number {
+  const reach = Math.min(2 * maxLength, 2 * maxInput) + 8;
+  let ringSize = 4;
+  while (ringSize < reach) ringSize *= 2;
+  return ringSize;
+}
+
+/**
+ * For tests: the bytes of each free workspace a body redactor over `m` could take (the
+ * pool is internal; this only reads it).
+ */
+export function freeWorkspacesForTests(m: Matcher): Uint8Array[] {
+  return (pool.get(ringSizeFor(m.maxLength)) ?? []).map((ws) => ws.bytes);
+}
+
 interface Region {
   start: number;
   end: number;
   /** The replacement for this region has been emitted already. */
   emitted: boolean;
 }
+
+/** The default replacement, shared by every redactor and never written. */
+const REDACTED = Buffer.from('[REDACTED]', 'utf8');
 
 /** Options of {@link createRedactor}. */
 export interface RedactorOptions {
@@ -186,18 +293,16 @@ export interface RedactorOptions {
  */
 export function createRedactor(m: Matcher, options: RedactorOptions | string = {}): Redactor {
   const o = typeof options === 'string' ? { replacement: options } : options;
-  const repl = Buffer.from(o.replacement ?? '[REDACTED]', 'utf8');
+  // (never handed out as it is: `flush` copies what it releases)
+  const repl = o.replacement === undefined ? REDACTED : Buffer.from(o.replacement, 'utf8');
   const active = m.maxLength > 0;
   const holdback = holdbackFor(m.maxLength);
   // Rings of raw starts, indexed by logical byte (escapes view) or by digit of the current
   // run (hex, base64): large enough to reach back over the longest pattern (or the input).
-  const reach = Math.min(2 * m.maxLength, 2 * (o.maxInput ?? Infinity)) + 8;
-  let ringSize = 4;
-  while (ringSize < reach) ringSize *= 2;
+  const ringSize = ringSizeFor(m.maxLength, o.maxInput);
   const ringMask = ringSize - 1;
-  const escRing = new Float64Array(active ? ringSize : 1);
-  const hexRing = new Float64Array(active ? ringSize : 1);
-  const b64Ring = new Float64Array(active ? ringSize : 1);
+  let ws: Workspace | undefined = active ? acquireWorkspace(ringSize) : undefined;
+  const { escRing, hexRing, b64Ring, outStart, outEnd, outByte, pend } = ws ?? INERT;
   const minHexDigits = 2 * m.minLength;
   const minBase64Digits = Math.ceil((8 * m.minLength) / 6);
 
@@ -226,14 +331,11 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
   // Plain bytes in a row (up to maxLength) that the raw and escapes views both read as the
   // same logical bytes: from maxLength on, the two views are in the same state.
   let synced = 0;
-  // Escape decoder: pending raw bytes of an unfinished escape, and the logical bytes the
-  // current raw byte produced (at most 16: a failed surrogate pair and its re-scan).
-  const pend = new Uint8Array(16);
+  // Escape decoder: pending raw bytes of an unfinished escape (`pend`), and the logical
+  // bytes the current raw byte produced (`out*`, at most 16: a failed surrogate pair and
+  // its re-scan), in the workspace.
   let pendLen = 0;
   let pendStart = 0;
-  const outByte = new Uint8Array(32);
-  const outStart = new Float64Array(32);
-  const outEnd = new Float64Array(32);
   let outLen = 0;
 
   let pos = 0; // raw bytes consumed
@@ -453,8 +555,9 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
     if (B64_RAW[b] === 1) {
       if (!b64InRawRun) {
         b64InRawRun = true;
+        // (the run's end matters only while it is too short: no further than that)
         let e = i + 1;
-        while (e < n && B64_RAW[chunk[e]!] === 1) e++;
+        while (e < n && e - i < minBase64Digits && B64_RAW[chunk[e]!] === 1) e++;
         if (e < n && e - i < minBase64Digits) b64SkipUntil = base + e;
       }
     } else {
@@ -465,7 +568,9 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
         hexInRawRun = true;
         let e = i;
         let digits = 0;
-        for (; e < n && HEX_RAW[chunk[e]!] === 1; e++) if (HEX[chunk[e]!]! >= 0) digits++;
+        for (; e < n && digits < minHexDigits && HEX_RAW[chunk[e]!] === 1; e++) {
+          if (HEX[chunk[e]!]! >= 0) digits++;
+        }
         if (e < n && digits < minHexDigits) hexSkipUntil = base + e;
       }
     } else {
@@ -581,9 +686,12 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       }
       if (!hInRun) {
         hInRun = true;
+        // Read the run only as far as it could still be too short.
         let r = k;
         let digits = 0;
-        for (; r < n && HEX_RAW[chunk[r]!] === 1; r++) if (HEX[chunk[r]!]! >= 0) digits++;
+        for (; r < n && digits < minHexDigits && HEX_RAW[chunk[r]!] === 1; r++) {
+          if (HEX[chunk[r]!]! >= 0) digits++;
+        }
         if (r < n && digits < minHexDigits) hSkip = base + r;
       }
       if (base + k < hSkip) {
@@ -595,21 +703,26 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
         k = Math.min(hSkip - base, e);
         continue;
       }
-      const h = HEX[b]!;
+      let h = HEX[b]!;
       if (h >= 0) {
         hsep = 0;
-        hd++;
-        hexRing[hd & mask] = base + k;
-        if (hd >= 2) {
-          // Alignment hd & 1 completes the byte of the previous digit and this one.
-          const byte = (hprev << 4) | h;
-          let st: number;
-          if ((hd & 1) === 0) st = h0 = next[h0 * w + classOf[byte]!]!;
-          else st = h1 = next[h1 * w + classOf[byte]!]!;
-          const hl = out[st]!;
-          if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & mask]!, base + k + 1);
-        }
-        hprev = h;
+        // Digits in a row: nothing else to decide until a byte is no digit.
+        do {
+          hd++;
+          hexRing[hd & mask] = base + k;
+          if (hd >= 2) {
+            // Alignment hd & 1 completes the byte of the previous digit and this one.
+            const byte = (hprev << 4) | h;
+            let st: number;
+            if ((hd & 1) === 0) st = h0 = next[h0 * w + classOf[byte]!]!;
+            else st = h1 = next[h1 * w + classOf[byte]!]!;
+            const hl = out[st]!;
+            if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & mask]!, base + k + 1);
+          }
+          hprev = h;
+          k++;
+        } while (k < e && (h = HEX[chunk[k]!]!) >= 0);
+        continue;
       } else if (hd > 0 && HEX_SEPARATOR[b] === 1 && hsep < MAX_HEX_SEPARATORS) {
         hsep++;
       } else if (hd !== 0) {
@@ -658,10 +771,10 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       if (!bInRun) {
         bInRun = true;
         let r = k + 1;
-        while (r < n && B64_RAW[chunk[r]!] === 1) r++;
+        while (r < n && r - k < minBase64Digits && B64_RAW[chunk[r]!] === 1) r++;
         if (r < n && r - k < minBase64Digits) bSkip = base + r;
       }
-      const d = B64[b]!;
+      let d = B64[b]!;
       if (d < 0 || base + k < bSkip) {
         if (bd !== 0) {
           bd = 0;
@@ -670,51 +783,54 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
         k = base + k < bSkip ? Math.min(bSkip - base, e) : k + 1;
         continue;
       }
-      bd++;
-      b64Ring[bd & mask] = base + k;
-      acc = ((acc << 6) | d) & 0x3ffff;
-      const q = bd & 3;
-      // Alignment k has read bd - k digits; it completes a byte unless that is 1 (mod 4),
-      // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4). Each alignment that
-      // stepped is checked for a match (as `b64Step` does; one that has not stepped yet in
-      // this run is at the root, which ends no pattern).
-      const end = base + k + 1;
-      if (q === 0) {
-        s0 = next[s0 * w + classOf[acc & 0xff]!]!;
-        s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
-        s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
-        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
-        if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
-        if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
-      } else if (q === 1) {
-        if (bd >= 5) {
-          s1 = next[s1 * w + classOf[acc & 0xff]!]!;
-          s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
-          s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
+      // Digits in a row: the run goes on (and is past any skip) until a byte is no digit.
+      do {
+        bd++;
+        b64Ring[bd & mask] = base + k;
+        acc = ((acc << 6) | d) & 0x3ffff;
+        const q = bd & 3;
+        // Alignment k has read bd - k digits; it completes a byte unless that is 1 (mod 4),
+        // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4). Each alignment that
+        // stepped is checked for a match (as `b64Step` does; one that has not stepped yet in
+        // this run is at the root, which ends no pattern).
+        const end = base + k + 1;
+        if (q === 0) {
+          s0 = next[s0 * w + classOf[acc & 0xff]!]!;
+          s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
+          s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
+          if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
           if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
           if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
-          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+        } else if (q === 1) {
+          if (bd >= 5) {
+            s1 = next[s1 * w + classOf[acc & 0xff]!]!;
+            s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
+            s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
+            if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+            if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
+            if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+          }
+        } else if (q === 2) {
+          s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
+          if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
+          if (bd >= 6) {
+            s2 = next[s2 * w + classOf[acc & 0xff]!]!;
+            s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
+            if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
+            if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+          }
+        } else {
+          s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
+          s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
+          if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
+          if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+          if (bd >= 7) {
+            s3 = next[s3 * w + classOf[acc & 0xff]!]!;
+            if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+          }
         }
-      } else if (q === 2) {
-        s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
-        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
-        if (bd >= 6) {
-          s2 = next[s2 * w + classOf[acc & 0xff]!]!;
-          s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
-          if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
-          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
-        }
-      } else {
-        s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
-        s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
-        if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
-        if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
-        if (bd >= 7) {
-          s3 = next[s3 * w + classOf[acc & 0xff]!]!;
-          if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
-        }
-      }
-      k++;
+        k++;
+      } while (k < e && (d = B64[chunk[k]!]!) >= 0);
     }
     b64Digits = bd;
     b64Acc = acc;
@@ -823,6 +939,11 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       if (active) scan(new Uint8Array(0), pos, true);
       const rest = flush(pos);
       held = [];
+      if (ws !== undefined) {
+        // The scan is over: nothing reads the rings or the decoder's buffers after this.
+        releaseWorkspace(ws);
+        ws = undefined;
+      }
       return rest;
     },
     get count(): number {
@@ -842,6 +963,11 @@ export function redactAll(
   input: Uint8Array,
   replacement?: string,
 ): { output: Buffer; count: number } {
+  // No view reads a logical byte from less than one raw byte (an escape is never shorter
+  // than the UTF-8 it decodes to; hex and base64 take more), so no match fits in fewer
+  // raw bytes than the shortest pattern: a shorter input is released as it is. A function
+  // of the input's length and a constant of the set only, as the fast paths above.
+  if (input.length < m.minLength) return { output: Buffer.from(input), count: 0 };
   const r = createRedactor(m, { replacement, maxInput: input.length });
   const output = Buffer.concat([r.push(input), r.end()]);
   return { output, count: r.count };
