@@ -13,6 +13,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { ERROR_CODES } from '@nexus-proxy/protocol';
 import type { AuditRecord } from '../audit/record.js';
 import type { AuditAppender } from '../proxy/pipeline.js';
+import type { NonceClaim } from '../audit/sink.js';
 import type { PipelineObserver, PipelineStage, RequestSummary } from '../proxy/observe.js';
 
 /** Buckets (seconds) for request and stage latencies: 0.5 ms .. 60 s. */
@@ -178,12 +179,12 @@ export function createMetrics(): NexusMetrics {
     },
     instrumentAudit(audit: AuditAppender): AuditAppender {
       return {
-        async append(record: AuditRecord): Promise<unknown> {
+        async append(record: AuditRecord, claim?: NonceClaim): Promise<unknown> {
           const id = nextPending++;
           const started = performance.now();
           pending.set(id, started);
           try {
-            return await audit.append(record);
+            return await audit.append(record, claim);
           } finally {
             pending.delete(id);
             auditAppend.observe(
