@@ -134,12 +134,54 @@ describe('nexus up --workers 2', () => {
     // Both workers saw the replay (8 connections, round-robin).
     const seen = await accessOf(node, (p) => p === '/replay-once', 8);
     expect(new Set(seen.map((l) => l.worker))).toEqual(new Set([1, 2]));
-    // Sent at once: still one.
-    const { url: url2, headers: h2 } = await signedGet(node, agent, '/echo/replay-burst');
-    const burst = await Promise.all(Array.from({ length: 8 }, () => send(url2, h2)));
-    expect(burst.filter((r) => r.status === 200)).toHaveLength(1);
-    expect(upstream.requests.filter((r) => r.url === '/replay-burst')).toHaveLength(1);
+    // Sent at once, to both workers: still one each. 10 signed requests, each sent 12
+    // times concurrently (120 connections, round-robin over the two workers): the pairs
+    // race in both workers' audit transactions, not in one cache.
+    const signed = await Promise.all(
+      Array.from({ length: 10 }, (_x, i) => signedGet(node, agent, `/echo/replay-burst-${i}`)),
+    );
+    const burst = await Promise.all(
+      signed.flatMap((r) => Array.from({ length: 12 }, () => send(r.url, r.headers))),
+    );
+    expect(burst.filter((r) => r.status === 200)).toHaveLength(10);
+    expect(burst.filter((r) => r.code === 'replay_detected')).toHaveLength(110);
+    for (let i = 0; i < 10; i++) {
+      expect(upstream.requests.filter((r) => r.url === `/replay-burst-${i}`)).toHaveLength(1);
+    }
+    const raced = await accessOf(node, (p) => p.startsWith('/replay-burst-'), 120);
+    expect(new Set(raced.map((l) => l.worker))).toEqual(new Set([1, 2]));
   });
+
+  it('kill -9 of the worker that forwarded a request: its replay is refused by the other worker, and by the restarted one', async () => {
+    const agent = await rawAgent(node, 'bot');
+    // A request served by worker 1 (worker 2 is the victim of the next test).
+    let served: { url: string; headers: Record<string, string>; pid: number } | undefined;
+    for (let i = 0; i < 20 && served === undefined; i++) {
+      const r = await signedGet(node, agent, `/echo/crash-replay-${i}`);
+      expect((await send(r.url, r.headers)).status).toBe(200);
+      const [line] = await accessOf(node, (p) => p === `/crash-replay-${i}`, 1);
+      if (line?.worker === 1) served = { ...r, pid: line.pid };
+    }
+    if (served === undefined) throw new Error('no request reached worker 1');
+    const path = new URL(served.url).pathname.replace('/echo', '');
+    process.kill(served.pid, 'SIGKILL');
+    // Only worker 2 is left: its cache never saw the request, the store's record refuses it.
+    for (let i = 0; i < 4; i++) {
+      expect((await send(served.url, served.headers)).code).toBe('replay_detected');
+    }
+    const deadline = Date.now() + 20_000;
+    while (!node.output().includes('worker 1 listening again')) {
+      if (Date.now() > deadline) throw new Error(`worker 1 not restarted:\n${node.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Both workers again, the new worker 1 with an empty cache.
+    for (let i = 0; i < 6; i++) {
+      expect((await send(served.url, served.headers)).code).toBe('replay_detected');
+    }
+    expect(upstream.requests.filter((r) => r.url === path)).toHaveLength(1);
+    const refusedBy = await accessOf(node, (p) => p === path, 11);
+    expect(refusedBy.some((l) => l.worker === 1 && l.pid !== served.pid)).toBe(true);
+  }, 60_000);
 
   it('a lease revoked through the admin API is refused by every worker', async () => {
     const agent = await rawAgent(node, 'bot');
