@@ -8,8 +8,12 @@
  * - The SQLite store file. The primary holds the node lock for all of them, so no other
  *   node can open the store; each worker's audit thread reads and extends the one chain
  *   head inside its `BEGIN IMMEDIATE` transaction (`SqliteStore.appendAuditLinked`).
- * - Replay records: one unique insert per request into `replay_nonces` in the store
- *   (`proxy/replay-sqlite.ts`), behind each worker's in-memory cache as a pre-filter.
+ * - Replay records: the (lease, nonce) pair of each forwarded request goes into the
+ *   store's `replay_nonces` (unique key) in the same audit-thread transaction as its
+ *   request record (`SqliteStore.appendAuditLinked` claims); a pair another worker
+ *   recorded refuses the record and the request (`replay_detected`). Each worker's
+ *   in-memory cache is the pre-filter. No write or hop of its own, and the record
+ *   survives a crash exactly when the request record does.
  * - Revocations, agent and key changes and config reloads: relayed to every other worker
  *   by the primary (`worker-sync.ts`).
  * - Singletons run in worker 1 only: scheduled signing-key rotation and periodic audit
