@@ -123,6 +123,59 @@ describe('nexus up --workers 2', () => {
     expect(new Set(served.map((l) => l.worker))).toEqual(new Set([1, 2]));
   });
 
+  it('/metrics shows the whole process group, whichever worker is scraped', async () => {
+    const agent = await rawAgent(node, 'bot');
+    /** One scrape on a connection of its own (so the scrapes reach both workers). */
+    const scrape = () =>
+      new Promise<string>((resolve, reject) => {
+        const u = new URL(`${node.adminUrl}/metrics`);
+        const req = httpRequest(
+          {
+            host: u.hostname,
+            port: u.port,
+            path: u.pathname,
+            headers: { authorization: `Bearer ${node.operatorToken}` },
+            agent: false,
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () =>
+              res.statusCode === 200
+                ? resolve(body)
+                : reject(new Error(`${res.statusCode} ${body}`)),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    const served = (text: string) => {
+      const m = /^nexus_requests_total\{[^}]*service="echo"[^}]*code="ok"[^}]*\} (\d+)$/m.exec(
+        text,
+      );
+      return m === null ? 0 : Number(m[1]);
+    };
+    const before = served(await scrape());
+    for (let i = 0; i < 10; i++) {
+      const { url, headers } = await signedGet(node, agent, `/echo/metrics-${i}`);
+      expect((await send(url, headers)).status).toBe(200);
+    }
+    const lines = await accessOf(node, (p) => p.startsWith('/metrics-'), 10);
+    expect(new Set(lines.map((l) => l.worker))).toEqual(new Set([1, 2]));
+    // The count is made when a request has ended (just after its answer): polled.
+    const deadline = Date.now() + 10_000;
+    while (served(await scrape()) !== before + 10) {
+      if (Date.now() > deadline) throw new Error(`not ${before + 10}: ${served(await scrape())}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Every scrape, whichever worker answers it, counts both workers' requests.
+    for (let i = 0; i < 6; i++) expect(served(await scrape())).toBe(before + 10);
+    // The process metrics are the group's too: one CPU counter, not one per worker.
+    const text = await scrape();
+    expect(text.match(/^nexus_process_cpu_seconds_total /gm)).toHaveLength(1);
+  });
+
   it('a replayed signed request is forwarded exactly once, whichever worker it reaches', async () => {
     const agent = await rawAgent(node, 'bot');
     const { url, headers } = await signedGet(node, agent, '/echo/replay-once');

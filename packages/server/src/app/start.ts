@@ -70,6 +70,7 @@ import { createTracing } from '../telemetry/tracing.js';
 import { createApprovalWebhooks } from '../approvals/webhook.js';
 import type { WorkerRole } from './workers.js';
 import { startWorkerSync } from './worker-sync.js';
+import { shareWorkerMetrics } from './worker-metrics.js';
 import { forgetAtMs, replayKey } from '../proxy/replay-shared.js';
 import type { ReplayGuard } from '../proxy/replay-cache.js';
 
@@ -173,7 +174,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   const clock = options.clock ?? Date.now;
   const logger = options.logger ?? createLogger(config.log.level, undefined, config.log.format);
   const startedAt = clock();
-  const metrics = createMetrics();
+  // Workers: one scrape of any worker shows the whole process group (app/worker-metrics.ts).
+  const metrics = createMetrics(options.worker === undefined ? undefined : shareWorkerMetrics);
   // Read before anything is opened: a missing or unreadable scrape token stops start-up.
   const scrapeToken =
     config.admin.metrics.token_file === undefined

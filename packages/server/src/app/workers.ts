@@ -16,6 +16,8 @@
  *   survives a crash exactly when the request record does.
  * - Revocations, agent and key changes and config reloads: relayed to every other worker
  *   by the primary (`worker-sync.ts`).
+ * - `/metrics`: the worker scraped asks the primary, which aggregates every worker's
+ *   registry (prom-client's AggregatorRegistry; `worker-metrics.ts`).
  * - Singletons run in worker 1 only: scheduled signing-key rotation and periodic audit
  *   checkpoints.
  *
@@ -31,6 +33,7 @@ import { openSqliteStore } from '../store/sqlite.js';
 import Database from 'better-sqlite3';
 import { replayKey } from '../proxy/replay-shared.js';
 import { isWorkerSyncMessage } from './worker-sync.js';
+import { answerMetricsScrape, isMetricsScrape } from './worker-metrics.js';
 
 /** Environment of a worker: its number (1..N), N, and the replay barrier (ms, 0: none). */
 export const WORKER_ENV = 'NEXUS_WORKER';
@@ -192,6 +195,10 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     });
     workers.set(id, worker);
     worker.on('message', (message: unknown) => {
+      if (isMetricsScrape(message)) {
+        answerMetricsScrape(worker, message);
+        return;
+      }
       if (isWorkerSyncMessage(message)) {
         for (const [other, w] of workers) {
           if (other !== id && w.isConnected()) w.send(message);

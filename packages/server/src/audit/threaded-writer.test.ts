@@ -119,7 +119,9 @@ describe('threaded audit writer (worker thread)', () => {
     for (let k = 0; k < 20; k++) {
       const mine = results.filter((r) => r.pair === k);
       expect(mine.filter((r) => r.ok)).toHaveLength(1);
-      expect(mine.filter((r) => !r.ok).map((r) => r.code)).toEqual(Array(5).fill('replay_detected'));
+      expect(mine.filter((r) => !r.ok).map((r) => r.code)).toEqual(
+        Array(5).fill('replay_detected'),
+      );
     }
     // A refusal's record (not exclusive) is written even though its pair is spent.
     await a.append(record(2000), { ...claim(3), exclusive: false });

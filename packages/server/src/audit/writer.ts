@@ -190,9 +190,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
           // The head is read and extended inside the sink's write transaction: another
           // writer on the same store (a `--workers` node) may have moved it. The batch's
           // replay claims are made in the same transaction, before the rows are chained.
-          const claims = claimed
-            ? { claims: batch.map((p) => p.claim), now: clock() }
-            : undefined;
+          const claims = claimed ? { claims: batch.map((p) => p.claim), now: clock() } : undefined;
           seqs = await sink.appendLinked((last, hashAt, refusedNow) => {
             refused = refusedNow;
             const at = last ?? { seq: 0, hash: GENESIS_HASH };

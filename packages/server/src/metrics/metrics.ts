@@ -46,11 +46,18 @@ function codeLabel(code: string): string {
   return code === 'ok' || KNOWN_CODES.has(code) ? code : 'other';
 }
 
-/** Creates a node's registry and metrics. */
-export function createMetrics(): NexusMetrics {
+/**
+ * Creates a node's registry and metrics.
+ *
+ * @param group for a worker of `nexus up --workers N`: makes the text of the whole process
+ *   group's metrics from this registry and the other workers' (app/worker-metrics.ts);
+ *   `render` serves it instead of this registry's alone.
+ */
+export function createMetrics(group?: (registry: Registry) => () => Promise<string>): NexusMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'nexus_' });
   const registers = [registry];
+  const scrapeGroup = group?.(registry);
 
   const requests = new Counter({
     name: 'nexus_requests_total',
@@ -202,7 +209,10 @@ export function createMetrics(): NexusMetrics {
       return { pending: pending.size, lagSeconds: lagSeconds() };
     },
     async render() {
-      return { contentType: registry.contentType, body: await registry.metrics() };
+      return {
+        contentType: registry.contentType,
+        body: await (scrapeGroup ?? (() => registry.metrics()))(),
+      };
     },
   };
 }
