@@ -298,6 +298,71 @@ describe('nexus up --workers 2', () => {
     expect(new Set(lines.map((l) => l.worker))).toEqual(new Set([1, 2]));
   });
 
+  it('a console login on one worker is valid on every worker; a logout ends it on all', async () => {
+    /** A console request on a connection of its own, as the browser sends it. */
+    const con = (
+      path: string,
+      init: { method?: string; cookie?: string; csrf?: string; body?: string } = {},
+    ) =>
+      new Promise<{ status: number; setCookie: string | undefined; body: string }>(
+        (resolve, reject) => {
+          const u = new URL(`${node.adminUrl}${path}`);
+          const req = httpRequest(
+            {
+              host: u.hostname,
+              port: u.port,
+              path: u.pathname,
+              method: init.method ?? 'GET',
+              agent: false,
+              headers: {
+                origin: node.adminUrl,
+                ...(init.cookie === undefined ? {} : { cookie: init.cookie }),
+                ...(init.csrf === undefined ? {} : { 'x-nexus-csrf': init.csrf }),
+                ...(init.body === undefined
+                  ? {}
+                  : { 'content-type': 'application/x-www-form-urlencoded' }),
+              },
+            },
+            (res) => {
+              let body = '';
+              res.on('data', (c: Buffer) => (body += c.toString()));
+              res.on('end', () =>
+                resolve({
+                  status: res.statusCode ?? 0,
+                  setCookie: res.headers['set-cookie']?.[0],
+                  body,
+                }),
+              );
+            },
+          );
+          req.on('error', reject);
+          req.end(init.body);
+        },
+      );
+    const login = await con('/console/login', {
+      method: 'POST',
+      body: `token=${encodeURIComponent(node.operatorToken)}`,
+    });
+    expect(login.status).toBe(303);
+    const cookie = login.setCookie!.split(';')[0]!;
+    // Consecutive connections go to the workers in turn: both answer with the session.
+    const csrfs = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const s = await con('/console/session', { cookie });
+      expect(s.status).toBe(200);
+      csrfs.add((JSON.parse(s.body) as { csrf_token: string }).csrf_token);
+      const agents = await con('/console/api/v1/agents', { cookie });
+      expect(agents.status).toBe(200);
+    }
+    // One session, one CSRF token, whichever worker answered.
+    expect(csrfs.size).toBe(1);
+    const [csrf] = [...csrfs];
+    expect((await con('/console/logout', { method: 'POST', cookie, csrf })).status).toBe(204);
+    for (let i = 0; i < 6; i++) {
+      expect((await con('/console/session', { cookie })).status).toBe(401);
+    }
+  });
+
   it('kill -9 of a worker: the primary starts it again, and every forwarded request is audited', async () => {
     const agent = await rawAgent(node, 'bot');
     const victim = accessLines(node).find((l) => l.worker === 2)!.pid;

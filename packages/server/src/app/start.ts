@@ -71,6 +71,7 @@ import { createApprovalWebhooks } from '../approvals/webhook.js';
 import type { WorkerRole } from './workers.js';
 import { startWorkerSync } from './worker-sync.js';
 import { shareWorkerMetrics } from './worker-metrics.js';
+import { workerSessionTable } from './worker-sessions.js';
 import { forgetAtMs, replayKey } from '../proxy/replay-shared.js';
 import type { ReplayGuard } from '../proxy/replay-cache.js';
 
@@ -699,6 +700,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const oidcConfig = config.admin.console.oidc;
     const webConsole = createConsoleHandler({
       store,
+      // Workers: one session table, the primary's (app/worker-sessions.ts).
+      ...(worker === undefined ? {} : { sessionTable: workerSessionTable() }),
       adminUrl: () => adminBase,
       clock,
       logger,

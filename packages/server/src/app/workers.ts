@@ -18,6 +18,8 @@
  *   by the primary (`worker-sync.ts`).
  * - `/metrics`: the worker scraped asks the primary, which aggregates every worker's
  *   registry (prom-client's AggregatorRegistry; `worker-metrics.ts`).
+ * - Web console sessions: one table, in the primary's memory; workers ask it over IPC
+ *   (`worker-sessions.ts`).
  * - Singletons run in worker 1 only: scheduled signing-key rotation and periodic audit
  *   checkpoints.
  *
@@ -34,6 +36,7 @@ import Database from 'better-sqlite3';
 import { replayKey } from '../proxy/replay-shared.js';
 import { isWorkerSyncMessage } from './worker-sync.js';
 import { answerMetricsScrape, isMetricsScrape } from './worker-metrics.js';
+import { answerSessionRequest, isSessionRequest } from './worker-sessions.js';
 
 /** Environment of a worker: its number (1..N), N, and the replay barrier (ms, 0: none). */
 export const WORKER_ENV = 'NEXUS_WORKER';
@@ -195,6 +198,10 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     });
     workers.set(id, worker);
     worker.on('message', (message: unknown) => {
+      if (isSessionRequest(message)) {
+        answerSessionRequest(worker, message, clock);
+        return;
+      }
       if (isMetricsScrape(message)) {
         answerMetricsScrape(worker, message);
         return;
