@@ -218,6 +218,13 @@ describe('nexus up --workers 2', () => {
     if (served === undefined) throw new Error('no request reached worker 1');
     const path = new URL(served.url).pathname.replace('/echo', '');
     process.kill(served.pid, 'SIGKILL');
+    // Once the primary saw the exit, it hands connections to worker 2 alone (before, one
+    // could still go to the dead worker and never be answered).
+    const seen = Date.now() + 20_000;
+    while (!node.output().includes('worker 1 exited (SIGKILL)')) {
+      if (Date.now() > seen) throw new Error(`worker 1 exit not seen:\n${node.output()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     // Only worker 2 is left: its cache never saw the request, the store's record refuses it.
     for (let i = 0; i < 4; i++) {
       expect((await send(served.url, served.headers)).code).toBe('replay_detected');
