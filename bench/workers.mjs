@@ -6,6 +6,10 @@
 // with req/s, p50/p99 and CPU per request of every Nexus process (primary and workers).
 // Each count has a store of its own. Writes bench/results/workers.{json,md}.
 //
+// BENCH_WORKERS_BASE=<another checkout, built with npx tsc -b> adds a third configuration
+// in the same alternating rounds: 2 workers of that checkout (e.g. the commit before a
+// change to the workers' shared state), so a before/after figure comes from one run.
+//
 // On a 2-core machine wrk, the upstream and Nexus share the cores: two workers cannot get
 // a core each, so the 2-worker figure there says what the cost of sharing is, not what a
 // machine with spare cores would gain. The output says so.
@@ -33,19 +37,21 @@ import {
 } from './lib/common.mjs';
 import { importLeaseKeys, presign } from './lib/presign.mjs';
 import { createReplayCache } from '../packages/server/dist/proxy/replay-cache.js';
-import { createSqliteReplayGuard } from '../packages/server/dist/proxy/replay-sqlite.js';
+import { openSqliteStore } from '../packages/server/dist/store/sqlite.js';
 import { startUpstream } from './lib/targets.mjs';
 
 export const name = 'workers';
 
 const NEXUS_BIN = join(REPO, 'packages/cli/bin/nexus.js');
+const BASE = process.env.BENCH_WORKERS_BASE;
+const BASE_BIN = BASE === undefined ? undefined : join(BASE, 'packages/cli/bin/nexus.js');
 const ROUNDS = Number(process.env.BENCH_WORKERS_ROUNDS ?? 3);
 const SECONDS = Math.max(2, Math.round(Number(process.env.BENCH_WORKERS_SECONDS ?? 5) * SCALE));
 
 /** A store and config made by `nexus init`, served to the bench agent's upstream. */
-async function prepare(upstream) {
+async function prepare(upstream, bin) {
   const dir = mkdtempSync(join(tmpdir(), 'nexus-bench-workers-'));
-  const init = spawnSync(process.execPath, [NEXUS_BIN, 'init', '--dir', dir], {
+  const init = spawnSync(process.execPath, [bin, 'init', '--dir', dir], {
     encoding: 'utf8',
   });
   if (init.status !== 0) throw new Error(`nexus init failed: ${init.stderr}`);
@@ -69,6 +75,7 @@ async function prepare(upstream) {
   );
   const token = readFileSync(join(dir, '.nexus', 'operator.token'), 'utf8').trim();
   return {
+    bin,
     dir,
     configPath,
     proxy: `http://127.0.0.1:${proxyPort}`,
@@ -80,7 +87,7 @@ async function prepare(upstream) {
 async function up(setup, workers) {
   const proc = await startProcess(
     process.execPath,
-    [NEXUS_BIN, 'up', '--config', setup.configPath, '--workers', String(workers)],
+    [setup.bin, 'up', '--config', setup.configPath, '--workers', String(workers)],
     { ready: (o) => o.includes('Nexus admin API listening'), name: `nexus x${workers}` },
   );
   return { proc, pids: () => [proc.pid, ...childPids(proc.pid)] };
@@ -128,9 +135,8 @@ async function enrollBench(setup) {
 }
 
 /**
- * The replay check alone, as a worker makes it: the in-memory cache, and the unique insert
- * into the store's replay_nonces (no other writer on the file meanwhile). Lone: one check
- * at a time; CPU: this process's, per check, over 64 checks in flight.
+ * The in-memory replay check alone (every worker's pre-filter): lone, one check at a time;
+ * CPU: this process's, per check, over 64 checks in flight.
  */
 async function replayCost(label, guard) {
   const lease = randomBytes(16).toString('base64url');
@@ -168,6 +174,83 @@ async function replayCost(label, guard) {
   };
 }
 
+/**
+ * What the shared replay record adds to the audit thread (workers): group commits of 27
+ * records (the batch size at saturation, docs/performance.md) through the store's linked
+ * append, without and with a replay claim per record, alternating; CPU of this process per
+ * record, medians of the rounds.
+ */
+async function claimCost(path) {
+  const store = openSqliteStore(path, { create: false, migrate: false });
+  const record = JSON.stringify({ v: 1, kind: 'request', pad: 'x'.repeat(600) });
+  const forgetAt = Date.now() + 60_000;
+  const BATCH = 27;
+  const BATCHES = 150;
+  const round = async (claimed) => {
+    const cpu0 = process.cpuUsage();
+    for (let b = 0; b < BATCHES; b++) {
+      const claims = claimed
+        ? {
+            claims: Array.from({ length: BATCH }, () => ({
+              key: randomBytes(32).toString('base64url'),
+              forgetAt,
+              exclusive: true,
+            })),
+            now: Date.now(),
+          }
+        : undefined;
+      await store.appendAuditLinked((last, _hashAt, refused) => {
+        let seq = last?.seq ?? 0;
+        let prev = last?.hash ?? '0'.repeat(64);
+        const rows = [];
+        for (let i = 0; i < BATCH; i++) {
+          if (refused[i] === true) continue;
+          const hash = randomBytes(32).toString('hex');
+          rows.push({
+            seq: ++seq,
+            time: Date.now(),
+            kind: 'request',
+            requestId: `r${seq}`,
+            record,
+            prevHash: prev,
+            hash,
+            agent: 'bench-ed',
+            service: 'bench',
+            decision: 'allow',
+            indexed: true,
+          });
+          prev = hash;
+        }
+        return rows;
+      }, claims);
+    }
+    const cpu = process.cpuUsage(cpu0);
+    return (cpu.user + cpu.system) / (BATCHES * BATCH);
+  };
+  const without = [];
+  const withClaims = [];
+  try {
+    await round(false);
+    for (let r = 0; r < 5; r++) {
+      if (r % 2 === 0) {
+        without.push(await round(false));
+        withClaims.push(await round(true));
+      } else {
+        withClaims.push(await round(true));
+        without.push(await round(false));
+      }
+    }
+  } finally {
+    await store.close();
+  }
+  return {
+    batch: BATCH,
+    without_us_per_record: median(without),
+    with_us_per_record: median(withClaims),
+    rounds: { without, with: withClaims },
+  };
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export async function run() {
@@ -179,21 +262,26 @@ export async function run() {
   try {
     // A store for each: switching one store between one process and workers would add
     // the replay barrier of a mode change (docs/deploy.md) to the rounds.
+    const configs = [
+      { label: '1', workers: 1, bin: NEXUS_BIN },
+      { label: '2', workers: 2, bin: NEXUS_BIN },
+      ...(BASE_BIN === undefined ? [] : [{ label: '2 (base)', workers: 2, bin: BASE_BIN }]),
+    ];
     const setups = {};
-    for (const w of [1, 2]) {
-      const setup = await prepare(upstream);
-      setups[w] = { setup, keys: await enrollBench(setup) };
+    for (const c of configs) {
+      const setup = await prepare(upstream, c.bin);
+      setups[c.label] = { setup, keys: await enrollBench(setup) };
     }
     const tmp = mkdtempSync(join(tmpdir(), 'nexus-bench-workers-req-'));
     const body = Buffer.from(JSON.stringify({ data: 'y'.repeat(1024 - 11) }));
     const bodyFile = join(tmp, 'small.body');
     writeFileSync(bodyFile, body);
-    const results = { 1: [], 2: [] };
+    const results = Object.fromEntries(configs.map((c) => [c.label, []]));
     const load = [];
     let n = 0;
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const workers of round % 2 === 1 ? [1, 2] : [2, 1]) {
-        const { setup, keys } = setups[workers];
+      for (const { label, workers } of round % 2 === 1 ? configs : [...configs].reverse()) {
+        const { setup, keys } = setups[label];
         const file = join(tmp, `req-${n++}.req`);
         // Sized generously: a nonce is never replayed within a run.
         await presign({
@@ -220,6 +308,7 @@ export async function run() {
             },
           });
           const row = {
+            label,
             workers,
             rps: r.rps,
             p50_ms: r.latency.p50,
@@ -231,10 +320,10 @@ export async function run() {
             non2xx: r.non2xx,
             socket_errors: r.socketErrors,
           };
-          results[workers].push(row);
+          results[label].push(row);
           load.push(loadavg()[0]);
           console.log(
-            `round ${round}, ${workers} worker(s): ${Math.round(r.rps)} req/s, p99 ${fmt(r.latency.p99, 1)} ms, ${Math.round(row.cpu_us_per_request)} us Nexus CPU/request, non-2xx ${r.non2xx}`,
+            `round ${round}, ${label} worker(s): ${Math.round(r.rps)} req/s, p99 ${fmt(r.latency.p99, 1)} ms, ${Math.round(row.cpu_us_per_request)} us Nexus CPU/request, non-2xx ${r.non2xx}`,
           );
         } finally {
           await stop(node.proc);
@@ -242,36 +331,39 @@ export async function run() {
       }
     }
     const memory = createReplayCache({ maxEntries: 1_000_000, skewSeconds: 5, clock: Date.now });
-    const sqlite = createSqliteReplayGuard(join(setups[2].setup.dir, '.nexus', 'nexus.db'), {
-      skewSeconds: 5,
-      clock: Date.now,
-    });
-    const replay = [
-      await replayCost('in-memory cache (one process)', memory),
-      await replayCost('SQLite replay_nonces (workers)', sqlite),
-    ];
-    await sqlite.close();
+    const replay = [await replayCost('in-memory cache (every worker)', memory)];
     for (const r of replay) {
       console.log(
         `replay check, ${r.label}: lone p50 ${fmt(r.lone_p50_us, 1)} us, p99 ${fmt(r.lone_p99_us, 1)} us, ${fmt(r.per_second)} checks/s, ${fmt(r.cpu_us_per_check, 1)} us CPU/check`,
       );
     }
-    const summary = [1, 2].map((w) => ({
-      workers: w,
-      rps: median(results[w].map((x) => x.rps)),
-      p99_ms: median(results[w].map((x) => x.p99_ms)),
-      cpu_us_per_request: median(results[w].map((x) => x.cpu_us_per_request)),
-      primary_cpu_us_per_request: median(results[w].map((x) => x.primary_cpu_us_per_request)),
-      upstream_cpu_us_per_request: median(results[w].map((x) => x.upstream_cpu_us_per_request)),
-      non2xx: results[w].reduce((a, x) => a + x.non2xx, 0),
+    const claims = await claimCost(join(setups['2'].setup.dir, '.nexus', 'nexus.db'));
+    console.log(
+      `audit group commit of ${claims.batch}: ${fmt(claims.without_us_per_record, 1)} us CPU/record without replay claims, ${fmt(claims.with_us_per_record, 1)} us with`,
+    );
+    const summary = configs.map(({ label, workers }) => ({
+      label,
+      workers,
+      rps: median(results[label].map((x) => x.rps)),
+      p99_ms: median(results[label].map((x) => x.p99_ms)),
+      cpu_us_per_request: median(results[label].map((x) => x.cpu_us_per_request)),
+      primary_cpu_us_per_request: median(results[label].map((x) => x.primary_cpu_us_per_request)),
+      upstream_cpu_us_per_request: median(results[label].map((x) => x.upstream_cpu_us_per_request)),
+      non2xx: results[label].reduce((a, x) => a + x.non2xx, 0),
     }));
     const ratio = summary[1].rps / summary[0].rps;
+    const base = summary[2];
+    const baseNote =
+      base === undefined
+        ? ''
+        : `2 workers / 2 workers of ${BASE}: ${(summary[1].rps / base.rps).toFixed(2)}x req/s, ${fmt(summary[1].cpu_us_per_request - base.cpu_us_per_request)} us CPU/request.`;
     const cores = availableParallelism();
     const note =
       cores <= 2
         ? `This machine has ${cores} cores: wrk, the upstream and Nexus share them, so two workers cannot each get a core and the generator and upstream cannot be isolated; the 2-worker figure shows the cost of sharing state on this machine, not the gain on a machine with spare cores.`
         : `This machine has ${cores} cores; wrk and the upstream still run on the same machine.`;
     console.log(`2 workers / 1 worker: ${ratio.toFixed(2)}x req/s (medians of ${ROUNDS} rounds)`);
+    if (baseNote !== '') console.log(baseNote);
     console.log(note);
     const md = [
       '# workers',
@@ -289,7 +381,7 @@ export async function run() {
           'non-2xx',
         ],
         summary.map((s) => [
-          String(s.workers),
+          s.label,
           fmt(s.rps),
           fmt(s.p99_ms, 1),
           fmt(s.cpu_us_per_request),
@@ -299,9 +391,9 @@ export async function run() {
         ]),
       ),
       '',
-      `2 workers / 1 worker: ${ratio.toFixed(2)}x req/s.`,
+      `2 workers / 1 worker: ${ratio.toFixed(2)}x req/s.${baseNote === '' ? '' : ` ${baseNote}`}`,
       '',
-      'The replay check alone (this process, no other writer on the store):',
+      "The in-memory replay check alone (every worker's pre-filter; this process):",
       '',
       mdTable(
         ['replay check', 'lone p50 us', 'lone p99 us', 'checks/s (64 in flight)', 'CPU us/check'],
@@ -314,12 +406,14 @@ export async function run() {
         ]),
       ),
       '',
+      `The shared replay record in the audit thread (workers on SQLite): a group commit of ${claims.batch} records through the store's linked append costs ${fmt(claims.without_us_per_record, 1)} us of CPU per record without replay claims and ${fmt(claims.with_us_per_record, 1)} us with one per record (medians of 5 alternating rounds of ${150 * claims.batch} records, this process).`,
+      '',
       note,
       '',
     ].join('\n');
     writeResults(
       'workers',
-      { machine: machine(), rounds: results, summary, ratio, note, load, replay },
+      { machine: machine(), rounds: results, summary, ratio, note, load, replay, claims },
       md,
     );
   } finally {

@@ -123,6 +123,59 @@ describe('nexus up --workers 2', () => {
     expect(new Set(served.map((l) => l.worker))).toEqual(new Set([1, 2]));
   });
 
+  it('/metrics shows the whole process group, whichever worker is scraped', async () => {
+    const agent = await rawAgent(node, 'bot');
+    /** One scrape on a connection of its own (so the scrapes reach both workers). */
+    const scrape = () =>
+      new Promise<string>((resolve, reject) => {
+        const u = new URL(`${node.adminUrl}/metrics`);
+        const req = httpRequest(
+          {
+            host: u.hostname,
+            port: u.port,
+            path: u.pathname,
+            headers: { authorization: `Bearer ${node.operatorToken}` },
+            agent: false,
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () =>
+              res.statusCode === 200
+                ? resolve(body)
+                : reject(new Error(`${res.statusCode} ${body}`)),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    const served = (text: string) => {
+      const m = /^nexus_requests_total\{[^}]*service="echo"[^}]*code="ok"[^}]*\} (\d+)$/m.exec(
+        text,
+      );
+      return m === null ? 0 : Number(m[1]);
+    };
+    const before = served(await scrape());
+    for (let i = 0; i < 10; i++) {
+      const { url, headers } = await signedGet(node, agent, `/echo/metrics-${i}`);
+      expect((await send(url, headers)).status).toBe(200);
+    }
+    const lines = await accessOf(node, (p) => p.startsWith('/metrics-'), 10);
+    expect(new Set(lines.map((l) => l.worker))).toEqual(new Set([1, 2]));
+    // The count is made when a request has ended (just after its answer): polled.
+    const deadline = Date.now() + 10_000;
+    while (served(await scrape()) !== before + 10) {
+      if (Date.now() > deadline) throw new Error(`not ${before + 10}: ${served(await scrape())}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Every scrape, whichever worker answers it, counts both workers' requests.
+    for (let i = 0; i < 6; i++) expect(served(await scrape())).toBe(before + 10);
+    // The process metrics are the group's too: one CPU counter, not one per worker.
+    const text = await scrape();
+    expect(text.match(/^nexus_process_cpu_seconds_total /gm)).toHaveLength(1);
+  });
+
   it('a replayed signed request is forwarded exactly once, whichever worker it reaches', async () => {
     const agent = await rawAgent(node, 'bot');
     const { url, headers } = await signedGet(node, agent, '/echo/replay-once');
@@ -134,12 +187,61 @@ describe('nexus up --workers 2', () => {
     // Both workers saw the replay (8 connections, round-robin).
     const seen = await accessOf(node, (p) => p === '/replay-once', 8);
     expect(new Set(seen.map((l) => l.worker))).toEqual(new Set([1, 2]));
-    // Sent at once: still one.
-    const { url: url2, headers: h2 } = await signedGet(node, agent, '/echo/replay-burst');
-    const burst = await Promise.all(Array.from({ length: 8 }, () => send(url2, h2)));
-    expect(burst.filter((r) => r.status === 200)).toHaveLength(1);
-    expect(upstream.requests.filter((r) => r.url === '/replay-burst')).toHaveLength(1);
+    // Sent at once, to both workers: still one each. 10 signed requests, each sent 12
+    // times concurrently (120 connections, round-robin over the two workers): the pairs
+    // race in both workers' audit transactions, not in one cache.
+    const signed = await Promise.all(
+      Array.from({ length: 10 }, (_x, i) => signedGet(node, agent, `/echo/replay-burst-${i}`)),
+    );
+    const burst = await Promise.all(
+      signed.flatMap((r) => Array.from({ length: 12 }, () => send(r.url, r.headers))),
+    );
+    expect(burst.filter((r) => r.status === 200)).toHaveLength(10);
+    expect(burst.filter((r) => r.code === 'replay_detected')).toHaveLength(110);
+    for (let i = 0; i < 10; i++) {
+      expect(upstream.requests.filter((r) => r.url === `/replay-burst-${i}`)).toHaveLength(1);
+    }
+    const raced = await accessOf(node, (p) => p.startsWith('/replay-burst-'), 120);
+    expect(new Set(raced.map((l) => l.worker))).toEqual(new Set([1, 2]));
   });
+
+  it('kill -9 of the worker that forwarded a request: its replay is refused by the other worker, and by the restarted one', async () => {
+    const agent = await rawAgent(node, 'bot');
+    // A request served by worker 1 (worker 2 is the victim of the next test).
+    let served: { url: string; headers: Record<string, string>; pid: number } | undefined;
+    for (let i = 0; i < 20 && served === undefined; i++) {
+      const r = await signedGet(node, agent, `/echo/crash-replay-${i}`);
+      expect((await send(r.url, r.headers)).status).toBe(200);
+      const [line] = await accessOf(node, (p) => p === `/crash-replay-${i}`, 1);
+      if (line?.worker === 1) served = { ...r, pid: line.pid };
+    }
+    if (served === undefined) throw new Error('no request reached worker 1');
+    const path = new URL(served.url).pathname.replace('/echo', '');
+    process.kill(served.pid, 'SIGKILL');
+    // Once the primary saw the exit, it hands connections to worker 2 alone (before, one
+    // could still go to the dead worker and never be answered).
+    const seen = Date.now() + 20_000;
+    while (!node.output().includes('worker 1 exited (SIGKILL)')) {
+      if (Date.now() > seen) throw new Error(`worker 1 exit not seen:\n${node.output()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Only worker 2 is left: its cache never saw the request, the store's record refuses it.
+    for (let i = 0; i < 4; i++) {
+      expect((await send(served.url, served.headers)).code).toBe('replay_detected');
+    }
+    const deadline = Date.now() + 20_000;
+    while (!node.output().includes('worker 1 listening again')) {
+      if (Date.now() > deadline) throw new Error(`worker 1 not restarted:\n${node.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Both workers again, the new worker 1 with an empty cache.
+    for (let i = 0; i < 6; i++) {
+      expect((await send(served.url, served.headers)).code).toBe('replay_detected');
+    }
+    expect(upstream.requests.filter((r) => r.url === path)).toHaveLength(1);
+    const refusedBy = await accessOf(node, (p) => p === path, 11);
+    expect(refusedBy.some((l) => l.worker === 1 && l.pid !== served.pid)).toBe(true);
+  }, 60_000);
 
   it('a lease revoked through the admin API is refused by every worker', async () => {
     const agent = await rawAgent(node, 'bot');
@@ -201,6 +303,71 @@ describe('nexus up --workers 2', () => {
     }
     const lines = await accessOf(node, (p) => p.startsWith(`/enabled-${round}-`), 10);
     expect(new Set(lines.map((l) => l.worker))).toEqual(new Set([1, 2]));
+  });
+
+  it('a console login on one worker is valid on every worker; a logout ends it on all', async () => {
+    /** A console request on a connection of its own, as the browser sends it. */
+    const con = (
+      path: string,
+      init: { method?: string; cookie?: string; csrf?: string; body?: string } = {},
+    ) =>
+      new Promise<{ status: number; setCookie: string | undefined; body: string }>(
+        (resolve, reject) => {
+          const u = new URL(`${node.adminUrl}${path}`);
+          const req = httpRequest(
+            {
+              host: u.hostname,
+              port: u.port,
+              path: u.pathname,
+              method: init.method ?? 'GET',
+              agent: false,
+              headers: {
+                origin: node.adminUrl,
+                ...(init.cookie === undefined ? {} : { cookie: init.cookie }),
+                ...(init.csrf === undefined ? {} : { 'x-nexus-csrf': init.csrf }),
+                ...(init.body === undefined
+                  ? {}
+                  : { 'content-type': 'application/x-www-form-urlencoded' }),
+              },
+            },
+            (res) => {
+              let body = '';
+              res.on('data', (c: Buffer) => (body += c.toString()));
+              res.on('end', () =>
+                resolve({
+                  status: res.statusCode ?? 0,
+                  setCookie: res.headers['set-cookie']?.[0],
+                  body,
+                }),
+              );
+            },
+          );
+          req.on('error', reject);
+          req.end(init.body);
+        },
+      );
+    const login = await con('/console/login', {
+      method: 'POST',
+      body: `token=${encodeURIComponent(node.operatorToken)}`,
+    });
+    expect(login.status).toBe(303);
+    const cookie = login.setCookie!.split(';')[0]!;
+    // Consecutive connections go to the workers in turn: both answer with the session.
+    const csrfs = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const s = await con('/console/session', { cookie });
+      expect(s.status).toBe(200);
+      csrfs.add((JSON.parse(s.body) as { csrf_token: string }).csrf_token);
+      const agents = await con('/console/api/v1/agents', { cookie });
+      expect(agents.status).toBe(200);
+    }
+    // One session, one CSRF token, whichever worker answered.
+    expect(csrfs.size).toBe(1);
+    const [csrf] = [...csrfs];
+    expect((await con('/console/logout', { method: 'POST', cookie, csrf })).status).toBe(204);
+    for (let i = 0; i < 6; i++) {
+      expect((await con('/console/session', { cookie })).status).toBe(401);
+    }
   });
 
   it('kill -9 of a worker: the primary starts it again, and every forwarded request is audited', async () => {

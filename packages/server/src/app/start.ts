@@ -70,7 +70,9 @@ import { createTracing } from '../telemetry/tracing.js';
 import { createApprovalWebhooks } from '../approvals/webhook.js';
 import type { WorkerRole } from './workers.js';
 import { startWorkerSync } from './worker-sync.js';
-import { createSqliteReplayGuard } from '../proxy/replay-sqlite.js';
+import { shareWorkerMetrics } from './worker-metrics.js';
+import { workerSessionTable } from './worker-sessions.js';
+import { forgetAtMs, replayKey } from '../proxy/replay-shared.js';
 import type { ReplayGuard } from '../proxy/replay-cache.js';
 
 export interface StartOptions {
@@ -173,7 +175,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   const clock = options.clock ?? Date.now;
   const logger = options.logger ?? createLogger(config.log.level, undefined, config.log.format);
   const startedAt = clock();
-  const metrics = createMetrics();
+  // Workers: one scrape of any worker shows the whole process group (app/worker-metrics.ts).
+  const metrics = createMetrics(options.worker === undefined ? undefined : shareWorkerMetrics);
   // Read before anything is opened: a missing or unreadable scrape token stops start-up.
   const scrapeToken =
     config.admin.metrics.token_file === undefined
@@ -441,40 +444,31 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
       clock,
     });
-    // Workers on SQLite without Redis: one unique insert into the store's replay_nonces,
-    // behind this worker's own cache as a pre-filter (a replay to the same worker costs
-    // no write).
-    const workerReplay =
-      sqliteWorker && sqlite !== undefined && shared.replay === undefined
-        ? createSqliteReplayGuard(sqlite.path, {
-            skewSeconds: Math.ceil(config.proxy.signature_skew / 1000),
-            clock,
-            // One sweeper is enough: worker 1 deletes the expired rows.
-            sweepIntervalMs: singletons ? 30_000 : 0,
-            onSweepError: (err) =>
-              logger.warn({ err: errorSummary(err) }, 'replay record sweep failed; retried later'),
-          })
-        : undefined;
-    if (workerReplay !== undefined) {
-      const closeShared = shared.close.bind(shared);
-      shared = {
-        ...shared,
-        close: async () => {
-          await workerReplay.close();
-          await closeShared();
-        },
-      };
+    // Workers on SQLite without Redis: each (lease, nonce) pair forwarded is recorded in
+    // the store's replay_nonces by the audit thread, in the same transaction as the request
+    // record (a unique key: a pair another worker recorded refuses the record, and the
+    // request, as a replay), behind this worker's own cache as a pre-filter (a replay to the
+    // same worker costs no write). No extra write or hop, and the record survives a crash
+    // exactly when the request record does (issue 14 step 4).
+    const claimInAudit = sqliteWorker && sqlite !== undefined && shared.replay === undefined;
+    if (claimInAudit && appender === undefined) {
+      // Fail closed: only the audit thread's transaction makes the claims.
+      throw new NexusError('internal_error', 'workers on SQLite need the audit thread');
     }
+    const skewSeconds = Math.ceil(config.proxy.signature_skew / 1000);
     const replay: ReplayGuard =
       shared.replay ??
-      (workerReplay === undefined
-        ? memoryReplay
-        : {
-            checkAndRecord(leaseId, nonce, expires) {
-              memoryReplay.checkAndRecord(leaseId, nonce, expires);
-              return workerReplay.checkAndRecord(leaseId, nonce, expires);
-            },
-          });
+      (claimInAudit
+        ? {
+            checkAndRecord: (leaseId, nonce, expires) =>
+              memoryReplay.checkAndRecord(leaseId, nonce, expires),
+            claim: (leaseId, nonce, expires) => ({
+              key: replayKey(leaseId, nonce),
+              forgetAt: forgetAtMs(expires, { skewSeconds, clock }),
+              exclusive: true,
+            }),
+          }
+        : memoryReplay);
     // A shared cache outlives this node's restarts: no restart barrier is needed (spec §9).
     // Workers: the primary decided the barrier (a previous single process's records).
     const notBefore =
@@ -706,6 +700,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     const oidcConfig = config.admin.console.oidc;
     const webConsole = createConsoleHandler({
       store,
+      // Workers: one session table, the primary's (app/worker-sessions.ts).
+      ...(worker === undefined ? {} : { sessionTable: workerSessionTable() }),
       adminUrl: () => adminBase,
       clock,
       logger,

@@ -8,10 +8,18 @@
  * - The SQLite store file. The primary holds the node lock for all of them, so no other
  *   node can open the store; each worker's audit thread reads and extends the one chain
  *   head inside its `BEGIN IMMEDIATE` transaction (`SqliteStore.appendAuditLinked`).
- * - Replay records: one unique insert per request into `replay_nonces` in the store
- *   (`proxy/replay-sqlite.ts`), behind each worker's in-memory cache as a pre-filter.
+ * - Replay records: the (lease, nonce) pair of each forwarded request goes into the
+ *   store's `replay_nonces` (unique key) in the same audit-thread transaction as its
+ *   request record (`SqliteStore.appendAuditLinked` claims); a pair another worker
+ *   recorded refuses the record and the request (`replay_detected`). Each worker's
+ *   in-memory cache is the pre-filter. No write or hop of its own, and the record
+ *   survives a crash exactly when the request record does.
  * - Revocations, agent and key changes and config reloads: relayed to every other worker
  *   by the primary (`worker-sync.ts`).
+ * - `/metrics`: the worker scraped asks the primary, which aggregates every worker's
+ *   registry (prom-client's AggregatorRegistry; `worker-metrics.ts`).
+ * - Web console sessions: one table, in the primary's memory; workers ask it over IPC
+ *   (`worker-sessions.ts`).
  * - Singletons run in worker 1 only: scheduled signing-key rotation and periodic audit
  *   checkpoints.
  *
@@ -27,6 +35,8 @@ import { openSqliteStore } from '../store/sqlite.js';
 import Database from 'better-sqlite3';
 import { replayKey } from '../proxy/replay-shared.js';
 import { isWorkerSyncMessage } from './worker-sync.js';
+import { answerMetricsScrape, isMetricsScrape } from './worker-metrics.js';
+import { answerSessionRequest, isSessionRequest } from './worker-sessions.js';
 
 /** Environment of a worker: its number (1..N), N, and the replay barrier (ms, 0: none). */
 export const WORKER_ENV = 'NEXUS_WORKER';
@@ -188,6 +198,14 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     });
     workers.set(id, worker);
     worker.on('message', (message: unknown) => {
+      if (isSessionRequest(message)) {
+        answerSessionRequest(worker, message, clock);
+        return;
+      }
+      if (isMetricsScrape(message)) {
+        answerMetricsScrape(worker, message);
+        return;
+      }
       if (isWorkerSyncMessage(message)) {
         for (const [other, w] of workers) {
           if (other !== id && w.isConnected()) w.send(message);

@@ -24,7 +24,9 @@ export interface AuditSink {
     build: (
       last: { seq: number; hash: string } | undefined,
       hashAt: (seq: number) => string | undefined,
+      refused: readonly boolean[],
     ) => AuditRow[],
+    claims?: NonceClaims,
   ): Promise<number[]>;
   /** The last row, or undefined when empty. */
   last(): Promise<AuditRow | undefined>;
@@ -34,6 +36,34 @@ export interface AuditSink {
   /** Every checkpoint, ascending seq. */
   listCheckpoints(): Promise<AuditCheckpoint[]>;
   lastCheckpoint(): Promise<AuditCheckpoint | undefined>;
+}
+
+/**
+ * A replay record made in the same transaction as the audit row of a request (`nexus up
+ * --workers` on SQLite, issue 14 step 4): a (lease, nonce) pair in `replay_nonces`, so a
+ * request forwarded by one worker is a replay at every other, with no write of its own,
+ * and the record survives a crash exactly when the request record does.
+ */
+export interface NonceClaim {
+  /** `replayKey(leaseId, nonce)` (proxy/replay-shared.ts). */
+  readonly key: string;
+  /** Milliseconds after which the record may be forgotten. */
+  readonly forgetAt: number;
+  /**
+   * true: a live record of the same pair refuses this audit row (the request is a replay;
+   * nothing of it is written). false: the pair is recorded if absent, the row is written
+   * either way (a refusal's record: the pair stays spent).
+   */
+  readonly exclusive: boolean;
+}
+
+/**
+ * The claims of one `appendLinked` batch: `claims[i]` goes with the batch's i-th record
+ * (undefined: none), `now` decides which stored records have expired.
+ */
+export interface NonceClaims {
+  readonly claims: readonly (NonceClaim | undefined)[];
+  readonly now: number;
 }
 
 /** An in-memory {@link AuditSink} with the same contract; `rows`/`checkpoints` are exposed for tests. */
@@ -172,7 +202,9 @@ export interface LinkedAuditStore {
     build: (
       last: { seq: number; hash: string } | undefined,
       hashAt: (seq: number) => string | undefined,
+      refused: readonly boolean[],
     ) => (Parameters<AuditStoreLike['appendAudit']>[0][number] & { seq: number })[],
+    claims?: NonceClaims,
   ): Promise<number[]>;
 }
 
@@ -180,9 +212,11 @@ export interface LinkedAuditStore {
 export function withLinkedAppend(sink: AuditSink, store: LinkedAuditStore): AuditSink {
   return {
     ...sink,
-    appendLinked: (build) =>
-      store.appendAuditLinked((last, hashAt) =>
-        build(last, hashAt).map((r) => ({ seq: r.seq, ...toStoreRow(r) })),
+    appendLinked: (build, claims) =>
+      store.appendAuditLinked(
+        (last, hashAt, refused) =>
+          build(last, hashAt, refused).map((r) => ({ seq: r.seq, ...toStoreRow(r) })),
+        claims,
       ),
   };
 }

@@ -96,6 +96,68 @@ describe('threaded audit writer (worker thread)', () => {
     await store.close();
   });
 
+  it('replay claims (--workers): two threads, each pair claimed by both many times, one record each; the rest refused alone', async () => {
+    const path = await database();
+    const a = await openThreadedAuditWriter(path, options());
+    const b = await openThreadedAuditWriter(path, options());
+    const forgetAt = Date.now() + 60_000;
+    const claim = (k: number) => ({ key: `pair-${k}`, forgetAt, exclusive: true });
+    // 20 pairs, each claimed 6 times, alternating threads, all at once; unclaimed records
+    // in the same batches.
+    const tries = Array.from({ length: 120 }, (_x, i) => {
+      const w = i % 2 === 0 ? a : b;
+      return w.append(record(i + 1, { try: i }), claim(i % 20)).then(
+        () => ({ pair: i % 20, ok: true, code: undefined as string | undefined }),
+        (e: { code?: string }) => ({ pair: i % 20, ok: false, code: e.code }),
+      );
+    });
+    const plain = Array.from({ length: 40 }, (_x, i) =>
+      (i % 2 === 0 ? a : b).append(record(1000 + i)),
+    );
+    const results = await Promise.all(tries);
+    expect((await Promise.all(plain)).length).toBe(40);
+    for (let k = 0; k < 20; k++) {
+      const mine = results.filter((r) => r.pair === k);
+      expect(mine.filter((r) => r.ok)).toHaveLength(1);
+      expect(mine.filter((r) => !r.ok).map((r) => r.code)).toEqual(
+        Array(5).fill('replay_detected'),
+      );
+    }
+    // A refusal's record (not exclusive) is written even though its pair is spent.
+    await a.append(record(2000), { ...claim(3), exclusive: false });
+    await a.close();
+    await b.close();
+    const store = openSqliteStore(path, { create: false });
+    const result = await verifySink(auditSinkFromStore(store), { verifyCheckpoint: () => true });
+    expect(result).toMatchObject({ ok: true, count: 20 + 40 + 1 });
+    await store.close();
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare('SELECT count(*) AS n FROM replay_nonces').get()).toEqual({ n: 20 });
+    db.close();
+  });
+
+  it('replay claims: an expired record is taken over, and expired records are swept', async () => {
+    const path = await database();
+    const db = new Database(path);
+    const past = Date.now() - 1000;
+    const insert = db.prepare('INSERT INTO replay_nonces (key, forget_at) VALUES (?, ?)');
+    for (let i = 0; i < 50; i++) insert.run(`old-${i}`, past);
+    insert.run('live', Date.now() + 60_000);
+    db.close();
+    const w = await openThreadedAuditWriter(path, options());
+    const forgetAt = Date.now() + 60_000;
+    // `old-7` expired: claimed again, as a fresh pair (the in-memory cache forgot it too).
+    await w.append(record(1), { key: 'old-7', forgetAt, exclusive: true });
+    await expect(
+      w.append(record(2), { key: 'live', forgetAt, exclusive: true }),
+    ).rejects.toMatchObject({ code: 'replay_detected' });
+    await w.close();
+    const check = new Database(path, { readonly: true });
+    const keys = check.prepare('SELECT key FROM replay_nonces ORDER BY key').all();
+    check.close();
+    expect(keys).toEqual([{ key: 'live' }, { key: 'old-7' }]);
+  });
+
   it('a record without index fields gets NULL columns (the record is not re-parsed)', async () => {
     const path = await database();
     const w = await openThreadedAuditWriter(path, options());

@@ -16,6 +16,7 @@ import { Worker } from 'node:worker_threads';
 import { NexusError } from '@nexus-proxy/protocol';
 import type { SqliteStoreOptions } from '../store/sqlite.js';
 import type { AuditCheckpoint, ChainRecord } from './chain.js';
+import type { NonceClaim } from './sink.js';
 import type { AuditThreadInit, PlainError } from './writer-thread.js';
 import type { AuditPosition, AuditWriter } from './writer.js';
 
@@ -83,7 +84,8 @@ function rebuild(e: PlainError): Error {
   if (
     e.code === 'audit_unavailable' ||
     e.code === 'internal_error' ||
-    e.code === 'store_unavailable'
+    e.code === 'store_unavailable' ||
+    e.code === 'replay_detected'
   ) {
     return new NexusError(e.code, e.message, { cause });
   }
@@ -115,7 +117,7 @@ export async function openThreadedAuditWriter(
   let head: AuditPosition | undefined;
   let current: Promise<Running> | undefined;
   /** Records waiting for the next post (one message per turn of the event loop). */
-  let outbox: [number, ChainRecord][] = [];
+  let outbox: [number, ChainRecord, NonceClaim | undefined][] = [];
   let flushing = false;
 
   interface Running {
@@ -188,7 +190,8 @@ export async function openThreadedAuditWriter(
             const w = running.waiting.get(id);
             if (w === undefined) continue;
             running.waiting.delete(id);
-            head = undefined;
+            // A replay refused in the transaction leaves the chain as it was.
+            if (error.code !== 'replay_detected') head = undefined;
             const err = rebuild(error);
             if (error.cause === 'store_unavailable' || error.code === 'store_unavailable') {
               options.onStoreFault?.(err);
@@ -261,16 +264,25 @@ export async function openThreadedAuditWriter(
     }
     const ids: number[] = [];
     const records: ChainRecord[] = [];
-    for (const [id, record] of batch) {
+    let claims: (NonceClaim | null)[] | undefined;
+    for (const [i, [id, record, claim]] of batch.entries()) {
       const w = pending.get(id)!;
       pending.delete(id);
       running.waiting.set(id, w);
       ids.push(id);
       records.push(record);
+      if (claim !== undefined) {
+        claims ??= new Array<NonceClaim | null>(batch.length).fill(null);
+        claims[i] = claim;
+      }
     }
     // JSON text: a string crosses to the thread as a copy of its bytes, where a structured
     // clone of the objects cost three times JSON.stringify on this thread (issue 14).
-    running.worker.postMessage({ append: ids, records: JSON.stringify(records) });
+    running.worker.postMessage({
+      append: ids,
+      records: JSON.stringify(records),
+      ...(claims === undefined ? {} : { claims }),
+    });
   };
   /** Appends not yet handed to a thread. */
   const pending = new Map<number, Waiting>();
@@ -282,12 +294,12 @@ export async function openThreadedAuditWriter(
   const writer: ThreadedAuditWriter = {
     // The thread read the head when it started.
     async init() {},
-    append(record) {
+    append(record, claim) {
       if (closed) return Promise.reject(unavailable());
       return new Promise<AuditPosition>((resolve, reject) => {
         const id = nextId++;
         pending.set(id, { resolve, reject });
-        outbox.push([id, record]);
+        outbox.push([id, record, claim]);
         if (!flushing) {
           flushing = true;
           // Every append made in this turn of the event loop goes in one message.

@@ -10,8 +10,9 @@
 // its record, so a lock held elsewhere fails it fast (`audit_unavailable`, cause
 // SQLITE_BUSY).
 //
-// Protocol (parent -> thread): `{ append: [id, ...], records: '[record, ...]' }` (the
-// records as JSON text: an `undefined` member is left out, as in canonical JSON); `{ checkpoint: id }`;
+// Protocol (parent -> thread): `{ append: [id, ...], records: '[record, ...]', claims?:
+// [claim | null, ...] }` (the records as JSON text: an `undefined` member is left out, as
+// in canonical JSON; a claim is the record's replay record, `sink.ts` NonceClaim); `{ checkpoint: id }`;
 // `{ signed: { id, kid, jws } | { id, error } }`; `{ stored: id }` (a checkpoint handed
 // over is dealt with); `'close'`. Thread -> parent: `{ ready: true }` once the store is
 // open and the head read, else `{ failed: error }` and exit; `{ done: [[id, seq, hash],
@@ -21,7 +22,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { openSqliteStore, type SqliteStoreOptions } from '../store/sqlite.js';
 import type { AuditCheckpoint, ChainRecord } from './chain.js';
-import { auditSinkFromStore, withLinkedAppend } from './sink.js';
+import { auditSinkFromStore, withLinkedAppend, type NonceClaim } from './sink.js';
 import { createAuditWriter, type AuditPosition } from './writer.js';
 
 /** What the thread is started with (`workerData`). */
@@ -57,7 +58,7 @@ function plain(error: unknown): PlainError {
 }
 
 type Message =
-  | { append: number[]; records: string }
+  | { append: number[]; records: string; claims?: (NonceClaim | null)[] }
   | { checkpoint: number }
   | { signed: { id: number; kid: string; jws: string } | { id: number; error: PlainError } }
   | { stored: number }
@@ -123,7 +124,7 @@ const writer = createAuditWriter({
 });
 
 /** Answers of one batch of appends, posted together once the batch is settled. */
-function append(ids: number[], json: string): void {
+function append(ids: number[], json: string, claims?: (NonceClaim | null)[]): void {
   let records: ChainRecord[];
   try {
     records = JSON.parse(json) as ChainRecord[];
@@ -140,8 +141,8 @@ function append(ids: number[], json: string): void {
     if (done.length > 0) port!.postMessage({ done });
     if (refused.length > 0) port!.postMessage({ refused });
   };
-  for (const [id, record] of batch) {
-    writer.append(record).then(
+  for (const [i, [id, record]] of batch.entries()) {
+    writer.append(record, claims?.[i] ?? undefined).then(
       (p) => {
         done.push([id, p.seq, p.hash]);
         settle();
@@ -166,7 +167,7 @@ port.on('message', (message: Message) => {
       });
     return;
   }
-  if ('append' in message) append(message.append, message.records);
+  if ('append' in message) append(message.append, message.records, message.claims);
   else if ('checkpoint' in message) {
     const id = message.checkpoint;
     writer.checkpoint().then(

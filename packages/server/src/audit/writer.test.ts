@@ -339,6 +339,17 @@ describe('createAuditWriter', () => {
     expect(await good).toMatchObject({ seq: 1 });
   });
 
+  it('refuses a replay claim a sink cannot make in its transaction (fail closed); the others are written', async () => {
+    const sink = flakySink();
+    const w = createAuditWriter({ sink, clock, signCheckpoint, checkpointIntervalMs: 0 });
+    await w.init();
+    const good = w.append(record(1));
+    await expect(
+      w.append(record(2), { key: 'k', forgetAt: t + 60_000, exclusive: true }),
+    ).rejects.toMatchObject({ code: 'internal_error' });
+    expect(await good).toMatchObject({ seq: 1 });
+  });
+
   it('refuses appends after close with audit_unavailable', async () => {
     const w = createAuditWriter({
       sink: flakySink(),

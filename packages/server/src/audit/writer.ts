@@ -19,7 +19,7 @@ import type {
   PreparedRecord,
 } from './chain.js';
 import { NexusError } from '@nexus-proxy/protocol';
-import type { AuditSink } from './sink.js';
+import type { AuditSink, NonceClaim } from './sink.js';
 
 /** Options of {@link createAuditWriter}. */
 export interface AuditWriterOptions {
@@ -67,12 +67,15 @@ export interface AuditWriter {
   /** Reads the chain head and the last checkpoint from the sink; starts the checkpoint timer. */
   init(): Promise<void>;
   /**
-   * Appends a record; resolves once it is durable.
+   * Appends a record; resolves once it is durable. With `claim`, the record's replay
+   * record is made in the same transaction (see {@link NonceClaim}; the sink must support
+   * claims: `appendLinked`).
    *
    * @throws NexusError `audit_unavailable` when the write fails or the writer is closed;
-   *   `internal_error` when the record cannot be canonicalised.
+   *   `internal_error` when the record cannot be canonicalised; `replay_detected` when an
+   *   exclusive claim met a live record (nothing of this record was written).
    */
-  append(record: ChainRecord): Promise<AuditPosition>;
+  append(record: ChainRecord, claim?: NonceClaim): Promise<AuditPosition>;
   /** Writes a signed checkpoint over the current head, unless nothing was added since the last one. */
   checkpoint(): Promise<AuditCheckpoint | undefined>;
   /** Waits for pending appends, writes a final checkpoint and stops the timer. Idempotent. */
@@ -83,6 +86,7 @@ export interface AuditWriter {
 
 interface Pending {
   record: PreparedRecord;
+  claim: NonceClaim | undefined;
   resolve: (p: AuditPosition) => void;
   reject: (e: unknown) => void;
 }
@@ -168,19 +172,27 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
       try {
         let prev: AuditPosition;
         let rows: AuditRow[] = [];
+        /** The batch's records that were written, in `rows` order. */
+        let written: Pending[] = batch;
+        let refused: readonly boolean[] = [];
         const chain = (from: AuditPosition): AuditRow[] => {
           prev = from;
-          return batch.map((p) => {
+          written = refused.length === 0 ? batch : batch.filter((_p, i) => refused[i] !== true);
+          return written.map((p) => {
             const row = buildPreparedRow(p.record, prev.seq + 1, prev.hash, clock());
             prev = { seq: row.seq, hash: row.hash };
             return row;
           });
         };
+        const claimed = batch.some((p) => p.claim !== undefined);
         let seqs: number[];
         if (sink.appendLinked !== undefined) {
           // The head is read and extended inside the sink's write transaction: another
-          // writer on the same store (a `--workers` node) may have moved it.
-          seqs = await sink.appendLinked((last, hashAt) => {
+          // writer on the same store (a `--workers` node) may have moved it. The batch's
+          // replay claims are made in the same transaction, before the rows are chained.
+          const claims = claimed ? { claims: batch.map((p) => p.claim), now: clock() } : undefined;
+          seqs = await sink.appendLinked((last, hashAt, refusedNow) => {
+            refused = refusedNow;
             const at = last ?? { seq: 0, hash: GENESIS_HASH };
             if (durable !== undefined) {
               const kept =
@@ -196,7 +208,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
             }
             rows = chain(at);
             return rows;
-          });
+          }, claims);
         } else {
           head ??= await loadHead();
           rows = chain(head);
@@ -205,9 +217,15 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
         if (seqs.length !== rows.length || seqs.some((s, i) => s !== rows[i]!.seq)) {
           throw new Error('audit sink assigned unexpected seqs');
         }
+        // Every record of the batch a replay: `prev` is the head read in the transaction.
         head = prev!;
         durable = prev!;
-        rows.forEach((r, i) => batch[i]!.resolve({ seq: r.seq, hash: r.hash }));
+        rows.forEach((r, i) => written[i]!.resolve({ seq: r.seq, hash: r.hash }));
+        if (written !== batch) {
+          batch.forEach((p, i) => {
+            if (refused[i] === true) p.reject(new NexusError('replay_detected'));
+          });
+        }
       } catch (error) {
         // Unknown state: re-read the head before the next write. Every waiting append
         // fails; nothing queued now was written.
@@ -269,8 +287,14 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
         timer.unref();
       }
     },
-    append(record) {
+    append(record, claim) {
       if (closed) return Promise.reject(unavailable());
+      if (claim !== undefined && sink.appendLinked === undefined) {
+        // Fail closed: a claim this sink cannot make would be a replay let through.
+        return Promise.reject(
+          new NexusError('internal_error', 'this audit sink cannot record replay claims'),
+        );
+      }
       if (broken !== undefined) return Promise.reject(unavailable(broken));
       let prepared: PreparedRecord;
       try {
@@ -281,7 +305,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
         return Promise.reject(error);
       }
       return new Promise<AuditPosition>((resolve, reject) => {
-        queue.push({ record: prepared, resolve, reject });
+        queue.push({ record: prepared, claim, resolve, reject });
         schedule();
       });
     },

@@ -24,7 +24,7 @@ import { timingSafeEqualString } from '../util/timing-safe.js';
 import { errorSummary } from '../proxy/pipeline.js';
 import { sendProblem } from '../proxy/problem.js';
 import { readBody } from '../proxy/read-body.js';
-import { ConsoleSessions, type SessionLimits } from './sessions.js';
+import { ConsoleSessions, type SessionLimits, type SessionTable } from './sessions.js';
 import { loginPage, redirectPage } from './login-page.js';
 import type { PersonTokens } from '../admin/callers.js';
 import type { ConsoleOidc } from './oidc.js';
@@ -61,6 +61,12 @@ export interface ConsoleOptions {
   readonly clock: () => number;
   readonly logger: Logger;
   readonly sessions?: SessionLimits;
+  /**
+   * The session table to use instead of one of this process's own (`nexus up --workers`:
+   * the primary's, so a login on one worker is valid on every other). `sessions` and the
+   * person-token revocation at a session's end then do not apply here.
+   */
+  readonly sessionTable?: SessionTable;
   /** OIDC login for people (`admin.console.oidc`); absent: operator tokens only. */
   readonly oidc?: ConsoleOidc;
   /** Where person tokens are minted (shared with the admin handler). */
@@ -148,9 +154,11 @@ function redirect(res: ServerResponse, location: string): void {
 /** Builds the console handler; mount it for {@link isConsolePath} paths. */
 export function createConsoleHandler(options: ConsoleOptions) {
   // A person's token ends with their session (logout, expiry, eviction).
-  const sessions = new ConsoleSessions(options.clock, options.sessions, (s) => {
-    if (s.user.type === 'person') options.people?.revoke(s.bearer);
-  });
+  const sessions: SessionTable =
+    options.sessionTable ??
+    new ConsoleSessions(options.clock, options.sessions, (s) => {
+      if (s.user.type === 'person') options.people?.revoke(s.bearer);
+    });
 
   const cookie = (req: IncomingMessage, value: string, maxAge: number): string =>
     [
@@ -162,14 +170,14 @@ export function createConsoleHandler(options: ConsoleOptions) {
       ...(isTls(req) ? ['Secure'] : []),
     ].join('; ');
 
-  const sessionOf = (req: IncomingMessage) => {
+  const sessionOf = async (req: IncomingMessage) => {
     const id = cookieValue(req, SESSION_COOKIE);
-    return { id, session: sessions.get(id) };
+    return { id, session: await sessions.get(id) };
   };
 
   /** The session of a state-changing request, with its origin and CSRF token checked. */
-  const guarded = (req: IncomingMessage) => {
-    const { id, session } = sessionOf(req);
+  const guarded = async (req: IncomingMessage) => {
+    const { id, session } = await sessionOf(req);
     if (session === undefined) throw new NexusError('unauthorized', 'no console session');
     if (!sameOrigin(req)) throw new NexusError('forbidden', 'cross-origin request refused');
     const sent = req.headers[CSRF_HEADER];
@@ -194,7 +202,7 @@ export function createConsoleHandler(options: ConsoleOptions) {
       );
       return;
     }
-    const { id } = sessions.create(token, {
+    const { id } = await sessions.create(token, {
       type: 'operator_token',
       name: row.name,
       role: 'admin',
@@ -256,7 +264,7 @@ export function createConsoleHandler(options: ConsoleOptions) {
       return;
     }
     const bearer = options.people.issue(person);
-    const { id } = sessions.create(bearer, {
+    const { id } = await sessions.create(bearer, {
       type: 'person',
       name: person.name,
       role: person.role,
@@ -270,7 +278,7 @@ export function createConsoleHandler(options: ConsoleOptions) {
 
   async function api(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? 'GET';
-    const state = method === 'GET' ? sessionOf(req) : guarded(req);
+    const state = await (method === 'GET' ? sessionOf(req) : guarded(req));
     if (state.session === undefined) throw new NexusError('unauthorized', 'no console session');
     const path = url.pathname.slice(`${CONSOLE_PREFIX}/api`.length);
     if (!consoleApiAllowed(method, path)) throw new NexusError('not_found');
@@ -292,7 +300,7 @@ export function createConsoleHandler(options: ConsoleOptions) {
     if (answer.status === 401) {
       // The operator token was revoked (or the person token ended) since login: the
       // session ends with it.
-      sessions.delete(state.id);
+      await sessions.delete(state.id);
       await answer.body?.cancel();
       throw new NexusError('unauthorized', 'the operator token is no longer valid');
     }
@@ -329,13 +337,15 @@ export function createConsoleHandler(options: ConsoleOptions) {
       if (path === CONSOLE_PREFIX) return redirect(res, `${CONSOLE_PREFIX}/`);
       if (path === `${CONSOLE_PREFIX}/`) {
         only('GET');
-        if (sessionOf(req).session === undefined) return redirect(res, `${CONSOLE_PREFIX}/login`);
+        if ((await sessionOf(req)).session === undefined)
+          return redirect(res, `${CONSOLE_PREFIX}/login`);
         return send(res, 200, 'text/html; charset=utf-8', staticFile('index.html'));
       }
       if (path === `${CONSOLE_PREFIX}/login`) {
         if (method === 'POST') return await login(req, res);
         only('GET');
-        if (sessionOf(req).session !== undefined) return redirect(res, `${CONSOLE_PREFIX}/`);
+        if ((await sessionOf(req)).session !== undefined)
+          return redirect(res, `${CONSOLE_PREFIX}/`);
         return send(
           res,
           200,
@@ -353,7 +363,7 @@ export function createConsoleHandler(options: ConsoleOptions) {
       }
       if (path === `${CONSOLE_PREFIX}/logout`) {
         only('POST');
-        sessions.delete(guarded(req).id);
+        await sessions.delete((await guarded(req)).id);
         res.setHeader('set-cookie', cookie(req, '', 0));
         res.writeHead(204);
         res.end();
@@ -361,7 +371,7 @@ export function createConsoleHandler(options: ConsoleOptions) {
       }
       if (path === `${CONSOLE_PREFIX}/session`) {
         only('GET');
-        const { session } = sessionOf(req);
+        const { session } = await sessionOf(req);
         if (session === undefined) throw new NexusError('unauthorized', 'no console session');
         return send(
           res,

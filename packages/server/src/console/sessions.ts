@@ -42,8 +42,27 @@ export interface SessionLimits {
   readonly max?: number;
 }
 
+/**
+ * What the console handler needs of a session table: this process's {@link ConsoleSessions},
+ * or the one the primary of `nexus up --workers N` holds for every worker
+ * (app/worker-sessions.ts), which answers asynchronously.
+ */
+export interface SessionTable {
+  /** Seconds a fresh session cookie lives (its Max-Age). */
+  readonly maxAgeSeconds: number;
+  /** Creates a session; returns the cookie value (shown once, stored hashed). */
+  create(
+    bearer: string,
+    user: SessionUser,
+  ): { id: string; session: ConsoleSession } | Promise<{ id: string; session: ConsoleSession }>;
+  /** The live session of a cookie value, refreshed; undefined if unknown or expired. */
+  get(id: string | undefined): ConsoleSession | undefined | Promise<ConsoleSession | undefined>;
+  /** Ends a session. */
+  delete(id: string | undefined): void | Promise<void>;
+}
+
 /** The in-memory session table. */
-export class ConsoleSessions {
+export class ConsoleSessions implements SessionTable {
   readonly #byHash = new Map<string, ConsoleSession>();
   readonly #idleMs: number;
   readonly #absoluteMs: number;

@@ -13,6 +13,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { ERROR_CODES } from '@nexus-proxy/protocol';
 import type { AuditRecord } from '../audit/record.js';
 import type { AuditAppender } from '../proxy/pipeline.js';
+import type { NonceClaim } from '../audit/sink.js';
 import type { PipelineObserver, PipelineStage, RequestSummary } from '../proxy/observe.js';
 
 /** Buckets (seconds) for request and stage latencies: 0.5 ms .. 60 s. */
@@ -45,11 +46,18 @@ function codeLabel(code: string): string {
   return code === 'ok' || KNOWN_CODES.has(code) ? code : 'other';
 }
 
-/** Creates a node's registry and metrics. */
-export function createMetrics(): NexusMetrics {
+/**
+ * Creates a node's registry and metrics.
+ *
+ * @param group for a worker of `nexus up --workers N`: makes the text of the whole process
+ *   group's metrics from this registry and the other workers' (app/worker-metrics.ts);
+ *   `render` serves it instead of this registry's alone.
+ */
+export function createMetrics(group?: (registry: Registry) => () => Promise<string>): NexusMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'nexus_' });
   const registers = [registry];
+  const scrapeGroup = group?.(registry);
 
   const requests = new Counter({
     name: 'nexus_requests_total',
@@ -178,12 +186,12 @@ export function createMetrics(): NexusMetrics {
     },
     instrumentAudit(audit: AuditAppender): AuditAppender {
       return {
-        async append(record: AuditRecord): Promise<unknown> {
+        async append(record: AuditRecord, claim?: NonceClaim): Promise<unknown> {
           const id = nextPending++;
           const started = performance.now();
           pending.set(id, started);
           try {
-            return await audit.append(record);
+            return await audit.append(record, claim);
           } finally {
             pending.delete(id);
             auditAppend.observe(
@@ -201,7 +209,10 @@ export function createMetrics(): NexusMetrics {
       return { pending: pending.size, lagSeconds: lagSeconds() };
     },
     async render() {
-      return { contentType: registry.contentType, body: await registry.metrics() };
+      return {
+        contentType: registry.contentType,
+        body: await (scrapeGroup ?? (() => registry.metrics()))(),
+      };
     },
   };
 }

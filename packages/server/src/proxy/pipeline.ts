@@ -32,6 +32,7 @@ import type {
   OutboundRequest,
 } from '../mechanics/mechanic.js';
 import type { AuditRecord } from '../audit/record.js';
+import type { NonceClaim } from '../audit/sink.js';
 import { parseRoute, type Route } from './route.js';
 import { forwardableRequestHeaders } from './strip-headers.js';
 import type { ReplayGuard } from './replay-cache.js';
@@ -114,7 +115,8 @@ export interface PolicyEngine {
 }
 
 export interface AuditAppender {
-  append(record: AuditRecord): Promise<unknown>;
+  /** `claim`: the request's replay record, made with this record (ReplayGuard.claim). */
+  append(record: AuditRecord, claim?: NonceClaim): Promise<unknown>;
 }
 
 export interface CredentialResolver {
@@ -162,6 +164,8 @@ interface Trace {
   credential?: { name: string; version: number };
   bytesIn: number;
   lease?: string;
+  /** The replay record to make with the request record (`--workers` on SQLite). */
+  claim?: NonceClaim;
   /** For the observer: stage laps, and how the request ended (`ok` or an error code). */
   laps: StageClock;
   code?: string;
@@ -245,13 +249,17 @@ export function createPipeline(deps: PipelineDeps) {
     t.code = nexusErr.code;
     const now = clock();
     try {
-      await deps.audit.append({
-        ...baseRecord(t, 'request', now),
-        error_code: nexusErr.code,
-        error_detail: safeDetail(nexusErr),
-        duration_ms: now - t.started,
-        bytes_in: t.bytesIn,
-      });
+      await deps.audit.append(
+        {
+          ...baseRecord(t, 'request', now),
+          error_code: nexusErr.code,
+          error_detail: safeDetail(nexusErr),
+          duration_ms: now - t.started,
+          bytes_in: t.bytesIn,
+        },
+        // A refused request's nonce stays spent on every worker too (never a replay refusal).
+        t.claim === undefined ? undefined : { ...t.claim, exclusive: false },
+      );
     } catch (auditErr) {
       logger.error({ request_id: t.requestId, err: errorSummary(auditErr) }, 'audit write failed');
       t.code = 'audit_unavailable';
@@ -342,6 +350,7 @@ export function createPipeline(deps: PipelineDeps) {
       t.bytesIn = body.length;
       await verifyRequestBody(verified, req.headers, body, serverDigest);
       await deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
+      t.claim = deps.replay.claim?.(verified.leaseId, verified.nonce, verified.expires);
       // Signed parts an upstream could read otherwise than policy and the mechanic did:
       // refused, never rewritten (the signature and digest cover them).
       checkQuery(route.query, service.mechanic.injectedQueryParams);
@@ -444,7 +453,7 @@ export function createPipeline(deps: PipelineDeps) {
       refuse: (err) => reject(req, res, t, err, true),
       recordRequest: async (credential) => {
         t.credential = credential ? { ...credential } : undefined;
-        await deps.audit.append({ ...baseRecord(t, 'request', clock()), websocket: {} });
+        await deps.audit.append({ ...baseRecord(t, 'request', clock()), websocket: {} }, t.claim);
       },
       recordOutcome: (o) => {
         const now = clock();
@@ -582,8 +591,15 @@ export function createPipeline(deps: PipelineDeps) {
           // Allowed and built. The request record (with the credential name and version)
           // MUST be durable before any byte is forwarded.
           try {
-            await deps.audit.append(baseRecord(t, 'request', clock()));
+            await deps.audit.append(baseRecord(t, 'request', clock()), t.claim);
           } catch (err) {
+            if (isNexusError(err) && err.code === 'replay_detected') {
+              // Another worker forwarded this signed request first (the claim met its
+              // record in the audit transaction): refused, nothing forwarded.
+              t.claim = undefined;
+              await reject(req, res, t, err, true);
+              return;
+            }
             logger.error({ request_id: t.requestId, err: errorSummary(err) }, 'audit write failed');
             t.code = 'audit_unavailable';
             sendProblem(res, new NexusError('audit_unavailable'), t.requestId, false);

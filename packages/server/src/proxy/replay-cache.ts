@@ -13,6 +13,7 @@
  * start (created <= start + skew), and signers re-sign. See app/replay-state.ts.
  */
 import { NexusError } from '@nexus-proxy/protocol';
+import type { NonceClaim } from '../audit/sink.js';
 
 export interface ReplayCacheOptions {
   /** Maximum live entries. */
@@ -35,6 +36,13 @@ export interface ReplayGuard {
    * @param expires the signature's `expires`, seconds since the epoch
    */
   checkAndRecord(leaseId: string, nonce: string, expires: number): void | Promise<void>;
+  /**
+   * Set when the shared record is made with the request's audit record instead (`nexus up
+   * --workers` on SQLite: `checkAndRecord` is then only this process's pre-filter): the
+   * claim the pipeline hands to the audit append of the record that comes before forwarding
+   * (`exclusive`), or of a refusal (not exclusive). See audit/sink.ts NonceClaim.
+   */
+  claim?(leaseId: string, nonce: string, expires: number): NonceClaim;
 }
 
 export interface ReplayCache extends ReplayGuard {

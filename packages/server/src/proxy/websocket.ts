@@ -238,6 +238,11 @@ async function relayUpgrade(
   try {
     await x.recordRequest(applied.credential);
   } catch (err) {
+    // Another worker took this signed request first (`--workers`): a replay, nothing relayed.
+    if (isNexusError(err) && err.code === 'replay_detected') {
+      await x.refuse(err);
+      return;
+    }
     x.logger.error({ request_id: x.requestId, err: errorSummary(err) }, 'audit write failed');
     sendProblem(res, new NexusError('audit_unavailable'), x.requestId, true);
     return;

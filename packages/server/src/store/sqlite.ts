@@ -27,6 +27,7 @@ import {
 } from './rows.js';
 import { FileGuard, fileIdentity, type FileIdentity, type GuardedFile } from './file-guard.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations/all.js';
+import type { NonceClaims } from '../audit/sink.js';
 import {
   auditAgentKey,
   auditIndexFields,
@@ -118,7 +119,9 @@ export interface SqliteStore extends Store {
     build: (
       last: { seq: number; hash: string } | undefined,
       hashAt: (seq: number) => string | undefined,
+      refused: readonly boolean[],
     ) => (AuditAppend & { seq: number })[],
+    claims?: NonceClaims,
   ): Promise<number[]>;
 }
 
@@ -932,21 +935,34 @@ class SqliteStoreImpl implements SqliteStore {
    * the transaction, MUST return rows whose seqs follow `last` and whose first `prevHash`
    * is its hash (checked), and may read an earlier row's hash with `hashAt`.
    * Resolves the rows' seqs.
+   *
+   * `claims` (`nexus up --workers`, issue 14 step 4): each claim's (lease, nonce) record is
+   * inserted into `replay_nonces` first, in the same transaction; `refused[i]` tells
+   * `build` that the i-th record's exclusive claim met a live record (a replay), and
+   * `build` leaves that record out. Expired replay records are deleted here too, a bounded
+   * number at most once a second.
    */
   appendAuditLinked(
     build: (
       last: { seq: number; hash: string } | undefined,
       hashAt: (seq: number) => string | undefined,
+      refused: readonly boolean[],
     ) => (AuditAppend & { seq: number })[],
+    claims?: NonceClaims,
   ): Promise<number[]> {
     return this.#write(() =>
       this.#tx(() => {
+        const refused = claims === undefined ? [] : this.#claimNonces(claims);
         const row = this.#get('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
         const last = row === undefined ? undefined : { seq: num(row.seq), hash: str(row.hash) };
-        const rows = build(last, (seq) => {
-          const r = this.#get('SELECT hash FROM audit WHERE seq = ?', seq);
-          return r === undefined ? undefined : str(r.hash);
-        });
+        const rows = build(
+          last,
+          (seq) => {
+            const r = this.#get('SELECT hash FROM audit WHERE seq = ?', seq);
+            return r === undefined ? undefined : str(r.hash);
+          },
+          refused,
+        );
         let seq = last?.seq ?? 0;
         let previous = last?.hash;
         for (const r of rows) {
@@ -962,6 +978,39 @@ class SqliteStoreImpl implements SqliteStore {
         return rows.map((r) => r.seq);
       }),
     );
+  }
+
+  /** When the next sweep of expired replay records may run (ms). */
+  #nextNonceSweep = 0;
+
+  /**
+   * Inserts the claims' replay records (inside the caller's transaction); true at i: the
+   * i-th claim is exclusive and its pair has a live record (a replay).
+   */
+  #claimNonces({ claims, now }: NonceClaims): boolean[] {
+    if (now >= this.#nextNonceSweep) {
+      // Bounded, so that a backlog never holds the write lock for long; a full sweep comes
+      // back sooner.
+      const swept = this.#run(
+        'DELETE FROM replay_nonces WHERE rowid IN (SELECT rowid FROM replay_nonces WHERE forget_at <= ? LIMIT 2000)',
+        now,
+      ).changes;
+      this.#nextNonceSweep = now + (swept === 2000 ? 50 : 1000);
+    }
+    return claims.map((claim) => {
+      if (claim === undefined) return false;
+      // A record past its time that no sweep has removed yet is taken over, as the
+      // in-memory cache would have forgotten it; a live one is left as it is.
+      const changes = this.#run(
+        `INSERT INTO replay_nonces (key, forget_at) VALUES (?, ?)
+         ON CONFLICT (key) DO UPDATE SET forget_at = excluded.forget_at
+         WHERE replay_nonces.forget_at <= ?`,
+        claim.key,
+        claim.forgetAt,
+        now,
+      ).changes;
+      return changes === 0 && claim.exclusive;
+    });
   }
 
   #insertAudit(row: AuditAppend, seq?: number): Database.RunResult {
