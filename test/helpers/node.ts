@@ -131,7 +131,7 @@ export interface TestNode {
 
 async function waitForListening(child: ChildProcess, log: () => string): Promise<void> {
   await new Promise<void>((resolveWait, reject) => {
-    const timer = setTimeout(() => reject(new Error(`nexus up did not start:\n${log()}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`nexus up did not start:\n${log()}`)), 60_000);
     const check = () => {
       if (log().includes('Nexus admin API listening')) {
         clearTimeout(timer);
