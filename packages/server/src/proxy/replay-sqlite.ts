@@ -23,6 +23,7 @@ import {
   type SharedReplayGuard,
   type SharedReplayOptions,
 } from './replay-shared.js';
+import { replayStatements } from '../store/queries.js';
 
 function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
@@ -48,19 +49,17 @@ export function createSqliteReplayGuard(
   const db = new Database(path, { fileMustExist: true });
   db.pragma('busy_timeout = 0');
   db.pragma('synchronous = NORMAL');
-  const insert = db.prepare(
-    `INSERT INTO replay_nonces (key, forget_at) VALUES (?, ?)
-     ON CONFLICT (key) DO UPDATE SET forget_at = excluded.forget_at
-     WHERE replay_nonces.forget_at <= ?`,
-  );
-  const sweep = db.prepare('DELETE FROM replay_nonces WHERE forget_at <= ?');
+  // The statements the PostgreSQL guard runs too (store/queries.ts), compiled once.
+  const statements = replayStatements('sqlite');
+  const insert = db.prepare(statements.record.sql);
+  const sweep = db.prepare(statements.sweep.sql);
   const maxWaitMs = options.maxWaitMs ?? 2000;
   const interval = options.sweepIntervalMs ?? 30_000;
   let timer: ReturnType<typeof setInterval> | undefined;
   if (interval > 0) {
     timer = setInterval(() => {
       try {
-        sweep.run(options.clock());
+        sweep.run(...statements.sweep.bind(options.clock()).parameters);
       } catch (error) {
         // Busy or failed: the next sweep retries.
         options.onSweepError?.(error);
@@ -78,7 +77,9 @@ export function createSqliteReplayGuard(
       for (;;) {
         let changes: number;
         try {
-          changes = insert.run(key, forgetAt, options.clock()).changes;
+          changes = insert.run(
+            ...statements.record.bind(key, forgetAt, options.clock()).parameters,
+          ).changes;
         } catch (error) {
           if (!isBusy(error) || Date.now() >= deadline || !db.open) throw unavailable(error);
           await new Promise((r) => setTimeout(r, pause));

@@ -1219,3 +1219,31 @@ export abstract class KyselyStore implements Store {
     });
   }
 }
+
+/**
+ * The replay-record statements of the shared replay guards (proxy/replay-sqlite.ts for
+ * `--workers` on SQLite, proxy/replay-shared.ts on PostgreSQL), compiled once.
+ */
+export function replayStatements(dialect: DialectName): { record: Template; sweep: Template } {
+  const db = queryBuilder(dialect);
+  return {
+    /**
+     * Arguments: key, forget-at, now. Changes one row (recorded) or none (a replay): the
+     * unique key decides, atomically. A record past its time that the sweep has not yet
+     * removed is taken over, as the in-memory cache would have forgotten it.
+     */
+    record: new Template(
+      db
+        .insertInto('replay_nonces')
+        .values({ key: slot(0), forget_at: slot(1) })
+        .onConflict((oc) =>
+          oc
+            .column('key')
+            .doUpdateSet((eb) => ({ forget_at: eb.ref('excluded.forget_at') }))
+            .where('replay_nonces.forget_at', '<=', slot<number>(2)),
+        ),
+    ),
+    /** Argument: now. Deletes the records past their time. */
+    sweep: new Template(db.deleteFrom('replay_nonces').where('forget_at', '<=', slot<number>(0))),
+  };
+}
