@@ -46,11 +46,15 @@ export function createSqliteReplayGuard(
     readonly onSweepError?: (error: unknown) => void;
   },
 ): SharedReplayGuard {
+  // The statements the PostgreSQL guard runs too (store/queries.ts), compiled once.
+  const statements = replayStatements('sqlite');
+  // Run with the arguments as they are (no binding per request): they are the parameters.
+  if (!statements.record.positional || !statements.sweep.positional) {
+    throw new Error('replay statements are not positional');
+  }
   const db = new Database(path, { fileMustExist: true });
   db.pragma('busy_timeout = 0');
   db.pragma('synchronous = NORMAL');
-  // The statements the PostgreSQL guard runs too (store/queries.ts), compiled once.
-  const statements = replayStatements('sqlite');
   const insert = db.prepare(statements.record.sql);
   const sweep = db.prepare(statements.sweep.sql);
   const maxWaitMs = options.maxWaitMs ?? 2000;
@@ -59,7 +63,7 @@ export function createSqliteReplayGuard(
   if (interval > 0) {
     timer = setInterval(() => {
       try {
-        sweep.run(...statements.sweep.bind(options.clock()).parameters);
+        sweep.run(options.clock());
       } catch (error) {
         // Busy or failed: the next sweep retries.
         options.onSweepError?.(error);

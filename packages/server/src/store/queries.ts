@@ -290,16 +290,24 @@ export function slot<T>(index: number): T {
  */
 export class Template {
   readonly sql: string;
+  /**
+   * The parameters are exactly the arguments, in order (`slot(0)`, `slot(1)`, ...): a
+   * caller may then pass its arguments to the statement as they are.
+   */
+  readonly positional: boolean;
   readonly #parameters: readonly unknown[];
   constructor(query: Compilable) {
     const compiled = query.compile();
     this.sql = compiled.sql;
     this.#parameters = compiled.parameters;
+    this.positional = compiled.parameters.every((p, i) => p instanceof Slot && p.index === i);
   }
   bind(...args: unknown[]): Statement {
     return {
       sql: this.sql,
-      parameters: this.#parameters.map((p) => (p instanceof Slot ? args[p.index] : p)),
+      parameters: this.positional
+        ? args
+        : this.#parameters.map((p) => (p instanceof Slot ? args[p.index] : p)),
     };
   }
 }
