@@ -329,6 +329,7 @@ function auditTemplates(d: Dialect, chain: string | undefined) {
         .orderBy('seq', 'desc')
         .limit(1),
     ),
+    /** A record's hash by seq (SQLite: its single chain; `appendAuditLinked`). */
     hashAt: new Template(db.selectFrom('audit').select('hash').where('seq', '=', slot<number>(0))),
     /** One record (SQLite): args are the `insertAuditArgs` order. */
     insert: new Template(
