@@ -20,6 +20,7 @@ import { NexusError } from '@nexus-proxy/protocol';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { ReplayGuard } from './replay-cache.js';
+import { replayStatements, type Template } from '../store/queries.js';
 
 /** Options shared by the shared guards. */
 export interface SharedReplayOptions {
@@ -102,13 +103,19 @@ export function createPostgresReplayGuard(
     readonly onSweepError?: (error: unknown) => void;
   },
 ): SharedReplayGuard {
+  // The statements the SQLite guard runs too (store/queries.ts), compiled once.
+  const statements = replayStatements('postgres');
+  const run = (t: Template, ...args: unknown[]) => {
+    const { sql, parameters } = t.bind(...args);
+    return pool.query(sql, parameters as unknown[]);
+  };
   const interval = options.sweepIntervalMs ?? 30_000;
   let timer: ReturnType<typeof setInterval> | undefined;
   if (interval > 0) {
     timer = setInterval(() => {
-      pool
-        .query('DELETE FROM replay_nonces WHERE forget_at <= $1', [options.clock()])
-        .catch((error: unknown) => options.onSweepError?.(error));
+      run(statements.sweep, options.clock()).catch((error: unknown) =>
+        options.onSweepError?.(error),
+      );
     }, interval);
     timer.unref();
   }
@@ -118,14 +125,12 @@ export function createPostgresReplayGuard(
       const now = options.clock();
       let inserted: number;
       try {
-        // One statement, atomic across every node: the unique key decides. A record past
-        // its time that the sweep has not yet removed is taken over, as the in-memory
-        // cache would have forgotten it.
-        const result = await pool.query(
-          `INSERT INTO replay_nonces (key, forget_at) VALUES ($1, $2)
-           ON CONFLICT (key) DO UPDATE SET forget_at = excluded.forget_at
-           WHERE replay_nonces.forget_at <= $3`,
-          [replayKey(leaseId, nonce), forgetAtMs(expires, options), now],
+        // One statement, atomic across every node: the unique key decides.
+        const result = await run(
+          statements.record,
+          replayKey(leaseId, nonce),
+          forgetAtMs(expires, options),
+          now,
         );
         inserted = result.rowCount ?? 0;
       } catch (error) {

@@ -1,4 +1,5 @@
-// The embedded SQLite backend of `Store` (better-sqlite3, WAL, synchronous=FULL).
+// The embedded SQLite backend of `Store` (better-sqlite3, WAL, synchronous=FULL). Its
+// queries are the shared ones (queries.ts, Kysely-built); this file runs them.
 // better-sqlite3 is synchronous: each method runs one statement or transaction to
 // completion, and every read-modify-write runs in a `BEGIN IMMEDIATE` transaction so
 // several processes on one file stay correct (the write lock is taken up front). A lock
@@ -9,55 +10,20 @@ import { dirname } from 'node:path';
 import { NexusError } from '@nexus-proxy/protocol';
 import Database from 'better-sqlite3';
 import { StoreError } from './errors.js';
-import {
-  type Row,
-  num,
-  optNum,
-  str,
-  nul,
-  toAgent,
-  toEnrollment,
-  toLease,
-  toSigningKey,
-  toOperatorToken,
-  toCredentialMeta,
-  toAudit,
-  toCheckpoint,
-  pendingRow,
-} from './rows.js';
+import { type Row, optNum, str } from './rows.js';
 import { FileGuard, fileIdentity, type FileIdentity, type GuardedFile } from './file-guard.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations/all.js';
 import type { NonceClaims } from '../audit/sink.js';
 import {
-  auditAgentKey,
-  auditIndexFields,
-  clampLimit,
-  type AgentRow,
-  type AgentUpsert,
-  type AuditAppend,
-  type AuditQuery,
-  type AuditRow,
-  type CheckpointRow,
-  type CredentialMeta,
-  type CredentialRow,
-  type CredentialVersionInput,
-  type CredentialVersionRow,
-  type EnrollmentTokenInsert,
-  type EnrollmentTokenRow,
-  type LeaseFilter,
-  type LeaseInsert,
-  type LeaseRow,
-  type OAuthPendingRow,
-  type OperatorTokenInsert,
-  type OperatorTokenRow,
-  type RevocationEpochs,
-  type RevocationScope,
-  type SealedRecord,
-  type SealedReplacement,
-  type SigningKeyInsert,
-  type SigningKeyRow,
-  type Store,
-} from './store.js';
+  Dialect,
+  KyselyStore,
+  notLinked,
+  replayStatements,
+  row,
+  type Plan,
+  type PlanKind,
+} from './queries.js';
+import type { AuditAppend, Store } from './store.js';
 
 /** Options of `openSqliteStore`. */
 export interface SqliteStoreOptions {
@@ -126,6 +92,9 @@ export interface SqliteStore extends Store {
 }
 
 type Db = Database.Database;
+
+/** Expired replay records deleted per sweep, at most (`#claimNonces`). */
+const NONCE_SWEEP_BATCH = 2000;
 
 /** Maps SQLite constraint failures to store codes; anything else passes through. */
 function mapError(error: unknown, what: string): unknown {
@@ -307,8 +276,6 @@ function isBusy(error: unknown): boolean {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-// --- row mapping ---
-
 interface ImplOptions {
   readonly files: StoreFiles | undefined;
   readonly guard: FileGuard | undefined;
@@ -317,7 +284,7 @@ interface ImplOptions {
   readonly onFault: ((error: Error) => void) | undefined;
 }
 
-class SqliteStoreImpl implements SqliteStore {
+class SqliteStoreImpl extends KyselyStore implements SqliteStore {
   readonly path: string;
   readonly schemaVersion: number;
   readonly files: StoreFiles | undefined;
@@ -328,6 +295,7 @@ class SqliteStoreImpl implements SqliteStore {
   #fault: Error | undefined;
 
   constructor(db: Db, path: string, schemaVersion: number, options: ImplOptions) {
+    super(new Dialect('sqlite'));
     this.#db = db;
     this.path = path;
     this.schemaVersion = schemaVersion;
@@ -383,14 +351,6 @@ class SqliteStoreImpl implements SqliteStore {
     }
   }
 
-  #read<T>(fn: () => T): Promise<T> {
-    return this.#op(fn, false);
-  }
-
-  #write<T>(fn: () => T): Promise<T> {
-    return this.#op(fn, true);
-  }
-
   /** A cached prepared statement (dynamic SQL is cached per distinct text). */
   #stmt(sql: string): Database.Statement {
     let s = this.#statements.get(sql);
@@ -401,530 +361,42 @@ class SqliteStoreImpl implements SqliteStore {
     return s;
   }
 
-  #get(sql: string, ...params: unknown[]): Row | undefined {
-    return this.#stmt(sql).get(...params) as Row | undefined;
-  }
-
-  #all(sql: string, ...params: unknown[]): Row[] {
-    return this.#stmt(sql).all(...params) as Row[];
-  }
-
-  #run(sql: string, ...params: unknown[]): Database.RunResult {
-    return this.#stmt(sql).run(...params);
-  }
-
   /** Runs `fn` in a `BEGIN IMMEDIATE` transaction. */
   #tx<T>(fn: () => T): T {
     return this.#db.transaction(fn).immediate();
   }
 
-  // --- agents ---
-
-  upsertAgent(input: AgentUpsert): Promise<AgentRow> {
-    return this.#write(() => {
-      const row = this.#get(
-        `INSERT INTO agents (name, roles, disabled, source, created_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (name) DO UPDATE SET
-           roles = excluded.roles,
-           source = excluded.source,
-           disabled = CASE WHEN ? IS NULL THEN agents.disabled ELSE excluded.disabled END
-         RETURNING *`,
-        input.name,
-        JSON.stringify(input.roles),
-        input.disabled === true ? 1 : 0,
-        input.source,
-        input.createdAt,
-        input.disabled === undefined ? null : 1,
-      );
-      return toAgent(row as Row);
-    });
-  }
-
-  getAgent(name: string): Promise<AgentRow | undefined> {
-    return this.#read(() => {
-      const row = this.#get('SELECT * FROM agents WHERE name = ?', name);
-      return row === undefined ? undefined : toAgent(row);
-    });
-  }
-
-  listAgents(): Promise<AgentRow[]> {
-    return this.#read(() => this.#all('SELECT * FROM agents ORDER BY name').map(toAgent));
-  }
-
-  setAgentDisabled(name: string, disabled: boolean): Promise<AgentRow> {
-    return this.#write(() =>
-      this.#tx(() => {
-        const row = this.#get(
-          'UPDATE agents SET disabled = ? WHERE name = ? RETURNING *',
-          disabled ? 1 : 0,
-          name,
-        );
-        if (row === undefined) throw new NexusError('not_found', 'agent not found');
-        // MUST: disabling voids the agent's outstanding enrollment tokens, in the same
-        // transaction, so none of them works again after a later enable (issue 10).
-        if (disabled) {
-          this.#run('DELETE FROM enrollment_tokens WHERE agent = ? AND used_at IS NULL', name);
-        }
-        return toAgent(row);
-      }),
-    );
-  }
-
-  deleteAgent(name: string, at: number): Promise<void> {
-    return this.#write(() => {
-      this.#tx(() => {
-        const row = this.#get('SELECT source FROM agents WHERE name = ?', name);
-        if (row === undefined) throw new NexusError('not_found', 'agent not found');
-        if (row.source !== 'api') {
-          throw new NexusError('conflict', 'agent is defined in the config file; remove it there');
-        }
-        this.#run(
-          'UPDATE leases SET revoked_at = ? WHERE agent = ? AND revoked_at IS NULL',
-          at,
-          name,
-        );
-        // Enrollment tokens go with the agent (ON DELETE CASCADE).
-        this.#run('DELETE FROM agents WHERE name = ?', name);
-      });
-    });
-  }
-
-  // --- enrollment tokens ---
-
-  createEnrollmentToken(row: EnrollmentTokenInsert): Promise<void> {
-    return this.#write(() =>
-      this.#tx(() => {
-        // Checked in the inserting transaction: a token is never created for an agent that a
-        // concurrent disable has just disabled (its tokens are voided in that transaction).
-        const agent = this.#get('SELECT disabled FROM agents WHERE name = ?', row.agent);
-        if (agent === undefined)
-          throw new NexusError('not_found', 'enrollment token refers to an unknown agent');
-        if (agent.disabled === 1) throw new NexusError('agent_disabled');
-        try {
-          this.#run(
-            `INSERT INTO enrollment_tokens (id, agent, token_hash, act, task, expires_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)`,
-            row.id,
-            row.agent,
-            row.tokenHash,
-            nul(row.act),
-            nul(row.task),
-            row.expiresAt,
-            row.createdAt,
-          );
-        } catch (error) {
-          throw mapError(error, 'enrollment token');
-        }
-      }),
-    );
-  }
-
-  consumeEnrollmentToken(tokenHash: string, now: number): Promise<EnrollmentTokenRow | undefined> {
-    return this.#write(() => {
-      // One statement: the check and the mark are atomic across connections.
-      const row = this.#get(
-        `UPDATE enrollment_tokens SET used_at = ?
-         WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
-         RETURNING *`,
-        now,
-        tokenHash,
-        now,
-      );
-      return row === undefined ? undefined : toEnrollment(row);
-    });
-  }
-
-  // --- leases ---
-
-  insertLease(row: LeaseInsert): Promise<void> {
-    return this.#write(() => {
-      this.#tx(() => {
-        if (this.#get('SELECT 1 FROM agents WHERE name = ?', row.agent) === undefined) {
-          throw new NexusError('not_found', 'lease refers to an unknown agent');
-        }
-        try {
-          this.#run(
-            `INSERT INTO leases (jti, agent, public_jwk, jkt, issued_at, expires_at,
-               chain_started_at, parent_jti, act, task, delegation)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-            row.jti,
-            row.agent,
-            JSON.stringify(row.publicJwk),
-            row.jkt,
-            row.issuedAt,
-            row.expiresAt,
-            row.chainStartedAt,
-            nul(row.parentJti),
-            nul(row.act),
-            nul(row.task),
-            row.delegation === undefined ? null : JSON.stringify(row.delegation),
-          );
-        } catch (error) {
-          throw mapError(error, 'lease');
-        }
-      });
-    });
-  }
-
-  getLease(jti: string): Promise<LeaseRow | undefined> {
-    return this.#read(() => {
-      const row = this.#get('SELECT * FROM leases WHERE jti = ?', jti);
-      return row === undefined ? undefined : toLease(row);
-    });
-  }
-
-  listLeases(filter: LeaseFilter = {}): Promise<LeaseRow[]> {
-    return this.#read(() => {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (filter.agent !== undefined) {
-        where.push('l.agent = ?');
-        params.push(filter.agent);
-      }
-      if (filter.activeAt !== undefined) {
-        where.push(
-          `l.revoked_at IS NULL AND l.expires_at > ? AND NOT EXISTS (
-             SELECT 1 FROM revocation_epochs e
-             WHERE l.issued_at <= e.at AND (e.kind = 'all' OR (e.kind = 'agent' AND e.agent = l.agent)))`,
-        );
-        params.push(filter.activeAt);
-      }
-      const sql = `SELECT l.* FROM leases l ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-        ORDER BY l.issued_at DESC, l.jti LIMIT ?`;
-      return this.#all(sql, ...params, clampLimit(filter.limit, 100)).map(toLease);
-    });
-  }
-
-  revokeLease(jti: string, at: number): Promise<LeaseRow> {
-    return this.#write(() => {
-      const row = this.#get(
-        'UPDATE leases SET revoked_at = coalesce(revoked_at, ?) WHERE jti = ? RETURNING *',
-        at,
-        jti,
-      );
-      if (row === undefined) throw new NexusError('not_found', 'lease not found');
-      return toLease(row);
-    });
-  }
-
-  revokeLeaseChain(jti: string, at: number): Promise<string[]> {
-    return this.#write(() => {
-      return this.#tx(() => {
-        const start = this.#get('SELECT agent, parent_jti FROM leases WHERE jti = ?', jti);
-        if (start === undefined) throw new NexusError('not_found', 'lease not found');
-        const agent = str(start.agent);
-        // Up to the first lease of the chain (a visited set stops a corrupt cycle).
-        let root = jti;
-        const seen = new Set([jti]);
-        for (let parent = start.parent_jti; typeof parent === 'string' && !seen.has(parent);) {
-          const row = this.#get(
-            'SELECT parent_jti FROM leases WHERE jti = ? AND agent = ?',
-            parent,
-            agent,
-          );
-          if (row === undefined) break;
-          seen.add(parent);
-          root = parent;
-          parent = row.parent_jti;
-        }
-        // Down from it: UNION (not UNION ALL) visits each jti once, so a cycle ends too.
-        const chain = this.#all(
-          `WITH RECURSIVE chain(jti) AS (
-             SELECT ?
-             UNION
-             SELECT l.jti FROM leases l JOIN chain ON l.parent_jti = chain.jti WHERE l.agent = ?
-           )
-           SELECT chain.jti FROM chain JOIN leases ON leases.jti = chain.jti
-           ORDER BY leases.issued_at, chain.jti`,
-          root,
-          agent,
-        ).map((r) => str(r.jti));
-        const update = 'UPDATE leases SET revoked_at = coalesce(revoked_at, ?) WHERE jti = ?';
-        for (const id of chain) this.#run(update, at, id);
-        return chain;
-      });
-    });
-  }
-
-  listRevokedLeaseIds(expiresAfter: number): Promise<string[]> {
-    return this.#read(() =>
-      this.#all(
-        'SELECT jti FROM leases WHERE revoked_at IS NOT NULL AND expires_at > ?',
-        expiresAfter,
-      ).map((r) => str(r.jti)),
-    );
-  }
-
-  setRevocationEpoch(scope: RevocationScope, at: number): Promise<void> {
-    return this.#write(() => {
-      const [kind, agent] = scope === 'all' ? ['all', ''] : ['agent', scope.agent];
-      this.#run(
-        `INSERT INTO revocation_epochs (kind, agent, at) VALUES (?, ?, ?)
-         ON CONFLICT (kind, agent) DO UPDATE SET at = max(at, excluded.at)`,
-        kind,
-        agent,
-        at,
-      );
-    });
-  }
-
-  getRevocationEpochs(): Promise<RevocationEpochs> {
-    return this.#read(() => {
-      const epochs: RevocationEpochs = { agents: {} };
-      for (const r of this.#all('SELECT kind, agent, at FROM revocation_epochs')) {
-        if (r.kind === 'all') epochs.all = num(r.at);
-        else epochs.agents[str(r.agent)] = num(r.at);
-      }
-      return epochs;
-    });
-  }
-
-  // --- signing keys ---
-
-  insertSigningKey(row: SigningKeyInsert): Promise<void> {
-    return this.#write(() => {
+  /**
+   * Runs a plan synchronously, start to end, on this connection: in a `BEGIN IMMEDIATE`
+   * transaction when `kind.tx`, inside `#op` (busy retry, file check). A retry runs a
+   * fresh plan. Constraint violations become `conflict` / `not_found`.
+   */
+  protected execute<T>(kind: PlanKind, body: () => Plan<T>): Promise<T> {
+    return this.#op(() => {
       try {
-        this.#run(
-          `INSERT INTO signing_keys (kid, alg, public_jwk, private_key_enc, status, created_at)
-           VALUES (?, ?, ?, ?, 'active', ?)`,
-          row.kid,
-          row.alg,
-          JSON.stringify(row.publicJwk),
-          row.privateKeyEnc,
-          row.createdAt,
-        );
+        return kind.tx ? this.#tx(() => this.#drive(body())) : this.#drive(body());
       } catch (error) {
-        throw mapError(error, 'signing key');
+        throw mapError(error, kind.what);
       }
-    });
+    }, kind.write);
   }
 
-  listSigningKeys(): Promise<SigningKeyRow[]> {
-    return this.#read(() =>
-      this.#all('SELECT * FROM signing_keys ORDER BY created_at, kid').map(toSigningKey),
-    );
-  }
-
-  retireSigningKey(kid: string, at: number, verifyUntil: number): Promise<SigningKeyRow> {
-    return this.#write(() => {
-      const row = this.#get(
-        `UPDATE signing_keys SET status = 'retired', retired_at = ?, verify_until = ?
-         WHERE kid = ? RETURNING *`,
-        at,
-        verifyUntil,
-        kid,
+  /** Runs each statement of `plan` through a cached prepared statement. */
+  #drive<T>(plan: Plan<T>): T {
+    let next = plan.next();
+    while (next.done !== true) {
+      const { statement, want } = next.value;
+      const s = this.#stmt(statement.sql);
+      const params = statement.parameters as unknown[];
+      next = plan.next(
+        want === 'rows'
+          ? s.all(...params)
+          : want === 'row'
+            ? s.get(...params)
+            : s.run(...params).changes,
       );
-      if (row === undefined) throw new NexusError('not_found', 'signing key not found');
-      return toSigningKey(row);
-    });
-  }
-
-  // --- operator tokens ---
-
-  insertOperatorToken(row: OperatorTokenInsert): Promise<void> {
-    return this.#write(() => {
-      try {
-        this.#run(
-          'INSERT INTO operator_tokens (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)',
-          row.id,
-          row.name,
-          row.tokenHash,
-          row.createdAt,
-        );
-      } catch (error) {
-        throw mapError(error, 'operator token');
-      }
-    });
-  }
-
-  findOperatorTokenByHash(tokenHash: string): Promise<OperatorTokenRow | undefined> {
-    return this.#read(() => {
-      const row = this.#get(
-        'SELECT * FROM operator_tokens WHERE token_hash = ? AND revoked_at IS NULL',
-        tokenHash,
-      );
-      return row === undefined ? undefined : toOperatorToken(row);
-    });
-  }
-
-  listOperatorTokens(): Promise<OperatorTokenRow[]> {
-    return this.#read(() =>
-      this.#all('SELECT * FROM operator_tokens ORDER BY created_at, id').map(toOperatorToken),
-    );
-  }
-
-  revokeOperatorToken(id: string, at: number): Promise<OperatorTokenRow> {
-    return this.#write(() => {
-      const row = this.#get(
-        'UPDATE operator_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ? RETURNING *',
-        at,
-        id,
-      );
-      if (row === undefined) throw new NexusError('not_found', 'operator token not found');
-      return toOperatorToken(row);
-    });
-  }
-
-  // --- credentials ---
-
-  putCredentialVersion(name: string, input: CredentialVersionInput): Promise<CredentialVersionRow> {
-    return this.#write(() => {
-      return this.#tx(() => {
-        const existing = this.#get(
-          'SELECT last_version, deleted_at FROM credentials WHERE name = ?',
-          name,
-        );
-        let version: number;
-        if (existing === undefined) {
-          version = 1;
-          this.#run(
-            'INSERT INTO credentials (name, last_version, created_at) VALUES (?, 1, ?)',
-            name,
-            input.createdAt,
-          );
-        } else {
-          version = num(existing.last_version) + 1;
-          // A name set again after a delete starts a new life (createdAt), not a new numbering.
-          this.#run(
-            `UPDATE credentials SET last_version = ?,
-               created_at = CASE WHEN deleted_at IS NULL THEN created_at ELSE ? END,
-               deleted_at = NULL
-             WHERE name = ?`,
-            version,
-            input.createdAt,
-            name,
-          );
-        }
-        const sealed = input.seal(version);
-        // Only the current version keeps a sealed payload: superseded values are erased.
-        this.#run(
-          'UPDATE credential_versions SET sealed = NULL WHERE name = ? AND sealed IS NOT NULL',
-          name,
-        );
-        this.#run(
-          `INSERT INTO credential_versions (name, version, field_names, sealed, created_at)
-           VALUES (?, ?, ?, ?, ?)`,
-          name,
-          version,
-          JSON.stringify(input.fieldNames),
-          sealed,
-          input.createdAt,
-        );
-        return { name, version, fieldNames: [...input.fieldNames], createdAt: input.createdAt };
-      });
-    });
-  }
-
-  getCredential(name: string): Promise<CredentialRow | undefined> {
-    return this.#read(() => {
-      const row = this.#get(
-        `SELECT c.name, v.version, v.field_names, c.created_at, v.created_at AS updated_at, v.sealed
-         FROM credentials c JOIN credential_versions v ON v.name = c.name AND v.version = c.last_version
-         WHERE c.name = ? AND c.deleted_at IS NULL AND v.sealed IS NOT NULL`,
-        name,
-      );
-      return row === undefined ? undefined : { ...toCredentialMeta(row), sealed: str(row.sealed) };
-    });
-  }
-
-  listCredentials(): Promise<CredentialMeta[]> {
-    return this.#read(() =>
-      this.#all(
-        `SELECT c.name, v.version, v.field_names, c.created_at, v.created_at AS updated_at
-         FROM credentials c JOIN credential_versions v ON v.name = c.name AND v.version = c.last_version
-         WHERE c.deleted_at IS NULL
-         ORDER BY c.name`,
-      ).map(toCredentialMeta),
-    );
-  }
-
-  deleteCredential(name: string, at: number): Promise<void> {
-    return this.#write(() => {
-      this.#tx(() => {
-        const info = this.#run(
-          'UPDATE credentials SET deleted_at = ? WHERE name = ? AND deleted_at IS NULL',
-          at,
-          name,
-        );
-        if (info.changes === 0) throw new NexusError('not_found', 'credential not found');
-        this.#run('UPDATE credential_versions SET sealed = NULL WHERE name = ?', name);
-      });
-    });
-  }
-
-  listAllSealed(): Promise<SealedRecord[]> {
-    return this.#read(() => {
-      const records: SealedRecord[] = [];
-      for (const r of this.#all(
-        'SELECT name, version, sealed FROM credential_versions WHERE sealed IS NOT NULL ORDER BY name, version',
-      )) {
-        records.push({
-          ref: { kind: 'credential', name: str(r.name), version: num(r.version) },
-          sealed: str(r.sealed),
-        });
-      }
-      for (const r of this.#all('SELECT kid, private_key_enc FROM signing_keys ORDER BY kid')) {
-        records.push({
-          ref: { kind: 'signing_key', kid: str(r.kid) },
-          sealed: str(r.private_key_enc),
-        });
-      }
-      return records;
-    });
-  }
-
-  replaceSealed(replacements: SealedReplacement[]): Promise<number> {
-    return this.#write(() => {
-      if (replacements.length === 0) return 0;
-      return this.#tx(() => {
-        let changed = 0;
-        for (const { ref, previous, sealed } of replacements) {
-          const info =
-            ref.kind === 'credential'
-              ? this.#run(
-                  'UPDATE credential_versions SET sealed = ? WHERE name = ? AND version = ? AND sealed = ?',
-                  sealed,
-                  ref.name,
-                  ref.version,
-                  previous,
-                )
-              : this.#run(
-                  'UPDATE signing_keys SET private_key_enc = ? WHERE kid = ? AND private_key_enc = ?',
-                  sealed,
-                  ref.kid,
-                  previous,
-                );
-          changed += info.changes;
-        }
-        return changed;
-      });
-    });
-  }
-
-  // --- audit ---
-
-  appendAudit(rows: AuditAppend[]): Promise<number[]> {
-    return this.#write(() => {
-      if (rows.length === 0) return [];
-      return this.#tx(() => {
-        const last = this.#get('SELECT hash FROM audit ORDER BY seq DESC LIMIT 1');
-        let previous = last === undefined ? undefined : str(last.hash);
-        const seqs: number[] = [];
-        for (const row of rows) {
-          if (previous !== undefined && row.prevHash !== previous) {
-            // Another writer appended first: the caller's chain forked. Nothing is written.
-            throw new NexusError(
-              'conflict',
-              'audit record does not link to the last stored record',
-            );
-          }
-          const info = this.#insertAudit(row);
-          seqs.push(Number(info.lastInsertRowid));
-          previous = row.hash;
-        }
-        return seqs;
-      });
-    });
+    }
+    return next.value;
   }
 
   /**
@@ -950,223 +422,61 @@ class SqliteStoreImpl implements SqliteStore {
     ) => (AuditAppend & { seq: number })[],
     claims?: NonceClaims,
   ): Promise<number[]> {
-    return this.#write(() =>
-      this.#tx(() => {
-        const refused = claims === undefined ? [] : this.#claimNonces(claims);
-        const row = this.#get('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
-        const last = row === undefined ? undefined : { seq: num(row.seq), hash: str(row.hash) };
-        const rows = build(
-          last,
-          (seq) => {
-            const r = this.#get('SELECT hash FROM audit WHERE seq = ?', seq);
-            return r === undefined ? undefined : str(r.hash);
-          },
-          refused,
-        );
-        let seq = last?.seq ?? 0;
-        let previous = last?.hash;
-        for (const r of rows) {
-          if (r.seq !== ++seq || (previous !== undefined && r.prevHash !== previous)) {
-            throw new NexusError(
-              'conflict',
-              'audit record does not link to the last stored record',
-            );
-          }
-          this.#insertAudit(r, seq);
-          previous = r.hash;
-        }
-        return rows.map((r) => r.seq);
-      }),
+    return this.execute({ write: true, tx: true, what: 'audit record' }, () =>
+      this.#appendLinkedPlan(build, claims),
     );
   }
 
+  *#appendLinkedPlan(
+    build: Parameters<SqliteStore['appendAuditLinked']>[0],
+    claims: NonceClaims | undefined,
+  ): Plan<number[]> {
+    const refused = claims === undefined ? [] : this.#claimNonces(claims);
+    const last = yield* this.auditHead();
+    // `build` is synchronous: it reads through the driver directly (same transaction).
+    const rows = build(
+      last,
+      (seq) => {
+        const r = this.#drive(row(this.audit.hashAt.bind(seq)));
+        return r === undefined ? undefined : str(r.hash);
+      },
+      refused,
+    );
+    let seq = last?.seq ?? 0;
+    let previous = last?.hash;
+    for (const r of rows) {
+      if (r.seq !== ++seq || (previous !== undefined && r.prevHash !== previous)) {
+        throw notLinked();
+      }
+      previous = r.hash;
+    }
+    yield* this.insertAudit(rows, (last?.seq ?? 0) + 1);
+    return rows.map((r) => r.seq);
+  }
+
+  /** The replay-record statements (`--workers`: the audit thread's claims). */
+  readonly #replay = replayStatements('sqlite');
   /** When the next sweep of expired replay records may run (ms). */
   #nextNonceSweep = 0;
 
   /**
    * Inserts the claims' replay records (inside the caller's transaction); true at i: the
-   * i-th claim is exclusive and its pair has a live record (a replay).
+   * i-th claim is exclusive and its pair has a live record (a replay). Expired records are
+   * deleted first, a bounded number at most once a second, so that a backlog never holds
+   * the write lock for long (a full sweep comes back sooner).
    */
   #claimNonces({ claims, now }: NonceClaims): boolean[] {
     if (now >= this.#nextNonceSweep) {
-      // Bounded, so that a backlog never holds the write lock for long; a full sweep comes
-      // back sooner.
-      const swept = this.#run(
-        'DELETE FROM replay_nonces WHERE rowid IN (SELECT rowid FROM replay_nonces WHERE forget_at <= ? LIMIT 2000)',
-        now,
-      ).changes;
-      this.#nextNonceSweep = now + (swept === 2000 ? 50 : 1000);
+      const s = this.#replay.sweepSome.bind(now, NONCE_SWEEP_BATCH);
+      const swept = this.#stmt(s.sql).run(...(s.parameters as unknown[])).changes;
+      this.#nextNonceSweep = now + (swept === NONCE_SWEEP_BATCH ? 50 : 1000);
     }
+    const record = this.#stmt(this.#replay.record.sql);
     return claims.map((claim) => {
       if (claim === undefined) return false;
-      // A record past its time that no sweep has removed yet is taken over, as the
-      // in-memory cache would have forgotten it; a live one is left as it is.
-      const changes = this.#run(
-        `INSERT INTO replay_nonces (key, forget_at) VALUES (?, ?)
-         ON CONFLICT (key) DO UPDATE SET forget_at = excluded.forget_at
-         WHERE replay_nonces.forget_at <= ?`,
-        claim.key,
-        claim.forgetAt,
-        now,
-      ).changes;
+      const s = this.#replay.record.bind(claim.key, claim.forgetAt, now);
+      const changes = record.run(...(s.parameters as unknown[])).changes;
       return changes === 0 && claim.exclusive;
-    });
-  }
-
-  #insertAudit(row: AuditAppend, seq?: number): Database.RunResult {
-    const index = auditIndexFields(row);
-    return this.#run(
-      `INSERT INTO audit (seq, time, kind, request_id, agent, service, decision, record, prev_hash, hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      seq ?? null,
-      row.time,
-      row.kind,
-      row.requestId,
-      nul(index.agent),
-      nul(index.service),
-      nul(index.decision),
-      row.record,
-      row.prevHash,
-      row.hash,
-    );
-  }
-
-  lastAudit(): Promise<AuditRow | undefined> {
-    return this.#read(() => {
-      const row = this.#get('SELECT * FROM audit ORDER BY seq DESC LIMIT 1');
-      return row === undefined ? undefined : toAudit(row);
-    });
-  }
-
-  readAudit(options: { fromSeq: number; limit?: number }): Promise<AuditRow[]> {
-    return this.#read(() =>
-      this.#all(
-        'SELECT * FROM audit WHERE seq >= ? ORDER BY seq LIMIT ?',
-        options.fromSeq,
-        clampLimit(options.limit, 1000),
-      ).map(toAudit),
-    );
-  }
-
-  queryAudit(filter: AuditQuery): Promise<AuditRow[]> {
-    return this.#read(() => {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      const eq = (column: string, value: string | undefined): void => {
-        if (value === undefined) return;
-        where.push(`${column} = ?`);
-        params.push(value);
-      };
-      eq('agent', filter.agent === undefined ? undefined : auditAgentKey(filter.agent));
-      eq('service', filter.service);
-      eq('decision', filter.decision);
-      eq('request_id', filter.requestId);
-      eq('kind', filter.kind);
-      if (filter.since !== undefined) {
-        where.push('time >= ?');
-        params.push(filter.since);
-      }
-      if (filter.until !== undefined) {
-        where.push('time < ?');
-        params.push(filter.until);
-      }
-      const order = filter.order === 'asc' ? 'ASC' : 'DESC';
-      const sql = `SELECT * FROM audit ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-        ORDER BY seq ${order} LIMIT ?`;
-      return this.#all(sql, ...params, clampLimit(filter.limit, 100)).map(toAudit);
-    });
-  }
-
-  countAudit(): Promise<number> {
-    return this.#read(() => num((this.#get('SELECT count(*) AS n FROM audit') as Row).n));
-  }
-
-  insertCheckpoint(row: CheckpointRow): Promise<void> {
-    return this.#write(() => {
-      try {
-        this.#run(
-          'INSERT INTO audit_checkpoints (seq, hash, time, kid, jws) VALUES (?, ?, ?, ?, ?)',
-          row.seq,
-          row.hash,
-          row.time,
-          row.kid,
-          row.jws,
-        );
-      } catch (error) {
-        throw mapError(error, 'checkpoint');
-      }
-    });
-  }
-
-  listCheckpoints(): Promise<CheckpointRow[]> {
-    return this.#read(() =>
-      this.#all('SELECT * FROM audit_checkpoints ORDER BY seq').map(toCheckpoint),
-    );
-  }
-
-  lastCheckpoint(): Promise<CheckpointRow | undefined> {
-    return this.#read(() => {
-      const row = this.#get('SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1');
-      return row === undefined ? undefined : toCheckpoint(row);
-    });
-  }
-
-  // --- pending OAuth links ---
-
-  putOAuthPending(row: OAuthPendingRow, now: number): Promise<void> {
-    return this.#write(() => {
-      this.#run('DELETE FROM oauth_pending WHERE expires_at <= ?', now);
-      try {
-        this.#run(
-          'INSERT INTO oauth_pending (state_hash, service, sealed, expires_at) VALUES (?, ?, ?, ?)',
-          row.stateHash,
-          row.service,
-          row.sealed,
-          row.expiresAt,
-        );
-      } catch (error) {
-        throw mapError(error, 'pending link');
-      }
-    });
-  }
-
-  peekOAuthPending(stateHash: string, now: number): Promise<string | undefined> {
-    return this.#read(() => {
-      const row = this.#get(
-        'SELECT service FROM oauth_pending WHERE state_hash = ? AND expires_at > ?',
-        stateHash,
-        now,
-      );
-      return row === undefined ? undefined : str(row.service);
-    });
-  }
-
-  takeOAuthPending(stateHash: string, now: number): Promise<OAuthPendingRow | undefined> {
-    return this.#write(() => {
-      const row = this.#get(
-        'DELETE FROM oauth_pending WHERE state_hash = ? RETURNING *',
-        stateHash,
-      );
-      return row === undefined ? undefined : pendingRow(row, now);
-    });
-  }
-
-  // --- meta ---
-
-  getMeta(key: string): Promise<string | undefined> {
-    return this.#read(() => {
-      const row = this.#get('SELECT value FROM meta WHERE key = ?', key);
-      return row === undefined ? undefined : str(row.value);
-    });
-  }
-
-  setMeta(key: string, value: string): Promise<void> {
-    return this.#write(() => {
-      this.#run(
-        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
-        key,
-        value,
-      );
     });
   }
 
