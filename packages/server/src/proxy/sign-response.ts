@@ -96,17 +96,20 @@ export function signProblemHeaders(
  * is streamed after the head). One signature per response, with the nonce the pipeline
  * already verified (no re-parsing of the request's fields).
  *
+ * The signature is computed on the libuv threadpool (the main thread only builds the base
+ * and dispatches): the caller MUST await it before writing the head.
+ *
  * @throws NexusError `internal_error` when a signer is installed and the answer cannot be
  *   signed (MUST fail closed: the caller answers with a problem, never with an unsigned
  *   relayed answer). Without a signer, only `Nexus-Origin` is set.
  */
-export function signRelayedHeaders(
+export async function signRelayedHeaders(
   req: IncomingMessage,
   status: number,
   headers: Record<string, string | string[]>,
   requestId: string,
   requestNonce: string,
-): void {
+): Promise<void> {
   headers[NEXUS_ORIGIN_FIELD] = 'upstream';
   const s = signer;
   if (s === undefined) return;
@@ -125,7 +128,7 @@ export function signRelayedHeaders(
       kid: key.kid,
       requestNonce,
     });
-    const signature = sign(key.algorithm, Buffer.from(base, 'utf8'), key.options);
+    const signature = await signAsync(key, Buffer.from(base, 'utf8'));
     fields = {
       input: `${RESPONSE_SIGNATURE_LABEL}=${signatureParams}`,
       signature: `${RESPONSE_SIGNATURE_LABEL}=:${signature.toString('base64')}:`,
@@ -163,6 +166,16 @@ function prepared(key: ResponseSigningKey): PreparedKey {
     };
   }
   return preparedKey;
+}
+
+/** `crypto.sign` as a threadpool job: the main thread pays only for the dispatch. */
+function signAsync(key: PreparedKey, data: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    sign(key.algorithm, data, key.options, (err, signature) => {
+      if (err === null) resolve(signature);
+      else reject(err);
+    });
+  });
 }
 
 function posesAsNexus(field: string | string[] | undefined): boolean {
