@@ -156,6 +156,7 @@ export {
   RESPONSE_SIGNATURE_LABEL,
   RESPONSE_SIGNATURE_TAG,
   RESPONSE_SIGNATURE_WINDOW,
+  relayedResponseSignatureBase,
   responseSignatureBase,
   responseSignatureComponents,
   responseSignatureParams,
@@ -163,6 +164,7 @@ export {
   verifyResponseSignature,
 } from './response-signature.js';
 export type {
+  RelayedSignatureInput,
   VerifyRelayedResponseOptions,
   VerifyResponseSignatureOptions,
 } from './response-signature.js';

@@ -88,6 +88,105 @@ export function responseSignatureBase(
   );
 }
 
+/** What the signature of a relayed upstream answer covers (spec §10.4 [RESP-RELAYED]). */
+export interface RelayedSignatureInput {
+  readonly status: number;
+  readonly method: string;
+  /** The request target as the proxy received it: origin-form path and query (`/a/b?x=1`). */
+  readonly target: string;
+  readonly requestId: string;
+  /** The relayed answer's `Content-Type` (lines joined with `, `), when it has one. */
+  readonly contentType: string | undefined;
+  readonly created: number;
+  readonly nonce: string;
+  readonly kid: string;
+  /** The nonce of the request's verified signature. */
+  readonly requestNonce: string | undefined;
+}
+
+/**
+ * The signature base and `@signature-params` of a relayed upstream answer: exactly
+ * {@link responseSignatureBase} over `Nexus-Request-Id`, `Nexus-Origin: upstream` and the
+ * `Content-Type`, built by concatenation when every value is in the plain shape the proxy
+ * writes (the generic path otherwise, which gives the same text or throws).
+ *
+ * @throws NexusError `internal_error` when the base cannot be built (a target that is not
+ *   origin-form, a value that would inject a line).
+ */
+export function relayedResponseSignatureBase(p: RelayedSignatureInput): {
+  base: string;
+  signatureParams: string;
+} {
+  return fastRelayedSignatureBase(p) ?? genericRelayedSignatureBase(p);
+}
+
+/** The generic (parse and serialise) path of {@link relayedResponseSignatureBase}. */
+export function genericRelayedSignatureBase(p: RelayedSignatureInput): {
+  base: string;
+  signatureParams: string;
+} {
+  // Only the path and query are covered (@path;req, @query;req): the origin is a
+  // placeholder, not the Host the client sent; a target that is not origin-form would
+  // turn into part of it.
+  if (!p.target.startsWith('/')) throw new NexusError('internal_error');
+  const headers: Record<string, string> = {
+    'nexus-request-id': p.requestId,
+    [NEXUS_ORIGIN_FIELD]: 'upstream',
+  };
+  if (p.contentType !== undefined) headers['content-type'] = p.contentType;
+  return responseSignatureBase(
+    { status: p.status, headers },
+    { method: p.method, url: `https://nexus.invalid${p.target}` },
+    responseSignatureParams(p),
+  );
+}
+
+// An sf-string without escapes (serialises to `"<text>"`); an origin-form target of
+// visible ASCII without a fragment; a field line that trimOWS leaves as it is and that
+// cannot inject a line; a canonical sf-integer range.
+const PLAIN_SF_STRING_RE = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const PLAIN_TARGET_RE = /^\/[\x21\x22\x24-\x7e]*$/;
+const PLAIN_LINE_RE = /^(?:[^\r\n \t](?:[^\r\n]*[^\r\n \t])?)?$/;
+const NO_LINE_BREAK_RE = /^[^\r\n]+$/;
+const MAX_SF_INTEGER = 999_999_999_999_999;
+const RELAYED_COMPONENTS =
+  '"@status" "@method";req "@path";req "@query";req "nexus-request-id" "nexus-origin"';
+
+/**
+ * The fast path of {@link relayedResponseSignatureBase}: the base by concatenation for the
+ * fixed shape of a relayed answer, or undefined for any input outside that plain shape.
+ *
+ * MUST: whenever it returns a base, that base and `@signature-params` are exactly those of
+ * {@link genericRelayedSignatureBase} for the same input (test/fuzz checks both).
+ */
+export function fastRelayedSignatureBase(
+  p: RelayedSignatureInput,
+): { base: string; signatureParams: string } | undefined {
+  if (!Number.isInteger(p.status) || p.status < 100 || p.status > 999) return undefined;
+  if (!NO_LINE_BREAK_RE.test(p.method) || !PLAIN_TARGET_RE.test(p.target)) return undefined;
+  if (!PLAIN_LINE_RE.test(p.requestId)) return undefined;
+  if (p.contentType !== undefined && !PLAIN_LINE_RE.test(p.contentType)) return undefined;
+  if (!Number.isSafeInteger(p.created) || p.created < 0) return undefined;
+  if (p.created + RESPONSE_SIGNATURE_WINDOW > MAX_SF_INTEGER) return undefined;
+  if (!PLAIN_SF_STRING_RE.test(p.nonce) || !PLAIN_SF_STRING_RE.test(p.kid)) return undefined;
+  if (p.requestNonce !== undefined && !PLAIN_SF_STRING_RE.test(p.requestNonce)) return undefined;
+  const q = p.target.indexOf('?');
+  const path = q === -1 ? p.target : p.target.slice(0, q);
+  const query = q === -1 ? '' : p.target.slice(q + 1);
+  const signatureParams =
+    `(${RELAYED_COMPONENTS}${p.contentType === undefined ? '' : ' "content-type"'})` +
+    `;created=${p.created};expires=${p.created + RESPONSE_SIGNATURE_WINDOW}` +
+    `;nonce="${p.nonce}";keyid="${p.kid}";tag="${RESPONSE_SIGNATURE_TAG}"` +
+    (p.requestNonce === undefined ? '' : `;wimse-req-nonce="${p.requestNonce}"`);
+  const base =
+    `"@status": ${p.status}\n"@method";req: ${p.method}\n"@path";req: ${path}\n` +
+    `"@query";req: ?${query}\n"nexus-request-id": ${p.requestId}\n` +
+    `"nexus-origin": upstream\n` +
+    (p.contentType === undefined ? '' : `"content-type": ${p.contentType}\n`) +
+    `"@signature-params": ${signatureParams}`;
+  return { base, signatureParams };
+}
+
 /** Options of {@link verifyResponseSignature}. */
 export interface VerifyResponseSignatureOptions {
   status: number;

@@ -659,8 +659,14 @@ export function createPipeline(deps: PipelineDeps) {
       const ct = upstream.headers['content-type'];
       const source =
         t.mcp?.body(upstream.body, Array.isArray(ct) ? ct[0] : ct, scrubber.coded) ?? upstream.body;
-      // Signed as relayed from the upstream for this request (spec §10.4): one signature.
-      signRelayedHeaders(
+      // The first error of the upstream body tells who ended the relay: the upstream (its
+      // socket, its framing, an undecodable body) or the agent (a premature close).
+      // Listening from here: the signature below is awaited.
+      let bodyError: unknown;
+      upstream.body.once('error', (e: unknown) => (bodyError ??= e));
+      // Signed as relayed from the upstream for this request (spec §10.4): one signature,
+      // made off the main thread; no byte of the head before it exists (fails closed).
+      await signRelayedHeaders(
         req,
         status,
         scrubber.headers,
@@ -677,10 +683,6 @@ export function createPipeline(deps: PipelineDeps) {
       // once; a sized one sends them with its first body bytes, in one write instead of two.
       if (upstream.headers['content-length'] === undefined) res.flushHeaders();
       piped = true;
-      // The first error of the upstream body tells who ended the relay: the upstream (its
-      // socket, its framing, an undecodable body) or the agent (a premature close).
-      let bodyError: unknown;
-      upstream.body.once('error', (e: unknown) => (bodyError ??= e));
       // Read from the body as relayed: decoded (scrub/body.ts) and scrubbed.
       cost =
         service.cost === undefined

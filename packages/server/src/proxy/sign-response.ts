@@ -7,19 +7,22 @@
  * streamed body. An agent (the SDK) then never acts on a "Nexus" refusal that Nexus did not
  * make, and can tell an upstream's answer relayed by Nexus from anything else.
  */
-import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createHash, sign, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import {
+  NexusError,
   NEXUS_ORIGIN_FIELD,
   RESPONSE_SIGNATURE_LABEL,
   RESPONSE_SIGNATURE_TAG,
   SIGNATURE_TAG,
   parseDictionary,
   parseSignatures,
+  relayedResponseSignatureBase,
   responseSignatureBase,
   responseSignatureParams,
   serializeByteSequence,
 } from '@nexus-proxy/protocol';
+import { randomId } from '../util/ids.js';
 
 /** The key a node signs its responses with: the Authority's active lease-signing key. */
 export interface ResponseSigningKey {
@@ -92,26 +95,47 @@ export function signProblemHeaders(
  * `Nexus-Origin` and the upstream's `Content-Type` when it has one; nothing of the body (it
  * is streamed after the head). One signature per response, with the nonce the pipeline
  * already verified (no re-parsing of the request's fields).
+ *
+ * The signature is computed on the libuv threadpool (the main thread only builds the base
+ * and dispatches): the caller MUST await it before writing the head.
+ *
+ * @throws NexusError `internal_error` when a signer is installed and the answer cannot be
+ *   signed (MUST fail closed: the caller answers with a problem, never with an unsigned
+ *   relayed answer). Without a signer, only `Nexus-Origin` is set.
  */
-export function signRelayedHeaders(
+export async function signRelayedHeaders(
   req: IncomingMessage,
   status: number,
   headers: Record<string, string | string[]>,
   requestId: string,
   requestNonce: string,
-): void {
+): Promise<void> {
   headers[NEXUS_ORIGIN_FIELD] = 'upstream';
-  if (signer === undefined || req.method === undefined || req.url?.startsWith('/') !== true) {
-    return;
+  const s = signer;
+  if (s === undefined) return;
+  let fields: { input: string; signature: string };
+  try {
+    const key = prepared(s.key());
+    const ct = headers['content-type'];
+    const { base, signatureParams } = relayedResponseSignatureBase({
+      status,
+      method: req.method ?? '',
+      target: req.url ?? '',
+      requestId,
+      contentType: ct === undefined ? undefined : typeof ct === 'string' ? ct : ct.join(', '),
+      created: Math.floor(s.clock() / 1000),
+      nonce: randomId(16),
+      kid: key.kid,
+      requestNonce,
+    });
+    const signature = await signAsync(key, Buffer.from(base, 'utf8'));
+    fields = {
+      input: `${RESPONSE_SIGNATURE_LABEL}=${signatureParams}`,
+      signature: `${RESPONSE_SIGNATURE_LABEL}=:${signature.toString('base64')}:`,
+    };
+  } catch (err) {
+    throw new NexusError('internal_error', undefined, { cause: err });
   }
-  const covered: Record<string, string> = {
-    'nexus-request-id': requestId,
-    [NEXUS_ORIGIN_FIELD]: 'upstream',
-  };
-  const ct = headers['content-type'];
-  if (ct !== undefined) covered['content-type'] = typeof ct === 'string' ? ct : ct.join(', ');
-  const fields = signatureFields(signer, req.method, req.url, status, covered, requestNonce);
-  if (fields === undefined) return;
   // An upstream's own signature fields stay, unless they could be taken for Nexus's (a
   // member labelled `nexus` or tagged `nexus-response`, or fields that do not parse): then
   // both go, so that every verifier sees exactly one Nexus signature, the proxy's.
@@ -121,6 +145,37 @@ export function signRelayedHeaders(
   }
   headers['signature-input'] = appendLine(headers['signature-input'], fields.input);
   headers['signature'] = appendLine(headers['signature'], fields.signature);
+}
+
+/** The active key with what signing needs, kept while the key stays active. */
+interface PreparedKey {
+  readonly source: ResponseSigningKey;
+  readonly kid: string;
+  readonly algorithm: 'sha256' | null;
+  readonly options: { key: KeyObject; dsaEncoding: 'ieee-p1363' };
+}
+let preparedKey: PreparedKey | undefined;
+
+function prepared(key: ResponseSigningKey): PreparedKey {
+  if (preparedKey?.source !== key) {
+    preparedKey = {
+      source: key,
+      kid: key.kid,
+      algorithm: key.alg === 'EdDSA' ? null : 'sha256',
+      options: { key: key.privateKey, dsaEncoding: 'ieee-p1363' },
+    };
+  }
+  return preparedKey;
+}
+
+/** `crypto.sign` as a threadpool job: the main thread pays only for the dispatch. */
+function signAsync(key: PreparedKey, data: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    sign(key.algorithm, data, key.options, (err, signature) => {
+      if (err === null) resolve(signature);
+      else reject(err);
+    });
+  });
 }
 
 function posesAsNexus(field: string | string[] | undefined): boolean {
@@ -155,7 +210,7 @@ function signatureFields(
     const key = s.key();
     const params = responseSignatureParams({
       created: Math.floor(s.clock() / 1000),
-      nonce: randomBytes(16).toString('base64url'),
+      nonce: randomId(16),
       kid: key.kid,
       requestNonce,
     });
