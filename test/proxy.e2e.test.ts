@@ -353,7 +353,7 @@ describe('the proxy end to end', () => {
     const claims = JSON.parse(
       Buffer.from(raw.lease.split('.')[1] as string, 'base64url').toString(),
     ) as { jti: string };
-    const revoked = await node.cli(['lease', 'revoke', claims.jti]);
+    const revoked = await node.cli(['lease', 'revoke', '--', claims.jti]);
     expect(revoked.code, revoked.stderr).toBe(0);
     const r = await send(node.proxyUrl, '/echo/x', { headers: await signed(node, raw, '/echo/x') });
     expect(r.status).toBe(401);
