@@ -189,7 +189,7 @@ describe('human approval (issue 15)', () => {
     const call = codeOf(victim.fetch('deploy', '/releases/late', { method: 'POST', body: '{}' }));
     const pending = await pendingOne();
     const lease = (pending as Pending & { lease_id: string }).lease_id;
-    const revoked = await node.cli(['lease', 'revoke', lease]);
+    const revoked = await node.cli(['lease', 'revoke', '--', lease]);
     expect(revoked.code).toBe(0);
     const approved = await node.admin('POST', `/v1/approvals/${pending.id}/approve`);
     expect(approved.status).toBe(200);

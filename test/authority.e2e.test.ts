@@ -162,7 +162,7 @@ describe('authority, vault and store end to end', () => {
     expect(agent.claims.jti).not.toBe(original);
     expect((await agent.fetch('echo', '/renewed-twice')).status).toBe(200);
 
-    expect((await node.cli(['lease', 'revoke', original])).code).toBe(0);
+    expect((await node.cli(['lease', 'revoke', '--', original])).code).toBe(0);
     expect(await codeOf(agent.fetch('echo', '/after-revoke'))).toBe('lease_revoked');
     expect(await codeOf(agent.renew())).toBe('lease_revoked');
     expect((await other.fetch('echo', '/unrelated')).status).toBe(200);
@@ -178,7 +178,7 @@ describe('authority, vault and store end to end', () => {
     const second = await node.enroll('bot');
     const root = second.claims.jti;
     await second.renew();
-    expect((await node.cli(['lease', 'revoke', second.claims.jti])).code).toBe(0);
+    expect((await node.cli(['lease', 'revoke', '--', second.claims.jti])).code).toBe(0);
     const after = await node.admin<{ leases: { id: string; revoked: boolean }[] }>(
       'GET',
       '/v1/leases?agent=bot&all=true&limit=1000',
@@ -194,7 +194,7 @@ describe('authority, vault and store end to end', () => {
 
   it('a restart keeps every live revocation, however many leases were issued since', async () => {
     const agent = await node.enroll('bot');
-    expect((await node.cli(['lease', 'revoke', agent.claims.jti])).code).toBe(0);
+    expect((await node.cli(['lease', 'revoke', '--', agent.claims.jti])).code).toBe(0);
     // 10,001 newer leases (rows only, as a busy fleet would leave them).
     const db = new Database(join(node.dir, '.nexus', 'nexus.db'));
     const insert = db.prepare(
@@ -217,8 +217,12 @@ describe('authority, vault and store end to end', () => {
     const c = await node.enroll('other');
     for (const agent of [a, b, c]) expect((await agent.fetch('echo', '/before')).status).toBe(200);
 
-    const byLease = await node.cli(['lease', 'revoke', a.claims.jti]);
+    // `--`: a lease id is base64url and may start like an option. A jti that started with
+    // `-V` was read as --version: exit 0, the version printed, nothing revoked, and the
+    // agent's next call served (the one failed CI run of this test); `-c...` is --config.
+    const byLease = await node.cli(['lease', 'revoke', '--', a.claims.jti]);
     expect(byLease.code, byLease.stderr).toBe(0);
+    expect(byLease.stdout).toBe('Revoked.\n');
     // A lease id is base64url: one in 64 starts with `-`, which is an id, not an option
     // (the flaky `lease revoke` exit 1 of the previous stops).
     const dashed = await node.cli(['lease', 'revoke', '-Ab3_no-such-lease-id']);

@@ -509,7 +509,7 @@ describe('delegation (issue 16, spec §12.4)', () => {
     // A sub-lease is not renewed (a renewal would re-grant the agent's full roles).
     expect(await codeOf(child.renew())).toBe('renewal_denied');
     // Revoking the delegating lease revokes every sub-lease under it.
-    expect((await node.cli(['lease', 'revoke', parent.claims.jti])).code).toBe(0);
+    expect((await node.cli(['lease', 'revoke', '--', parent.claims.jti])).code).toBe(0);
     for (const a of [parent, child, grandchild]) {
       expect(await codeOf(a.fetch('echo', '/after'))).toBe('lease_revoked');
     }
@@ -630,7 +630,7 @@ describe('delegation (issue 16, spec §12.4)', () => {
     const parent = await node.enroll('bot');
     const child = await parent.delegate({ ttlSeconds: 60 });
     expect(child.claims.scope).toBe(parent.claims.scope);
-    expect((await node.cli(['lease', 'revoke', child.claims.jti])).code).toBe(0);
+    expect((await node.cli(['lease', 'revoke', '--', child.claims.jti])).code).toBe(0);
     expect(await codeOf(child.fetch('echo', '/x'))).toBe('lease_revoked');
     expect((await parent.fetch('echo', '/x')).status).toBe(200);
     child.close();

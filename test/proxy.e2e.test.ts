@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
@@ -56,6 +57,37 @@ function send(
     );
     req.on('error', reject);
     req.end(init.body);
+  });
+}
+
+/**
+ * Writes `head` (a request line and fields, no Host unless given) on a fresh connection
+ * and reads the whole answer until the server closes it.
+ */
+function rawExchange(url: string, head: string): Promise<RawResponse & { raw: string }> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(u.port), u.hostname, () => socket.write(head));
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer, or not closed')));
+    socket.on('end', () => {
+      const raw = Buffer.concat(chunks).toString('latin1');
+      const [top = '', body = ''] = raw.split('\r\n\r\n', 2);
+      const [statusLine = '', ...lines] = top.split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const line of lines) {
+        const i = line.indexOf(':');
+        headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+      }
+      resolve({
+        status: Number(statusLine.split(' ')[1]),
+        headers,
+        body: Buffer.from(body, 'latin1'),
+        raw,
+      });
+    });
   });
 }
 
@@ -321,7 +353,7 @@ describe('the proxy end to end', () => {
     const claims = JSON.parse(
       Buffer.from(raw.lease.split('.')[1] as string, 'base64url').toString(),
     ) as { jti: string };
-    const revoked = await node.cli(['lease', 'revoke', claims.jti]);
+    const revoked = await node.cli(['lease', 'revoke', '--', claims.jti]);
     expect(revoked.code, revoked.stderr).toBe(0);
     const r = await send(node.proxyUrl, '/echo/x', { headers: await signed(node, raw, '/echo/x') });
     expect(r.status).toBe(401);
@@ -371,6 +403,39 @@ describe('the proxy end to end', () => {
     expect(r.headers['content-type']).toBe('application/problem+json');
     expect(problemCode(r)).toBe('headers_too_large');
     expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('answers an HTTP/1.1 request without Host with 400 request_invalid as problem+json', async () => {
+    upstream.reset();
+    const cases: [string, string][] = [
+      [node.proxyUrl, 'GET /echo/x HTTP/1.1\r\n\r\n'],
+      // The WebSocket handshake takes the upgrade path, the Authority its own routes.
+      [
+        node.proxyUrl,
+        'GET /echo/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+          'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      ],
+      [node.proxyUrl, 'GET /.well-known/jwks.json HTTP/1.1\r\n\r\n'],
+      [node.adminUrl, 'GET /v1/health HTTP/1.1\r\n\r\n'],
+    ];
+    for (const [url, head] of cases) {
+      const r = await rawExchange(url, head);
+      const what = `${url} ${head.split('\r\n')[0]}`;
+      expect(r.status, what).toBe(400);
+      expect(r.headers['content-type'], what).toBe('application/problem+json');
+      expect(r.headers['nexus-error'], what).toBe('request_invalid');
+      expect(r.headers.connection, what).toBe('close');
+      expect(problemCode(r), what).toBe('request_invalid');
+    }
+    expect(upstream.requests).toHaveLength(0);
+    // HTTP/1.0 has no Host requirement, and an empty Host is a Host: both are routed.
+    const old = await rawExchange(node.proxyUrl, 'GET /.well-known/jwks.json HTTP/1.0\r\n\r\n');
+    expect(old.status).toBe(200);
+    const empty = await rawExchange(
+      node.proxyUrl,
+      'GET /.well-known/jwks.json HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n',
+    );
+    expect(empty.status).toBe(200);
   });
 
   it('streams server-sent events without buffering', async () => {

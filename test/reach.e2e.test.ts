@@ -5,8 +5,11 @@
  * dummy key the sidecar strips; the proxy injects the real credential. Against a real
  * `nexus up`, the real CLI and loopback upstreams configured as the two presets.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { codeOf } from './helpers/agents.js';
 import { REPO, startNode, type TestNode } from './helpers/node.js';
 import { startUpstream, type TestUpstream } from './helpers/upstream.js';
 
@@ -154,5 +157,28 @@ describe('nexus run, base-URL mode (issue 11)', () => {
       hosts: ['api.openai.com'],
       path_prefix: '',
     });
+    agent.close();
+  });
+
+  it('a role taken away by a config reload leaves the listing at once, on the lease already held', async () => {
+    const agent = await node.enroll('bot'); // a lease with role dev
+    const config = readFileSync(node.configPath, 'utf8');
+    try {
+      expect((await agent.services()).map((s) => s.name)).toEqual(['anthropic', 'openai']);
+      const changed = parse(config) as { agents: Record<string, { roles: string[] }> };
+      changed.agents['bot'] = { roles: ['ops'] };
+      writeFileSync(node.configPath, stringify(changed));
+      expect((await node.admin('POST', '/v1/config/reload')).status).toBe(200);
+      // The lease still names dev; the agent no longer has it, so the proxy would refuse
+      // these services (rolesHeld) and the listing no longer offers them.
+      expect(await agent.services()).toEqual([]);
+      expect(await codeOf(agent.fetch('openai', '/v1/models'))).toBe('policy_denied');
+    } finally {
+      writeFileSync(node.configPath, config);
+      expect((await node.admin('POST', '/v1/config/reload')).status).toBe(200);
+    }
+    // Given back, the role counts again on the same lease (it is still in its scope).
+    expect((await agent.services()).map((s) => s.name)).toEqual(['anthropic', 'openai']);
+    agent.close();
   });
 });

@@ -469,7 +469,7 @@ describe('WebSocket upgrades (issue 11)', () => {
     const o = await connect(`${node.proxyUrl}/chat/hold`, headers);
     const conn = up.connections.filter((c) => c.path === '/hold').at(-1);
     const jti = decodeJwt(agent.lease).jti as string;
-    const revoked = await node.cli(['lease', 'revoke', jti]);
+    const revoked = await node.cli(['lease', 'revoke', '--', jti]);
     expect(revoked.code).toBe(0);
     const closed = await o.closed;
     expect(closed).toEqual({ code: 1008, reason: 'lease_revoked' });

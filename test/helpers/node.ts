@@ -129,6 +129,13 @@ export interface TestNode {
   restart(): Promise<void>;
 }
 
+function withConfig(args: string[], configPath: string): string[] {
+  const end = args.indexOf('--');
+  return end < 0
+    ? [...args, '--config', configPath]
+    : [...args.slice(0, end), '--config', configPath, ...args.slice(end)];
+}
+
 async function waitForListening(child: ChildProcess, log: () => string): Promise<void> {
   await new Promise<void>((resolveWait, reject) => {
     const timer = setTimeout(() => reject(new Error(`nexus up did not start:\n${log()}`)), 60_000);
@@ -227,7 +234,8 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     },
     output: () => log,
     cli: (args, o = {}) =>
-      runCli([...args, '--config', configPath], {
+      // `--config FILE` before a `--` (after it, it would be operands).
+      runCli(withConfig(args, configPath), {
         env: { ...options.env, ...o.env },
         stdin: o.stdin,
         cwd: dir,

@@ -81,6 +81,10 @@ export function buildProgram(
   const program = new Command('nexus')
     .description('Nexus: agent identity and connection orchestration')
     .version('0.1.0')
+    // Program options (-V, -h) only before the command: after it, `-V...` would be read as
+    // --version anywhere, so `nexus lease revoke -VxY...` (a lease id, one in 4096) printed
+    // the version and exited 0 without revoking anything.
+    .enablePositionalOptions()
     .showHelpAfterError(false)
     .exitOverride()
     .addHelpText(
@@ -605,7 +609,9 @@ export function buildProgram(
             Boolean,
           ).length;
           if (chosen !== 1)
-            throw new CliError('give exactly one of: a lease id, --agent NAME, --all');
+            throw new CliError(
+              'give exactly one of: a lease id (after `--` if it starts with `-`), --agent NAME, --all',
+            );
           const client = await adminClient(opts.config, env);
           const r = opts.all
             ? await client.request('POST', '/v1/leases/revoke-all')

@@ -43,7 +43,7 @@ import { startClusterSync, type ClusterSync } from './cluster-sync.js';
 import { sendProblem } from '../proxy/problem.js';
 import { createWebSocketRelays, isWebSocketUpgrade, upgradeResponse } from '../proxy/websocket.js';
 import { installResponseSigner } from '../proxy/sign-response.js';
-import { answerClientError } from '../proxy/client-error.js';
+import { answerClientError, lacksHost, refuseNoHost } from '../proxy/client-error.js';
 import { createAdminHandler } from '../admin/server.js';
 import { createConsoleHandler, isConsolePath } from '../console/handler.js';
 import { ConsoleOidc } from '../console/oidc.js';
@@ -570,8 +570,11 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         maxHeaderSize: config.proxy.max_header_size,
         requestTimeout: 60_000,
         headersTimeout: 10_000,
+        // Node's own check answers a bare 400; lacksHost below answers a problem.
+        requireHostHeader: false,
       },
       (req, res) => {
+        if (lacksHost(req)) return refuseNoHost(res);
         const path = req.url ?? '';
         const handler =
           path.startsWith('/.well-known/') || path === '/v1' || path.startsWith('/v1/')
@@ -591,6 +594,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     proxyServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on('error', () => socket.destroy());
       const res = upgradeResponse(req, socket);
+      if (lacksHost(req)) return refuseNoHost(res);
       const path = req.url ?? '';
       const handled =
         path.startsWith('/.well-known/') || path === '/v1' || path.startsWith('/v1/')
@@ -723,7 +727,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
               clock,
             ),
     });
-    const adminServer = createServer((req, res) => {
+    const adminServer = createServer({ requireHostHeader: false }, (req, res) => {
+      if (lacksHost(req)) return refuseNoHost(res);
       const handler = isConsolePath((req.url ?? '/').split('?')[0] ?? '/') ? webConsole : admin;
       handler(req, res).catch((err: unknown) => {
         logger.error({ err: errorSummary(err) }, 'unhandled admin error');

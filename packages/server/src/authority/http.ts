@@ -9,7 +9,7 @@ import {
   isNexusError,
   verifyRequestBody,
 } from '@nexus-proxy/protocol';
-import { agentFromSub, type Authority, type IssuedLease } from './authority.js';
+import { agentFromSub, rolesHeld, type Authority, type IssuedLease } from './authority.js';
 import type { ReplayGuard } from '../proxy/replay-cache.js';
 import { discardBody, readBody } from '../proxy/read-body.js';
 import { createRequestVerifier } from '../proxy/verify-request.js';
@@ -158,14 +158,18 @@ export function createAuthorityHandler(deps: AuthorityHttpDeps) {
         const body = await readBody(req, MAX_AUTHORITY_BODY);
         await verifyRequestBody(verified, req.headers, body, serverDigest);
         await deps.replay.checkAndRecord(verified.leaseId, verified.nonce, verified.expires);
-        const roles = verified.claims.scope.split(' ').filter((r) => r !== '');
-        const agent = agentFromSub(verified.claims.sub);
+        // The lease's roles the agent still has, as the proxy and passthrough match them
+        // (rolesHeld): a role a reload took away is no longer listed. An unknown or
+        // disabled agent is refused as the proxy refuses it.
+        const agent = authority.agent(verified.agent);
         if (agent === undefined) throw new NexusError('lease_invalid');
+        if (agent.disabled) throw new NexusError('agent_disabled');
+        const roles = rolesHeld(verified.claims.scope, agent.roles);
         // A sub-lease narrowed by service lists only its delegated services (spec §12.5):
         // the proxy refuses the others (service_not_delegated), so listing them would only
         // tell a sub-agent what its delegator can reach.
         const delegated = delegatedServices(verified.claims);
-        const services = deps.reach(agent, roles);
+        const services = deps.reach(agent.name, roles);
         json(res, 200, {
           services:
             delegated === undefined ? services : services.filter((s) => delegated.includes(s.name)),
