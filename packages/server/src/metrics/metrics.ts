@@ -9,7 +9,8 @@
  * No path, intent, agent-supplied header or credential name is ever a label value.
  */
 import { performance } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { LabelledHistogram } from './histogram.js';
 import { ERROR_CODES } from '@nexus-proxy/protocol';
 import type { AuditRecord } from '../audit/record.js';
 import type { AuditAppender } from '../proxy/pipeline.js';
@@ -65,14 +66,14 @@ export function createMetrics(group?: (registry: Registry) => () => Promise<stri
     labelNames: ['service', 'decision', 'code'] as const,
     registers,
   });
-  const duration = new Histogram({
+  const duration = new LabelledHistogram({
     name: 'nexus_request_duration_seconds',
     help: 'Time from the first byte of a proxied request to the end of its response',
     labelNames: ['service', 'decision'] as const,
     buckets: LATENCY_BUCKETS,
     registers,
   });
-  const stages = new Histogram({
+  const stages = new LabelledHistogram({
     name: 'nexus_stage_duration_seconds',
     help: 'Time spent in each pipeline stage (verify, policy, limits, audit, upstream, relay)',
     labelNames: ['service', 'stage'] as const,
@@ -115,7 +116,7 @@ export function createMetrics(group?: (registry: Registry) => () => Promise<stri
     labelNames: ['limit', 'kind'] as const,
     registers,
   });
-  const auditAppend = new Histogram({
+  const auditAppend = new LabelledHistogram({
     name: 'nexus_audit_append_duration_seconds',
     help: 'Time until an audit record is durable (request and outcome records)',
     labelNames: ['kind'] as const,

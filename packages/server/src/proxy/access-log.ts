@@ -14,6 +14,8 @@ export function accessLog(logger: Logger): PipelineObserver {
   return {
     stage() {},
     finished(s) {
+      // Below the log level (e.g. `log.level: warn`) the line is not even built.
+      if (!logger.isLevelEnabled('info')) return;
       logger.info(
         {
           access: {

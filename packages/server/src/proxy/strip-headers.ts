@@ -118,6 +118,65 @@ export function isAlwaysDropped(name: string): boolean {
 }
 
 /**
+ * {@link isAlwaysDropped} of lower-case names already seen, with their CGI reading: the
+ * same few names come with every request. Agent-chosen names, so the cache is bounded.
+ */
+const seenNames = new Map<string, { readonly dropped: boolean; readonly cgi: string }>();
+const SEEN_NAMES_MAX = 1024;
+
+function nameInfo(name: string): { readonly dropped: boolean; readonly cgi: string } {
+  let info = seenNames.get(name);
+  if (info === undefined) {
+    if (seenNames.size >= SEEN_NAMES_MAX) seenNames.clear();
+    info = { dropped: isAlwaysDropped(name), cgi: cgiName(name) };
+    seenNames.set(name, info);
+  }
+  return info;
+}
+
+/**
+ * {@link forwardableRequestHeaders} of node's `req.rawHeaders` (name, value, name, value...
+ * as received): the same result without building `req.headersDistinct` (an object and an
+ * array per header, per request).
+ */
+export function forwardableRawHeaders(
+  raw: readonly string[],
+  injected: readonly string[],
+): Record<string, string> {
+  let dropped: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() !== 'connection') continue;
+    dropped ??= new Set(injected.map(cgiName));
+    for (const token of (raw[i + 1] as string).split(',')) {
+      const name = cgiName(token.trim());
+      if (name) dropped.add(name);
+    }
+  }
+  const out: Record<string, string> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    const info = nameInfo(name);
+    if (info.dropped) continue;
+    if (
+      dropped === undefined
+        ? injected.length > 0 && isInjected(info.cgi, injected)
+        : dropped.has(info.cgi)
+    )
+      continue;
+    const value = raw[i + 1] as string;
+    out[name] = Object.hasOwn(out, name) ? `${out[name]}, ${value}` : value;
+  }
+  limitAccept(out);
+  return out;
+}
+
+/** True when `cgi` is the CGI reading of one of the `injected` names. */
+function isInjected(cgi: string, injected: readonly string[]): boolean {
+  for (const name of injected) if (cgiName(name) === cgi) return true;
+  return false;
+}
+
+/**
  * Returns the forwardable request headers (lower-case names, single values).
  *
  * @param headers node's `req.headersDistinct`-style map
@@ -140,13 +199,18 @@ export function forwardableRequestHeaders(
     if (values === undefined || isAlwaysDropped(name) || dropped.has(cgiName(name))) continue;
     out[name] = values.join(', ');
   }
+  limitAccept(out);
+  return out;
+}
+
+/** Keeps only the `Accept-Encoding` codings the scrubber decodes (none left: no header). */
+function limitAccept(out: Record<string, string>): void {
   const accept = out['accept-encoding'];
   if (accept !== undefined) {
     const limited = limitAcceptEncoding(accept);
     if (limited === '') delete out['accept-encoding'];
     else out['accept-encoding'] = limited;
   }
-  return out;
 }
 
 /** Content codings the response scrubber can decode (scrub/body.ts). */
