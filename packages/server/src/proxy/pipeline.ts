@@ -35,7 +35,7 @@ import type { AuditRecord } from '../audit/record.js';
 import { parseRoute, type Route } from './route.js';
 import { forwardableRequestHeaders } from './strip-headers.js';
 import type { ReplayGuard } from './replay-cache.js';
-import { discardBody, readBody } from './read-body.js';
+import { asBuffer, discardBody, readBody } from './read-body.js';
 import { checkBody, checkQuery } from './param-names.js';
 import { createRequestVerifier } from './verify-request.js';
 import { sendProblem } from './problem.js';
@@ -598,7 +598,8 @@ export function createPipeline(deps: PipelineDeps) {
             path: out.url.pathname + out.url.search,
             method: out.method as Dispatcher.HttpMethod,
             headers: out.headers,
-            body: out.body === undefined ? undefined : Buffer.from(out.body),
+            // The verified bytes themselves: a view, never a copy (issue 14 step 5).
+            body: out.body === undefined ? undefined : asBuffer(out.body),
             headersTimeout: service.headersTimeoutMs,
             bodyTimeout: service.bodyTimeoutMs,
           });
