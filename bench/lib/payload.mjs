@@ -20,7 +20,7 @@ const SIZES = {
     path: '/bench/large',
     body: Buffer.alloc(1024 * 1024, '{"k":"abcdefghijklmnopqrstuvwxyz"}\n'),
     connections: 8,
-    perSecond: 250,
+    perSecond: 150,
     margin: 500,
   }),
 };
