@@ -1,8 +1,10 @@
 // A/B comparison of two builds of Nexus in the same run: `node bench/ab.mjs OTHER_CHECKOUT`
 // starts one upstream, a Nexus node from this checkout (B) and one from OTHER_CHECKOUT (A,
 // e.g. a `git worktree` of the commit before a change, built with `npx tsc -b`), then
-// alternates 1 KiB POST saturation runs (wrk, 64 connections, pre-signed Ed25519 requests)
-// between them, BENCH_AB_ROUNDS times (default 5) for BENCH_AB_SECONDS each (default 5),
+// alternates POST saturation runs (wrk, pre-signed Ed25519 requests) between them,
+// BENCH_AB_ROUNDS times (default 5) for BENCH_AB_SECONDS each (default 5): 1 KiB bodies
+// both ways on 64 connections, or with BENCH_AB_BODY=1MiB 1 MiB bodies both ways on 8
+// connections (the paths scenario's two saturation rows, bench/lib/payload.mjs),
 // and prints each round and the medians of req/s and Nexus CPU per request, whole process
 // and its main (JavaScript) thread alone (from /proc/<pid>/task/<pid>/stat). Alternating
 // in one run is what makes a before/after figure meaningful on a shared machine whose
@@ -11,6 +13,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ensureDebianPackage, runWrk, stopAll } from './lib/common.mjs';
+import { benchPayload } from './lib/payload.mjs';
 import { importLeaseKeys, presign } from './lib/presign.mjs';
 import { startNexusNode, startUpstream } from './lib/targets.mjs';
 
@@ -42,8 +45,9 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 if (!ensureDebianPackage('wrk', 'wrk')) throw new Error('wrk is required');
 const tmp = mkdtempSync(join(tmpdir(), 'nexus-bench-ab-req-'));
-const body = Buffer.from(JSON.stringify({ data: 'y'.repeat(1024 - 11) }));
-const bodyFile = join(tmp, 'small.body');
+const payload = benchPayload(process.env.BENCH_AB_BODY);
+const { body } = payload;
+const bodyFile = join(tmp, 'request.body');
 writeFileSync(bodyFile, body);
 const upstream = await startUpstream();
 try {
@@ -52,6 +56,7 @@ try {
     B: await startNode(here, upstream),
   };
   const results = { A: [], B: [] };
+  console.log(`${payload.size} bodies, ${payload.connections} connections, ${SECONDS} s rounds`);
   let n = 0;
   for (let round = 1; round <= ROUNDS; round++) {
     for (const label of round % 2 === 1 ? ['A', 'B'] : ['B', 'A']) {
@@ -60,19 +65,19 @@ try {
       // Sized generously: a nonce is never replayed within a run.
       await presign({
         file,
-        count: 6000 * SECONDS,
+        count: payload.perSecond * SECONDS,
         keys: node.keys,
         method: 'POST',
-        url: `${node.origin}/bench/small`,
+        url: `${node.origin}${payload.path}`,
         body,
       });
       const main0 = mainThreadCpu(node.proc.pid);
       const r = await runWrk({
-        url: `${node.origin}/bench/small`,
+        url: `${node.origin}${payload.path}`,
         requestsFile: file,
         bodyFile,
         method: 'POST',
-        connections: 64,
+        connections: payload.connections,
         seconds: SECONDS,
         watch: { nexus: () => [node.proc.pid] },
       });
@@ -80,7 +85,7 @@ try {
       const cpuUs = (r.cpu_seconds.nexus * 1e6) / Math.max(1, r.total);
       results[label].push({ rps: r.rps, cpuUs, mainUs, non2xx: r.non2xx });
       console.log(
-        `round ${round} ${label}: ${Math.round(r.rps)} req/s, ${Math.round(cpuUs)} us CPU/request (main thread ${Math.round(mainUs)}), non-2xx ${r.non2xx}`,
+        `round ${round} ${label}: ${Math.round(r.rps)} req/s, ${Math.round(cpuUs)} us CPU/request (main thread ${Math.round(mainUs)}), non-2xx ${r.non2xx}, wrapped ${r.wrapped}`,
       );
     }
   }

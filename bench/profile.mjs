@@ -1,8 +1,9 @@
 // Bench scenario "profile": runs the Nexus node under `node --cpu-prof` while wrk drives
 // 1 KiB POSTs through the full pipeline (Ed25519 agent by default; BENCH_PROFILE_ALG=
-// ecdsa-p256), then prints the top functions by self time and by inclusive time grouped
-// by file. Writes bench/results/profile.md; the .cpuprofile stays in a temp directory
-// (its path is printed) for Chrome DevTools.
+// ecdsa-p256; BENCH_PROFILE_BODY=1MiB: 1 MiB bodies both ways on 8 connections), then
+// prints the top functions by self time and by inclusive time grouped by file. Writes
+// bench/results/profile-<alg>.md (profile-<alg>-1MiB.md for 1 MiB); the .cpuprofile stays
+// in a temp directory (its path is printed) for Chrome DevTools.
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import {
   stopAll,
   writeResults,
 } from './lib/common.mjs';
+import { benchPayload } from './lib/payload.mjs';
 import { importLeaseKeys, presign } from './lib/presign.mjs';
 import { startNexusNode, startUpstream } from './lib/targets.mjs';
 
@@ -112,6 +114,7 @@ export function summarise(profile, window) {
 export async function run() {
   if (!ensureDebianPackage('wrk', 'wrk')) throw new Error('wrk is required');
   const alg = process.env.BENCH_PROFILE_ALG ?? 'ed25519';
+  const payload = benchPayload(process.env.BENCH_PROFILE_BODY);
   const profDir = mkdtempSync(join(tmpdir(), 'nexus-bench-prof-'));
   const tmp = mkdtempSync(join(tmpdir(), 'nexus-bench-profile-'));
   const upstream = await startUpstream();
@@ -123,17 +126,18 @@ export async function run() {
       nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
     });
     const keys = await importLeaseKeys(nexus.leases);
-    const body = Buffer.from(JSON.stringify({ data: 'y'.repeat(1024 - 11) }));
+    const { body } = payload;
     writeFileSync(join(tmp, 'body'), body);
-    const url = `${nexus.origin}/bench/small`;
+    const url = `${nexus.origin}${payload.path}`;
     const file = join(tmp, 'req');
-    await presign({ file, count: 40_000 * (SECONDS / 10) + 5000, keys, method: 'POST', url, body });
+    const count = Math.ceil((payload.perSecond * 2 * SECONDS) / 3) + payload.margin;
+    await presign({ file, count, keys, method: 'POST', url, body });
     const from = Number(process.hrtime.bigint() / 1000n);
     const r = await runWrk({
       url,
       requestsFile: file,
       bodyFile: join(tmp, 'body'),
-      connections: 64,
+      connections: payload.connections,
       seconds: SECONDS,
     });
     window = { from, to: Number(process.hrtime.bigint() / 1000n) };
@@ -164,7 +168,7 @@ export async function run() {
       return { file: f, busy_pct: busy(w), us_per_request: usPerRequest(busy(w)), top: w.self };
     });
   const lines = [
-    `# Nexus CPU profile (${alg} agent, 1 KiB POST, wrk 64 connections, ${SECONDS} s)`,
+    `# Nexus CPU profile (${alg} agent, ${payload.size} POST, wrk ${payload.connections} connections, ${SECONDS} s)`,
     '',
     `${machine().date}; ${fmt(rps)} req/s under the profiler; profile: ${path}; ${fmt(s.total_ms)} ms profiled: the load window only (start-up, pre-signing and shutdown left out).`,
     '',
@@ -197,6 +201,11 @@ export async function run() {
     ...s.files.map((x) => `| ${x.name} | ${fmt(x.ms)} | ${fmt(x.pct, 1)} |`),
     '',
   ].join('\n');
-  writeResults(`profile-${alg}`, { alg, rps, profile: path, window, workers, ...s }, lines);
+  const suffix = payload.size === '1KiB' ? '' : `-${payload.size}`;
+  writeResults(
+    `profile-${alg}${suffix}`,
+    { alg, body: payload.size, rps, profile: path, window, workers, ...s },
+    lines,
+  );
   console.log(lines);
 }

@@ -400,6 +400,25 @@ describe('lease and signature attacks', () => {
     );
   });
 
+  it('a large body (hashed off the main thread, issue 14) swapped after signing: digest_mismatch; the signed one goes on byte for byte', async () => {
+    // Over 64 KiB: the digest goes to WebCrypto as a view of the request's buffer.
+    const body = Buffer.alloc(512 * 1024, 'a');
+    const headers = await signFor(node, mallory, '/echo/large', { method: 'POST', body });
+    const swapped = Buffer.from(body);
+    swapped[swapped.length - 1] = 0x62;
+    await refused(
+      send(node.proxyUrl, '/echo/large', { method: 'POST', headers, body: swapped }),
+      400,
+      'digest_mismatch',
+    );
+    upstream.reset();
+    const fresh = await signFor(node, mallory, '/echo/large', { method: 'POST', body });
+    const ok = await send(node.proxyUrl, '/echo/large', { method: 'POST', headers: fresh, body });
+    expect(ok.status).toBe(200);
+    expect(upstream.requests).toHaveLength(1);
+    expect(upstream.requests[0]!.body.equals(body)).toBe(true);
+  });
+
   it('a body added to a bodiless signed request: digest_missing', async () => {
     const headers = await signFor(node, mallory, '/echo/x', { method: 'POST' });
     await refused(

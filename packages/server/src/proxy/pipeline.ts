@@ -36,7 +36,7 @@ import type { NonceClaim } from '../audit/sink.js';
 import { parseRoute, type Route } from './route.js';
 import { forwardableRawHeaders } from './strip-headers.js';
 import type { ReplayGuard } from './replay-cache.js';
-import { discardBody, readBody } from './read-body.js';
+import { asBuffer, discardBody, readBody } from './read-body.js';
 import { checkBody, checkQuery } from './param-names.js';
 import { createRequestVerifier } from './verify-request.js';
 import { sendProblem } from './problem.js';
@@ -643,11 +643,8 @@ export function createPipeline(deps: PipelineDeps) {
             path: out.url.pathname + out.url.search,
             method: out.method as Dispatcher.HttpMethod,
             headers: out.headers,
-            // A view of the body's bytes, not a copy of them (1 MiB per request at most).
-            body:
-              out.body === undefined
-                ? undefined
-                : Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength),
+            // The verified bytes themselves: a view, never a copy (issue 14 step 5).
+            body: out.body === undefined ? undefined : asBuffer(out.body),
             headersTimeout: service.headersTimeoutMs,
             bodyTimeout: service.bodyTimeoutMs,
           });

@@ -90,3 +90,14 @@ export function discardBody(req: IncomingMessage, maxBytes: number): boolean {
   req.resume();
   return true;
 }
+
+/**
+ * `bytes` as a Buffer over the same memory, never a copy: a forwarded body is sent from
+ * the buffer it was read and verified in (a 1 MiB body was copied once more for the
+ * upstream request, issue 14 step 5). Mechanics only read the body.
+ */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
