@@ -107,6 +107,16 @@ export function subtle(): SubtleCrypto {
   return globalThis.crypto.subtle;
 }
 
+/**
+ * The bytes as a WebCrypto BufferSource without a copy: WebCrypto copies its input itself
+ * before it returns (WebCrypto spec, "get a copy of the buffer source"; Node's jobs do), so
+ * a second copy here only cost time (a whole body for a large digest). A view on a
+ * SharedArrayBuffer, or on another realm's buffer, is copied ({@link toBuffer}).
+ */
+export function bufferSource(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : toBuffer(bytes);
+}
+
 /** Copies bytes into a fresh ArrayBuffer-backed view (WebCrypto typings want BufferSource). */
 export function toBuffer(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(new ArrayBuffer(bytes.length));
