@@ -41,7 +41,10 @@ const BASE_HEADERS = {
 
 const authority = generateKeyPairSync('ed25519');
 const agent = await current.generateAgentKey(ALG);
-const now = Math.floor(Date.now() / 1000);
+// One fixed clock for signing and verifying: a long run on a loaded machine must not
+// outlive the 30 s signature window.
+const NOW_MS = Date.now();
+const now = Math.floor(NOW_MS / 1000);
 const lease = await current.signLease(
   {
     iss: PROXY,
@@ -68,6 +71,7 @@ for (let i = 0; i < 64; i++) {
     lease,
     key: agent.privateKey,
     intent: 'file a bug',
+    now: () => NOW_MS,
   });
   requests.push({ ...BASE_HEADERS, ...added });
 }
@@ -89,6 +93,7 @@ function verifier(lib, fastPath, verifySignature) {
       issuer: PROXY,
       audience: PROXY,
       getAuthorityKey: () => authority.publicKey,
+      now: () => NOW_MS,
       isRevoked: () => false,
       fastPath,
       ...(verifySignature === undefined ? {} : { verifySignature }),
