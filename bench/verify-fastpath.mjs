@@ -6,7 +6,9 @@
 // included), the two variants alternate batch by batch (order swapped every round), and
 // the medians of the rounds are reported. A third variant, `BASELINE=DIR`, loads another
 // build of @nexus-proxy/protocol (a `dist` directory, e.g. a copy of the build before a change)
-// and alternates it too.
+// and alternates it too. The hooks are the proxy's (packages/server proxy/verify-request.ts):
+// a synchronous Authority key lookup and revocation check, and a fourth variant with the
+// proxy's signature check (node:crypto's async one-shot verify instead of WebCrypto's).
 //
 //   node bench/verify-fastpath.mjs                 # strict vs fast, this build
 //   BASELINE=node_modules/.baseline/dist node bench/verify-fastpath.mjs
@@ -14,9 +16,11 @@
 //
 // Not part of `npm run bench`: a developer's A/B tool, robust on a loaded machine.
 import { createHash, generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as current from '../packages/protocol/dist/index.js';
+import { nodeSignatureVerify } from '../packages/server/dist/proxy/verify-request.js';
 
 const ROUNDS = Number(process.env.VERIFY_ROUNDS ?? 15);
 const BATCH = Number(process.env.VERIFY_BATCH ?? 400);
@@ -37,7 +41,10 @@ const BASE_HEADERS = {
 
 const authority = generateKeyPairSync('ed25519');
 const agent = await current.generateAgentKey(ALG);
-const now = Math.floor(Date.now() / 1000);
+// One fixed clock for signing and verifying: a long run on a loaded machine must not
+// outlive the 30 s signature window.
+const NOW_MS = Date.now();
+const now = Math.floor(NOW_MS / 1000);
 const lease = await current.signLease(
   {
     iss: PROXY,
@@ -64,6 +71,7 @@ for (let i = 0; i < 64; i++) {
     lease,
     key: agent.privateKey,
     intent: 'file a bug',
+    now: () => NOW_MS,
   });
   requests.push({ ...BASE_HEADERS, ...added });
 }
@@ -76,7 +84,7 @@ const serverDigest = (alg, body) =>
 const bodyBytes = Buffer.from(BODY);
 
 /** The proxy's verify stage: lease and signature, then the body's Content-Digest. */
-function verifier(lib, fastPath) {
+function verifier(lib, fastPath, verifySignature) {
   return async (headers) => {
     const verified = await lib.verifyRequestSignature({
       method: 'POST',
@@ -84,8 +92,11 @@ function verifier(lib, fastPath) {
       headers,
       issuer: PROXY,
       audience: PROXY,
-      getAuthorityKey: async () => authority.publicKey,
+      getAuthorityKey: () => authority.publicKey,
+      now: () => NOW_MS,
+      isRevoked: () => false,
       fastPath,
+      ...(verifySignature === undefined ? {} : { verifySignature }),
     });
     await lib.verifyRequestBody(verified, headers, bodyBytes, serverDigest);
     return verified;
@@ -95,6 +106,10 @@ function verifier(lib, fastPath) {
 const variants = [
   { name: 'strict (fastPath: false)', verify: verifier(current, false) },
   { name: 'fast (default)', verify: verifier(current, true) },
+  {
+    name: 'fast + node:crypto verify (proxy)',
+    verify: verifier(current, true, nodeSignatureVerify),
+  },
 ];
 if (process.env.BASELINE) {
   const dir = resolve(process.env.BASELINE);
@@ -105,12 +120,26 @@ if (process.env.BASELINE) {
   });
 }
 
-/** CPU µs per verification over one batch (sequential: one request at a time). */
+/** CPU ns the main (JavaScript) thread has run so far (Linux schedstat; 0 elsewhere). */
+function mainThreadNs() {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU µs per verification over one batch (sequential: one request at a time), whole
+ * process and main thread alone (the rest is the threadpool's).
+ */
 async function batch(verify) {
   const start = process.cpuUsage();
+  const main0 = mainThreadNs();
   for (let i = 0; i < BATCH; i++) await verify(requests[i % requests.length]);
+  const main = (mainThreadNs() - main0) / 1000 / BATCH;
   const used = process.cpuUsage(start);
-  return (used.user + used.system) / BATCH;
+  return { cpu: (used.user + used.system) / BATCH, main };
 }
 
 // The floor: the agent signature check and the body hash alone (WebCrypto verify of the
@@ -136,22 +165,29 @@ for (const v of variants) {
   if (r.agent !== 'bench') throw new Error('unexpected verification result');
   for (let i = 0; i < 3; i++) await batch(v.verify); // warm-up
   v.samples = [];
+  v.main = [];
 }
 for (let round = 0; round < ROUNDS; round++) {
   const order = round % 2 === 0 ? variants : [...variants].reverse();
-  for (const v of order) v.samples.push(await batch(v.verify));
+  for (const v of order) {
+    const r = await batch(v.verify);
+    v.samples.push(r.cpu);
+    v.main.push(r.main);
+  }
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ref = median(variants[0].samples);
+const refMain = median(variants[0].main);
 console.log(
   `verify stage (signature + body digest), ${ALG} agent, POST with body; ${ROUNDS} rounds x ${BATCH} requests,` +
-    ` alternating; CPU µs per request (process user+system), median of rounds`,
+    ` alternating; CPU µs per request (process user+system; main thread alone from schedstat), median of rounds`,
 );
 for (const v of variants) {
   const m = median(v.samples);
   console.log(
     `${v.name.padEnd(44)} ${m.toFixed(1).padStart(8)} µs  ratio to first ${(m / ref).toFixed(3)}` +
-      `  [min ${Math.min(...v.samples).toFixed(1)}, max ${Math.max(...v.samples).toFixed(1)}]`,
+      `  [min ${Math.min(...v.samples).toFixed(1)}, max ${Math.max(...v.samples).toFixed(1)}]` +
+      `  main thread ${median(v.main).toFixed(1)} µs (ratio ${(median(v.main) / refMain).toFixed(3)})`,
   );
 }

@@ -1,6 +1,6 @@
 // RFC 9530 Content-Digest with the RFC sample values.
 import { describe, expect, it } from 'vitest';
-import { createContentDigest, verifyContentDigest } from './digest.js';
+import { createContentDigest, verifyContentDigest, webCryptoDigest } from './digest.js';
 import { code } from './test/code.js';
 
 const BODY = '{"hello": "world"}';
@@ -12,6 +12,31 @@ describe('createContentDigest', () => {
   it('matches the RFC samples', async () => {
     expect(await createContentDigest(BODY)).toBe(SHA256);
     expect(await createContentDigest(new TextEncoder().encode(BODY), 'sha-512')).toBe(SHA512);
+  });
+});
+
+describe('webCryptoDigest (no copy of its own)', () => {
+  it('hashes exactly a view into a larger buffer', async () => {
+    const whole = new TextEncoder().encode(`xx${BODY}yy`);
+    const view = whole.subarray(2, 2 + BODY.length);
+    expect(
+      `sha-256=:${Buffer.from(await webCryptoDigest('sha-256', view)).toString('base64')}:`,
+    ).toBe(SHA256);
+  });
+
+  it('hashes the bytes as they were when called: WebCrypto copies them', async () => {
+    const bytes = new TextEncoder().encode(BODY);
+    const pending = webCryptoDigest('sha-256', bytes);
+    bytes.fill(0);
+    expect(`sha-256=:${Buffer.from(await pending).toString('base64')}:`).toBe(SHA256);
+  });
+
+  it('copies a view on a SharedArrayBuffer', async () => {
+    const shared = new Uint8Array(new SharedArrayBuffer(BODY.length));
+    shared.set(new TextEncoder().encode(BODY));
+    expect(
+      `sha-256=:${Buffer.from(await webCryptoDigest('sha-256', shared)).toString('base64')}:`,
+    ).toBe(SHA256);
   });
 });
 

@@ -5,8 +5,8 @@ import {
   base64Decode,
   bodyBytes,
   bytesEqual,
+  bufferSource,
   subtle,
-  toBuffer,
   type BodyInput,
 } from './encoding.js';
 import { NexusError } from './errors.js';
@@ -32,7 +32,7 @@ export type DigestFunction = (
 
 /** WebCrypto digest, the default {@link DigestFunction}. */
 export async function webCryptoDigest(alg: DigestAlgorithm, body: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await subtle().digest(HASH[alg], toBuffer(body)));
+  return new Uint8Array(await subtle().digest(HASH[alg], bufferSource(body)));
 }
 
 /**

@@ -28,30 +28,45 @@ export function base64Encode(bytes: Uint8Array): string {
 
 /**
  * Strict standard base64 decoding (padding optional but must be correct when present).
- * Returns undefined on any invalid input.
+ * Returns undefined on any invalid input. Four characters at a time (a signature and a
+ * digest are decoded on every request).
  */
 export function base64Decode(text: string): Uint8Array | undefined {
-  let s = text;
-  if (s.length % 4 === 0 && s.endsWith('==')) s = s.slice(0, -2);
-  else if (s.length % 4 === 0 && s.endsWith('=')) s = s.slice(0, -1);
-  if (s.length % 4 === 1) return undefined;
-  const out = new Uint8Array(Math.floor((s.length * 3) / 4));
-  let bits = 0;
-  let acc = 0;
-  let o = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    const v = c < 128 ? B64_LOOKUP[c]! : -1;
-    if (v < 0) return undefined;
-    acc = (acc << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (acc >> bits) & 0xff;
-    }
+  let end = text.length;
+  if (end % 4 === 0 && end > 0 && text.charCodeAt(end - 1) === 61 /* = */) {
+    end -= text.charCodeAt(end - 2) === 61 ? 2 : 1;
   }
-  // Unused low bits must be zero (canonical encoding).
-  if ((acc & ((1 << bits) - 1)) !== 0) return undefined;
+  const rest = end % 4;
+  if (rest === 1) return undefined;
+  const full = end - rest;
+  const out = new Uint8Array((end * 3) >> 2);
+  let o = 0;
+  for (let i = 0; i < full; i += 4) {
+    const a = text.charCodeAt(i);
+    const b = text.charCodeAt(i + 1);
+    const c = text.charCodeAt(i + 2);
+    const d = text.charCodeAt(i + 3);
+    if ((a | b | c | d) > 127) return undefined;
+    // An invalid character (-1) sets the sign bit.
+    const n =
+      (B64_LOOKUP[a]! << 18) | (B64_LOOKUP[b]! << 12) | (B64_LOOKUP[c]! << 6) | B64_LOOKUP[d]!;
+    if (n < 0) return undefined;
+    out[o++] = n >> 16;
+    out[o++] = (n >> 8) & 0xff;
+    out[o++] = n & 0xff;
+  }
+  if (rest > 0) {
+    const a = text.charCodeAt(full);
+    const b = text.charCodeAt(full + 1);
+    const c = rest === 3 ? text.charCodeAt(full + 2) : 65; /* A: no bits */
+    if ((a | b | c) > 127) return undefined;
+    const n = (B64_LOOKUP[a]! << 18) | (B64_LOOKUP[b]! << 12) | (B64_LOOKUP[c]! << 6);
+    if (n < 0) return undefined;
+    out[o++] = n >> 16;
+    if (rest === 3) out[o++] = (n >> 8) & 0xff;
+    // Unused low bits must be zero (canonical encoding).
+    if ((n & (rest === 3 ? 0xff : 0xffff)) !== 0) return undefined;
+  }
   return out;
 }
 
@@ -105,6 +120,16 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 /** The WebCrypto subtle API of the runtime. */
 export function subtle(): SubtleCrypto {
   return globalThis.crypto.subtle;
+}
+
+/**
+ * The bytes as a WebCrypto BufferSource without a copy: WebCrypto copies its input itself
+ * before it returns (WebCrypto spec, "get a copy of the buffer source"; Node's jobs do), so
+ * a second copy here only cost time (a whole body for a large digest). A view on a
+ * SharedArrayBuffer, or on another realm's buffer, is copied ({@link toBuffer}).
+ */
+export function bufferSource(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : toBuffer(bytes);
 }
 
 /** Copies bytes into a fresh ArrayBuffer-backed view (WebCrypto typings want BufferSource). */

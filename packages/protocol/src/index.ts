@@ -129,12 +129,14 @@ export {
   verifyRequest,
   verifyRequestBody,
   verifyRequestSignature,
+  webCryptoVerify,
 } from './profile.js';
 export type {
   AgentKeyPair,
   AgentSignatureAlgorithm,
   SignRequestOptions,
   SignatureProfile,
+  SignatureVerifyFunction,
   VerifiedRequest,
   VerifyRequestOptions,
   VerifyRequestSignatureOptions,

@@ -8,6 +8,7 @@ import {
   generateAgentKey,
   signRequest,
   verifyRequestSignature,
+  webCryptoVerify,
   type VerifyRequestSignatureOptions,
 } from './profile.js';
 import { code } from './test/code.js';
@@ -116,6 +117,52 @@ describe('verified-lease cache', () => {
     expect(await code(verifyRequestSignature(options(headers, { isRevoked: () => true })))).toBe(
       'lease_revoked',
     );
+  });
+
+  it('synchronous key and revocation hooks (the proxy passes them) keep every check', async () => {
+    const { headers } = await signed();
+    const sync = (extra: Partial<VerifyRequestSignatureOptions> = {}) =>
+      options(headers, {
+        getAuthorityKey: (h) => (h.kid === 'k1' ? authority.publicKey : undefined),
+        isRevoked: () => false,
+        ...extra,
+      });
+    expect(await code(verifyRequestSignature(sync()))).toBeUndefined();
+    expect(await code(verifyRequestSignature(sync()))).toBeUndefined(); // a hit
+    expect(await code(verifyRequestSignature(sync({ isRevoked: () => true })))).toBe(
+      'lease_revoked',
+    );
+    expect(await code(verifyRequestSignature(sync({ getAuthorityKey: () => undefined })))).toBe(
+      'lease_invalid',
+    );
+    const throwing = () => {
+      throw new Error('unknown kid');
+    };
+    expect(await code(verifyRequestSignature(sync({ getAuthorityKey: throwing })))).toBe(
+      'lease_invalid',
+    );
+    expect(
+      await code(verifyRequestSignature(sync({ getAuthorityKey: () => other.publicKey }))),
+    ).toBe('lease_invalid');
+  });
+
+  it('the verifySignature hook decides the signature, with the base and the decoded bytes', async () => {
+    const { headers } = await signed();
+    const seen: Array<[string, string, number]> = [];
+    const verified = await verifyRequestSignature(
+      options(headers, {
+        verifySignature: (alg, key, base, sig) => {
+          seen.push([alg, base, sig.length]);
+          return webCryptoVerify(alg, key, base, sig);
+        },
+      }),
+    );
+    expect(seen).toEqual([['ed25519', verified.signatureBase, 64]]);
+    expect(
+      await code(
+        verifyRequestSignature(options(headers, { verifySignature: () => Promise.resolve(false) })),
+      ),
+    ).toBe('signature_invalid');
   });
 
   it('the request signature is still checked on a hit', async () => {

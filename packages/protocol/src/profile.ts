@@ -231,8 +231,13 @@ export interface VerifyRequestSignatureOptions {
   issuer: string;
   /** This proxy's URL (lease `aud`). */
   audience: string;
-  /** Resolves the Authority key for a lease header (by `kid`); throw or return undefined if unknown. */
-  getAuthorityKey: (protectedHeader: ProtectedHeaderParameters) => Promise<LeaseKey | undefined>;
+  /**
+   * Resolves the Authority key for a lease header (by `kid`); throw or return undefined if
+   * unknown. May answer synchronously (no microtask per request).
+   */
+  getAuthorityKey: (
+    protectedHeader: ProtectedHeaderParameters,
+  ) => LeaseKey | undefined | Promise<LeaseKey | undefined>;
   /** Revocation check (by lease, agent or all). */
   isRevoked?: (claims: LeaseClaims) => boolean | Promise<boolean>;
   now?: Clock;
@@ -249,7 +254,30 @@ export interface VerifyRequestSignatureOptions {
    * benchmarks compare the two).
    */
   fastPath?: boolean;
+  /**
+   * Checks the agent signature over the signature base (default: WebCrypto `verify`). A
+   * server may pass one that verifies on its runtime's thread pool without WebCrypto's
+   * per-call overhead (packages/server: node:crypto's async one-shot verify). It MUST
+   * resolve true only for a valid signature by `key` over the UTF-8 bytes of `base`, and
+   * false (never throw) for anything else.
+   */
+  verifySignature?: SignatureVerifyFunction;
 }
+
+/**
+ * Verifies an agent signature: `key` is the lease's imported `cnf.jwk` (usage `verify`),
+ * `base` the signature base, `signature` the decoded Signature member.
+ */
+export type SignatureVerifyFunction = (
+  algorithm: AgentSignatureAlgorithm,
+  key: CryptoKey,
+  base: string,
+  signature: Uint8Array,
+) => Promise<boolean>;
+
+/** WebCrypto verification, the default {@link SignatureVerifyFunction}. */
+export const webCryptoVerify: SignatureVerifyFunction = (algorithm, key, base, signature) =>
+  verifyBytes(algorithm, key, utf8(base), signature);
 
 /** A request whose lease and signature verified. */
 export interface VerifiedRequest {
@@ -306,8 +334,20 @@ interface CachedLease {
   readonly authorityKey: LeaseKey;
   readonly issuer: string;
   readonly audience: string;
+  /** The agent name of `sub` and the signature algorithm of `cnf.jwk` (verifyLease checked both). */
+  readonly agent: string;
+  readonly algorithm: AgentSignatureAlgorithm;
   /** The imported `cnf.jwk`, once a request signature was checked with it. */
   agentKey?: CryptoKey;
+}
+
+/** A hook's answer that is still to come (awaited only then: no microtask for a plain value). */
+function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 const LEASE_CACHE_LIMIT = 10_000;
@@ -342,7 +382,8 @@ async function verifyLeaseCached(
   if (hit !== undefined) {
     let key: LeaseKey | undefined;
     try {
-      key = await options.getAuthorityKey(hit.header);
+      const found = options.getAuthorityKey(hit.header);
+      key = isThenable(found) ? await found : found;
     } catch {
       key = undefined;
     }
@@ -376,6 +417,8 @@ async function verifyLeaseCached(
     authorityKey: authorityKey!,
     issuer: options.issuer,
     audience: options.audience,
+    agent: agentNameFromSub(claims.sub)!,
+    algorithm: signatureAlgorithmForJwk(claims.cnf.jwk),
   };
   if (leaseCache.size >= LEASE_CACHE_LIMIT) {
     const oldest = leaseCache.keys().next().value;
@@ -415,10 +458,13 @@ export async function verifyRequestSignature(
   if (lease === '') throw new NexusError('lease_missing');
   const entry = await verifyLeaseCached(lease, options, clock);
   const claims = entry.claims;
-  if (options.isRevoked && (await options.isRevoked(claims))) {
-    throw new NexusError('lease_revoked'); // [LEASE-REVOKED]
+  if (options.isRevoked !== undefined) {
+    const revoked = options.isRevoked(claims);
+    if (isThenable(revoked) ? await revoked : revoked) {
+      throw new NexusError('lease_revoked'); // [LEASE-REVOKED]
+    }
   }
-  const algorithm = signatureAlgorithmForJwk(claims.cnf.jwk);
+  const algorithm = entry.algorithm;
 
   // 2. Signature fields and parameters.
   const message: HttpMessage = {
@@ -504,11 +550,12 @@ export async function verifyRequestSignature(
     (fast !== undefined ? fastSignatureBase(fast, options.method, urlParts, single) : undefined) ??
     createSignatureBase(message, sig.components, p, { code: 'signature_invalid' }).base;
   const key = (entry.agentKey ??= await agentKey(claims.cnf.jwk, algorithm));
-  if (!(await verifyBytes(algorithm, key, utf8(base), sig.signature))) bad();
+  const verify = options.verifySignature ?? webCryptoVerify;
+  if (!(await verify(algorithm, key, base, sig.signature))) bad();
 
   return {
     claims,
-    agent: agentNameFromSub(claims.sub)!,
+    agent: entry.agent,
     leaseId: claims.jti,
     nonce,
     created,

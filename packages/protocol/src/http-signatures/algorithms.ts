@@ -12,7 +12,7 @@ import type {
   JsonWebKey,
   KeyUsage,
 } from '../webcrypto.js';
-import { subtle, toBuffer } from '../encoding.js';
+import { bufferSource, subtle } from '../encoding.js';
 import { NexusError } from '../errors.js';
 
 /** An RFC 9421 algorithm name supported here. */
@@ -130,7 +130,7 @@ export async function signBytes(
   data: Uint8Array,
 ): Promise<Uint8Array> {
   try {
-    return new Uint8Array(await subtle().sign(SPECS[alg].signParams, key, toBuffer(data)));
+    return new Uint8Array(await subtle().sign(SPECS[alg].signParams, key, bufferSource(data)));
   } catch (cause) {
     throw new NexusError('request_invalid', 'key cannot sign with this algorithm', { cause });
   }
@@ -146,7 +146,12 @@ export async function verifyBytes(
   if (alg === 'ed25519' && signature.length !== 64) return false;
   if (alg === 'ecdsa-p256-sha256' && signature.length !== 64) return false;
   try {
-    return await subtle().verify(SPECS[alg].signParams, key, toBuffer(signature), toBuffer(data));
+    return await subtle().verify(
+      SPECS[alg].signParams,
+      key,
+      bufferSource(signature),
+      bufferSource(data),
+    );
   } catch {
     return false;
   }
