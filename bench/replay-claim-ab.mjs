@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { auditBatch } from './lib/audit-batch.mjs';
 const other = process.argv[2];
 if (!other) {
   console.error('usage: node bench/replay-claim-ab.mjs OTHER_CHECKOUT (built with npx tsc -b)');
@@ -34,30 +35,11 @@ const BATCH = 27,
 const lease = randomBytes(16).toString('base64url');
 const expires = Math.floor(Date.now() / 1000) + 60;
 async function commit(claims) {
-  await store.appendAuditLinked((last, _h, refused) => {
-    let seq = last?.seq ?? 0;
-    let prev = last?.hash ?? '0'.repeat(64);
-    const rows = [];
-    for (let i = 0; i < BATCH; i++) {
-      if (refused[i] === true) continue;
-      const hash = randomBytes(32).toString('hex');
-      rows.push({
-        seq: ++seq,
-        time: Date.now(),
-        kind: 'request',
-        requestId: `r${seq}`,
-        record,
-        prevHash: prev,
-        hash,
-        agent: 'a',
-        service: 's',
-        decision: 'allow',
-        indexed: true,
-      });
-      prev = hash;
-    }
-    return rows;
-  }, claims);
+  await store.appendAuditLinked(
+    (last, _hashAt, refused) =>
+      auditBatch(last, refused, { count: BATCH, record, agent: 'a', service: 's' }),
+    claims,
+  );
 }
 async function roundA() {
   const c0 = process.cpuUsage();

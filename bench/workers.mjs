@@ -39,6 +39,7 @@ import { importLeaseKeys, presign } from './lib/presign.mjs';
 import { createReplayCache } from '../packages/server/dist/proxy/replay-cache.js';
 import { openSqliteStore } from '../packages/server/dist/store/sqlite.js';
 import { startUpstream } from './lib/targets.mjs';
+import { auditBatch } from './lib/audit-batch.mjs';
 
 export const name = 'workers';
 
@@ -199,30 +200,11 @@ async function claimCost(path) {
             now: Date.now(),
           }
         : undefined;
-      await store.appendAuditLinked((last, _hashAt, refused) => {
-        let seq = last?.seq ?? 0;
-        let prev = last?.hash ?? '0'.repeat(64);
-        const rows = [];
-        for (let i = 0; i < BATCH; i++) {
-          if (refused[i] === true) continue;
-          const hash = randomBytes(32).toString('hex');
-          rows.push({
-            seq: ++seq,
-            time: Date.now(),
-            kind: 'request',
-            requestId: `r${seq}`,
-            record,
-            prevHash: prev,
-            hash,
-            agent: 'bench-ed',
-            service: 'bench',
-            decision: 'allow',
-            indexed: true,
-          });
-          prev = hash;
-        }
-        return rows;
-      }, claims);
+      await store.appendAuditLinked(
+        (last, _hashAt, refused) =>
+          auditBatch(last, refused, { count: BATCH, record, agent: 'bench-ed', service: 'bench' }),
+        claims,
+      );
     }
     const cpu = process.cpuUsage(cpu0);
     return (cpu.user + cpu.system) / (BATCHES * BATCH);
