@@ -40,7 +40,7 @@ import type { AuditRecord } from '../audit/record.js';
 import type { Route } from './route.js';
 import type { ServiceRuntime } from './pipeline.js';
 import { errorSummary, upstreamFailure } from './pipeline.js';
-import { forwardableRequestHeaders } from './strip-headers.js';
+import { forwardableRawHeaders } from './strip-headers.js';
 import { createResponseScrubber, type ResponseScrubber } from './response.js';
 import { rawSpanFor } from '../scrub/redactor.js';
 import { relayRedacted } from './relay.js';
@@ -211,7 +211,7 @@ async function relayUpgrade(
     .filter((p) => p !== '');
   const basePath = service.upstream.pathname.replace(/\/$/, '');
   const target = `${basePath}${x.route.rawPath}` || '/';
-  const headers = forwardableRequestHeaders(req.headersDistinct, service.mechanic.injectedHeaders);
+  const headers = forwardableRawHeaders(req.rawHeaders, service.mechanic.injectedHeaders);
   // The handshake fields are the relay's own on each side: the ws client makes its own key,
   // and no extension is ever offered upstream.
   for (const name of Object.keys(headers))
