@@ -14,6 +14,7 @@ import {
   runWrk,
   secs,
   stopAll,
+  threadCpuSeconds,
   writeResults,
 } from './lib/common.mjs';
 import { benchPayload } from './lib/payload.mjs';
@@ -111,6 +112,32 @@ export function summarise(profile, window) {
   };
 }
 
+/**
+ * On-CPU time per thread in the load window (user + system from /proc, per request). The
+ * sampled profile counts wall time: a main thread that the scheduler parks while a
+ * threadpool thread it has just woken runs (2 cores) shows as busy in the function that
+ * woke it. These figures are the CPU each thread really used.
+ */
+function threadCpu(pid, before, after, requests) {
+  const rows = [];
+  for (const [tid, s] of after) {
+    const used = s - (before.get(tid) ?? 0);
+    if (used <= 0) continue;
+    rows.push({ tid, main: tid === pid, us_per_request: (used * 1e6) / Math.max(1, requests) });
+  }
+  return rows.sort((a, b) => Number(b.main) - Number(a.main) || b.us_per_request - a.us_per_request);
+}
+
+function threadLines(threads) {
+  if (threads.length === 0) return [];
+  const total = threads.reduce((a, t) => a + t.us_per_request, 0);
+  return [
+    `On-CPU time per request (/proc, load window): ${fmt(total)} us in all; ${threads
+      .map((t) => `${t.main ? 'main' : `thread ${t.tid}`} ${fmt(t.us_per_request)}`)
+      .join(', ')}.`,
+  ];
+}
+
 export async function run() {
   if (!ensureDebianPackage('wrk', 'wrk')) throw new Error('wrk is required');
   const alg = process.env.BENCH_PROFILE_ALG ?? 'ed25519';
@@ -120,6 +147,7 @@ export async function run() {
   const upstream = await startUpstream();
   let rps = 0;
   let window;
+  let threads = [];
   try {
     const nexus = await startNexusNode(upstream, {
       agents: [{ name: 'bench-prof', alg, count: 1 }],
@@ -132,6 +160,8 @@ export async function run() {
     const file = join(tmp, 'req');
     const count = Math.ceil((payload.perSecond * 2 * SECONDS) / 3) + payload.margin;
     await presign({ file, count, keys, method: 'POST', url, body });
+    const pid = nexus.proc.pid;
+    const cpuBefore = threadCpuSeconds(pid);
     const from = Number(process.hrtime.bigint() / 1000n);
     const r = await runWrk({
       url,
@@ -142,6 +172,7 @@ export async function run() {
     });
     window = { from, to: Number(process.hrtime.bigint() / 1000n) };
     rps = r.rps;
+    threads = threadCpu(pid, cpuBefore, threadCpuSeconds(pid), r.rps * SECONDS);
     console.log(
       `${fmt(r.rps)} req/s under the profiler (non-2xx ${r.non2xx}, wrapped ${r.wrapped})`,
     );
@@ -173,6 +204,8 @@ export async function run() {
     `${machine().date}; ${fmt(rps)} req/s under the profiler; profile: ${path}; ${fmt(s.total_ms)} ms profiled: the load window only (start-up, pre-signing and shutdown left out).`,
     '',
     `Main thread busy ${fmt(busy(s), 1)}% of the window (${fmt(usPerRequest(busy(s)))} us of JavaScript-thread time per request).`,
+    '',
+    ...threadLines(threads),
     ...workers.map(
       (w) =>
         `Worker thread ${w.file}: busy ${fmt(w.busy_pct, 1)}% (${fmt(w.us_per_request)} us per request); top: ${w.top
@@ -204,7 +237,7 @@ export async function run() {
   const suffix = payload.size === '1KiB' ? '' : `-${payload.size}`;
   writeResults(
     `profile-${alg}${suffix}`,
-    { alg, body: payload.size, rps, profile: path, window, workers, ...s },
+    { alg, body: payload.size, rps, profile: path, window, threads, workers, ...s },
     lines,
   );
   console.log(lines);

@@ -2,7 +2,7 @@
 // percentiles and result files. Every process started here is tracked and stopped by
 // `stopAll()` (also on exit), and every load loop is bounded in count and time.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -154,6 +154,27 @@ export function cpuSeconds(pids) {
     }
   }
   return ticks / 100;
+}
+
+/** CPU time (user + system, seconds) of each thread of a process, by thread id, from /proc. */
+export function threadCpuSeconds(pid) {
+  const out = new Map();
+  let tids = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out; // exited
+  }
+  for (const tid of tids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), (Number(rest[11]) + Number(rest[12])) / 100);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
 }
 
 export function hasCommand(cmd) {
