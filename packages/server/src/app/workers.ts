@@ -26,6 +26,7 @@
  * State a worker keeps in its own memory is refused at start rather than silently split
  * (see {@link refuseWorkersConfig}). On PostgreSQL every worker is simply a cluster node.
  */
+import type { Serializable } from 'node:child_process';
 import cluster, { type Worker } from 'node:cluster';
 import { realpathSync } from 'node:fs';
 import { NexusError } from '@nexus-proxy/protocol';
@@ -35,8 +36,9 @@ import { openSqliteStore } from '../store/sqlite.js';
 import Database from 'better-sqlite3';
 import { replayKey } from '../proxy/replay-shared.js';
 import { isWorkerSyncMessage } from './worker-sync.js';
-import { answerMetricsScrape, isMetricsScrape } from './worker-metrics.js';
-import { answerSessionRequest, isSessionRequest } from './worker-sessions.js';
+import { IpcPeer } from './ipc-peer.js';
+import { answerMetricsScrape } from './worker-metrics.js';
+import { answerSessions } from './worker-sessions.js';
 
 /** Environment of a worker: its number (1..N), N, and the replay barrier (ms, 0: none). */
 export const WORKER_ENV = 'NEXUS_WORKER';
@@ -197,15 +199,13 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
       [WORKER_NOT_BEFORE_ENV]: String(notBefore),
     });
     workers.set(id, worker);
+    const peer = new IpcPeer((message) => {
+      if (worker.isConnected()) worker.send(message as Serializable);
+    });
+    answerSessions(peer, clock);
+    answerMetricsScrape(peer);
     worker.on('message', (message: unknown) => {
-      if (isSessionRequest(message)) {
-        answerSessionRequest(worker, message, clock);
-        return;
-      }
-      if (isMetricsScrape(message)) {
-        answerMetricsScrape(worker, message);
-        return;
-      }
+      if (peer.receive(message)) return;
       if (isWorkerSyncMessage(message)) {
         for (const [other, w] of workers) {
           if (other !== id && w.isConnected()) w.send(message);
@@ -225,6 +225,7 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
       }
     });
     worker.on('exit', (code, signal) => {
+      peer.close();
       if (workers.get(id) === worker) workers.delete(id);
       if (stopping) return;
       out(`worker ${id} exited (${signal ?? `code ${code}`}); starting it again\n`);
