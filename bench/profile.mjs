@@ -125,7 +125,9 @@ function threadCpu(pid, before, after, requests) {
     if (used <= 0) continue;
     rows.push({ tid, main: tid === pid, us_per_request: (used * 1e6) / Math.max(1, requests) });
   }
-  return rows.sort((a, b) => Number(b.main) - Number(a.main) || b.us_per_request - a.us_per_request);
+  return rows.sort(
+    (a, b) => Number(b.main) - Number(a.main) || b.us_per_request - a.us_per_request,
+  );
 }
 
 function threadLines(threads) {
