@@ -1,10 +1,11 @@
 /**
  * Admin API for requests held by `approve` policy rules: list them, approve or deny one.
  * The deciding operator is the operator token of the call (its name and id go into the
- * audit chain); a rule's `approvers` limits which token names may decide.
+ * audit chain); a rule's `approvers` limits which token names may decide. Under
+ * `nexus up --workers N` the board spans every worker (approvals/board.ts).
  */
 import { NexusError } from '@nexus-proxy/protocol';
-import type { ApprovalQueue } from '../approvals/queue.js';
+import type { ApprovalBoard } from '../approvals/board.js';
 
 /** The caller of an admin route, from its operator token. */
 export interface OperatorIdentity {
@@ -23,13 +24,13 @@ export interface ApprovalRoute {
   }) => Promise<unknown>;
 }
 
-/** The routes over `queue`; every one needs an operator token. */
-export function approvalRoutes(queue: ApprovalQueue | undefined): ApprovalRoute[] {
+/** The routes over `board`; every one needs an operator token. */
+export function approvalRoutes(board: ApprovalBoard | undefined): ApprovalRoute[] {
   const decide =
     (approve: boolean) =>
     async (ctx: { params: Record<string, string>; operator: OperatorIdentity | undefined }) => {
-      if (queue === undefined || ctx.operator === undefined) throw new NexusError('not_found');
-      const view = queue.decide(
+      if (board === undefined || ctx.operator === undefined) throw new NexusError('not_found');
+      const view = await board.decide(
         ctx.params.id as string,
         { name: ctx.operator.name, token_id: ctx.operator.id },
         approve,
@@ -45,7 +46,7 @@ export function approvalRoutes(queue: ApprovalQueue | undefined): ApprovalRoute[
     {
       method: 'GET',
       path: '/v1/approvals',
-      handler: async () => ({ approvals: queue?.list() ?? [] }),
+      handler: async () => ({ approvals: (await board?.list()) ?? [] }),
     },
     { method: 'POST', path: '/v1/approvals/{id}/approve', handler: decide(true) },
     { method: 'POST', path: '/v1/approvals/{id}/deny', handler: decide(false) },

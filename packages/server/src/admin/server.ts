@@ -23,7 +23,7 @@ import { OPENAPI_DOCUMENT } from './openapi.js';
 import { connectionRoutes, type ConnectionRegistry } from './connections.js';
 import { mcpClientRoutes } from './mcp-clients.js';
 import { approvalRoutes, type OperatorIdentity } from './approvals.js';
-import type { ApprovalQueue } from '../approvals/queue.js';
+import type { ApprovalBoard } from '../approvals/board.js';
 import type { ChainRecord } from '../audit/chain.js';
 import { approverNameOf, checkRole, type Caller, type PersonTokens } from './callers.js';
 import { actionRecord } from './action-audit.js';
@@ -86,8 +86,8 @@ export interface AdminDeps {
   readonly metrics?: Omit<MetricsEndpointOptions, 'isOperator'>;
   /** `GET /v1/status` (app/status.ts). */
   readonly status?: () => Promise<unknown>;
-  /** Requests held for approval (`/v1/approvals`). */
-  readonly approvals?: ApprovalQueue;
+  /** Requests held for approval (`/v1/approvals`), every worker's under `--workers`. */
+  readonly approvals?: ApprovalBoard;
   /**
    * `POST /v1/approvals/{id}/webhook`: a webhook approver's signed decision
    * (approvals/webhook.ts). Authenticated by its HMAC signature, not an operator token.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NexusError } from '@nexus-proxy/protocol';
+import { NexusError, safeDetail } from '@nexus-proxy/protocol';
 import { IpcPeer } from './ipc-peer.js';
 
 /** Two peers joined as a worker's pipe joins them: structured clone, delivered later. */
@@ -42,6 +42,22 @@ describe('IpcPeer', () => {
     const crashed = (await a.ask('crash', null).catch((e: unknown) => e)) as NexusError;
     expect(crashed.code).toBe('internal_error');
     expect(JSON.stringify(crashed) + crashed.message).not.toContain('secret-bearing');
+  });
+
+  it("carries what a client would see of an exposed error's message, never a 5xx's", async () => {
+    const { a, b } = pair();
+    b.handle('exposed', () => {
+      throw new NexusError('not_found', 'no pending approval with this id');
+    });
+    b.handle('hidden', () => {
+      throw new NexusError('internal_error', 'store path /var/secret-place');
+    });
+    const exposed = (await a.ask('exposed', null).catch((e: unknown) => e)) as NexusError;
+    const local = new NexusError('not_found', 'no pending approval with this id');
+    expect([exposed.code, safeDetail(exposed)]).toEqual([local.code, safeDetail(local)]);
+    const hidden = (await a.ask('hidden', null).catch((e: unknown) => e)) as NexusError;
+    expect(hidden.code).toBe('internal_error');
+    expect(JSON.stringify(hidden) + hidden.message).not.toContain('secret-place');
   });
 
   it('refuses a topic nobody answers, times out, and fails waiting asks on close', async () => {

@@ -1,9 +1,10 @@
 /**
  * Asking and answering over the IPC pipe between the primary of `nexus up --workers N` and
  * one of its workers: the one request/reply plumbing every shared piece of worker state
- * uses (console sessions, `/metrics`, and what else the primary holds or gathers for the
- * workers). Either side can ask the other; each ask names a topic and gets one answer or
- * an error.
+ * uses (console sessions, `/metrics`, held approvals, and what else the primary holds or
+ * gathers for the workers). Either side can ask the other; each ask names a topic and gets
+ * one answer or an error (a NexusError's code, and the detail a client would see from the
+ * answering side).
  *
  * Messages: `{ nexusAsk: { id, topic, body } }` and `{ nexusAnswer: { id, body } | { id,
  * error: { code, detail } } }`. They travel on a local pipe between the processes of one
@@ -12,7 +13,7 @@
  * Why our own and not a library: the pipe is `process.send`/`worker.send` with Node's
  * structured clone; an RPC library would add a framing layer for ~60 lines.
  */
-import { NexusError, type ErrorCode } from '@nexus-proxy/protocol';
+import { NexusError, safeDetail, type ErrorCode } from '@nexus-proxy/protocol';
 
 interface Ask {
   nexusAsk: { id: number; topic: string; body: unknown };
@@ -21,7 +22,7 @@ interface Answer {
   nexusAnswer: { id: number; body?: unknown; error?: { code: string; detail?: string } };
 }
 
-/** Answers one topic's asks. A thrown NexusError reaches the asker with its code. */
+/** Answers one topic's asks. A thrown NexusError reaches the asker with its code (and detail). */
 export type AskHandler = (body: unknown) => unknown;
 
 /** One side of the pipe: asks the other side and answers its asks. */
@@ -109,10 +110,14 @@ export class IpcPeer {
       if (handler === undefined) throw new NexusError('internal_error', `no ${ask.topic} here`);
       reply = { id: ask.id, body: await handler(ask.body) };
     } catch (err) {
-      reply =
-        err instanceof NexusError
-          ? { id: ask.id, error: { code: err.code, ...(err.detail ? { detail: err.detail } : {}) } }
-          : { id: ask.id, error: { code: 'internal_error' } };
+      // The detail a client would see from this side (its explicit detail, or the message
+      // of an error below 500), so the asker answers its client as this side would.
+      if (err instanceof NexusError) {
+        const detail = err.expose ? safeDetail(err) : err.detail;
+        reply = { id: ask.id, error: { code: err.code, ...(detail ? { detail } : {}) } };
+      } else {
+        reply = { id: ask.id, error: { code: 'internal_error' } };
+      }
     }
     try {
       this.#send({ nexusAnswer: reply } satisfies Answer);

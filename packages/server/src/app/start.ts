@@ -68,10 +68,12 @@ import type { AddServiceInput } from '../admin/services.js';
 import { RedisLimitCounterStore } from '../limits/redis-counter-store.js';
 import { createTracing } from '../telemetry/tracing.js';
 import { createApprovalWebhooks } from '../approvals/webhook.js';
+import { localBoard } from '../approvals/board.js';
 import type { WorkerRole } from './workers.js';
 import { startWorkerSync } from './worker-sync.js';
 import { shareWorkerMetrics } from './worker-metrics.js';
 import { workerSessionTable } from './worker-sessions.js';
+import { workerApprovalBoard } from './worker-approvals.js';
 import { forgetAtMs, replayKey } from '../proxy/replay-shared.js';
 import type { ReplayGuard } from '../proxy/replay-cache.js';
 
@@ -483,8 +485,13 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       clock,
       onHeld: (view, webhook, body) => webhooks.notify(view, webhook, body),
     });
+    // What the admin API and webhook callbacks act on: under --workers, every worker's held
+    // requests (app/worker-approvals.ts); each worker's gauge counts its own (summed by the
+    // /metrics aggregation).
+    const approvalBoard =
+      worker === undefined ? localBoard(approvals) : workerApprovalBoard(approvals);
     const webhooks = createApprovalWebhooks({
-      queue: approvals,
+      board: approvalBoard,
       resolveSecret: async (name) => (await vault.resolve(name)).fields.value,
       clock,
       logger,
@@ -680,7 +687,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       },
       clock,
       logger,
-      approvals,
+      approvals: approvalBoard,
       approvalWebhook: (req, res, id) => webhooks.callback(req, res, id),
       status: () =>
         nodeStatus({
@@ -694,7 +701,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           vault,
           store,
           auditBacklog: () => metrics.auditBacklog(),
-          approvalsPending: () => approvals.list().length,
+          approvalsPending: async () => (await approvalBoard.list()).length,
         }),
       metrics: config.admin.metrics.enabled
         ? { metrics, auth: config.admin.metrics.auth, scrapeToken }

@@ -22,7 +22,8 @@ export interface StatusInput {
   readonly vault: Vault;
   readonly store: Store;
   readonly auditBacklog: () => { pending: number; lagSeconds: number };
-  readonly approvalsPending: () => number;
+  /** The node's held requests (every worker's under `--workers`). */
+  readonly approvalsPending: () => Promise<number>;
 }
 
 /** The status document (snake_case, as the admin API answers it). */
@@ -74,6 +75,6 @@ export async function nodeStatus(s: StatusInput) {
           : { seq: checkpoint.seq, time: new Date(checkpoint.time).toISOString() },
     },
     limits: config.limits.length,
-    approvals_pending: s.approvalsPending(),
+    approvals_pending: await s.approvalsPending(),
   };
 }

@@ -20,6 +20,8 @@
  *   registry (prom-client's AggregatorRegistry; `worker-metrics.ts`).
  * - Web console sessions: one table, in the primary's memory; workers ask it over IPC
  *   (`worker-sessions.ts`).
+ * - Requests held by `approve` rules: each waits in the worker that received it; listing
+ *   and deciding them reach every worker through the primary (`worker-approvals.ts`).
  * - Singletons run in worker 1 only: scheduled signing-key rotation and periodic audit
  *   checkpoints.
  *
@@ -39,6 +41,7 @@ import { isWorkerSyncMessage } from './worker-sync.js';
 import { IpcPeer } from './ipc-peer.js';
 import { answerMetricsScrape } from './worker-metrics.js';
 import { answerSessions } from './worker-sessions.js';
+import { answerApprovals } from './worker-approvals.js';
 
 /** Environment of a worker: its number (1..N), N, and the replay barrier (ms, 0: none). */
 export const WORKER_ENV = 'NEXUS_WORKER';
@@ -77,11 +80,6 @@ export function refuseWorkersConfig(config: Config, count: number): void {
   if (config.limits.length > 0 && config.redis === undefined) {
     why.push(
       'limits: rate limits and budgets count in each process without redis: (N times the limit); configure redis: or run one worker',
-    );
-  }
-  if (config.policies.some((r) => r.effect === 'approve')) {
-    why.push(
-      'an approve rule: a held request waits in one worker, its decision may reach another; run one worker',
     );
   }
   if (Object.values(config.services).some((s) => s.auth.type === 'oauth2_authorization_code')) {
@@ -186,6 +184,8 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     }
   }
   const workers = new Map<number, Worker>();
+  /** Each worker's peer on its pipe, by worker number; `ready`: it listens. */
+  const peers = new Map<number, { worker: Worker; peer: IpcPeer; ready: boolean }>();
   let stopping = false;
   let ready = 0;
   let announced = false;
@@ -204,6 +204,19 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     });
     answerSessions(peer, clock);
     answerMetricsScrape(peer);
+    const entry = { worker, peer, ready: false };
+    peers.set(id, entry);
+    // Held requests are in the workers that listen: one still starting holds none (and
+    // answers approval asks from when it listens: its board is made before its listeners),
+    // and one whose pipe is gone holds none any more (its requests went with it).
+    worker.once('listening', () => {
+      entry.ready = true;
+    });
+    answerApprovals(peer, () =>
+      [...peers]
+        .filter(([other, p]) => other !== id && p.ready && p.worker.isConnected())
+        .map(([, p]) => p.peer),
+    );
     worker.on('message', (message: unknown) => {
       if (peer.receive(message)) return;
       if (isWorkerSyncMessage(message)) {
@@ -227,6 +240,7 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     worker.on('exit', (code, signal) => {
       peer.close();
       if (workers.get(id) === worker) workers.delete(id);
+      if (peers.get(id)?.worker === worker) peers.delete(id);
       if (stopping) return;
       out(`worker ${id} exited (${signal ?? `code ${code}`}); starting it again\n`);
       const recent = starts.filter((t) => clock() - t < 10_000);

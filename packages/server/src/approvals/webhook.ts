@@ -24,7 +24,8 @@ import { parseDuration } from '../config/units.js';
 import { readBody } from '../proxy/read-body.js';
 import { timingSafeEqualString } from '../util/timing-safe.js';
 import type { Logger } from '../util/logger.js';
-import type { ApprovalQueue, PendingApproval } from './queue.js';
+import type { ApprovalBoard } from './board.js';
+import type { PendingApproval } from './queue.js';
 
 /** An `approve` rule's `webhook:` as parsed. */
 export interface WebhookSettings {
@@ -126,7 +127,11 @@ const answerSchema = z.object({
 const callbackSchema = answerSchema.extend({ id: z.string().min(1).max(64) });
 
 export interface ApprovalWebhooksOptions {
-  readonly queue: ApprovalQueue;
+  /**
+   * The node's held requests: a callback may reach any worker of `nexus up --workers N`,
+   * and is decided by the one that holds the request (approvals/board.ts).
+   */
+  readonly board: ApprovalBoard;
   /** The HMAC key: the `value` field of the named vault credential. */
   readonly resolveSecret: (name: string) => Promise<string | undefined>;
   readonly clock: () => number;
@@ -159,7 +164,7 @@ async function keyOf(o: ApprovalWebhooksOptions, webhook: WebhookSettings): Prom
   return key;
 }
 
-/** Creates the webhook approvers over `queue`. */
+/** Creates the webhook approvers over `board`. */
 export function createApprovalWebhooks(o: ApprovalWebhooksOptions): ApprovalWebhooks {
   async function send(
     view: PendingApproval,
@@ -200,7 +205,7 @@ export function createApprovalWebhooks(o: ApprovalWebhooksOptions): ApprovalWebh
     const answer = answerSchema.safeParse(parsed);
     // Anything but a decision: the webhook answers later (callback), or nobody does.
     if (!answer.success) return;
-    o.queue.decideByWebhook(
+    await o.board.decideByWebhook(
       view.id,
       approverOf(answer.data.approver, view.rule_id),
       answer.data.decision === 'approve',
@@ -221,7 +226,7 @@ export function createApprovalWebhooks(o: ApprovalWebhooksOptions): ApprovalWebh
 
     async callback(req, res, id) {
       const body = await readBody(req, MAX_ANSWER_BYTES);
-      const webhook = o.queue.webhookOf(id);
+      const webhook = await o.board.webhookOf(id);
       if (webhook === undefined)
         throw new NexusError('not_found', 'no pending approval with a webhook under this id');
       const timestamp = req.headers[WEBHOOK_TIMESTAMP_HEADER];
@@ -257,7 +262,7 @@ export function createApprovalWebhooks(o: ApprovalWebhooksOptions): ApprovalWebh
         });
       }
       const approver = approverOf(answer.data.approver, webhook.ruleId);
-      const view = o.queue.decideByWebhook(id, approver, answer.data.decision === 'approve');
+      const view = await o.board.decideByWebhook(id, approver, answer.data.decision === 'approve');
       const text = JSON.stringify({
         approval: view,
         state: answer.data.decision === 'approve' ? 'approved' : 'denied',
