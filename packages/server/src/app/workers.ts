@@ -18,8 +18,10 @@
  *   by the primary (`worker-sync.ts`).
  * - `/metrics`: the worker scraped asks the primary, which aggregates every worker's
  *   registry (prom-client's AggregatorRegistry; `worker-metrics.ts`).
- * - Web console sessions: one table, in the primary's memory; workers ask it over IPC
- *   (`worker-sessions.ts`).
+ * - `GET /v1/status`: the worker asked asks the primary, which gathers every worker's own
+ *   status; the answer is the node's, with each worker listed (`worker-status.ts`).
+ * - Web console sessions, person tokens (OIDC logins) and OIDC logins in progress: one
+ *   table each, in the primary's memory; workers ask it over IPC (`worker-sessions.ts`).
  * - Singletons run in worker 1 only: scheduled signing-key rotation and periodic audit
  *   checkpoints.
  *
@@ -38,7 +40,8 @@ import { replayKey } from '../proxy/replay-shared.js';
 import { isWorkerSyncMessage } from './worker-sync.js';
 import { IpcPeer } from './ipc-peer.js';
 import { answerMetricsScrape } from './worker-metrics.js';
-import { answerSessions } from './worker-sessions.js';
+import { answerSessions, primaryConsoleState } from './worker-sessions.js';
+import { answerStatus } from './worker-status.js';
 
 /** Environment of a worker: its number (1..N), N, and the replay barrier (ms, 0: none). */
 export const WORKER_ENV = 'NEXUS_WORKER';
@@ -186,11 +189,29 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     }
   }
   const workers = new Map<number, Worker>();
+  /** Each live worker's pipe, and how many times each slot was started. */
+  const peers = new Map<number, IpcPeer>();
+  const forks = new Map<number, number>();
+  const startedAt = clock();
+  const slots = () =>
+    Array.from({ length: count }, (_x, i) => {
+      const id = i + 1;
+      const w = workers.get(id);
+      const live = w !== undefined && w.isConnected();
+      return {
+        id,
+        peer: live ? peers.get(id) : undefined,
+        pid: w?.process.pid,
+        restarts: Math.max(0, (forks.get(id) ?? 0) - 1),
+      };
+    });
   let stopping = false;
   let ready = 0;
   let announced = false;
   /** Recent start times, to stop on a crash loop instead of forking forever. */
   const starts: number[] = [];
+  /** The console's sessions, person tokens and OIDC flows, for every worker. */
+  const consoleState = primaryConsoleState(clock);
   const fork = (id: number) => {
     starts.push(clock());
     const worker = cluster.fork({
@@ -199,10 +220,13 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
       [WORKER_NOT_BEFORE_ENV]: String(notBefore),
     });
     workers.set(id, worker);
+    forks.set(id, (forks.get(id) ?? 0) + 1);
     const peer = new IpcPeer((message) => {
       if (worker.isConnected()) worker.send(message as Serializable);
     });
-    answerSessions(peer, clock);
+    peers.set(id, peer);
+    answerSessions(peer, consoleState);
+    answerStatus(peer, slots, startedAt);
     answerMetricsScrape(peer);
     worker.on('message', (message: unknown) => {
       if (peer.receive(message)) return;
@@ -227,6 +251,7 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     worker.on('exit', (code, signal) => {
       peer.close();
       if (workers.get(id) === worker) workers.delete(id);
+      if (peers.get(id) === peer) peers.delete(id);
       if (stopping) return;
       out(`worker ${id} exited (${signal ?? `code ${code}`}); starting it again\n`);
       const recent = starts.filter((t) => clock() - t < 10_000);
