@@ -1377,7 +1377,7 @@ export function buildProgram(
     program
       .command('status')
       .description(
-        'show a running node: listeners, uptime, agents and live leases, credential health per service, audit head and lag',
+        'show a running node: listeners, uptime, agents and live leases, credential health per service, audit head and lag; under nexus up --workers N, the whole node and each worker',
       )
       .addOption(configOption())
       .option('--json', 'JSON output')
@@ -1559,6 +1559,8 @@ function auditRow(r: AuditView): string[] {
 }
 
 interface NodeStatus {
+  /** `degraded`: a worker of `nexus up --workers N` did not answer. */
+  status?: string;
   node: {
     proxy_url: string | null;
     admin_url: string | null;
@@ -1582,11 +1584,27 @@ interface NodeStatus {
     last_checkpoint: { seq: number; time: string } | null;
   };
   limits: number;
+  /** `nexus up --workers N`: each worker (the figures above are the node's). */
+  workers?: {
+    id: number;
+    pid: number | null;
+    status: string;
+    restarts: number;
+    uptime_seconds: number | null;
+    audit: { pending_records: number } | null;
+  }[];
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function formatUptime(up: number): string {
+  return `${Math.floor(up / 3600)}h${Math.floor((up % 3600) / 60)}m${up % 60}s`;
 }
 
 function formatStatus(s: NodeStatus): string {
-  const up = s.node.uptime_seconds;
-  const uptime = `${Math.floor(up / 3600)}h${Math.floor((up % 3600) / 60)}m${up % 60}s`;
+  const uptime = formatUptime(s.node.uptime_seconds);
   const cp = s.audit.last_checkpoint;
   const lines = [
     `node:     proxy ${s.node.proxy_url ?? '-'}, admin ${s.node.admin_url ?? '-'}, up ${uptime}, store ${s.node.store}`,
@@ -1594,6 +1612,16 @@ function formatStatus(s: NodeStatus): string {
     `agents:   ${s.agents.total} (${s.agents.disabled} disabled), ${s.leases.active}${s.leases.active_capped ? '+' : ''} live leases`,
     `audit:    head seq ${s.audit.head_seq}, ${s.audit.pending_records} pending (lag ${s.audit.lag_seconds.toFixed(3)} s), last checkpoint ${cp === null ? 'none' : `seq ${cp.seq} at ${cp.time}`}`,
     `limits:   ${s.limits}`,
+    ...(s.workers === undefined
+      ? []
+      : [
+          `workers:  ${s.workers.length}${s.status === 'degraded' ? ' (degraded: a worker did not answer)' : ''}`,
+          ...s.workers.map((w) =>
+            w.status === 'ok'
+              ? `  ${w.id}: pid ${w.pid ?? '-'}, up ${formatUptime(w.uptime_seconds ?? 0)}, ${plural(w.restarts, 'restart')}, ${w.audit?.pending_records ?? 0} audit records pending`
+              : `  ${w.id}: pid ${w.pid ?? '-'}, ${w.status}, ${plural(w.restarts, 'restart')}`,
+          ),
+        ]),
     '',
   ];
   const rows = s.services.map((v) => [

@@ -4,8 +4,9 @@
  * Two kinds of callers: an operator token (`nxo_...`, in the store, always `admin`), and a
  * person logged in to the console with OIDC, whose role (viewer, operator, admin) comes from
  * the ID token's claims. The console calls the admin API for a person with a person token
- * (`nxp_...`): 256 random bits minted at login, held (hashed) in this process's memory
- * only, never sent to the browser, ended with the console session.
+ * (`nxp_...`): 256 random bits minted at login, held (hashed) in memory only (this
+ * process's, or under `nexus up --workers N` the primary's, which every worker asks), never
+ * sent to the browser, ended with the console session.
  *
  * MUST: every admin route has a role (ROUTE_ROLES; a route not listed needs `admin`), and
  * the admin handler checks it on every call, whoever calls (console or not).
@@ -98,25 +99,64 @@ export function checkRole(caller: Caller, method: string, path: string): string 
   return action;
 }
 
+/**
+ * What the console and the admin API need of the person tokens: this process's
+ * {@link PersonTokens}, or, in a worker of `nexus up --workers N`, the table the primary
+ * holds for every worker (app/worker-sessions.ts), which answers asynchronously.
+ */
+export interface PersonTokenTable {
+  /** Mints a token for `person`; the caller keeps it in server memory only. */
+  issue(person: Person): string | Promise<string>;
+  /** The person of a token, or undefined. */
+  find(token: string): Person | undefined | Promise<Person | undefined>;
+  /** Ends a token (its console session ended). */
+  revoke(token: string): void | Promise<void>;
+}
+
+/** A new person token: `nxp_` and 256 random bits. */
+export function mintPersonToken(): string {
+  return `nxp_${randomId(32)}`;
+}
+
+/** The hash a person token is held under (the table never holds the token itself). */
+export function personTokenHash(token: string): string {
+  return sha256Hex(token);
+}
+
 /** The in-memory person tokens (see the file comment). */
-export class PersonTokens {
+export class PersonTokens implements PersonTokenTable {
   readonly #byHash = new Map<string, Person>();
 
   /** Mints a token for `person`; the caller keeps it in server memory only. */
   issue(person: Person): string {
-    const token = `nxp_${randomId(32)}`;
-    this.#byHash.set(sha256Hex(token), person);
+    const token = mintPersonToken();
+    this.add(personTokenHash(token), person);
     return token;
   }
 
   /** The person of a token, or undefined. */
   find(token: string): Person | undefined {
-    return this.#byHash.get(sha256Hex(token));
+    return this.findHash(personTokenHash(token));
   }
 
   /** Ends a token (its console session ended). */
   revoke(token: string): void {
-    this.#byHash.delete(sha256Hex(token));
+    this.revokeHash(personTokenHash(token));
+  }
+
+  /** Holds `person` under a token's hash (the primary, for a worker that minted it). */
+  add(hash: string, person: Person): void {
+    this.#byHash.set(hash, person);
+  }
+
+  /** The person held under a token's hash, or undefined. */
+  findHash(hash: string): Person | undefined {
+    return this.#byHash.get(hash);
+  }
+
+  /** Ends the token held under `hash`. */
+  revokeHash(hash: string): void {
+    this.#byHash.delete(hash);
   }
 
   get size(): number {

@@ -25,7 +25,7 @@ import { mcpClientRoutes } from './mcp-clients.js';
 import { approvalRoutes, type OperatorIdentity } from './approvals.js';
 import type { ApprovalBoard } from '../approvals/board.js';
 import type { ChainRecord } from '../audit/chain.js';
-import { approverNameOf, checkRole, type Caller, type PersonTokens } from './callers.js';
+import { approverNameOf, checkRole, type Caller, type PersonTokenTable } from './callers.js';
 import { actionRecord } from './action-audit.js';
 import { serviceRoutes, type AddServiceInput } from './services.js';
 import {
@@ -101,8 +101,11 @@ export interface AdminDeps {
   readonly addService?: (input: AddServiceInput) => Promise<unknown>;
   /** `GET /v1/limits`: configured limits and live counters (limits/view.ts). */
   readonly limits?: () => Promise<unknown>;
-  /** Person tokens the console mints at OIDC login (admin/callers.ts). */
-  readonly people?: PersonTokens;
+  /**
+   * Person tokens the console mints at OIDC login (admin/callers.ts): this process's, or
+   * the primary's under `nexus up --workers N` (app/worker-sessions.ts).
+   */
+  readonly people?: PersonTokenTable;
   /** Appends an admin action's audit record (durable when it resolves). */
   readonly audit?: { append(record: ChainRecord): Promise<unknown> };
 }
@@ -393,7 +396,7 @@ export function createAdminHandler(deps: AdminDeps) {
       header === undefined ? null : /^Bearer ((nxo|nxp)_[A-Za-z0-9_-]{20,100})$/.exec(header);
     if (m === null) throw new NexusError('unauthorized');
     if (m[2] === 'nxp') {
-      const person = deps.people?.find(m[1] as string);
+      const person = await deps.people?.find(m[1] as string);
       if (person === undefined) throw new NexusError('unauthorized');
       return {
         type: 'person',

@@ -58,6 +58,7 @@ import { listenError } from './listen-error.js';
 import { accessLog } from '../proxy/access-log.js';
 import { combineObservers } from '../proxy/observe.js';
 import { nodeStatus } from './status.js';
+import { shareWorkerStatus } from './worker-status.js';
 import { ApprovalQueue } from '../approvals/queue.js';
 import { MemoryLimitCounterStore } from '../limits/counter-store.js';
 import { limitsView } from '../limits/view.js';
@@ -72,7 +73,7 @@ import { localBoard } from '../approvals/board.js';
 import type { WorkerRole } from './workers.js';
 import { startWorkerSync } from './worker-sync.js';
 import { shareWorkerMetrics } from './worker-metrics.js';
-import { workerSessionTable } from './worker-sessions.js';
+import { workerOidcFlows, workerPersonTokens, workerSessionTable } from './worker-sessions.js';
 import { workerApprovalBoard } from './worker-approvals.js';
 import { forgetAtMs, replayKey } from '../proxy/replay-shared.js';
 import type { ReplayGuard } from '../proxy/replay-cache.js';
@@ -623,7 +624,25 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       const c = connectionsOf(s.mechanic);
       if (c !== undefined) connections.set(s.name, c);
     }
-    const people = new PersonTokens();
+    // Workers: GET /v1/status answers for the node, every worker's figures gathered by the
+    // primary (app/worker-status.ts).
+    const localStatus = () =>
+      nodeStatus({
+        config: () => current,
+        startedAt,
+        clock,
+        proxyUrl: () => proxyBase,
+        adminUrl: () => adminBase,
+        policyHash: () => policy.hash,
+        authority,
+        vault,
+        store,
+        auditBacklog: () => metrics.auditBacklog(),
+        // This process's own held requests: the workers' statuses are summed (worker-status.ts).
+        approvalsPending: async () => approvals.list().length,
+      });
+    // Workers: the primary's person tokens, so every worker knows a console login's token.
+    const people = worker === undefined ? new PersonTokens() : workerPersonTokens();
     const admin = createAdminHandler({
       people,
       limits: () =>
@@ -689,20 +708,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
       logger,
       approvals: approvalBoard,
       approvalWebhook: (req, res, id) => webhooks.callback(req, res, id),
-      status: () =>
-        nodeStatus({
-          config: () => current,
-          startedAt,
-          clock,
-          proxyUrl: () => proxyBase,
-          adminUrl: () => adminBase,
-          policyHash: () => policy.hash,
-          authority,
-          vault,
-          store,
-          auditBacklog: () => metrics.auditBacklog(),
-          approvalsPending: async () => (await approvalBoard.list()).length,
-        }),
+      status: worker === undefined ? localStatus : shareWorkerStatus(worker.id, localStatus, clock),
       metrics: config.admin.metrics.enabled
         ? { metrics, auth: config.admin.metrics.auth, scrapeToken }
         : undefined,
@@ -732,6 +738,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
                 return secret;
               },
               clock,
+              // Workers: the callback may reach another worker than the login's start.
+              worker === undefined ? undefined : workerOidcFlows(),
             ),
     });
     const adminServer = createServer({ requireHostHeader: false }, (req, res) => {

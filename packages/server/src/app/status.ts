@@ -26,6 +26,9 @@ export interface StatusInput {
   readonly approvalsPending: () => Promise<number>;
 }
 
+/** What {@link nodeStatus} answers: one process's view (app/worker-status.ts merges workers'). */
+export type NodeStatusDocument = Awaited<ReturnType<typeof nodeStatus>>;
+
 /** The status document (snake_case, as the admin API answers it). */
 export async function nodeStatus(s: StatusInput) {
   const config = s.config();

@@ -18,8 +18,10 @@
  *   by the primary (`worker-sync.ts`).
  * - `/metrics`: the worker scraped asks the primary, which aggregates every worker's
  *   registry (prom-client's AggregatorRegistry; `worker-metrics.ts`).
- * - Web console sessions: one table, in the primary's memory; workers ask it over IPC
- *   (`worker-sessions.ts`).
+ * - `GET /v1/status`: the worker asked asks the primary, which gathers every worker's own
+ *   status; the answer is the node's, with each worker listed (`worker-status.ts`).
+ * - Web console sessions, person tokens (OIDC logins) and OIDC logins in progress: one
+ *   table each, in the primary's memory; workers ask it over IPC (`worker-sessions.ts`).
  * - Requests held by `approve` rules: each waits in the worker that received it; listing
  *   and deciding them reach every worker through the primary (`worker-approvals.ts`).
  * - Singletons run in worker 1 only: scheduled signing-key rotation and periodic audit
@@ -40,8 +42,9 @@ import { replayKey } from '../proxy/replay-shared.js';
 import { isWorkerSyncMessage } from './worker-sync.js';
 import { IpcPeer } from './ipc-peer.js';
 import { answerMetricsScrape } from './worker-metrics.js';
-import { answerSessions } from './worker-sessions.js';
+import { answerSessions, primaryConsoleState } from './worker-sessions.js';
 import { answerApprovals } from './worker-approvals.js';
+import { answerStatus } from './worker-status.js';
 
 /** Environment of a worker: its number (1..N), N, and the replay barrier (ms, 0: none). */
 export const WORKER_ENV = 'NEXUS_WORKER';
@@ -186,11 +189,28 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
   const workers = new Map<number, Worker>();
   /** Each worker's peer on its pipe, by worker number; `ready`: it listens. */
   const peers = new Map<number, { worker: Worker; peer: IpcPeer; ready: boolean }>();
+  /** How many times each slot was started. */
+  const forks = new Map<number, number>();
+  const startedAt = clock();
+  const slots = () =>
+    Array.from({ length: count }, (_x, i) => {
+      const id = i + 1;
+      const w = workers.get(id);
+      const live = w !== undefined && w.isConnected();
+      return {
+        id,
+        peer: live ? peers.get(id)?.peer : undefined,
+        pid: w?.process.pid,
+        restarts: Math.max(0, (forks.get(id) ?? 0) - 1),
+      };
+    });
   let stopping = false;
   let ready = 0;
   let announced = false;
   /** Recent start times, to stop on a crash loop instead of forking forever. */
   const starts: number[] = [];
+  /** The console's sessions, person tokens and OIDC flows, for every worker. */
+  const consoleState = primaryConsoleState(clock);
   const fork = (id: number) => {
     starts.push(clock());
     const worker = cluster.fork({
@@ -199,10 +219,12 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
       [WORKER_NOT_BEFORE_ENV]: String(notBefore),
     });
     workers.set(id, worker);
+    forks.set(id, (forks.get(id) ?? 0) + 1);
     const peer = new IpcPeer((message) => {
       if (worker.isConnected()) worker.send(message as Serializable);
     });
-    answerSessions(peer, clock);
+    answerSessions(peer, consoleState);
+    answerStatus(peer, slots, startedAt);
     answerMetricsScrape(peer);
     const entry = { worker, peer, ready: false };
     peers.set(id, entry);

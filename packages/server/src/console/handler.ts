@@ -26,7 +26,7 @@ import { sendProblem } from '../proxy/problem.js';
 import { readBody } from '../proxy/read-body.js';
 import { ConsoleSessions, type SessionLimits, type SessionTable } from './sessions.js';
 import { loginPage, redirectPage } from './login-page.js';
-import type { PersonTokens } from '../admin/callers.js';
+import type { PersonTokenTable } from '../admin/callers.js';
 import type { ConsoleOidc } from './oidc.js';
 import { consoleApiAllowed, redactAuditRecords } from './api.js';
 
@@ -69,8 +69,11 @@ export interface ConsoleOptions {
   readonly sessionTable?: SessionTable;
   /** OIDC login for people (`admin.console.oidc`); absent: operator tokens only. */
   readonly oidc?: ConsoleOidc;
-  /** Where person tokens are minted (shared with the admin handler). */
-  readonly people?: PersonTokens;
+  /**
+   * Where person tokens are minted (shared with the admin handler; under `nexus up
+   * --workers N` the primary's table, app/worker-sessions.ts).
+   */
+  readonly people?: PersonTokenTable;
 }
 
 /** The cookie binding an OIDC login in progress to the browser that started it. */
@@ -157,7 +160,8 @@ export function createConsoleHandler(options: ConsoleOptions) {
   const sessions: SessionTable =
     options.sessionTable ??
     new ConsoleSessions(options.clock, options.sessions, (s) => {
-      if (s.user.type === 'person') options.people?.revoke(s.bearer);
+      if (s.user.type === 'person')
+        void Promise.resolve(options.people?.revoke(s.bearer)).catch(() => undefined);
     });
 
   const cookie = (req: IncomingMessage, value: string, maxAge: number): string =>
@@ -263,12 +267,20 @@ export function createConsoleHandler(options: ConsoleOptions) {
       send(res, 401, 'text/html; charset=utf-8', loginPage(why, true));
       return;
     }
-    const bearer = options.people.issue(person);
-    const { id } = await sessions.create(bearer, {
-      type: 'person',
-      name: person.name,
-      role: person.role,
-    });
+    const bearer = await options.people.issue(person);
+    let created;
+    try {
+      created = await sessions.create(bearer, {
+        type: 'person',
+        name: person.name,
+        role: person.role,
+      });
+    } catch (err) {
+      // No session holds the token: it ends now (fail closed), not with a session.
+      await Promise.resolve(options.people.revoke(bearer)).catch(() => undefined);
+      throw err;
+    }
+    const { id } = created;
     options.logger.info({ person: person.name, role: person.role }, 'console login');
     res.setHeader('set-cookie', [clearFlow, cookie(req, id, sessions.maxAgeSeconds)]);
     // A page of our own origin moves on to the console: a SameSite=Strict cookie set in

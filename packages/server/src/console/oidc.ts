@@ -25,7 +25,8 @@ import { sha256Hex } from '../util/ids.js';
 /** Reads the client secret from the vault (field `client_secret` of the named credential). */
 export type ClientSecretSource = (credential: string) => Promise<string>;
 
-interface PendingFlow {
+/** A login in progress: what the callback checks the provider's answer against. */
+export interface PendingFlow {
   readonly state: string;
   readonly nonce: string;
   readonly codeVerifier: string;
@@ -34,6 +35,44 @@ interface PendingFlow {
 
 const FLOW_TTL_MS = 10 * 60_000;
 const MAX_FLOWS = 1000;
+
+/**
+ * Where the logins in progress are kept, under the hash of their binding cookie: this
+ * process's {@link OidcFlows}, or under `nexus up --workers N` the primary's (the callback
+ * may reach another worker than the start; app/worker-sessions.ts).
+ */
+export interface OidcFlowTable {
+  put(key: string, flow: PendingFlow): void | Promise<void>;
+  /** Removes and returns the flow under `key` (a flow is used once, whatever happens next). */
+  take(key: string): PendingFlow | undefined | Promise<PendingFlow | undefined>;
+}
+
+/** The in-memory flow table: flows older than 10 minutes dropped, at most 1000 (oldest out). */
+export class OidcFlows implements OidcFlowTable {
+  readonly #flows = new Map<string, PendingFlow>();
+  readonly #clock: () => number;
+
+  constructor(clock: () => number) {
+    this.#clock = clock;
+  }
+
+  put(key: string, flow: PendingFlow): void {
+    const now = this.#clock();
+    for (const [k, f] of this.#flows) if (now - f.createdAt >= FLOW_TTL_MS) this.#flows.delete(k);
+    while (this.#flows.size >= MAX_FLOWS) {
+      const oldest = this.#flows.keys().next().value;
+      if (oldest === undefined) break;
+      this.#flows.delete(oldest);
+    }
+    this.#flows.set(key, flow);
+  }
+
+  take(key: string): PendingFlow | undefined {
+    const flow = this.#flows.get(key);
+    this.#flows.delete(key);
+    return flow;
+  }
+}
 
 /** The highest role any of `values` grants, or undefined. */
 export function roleFor(
@@ -57,14 +96,21 @@ export class ConsoleOidc {
   readonly #config: ConsoleOidcConfig;
   readonly #secret: ClientSecretSource;
   readonly #clock: () => number;
-  readonly #flows = new Map<string, PendingFlow>();
+  readonly #flows: OidcFlowTable;
   #as: oauth.AuthorizationServer | undefined;
   #jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
 
-  constructor(config: ConsoleOidcConfig, secret: ClientSecretSource, clock: () => number) {
+  /** `flows`: where logins in progress are kept (default: this process's memory). */
+  constructor(
+    config: ConsoleOidcConfig,
+    secret: ClientSecretSource,
+    clock: () => number,
+    flows: OidcFlowTable = new OidcFlows(clock),
+  ) {
     this.#config = config;
     this.#secret = secret;
     this.#clock = clock;
+    this.#flows = flows;
   }
 
   /** Plain http is allowed by the config only to a loopback issuer. */
@@ -95,20 +141,13 @@ export class ConsoleOidc {
     const as = await this.#server();
     if (as.authorization_endpoint === undefined)
       throw new Error('the provider publishes no authorization_endpoint');
-    const now = this.#clock();
-    for (const [k, f] of this.#flows) if (now - f.createdAt >= FLOW_TTL_MS) this.#flows.delete(k);
-    while (this.#flows.size >= MAX_FLOWS) {
-      const oldest = this.#flows.keys().next().value;
-      if (oldest === undefined) break;
-      this.#flows.delete(oldest);
-    }
     const flow: PendingFlow = {
       state: oauth.generateRandomState(),
       nonce: oauth.generateRandomNonce(),
       codeVerifier: oauth.generateRandomCodeVerifier(),
-      createdAt: now,
+      createdAt: this.#clock(),
     };
-    this.#flows.set(sha256Hex(binding), flow);
+    await this.#flows.put(sha256Hex(binding), flow);
     const url = new URL(as.authorization_endpoint);
     url.searchParams.set('client_id', this.#config.client_id);
     url.searchParams.set('redirect_uri', this.#config.redirect_uri);
@@ -133,8 +172,8 @@ export class ConsoleOidc {
    */
   async finish(binding: string | undefined, query: URLSearchParams): Promise<Person> {
     const key = binding === undefined ? undefined : sha256Hex(binding);
-    const flow = key === undefined ? undefined : this.#flows.get(key);
-    if (key !== undefined) this.#flows.delete(key); // used once, whatever happens next
+    // Used once, whatever happens next.
+    const flow = key === undefined ? undefined : await this.#flows.take(key);
     if (flow === undefined || this.#clock() - flow.createdAt >= FLOW_TTL_MS)
       throw new NexusError('unauthorized', 'no login in progress in this browser');
     try {
