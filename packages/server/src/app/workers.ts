@@ -20,6 +20,10 @@
  *   registry (prom-client's AggregatorRegistry; `worker-metrics.ts`).
  * - Web console sessions: one table, in the primary's memory; workers ask it over IPC
  *   (`worker-sessions.ts`).
+ * - OAuth connections (`oauth2_authorization_code`): the refresh of a connection runs
+ *   under a lock the primary holds for the workers (`worker-oauth-locks.ts`), so a
+ *   rotating refresh token is spent once; pending authorize links are in the store file,
+ *   so a callback completes on any worker, once (`oauth-coordination.ts`).
  * - Singletons run in worker 1 only: scheduled signing-key rotation and periodic audit
  *   checkpoints.
  *
@@ -39,6 +43,7 @@ import { isWorkerSyncMessage } from './worker-sync.js';
 import { IpcPeer } from './ipc-peer.js';
 import { answerMetricsScrape } from './worker-metrics.js';
 import { answerSessions } from './worker-sessions.js';
+import { answerOAuthLocks, OAuthLockTable } from './worker-oauth-locks.js';
 
 /** Environment of a worker: its number (1..N), N, and the replay barrier (ms, 0: none). */
 export const WORKER_ENV = 'NEXUS_WORKER';
@@ -82,11 +87,6 @@ export function refuseWorkersConfig(config: Config, count: number): void {
   if (config.policies.some((r) => r.effect === 'approve')) {
     why.push(
       'an approve rule: a held request waits in one worker, its decision may reach another; run one worker',
-    );
-  }
-  if (Object.values(config.services).some((s) => s.auth.type === 'oauth2_authorization_code')) {
-    why.push(
-      'an oauth2_authorization_code service: a rotating refresh token could be spent by two workers; run one worker or use PostgreSQL',
     );
   }
   if (why.length > 0) {
@@ -186,6 +186,8 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     }
   }
   const workers = new Map<number, Worker>();
+  /** The OAuth refresh locks of every worker (each worker's pipe owns its own). */
+  const oauthLocks = new OAuthLockTable();
   let stopping = false;
   let ready = 0;
   let announced = false;
@@ -204,6 +206,7 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     });
     answerSessions(peer, clock);
     answerMetricsScrape(peer);
+    answerOAuthLocks(peer, oauthLocks);
     worker.on('message', (message: unknown) => {
       if (peer.receive(message)) return;
       if (isWorkerSyncMessage(message)) {
@@ -226,6 +229,8 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     });
     worker.on('exit', (code, signal) => {
       peer.close();
+      // MUST: a dead worker's locks go with it (a kill -9 mid-refresh blocks no one).
+      oauthLocks.releaseOwner(peer);
       if (workers.get(id) === worker) workers.delete(id);
       if (stopping) return;
       out(`worker ${id} exited (${signal ?? `code ${code}`}); starting it again\n`);
