@@ -220,9 +220,9 @@ export function buildProgram(
           'listeners; `auto` is the number of cores; the default, 1, is one process. The',
           'primary holds the store, restarts a worker that dies and stops them all on',
           'SIGTERM/SIGINT. On SQLite the workers share replay records and the audit chain',
-          'through the store file, and act as one node for held approvals; a config with',
-          'limits (without redis:) or oauth2_authorization_code services is refused with',
-          'more than one worker. See docs/deploy.md, "--workers".',
+          'through the store file, act as one node for held approvals, and run OAuth',
+          'refreshes under a lock the primary holds; a config with limits (without redis:)',
+          'is refused with more than one worker. See docs/deploy.md, "--workers".',
         ].join('\n'),
       )
       .addOption(

@@ -13,7 +13,11 @@
  *   lost in the middle of a refresh is the one window where two nodes could spend the
  *   same refresh token; a provider that detects reuse then revokes the connection, and
  *   the account has to be connected again (`connection_expired`), never a wrong token.
- * - On SQLite (one process) the lock is the token cache's own single-flight.
+ * - On SQLite, one process: the lock is the token cache's own single-flight. Workers of
+ *   `nexus up --workers N` on SQLite: the primary holds the lock for its workers
+ *   (`worker-oauth-locks.ts`: asked over the IPC pipe, per-key first come first served,
+ *   released when the holding worker exits, a wait over 30 s fails `store_unavailable`),
+ *   and the pending links are in the shared SQLite file as above.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -88,18 +92,22 @@ export async function withAdvisoryLock<T>(
 
 /**
  * The coordination of a node: pending links in `store` (sealed by `vault`), and the
- * refresh lock on `pool` when the store is PostgreSQL.
+ * refresh lock on `pool` when the store is PostgreSQL, else `workerLock` (a worker of
+ * `nexus up --workers N` on SQLite: the primary's lock), else none beyond the process's
+ * own single-flight.
  */
 export function storeOAuthCoordination(options: {
   readonly store: Store;
   readonly vault: Vault;
   readonly pool: pg.Pool | undefined;
+  readonly workerLock?: OAuthCoordination['exclusive'];
   readonly clock: () => number;
 }): OAuthCoordination {
-  const { store, vault, pool, clock } = options;
+  const { store, vault, pool, workerLock, clock } = options;
   return {
     exclusive(key, fn) {
-      return pool === undefined ? fn() : withAdvisoryLock(pool, key, fn);
+      if (pool !== undefined) return withAdvisoryLock(pool, key, fn);
+      return workerLock === undefined ? fn() : workerLock(key, fn);
     },
     async putPending(stateHash, service, link, expiresAt) {
       const sealed = await vault.seal(sealPurpose(stateHash, service), Buffer.from(link, 'utf8'));

@@ -75,6 +75,8 @@ import { startWorkerSync } from './worker-sync.js';
 import { shareWorkerMetrics } from './worker-metrics.js';
 import { workerOidcFlows, workerPersonTokens, workerSessionTable } from './worker-sessions.js';
 import { workerApprovalBoard } from './worker-approvals.js';
+import { workerOAuthExclusive } from './worker-oauth-locks.js';
+import { primaryPeer } from './ipc-peer.js';
 import { forgetAtMs, replayKey } from '../proxy/replay-shared.js';
 import type { ReplayGuard } from '../proxy/replay-cache.js';
 
@@ -223,8 +225,15 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     // A cluster (PostgreSQL): replay records shared (Redis, else the database), and every
     // change to agents, revocations and keys sent to the other nodes (issue 13).
     shared = await openSharedState({ config, postgres, clock, logger });
-    // OAuth connections: one refresh at a time across nodes, pending links in the store.
-    const oauthShared = storeOAuthCoordination({ store, vault, pool: postgres?.pool, clock });
+    // OAuth connections: one refresh at a time across nodes (or across the workers on
+    // SQLite: the primary's lock, app/worker-oauth-locks.ts), pending links in the store.
+    const oauthShared = storeOAuthCoordination({
+      store,
+      vault,
+      pool: postgres?.pool,
+      workerLock: sqliteWorker ? workerOAuthExclusive(primaryPeer()) : undefined,
+      clock,
+    });
     if (postgres !== undefined && config.store.driver === 'postgres') {
       const s = await startClusterSync({
         store,

@@ -24,6 +24,10 @@
  *   table each, in the primary's memory; workers ask it over IPC (`worker-sessions.ts`).
  * - Requests held by `approve` rules: each waits in the worker that received it; listing
  *   and deciding them reach every worker through the primary (`worker-approvals.ts`).
+ * - OAuth connections (`oauth2_authorization_code`): the refresh of a connection runs
+ *   under a lock the primary holds for the workers (`worker-oauth-locks.ts`), so a
+ *   rotating refresh token is spent once; pending authorize links are in the store file,
+ *   so a callback completes on any worker, once (`oauth-coordination.ts`).
  * - Singletons run in worker 1 only: scheduled signing-key rotation and periodic audit
  *   checkpoints.
  *
@@ -45,6 +49,7 @@ import { answerMetricsScrape } from './worker-metrics.js';
 import { answerSessions, primaryConsoleState } from './worker-sessions.js';
 import { answerApprovals } from './worker-approvals.js';
 import { answerStatus } from './worker-status.js';
+import { answerOAuthLocks, OAuthLockTable } from './worker-oauth-locks.js';
 
 /** Environment of a worker: its number (1..N), N, and the replay barrier (ms, 0: none). */
 export const WORKER_ENV = 'NEXUS_WORKER';
@@ -83,11 +88,6 @@ export function refuseWorkersConfig(config: Config, count: number): void {
   if (config.limits.length > 0 && config.redis === undefined) {
     why.push(
       'limits: rate limits and budgets count in each process without redis: (N times the limit); configure redis: or run one worker',
-    );
-  }
-  if (Object.values(config.services).some((s) => s.auth.type === 'oauth2_authorization_code')) {
-    why.push(
-      'an oauth2_authorization_code service: a rotating refresh token could be spent by two workers; run one worker or use PostgreSQL',
     );
   }
   if (why.length > 0) {
@@ -204,6 +204,8 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
         restarts: Math.max(0, (forks.get(id) ?? 0) - 1),
       };
     });
+  /** The OAuth refresh locks of every worker (each worker's pipe owns its own). */
+  const oauthLocks = new OAuthLockTable();
   let stopping = false;
   let ready = 0;
   let announced = false;
@@ -239,6 +241,7 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
         .filter(([other, p]) => other !== id && p.ready && p.worker.isConnected())
         .map(([, p]) => p.peer),
     );
+    answerOAuthLocks(peer, oauthLocks);
     worker.on('message', (message: unknown) => {
       if (peer.receive(message)) return;
       if (isWorkerSyncMessage(message)) {
@@ -261,6 +264,8 @@ export async function runWorkersPrimary(options: WorkersPrimaryOptions): Promise
     });
     worker.on('exit', (code, signal) => {
       peer.close();
+      // MUST: a dead worker's locks go with it (a kill -9 mid-refresh blocks no one).
+      oauthLocks.releaseOwner(peer);
       if (workers.get(id) === worker) workers.delete(id);
       if (peers.get(id)?.worker === worker) peers.delete(id);
       if (stopping) return;
