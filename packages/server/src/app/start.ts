@@ -647,8 +647,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         vault,
         store,
         auditBacklog: () => metrics.auditBacklog(),
-        // This process's own held requests: the workers' statuses are summed (worker-status.ts).
-        approvalsPending: async () => approvals.list().length,
+        approvalsPending: () => approvals.list().length,
       });
     // Workers: the primary's person tokens, so every worker knows a console login's token.
     const people = worker === undefined ? new PersonTokens() : workerPersonTokens();

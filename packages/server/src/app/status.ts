@@ -22,8 +22,8 @@ export interface StatusInput {
   readonly vault: Vault;
   readonly store: Store;
   readonly auditBacklog: () => { pending: number; lagSeconds: number };
-  /** The node's held requests (every worker's under `--workers`). */
-  readonly approvalsPending: () => Promise<number>;
+  /** This process's held requests (under `--workers`, app/worker-status.ts sums them). */
+  readonly approvalsPending: () => number;
 }
 
 /** What {@link nodeStatus} answers: one process's view (app/worker-status.ts merges workers'). */
@@ -78,6 +78,6 @@ export async function nodeStatus(s: StatusInput) {
           : { seq: checkpoint.seq, time: new Date(checkpoint.time).toISOString() },
     },
     limits: config.limits.length,
-    approvals_pending: await s.approvalsPending(),
+    approvals_pending: s.approvalsPending(),
   };
 }
