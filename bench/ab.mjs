@@ -6,13 +6,18 @@
 // both ways on 64 connections, or with BENCH_AB_BODY=1MiB 1 MiB bodies both ways on 8
 // connections (the paths scenario's two saturation rows, bench/lib/payload.mjs),
 // and prints each round and the medians of req/s and Nexus CPU per request, whole process
-// and its main (JavaScript) thread alone (from /proc/<pid>/task/<pid>/stat). Alternating
+// and its main (JavaScript) thread alone (from /proc/<pid>/task/<pid>/stat). With
+// BENCH_AB_RATE=500 each round is instead the open-loop generator at that offered rate (the
+// paths scenario's fixed-rate rows, first 20% of each round discarded), and the figures are
+// the latency percentiles from the scheduled send time, the CPU per request and, from each
+// node's /metrics, the mean time its requests spent in the `audit` stage (waiting for their
+// request record to be durable). Alternating
 // in one run is what makes a before/after figure meaningful on a shared machine whose
 // speed drifts between runs. Not part of `npm run bench`.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ensureDebianPackage, runWrk, stopAll } from './lib/common.mjs';
+import { cpuSeconds, ensureDebianPackage, runLoadgen, runWrk, stopAll } from './lib/common.mjs';
 import { benchPayload } from './lib/payload.mjs';
 import { importLeaseKeys, presign } from './lib/presign.mjs';
 import { startNexusNode, startUpstream } from './lib/targets.mjs';
@@ -23,6 +28,8 @@ if (!other) {
   process.exit(2);
 }
 const ROUNDS = Number(process.env.BENCH_AB_ROUNDS ?? 5);
+const RATE =
+  process.env.BENCH_AB_RATE === undefined ? undefined : Number(process.env.BENCH_AB_RATE);
 const SECONDS = Number(process.env.BENCH_AB_SECONDS ?? 5);
 const here = resolve(import.meta.dirname, '..');
 
@@ -30,6 +37,7 @@ async function startNode(root, upstream) {
   const nexus = await startNexusNode(upstream, {
     root,
     agents: [{ name: 'bench-ed', alg: 'ed25519', count: 1 }],
+    adminExtra: { metrics: { auth: 'none' } },
   });
   return { ...nexus, root, keys: await importLeaseKeys(nexus.leases) };
 }
@@ -42,6 +50,42 @@ function mainThreadCpu(pid) {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Sum and count of the node's `audit` stage histogram so far. */
+async function auditStage(node) {
+  const text = await (await fetch(`${node.adminOrigin}/metrics`)).text();
+  const value = (name) =>
+    Number(new RegExp(`^${name}\\{[^}]*stage="audit"[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+  return {
+    sum: value('nexus_stage_duration_seconds_sum'),
+    count: value('nexus_stage_duration_seconds_count'),
+  };
+}
+
+/** One fixed-rate round against `node`: latency percentiles, CPU and audit wait per request. */
+async function rateRound(node, file) {
+  const cpu0 = cpuSeconds([node.proc.pid]);
+  const stage0 = await auditStage(node);
+  const r = await runLoadgen({
+    url: `${node.origin}${payload.path}`,
+    requestsFile: file,
+    bodyFile,
+    method: 'POST',
+    rate: RATE,
+    seconds: SECONDS,
+    connections: 64,
+  });
+  const stage1 = await auditStage(node);
+  const requests = Math.max(1, r.ok + r.non2xx + r.errors);
+  return {
+    p50: r.p50,
+    p90: r.p90,
+    p99: r.p99,
+    cpuUs: ((cpuSeconds([node.proc.pid]) - cpu0) * 1e6) / requests,
+    auditMs: ((stage1.sum - stage0.sum) * 1000) / Math.max(1, stage1.count - stage0.count),
+    non2xx: r.non2xx + r.errors,
+  };
+}
 
 if (!ensureDebianPackage('wrk', 'wrk')) throw new Error('wrk is required');
 const tmp = mkdtempSync(join(tmpdir(), 'nexus-bench-ab-req-'));
@@ -56,8 +100,34 @@ try {
     B: await startNode(here, upstream),
   };
   const results = { A: [], B: [] };
-  console.log(`${payload.size} bodies, ${payload.connections} connections, ${SECONDS} s rounds`);
+  console.log(
+    RATE === undefined
+      ? `${payload.size} bodies, ${payload.connections} connections, ${SECONDS} s rounds`
+      : `${payload.size} bodies, open loop at ${RATE} req/s, ${SECONDS} s rounds`,
+  );
   let n = 0;
+  if (RATE !== undefined) {
+    // Warm-up: a fresh node's first seconds (JIT, first connections) are not the figure.
+    for (const node of Object.values(nodes)) {
+      const file = join(tmp, `req-${n++}.req`);
+      await presign({
+        file,
+        count: 8000,
+        keys: node.keys,
+        method: 'POST',
+        url: `${node.origin}${payload.path}`,
+        body,
+      });
+      await runWrk({
+        url: `${node.origin}${payload.path}`,
+        requestsFile: file,
+        bodyFile,
+        method: 'POST',
+        connections: 64,
+        seconds: 3,
+      });
+    }
+  }
   for (let round = 1; round <= ROUNDS; round++) {
     for (const label of round % 2 === 1 ? ['A', 'B'] : ['B', 'A']) {
       const node = nodes[label];
@@ -65,12 +135,20 @@ try {
       // Sized generously: a nonce is never replayed within a run.
       await presign({
         file,
-        count: payload.perSecond * SECONDS,
+        count: RATE === undefined ? payload.perSecond * SECONDS : RATE * SECONDS + 100,
         keys: node.keys,
         method: 'POST',
         url: `${node.origin}${payload.path}`,
         body,
       });
+      if (RATE !== undefined) {
+        const x = await rateRound(node, file);
+        results[label].push(x);
+        console.log(
+          `round ${round} ${label}: p50 ${x.p50.toFixed(2)} p90 ${x.p90.toFixed(2)} p99 ${x.p99.toFixed(2)} ms, ${Math.round(x.cpuUs)} us CPU/request, audit stage ${x.auditMs.toFixed(2)} ms, non-2xx ${x.non2xx}`,
+        );
+        continue;
+      }
       const main0 = mainThreadCpu(node.proc.pid);
       const r = await runWrk({
         url: `${node.origin}${payload.path}`,
@@ -89,14 +167,24 @@ try {
       );
     }
   }
-  for (const label of ['A', 'B']) {
-    const rs = results[label];
-    console.log(
-      `${label} (${nodes[label].root}): median ${Math.round(median(rs.map((x) => x.rps)))} req/s, ${Math.round(median(rs.map((x) => x.cpuUs)))} us CPU/request, main thread ${Math.round(median(rs.map((x) => x.mainUs)))} us/request`,
-    );
+  if (RATE !== undefined) {
+    const med = (label, k) => median(results[label].map((x) => x[k]));
+    for (const label of ['A', 'B']) {
+      console.log(
+        `${label} (${nodes[label].root}): median p50 ${med(label, 'p50').toFixed(2)} p90 ${med(label, 'p90').toFixed(2)} p99 ${med(label, 'p99').toFixed(2)} ms, ${Math.round(med(label, 'cpuUs'))} us CPU/request, audit stage ${med(label, 'auditMs').toFixed(2)} ms`,
+      );
+    }
+    console.log(`B/A p99: ${(med('B', 'p99') / med('A', 'p99')).toFixed(2)}x`);
+  } else {
+    for (const label of ['A', 'B']) {
+      const rs = results[label];
+      console.log(
+        `${label} (${nodes[label].root}): median ${Math.round(median(rs.map((x) => x.rps)))} req/s, ${Math.round(median(rs.map((x) => x.cpuUs)))} us CPU/request, main thread ${Math.round(median(rs.map((x) => x.mainUs)))} us/request`,
+      );
+    }
+    const ratio = median(results.B.map((x) => x.rps)) / median(results.A.map((x) => x.rps));
+    console.log(`B/A throughput: ${ratio.toFixed(2)}x`);
   }
-  const ratio = median(results.B.map((x) => x.rps)) / median(results.A.map((x) => x.rps));
-  console.log(`B/A throughput: ${ratio.toFixed(2)}x`);
 } finally {
   await stopAll();
 }

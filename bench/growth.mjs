@@ -9,14 +9,13 @@ import { performance } from 'node:perf_hooks';
 import {
   ensureDebianPackage,
   fmt,
-  LIB_DIR,
   machine,
   mdTable,
   ratio,
+  runLoadgen,
   runWrk,
   sampleRss,
   secs,
-  startProcess,
   stopAll,
   writeResults,
 } from './lib/common.mjs';
@@ -42,22 +41,6 @@ const CASES = [
     leases: LEASES_BIG,
   },
 ];
-
-async function loadgen(spec) {
-  const proc = await startProcess(
-    process.execPath,
-    [join(LIB_DIR, 'loadgen.mjs'), JSON.stringify(spec)],
-    {
-      name: 'loadgen',
-    },
-  );
-  const code = await new Promise((r) => {
-    if (proc.child.exitCode !== null) r(proc.child.exitCode);
-    else proc.child.once('exit', r);
-  });
-  if (code !== 0) throw new Error(`loadgen failed: ${proc.output().slice(-1000)}`);
-  return JSON.parse(proc.output().trim().split('\n').at(-1));
-}
 
 export async function run() {
   if (!ensureDebianPackage('wrk', 'wrk')) throw new Error('wrk is required');
@@ -121,7 +104,7 @@ export async function run() {
         }
       }
       for (const n of nodes) {
-        const lat = await loadgen({
+        const lat = await runLoadgen({
           url: n.url,
           requestsFile: await n.file(RATE * RATE_SECONDS + 100),
           bodyFile,

@@ -10,14 +10,13 @@ import { join } from 'node:path';
 import {
   ensureDebianPackage,
   fmt,
-  LIB_DIR,
   machine,
   mdTable,
   ratio,
+  runLoadgen,
   runWrk,
   sampleRss,
   secs,
-  startProcess,
   stopAll,
   writeResults,
 } from './lib/common.mjs';
@@ -33,23 +32,6 @@ const RATES = [500, 2000];
 const SMALL_CONNECTIONS = 64;
 const LARGE_CONNECTIONS = 8;
 const SSE_COUNT = 210;
-
-async function loadgen(spec) {
-  const proc = await startProcess(
-    process.execPath,
-    [join(LIB_DIR, 'loadgen.mjs'), JSON.stringify(spec)],
-    {
-      name: 'loadgen',
-    },
-  );
-  const code = await new Promise((r) => {
-    if (proc.child.exitCode !== null) r(proc.child.exitCode);
-    else proc.child.once('exit', r);
-  });
-  const line = proc.output().trim().split('\n').at(-1);
-  if (code !== 0) throw new Error(`loadgen failed: ${proc.output().slice(-1000)}`);
-  return JSON.parse(line);
-}
 
 export async function run() {
   if (!ensureDebianPackage('wrk', 'wrk')) throw new Error('wrk is required for the paths scenario');
@@ -171,7 +153,7 @@ export async function run() {
       console.log(`fixed rate ${rate} req/s, 1 KiB bodies...`);
       for (const t of targets) {
         const requestsFile = await requestsFor(t, 'small', rate * RATE_SECONDS + 100);
-        const r = await loadgen({
+        const r = await runLoadgen({
           url: t.origin + payloads.small.path,
           requestsFile,
           bodyFile: payloads.small.bodyFile,
@@ -189,7 +171,7 @@ export async function run() {
     console.log('SSE time to first byte...');
     for (const t of targets) {
       const requestsFile = await requestsFor(t, 'sse', SSE_COUNT);
-      const r = await loadgen({
+      const r = await runLoadgen({
         mode: 'ttfb',
         url: t.origin + payloads.sse.path,
         requestsFile,

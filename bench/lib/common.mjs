@@ -202,6 +202,26 @@ export function ensureDebianPackage(cmd, pkg) {
 }
 
 /**
+ * Runs the open-loop generator (`loadgen.mjs`) as its own process with `spec` (see that
+ * file) and resolves its one-line JSON result.
+ */
+export async function runLoadgen(spec) {
+  const proc = await startProcess(
+    process.execPath,
+    [join(LIB_DIR, 'loadgen.mjs'), JSON.stringify(spec)],
+    {
+      name: 'loadgen',
+    },
+  );
+  const code = await new Promise((r) => {
+    if (proc.child.exitCode !== null) r(proc.child.exitCode);
+    else proc.child.once('exit', r);
+  });
+  if (code !== 0) throw new Error(`loadgen failed: ${proc.output().slice(-1000)}`);
+  return JSON.parse(proc.output().trim().split('\n').at(-1));
+}
+
+/**
  * Runs wrk against `url` with the request-cycling Lua script; returns throughput, the
  * closed-loop latency distribution, and the CPU seconds wrk itself used (to show it is not
  * the bottleneck). `watch` pids get their CPU seconds over the run reported too.

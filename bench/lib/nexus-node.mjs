@@ -69,7 +69,7 @@ const config = parseConfig(
       listen: `127.0.0.1:${spec.proxyPort}`,
       max_body: '8MiB',
     },
-    admin: { listen: `127.0.0.1:${spec.adminPort}` },
+    admin: { listen: `127.0.0.1:${spec.adminPort}`, ...(spec.adminExtra ?? {}) },
     store: `sqlite:${join(spec.dir, 'nexus.db')}`,
     master_key_file: join(spec.dir, 'master.key'),
     log: { level: 'warn' },

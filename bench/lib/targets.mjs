@@ -56,6 +56,7 @@ export async function startNexusNode(upstream, options) {
     ...(options.benchHosts === undefined ? {} : { benchHosts: options.benchHosts }),
     ...(options.benchWebSocket === true ? { benchWebSocket: true } : {}),
     ...(options.extraConfig === undefined ? {} : { extraConfig: options.extraConfig }),
+    ...(options.adminExtra === undefined ? {} : { adminExtra: options.adminExtra }),
     ...(options.enrollFor === undefined
       ? {}
       : { enrollFor: options.enrollFor, tokensOut: join(dir, 'tokens.json') }),
@@ -79,6 +80,7 @@ export async function startNexusNode(upstream, options) {
     proc,
     dir,
     origin: `http://127.0.0.1:${spec.proxyPort}`,
+    adminOrigin: `http://127.0.0.1:${spec.adminPort}`,
     pids: () => [proc.pid],
     leases,
   };
