@@ -106,8 +106,11 @@ export interface AdminDeps {
    * the primary's under `nexus up --workers N` (app/worker-sessions.ts).
    */
   readonly people?: PersonTokenTable;
-  /** Appends an admin action's audit record (durable when it resolves). */
-  readonly audit?: { append(record: ChainRecord): Promise<unknown> };
+  /**
+   * Appends an admin action's audit record (durable when it resolves); `flush` makes the
+   * records this process deferred (outcomes) durable before the log is read.
+   */
+  readonly audit?: { append(record: ChainRecord): Promise<unknown>; flush?(): Promise<void> };
 }
 
 type Handler = (ctx: {
@@ -337,6 +340,7 @@ export function createAdminHandler(deps: AdminDeps) {
     }),
 
     route('GET', '/v1/audit', async ({ query }) => {
+      await deps.audit?.flush?.();
       const num = (k: string) => (query.has(k) ? Number(query.get(k)) : undefined);
       const time = (k: string) => (query.has(k) ? Date.parse(query.get(k) as string) : undefined);
       const rows = await store.queryAudit({
@@ -355,6 +359,7 @@ export function createAdminHandler(deps: AdminDeps) {
     route('GET', '/v1/audit/export', async ({ query, res }) => {
       // JSON Lines, ascending, paged from `from_seq` (default 1).
       let from = Number(query.get('from_seq') ?? '1');
+      await deps.audit?.flush?.();
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
       for (;;) {
         const rows = await store.readAudit({ fromSeq: from, limit: 1000 });
@@ -374,7 +379,10 @@ export function createAdminHandler(deps: AdminDeps) {
       res.end();
       return undefined;
     }),
-    route('GET', '/v1/audit/verify', async () => deps.auditVerify()),
+    route('GET', '/v1/audit/verify', async () => {
+      await deps.audit?.flush?.();
+      return deps.auditVerify();
+    }),
     route('GET', '/v1/audit/checkpoints', async () => ({
       checkpoints: await store.listCheckpoints(),
     })),
