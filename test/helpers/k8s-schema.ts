@@ -119,6 +119,10 @@ export async function k8sProblems(docs: K8sDocument[]): Promise<string[]> {
   const problems: string[] = [];
   const checked: { index: number; kind: string; apiVersion: string }[] = [];
   for (const [i, doc] of docs.entries()) {
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+      problems.push(`document ${i}: not an object`);
+      continue;
+    }
     const model = await modelOf(doc.apiVersion, doc.kind);
     if (!model) {
       problems.push(
