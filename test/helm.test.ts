@@ -8,20 +8,26 @@
  * - when Go and Debian's Sprig sources are installed (`apt-get install golang-go
  *   golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev`): the templates are
  *   rendered by test/helm-render (Go text/template + Sprig + Helm's include/toYaml/
- *   required/tpl) for the default and the cluster values, every document parses as
- *   YAML, the nodes' nexus.yaml passes Nexus's own config schema, and the guard fails
- *   the render for more than one replica on SQLite. Not checked: Kubernetes' own schemas.
+ *   required/tpl) for the default and the cluster values, and for value sets that take
+ *   every optional branch; every document parses as YAML and validates strictly against
+ *   Kubernetes' own schema for its apiVersion/kind (test/helpers/k8s-schema.ts, the
+ *   schemas of `kubernetes-models`: unknown fields, wrong types, missing required fields
+ *   and unknown kinds are refused, as `kubectl apply --validate=strict` would); the
+ *   nodes' nexus.yaml passes Nexus's own config schema, and the guard fails the render
+ *   for more than one replica on SQLite. Not checked: the API server's own validation
+ *   beyond the schema (cross-field rules, name formats), and an install on a cluster.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Ajv } from 'ajv';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { parseConfigText } from '@nexus-proxy/server';
+import { k8sProblems, type K8sDocument } from './helpers/k8s-schema.js';
 import { REPO } from './helpers/node.js';
 
 const CHART = join(REPO, 'deploy/helm/nexus');
@@ -65,19 +71,55 @@ interface Manifest {
   data?: Record<string, string>;
 }
 
-/** Renders the chart with the extra values; rejects with the renderer's error text. */
-async function render(extra: Values = {}): Promise<Manifest[]> {
-  const dir = await mkdtemp(join(tmpdir(), 'nexus-helm-'));
-  const file = join(dir, 'values.yaml');
+let work: Promise<{ dir: string; bin: string }> | undefined;
+
+/** The renderer, built once per run (`go run` would link it again for every render). */
+function renderer(): Promise<{ dir: string; bin: string }> {
+  work ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nexus-helm-'));
+    const bin = join(dir, 'helm-render');
+    await run('go', ['build', '-o', bin, join(REPO, 'test/helm-render/main.go')], {
+      env: { ...process.env, GO111MODULE: 'off', GOPATH, GOFLAGS: '' },
+      timeout: 120_000,
+    });
+    return { dir, bin };
+  })();
+  return work;
+}
+afterAll(async () => {
+  if (work) await rm((await work).dir, { recursive: true, force: true });
+});
+
+let renders = 0;
+const cache = new Map<string, Promise<Manifest[]>>();
+
+/**
+ * Renders the chart with the extra values, as release `release`; rejects with the
+ * renderer's error text. Every document must parse and pass Kubernetes' schema for its
+ * apiVersion/kind. The same values render once.
+ */
+function render(extra: Values = {}, release = 'test'): Promise<Manifest[]> {
+  const key = JSON.stringify([extra, release]);
+  let docs = cache.get(key);
+  if (!docs) {
+    docs = renderNow(extra, release);
+    cache.set(key, docs);
+  }
+  return docs.then((d) => structuredClone(d));
+}
+
+async function renderNow(extra: Values, release: string): Promise<Manifest[]> {
+  const { dir, bin } = await renderer();
+  const file = join(dir, `values-${++renders}.yaml`);
   await writeFile(file, stringify(extra));
-  const { stdout } = await run('go', ['run', join(REPO, 'test/helm-render/main.go'), CHART, file], {
-    env: { ...process.env, GO111MODULE: 'off', GOPATH, GOFLAGS: '' },
-    timeout: 120_000,
-  });
-  return parseAllDocuments(stdout).map((d) => {
+  const { stdout } = await run(bin, ['-name', release, CHART, file], { timeout: 60_000 });
+  // YAML 1.1, as Helm reads manifests (sigs.k8s.io/yaml): `yes` is a boolean there.
+  const docs = parseAllDocuments(stdout, { version: '1.1' }).map((d) => {
     expect(d.errors).toEqual([]);
     return d.toJS() as Manifest;
   });
+  expect(await k8sProblems(docs as unknown as K8sDocument[])).toEqual([]);
+  return docs;
 }
 
 const kinds = (docs: Manifest[]) => docs.map((d) => d.kind).sort();
@@ -201,5 +243,120 @@ describe.skipIf(!canRender)('deploy/helm/nexus rendered (Go text/template + Spri
     expect(kinds(await render({ store: 'postgres://n@db/n', replicaCount: 2 }))).toContain(
       'PodDisruptionBudget',
     );
+  }, 180_000);
+  it('every optional branch renders to manifests that pass Kubernetes schemas', async () => {
+    const scheduling = {
+      nodeSelector: { 'kubernetes.io/os': 'linux' },
+      tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'nexus', effect: 'NoSchedule' }],
+      affinity: {
+        podAntiAffinity: {
+          preferredDuringSchedulingIgnoredDuringExecution: [
+            {
+              weight: 100,
+              podAffinityTerm: {
+                topologyKey: 'kubernetes.io/hostname',
+                labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'nexus' } },
+              },
+            },
+          ],
+        },
+      },
+    };
+    const sqlite = await render({
+      ...scheduling,
+      image: { pullPolicy: 'Always' },
+      service: { type: 'LoadBalancer' },
+      persistence: { size: '5Gi', storageClass: 'fast-ssd' },
+      networkPolicy: {
+        proxyFrom: [
+          { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress' } } },
+        ],
+      },
+    });
+    const pvc = sqlite.find((d) => d.kind === 'PersistentVolumeClaim') as Manifest;
+    expect(pvc.spec).toMatchObject({ storageClassName: 'fast-ssd' });
+    const podSpec = (d: Manifest[]) =>
+      (
+        (d.find((m) => m.kind === 'Deployment') as Manifest).spec as {
+          template: { spec: Record<string, unknown> };
+        }
+      ).template.spec;
+    expect(podSpec(sqlite)).toMatchObject(scheduling);
+
+    const postgres = await render({
+      store: 'postgres://n@db/n',
+      replicaCount: 2,
+      podDisruptionBudget: { minAvailable: '50%' },
+      migration: { enabled: false },
+      networkPolicy: { enabled: false },
+    });
+    expect(kinds(postgres)).toEqual(['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Service']);
+  }, 180_000);
+
+  it('names that YAML would read as numbers stay strings (release, Secret, storage class)', async () => {
+    // Valid Kubernetes names, but unquoted in a template they become integers, which
+    // Kubernetes refuses where a string is required (labels, secretRef.name...).
+    const docs = await render(
+      { secrets: { existingSecret: '2024' }, persistence: { storageClass: '1' } },
+      '1234',
+    );
+    const deployment = docs.find((d) => d.kind === 'Deployment') as Manifest;
+    expect(deployment.metadata).toMatchObject({
+      labels: { 'app.kubernetes.io/instance': '1234' },
+    });
+    const clusterDocs = await render(
+      { ...clusterValues, secrets: { existingSecret: '2024' } },
+      '1234',
+    );
+    const job = clusterDocs.find((d) => d.kind === 'Job') as Manifest;
+    expect(JSON.stringify(job.spec)).toContain('"name":"2024"');
+  }, 180_000);
+
+  it('the Kubernetes schema check refuses unknown fields, wrong types and unknown kinds', async () => {
+    // These pass (render checks them); each copy below differs in one field.
+    const docs = (await render(clusterValues)) as unknown as K8sDocument[];
+    type Node = Record<string | number, unknown>;
+    // [kind of the document changed, path of the field, new value (undefined: deleted),
+    //  the problem expected]
+    const cases: [string, (string | number)[], unknown, RegExp][] = [
+      // A misspelt field deep in the pod template (the JSON schema alone lets it through).
+      [
+        'Deployment',
+        ['spec', 'template', 'spec', 'containers', 0, 'readinessProbe', 'periodSecond'],
+        5,
+        /spec\.template\.spec\.containers\[0\]\.readinessProbe\.periodSecond: .*'"periodSecond"' does not exist in type 'IProbe'/,
+      ],
+      [
+        'PodDisruptionBudget',
+        ['spec', 'maxUnavialable'],
+        1,
+        /spec\.maxUnavialable: .*does not exist/,
+      ],
+      // A string where an integer is required.
+      ['Job', ['spec', 'backoffLimit'], '3', /backoffLimit must be integer/],
+      // A required field missing.
+      ['Deployment', ['spec', 'selector'], undefined, /must have required property selector/],
+      // An unknown kind, and a beta version that current clusters no longer serve.
+      ['HorizontalPodAutoscaler', ['kind'], 'HorizontalPodAutoscalar', /unknown apiVersion\/kind/],
+      ['Deployment', ['apiVersion'], 'apps/v1beta1', /unknown apiVersion\/kind apps\/v1beta1\//],
+    ];
+    // One mutated copy per case, all checked at once (one TypeScript program).
+    const mutants = cases.map(([kind, path, value]) => {
+      const doc = structuredClone(docs.find((d) => d.kind === kind)) as Node;
+      let node = doc;
+      for (const key of path.slice(0, -1)) node = node[key] as Node;
+      const last = path[path.length - 1] as string | number;
+      if (value === undefined) delete node[last];
+      else node[last] = value;
+      return doc;
+    });
+    const problems = await k8sProblems(mutants);
+    for (const [i, [kind, path, , expected]] of cases.entries()) {
+      const mine = problems.filter((p) => p.startsWith(`document ${i} (`));
+      expect(
+        mine.some((p) => expected.test(p)),
+        `${kind} ${path.join('.')}: ${mine.join('\n')}`,
+      ).toBe(true);
+    }
   }, 180_000);
 });

@@ -6,7 +6,8 @@
 // merge, anything else replaces), as `helm template -f`. Not done: subcharts, lookup,
 // .Capabilities, .Files, schema validation (the test validates values with ajv).
 //
-// Usage: go run main.go CHART_DIR [VALUES_FILE...] ; prints the manifests, `---` between.
+// Usage: go run main.go [-name RELEASE] CHART_DIR [VALUES_FILE...] ; prints the manifests,
+// `---` between. The release is named "test" unless -name says otherwise.
 package main
 
 import (
@@ -52,19 +53,24 @@ func die(err error) {
 }
 
 func main() {
-	if len(os.Args) < 2 {
-		die(fmt.Errorf("usage: render CHART_DIR [VALUES_FILE...]"))
+	args := os.Args[1:]
+	release := "test"
+	if len(args) >= 2 && args[0] == "-name" {
+		release, args = args[1], args[2:]
 	}
-	chartDir := os.Args[1]
+	if len(args) < 1 {
+		die(fmt.Errorf("usage: render [-name RELEASE] CHART_DIR [VALUES_FILE...]"))
+	}
+	chartDir := args[0]
 	values := readYAML(filepath.Join(chartDir, "values.yaml"))
-	for _, f := range os.Args[2:] {
+	for _, f := range args[1:] {
 		mergeInto(values, readYAML(f))
 	}
 	chart := readYAML(filepath.Join(chartDir, "Chart.yaml"))
 	root := map[string]interface{}{
 		"Values": values,
 		"Release": map[string]interface{}{
-			"Name": "test", "Namespace": "default", "Service": "Helm",
+			"Name": release, "Namespace": "default", "Service": "Helm",
 			"Revision": 1, "IsInstall": true, "IsUpgrade": false,
 		},
 		"Chart": map[string]interface{}{
