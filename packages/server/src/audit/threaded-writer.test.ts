@@ -1,7 +1,7 @@
 // The audit writer in its worker thread, against a real SQLite file. The thread runs the
 // compiled `dist/` module (Node 20 cannot load the TypeScript source in a worker);
 // `npm test` builds first.
-import { copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -263,6 +263,34 @@ describe('threaded audit writer (worker thread)', () => {
       await verifySink(auditSinkFromStore(store), { verifyCheckpoint: () => true }),
     ).toMatchObject({ ok: true, count: 2 });
     await store.close();
+  });
+
+  it("the WAL is checkpointed by a thread of its own, never inside the audit thread's commits", async () => {
+    const sizes = async (walCheckpointMs: number, settleMs: number) => {
+      const path = await database();
+      const before = statSync(path).size;
+      const w = await openThreadedAuditWriter(path, options({ walCheckpointMs }));
+      // One record per transaction: ~6 WAL pages each, well past SQLite's 1,000-page
+      // automatic checkpoint.
+      for (let i = 0; i < 300; i++) await w.append(record(i, { pad: 'p'.repeat(2000) }));
+      const walPages = statSync(`${path}-wal`).size / 4096;
+      const deadline = Date.now() + settleMs;
+      while (Date.now() < deadline && statSync(path).size === before) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const grown = statSync(path).size - before;
+      await w.close();
+      return { walPages, grown };
+    };
+    // SQLite's default (no checkpointer): the audit thread's commits checkpoint.
+    expect((await sizes(0, 0)).grown).toBeGreaterThan(0);
+    // A checkpointer that has not run yet: nothing reached the database file, the WAL
+    // holds it all.
+    const idle = await sizes(60_000, 0);
+    expect(idle.grown).toBe(0);
+    expect(idle.walPages).toBeGreaterThan(1000);
+    // The checkpointer copies the pages in.
+    expect((await sizes(50, 5_000)).grown).toBeGreaterThan(0);
   });
 
   it('fails the appends waiting on a thread that dies, and starts a new one for the next', async () => {

@@ -38,6 +38,8 @@ export interface ThreadedAuditWriterOptions {
   maxBatch?: number;
   /** How long a deferred record waits for another append to go with (default 20 ms). */
   deferMs?: number;
+  /** How often the WAL is checkpointed by a thread of its own (`AuditThreadInit`). */
+  walCheckpointMs?: number;
   /**
    * How long an append waits for a lock another connection holds, in ms (the audit thread
    * blocks; the request waiting on its record fails with `audit_unavailable` after it).
@@ -149,6 +151,9 @@ export async function openThreadedAuditWriter(
         ? {}
         : { checkpointIntervalMs: options.checkpointIntervalMs }),
       ...(options.maxBatch === undefined ? {} : { maxBatch: options.maxBatch }),
+      ...(options.walCheckpointMs === undefined
+        ? {}
+        : { walCheckpointMs: options.walCheckpointMs }),
       ...(durable === undefined ? {} : { durable }),
     };
     const starting: Promise<Running> = new Promise<Running>((resolve, reject) => {

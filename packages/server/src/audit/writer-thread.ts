@@ -19,11 +19,12 @@
 // ...] }`; `{ refused: [[id, error], ...] }`; `{ checkpointed: { id, checkpoint } }`;
 // `{ sign: { id, payloadText } }`; `{ stored: { id, checkpoint } }`; `{ error: error }` (a
 // background checkpoint failed); `{ closed: true }`.
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, Worker, workerData } from 'node:worker_threads';
 import { openSqliteStore, type SqliteStoreOptions } from '../store/sqlite.js';
 import type { AuditCheckpoint, ChainRecord } from './chain.js';
 import { auditSinkFromStore, withLinkedAppend, type NonceClaim } from './sink.js';
 import { createAuditWriter, type AuditPosition } from './writer.js';
+import type { CheckpointerInit } from './checkpointer-thread.js';
 
 /** What the thread is started with (`workerData`). */
 export interface AuditThreadInit {
@@ -37,7 +38,22 @@ export interface AuditThreadInit {
   maxBatch?: number;
   /** The newest position an earlier thread reported durable (after a restart). */
   durable?: AuditPosition;
+  /**
+   * How often the checkpointer thread copies the WAL into the database, in ms (default
+   * {@link WAL_CHECKPOINT_MS}); 0: no checkpointer, this connection checkpoints as SQLite
+   * does by default (every 1,000 WAL pages, inside a commit).
+   */
+  walCheckpointMs?: number;
 }
+
+/** Default of {@link AuditThreadInit.walCheckpointMs}. */
+export const WAL_CHECKPOINT_MS = 200;
+/**
+ * With a checkpointer, this connection still checkpoints when the WAL reaches this many
+ * pages (64 MiB of 4 KiB pages): a backstop that keeps the WAL bounded if the checkpointer
+ * falls far behind or stopped.
+ */
+export const AUDIT_WAL_BACKSTOP_PAGES = 16_384;
 
 /** An error as plain data (errors of custom classes do not cross threads intact). */
 export interface PlainError {
@@ -80,11 +96,43 @@ try {
     busyTimeoutMs: init.busyTimeoutMs,
     ...(init.expectFiles === undefined ? {} : { expectFiles: init.expectFiles }),
     ...(init.lock === undefined ? {} : { lock: init.lock }),
+    ...(init.walCheckpointMs === 0 ? {} : { walAutocheckpoint: AUDIT_WAL_BACKSTOP_PAGES }),
   });
 } catch (error) {
   port.postMessage({ failed: plain(error) });
   port.close();
   process.exit(1);
+}
+
+/** The WAL checkpointer (checkpointer-thread.ts), stopped before the store closes. */
+const checkpointer =
+  init.walCheckpointMs === 0
+    ? undefined
+    : new Worker(new URL('./checkpointer-thread.js', import.meta.url), {
+        workerData: {
+          path: init.path,
+          intervalMs: init.walCheckpointMs ?? WAL_CHECKPOINT_MS,
+          busyTimeoutMs: init.busyTimeoutMs,
+          ...(init.expectFiles === undefined ? {} : { expectFiles: init.expectFiles }),
+          ...(init.lock === undefined ? {} : { lock: init.lock }),
+        } satisfies CheckpointerInit,
+      });
+let checkpointerClosed: Promise<void> = Promise.resolve();
+if (checkpointer !== undefined) {
+  checkpointerClosed = new Promise<void>((resolve) => checkpointer.once('exit', () => resolve()));
+  const failed = (error: unknown) =>
+    port.postMessage({
+      error: { code: 'internal_error', message: `WAL checkpointer: ${plain(error).message}` },
+    });
+  checkpointer.on('message', (m: { error?: PlainError }) => {
+    if (m.error !== undefined) failed(m.error);
+  });
+  checkpointer.on('error', failed);
+}
+/** Stops the checkpointer (its last checkpoint, if one is running, ends first). */
+function stopCheckpointer(): Promise<void> {
+  checkpointer?.postMessage('close');
+  return checkpointerClosed;
 }
 
 let nextCall = 1;
@@ -160,6 +208,7 @@ port.on('message', (message: Message) => {
     void writer
       .close()
       .catch((error: unknown) => port.postMessage({ error: plain(error) }))
+      .then(() => stopCheckpointer())
       .then(() => store.close())
       .finally(() => {
         port.postMessage({ closed: true });

@@ -60,6 +60,13 @@ export interface SqliteStoreOptions {
   onFault?: (error: Error) => void;
   /** Clock for `schema_migrations.applied_at`. Default `Date.now`. */
   clock?: () => number;
+  /**
+   * SQLite's `wal_autocheckpoint` for this connection, in WAL pages (SQLite's default
+   * 1000; 0: never). A commit that finds the WAL this long checkpoints it then and there,
+   * on this connection's thread; the audit thread sets it high and leaves checkpoints to
+   * its checkpointer thread (`audit/checkpointer-thread.ts`).
+   */
+  walAutocheckpoint?: number;
 }
 
 /** The identities of a file store's database and WAL files when it was opened. */
@@ -89,6 +96,12 @@ export interface SqliteStore extends Store {
     ) => (AuditAppend & { seq: number })[],
     claims?: NonceClaims,
   ): Promise<number[]>;
+  /**
+   * Copies the WAL's committed pages into the database file without waiting for any
+   * reader or writer (`wal_checkpoint(PASSIVE)`), then checks the store's files; `log`
+   * and `checkpointed` are WAL pages.
+   */
+  checkpointWal(): Promise<{ busy: boolean; log: number; checkpointed: number }>;
 }
 
 type Db = Database.Database;
@@ -214,6 +227,9 @@ export function openSqliteStore(path: string, options: SqliteStoreOptions = {}):
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
       db.pragma('secure_delete = ON');
+      if (options.walAutocheckpoint !== undefined && !memory) {
+        db.pragma(`wal_autocheckpoint = ${Math.max(0, Math.floor(options.walAutocheckpoint))}`);
+      }
     }
     if (migrating) {
       schemaVersion = migrate(db, clock);
@@ -478,6 +494,17 @@ class SqliteStoreImpl extends KyselyStore implements SqliteStore {
       const changes = record.run(...(s.parameters as unknown[])).changes;
       return changes === 0 && claim.exclusive;
     });
+  }
+
+  checkpointWal(): Promise<{ busy: boolean; log: number; checkpointed: number }> {
+    return this.#op(() => {
+      const [r] = this.#db.pragma('wal_checkpoint(PASSIVE)') as {
+        busy: number;
+        log: number;
+        checkpointed: number;
+      }[];
+      return { busy: r?.busy === 1, log: r?.log ?? 0, checkpointed: r?.checkpointed ?? 0 };
+    }, true);
   }
 
   async close(): Promise<void> {
