@@ -7,11 +7,11 @@
  * request and a decision reaches the worker that holds it.
  */
 import type { Approver, ApprovalQueue, PendingApproval } from './queue.js';
-import type { WebhookSettings } from './webhook.js';
 
 /** A held request's webhook approver: what its callback is verified against. */
 export interface HeldWebhook {
-  readonly settings: WebhookSettings;
+  /** The name (never the value) of the vault credential holding the HMAC key. */
+  readonly secret: string;
   readonly ruleId: string;
 }
 
