@@ -22,7 +22,7 @@
  * - the holder's own ends (timeout, agent gone, SIGTERM) delete the row first: a decision
  *   written before wins (the operator was told it holds), else the request ends as on one
  *   node (`approval_timeout`, `agent_disconnected`). The store unreachable: it ends as its
- *   own reason says, nothing is forwarded.
+ *   own reason says, nothing is forwarded, and its row is deleted once the store is back.
  * - the holder's store work runs one operation at a time, so a decision taken and an own
  *   end never both settle the same request, and an end never overtakes the row's write.
  *
@@ -94,14 +94,19 @@ export class ClusterApprovals implements ApprovalSharing {
   /** The holder's store work, one operation at a time (see the header). */
   #chain: Promise<unknown> = Promise.resolve();
   readonly #timers: NodeJS.Timeout[] = [];
+  /**
+   * Rows of requests this node ended while the store was unreachable: deleted when it is
+   * back (retried with the poll), so no other node decides a request nobody holds.
+   */
+  readonly #orphans = new Set<string>();
   #warned = false;
 
   constructor(options: ClusterApprovalsOptions) {
     this.#o = options;
-    const poll = setInterval(
-      () => this.#whileHolding(() => this.takeDecisions()),
-      options.pollMs ?? POLL_MS,
-    );
+    const poll = setInterval(() => {
+      this.#forgetOrphans();
+      this.#whileHolding(() => this.takeDecisions());
+    }, options.pollMs ?? POLL_MS);
     const touch = setInterval(
       () =>
         this.#whileHolding(() =>
@@ -157,16 +162,41 @@ export class ClusterApprovals implements ApprovalSharing {
 
   end(id: string, own: ApprovalOutcome): Promise<ApprovalOutcome> {
     return this.#serial(async () => {
-      const decided = await this.#o.store.endHeldApproval(id);
+      let decided: HeldDecision | undefined;
+      try {
+        decided = await this.#o.store.endHeldApproval(id);
+      } catch (err) {
+        // The request ends as its own reason says (never approved); its row goes later.
+        this.#orphans.add(id);
+        throw err;
+      }
       return decided === undefined ? own : outcomeOf(decided);
     });
+  }
+
+  #forgetOrphans(): void {
+    if (this.#orphans.size === 0) return;
+    void this.#serial(async () => {
+      for (const id of [...this.#orphans]) {
+        await this.#o.store.endHeldApproval(id);
+        this.#orphans.delete(id);
+      }
+    }).catch(() => undefined);
   }
 
   /** Takes this node's decided rows and settles their requests (a notice, or the poll). */
   takeDecisions(): Promise<void> {
     return this.#serial(async () => {
       const taken = await this.#o.store.takeHeldDecisions(this.#o.nodeId);
-      for (const d of taken) this.#queue?.applyDecision(d.id, outcomeOf(d));
+      for (const d of taken) {
+        if (this.#queue?.applyDecision(d.id, outcomeOf(d)) !== true) {
+          // Ended here while the store was unreachable: the decision came too late.
+          this.#o.logger.warn(
+            { approval_id: d.id },
+            'a decision arrived for a held request this node had already ended',
+          );
+        }
+      }
     });
   }
 
