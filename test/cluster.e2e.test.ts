@@ -173,7 +173,7 @@ describe('a node on PostgreSQL', () => {
   it('nexus migrate brings the schema up to date (the Helm migration Job runs it)', async () => {
     const r = await node.cli(['migrate', '--json']);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ driver: 'postgres', schema_version: 6 });
+    expect(JSON.parse(r.stdout)).toEqual({ driver: 'postgres', schema_version: 7 });
   });
 
   it('nexus init --store refuses a URL with a password before writing anything', async () => {

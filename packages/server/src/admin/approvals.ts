@@ -2,7 +2,8 @@
  * Admin API for requests held by `approve` policy rules: list them, approve or deny one.
  * The deciding operator is the operator token of the call (its name and id go into the
  * audit chain); a rule's `approvers` limits which token names may decide. Under
- * `nexus up --workers N` the board spans every worker (approvals/board.ts).
+ * `nexus up --workers N` the board spans every worker, in a PostgreSQL cluster every node
+ * (approvals/board.ts).
  */
 import { NexusError } from '@nexus-proxy/protocol';
 import type { ApprovalBoard } from '../approvals/board.js';

@@ -86,7 +86,10 @@ export interface AdminDeps {
   readonly metrics?: Omit<MetricsEndpointOptions, 'isOperator'>;
   /** `GET /v1/status` (app/status.ts). */
   readonly status?: () => Promise<unknown>;
-  /** Requests held for approval (`/v1/approvals`), every worker's under `--workers`. */
+  /**
+   * Requests held for approval (`/v1/approvals`): every worker's under `--workers`, every
+   * node's in a PostgreSQL cluster.
+   */
   readonly approvals?: ApprovalBoard;
   /**
    * `POST /v1/approvals/{id}/webhook`: a webhook approver's signed decision

@@ -17,6 +17,10 @@
  * policy hash, or the error code), which the first node collects for a few seconds. The
  * poll reads `cluster.reload` too, so a node that missed the notice still reloads.
  *
+ * Decisions on requests held by `approve` rules use it too (app/cluster-approvals.ts): the
+ * deciding node sends `approvals <holder's node id>` and the holder takes its decisions
+ * from the store at once (it also polls them while it holds something).
+ *
  * Revocations are read into memory, so a node keeps refusing a revoked lease while the
  * store or Redis is down; what it cannot learn meanwhile it learns on recovery.
  */
@@ -70,6 +74,8 @@ export interface ClusterSyncOptions {
   readonly pollMs?: number;
   /** Reloads this node's own config file (a reload sent by another node). */
   readonly reload?: () => Promise<Record<string, unknown>>;
+  /** An `approvals <node>` notice arrived: a held request of `node` was decided. */
+  readonly approvals?: (node: string) => void;
 }
 
 /** A running fan-out; see {@link startClusterSync}. */
@@ -84,6 +90,12 @@ export interface ClusterSync {
    */
   publishReload(waitMs?: number): Promise<ClusterReloadOutcome>;
   close(): Promise<void>;
+}
+
+/** The fan-out of a PostgreSQL cluster's nodes ({@link startClusterSync}). */
+export interface NodeClusterSync extends ClusterSync {
+  /** Tells `node` that one of its held requests was decided. Never throws. */
+  publishApprovals(node: string): Promise<void>;
 }
 
 /**
@@ -112,7 +124,7 @@ export function deliverReport(
  * const sync = await startClusterSync({ store, postgresUrl, refresh: () => authority.refresh(), logger });
  * authority.onChange = () => sync.publish();
  */
-export async function startClusterSync(options: ClusterSyncOptions): Promise<ClusterSync> {
+export async function startClusterSync(options: ClusterSyncOptions): Promise<NodeClusterSync> {
   const { store, logger } = options;
   const nodeId = randomId(9);
   const pollMs = options.pollMs ?? 1000;
@@ -200,6 +212,8 @@ export async function startClusterSync(options: ClusterSyncOptions): Promise<Clu
       reloadRequested(token);
     } else if (payload?.startsWith('report ') === true) {
       deliverReport(payload, gathering);
+    } else if (payload?.startsWith('approvals ') === true) {
+      if (!closed) options.approvals?.(payload.slice('approvals '.length));
     } else if (payload !== nodeId) refresh();
   };
   if (options.redis !== undefined) {
@@ -324,6 +338,17 @@ export async function startClusterSync(options: ClusterSyncOptions): Promise<Clu
         gathering.delete(id);
       }
       return { reached, reports: [...reports] };
+    },
+    async publishApprovals(node) {
+      if (closed) return;
+      try {
+        await send(`approvals ${node}`);
+      } catch (err) {
+        logger.warn(
+          { err: errorSummary(err) },
+          'approval notice failed; the holding node reads its decisions by polling',
+        );
+      }
     },
     async close() {
       closed = true;

@@ -75,6 +75,7 @@ import { startWorkerSync } from './worker-sync.js';
 import { shareWorkerMetrics } from './worker-metrics.js';
 import { workerOidcFlows, workerPersonTokens, workerSessionTable } from './worker-sessions.js';
 import { workerApprovalBoard } from './worker-approvals.js';
+import { ClusterApprovals } from './cluster-approvals.js';
 import { workerOAuthExclusive } from './worker-oauth-locks.js';
 import { primaryPeer } from './ipc-peer.js';
 import { forgetAtMs, replayKey } from '../proxy/replay-shared.js';
@@ -215,6 +216,8 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
   let appender: ThreadedAuditWriter | undefined;
   let shared: SharedState | undefined;
   let sync: ClusterSync | undefined;
+  // A PostgreSQL cluster's held requests (app/cluster-approvals.ts): created with the sync.
+  let clusterApprovals: ClusterApprovals | undefined;
   try {
     const vault = createVault({ store, keyring: keyringFor(config), clock });
     await vault.init();
@@ -247,10 +250,19 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
         // A reload sent by another node: this node re-reads its own config file.
         reload:
           options.reloadConfig === undefined ? undefined : async () => ({ ...(await reload()) }),
+        // A held request of this node was decided on another (app/cluster-approvals.ts).
+        approvals: (node) => clusterApprovals?.noticed(node),
         logger,
       });
       sync = s;
       authority.onChange = () => s.publish();
+      clusterApprovals = new ClusterApprovals({
+        store,
+        nodeId: s.nodeId,
+        clock,
+        logger,
+        notify: (node) => s.publishApprovals(node),
+      });
     } else if (sqliteWorker) {
       // Workers of one node: changes relayed through the primary (app/worker-sync.ts).
       const s = startWorkerSync({
@@ -491,15 +503,22 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
           : 0;
     // Requests held by `approve` rules; in memory: a node that stops ends them.
     // A rule's webhook approver hears of each of its held requests (approvals/webhook.ts).
+    // A PostgreSQL cluster shares them through the store (app/cluster-approvals.ts).
     const approvals = new ApprovalQueue({
       clock,
       onHeld: (view, webhook, body) => webhooks.notify(view, webhook, body),
+      ...(clusterApprovals === undefined ? {} : { sharing: clusterApprovals }),
     });
-    // What the admin API and webhook callbacks act on: under --workers, every worker's held
-    // requests (app/worker-approvals.ts); each worker's gauge counts its own (summed by the
-    // /metrics aggregation).
+    // What the admin API and webhook callbacks act on: on PostgreSQL, every node's held
+    // requests (and every worker's: each is a node of the cluster); under --workers on
+    // SQLite, every worker's (app/worker-approvals.ts). Each process's gauge counts its own
+    // (summed by the /metrics aggregation under --workers).
     const approvalBoard =
-      worker === undefined ? localBoard(approvals) : workerApprovalBoard(approvals);
+      clusterApprovals !== undefined
+        ? clusterApprovals.board(approvals)
+        : worker === undefined
+          ? localBoard(approvals)
+          : workerApprovalBoard(approvals);
     const webhooks = createApprovalWebhooks({
       board: approvalBoard,
       resolveSecret: async (name) => (await vault.resolve(name)).fields.value,
@@ -936,6 +955,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
             // Even when the store failed (e.g. its file was replaced): release it and the
             // node lock, so the next node can start.
             await appender?.terminate();
+            await clusterApprovals?.close();
             await sync?.close();
             await shared?.close();
             await store.close();
@@ -948,6 +968,7 @@ export async function startNexus(options: StartOptions): Promise<RunningNexus> {
     };
   } catch (err) {
     await appender?.terminate();
+    await clusterApprovals?.close();
     await sync?.close();
     await shared?.close();
     await store.close();

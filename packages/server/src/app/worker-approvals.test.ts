@@ -123,7 +123,7 @@ describe('approvals across workers', () => {
     const [b1, b2] = boards as [ApprovalBoard, ApprovalBoard];
     const a = q2.hold(request('/hooked'), 60_000, webhook);
     const plain = q2.hold(request('/plain'), 60_000);
-    expect(await b1.webhookOf(a.id)).toEqual({ settings: webhook, ruleId: 'rule' });
+    expect(await b1.webhookOf(a.id)).toEqual({ secret: webhook.secret, ruleId: 'rule' });
     expect(await b1.webhookOf(plain.id)).toBeUndefined();
     expect(await b1.webhookOf('apr_unknown')).toBeUndefined();
     // A rule without a webhook is not decided by one.

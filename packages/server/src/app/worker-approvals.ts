@@ -19,8 +19,8 @@
  * Asks: worker -> primary, topic `approvals.node`; primary -> worker, topic
  * `approvals.worker` (this worker's own queue only). Bodies are {@link ApprovalOp}: ids,
  * the deciding operator's name and token id, and answers carry the held requests' views
- * (never a header, query or body: queue.ts) and a rule's webhook settings (a URL and the
- * vault credential's name, never its value).
+ * (never a header, query or body: queue.ts) and the name of a rule's webhook's vault
+ * credential (never its value).
  */
 import { NexusError, isNexusError } from '@nexus-proxy/protocol';
 import type { ApprovalBoard, HeldWebhook } from '../approvals/board.js';

@@ -4,14 +4,15 @@
  * own queue; under `nexus up --workers N` each worker holds its own requests and the board
  * reaches the others through the primary (app/worker-approvals.ts), so the workers answer
  * as one node: whichever worker an operator's call reaches, the list shows every held
- * request and a decision reaches the worker that holds it.
+ * request and a decision reaches the worker that holds it. In a PostgreSQL cluster the
+ * board is the store's (app/cluster-approvals.ts): every node's held requests.
  */
 import type { Approver, ApprovalQueue, PendingApproval } from './queue.js';
-import type { WebhookSettings } from './webhook.js';
 
 /** A held request's webhook approver: what its callback is verified against. */
 export interface HeldWebhook {
-  readonly settings: WebhookSettings;
+  /** The name (never the value) of the vault credential holding the HMAC key. */
+  readonly secret: string;
   readonly ruleId: string;
 }
 
@@ -23,7 +24,8 @@ export interface ApprovalBoard {
    * Approves or denies a held request (once: the worker that holds it decides).
    *
    * @throws NexusError `not_found` (unknown, decided or ended), `forbidden` (not one of the
-   *   rule's approvers), `internal_error` (a worker did not answer: nothing is assumed).
+   *   rule's approvers), `internal_error` (a worker did not answer: nothing is assumed),
+   *   `store_unavailable` (a cluster's store is unreachable: nothing is decided).
    */
   decide(
     id: string,

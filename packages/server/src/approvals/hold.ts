@@ -2,7 +2,8 @@
  * The pipeline's side of approval: audit the request as pending (durably, before it is
  * held), hold it, audit how it ended with the approver's identity, and on approval check
  * that the lease and the agent are still good (a lease revoked or an agent disabled while
- * the request waited MUST NOT be forwarded).
+ * the request waited MUST NOT be forwarded). In a PostgreSQL cluster the held request is
+ * shared through the store before anyone hears of it (queue.ts `share`).
  */
 import { NexusError, type ErrorCode } from '@nexus-proxy/protocol';
 import type { ApprovalSettings } from '../policy/rule-schema.js';
@@ -67,6 +68,14 @@ export async function awaitApproval(h: HoldRequest): Promise<NexusError | undefi
   } catch (err) {
     hold.abandon();
     throw new NexusError('audit_unavailable', undefined, { cause: err });
+  }
+  // A cluster's nodes see it (app/cluster-approvals.ts); fail closed: a request no other
+  // node can see or decide is not held (the store is down: nothing is forwarded).
+  try {
+    await h.queue.share(hold.id);
+  } catch (err) {
+    hold.abandon();
+    throw new NexusError('store_unavailable', undefined, { cause: err });
   }
   h.onClose(hold.abandon);
   // Durable as pending: now the rule's webhook (if any) may hear of it.

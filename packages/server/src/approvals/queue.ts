@@ -7,6 +7,9 @@
  * those bytes (no re-signing, and its nonce was recorded on arrival, so a copy cannot be
  * replayed). Pending approvals live in this process's memory: a node that stops ends them
  * (`approval_timeout`, detail: the node stopped), and the agent retries with a new request.
+ * In a PostgreSQL cluster the queue also shares each held request ({@link ApprovalSharing},
+ * app/cluster-approvals.ts): any node lists and decides it, and an end of the holder's own
+ * (timeout, agent gone, node stopping) first asks the store whether a decision won.
  *
  * MUST: a pending approval's view holds the request's identity, route and intent (what an
  * approver needs to decide), never a header value, the query, the body or a credential.
@@ -47,6 +50,22 @@ export type ApprovalOutcome =
   | { readonly state: 'abandoned' }
   | { readonly state: 'stopped' };
 
+/**
+ * Where a cluster's nodes see this node's held requests (app/cluster-approvals.ts). The
+ * decision written in the store is the one that holds: a node that decided answered the
+ * operator already, so the holder applies it even when its own end (timeout, agent gone,
+ * node stopping) comes at the same time.
+ */
+export interface ApprovalSharing {
+  /** Makes a held request visible to every node. Throws when the store is unreachable. */
+  put(view: PendingApproval, webhook: WebhookSettings | undefined): Promise<void>;
+  /**
+   * The holder ends a shared request for its `own` reason: the outcome that holds (a
+   * decision written first wins; the store unreachable: `own`, nothing is forwarded).
+   */
+  end(id: string, own: ApprovalOutcome): Promise<ApprovalOutcome>;
+}
+
 /** One held request: its id, how it ends, and a way to give it up (the agent left). */
 export interface Hold {
   readonly id: string;
@@ -62,6 +81,8 @@ interface Entry {
   webhook?: WebhookSettings;
   /** The request body, kept only for a webhook with `include_body`. */
   body?: HeldBody;
+  /** Shared with the cluster ({@link ApprovalSharing}): its own ends ask the store first. */
+  shared: boolean;
 }
 
 export interface ApprovalQueueOptions {
@@ -75,6 +96,8 @@ export interface ApprovalQueueOptions {
   readonly maxPendingPerAgent?: number;
   /** Told when a held request's pending record is durable (`announce`): the webhook. */
   readonly onHeld?: (view: PendingApproval, webhook: WebhookSettings, body?: HeldBody) => void;
+  /** A PostgreSQL cluster's: every node sees and decides the held requests. */
+  readonly sharing?: ApprovalSharing;
 }
 
 /** The node's held requests. */
@@ -83,6 +106,7 @@ export class ApprovalQueue {
   readonly #max: number;
   readonly #maxPerAgent: number;
   readonly #onHeld: ApprovalQueueOptions['onHeld'];
+  readonly #sharing: ApprovalSharing | undefined;
   readonly #pending = new Map<string, Entry>();
 
   constructor(options: ApprovalQueueOptions) {
@@ -90,6 +114,7 @@ export class ApprovalQueue {
     this.#max = options.maxPending ?? 1000;
     this.#maxPerAgent = options.maxPendingPerAgent ?? 20;
     this.#onHeld = options.onHeld;
+    this.#sharing = options.sharing;
   }
 
   /**
@@ -133,7 +158,7 @@ export class ApprovalQueue {
       created_at: new Date(now).toISOString(),
       expires_at: new Date(now + timeoutMs).toISOString(),
     };
-    const timer = setTimeout(() => settle({ state: 'timeout' }), timeoutMs);
+    const timer = setTimeout(() => this.#end(id, { state: 'timeout' }), timeoutMs);
     timer.unref();
     this.#pending.set(id, {
       view,
@@ -141,8 +166,61 @@ export class ApprovalQueue {
       timer,
       ...(webhook === undefined ? {} : { webhook }),
       ...(webhook?.includeBody === true && body !== undefined ? { body } : {}),
+      shared: false,
     });
-    return { id, outcome, abandon: () => settle({ state: 'abandoned' }) };
+    return { id, outcome, abandon: () => this.#end(id, { state: 'abandoned' }) };
+  }
+
+  /** Ends a held request for this node's own reason (a shared one: as the store says). */
+  #end(id: string, own: ApprovalOutcome): void {
+    const entry = this.#pending.get(id);
+    if (entry === undefined) return;
+    const sharing = this.#sharing;
+    if (!entry.shared || sharing === undefined) {
+      entry.settle(own);
+      return;
+    }
+    sharing.end(id, own).then(entry.settle, () => entry.settle(own));
+  }
+
+  /**
+   * Shares a held request with the cluster, when the queue has {@link ApprovalSharing}
+   * (no-op otherwise, or when it ended already). Call it once the request is durably
+   * audited as pending, before {@link announce}.
+   *
+   * @throws NexusError `store_unavailable` (nothing shared: the caller gives the hold up)
+   */
+  async share(id: string): Promise<void> {
+    const entry = this.#pending.get(id);
+    const sharing = this.#sharing;
+    if (entry === undefined || sharing === undefined) return;
+    // Shared from now on: an end meanwhile asks the store after the write (sharing keeps
+    // its writes in order), so it never leaves a row behind.
+    entry.shared = true;
+    try {
+      await sharing.put(entry.view, entry.webhook);
+    } catch (err) {
+      entry.shared = false;
+      throw err;
+    }
+  }
+
+  /**
+   * Applies a decision another node wrote in the store (or this node's own, through the
+   * store): the holder settles the request. Returns false when it no longer holds it.
+   */
+  applyDecision(id: string, outcome: ApprovalOutcome & { state: 'approved' | 'denied' }): boolean {
+    const entry = this.#pending.get(id);
+    if (entry === undefined) return false;
+    entry.settle(outcome);
+    return true;
+  }
+
+  /** How many held requests are shared with the cluster. */
+  sharedCount(): number {
+    let n = 0;
+    for (const e of this.#pending.values()) if (e.shared) n++;
+    return n;
   }
 
   /** The request is durably audited as pending: its rule's webhook (if any) is told. */
@@ -152,11 +230,11 @@ export class ApprovalQueue {
   }
 
   /** The webhook of a held request's rule, for verifying its callback. */
-  webhookOf(id: string): { settings: WebhookSettings; ruleId: string } | undefined {
+  webhookOf(id: string): { secret: string; ruleId: string } | undefined {
     const entry = this.#pending.get(id);
     return entry?.webhook === undefined
       ? undefined
-      : { settings: entry.webhook, ruleId: entry.view.rule_id };
+      : { secret: entry.webhook.secret, ruleId: entry.view.rule_id };
   }
 
   /**
@@ -204,8 +282,11 @@ export class ApprovalQueue {
     return entry.view;
   }
 
-  /** Ends every held request (the node is stopping). */
+  /**
+   * Ends every held request (the node is stopping). A shared one ends as the store says (a
+   * decision written before the stop still holds), a moment later.
+   */
   close(): void {
-    for (const e of [...this.#pending.values()]) e.settle({ state: 'stopped' });
+    for (const id of [...this.#pending.keys()]) this.#end(id, { state: 'stopped' });
   }
 }

@@ -154,11 +154,12 @@ const approverOf = (name: string, ruleId: string) => ({
   token_id: `webhook:${ruleId}`,
 });
 
-async function keyOf(o: ApprovalWebhooksOptions, webhook: WebhookSettings): Promise<string> {
-  const key = await o.resolveSecret(webhook.secret).catch(() => undefined);
+/** The HMAC key of a webhook: the `value` field of the vault credential named `secret`. */
+async function keyOf(o: ApprovalWebhooksOptions, secret: string): Promise<string> {
+  const key = await o.resolveSecret(secret).catch(() => undefined);
   if (key === undefined || key.length < 16) {
     throw new NexusError('credential_unavailable', undefined, {
-      detail: `webhook secret "${webhook.secret}" is not set (or shorter than 16 characters)`,
+      detail: `webhook secret "${secret}" is not set (or shorter than 16 characters)`,
     });
   }
   return key;
@@ -171,7 +172,7 @@ export function createApprovalWebhooks(o: ApprovalWebhooksOptions): ApprovalWebh
     webhook: WebhookSettings,
     held: HeldBody | undefined,
   ): Promise<void> {
-    const key = await keyOf(o, webhook);
+    const key = await keyOf(o, webhook.secret);
     const admin = o.adminUrl();
     const body = JSON.stringify({
       type: 'approval.pending',
@@ -242,7 +243,7 @@ export function createApprovalWebhooks(o: ApprovalWebhooksOptions): ApprovalWebh
           detail: `the callback needs ${WEBHOOK_TIMESTAMP_HEADER} (within 5 minutes) and ${WEBHOOK_SIGNATURE_HEADER}`,
         });
       }
-      const key = await keyOf(o, webhook.settings);
+      const key = await keyOf(o, webhook.secret);
       if (!timingSafeEqualString(signature, webhookSignature(key, timestamp, body))) {
         throw new NexusError('unauthorized', undefined, {
           detail: 'the webhook signature does not match',

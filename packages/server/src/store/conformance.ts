@@ -790,6 +790,82 @@ export function runStoreConformance(
       });
     });
 
+    describe('requests held for approval (a cluster shares them)', () => {
+      const held = (id: string, node: string, createdAt: number) => ({
+        id,
+        node,
+        view: JSON.stringify({ id, path: '/releases/1' }),
+        createdAt,
+        expiresAt: createdAt + 60_000,
+        aliveUntil: createdAt + 10_000,
+      });
+
+      it('lists live undecided requests oldest first; one decision wins; the holder takes it once', async () => {
+        const a = { ...held('apr_a', 'n1', T0 + 1), webhookSecret: 'hook-key' };
+        const b = held('apr_b', 'n2', T0);
+        await store.putHeldApproval(a, T0);
+        await store.putHeldApproval(b, T0);
+        await expectCode(store.putHeldApproval(a, T0), 'conflict');
+        expect(await store.listHeldApprovals(T0 + 2)).toEqual([b, a]);
+        expect(await store.getHeldApproval('apr_a', T0 + 2)).toEqual(a);
+        expect(await store.getHeldApproval('apr_x', T0 + 2)).toBeUndefined();
+        const approver = JSON.stringify({ name: 'ops', token_id: 't1' });
+        // Concurrent decisions: exactly one is written.
+        const both = await Promise.all([
+          store.decideHeldApproval('apr_a', { approved: true, approver }, T0 + 2),
+          store.decideHeldApproval('apr_a', { approved: false, approver }, T0 + 2),
+        ]);
+        expect(both.filter((r) => r !== undefined)).toEqual([a]);
+        expect(await store.decideHeldApproval('apr_x', { approved: true, approver }, T0 + 2)).toBe(
+          undefined,
+        );
+        // A decided request is no longer listed nor decidable.
+        expect(await store.listHeldApprovals(T0 + 2)).toEqual([b]);
+        expect(await store.getHeldApproval('apr_a', T0 + 2)).toBeUndefined();
+        // Only its holder's take returns the decision, once.
+        expect(await store.takeHeldDecisions('n2')).toEqual([]);
+        const taken = await store.takeHeldDecisions('n1');
+        expect(taken).toHaveLength(1);
+        expect(taken[0]).toMatchObject({ id: 'apr_a', approver });
+        expect(await store.takeHeldDecisions('n1')).toEqual([]);
+      });
+
+      it('the holder ending a request gets a decision written first, else nothing; once', async () => {
+        const approver = JSON.stringify({ name: 'ops', token_id: 't1' });
+        await store.putHeldApproval(held('apr_c', 'n1', T0), T0);
+        await store.putHeldApproval(held('apr_d', 'n1', T0), T0);
+        expect(await store.decideHeldApproval('apr_c', { approved: false, approver }, T0)).toEqual(
+          held('apr_c', 'n1', T0),
+        );
+        expect(await store.endHeldApproval('apr_c')).toEqual({ approved: false, approver });
+        expect(await store.endHeldApproval('apr_c')).toBeUndefined();
+        expect(await store.endHeldApproval('apr_d')).toBeUndefined();
+        // Ended: no longer listed, and a decision finds nothing.
+        expect(await store.listHeldApprovals(T0)).toEqual([]);
+        expect(await store.decideHeldApproval('apr_d', { approved: true, approver }, T0)).toBe(
+          undefined,
+        );
+        expect(await store.takeHeldDecisions('n1')).toEqual([]);
+      });
+
+      it('a holder that stops keeping its rows alive leaves the list; expired rows too', async () => {
+        const approver = JSON.stringify({ name: 'ops', token_id: 't1' });
+        await store.putHeldApproval(held('apr_e', 'n1', T0), T0);
+        await store.putHeldApproval({ ...held('apr_f', 'n2', T0), expiresAt: T0 + 5 }, T0);
+        await store.touchHeldApprovals('n1', T0 + 20_000);
+        expect((await store.listHeldApprovals(T0 + 15_000)).map((r) => r.id)).toEqual(['apr_e']);
+        expect(await store.listHeldApprovals(T0 + 20_000)).toEqual([]);
+        expect(await store.getHeldApproval('apr_e', T0 + 20_000)).toBeUndefined();
+        expect(
+          await store.decideHeldApproval('apr_e', { approved: true, approver }, T0 + 20_000),
+        ).toBeUndefined();
+        // Storing another request sweeps the rows of dead nodes.
+        await store.putHeldApproval(held('apr_g', 'n3', T0 + 30_000), T0 + 30_000);
+        expect(await store.endHeldApproval('apr_e')).toBeUndefined();
+        expect((await store.listHeldApprovals(T0 + 30_000)).map((r) => r.id)).toEqual(['apr_g']);
+      });
+    });
+
     describe('meta and lifecycle', () => {
       it('gets and sets meta values', async () => {
         expect(await store.getMeta('k')).toBeUndefined();

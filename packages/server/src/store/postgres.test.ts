@@ -72,6 +72,7 @@ describe('PostgreSQL backend', () => {
       { version: 4, name: 'lease_delegation' },
       { version: 5, name: 'oauth_pending' },
       { version: 6, name: 'audit_index_trim' },
+      { version: 7, name: 'held_approvals' },
     ]);
   });
 

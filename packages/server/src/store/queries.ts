@@ -56,6 +56,7 @@ import {
   toAudit,
   toCheckpoint,
   pendingRow,
+  toHeldApproval,
 } from './rows.js';
 import {
   auditAgentKey,
@@ -73,6 +74,8 @@ import {
   type CredentialVersionRow,
   type EnrollmentTokenInsert,
   type EnrollmentTokenRow,
+  type HeldApprovalRow,
+  type HeldDecision,
   type LeaseFilter,
   type LeaseInsert,
   type LeaseRow,
@@ -179,6 +182,17 @@ export interface Database {
     jws: string;
   };
   oauth_pending: { state_hash: string; service: string; sealed: string; expires_at: number };
+  held_approvals: {
+    id: string;
+    node: string;
+    view: string;
+    webhook_secret: string | null;
+    created_at: number;
+    expires_at: number;
+    alive_until: number;
+    decision: 'approved' | 'denied' | null;
+    approver: string | null;
+  };
   replay_nonces: { key: string; forget_at: number };
   schema_migrations: { version: number; name: string; applied_at: number };
   meta: { key: string; value: string };
@@ -1201,6 +1215,120 @@ export abstract class KyselyStore implements Store {
         d.db.deleteFrom('oauth_pending').where('state_hash', '=', stateHash).returningAll(),
       );
       return r === undefined ? undefined : pendingRow(r, now);
+    });
+  }
+
+  // --- requests held for approval (a cluster's) ---
+
+  putHeldApproval(h: HeldApprovalRow, now: number): Promise<void> {
+    const { d } = this;
+    return this.execute(write('held approval'), function* () {
+      // Rows of nodes that died (their holder stopped keeping them alive).
+      yield* count(d.db.deleteFrom('held_approvals').where('alive_until', '<=', now));
+      yield* count(
+        d.db.insertInto('held_approvals').values({
+          id: h.id,
+          node: h.node,
+          view: h.view,
+          webhook_secret: nul(h.webhookSecret),
+          created_at: h.createdAt,
+          expires_at: h.expiresAt,
+          alive_until: h.aliveUntil,
+          decision: null,
+          approver: null,
+        }),
+      );
+    });
+  }
+
+  /** Undecided, held by a live node, not expired. */
+  #liveHeld(now: number) {
+    return this.d.db
+      .selectFrom('held_approvals')
+      .selectAll()
+      .where('decision', 'is', null)
+      .where('alive_until', '>', now)
+      .where('expires_at', '>', now);
+  }
+
+  listHeldApprovals(now: number): Promise<HeldApprovalRow[]> {
+    const query = this.#liveHeld(now).orderBy('created_at').orderBy(this.d.bytes('id'));
+    return this.execute(READ, function* () {
+      return (yield* rows(query)).map(toHeldApproval);
+    });
+  }
+
+  getHeldApproval(id: string, now: number): Promise<HeldApprovalRow | undefined> {
+    const query = this.#liveHeld(now).where('id', '=', id);
+    return this.execute(READ, function* () {
+      const r = yield* row(query);
+      return r === undefined ? undefined : toHeldApproval(r);
+    });
+  }
+
+  decideHeldApproval(
+    id: string,
+    decision: HeldDecision,
+    now: number,
+  ): Promise<HeldApprovalRow | undefined> {
+    const { d } = this;
+    return this.execute(write(), function* () {
+      // One statement: of concurrent decisions one matches `decision IS NULL` (PostgreSQL's
+      // READ COMMITTED re-checks the WHERE clause after a concurrent update).
+      const r = yield* row(
+        d.db
+          .updateTable('held_approvals')
+          .set({ decision: decision.approved ? 'approved' : 'denied', approver: decision.approver })
+          .where('id', '=', id)
+          .where('decision', 'is', null)
+          .where('alive_until', '>', now)
+          .where('expires_at', '>', now)
+          .returningAll(),
+      );
+      return r === undefined ? undefined : toHeldApproval(r);
+    });
+  }
+
+  takeHeldDecisions(node: string): Promise<(HeldDecision & { readonly id: string })[]> {
+    const { d } = this;
+    return this.execute(write(), function* () {
+      const taken = yield* rows(
+        d.db
+          .deleteFrom('held_approvals')
+          .where('node', '=', node)
+          .where('decision', 'is not', null)
+          .returning(['id', 'decision', 'approver']),
+      );
+      return taken.map((r) => ({
+        id: str(r.id),
+        approved: str(r.decision) === 'approved',
+        approver: str(r.approver),
+      }));
+    });
+  }
+
+  endHeldApproval(id: string): Promise<HeldDecision | undefined> {
+    const { d } = this;
+    return this.execute(write(), function* () {
+      const r = yield* row(
+        d.db.deleteFrom('held_approvals').where('id', '=', id).returning(['decision', 'approver']),
+      );
+      return r === undefined || r.decision === null || r.decision === undefined
+        ? undefined
+        : { approved: str(r.decision) === 'approved', approver: str(r.approver) };
+    });
+  }
+
+  touchHeldApprovals(node: string, aliveUntil: number): Promise<void> {
+    const { d } = this;
+    return this.execute(write(), function* () {
+      yield* count(
+        d.db
+          .updateTable('held_approvals')
+          .set({ alive_until: aliveUntil })
+          .where('node', '=', node)
+          .where('decision', 'is', null),
+      );
     });
   }
 

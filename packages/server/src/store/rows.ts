@@ -11,6 +11,7 @@ import type {
   AuditRow,
   CheckpointRow,
   OAuthPendingRow,
+  HeldApprovalRow,
 } from './store.js';
 
 export type Row = Record<string, unknown>;
@@ -116,3 +117,16 @@ export const pendingRow = (r: Row, now: number): OAuthPendingRow | undefined =>
         sealed: str(r.sealed),
         expiresAt: num(r.expires_at),
       };
+
+export const toHeldApproval = (r: Row): HeldApprovalRow => {
+  const webhookSecret = optStr(r.webhook_secret);
+  return {
+    id: str(r.id),
+    node: str(r.node),
+    view: str(r.view),
+    ...(webhookSecret === undefined ? {} : { webhookSecret }),
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    aliveUntil: num(r.alive_until),
+  };
+};

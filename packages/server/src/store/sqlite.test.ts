@@ -67,6 +67,7 @@ describe('SQLite backend', () => {
       { version: 4, name: 'lease_delegation' },
       { version: 5, name: 'oauth_pending' },
       { version: 6, name: 'audit_index_trim' },
+      { version: 7, name: 'held_approvals' },
     ]);
   });
 
@@ -76,7 +77,7 @@ describe('SQLite backend', () => {
     // Back to what version 1 wrote.
     const raw = new Database(path);
     raw.exec(
-      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DROP TABLE replay_nonces; DROP TABLE oauth_pending; ALTER TABLE leases DROP COLUMN delegation; ' +
+      'DROP INDEX leases_parent; DROP INDEX leases_revoked_expiry; DROP TABLE replay_nonces; DROP TABLE oauth_pending; DROP TABLE held_approvals; ALTER TABLE leases DROP COLUMN delegation; ' +
         'DROP INDEX audit_agent; DROP INDEX audit_service; CREATE INDEX audit_time ON audit (time); ' +
         'CREATE INDEX audit_agent_time ON audit (agent, time); CREATE INDEX audit_service_time ON audit (service, time); ' +
         'DELETE FROM schema_migrations WHERE version >= 2;',

@@ -269,6 +269,34 @@ export interface OAuthPendingRow {
 }
 
 /**
+ * A request held by an `approve` rule, as a cluster's nodes share it (issue 13): written by
+ * the node that holds it, decided once by any node, taken and applied by the holder.
+ */
+export interface HeldApprovalRow {
+  readonly id: string;
+  /** The holding node's cluster id (its process's: app/cluster-sync.ts). */
+  readonly node: string;
+  /**
+   * What `GET /v1/approvals` shows, as JSON. MUST NOT hold a header value, the query, the
+   * body or a credential.
+   */
+  readonly view: string;
+  /** The name (never the value) of the vault credential of the rule's webhook, if any. */
+  readonly webhookSecret?: string;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  /** Past this time the holder is taken for dead: the row is no longer listed or decided. */
+  readonly aliveUntil: number;
+}
+
+/** A decision written on a held request. */
+export interface HeldDecision {
+  readonly approved: boolean;
+  /** Who decided, as JSON (`{name, token_id}`). */
+  readonly approver: string;
+}
+
+/**
  * The persistence interface. Every method returns a Promise so that network backends
  * implement the same contract; `runStoreConformance` is the executable specification.
  */
@@ -391,6 +419,35 @@ export interface Store {
    * `undefined`. An expired link is consumed and `undefined` returned.
    */
   takeOAuthPending(stateHash: string, now: number): Promise<OAuthPendingRow | undefined>;
+
+  // --- requests held for approval, shared by a cluster (issue 13) ---
+  /**
+   * Stores a held request (`conflict` if its id exists); deletes the rows of nodes taken
+   * for dead (`aliveUntil <= now`).
+   */
+  putHeldApproval(row: HeldApprovalRow, now: number): Promise<void>;
+  /** Every undecided held request whose holder lives and that has not expired, oldest first. */
+  listHeldApprovals(now: number): Promise<HeldApprovalRow[]>;
+  /** One held request as {@link listHeldApprovals} sees it, or `undefined`. */
+  getHeldApproval(id: string, now: number): Promise<HeldApprovalRow | undefined>;
+  /**
+   * Writes a decision atomically: of concurrent calls, one gets the row, the others (and
+   * any call on a decided, expired, dead or unknown request) `undefined`.
+   */
+  decideHeldApproval(
+    id: string,
+    decision: HeldDecision,
+    now: number,
+  ): Promise<HeldApprovalRow | undefined>;
+  /** Consumes the decided rows of `node`: each decision is returned to one caller once. */
+  takeHeldDecisions(node: string): Promise<(HeldDecision & { readonly id: string })[]>;
+  /**
+   * The holder ends a request itself (timeout, agent gone, node stopping): deletes its row
+   * atomically and returns the decision it carried, if one was written first.
+   */
+  endHeldApproval(id: string): Promise<HeldDecision | undefined>;
+  /** Keeps the rows of a live `node` listed: sets their `aliveUntil`. */
+  touchHeldApprovals(node: string, aliveUntil: number): Promise<void>;
 
   // --- meta ---
   getMeta(key: string): Promise<string | undefined>;

@@ -5,6 +5,7 @@ import { migration0003 } from './0003-replay-nonces.js';
 import { migration0004 } from './0004-lease-delegation.js';
 import { migration0005 } from './0005-oauth-pending.js';
 import { migration0006 } from './0006-audit-index-trim.js';
+import { migration0007 } from './0007-held-approvals.js';
 import type { Migration } from './migration.js';
 
 /** Every migration, ascending version. */
@@ -15,6 +16,7 @@ export const MIGRATIONS: readonly Migration[] = [
   migration0004,
   migration0005,
   migration0006,
+  migration0007,
 ];
 
 /** The schema version this code writes and understands. */
