@@ -54,10 +54,20 @@ signed_get() {
 cleanup() {
   docker rm -f "$name" >/dev/null 2>&1 || true
   docker volume rm "$name" >/dev/null 2>&1 || true
-  if [ -n "${compose_down:-}" ]; then $compose_down >/dev/null 2>&1 || true; fi
+  if [ -n "${compose_down:-}" ]; then
+    $compose_down >/dev/null 2>&1 || true
+    # `down -v` can leave volumes behind while a container's removal is still under way.
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      vols=$(docker volume ls -q --filter "label=com.docker.compose.project=$name")
+      [ -z "$vols" ] && break
+      # shellcheck disable=SC2086
+      docker volume rm $vols >/dev/null 2>&1 || sleep 3
+    done
+  fi
   rm -f "/tmp/$name.compose.yml" "/tmp/$name.nexus.yaml" "/tmp/$name.override.yml"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 mode=${1:-image}
 nx="node /opt/nexus/packages/cli/bin/nexus.js"
 
