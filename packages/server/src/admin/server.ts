@@ -109,11 +109,8 @@ export interface AdminDeps {
    * the primary's under `nexus up --workers N` (app/worker-sessions.ts).
    */
   readonly people?: PersonTokenTable;
-  /**
-   * Appends an admin action's audit record (durable when it resolves); `flush` makes the
-   * records this process deferred (outcomes) durable before the log is read.
-   */
-  readonly audit?: { append(record: ChainRecord): Promise<unknown>; flush?(): Promise<void> };
+  /** Appends an admin action's audit record (durable when it resolves). */
+  readonly audit?: { append(record: ChainRecord): Promise<unknown> };
 }
 
 type Handler = (ctx: {
@@ -343,7 +340,6 @@ export function createAdminHandler(deps: AdminDeps) {
     }),
 
     route('GET', '/v1/audit', async ({ query }) => {
-      await deps.audit?.flush?.();
       const num = (k: string) => (query.has(k) ? Number(query.get(k)) : undefined);
       const time = (k: string) => (query.has(k) ? Date.parse(query.get(k) as string) : undefined);
       const rows = await store.queryAudit({
@@ -362,7 +358,6 @@ export function createAdminHandler(deps: AdminDeps) {
     route('GET', '/v1/audit/export', async ({ query, res }) => {
       // JSON Lines, ascending, paged from `from_seq` (default 1).
       let from = Number(query.get('from_seq') ?? '1');
-      await deps.audit?.flush?.();
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
       for (;;) {
         const rows = await store.readAudit({ fromSeq: from, limit: 1000 });
@@ -382,10 +377,7 @@ export function createAdminHandler(deps: AdminDeps) {
       res.end();
       return undefined;
     }),
-    route('GET', '/v1/audit/verify', async () => {
-      await deps.audit?.flush?.();
-      return deps.auditVerify();
-    }),
+    route('GET', '/v1/audit/verify', async () => deps.auditVerify()),
     route('GET', '/v1/audit/checkpoints', async () => ({
       checkpoints: await store.listCheckpoints(),
     })),

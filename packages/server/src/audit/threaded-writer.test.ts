@@ -215,56 +215,6 @@ describe('threaded audit writer (worker thread)', () => {
     await expect(w.append(record(99))).rejects.toMatchObject({ code: 'audit_unavailable' });
   });
 
-  it('a deferred record is posted with the next append (one message), or alone after deferMs', async () => {
-    // A stand-in thread with the same protocol: each answer's hash names its message.
-    const script = join(root, 'counting-thread.mjs');
-    writeFileSync(
-      script,
-      `import { parentPort } from 'node:worker_threads';
-       let messages = 0;
-       let seq = 0;
-       parentPort.on('message', (m) => {
-         if (m.append === undefined) return;
-         messages++;
-         parentPort.postMessage({ done: m.append.map((id) => [id, ++seq, 'm' + messages]) });
-       });
-       parentPort.postMessage({ ready: true });`,
-    );
-    const w = await openThreadedAuditWriter(join(root, 'unused.db'), {
-      ...options({ deferMs: 150 }),
-      workerUrl: pathToFileURL(script),
-    });
-    let settled = false;
-    const deferred = w.appendDeferred(record(1)).finally(() => (settled = true));
-    await new Promise((r) => setTimeout(r, 40));
-    expect(settled).toBe(false);
-    expect(await w.append(record(2))).toEqual({ seq: 2, hash: 'm1' });
-    expect(await deferred).toEqual({ seq: 1, hash: 'm1' });
-    const started = performance.now();
-    expect(await w.appendDeferred(record(3))).toEqual({ seq: 3, hash: 'm2' });
-    expect(performance.now() - started).toBeGreaterThanOrEqual(140);
-    await w.terminate();
-  });
-
-  it('flush and close make deferred records durable at once', async () => {
-    const path = await database();
-    const w = await openThreadedAuditWriter(path, options({ deferMs: 60_000 }));
-    const store = openSqliteStore(path);
-    const first = w.appendDeferred(record(1, { kind: 'outcome' }));
-    await new Promise((r) => setTimeout(r, 30));
-    expect(await store.readAudit({ fromSeq: 1 })).toEqual([]);
-    await w.flush();
-    expect(await first).toMatchObject({ seq: 1 });
-    expect((await store.readAudit({ fromSeq: 1 })).map((r) => r.seq)).toEqual([1]);
-    const second = w.appendDeferred(record(2, { kind: 'outcome' }));
-    await w.close();
-    expect(await second).toMatchObject({ seq: 2 });
-    expect(
-      await verifySink(auditSinkFromStore(store), { verifyCheckpoint: () => true }),
-    ).toMatchObject({ ok: true, count: 2 });
-    await store.close();
-  });
-
   it("the WAL is checkpointed by a thread of its own, never inside the audit thread's commits", async () => {
     const sizes = async (walCheckpointMs: number, settleMs: number) => {
       const path = await database();

@@ -18,7 +18,7 @@ import type { SqliteStoreOptions } from '../store/sqlite.js';
 import type { AuditCheckpoint, ChainRecord } from './chain.js';
 import type { NonceClaim } from './sink.js';
 import type { AuditThreadInit, PlainError } from './writer-thread.js';
-import { DEFER_MS, type AuditPosition, type AuditWriter } from './writer.js';
+import type { AuditPosition, AuditWriter } from './writer.js';
 
 /** Options of {@link openThreadedAuditWriter}. */
 export interface ThreadedAuditWriterOptions {
@@ -36,8 +36,6 @@ export interface ThreadedAuditWriterOptions {
   checkpointEvery?: number;
   checkpointIntervalMs?: number;
   maxBatch?: number;
-  /** How long a deferred record waits for another append to go with (default 20 ms). */
-  deferMs?: number;
   /** How often the WAL is checkpointed by a thread of its own (`AuditThreadInit`). */
   walCheckpointMs?: number;
   /**
@@ -123,11 +121,6 @@ export async function openThreadedAuditWriter(
   /** Records waiting for the next post (one message per turn of the event loop). */
   let outbox: [number, ChainRecord, NonceClaim | undefined][] = [];
   let flushing = false;
-  const deferMs = options.deferMs ?? DEFER_MS;
-  /** Posts deferred records that no other append took along. */
-  let deferTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Deferred records not yet durable (what `flush` waits for). */
-  const deferred = new Set<Promise<unknown>>();
 
   interface Running {
     readonly worker: Worker;
@@ -254,17 +247,6 @@ export async function openThreadedAuditWriter(
     return starting;
   };
 
-  /** Posts the outbox in this turn's last step (every append of this turn goes along). */
-  const post = (): void => {
-    if (deferTimer !== undefined) {
-      clearTimeout(deferTimer);
-      deferTimer = undefined;
-    }
-    if (flushing || outbox.length === 0) return;
-    flushing = true;
-    setImmediate(() => void flush());
-  };
-
   const flush = async (): Promise<void> => {
     flushing = false;
     const batch = outbox;
@@ -323,28 +305,12 @@ export async function openThreadedAuditWriter(
         const id = nextId++;
         pending.set(id, { resolve, reject });
         outbox.push([id, record, claim]);
-        post();
+        if (!flushing) {
+          flushing = true;
+          // Every append made in this turn of the event loop goes in one message.
+          setImmediate(() => void flush());
+        }
       });
-    },
-    appendDeferred(record) {
-      if (closed) return Promise.reject(unavailable());
-      const appended = new Promise<AuditPosition>((resolve, reject) => {
-        const id = nextId++;
-        pending.set(id, { resolve, reject });
-        outbox.push([id, record, undefined]);
-        // It goes with the next append's message, or on its own after deferMs.
-        if (!flushing && deferTimer === undefined) deferTimer = setTimeout(post, deferMs);
-      });
-      const settled: Promise<unknown> = appended.then(
-        () => deferred.delete(settled),
-        () => deferred.delete(settled),
-      );
-      deferred.add(settled);
-      return appended;
-    },
-    async flush() {
-      post();
-      await Promise.all([...deferred]);
     },
     async checkpoint() {
       const running = await current;
@@ -361,8 +327,7 @@ export async function openThreadedAuditWriter(
     close() {
       closing ??= (async () => {
         closed = true;
-        // Appends made in this turn, and deferred ones, are posted first.
-        post();
+        // Appends made in this turn are posted first.
         while (flushing || pending.size > 0) await new Promise((r) => setImmediate(r));
         const running = await current?.catch(() => undefined);
         if (running === undefined || !running.alive) return;

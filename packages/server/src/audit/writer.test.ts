@@ -283,66 +283,6 @@ describe('createAuditWriter', () => {
     expect(w.head).toEqual({ seq: 4, hash: sink.rows[3]!.hash });
   });
 
-  it('a deferred record waits for the next append and goes in its batch, in order', async () => {
-    const sink = flakySink();
-    const w = createAuditWriter({
-      sink,
-      clock,
-      signCheckpoint,
-      checkpointIntervalMs: 0,
-      deferMs: 60_000,
-    });
-    await w.init();
-    let done = false;
-    const deferred = w.appendDeferred(record(1)).then((p) => ((done = true), p));
-    await new Promise((r) => setTimeout(r, 30));
-    expect(done).toBe(false);
-    expect(sink.batches).toEqual([]);
-    expect(await w.append(record(2))).toMatchObject({ seq: 2 });
-    expect(await deferred).toMatchObject({ seq: 1 });
-    expect(sink.batches).toEqual([2]);
-    // A deferred record made while a batch is in flight does not start one of its own.
-    const urgent = w.append(record(3));
-    await new Promise((r) => setImmediate(r));
-    const during = w.appendDeferred(record(4));
-    await urgent;
-    await new Promise((r) => setTimeout(r, 30));
-    expect(sink.batches).toEqual([2, 1]);
-    await w.flush();
-    expect(await during).toMatchObject({ seq: 4 });
-    expect(sink.batches).toEqual([2, 1, 1]);
-    await w.close();
-    expect(await verifySink(sink, { verifyCheckpoint })).toMatchObject({ ok: true, count: 4 });
-  });
-
-  it('a deferred record alone is written after deferMs; close writes the deferred ones', async () => {
-    const sink = flakySink();
-    const w = createAuditWriter({
-      sink,
-      clock,
-      signCheckpoint,
-      checkpointIntervalMs: 0,
-      deferMs: 40,
-    });
-    await w.init();
-    const started = performance.now();
-    expect(await w.appendDeferred(record(1))).toMatchObject({ seq: 1 });
-    expect(performance.now() - started).toBeGreaterThanOrEqual(35);
-    const late = createAuditWriter({
-      sink,
-      clock,
-      signCheckpoint,
-      checkpointIntervalMs: 0,
-      deferMs: 60_000,
-    });
-    await w.close();
-    await late.init();
-    const last = late.appendDeferred(record(2));
-    await late.close();
-    expect(await last).toMatchObject({ seq: 2 });
-    expect(sink.batches).toEqual([1, 1]);
-  });
-
   it('a failed write rejects every waiting append with audit_unavailable, then recovers without gaps', async () => {
     const sink = flakySink();
     const w = createAuditWriter({ sink, clock, signCheckpoint, checkpointIntervalMs: 0 });

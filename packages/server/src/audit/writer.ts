@@ -40,8 +40,6 @@ export interface AuditWriterOptions {
   checkpointIntervalMs?: number;
   /** Most records in one sink batch (default 1000). */
   maxBatch?: number;
-  /** How long a deferred record waits for a batch to join (default {@link DEFER_MS}). */
-  deferMs?: number;
   /** Called when a background checkpoint fails (appends are not affected). */
   onError?: (error: unknown) => void;
   /**
@@ -57,9 +55,6 @@ export interface AuditWriterOptions {
    */
   durable?: AuditPosition;
 }
-
-/** Default of {@link AuditWriterOptions.deferMs}. */
-export const DEFER_MS = 20;
 
 /** Position of a durable record. */
 export interface AuditPosition {
@@ -81,17 +76,6 @@ export interface AuditWriter {
    *   exclusive claim met a live record (nothing of this record was written).
    */
   append(record: ChainRecord, claim?: NonceClaim): Promise<AuditPosition>;
-  /**
-   * Appends a record nothing waits on before answering (a request's outcome record): it
-   * joins the next batch and waits at most `deferMs` for one, so under load an outcome
-   * record rides in the next request record's transaction instead of costing one of its
-   * own between two of them (issue 14: a transaction has a fixed cost of about half a
-   * millisecond, and the requests queue behind it). Resolves once it is durable; a
-   * failure is the same as {@link append}'s.
-   */
-  appendDeferred(record: ChainRecord): Promise<AuditPosition>;
-  /** Makes every record appended so far durable (before the log is read). */
-  flush(): Promise<void>;
   /** Writes a signed checkpoint over the current head, unless nothing was added since the last one. */
   checkpoint(): Promise<AuditCheckpoint | undefined>;
   /** Waits for pending appends, writes a final checkpoint and stops the timer. Idempotent. */
@@ -103,8 +87,6 @@ export interface AuditWriter {
 interface Pending {
   record: PreparedRecord;
   claim: NonceClaim | undefined;
-  /** Appended with `appendDeferred`: it does not start a batch of its own. */
-  deferred: boolean;
   resolve: (p: AuditPosition) => void;
   reject: (e: unknown) => void;
 }
@@ -123,7 +105,6 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
   const every = options.checkpointEvery ?? 1000;
   const intervalMs = options.checkpointIntervalMs ?? 60_000;
   const maxBatch = options.maxBatch ?? 1000;
-  const deferMs = options.deferMs ?? DEFER_MS;
   const onError = options.onError ?? (() => undefined);
 
   let head: AuditPosition | undefined;
@@ -138,12 +119,6 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
   let closed = false;
   let closing: Promise<void> | undefined;
   let timer: ReturnType<typeof setInterval> | undefined;
-  /** Runs a batch for deferred records that no other append took along. */
-  let deferTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Records in `queue` that were not deferred. */
-  let urgent = 0;
-  /** The deferred records in `queue` are due (their wait ended, `flush`, `close`). */
-  let due = false;
   let drainWaiters: (() => void)[] = [];
   let checkpointChain: Promise<unknown> = Promise.resolve();
 
@@ -181,10 +156,6 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
   }
 
   function schedule(): void {
-    if (deferTimer !== undefined) {
-      clearTimeout(deferTimer);
-      deferTimer = undefined;
-    }
     if (running || scheduled) return;
     scheduled = true;
     // setImmediate: every append made in this turn of the event loop joins the batch.
@@ -196,10 +167,8 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
 
   async function run(): Promise<void> {
     running = true;
-    while (urgent > 0 || (due && queue.length > 0)) {
-      // Deferred records go along with any batch.
+    while (queue.length > 0) {
       const batch = queue.splice(0, maxBatch);
-      for (const p of batch) if (!p.deferred) urgent--;
       try {
         let prev: AuditPosition;
         let rows: AuditRow[] = [];
@@ -261,7 +230,6 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
         // Unknown state: re-read the head before the next write. Every waiting append
         // fails; nothing queued now was written.
         head = undefined;
-        urgent = 0;
         const failed = [...batch, ...queue.splice(0)];
         const err = unavailable(error);
         for (const p of failed) p.reject(err);
@@ -275,9 +243,6 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
       }
     }
     running = false;
-    due = false;
-    // Only deferred records are left: they wait for the next batch or their time.
-    if (queue.length > 0) deferUntilDue();
     const waiters = drainWaiters;
     drainWaiters = [];
     for (const w of waiters) w();
@@ -311,46 +276,6 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
     return next;
   }
 
-  function enqueue(
-    record: ChainRecord,
-    claim: NonceClaim | undefined,
-    deferred: boolean,
-  ): Promise<AuditPosition> {
-    if (closed) return Promise.reject(unavailable());
-    if (broken !== undefined) return Promise.reject(unavailable(broken));
-    let prepared: PreparedRecord;
-    try {
-      // Fail this record alone, before it joins a batch, if it cannot be canonicalised;
-      // the canonical members are kept, so the record is serialised once.
-      prepared = prepareRecord(record);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return new Promise<AuditPosition>((resolve, reject) => {
-      queue.push({ record: prepared, claim, deferred, resolve, reject });
-      if (!deferred) {
-        urgent++;
-        schedule();
-      } else if (!running && !scheduled) deferUntilDue();
-    });
-  }
-
-  function deferUntilDue(): void {
-    if (deferTimer !== undefined) return;
-    deferTimer = setTimeout(() => {
-      deferTimer = undefined;
-      due = true;
-      schedule();
-    }, deferMs);
-  }
-
-  /** Every queued record goes now, deferred or not. */
-  function writeAll(): void {
-    if (queue.length === 0) return;
-    due = true;
-    schedule();
-  }
-
   return {
     async init() {
       head = await loadHead();
@@ -363,20 +288,26 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
       }
     },
     append(record, claim) {
+      if (closed) return Promise.reject(unavailable());
       if (claim !== undefined && sink.appendLinked === undefined) {
         // Fail closed: a claim this sink cannot make would be a replay let through.
         return Promise.reject(
           new NexusError('internal_error', 'this audit sink cannot record replay claims'),
         );
       }
-      return enqueue(record, claim, false);
-    },
-    appendDeferred(record) {
-      return enqueue(record, undefined, true);
-    },
-    flush() {
-      writeAll();
-      return drained();
+      if (broken !== undefined) return Promise.reject(unavailable(broken));
+      let prepared: PreparedRecord;
+      try {
+        // Fail this record alone, before it joins a batch, if it cannot be canonicalised;
+        // the canonical members are kept, so the record is serialised once.
+        prepared = prepareRecord(record);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return new Promise<AuditPosition>((resolve, reject) => {
+        queue.push({ record: prepared, claim, resolve, reject });
+        schedule();
+      });
     },
     checkpoint,
     close() {
@@ -384,7 +315,6 @@ export function createAuditWriter(options: AuditWriterOptions): AuditWriter {
         closed = true;
         if (timer !== undefined) clearInterval(timer);
         timer = undefined;
-        writeAll();
         await drained();
         await checkpoint();
       })();

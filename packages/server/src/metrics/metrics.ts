@@ -118,7 +118,7 @@ export function createMetrics(group?: (registry: Registry) => () => Promise<stri
   });
   const auditAppend = new LabelledHistogram({
     name: 'nexus_audit_append_duration_seconds',
-    help: 'Time until an audit record is durable (request and outcome records; an outcome record waits up to 20 ms to go with the next batch)',
+    help: 'Time until an audit record is durable (request and outcome records)',
     labelNames: ['kind'] as const,
     buckets: LATENCY_BUCKETS,
     registers,
@@ -186,25 +186,21 @@ export function createMetrics(group?: (registry: Registry) => () => Promise<stri
       limitRefusals.inc({ limit, kind });
     },
     instrumentAudit(audit: AuditAppender): AuditAppender {
-      const measured = async (record: AuditRecord, write: () => Promise<unknown>) => {
-        const id = nextPending++;
-        const started = performance.now();
-        pending.set(id, started);
-        try {
-          return await write();
-        } finally {
-          pending.delete(id);
-          auditAppend.observe(
-            { kind: record.kind === 'outcome' ? 'outcome' : 'request' },
-            (performance.now() - started) / 1000,
-          );
-        }
-      };
       return {
-        append: (record: AuditRecord, claim?: NonceClaim) =>
-          measured(record, () => audit.append(record, claim)),
-        appendDeferred: (record: AuditRecord) =>
-          measured(record, () => audit.appendDeferred(record)),
+        async append(record: AuditRecord, claim?: NonceClaim): Promise<unknown> {
+          const id = nextPending++;
+          const started = performance.now();
+          pending.set(id, started);
+          try {
+            return await audit.append(record, claim);
+          } finally {
+            pending.delete(id);
+            auditAppend.observe(
+              { kind: record.kind === 'outcome' ? 'outcome' : 'request' },
+              (performance.now() - started) / 1000,
+            );
+          }
+        },
       };
     },
     approvalsPending(count) {

@@ -117,8 +117,6 @@ export interface PolicyEngine {
 export interface AuditAppender {
   /** `claim`: the request's replay record, made with this record (ReplayGuard.claim). */
   append(record: AuditRecord, claim?: NonceClaim): Promise<unknown>;
-  /** A record nothing waits on (an outcome): it goes with the next batch (AuditWriter). */
-  appendDeferred(record: AuditRecord): Promise<unknown>;
 }
 
 export interface CredentialResolver {
@@ -788,10 +786,9 @@ export function createPipeline(deps: PipelineDeps) {
       t.redactions = redactions;
       t.bytesOut = bytesOut;
       const now = clock();
-      // Nothing waits on the outcome record: it goes with the next request record's batch.
       if (audited)
         deps.audit
-          .appendDeferred(
+          .append(
             baseRecord(t, 'outcome', now, {
               upstream_status: status || undefined,
               bytes_in: t.bytesIn,
