@@ -3,14 +3,16 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
-const src = (pkg: string): string =>
-  fileURLToPath(new URL(`./packages/${pkg}/src/index.ts`, import.meta.url));
+const src = (pkg: string, entry = 'index.ts'): string =>
+  fileURLToPath(new URL(`./packages/${pkg}/src/${entry}`, import.meta.url));
 
 export default defineConfig({
   resolve: {
     alias: {
       '@nexus-proxy/protocol': src('protocol'),
       '@nexus-proxy/sdk': src('sdk'),
+      // Before '@nexus-proxy/server', which would also match it as a prefix.
+      '@nexus-proxy/server/config': src('server', 'config-entry.ts'),
       '@nexus-proxy/server': src('server'),
       'nexus-proxy': src('cli'),
     },

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { loadConfig, operatorTokenFile, type Config } from '@nexus-proxy/server';
+import { loadConfig, operatorTokenFile, type Config } from '@nexus-proxy/server/config';
 
 export class CliError extends Error {
   constructor(

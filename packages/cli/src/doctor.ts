@@ -10,12 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
-import {
-  checkStateFileModes,
-  openConfiguredStore,
-  operatorTokenFile,
-  type Config,
-} from '@nexus-proxy/server';
+import { checkStateFileModes, operatorTokenFile, type Config } from '@nexus-proxy/server/config';
 import { adminBaseUrl, configFrom, readOperatorToken } from './admin-client.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -327,6 +322,8 @@ async function storeCheck(
       credentials: undefined,
     };
   }
+  // The whole server (store drivers included) is loaded only for this check.
+  const { openConfiguredStore } = await import('@nexus-proxy/server');
   let store: Awaited<ReturnType<typeof openConfiguredStore>>;
   try {
     store = await openConfiguredStore(config, { readonly: true });

@@ -11,32 +11,7 @@ import { availableParallelism } from 'node:os';
 import { chmod, mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import {
-  initNode,
-  startNexus,
-  verifyAuditOffline,
-  loadCheckpoints,
-  compilePolicy,
-  explanationJson,
-  mcpTarget,
-  renderExampleConfig,
-  configJsonSchemaText,
-  CONFIG_SCHEMA_FILE,
-  createLogger,
-  PRESETS,
-  getPreset,
-  renderPresetService,
-  addServiceToConfigText,
-  credentialInstructions,
-  presetToJson,
-  parseConfigText,
-  checkStateFileModes,
-  openConfiguredStore,
-  runWorkersPrimary,
-  workerRole,
-  WorkersConfigError,
-  type Config,
-} from '@nexus-proxy/server';
+import type { Config } from '@nexus-proxy/server/config';
 import { adminClient, configFrom, CliError, operatorTokenPath } from './admin-client.js';
 import { DEFAULT_AUTHORITY, enrollmentFileJson, runAsAgent } from './run.js';
 import { registerMcp } from './commands/mcp.js';
@@ -46,6 +21,13 @@ import { startEchoServer } from './echo-server.js';
 import { readStdin, parseFields } from './input.js';
 import { printTable } from './output.js';
 import { formatDoctor, runDoctor } from './doctor.js';
+
+/**
+ * The whole server (proxy, stores and their drivers): loaded only by the commands that
+ * need it, so that `nexus run`, `agent enroll` and the other admin commands start in about
+ * half the time (they need the config loader alone: `@nexus-proxy/server/config`).
+ */
+const server = () => import('@nexus-proxy/server');
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -140,6 +122,13 @@ export function buildProgram(
       )
       .option('--json', 'JSON output')
       .action(async (opts: InitOptions) => {
+        const {
+          CONFIG_SCHEMA_FILE,
+          configJsonSchemaText,
+          initNode,
+          parseConfigText,
+          renderExampleConfig,
+        } = await server();
         const listeners = initListeners(opts);
         const dir = resolve(opts.dir);
         await mkdir(dir, { recursive: true });
@@ -231,6 +220,14 @@ export function buildProgram(
         ),
       )
       .action(async (opts: { config: string; workers: string }) => {
+        const {
+          checkStateFileModes,
+          createLogger,
+          runWorkersPrimary,
+          startNexus,
+          workerRole,
+          WorkersConfigError,
+        } = await server();
         const count = workerCount(opts.workers);
         const config = await configFrom(opts.config, env);
         const role = workerRole(env);
@@ -886,6 +883,7 @@ export function buildProgram(
       .option('--json', 'JSON output')
       .action(async (opts: { config: string; json?: boolean }) => {
         const config = await configFrom(opts.config, env);
+        const { compilePolicy } = await server();
         const compiled = compilePolicy(config);
         const summary = {
           ok: true,
@@ -936,6 +934,7 @@ export function buildProgram(
           json?: boolean;
         }) => {
           const config = await configFrom(opts.config, env);
+          const { compilePolicy, explanationJson, mcpTarget } = await server();
           const compiled = compilePolicy(config);
           const roles = opts.role ?? [...(config.agents[opts.agent]?.roles ?? [])];
           const result = explanationJson(
@@ -987,6 +986,7 @@ export function buildProgram(
       )
       .action(async (opts: { config: string; against?: string; json?: boolean }) => {
         const config = await configFrom(opts.config, env);
+        const { loadCheckpoints, verifyAuditOffline } = await server();
         const against =
           opts.against === undefined ? undefined : await loadCheckpoints(opts.against);
         const r = await verifyAuditOffline(config, against === undefined ? {} : { against });
@@ -1125,7 +1125,8 @@ export function buildProgram(
       .command('presets')
       .description('list the ready service definitions (presets) that `service add` can use')
       .option('--json', 'JSON output: an array, one object per preset')
-      .action((opts: { json?: boolean }) => {
+      .action(async (opts: { json?: boolean }) => {
+        const { PRESETS, presetToJson } = await server();
         const rows = PRESETS.map(presetToJson);
         print(rows, !!opts.json, () =>
           printTable(
@@ -1172,6 +1173,13 @@ export function buildProgram(
             json?: boolean;
           },
         ) => {
+          const {
+            addServiceToConfigText,
+            credentialInstructions,
+            getPreset,
+            parseConfigText,
+            renderPresetService,
+          } = await server();
           const preset = getPreset(opts.preset);
           if (preset === undefined) {
             throw new CliError(`unknown preset "${opts.preset}" (see \`nexus service presets\`)`);
@@ -1363,6 +1371,7 @@ export function buildProgram(
       .option('--json', 'JSON output')
       .action(async (opts: { config: string; json?: boolean }) => {
         const config = await configFrom(opts.config, env);
+        const { openConfiguredStore } = await server();
         const store = await openConfiguredStore(config);
         const r = { driver: config.store.driver, schema_version: store.schemaVersion };
         await store.close();

@@ -15,7 +15,7 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { resolve, sep } from 'node:path';
-import { loadConfig, nodeStateFiles, type Config } from '@nexus-proxy/server';
+import { loadConfig, nodeStateFiles, type Config } from '@nexus-proxy/server/config';
 import { generateAgentKey } from '@nexus-proxy/protocol';
 import { enroll, fromLease, type AgentService, type NexusAgent } from '@nexus-proxy/sdk';
 import { CliError } from './admin-client.js';
@@ -28,7 +28,6 @@ import {
   type CaFiles,
 } from './reach.js';
 import type { ForwardProxyOptions, OwnedHost } from './forward-proxy.js';
-import { createRunCa } from './run-ca.js';
 import { bwrapArgs, findBwrap, type SandboxView } from './sandbox.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -250,7 +249,11 @@ export async function runAsAgent(
         for (const h of s.hosts) hosts.set(h, { service: s.name, pathPrefix: s.path_prefix });
       }
       // The CA exists only while this run does, and only when there is a host to vouch for.
-      const ca = hosts.size > 0 ? await createRunCa([...hosts.keys()]) : undefined;
+      // The X.509 library is loaded only when the run needs a CA (a service with hosts).
+      const ca =
+        hosts.size > 0
+          ? await (await import('./run-ca.js')).createRunCa([...hosts.keys()])
+          : undefined;
       caFiles = ca === undefined ? undefined : await writeCaFiles(ca.certPem, env);
       // A host no service owns: the node decides and audits a blind tunnel (passthrough).
       forward = {

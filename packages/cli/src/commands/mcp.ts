@@ -1,9 +1,8 @@
 // `nexus mcp`: the command's options and help; the work is in ../mcp-stdio.ts.
 import { Option, type Command } from 'commander';
 import { isNexusError, safeDetail } from '@nexus-proxy/protocol';
-import { addServiceToConfigFile, discoverMcpAuthorization } from '@nexus-proxy/server';
 import { adminClient, CliError } from '../admin-client.js';
-import { serveMcpStdio, type McpOptions } from '../mcp-stdio.js';
+import type { McpOptions } from '../mcp-stdio.js';
 import { DEFAULT_AUTHORITY } from '../run.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -58,6 +57,8 @@ export function registerMcp(
       ].join('\n'),
     )
     .action(async (opts: McpOptions) => {
+      // The MCP SDK is loaded only by this command.
+      const { serveMcpStdio } = await import('../mcp-stdio.js');
       await serveMcpStdio(opts, env, warn);
     });
 
@@ -86,6 +87,8 @@ export function registerMcp(
       ].join('\n'),
     )
     .action(async (url: string, opts: { name: string; json?: boolean; write?: string }) => {
+      const { addServiceToConfigFile, discoverMcpAuthorization } =
+        await import('@nexus-proxy/server');
       const d = await discoverMcpAuthorization(url).catch((e: unknown) => {
         if (!isNexusError(e)) throw e;
         // The safe detail says what failed (no fetched content).
