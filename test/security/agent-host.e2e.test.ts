@@ -63,7 +63,10 @@ async function enrollStatus(node: TestNode, token: string): Promise<number> {
   return res.status;
 }
 
-describe('the agent host (issue 10)', () => {
+// Each test starts the CLI several times (`agent enroll`, then `nexus run` and its child,
+// under bubblewrap for --sandbox: 8 CLI processes in the sandbox test), ~0.6 s each on an
+// idle machine and several times that on a loaded CI machine: 30 s per test is too tight.
+describe('the agent host (issue 10)', { timeout: 120_000 }, () => {
   let upstream: TestUpstream;
   let node: TestNode;
   let masterKey: string;
