@@ -17,16 +17,21 @@ export { verifyAuditLog, verifyAuditOffline } from './app/verify-audit.js';
 export type { AuditVerifyReport, AuditVerifyOptions } from './app/verify-audit.js';
 export { checkpointFilePath, loadCheckpoints } from './audit/checkpoint-file.js';
 export { openConfiguredStore } from './app/open-store.js';
+export { StateFileError } from './app/state-files.js';
+
+// The config loader and the state-file paths come from the entry the CLI loads alone
+// (`@nexus-proxy/server/config`), which also registers every built-in mechanic's option
+// schema with the loader.
 export {
   checkStateFileModes,
+  ConfigError,
+  loadConfig,
   nodeStateFiles,
   operatorTokenFile,
-  StateFileError,
-} from './app/state-files.js';
-export type { StateFile } from './app/state-files.js';
-
-export { loadConfig, parseConfig, parseConfigText } from './config/load.js';
-export { ConfigError } from './config/errors.js';
+  parseConfig,
+  parseConfigText,
+} from './config-entry.js';
+export type { StateFile } from './config-entry.js';
 export type { ConfigIssue } from './config/errors.js';
 export { DEFAULTS } from './config/schema.js';
 export type {
@@ -54,11 +59,6 @@ export type {
 export type { PolicyRule } from './policy/rule-schema.js';
 export { explanationJson } from './policy/explain-json.js';
 export type { PolicyExplanationJson } from './policy/explain-json.js';
-
-import { registerMechanicSchemas } from './mechanics/index.js';
-
-// Every built-in mechanic's option schema is known to the config loader from here on.
-registerMechanicSchemas();
 
 export { MECHANICS, registerMechanicSchemas } from './mechanics/index.js';
 export type {
