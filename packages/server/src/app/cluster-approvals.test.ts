@@ -67,8 +67,11 @@ describe('ClusterApprovals', () => {
   it('lists every node held requests on any node; a decision on another node is applied once by the holder', async () => {
     const { n1, n2, notices } = twoNodes();
     const a = n1.queue.hold(request('/a'), 60_000);
-    const b = n2.queue.hold(request('/b'), 60_000);
     await n1.queue.share(a.id);
+    // The list is oldest first, and ties (the same millisecond) go by random id: b is held
+    // strictly later.
+    await new Promise((r) => setTimeout(r, 5));
+    const b = n2.queue.hold(request('/b'), 60_000);
     await n2.queue.share(b.id);
     for (const board of [n1.board, n2.board]) {
       expect((await board.list()).map((v) => v.path)).toEqual(['/a', '/b']);
