@@ -16,6 +16,20 @@ function matches(m: Matcher, text: string): [number, number][] {
   return found;
 }
 
+/** The same, through `step` (premultiplied states, a pattern's end in the sign). */
+function stepMatches(m: Matcher, text: string): [number, number][] {
+  const found: [number, number][] = [];
+  let s = 0;
+  for (let i = 0; i < text.length; i++) {
+    s = m.step[s + m.classOf[text.charCodeAt(i)]!]!;
+    if (s < 0) {
+      s = ~s;
+      found.push([i + 1, m.out[s / m.width]!]);
+    }
+  }
+  return found;
+}
+
 function naive(patterns: string[], text: string): [number, number][] {
   const found: [number, number][] = [];
   for (let i = 1; i <= text.length; i++) {
@@ -38,6 +52,7 @@ describe('compileMatcher', () => {
         (patterns, text) => {
           const m = compileMatcher(patterns.map((p) => Buffer.from(p)));
           expect(matches(m, text)).toEqual(naive(patterns, text));
+          expect(stepMatches(m, text)).toEqual(naive(patterns, text));
         },
       ),
       { numRuns: 1000 },

@@ -35,6 +35,13 @@ export interface Matcher {
   readonly next: Int32Array;
   /** Length of the longest pattern that ends at `node` (0: none). */
   readonly out: Int32Array;
+  /**
+   * `next` and `out` in one read, for the redactor's loops: a state is kept as `node *
+   * width`, and `step[state + classOf[byte]]` is the next state, bitwise negated (`~`, so
+   * negative) when a pattern ends there (its length: `out[~value / width]`). Same transitions as
+   * `next`: one read per byte whatever the state, one multiplication and one read fewer.
+   */
+  readonly step: Int32Array;
 }
 
 /**
@@ -108,8 +115,13 @@ export function compileMatcher(patterns: readonly Uint8Array[]): Matcher {
       }
     }
   }
+  const step = new Int32Array(n * width);
+  for (let i = 0; i < step.length; i++) {
+    const target = next[i]!;
+    step[i] = out[target]! !== 0 ? ~(target * width) : target * width;
+  }
   const rawClassOf = Uint8Array.from(classOf);
   rawClassOf[0x0a] = 0;
   rawClassOf[0x0d] = 0;
-  return { size: distinct.size, maxLength, minLength, classOf, rawClassOf, width, next, out };
+  return { size: distinct.size, maxLength, minLength, classOf, rawClassOf, width, next, out, step };
 }

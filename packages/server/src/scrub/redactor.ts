@@ -155,6 +155,25 @@ HEX_RAW[0x25] = 1; // '%': a percent-escaped separator (`67%3A68`)
 const INTRODUCER = new Uint8Array(256);
 for (const c of '%\\&') INTRODUCER[c.charCodeAt(0)] = 1;
 
+/** {@link plainClassOf}'s mark for an escape introducer (above every class: width <= 256). */
+const ENDS_SPAN = 0xffff;
+const plainClasses = new WeakMap<Matcher, Uint16Array>();
+const EMPTY_CLASSES = new Uint16Array(256);
+
+/**
+ * `m.rawClassOf`, with {@link ENDS_SPAN} for the escape introducers: the plain-span loops
+ * read one table per byte for both (where the span ends, and the raw view's column).
+ */
+function plainClassOf(m: Matcher): Uint16Array {
+  let t = plainClasses.get(m);
+  if (t === undefined) {
+    t = Uint16Array.from(m.rawClassOf);
+    for (let b = 0; b < 256; b++) if (INTRODUCER[b] === 1) t[b] = ENDS_SPAN;
+    plainClasses.set(m, t);
+  }
+  return t;
+}
+
 /**
  * The typed arrays of one redactor: its three rings of raw starts and the escape decoder's
  * buffers, views into one ArrayBuffer. Allocating them cost more than the scan of a 1 KiB
@@ -303,6 +322,8 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
   const ringMask = ringSize - 1;
   let ws: Workspace | undefined = active ? acquireWorkspace(ringSize) : undefined;
   const { escRing, hexRing, b64Ring, outStart, outEnd, outByte, pend } = ws ?? INERT;
+  // (the raw view's columns, with the escape introducers marked; unused with no secret)
+  const plain = active ? plainClassOf(m) : EMPTY_CLASSES;
   const minHexDigits = 2 * m.minLength;
   const minBase64Digits = Math.ceil((8 * m.minLength) / 6);
 
@@ -439,7 +460,7 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
    * the wire (span 1).
    */
   const logical = (lb: number, start: number, end: number): void => {
-    const { next, out, classOf, rawClassOf, width: w } = m;
+    const { step, out, classOf, rawClassOf, width: w } = m;
     const mask = ringMask;
     // A byte that was a byte on the wire (span 1) reads as the raw view reads it: a raw
     // line break ends every match; one an escape wrote is a byte of the secret.
@@ -447,9 +468,12 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
     // escapes view
     const idx = escCount++;
     escRing[idx & mask] = start;
-    escState = next[escState * w + (literal ? rawClassOf[lb]! : classOf[lb]!)]!;
-    const el = out[escState]!;
-    if (el !== 0) addMatch(escRing[(idx - el + 1) & mask]!, end);
+    let es = step[escState + (literal ? rawClassOf[lb]! : classOf[lb]!)]!;
+    if (es < 0) {
+      es = ~es;
+      addMatch(escRing[(idx - out[es / w]! + 1) & mask]!, end);
+    }
+    escState = es;
     // hex views: digits as they are on the wire, separators also percent-escaped
     const h = literal ? HEX[lb]! : -1;
     if (start < hexSkipUntil) {
@@ -488,16 +512,20 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
 
   /** Hex digit `h` (digit `hexDigits` of the run, already counted) at raw [start, end). */
   const hexStep = (h: number, start: number, end: number): void => {
-    const { next, out, classOf, width: w } = m;
+    const { step, out, classOf, width: w } = m;
     const hd = hexDigits;
     hexRing[hd & ringMask] = start;
     if (hd >= 2) {
       // Alignment hd & 1 completes the byte of the previous digit and this one.
       const byte = (hexPrev << 4) | h;
-      let st: number;
-      if ((hd & 1) === 0) st = hex0 = next[hex0 * w + classOf[byte]!]!;
-      else st = hex1 = next[hex1 * w + classOf[byte]!]!;
-      const hl = out[st]!;
+      let st = step[((hd & 1) === 0 ? hex0 : hex1) + classOf[byte]!]!;
+      let hl = 0;
+      if (st < 0) {
+        st = ~st;
+        hl = out[st / w]!;
+      }
+      if ((hd & 1) === 0) hex0 = st;
+      else hex1 = st;
       if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & ringMask]!, end);
     }
     hexPrev = h;
@@ -505,7 +533,7 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
 
   /** Base64 digit `d` (digit `b64Digits` of the run, already counted) at raw [start, end). */
   const b64Step = (d: number, start: number, end: number): void => {
-    const { next, out, classOf, width: w } = m;
+    const { step, out, classOf, width: w } = m;
     const bd = b64Digits;
     b64Ring[bd & ringMask] = start;
     const acc = (b64Acc = ((b64Acc << 6) | d) & 0x3ffff);
@@ -515,37 +543,47 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
     let s2 = b64s2;
     let s3 = b64s3;
     // Alignment k has read bd - k digits; it completes a byte unless that is 1 (mod 4),
-    // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4).
+    // shifted out of acc by 4, 2 or 0 bits for 2, 3 or 0 (mod 4). A state only changes
+    // when its alignment steps, so a match shows once: where that step ends a pattern.
     if (q === 0) {
-      s0 = next[s0 * w + classOf[acc & 0xff]!]!;
-      s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
-      s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
+      s0 = step[s0 + classOf[acc & 0xff]!]!;
+      if (s0 < 0) base64Match(0, bd, out[(s0 = ~s0) / w]!, end);
+      s1 = step[s1 + classOf[(acc >> 2) & 0xff]!]!;
+      if (s1 < 0) base64Match(1, bd, out[(s1 = ~s1) / w]!, end);
+      s2 = step[s2 + classOf[(acc >> 4) & 0xff]!]!;
+      if (s2 < 0) base64Match(2, bd, out[(s2 = ~s2) / w]!, end);
     } else if (q === 1) {
       if (bd >= 5) {
-        s1 = next[s1 * w + classOf[acc & 0xff]!]!;
-        s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
-        s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
+        s1 = step[s1 + classOf[acc & 0xff]!]!;
+        if (s1 < 0) base64Match(1, bd, out[(s1 = ~s1) / w]!, end);
+        s2 = step[s2 + classOf[(acc >> 2) & 0xff]!]!;
+        if (s2 < 0) base64Match(2, bd, out[(s2 = ~s2) / w]!, end);
+        s3 = step[s3 + classOf[(acc >> 4) & 0xff]!]!;
+        if (s3 < 0) base64Match(3, bd, out[(s3 = ~s3) / w]!, end);
       }
     } else if (q === 2) {
-      s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
+      s0 = step[s0 + classOf[(acc >> 4) & 0xff]!]!;
+      if (s0 < 0) base64Match(0, bd, out[(s0 = ~s0) / w]!, end);
       if (bd >= 6) {
-        s2 = next[s2 * w + classOf[acc & 0xff]!]!;
-        s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
+        s2 = step[s2 + classOf[acc & 0xff]!]!;
+        if (s2 < 0) base64Match(2, bd, out[(s2 = ~s2) / w]!, end);
+        s3 = step[s3 + classOf[(acc >> 2) & 0xff]!]!;
+        if (s3 < 0) base64Match(3, bd, out[(s3 = ~s3) / w]!, end);
       }
     } else {
-      s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
-      s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
-      if (bd >= 7) s3 = next[s3 * w + classOf[acc & 0xff]!]!;
+      s0 = step[s0 + classOf[(acc >> 2) & 0xff]!]!;
+      if (s0 < 0) base64Match(0, bd, out[(s0 = ~s0) / w]!, end);
+      s1 = step[s1 + classOf[(acc >> 4) & 0xff]!]!;
+      if (s1 < 0) base64Match(1, bd, out[(s1 = ~s1) / w]!, end);
+      if (bd >= 7) {
+        s3 = step[s3 + classOf[acc & 0xff]!]!;
+        if (s3 < 0) base64Match(3, bd, out[(s3 = ~s3) / w]!, end);
+      }
     }
     b64s0 = s0;
     b64s1 = s1;
     b64s2 = s2;
     b64s3 = s3;
-    // A state only changes when its alignment stepped, so a match shows once.
-    if (out[s0]! !== 0 && q !== 1) base64Match(0, bd, out[s0]!, end);
-    if (out[s1]! !== 0 && q !== 2) base64Match(1, bd, out[s1]!, end);
-    if (out[s2]! !== 0 && q !== 3) base64Match(2, bd, out[s2]!, end);
-    if (out[s3]! !== 0 && q !== 0) base64Match(3, bd, out[s3]!, end);
   };
 
   /** Raw-run bookkeeping of the hex and base64 views for raw byte `chunk[i]`. */
@@ -586,9 +624,13 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
     const b = chunk[i]!;
     const p = base + i;
     // raw view (a raw CR or LF takes it back to the root: no match spans one)
-    rawState = m.next[rawState * m.width + m.rawClassOf[b]!]!;
-    const len = m.out[rawState]!;
-    if (len !== 0) addMatch(p + 1 - len, p + 1);
+    let rs = m.step[rawState + m.rawClassOf[b]!]!;
+    if (rs < 0) {
+      rs = ~rs;
+      const len = m.out[rs / m.width]!;
+      addMatch(p + 1 - len, p + 1);
+    }
+    rawState = rs;
     runStart(chunk, base, i);
     synced = 0;
     // escapes decoder
@@ -606,7 +648,7 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
    * span in its own tight loop (see "Fast paths" in the header for what each may skip).
    */
   const plainSpan = (chunk: Uint8Array, base: number, i: number): number => {
-    const { next, out, classOf, rawClassOf, width: w, maxLength } = m;
+    const { step, out, classOf, width: w, maxLength } = m;
     const mask = ringMask;
     const n = chunk.length;
     // Raw and escapes views together while the escapes view may still differ from the raw
@@ -619,26 +661,31 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
     const stepLimit = Math.min(n, i + Math.max(0, maxLength - synced));
     let k = i;
     for (; k < stepLimit; k++) {
-      const b = chunk[k]!;
-      if (INTRODUCER[b] === 1) break;
-      const c = rawClassOf[b]!;
-      rs = next[rs * w + c]!;
-      es = next[es * w + c]!;
+      const c = plain[chunk[k]!]!;
+      if (c === ENDS_SPAN) break;
+      rs = step[rs + c]!;
+      es = step[es + c]!;
       const idx = ec++;
       escRing[idx & mask] = base + k;
-      const len = out[rs]!;
-      if (len !== 0) addMatch(base + k + 1 - len, base + k + 1);
-      const el = out[es]!;
-      if (el !== 0) addMatch(escRing[(idx - el + 1) & mask]!, base + k + 1);
+      if (rs < 0) {
+        rs = ~rs;
+        addMatch(base + k + 1 - out[rs / w]!, base + k + 1);
+      }
+      if (es < 0) {
+        es = ~es;
+        addMatch(escRing[(idx - out[es / w]! + 1) & mask]!, base + k + 1);
+      }
     }
     const stepEnd = k;
     if (k === stepLimit) {
       for (; k < n; k++) {
-        const b = chunk[k]!;
-        if (INTRODUCER[b] === 1) break;
-        rs = next[rs * w + rawClassOf[b]!]!;
-        const len = out[rs]!;
-        if (len !== 0) addMatch(base + k + 1 - len, base + k + 1);
+        const c = plain[chunk[k]!]!;
+        if (c === ENDS_SPAN) break;
+        rs = step[rs + c]!;
+        if (rs < 0) {
+          rs = ~rs;
+          addMatch(base + k + 1 - out[rs / w]!, base + k + 1);
+        }
       }
     }
     const e = k;
@@ -713,10 +760,14 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
           if (hd >= 2) {
             // Alignment hd & 1 completes the byte of the previous digit and this one.
             const byte = (hprev << 4) | h;
-            let st: number;
-            if ((hd & 1) === 0) st = h0 = next[h0 * w + classOf[byte]!]!;
-            else st = h1 = next[h1 * w + classOf[byte]!]!;
-            const hl = out[st]!;
+            let st = step[((hd & 1) === 0 ? h0 : h1) + classOf[byte]!]!;
+            let hl = 0;
+            if (st < 0) {
+              st = ~st;
+              hl = out[st / w]!;
+            }
+            if ((hd & 1) === 0) h0 = st;
+            else h1 = st;
             if (hl !== 0) addMatch(hexRing[(hd - 2 * hl + 1) & mask]!, base + k + 1);
           }
           hprev = h;
@@ -770,8 +821,10 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
       }
       if (!bInRun) {
         bInRun = true;
+        // (the run's end matters only while it is too short: no further than that)
+        const until = Math.min(n, k + minBase64Digits);
         let r = k + 1;
-        while (r < n && r - k < minBase64Digits && B64_RAW[chunk[r]!] === 1) r++;
+        while (r < until && B64_RAW[chunk[r]!] === 1) r++;
         if (r < n && r - k < minBase64Digits) bSkip = base + r;
       }
       let d = B64[b]!;
@@ -795,38 +848,38 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
         // this run is at the root, which ends no pattern).
         const end = base + k + 1;
         if (q === 0) {
-          s0 = next[s0 * w + classOf[acc & 0xff]!]!;
-          s1 = next[s1 * w + classOf[(acc >> 2) & 0xff]!]!;
-          s2 = next[s2 * w + classOf[(acc >> 4) & 0xff]!]!;
-          if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
-          if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
-          if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
+          s0 = step[s0 + classOf[acc & 0xff]!]!;
+          if (s0 < 0) base64Match(0, bd, out[(s0 = ~s0) / w]!, end);
+          s1 = step[s1 + classOf[(acc >> 2) & 0xff]!]!;
+          if (s1 < 0) base64Match(1, bd, out[(s1 = ~s1) / w]!, end);
+          s2 = step[s2 + classOf[(acc >> 4) & 0xff]!]!;
+          if (s2 < 0) base64Match(2, bd, out[(s2 = ~s2) / w]!, end);
         } else if (q === 1) {
           if (bd >= 5) {
-            s1 = next[s1 * w + classOf[acc & 0xff]!]!;
-            s2 = next[s2 * w + classOf[(acc >> 2) & 0xff]!]!;
-            s3 = next[s3 * w + classOf[(acc >> 4) & 0xff]!]!;
-            if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
-            if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
-            if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+            s1 = step[s1 + classOf[acc & 0xff]!]!;
+            if (s1 < 0) base64Match(1, bd, out[(s1 = ~s1) / w]!, end);
+            s2 = step[s2 + classOf[(acc >> 2) & 0xff]!]!;
+            if (s2 < 0) base64Match(2, bd, out[(s2 = ~s2) / w]!, end);
+            s3 = step[s3 + classOf[(acc >> 4) & 0xff]!]!;
+            if (s3 < 0) base64Match(3, bd, out[(s3 = ~s3) / w]!, end);
           }
         } else if (q === 2) {
-          s0 = next[s0 * w + classOf[(acc >> 4) & 0xff]!]!;
-          if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
+          s0 = step[s0 + classOf[(acc >> 4) & 0xff]!]!;
+          if (s0 < 0) base64Match(0, bd, out[(s0 = ~s0) / w]!, end);
           if (bd >= 6) {
-            s2 = next[s2 * w + classOf[acc & 0xff]!]!;
-            s3 = next[s3 * w + classOf[(acc >> 2) & 0xff]!]!;
-            if (out[s2]! !== 0) base64Match(2, bd, out[s2]!, end);
-            if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+            s2 = step[s2 + classOf[acc & 0xff]!]!;
+            if (s2 < 0) base64Match(2, bd, out[(s2 = ~s2) / w]!, end);
+            s3 = step[s3 + classOf[(acc >> 2) & 0xff]!]!;
+            if (s3 < 0) base64Match(3, bd, out[(s3 = ~s3) / w]!, end);
           }
         } else {
-          s0 = next[s0 * w + classOf[(acc >> 2) & 0xff]!]!;
-          s1 = next[s1 * w + classOf[(acc >> 4) & 0xff]!]!;
-          if (out[s0]! !== 0) base64Match(0, bd, out[s0]!, end);
-          if (out[s1]! !== 0) base64Match(1, bd, out[s1]!, end);
+          s0 = step[s0 + classOf[(acc >> 2) & 0xff]!]!;
+          if (s0 < 0) base64Match(0, bd, out[(s0 = ~s0) / w]!, end);
+          s1 = step[s1 + classOf[(acc >> 4) & 0xff]!]!;
+          if (s1 < 0) base64Match(1, bd, out[(s1 = ~s1) / w]!, end);
           if (bd >= 7) {
-            s3 = next[s3 * w + classOf[acc & 0xff]!]!;
-            if (out[s3]! !== 0) base64Match(3, bd, out[s3]!, end);
+            s3 = step[s3 + classOf[acc & 0xff]!]!;
+            if (s3 < 0) base64Match(3, bd, out[(s3 = ~s3) / w]!, end);
           }
         }
         k++;
