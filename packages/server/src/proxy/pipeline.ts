@@ -691,12 +691,11 @@ export function createPipeline(deps: PipelineDeps) {
         t.mcp?.body(upstream.body, Array.isArray(ct) ? ct[0] : ct, scrubber.coded) ?? upstream.body;
       // The first error of the upstream body tells who ended the relay: the upstream (its
       // socket, its framing, an undecodable body) or the agent (a premature close).
-      // Listening from here: the signature below is awaited.
       let bodyError: unknown;
       upstream.body.once('error', (e: unknown) => (bodyError ??= e));
-      // Signed as relayed from the upstream for this request (spec §10.4): one signature,
-      // made off the main thread; no byte of the head before it exists (fails closed).
-      await signRelayedHeaders(
+      // Signed as relayed from the upstream for this request (spec §10.4): one signature;
+      // no byte of the head before it exists (it throws: fails closed).
+      signRelayedHeaders(
         req,
         status,
         scrubber.headers,

@@ -61,7 +61,7 @@ describe('signRelayedHeaders (spec §10.4 [RESP-RELAYED])', () => {
     for (const contentType of ['application/json', undefined]) {
       const headers: Record<string, string | string[]> = { 'nexus-request-id': 'req-1' };
       if (contentType !== undefined) headers['content-type'] = contentType;
-      await signRelayedHeaders(req, 201, headers, 'req-1', REQUEST_NONCE);
+      signRelayedHeaders(req, 201, headers, 'req-1', REQUEST_NONCE);
       expect(headers['nexus-origin']).toBe('upstream');
       expect(await verify(headers, [jwk])).toEqual({ kid: `k-${alg}` });
       // Another status, or another Content-Type, does not verify.
@@ -93,15 +93,15 @@ describe('signRelayedHeaders (spec §10.4 [RESP-RELAYED])', () => {
     installResponseSigner({ key: () => active, clock: () => NOW });
     const a: Record<string, string | string[]> = { 'nexus-request-id': 'r' };
     const b: Record<string, string | string[]> = { 'nexus-request-id': 'r' };
-    await signRelayedHeaders(req, 201, a, 'r', REQUEST_NONCE);
-    await signRelayedHeaders(req, 201, b, 'r', REQUEST_NONCE);
+    signRelayedHeaders(req, 201, a, 'r', REQUEST_NONCE);
+    signRelayedHeaders(req, 201, b, 'r', REQUEST_NONCE);
     const nonce = (h: Record<string, string | string[]>) =>
       /;nonce="([^"]+)"/.exec(String(h['signature-input']))?.[1];
     expect(nonce(a)).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(nonce(a)).not.toBe(nonce(b));
     active = second.signing;
     const c: Record<string, string | string[]> = { 'nexus-request-id': 'r' };
-    await signRelayedHeaders(req, 201, c, 'r', REQUEST_NONCE);
+    signRelayedHeaders(req, 201, c, 'r', REQUEST_NONCE);
     expect(await verify(c, [first.jwk, second.jwk])).toEqual({ kid: 'k-second' });
   });
 
@@ -130,7 +130,7 @@ describe('signRelayedHeaders (spec §10.4 [RESP-RELAYED])', () => {
 
   it('without a signer, marks the answer as relayed and leaves it unsigned', async () => {
     const headers: Record<string, string | string[]> = { 'content-type': 'application/json' };
-    await signRelayedHeaders(req, 201, headers, 'r', REQUEST_NONCE);
+    signRelayedHeaders(req, 201, headers, 'r', REQUEST_NONCE);
     expect(headers).toEqual({ 'content-type': 'application/json', 'nexus-origin': 'upstream' });
   });
 });

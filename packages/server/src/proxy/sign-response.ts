@@ -96,20 +96,22 @@ export function signProblemHeaders(
  * is streamed after the head). One signature per response, with the nonce the pipeline
  * already verified (no re-parsing of the request's fields).
  *
- * The signature is computed on the libuv threadpool (the main thread only builds the base
- * and dispatches): the caller MUST await it before writing the head.
+ * The signature is made here, synchronously (an Ed25519 signature is ~30 us on the bench
+ * machine): as a libuv threadpool job it cost the main thread as much in dispatch, promise
+ * and wake-up, and the process 90-130 us more per request (`bench/ab.mjs`, 2026-12-01,
+ * docs/performance.md). The caller writes the head after it returns.
  *
  * @throws NexusError `internal_error` when a signer is installed and the answer cannot be
  *   signed (MUST fail closed: the caller answers with a problem, never with an unsigned
  *   relayed answer). Without a signer, only `Nexus-Origin` is set.
  */
-export async function signRelayedHeaders(
+export function signRelayedHeaders(
   req: IncomingMessage,
   status: number,
   headers: Record<string, string | string[]>,
   requestId: string,
   requestNonce: string,
-): Promise<void> {
+): void {
   headers[NEXUS_ORIGIN_FIELD] = 'upstream';
   const s = signer;
   if (s === undefined) return;
@@ -128,7 +130,7 @@ export async function signRelayedHeaders(
       kid: key.kid,
       requestNonce,
     });
-    const signature = await signAsync(key, Buffer.from(base, 'utf8'));
+    const signature = sign(key.algorithm, Buffer.from(base, 'utf8'), key.options);
     fields = {
       input: `${RESPONSE_SIGNATURE_LABEL}=${signatureParams}`,
       signature: `${RESPONSE_SIGNATURE_LABEL}=:${signature.toString('base64')}:`,
@@ -166,16 +168,6 @@ function prepared(key: ResponseSigningKey): PreparedKey {
     };
   }
   return preparedKey;
-}
-
-/** `crypto.sign` as a threadpool job: the main thread pays only for the dispatch. */
-function signAsync(key: PreparedKey, data: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    sign(key.algorithm, data, key.options, (err, signature) => {
-      if (err === null) resolve(signature);
-      else reject(err);
-    });
-  });
 }
 
 function posesAsNexus(field: string | string[] | undefined): boolean {
