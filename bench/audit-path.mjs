@@ -5,8 +5,11 @@
 // the main-thread writer over the worker-thread appender. Prints the CPU per record of the
 // main thread (what the proxy's event loop pays) and of the whole process. Wall time is
 // not the figure: this loop waits on each batch, where the proxy overlaps it with other
-// requests. Not part of `npm run bench`.
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+// requests. With BENCH_AUDIT_PATH_GAP_MS=G, records are instead appended one at a time, G ms
+// apart (a lightly loaded node: one record per transaction), and the CPU per record of
+// every thread of the process is printed too. Not part of `npm run bench`.
+import { readFileSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { join, resolve } from 'node:path';
@@ -82,19 +85,49 @@ for (let i = 0; i < 2000; i += 64)
   await Promise.all(
     Array.from({ length: 64 }, (_x, j) => writer.append(rec(i + j, j % 2 ? 'outcome' : 'request'))),
   );
+/** CPU seconds of every thread of this process so far, by thread id. */
+const threadCpu = () =>
+  Object.fromEntries(
+    readdirSync('/proc/self/task').map((tid) => {
+      const f = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const r = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      return [tid, (Number(r[11]) + Number(r[12])) / 100];
+    }),
+  );
+const GAP = process.env.BENCH_AUDIT_PATH_GAP_MS;
+const th0 = threadCpu();
 const m0 = mainCpu(),
   p0 = procCpu(),
   t0 = Date.now();
-for (let i = 0; i < N; i += 64)
-  await Promise.all(
-    Array.from({ length: 64 }, (_x, j) => writer.append(rec(i + j, j % 2 ? 'outcome' : 'request'))),
-  );
+if (GAP === undefined) {
+  for (let i = 0; i < N; i += 64)
+    await Promise.all(
+      Array.from({ length: 64 }, (_x, j) =>
+        writer.append(rec(i + j, j % 2 ? 'outcome' : 'request')),
+      ),
+    );
+} else {
+  for (let i = 0; i < N; i++) {
+    await writer.append(rec(i, i % 2 ? 'outcome' : 'request'));
+    await sleep(Number(GAP));
+  }
+}
 const m1 = mainCpu(),
   p1 = procCpu(),
   t1 = Date.now();
+const th1 = threadCpu();
 console.log(
-  `${dir}: ${N} records in ${t1 - t0} ms; main thread ${(((m1 - m0) * 1e6) / N).toFixed(1)} us/record, whole process ${(((p1 - p0) * 1e6) / N).toFixed(1)} us/record`,
+  `${dir}: ${N} records${GAP === undefined ? '' : `, one at a time ${GAP} ms apart,`} in ${t1 - t0} ms; main thread ${(((m1 - m0) * 1e6) / N).toFixed(1)} us/record, whole process ${(((p1 - p0) * 1e6) / N).toFixed(1)} us/record`,
 );
+if (GAP !== undefined) {
+  const per = Object.keys(th1)
+    .map((tid) => [tid, ((th1[tid] - (th0[tid] ?? 0)) * 1e6) / N])
+    .filter(([, us]) => us >= 5)
+    .sort((a, b) => b[1] - a[1]);
+  console.log(
+    `  by thread, us/record: ${per.map(([t, us]) => `${t} ${us.toFixed(0)}`).join(', ')}`,
+  );
+}
 await writer.close();
 await appender?.close();
 await store.close();
