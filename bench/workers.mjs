@@ -4,6 +4,9 @@
 // 1 KiB POST saturation (wrk, 64 connections, pre-signed Ed25519 requests), alternating
 // BENCH_WORKERS_ROUNDS rounds (default 3) of BENCH_WORKERS_SECONDS (default 5, scaled),
 // with req/s, p50/p99 and CPU per request of every Nexus process (primary and workers).
+// Each round starts the node afresh and warms it up for WARMUP_SECONDS first (unmeasured),
+// as the paths scenario does: a cold node runs its first thousands of requests in V8's
+// unoptimised tiers, which measured a 1-worker node at about half the in-process rate.
 // Each count has a store of its own. Writes bench/results/workers.{json,md}.
 //
 // BENCH_WORKERS_BASE=<another checkout, built with npx tsc -b> adds a third configuration
@@ -48,6 +51,7 @@ const BASE = process.env.BENCH_WORKERS_BASE;
 const BASE_BIN = BASE === undefined ? undefined : join(BASE, 'packages/cli/bin/nexus.js');
 const ROUNDS = Number(process.env.BENCH_WORKERS_ROUNDS ?? 3);
 const SECONDS = Math.max(2, Math.round(Number(process.env.BENCH_WORKERS_SECONDS ?? 5) * SCALE));
+const WARMUP_SECONDS = 2;
 
 /** A store and config made by `nexus init`, served to the bench agent's upstream. */
 async function prepare(upstream, bin) {
@@ -265,17 +269,31 @@ export async function run() {
       for (const { label, workers } of round % 2 === 1 ? configs : [...configs].reverse()) {
         const { setup, keys } = setups[label];
         const file = join(tmp, `req-${n++}.req`);
+        const warmFile = join(tmp, `req-${n++}.req`);
         // Sized generously: a nonce is never replayed within a run.
-        await presign({
-          file,
-          count: 6000 * SECONDS,
-          keys,
-          method: 'POST',
-          url: `${setup.proxy}/bench/small`,
-          body,
-        });
+        for (const [f, s] of [
+          [file, SECONDS],
+          [warmFile, WARMUP_SECONDS],
+        ]) {
+          await presign({
+            file: f,
+            count: 6000 * s,
+            keys,
+            method: 'POST',
+            url: `${setup.proxy}/bench/small`,
+            body,
+          });
+        }
         const node = await up(setup, workers);
         try {
+          await runWrk({
+            url: `${setup.proxy}/bench/small`,
+            requestsFile: warmFile,
+            bodyFile,
+            method: 'POST',
+            connections: 64,
+            seconds: WARMUP_SECONDS,
+          });
           const r = await runWrk({
             url: `${setup.proxy}/bench/small`,
             requestsFile: file,
@@ -350,7 +368,7 @@ export async function run() {
     const md = [
       '# workers',
       '',
-      `${new Date().toISOString()}, 1 KiB POST saturation, wrk 64 connections, ${SECONDS} s per round, ${ROUNDS} alternating rounds; load average during the rounds ${load.map((l) => l.toFixed(1)).join(', ')}.`,
+      `${new Date().toISOString()}, 1 KiB POST saturation, wrk 64 connections, ${SECONDS} s per round after a ${WARMUP_SECONDS} s warm-up of the fresh node, ${ROUNDS} alternating rounds; load average during the rounds ${load.map((l) => l.toFixed(1)).join(', ')}.`,
       '',
       mdTable(
         [
