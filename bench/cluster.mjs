@@ -59,6 +59,7 @@ const PG_SERVER = process.env.NEXUS_TEST_PG_URL ?? 'postgres://postgres@127.0.0.
 const NEXUS_BIN = join(REPO, 'packages/cli/bin/nexus.js');
 const ROUNDS = Number(process.env.BENCH_CLUSTER_ROUNDS ?? 3);
 const SECONDS = Math.max(2, Math.round(Number(process.env.BENCH_CLUSTER_SECONDS ?? 4) * SCALE));
+const WARMUP_SECONDS = 2;
 const NODES = [1, 2, 3];
 // The audience every node verifies against (proxy.public_url): one for the whole cluster.
 const PUBLIC_URL = 'http://nexus-cluster.bench';
@@ -163,23 +164,45 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
  */
 async function round(nodes, keys, tmp, body, bodyFile, tag, redisPid) {
   const files = [];
+  const warmFiles = [];
   for (let i = 0; i < nodes.length; i++) {
     const file = join(tmp, `${tag}-${i}.req`);
+    const warmFile = join(tmp, `${tag}-${i}-warm.req`);
     // Sized generously (one node saturates near 2,000 req/s here): never wrapped.
-    await presign({
-      file,
-      count: 4000 * SECONDS,
-      keys,
-      method: 'POST',
-      url: `${PUBLIC_URL}/bench/small`,
-      body,
-    });
+    for (const [f, s] of [
+      [file, SECONDS],
+      [warmFile, WARMUP_SECONDS],
+    ]) {
+      await presign({
+        file: f,
+        count: 4000 * s,
+        keys,
+        method: 'POST',
+        url: `${PUBLIC_URL}/bench/small`,
+        body,
+      });
+    }
     files.push(file);
+    warmFiles.push(warmFile);
   }
   const procs = [];
   try {
     for (const node of nodes) procs.push(await upNode(node));
     const pids = () => procs.map((p) => p.pid);
+    // Each fresh node is warmed up first (unmeasured), as in the paths scenario: a cold
+    // node runs its first thousands of requests in V8's unoptimised tiers.
+    await Promise.all(
+      nodes.map((node, i) =>
+        runWrk({
+          url: `${node.proxy}/bench/small`,
+          requestsFile: warmFiles[i],
+          bodyFile,
+          method: 'POST',
+          connections: 64,
+          seconds: WARMUP_SECONDS,
+        }),
+      ),
+    );
     const runs = await Promise.all(
       nodes.map((node, i) =>
         runWrk({
@@ -413,7 +436,7 @@ async function runAll(redisUrl, redisPid) {
   const md = ['# Cluster', ''];
   if (e2e !== undefined) {
     md.push(
-      `${new Date().toISOString()}, \`node bench/run.mjs --only cluster\`: 1 KiB POST saturation, one wrk (64 connections, pre-signed Ed25519 requests) per node at once, no load balancer, ${SECONDS} s per round, ${ROUNDS} alternating rounds; medians. Load average (1 min) before: ${loadBefore[0].toFixed(1)}; after each round, in order: ${e2e.loads.map((l) => l.toFixed(1)).join(', ')}.`,
+      `${new Date().toISOString()}, \`node bench/run.mjs --only cluster\`: 1 KiB POST saturation, one wrk (64 connections, pre-signed Ed25519 requests) per node at once, no load balancer, ${SECONDS} s per round after a ${WARMUP_SECONDS} s warm-up of the fresh nodes, ${ROUNDS} alternating rounds; medians. Load average (1 min) before: ${loadBefore[0].toFixed(1)}; after each round, in order: ${e2e.loads.map((l) => l.toFixed(1)).join(', ')}.`,
       '',
       mdTable(
         [
