@@ -98,8 +98,8 @@ export function signProblemHeaders(
  *
  * The signature is made here, synchronously (an Ed25519 signature is ~30 us on the bench
  * machine): as a libuv threadpool job it cost the main thread as much in dispatch, promise
- * and wake-up, and the process 90-130 us more per request (`bench/ab.mjs`, 2026-12-01,
- * docs/performance.md). The caller writes the head after it returns.
+ * and wake-up, and at 500 req/s it cost more CPU per request and a higher p50 (docs/
+ * performance.md, optimisation 20). The caller writes the head after it returns.
  *
  * @throws NexusError `internal_error` when a signer is installed and the answer cannot be
  *   signed (MUST fail closed: the caller answers with a problem, never with an unsigned
@@ -149,7 +149,7 @@ export function signRelayedHeaders(
   headers['signature'] = appendLine(headers['signature'], fields.signature);
 }
 
-/** The active key with what signing needs, kept while the key stays active. */
+/** The active key with what signing needs, kept while the key stays active (both signers). */
 interface PreparedKey {
   readonly source: ResponseSigningKey;
   readonly kid: string;
@@ -199,7 +199,7 @@ function signatureFields(
   requestNonce: string | undefined,
 ): { input: string; signature: string } | undefined {
   try {
-    const key = s.key();
+    const key = prepared(s.key());
     const params = responseSignatureParams({
       created: Math.floor(s.clock() / 1000),
       nonce: randomId(16),
@@ -213,10 +213,7 @@ function signatureFields(
       { method, url: `https://nexus.invalid${url}` },
       params,
     );
-    const signature = sign(key.alg === 'EdDSA' ? null : 'sha256', Buffer.from(base, 'utf8'), {
-      key: key.privateKey,
-      dsaEncoding: 'ieee-p1363',
-    });
+    const signature = sign(key.algorithm, Buffer.from(base, 'utf8'), key.options);
     return {
       input: `${RESPONSE_SIGNATURE_LABEL}=${signatureParams}`,
       signature: `${RESPONSE_SIGNATURE_LABEL}=${serializeByteSequence(new Uint8Array(signature))}`,

@@ -38,8 +38,9 @@ export interface Matcher {
   /**
    * `next` and `out` in one read, for the redactor's loops: a state is kept as `node *
    * width`, and `step[state + classOf[byte]]` is the next state, bitwise negated (`~`, so
-   * negative) when a pattern ends there (its length: `out[~value / width]`). Same transitions as
-   * `next`: one read per byte whatever the state, one multiplication and one read fewer.
+   * negative) when a pattern ends there (its length: `out[~value / width]`). Same
+   * transitions as `next`: one read per byte whatever the state, one multiplication and
+   * one read fewer.
    */
   readonly step: Int32Array;
 }

@@ -155,25 +155,6 @@ HEX_RAW[0x25] = 1; // '%': a percent-escaped separator (`67%3A68`)
 const INTRODUCER = new Uint8Array(256);
 for (const c of '%\\&') INTRODUCER[c.charCodeAt(0)] = 1;
 
-/** {@link plainClassOf}'s mark for an escape introducer (above every class: width <= 256). */
-const ENDS_SPAN = 0xffff;
-const plainClasses = new WeakMap<Matcher, Uint16Array>();
-const EMPTY_CLASSES = new Uint16Array(256);
-
-/**
- * `m.rawClassOf`, with {@link ENDS_SPAN} for the escape introducers: the plain-span loops
- * read one table per byte for both (where the span ends, and the raw view's column).
- */
-function plainClassOf(m: Matcher): Uint16Array {
-  let t = plainClasses.get(m);
-  if (t === undefined) {
-    t = Uint16Array.from(m.rawClassOf);
-    for (let b = 0; b < 256; b++) if (INTRODUCER[b] === 1) t[b] = ENDS_SPAN;
-    plainClasses.set(m, t);
-  }
-  return t;
-}
-
 /**
  * The typed arrays of one redactor: its three rings of raw starts and the escape decoder's
  * buffers, views into one ArrayBuffer. Allocating them cost more than the scan of a 1 KiB
@@ -322,8 +303,6 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
   const ringMask = ringSize - 1;
   let ws: Workspace | undefined = active ? acquireWorkspace(ringSize) : undefined;
   const { escRing, hexRing, b64Ring, outStart, outEnd, outByte, pend } = ws ?? INERT;
-  // (the raw view's columns, with the escape introducers marked; unused with no secret)
-  const plain = active ? plainClassOf(m) : EMPTY_CLASSES;
   const minHexDigits = 2 * m.minLength;
   const minBase64Digits = Math.ceil((8 * m.minLength) / 6);
 
@@ -648,7 +627,7 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
    * span in its own tight loop (see "Fast paths" in the header for what each may skip).
    */
   const plainSpan = (chunk: Uint8Array, base: number, i: number): number => {
-    const { step, out, classOf, width: w, maxLength } = m;
+    const { step, out, classOf, rawClassOf, width: w, maxLength } = m;
     const mask = ringMask;
     const n = chunk.length;
     // Raw and escapes views together while the escapes view may still differ from the raw
@@ -661,8 +640,9 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
     const stepLimit = Math.min(n, i + Math.max(0, maxLength - synced));
     let k = i;
     for (; k < stepLimit; k++) {
-      const c = plain[chunk[k]!]!;
-      if (c === ENDS_SPAN) break;
+      const b = chunk[k]!;
+      if (INTRODUCER[b] === 1) break;
+      const c = rawClassOf[b]!;
       rs = step[rs + c]!;
       es = step[es + c]!;
       const idx = ec++;
@@ -679,9 +659,9 @@ export function createRedactor(m: Matcher, options: RedactorOptions | string = {
     const stepEnd = k;
     if (k === stepLimit) {
       for (; k < n; k++) {
-        const c = plain[chunk[k]!]!;
-        if (c === ENDS_SPAN) break;
-        rs = step[rs + c]!;
+        const b = chunk[k]!;
+        if (INTRODUCER[b] === 1) break;
+        rs = step[rs + rawClassOf[b]!]!;
         if (rs < 0) {
           rs = ~rs;
           addMatch(base + k + 1 - out[rs / w]!, base + k + 1);
